@@ -53,3 +53,7 @@ class StorageError(KeelError):
 
 class CorruptionError(StorageError):
     """Data on disk is damaged in a way that could lose acknowledged writes; refuse to start."""
+
+
+class StorageLocked(StorageError):
+    """Another process holds the storage directory's lock."""

@@ -1,0 +1,219 @@
+"""Background task of one collection: durable WAL records -> LMDB + hnswlib, then waiters.
+
+Owns: the queue of acknowledged-but-unapplied operations (in op order), applying them in
+batches (one LMDB transaction and one `add_items` per vector name per batch), resolving
+`wait=true` waiters once their op is visible to reads, and periodic checkpoints followed by
+WAL truncation.
+Not here: the WAL's group commit (wal.py), admission and backpressure (collection.py).
+
+Apply failures are fatal for the collection's write path: an index that silently drifts from
+the log is worse than a write path that is closed and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from engine import limits
+from engine.errors import StorageError
+from engine.index import VectorIndex
+from engine.locks import ReadWriteLock
+from engine.ops import Operation
+from engine.store import IndexDelta, Store
+from engine.wal import Wal
+
+log = logging.getLogger(__name__)
+
+
+def add_to_indexes(indexes: dict[str, VectorIndex], delta: IndexDelta) -> None:
+    """Put a batch's new vectors into the graphs (before its LMDB commit)."""
+    for name, index in indexes.items():
+        added = delta.added_labels.get(name)
+        if added:
+            index.add(added, np.stack(delta.added_vectors[name]).astype(np.float32, copy=False))
+
+
+def remove_from_indexes(indexes: dict[str, VectorIndex], delta: IndexDelta) -> None:
+    """Take a batch's replaced or deleted vectors out of the graphs (with its LMDB commit)."""
+    for name, index in indexes.items():
+        removed = delta.removed_labels.get(name)
+        if removed:
+            index.remove(removed)
+
+
+def apply_batch(store: Store, indexes: dict[str, VectorIndex], visibility_lock: ReadWriteLock,
+                records: list[tuple[int, Operation]]) -> IndexDelta:
+    """Apply records to LMDB and the graphs so that readers see all of it or none of it.
+
+    Readers hold `visibility_lock` shared across their graph search and LMDB read; new
+    labels enter the graphs before the commit but mean nothing to a reader until LMDB maps
+    them to a point.
+    """
+    return store.apply_batch(
+        records,
+        on_prepared=lambda delta: add_to_indexes(indexes, delta),
+        on_committed=lambda delta: remove_from_indexes(indexes, delta),
+        commit_lock=visibility_lock,
+    )
+
+
+class Applier:
+    """Applies durable records in op order; `applied_op_id` is what reads can see."""
+
+    def __init__(self, name: str, wal: Wal, store: Store, indexes: dict[str, VectorIndex],
+                 visibility_lock: ReadWriteLock, apply_batch_ops_max: int, checkpoint_every_ops: int, checkpoint_every_s: float,
+                 on_applied: Callable[[int], None]) -> None:
+        self.name = name
+        self._wal = wal
+        self._store = store
+        self._indexes = indexes
+        self._visibility_lock = visibility_lock
+        self._apply_batch_ops_max = apply_batch_ops_max
+        self._checkpoint_every_ops = checkpoint_every_ops
+        self._checkpoint_every_s = checkpoint_every_s
+        self._on_applied = on_applied  # releases backpressure budget; runs on the loop
+        self.applied_op_id = store.applied_op_id
+        self._unapplied: deque[tuple[int, Operation, int]] = deque()  # (op_id, op, bytes)
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # heap by op_id
+        self._waiter_sequence = itertools.count()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._is_closing = False
+        self.failure: StorageError | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"apply-{name}")
+        self._checkpointed_op_id = self.applied_op_id
+        self._checkpointed_at_s = time.monotonic()
+        wal.on_durable.append(lambda _durable_op_id: self._wake.set())
+
+    def start(self) -> None:
+        assert self._task is None, "applier started twice"
+        self._task = asyncio.create_task(self._run(), name=f"applier:{self.name}")
+
+    def submit(self, op_id: int, op: Operation, size_bytes: int) -> None:
+        """Queue an op just appended to the WAL; it is applied once durable."""
+        assert not self._unapplied or self._unapplied[-1][0] == op_id - 1, op_id
+        assert op_id > self.applied_op_id, (op_id, self.applied_op_id)
+        self._unapplied.append((op_id, op, size_bytes))
+
+    async def wait_applied(self, op_id: int, timeout_s: float | None) -> bool:
+        """True once op_id is applied, False on timeout. Never cancels the operation."""
+        if self.failure is not None:
+            raise self.failure
+        if op_id <= self.applied_op_id:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (op_id, next(self._waiter_sequence), waiter))
+        done, _ = await asyncio.wait({waiter}, timeout=timeout_s)
+        if waiter not in done:
+            return False
+        waiter.result()  # raises the write path's failure, if that is what woke us
+        return True
+
+    async def close(self) -> None:
+        """Apply everything durable, checkpoint, stop. The WAL must be closed first."""
+        self._is_closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        if self.failure is None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._checkpoint)
+        self._executor.shutdown(wait=True)
+
+    # ---- the task --------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while batch := self._take_durable_batch():
+                try:
+                    await loop.run_in_executor(self._executor, self._apply, batch)
+                except Exception as error:  # noqa: BLE001 - any failure closes the write path
+                    self._fail(error)
+                    return
+                self._finish(batch)
+                if self._is_checkpoint_due():
+                    await self._checkpoint_and_truncate(loop)
+            if self._is_closing and not self._unapplied:
+                return
+            if self._is_closing and self._wal.is_failed:
+                return
+
+    def _take_durable_batch(self) -> list[tuple[int, Operation, int]]:
+        durable_op_id = self._wal.durable_op_id
+        batch: list[tuple[int, Operation, int]] = []
+        batch_bytes = 0
+        while self._unapplied and self._unapplied[0][0] <= durable_op_id:
+            size_bytes = self._unapplied[0][2]
+            if batch and (len(batch) >= self._apply_batch_ops_max
+                          or batch_bytes + size_bytes > limits.APPLY_BATCH_BYTES_MAX):
+                break
+            batch.append(self._unapplied.popleft())
+            batch_bytes += size_bytes
+        return batch
+
+    def _apply(self, batch: list[tuple[int, Operation, int]]) -> None:
+        assert batch[0][0] == self.applied_op_id + 1, (batch[0][0], self.applied_op_id)
+        assert batch[-1][0] <= self._wal.durable_op_id, "applying a record not yet durable"
+        records = [(op_id, op) for op_id, op, _ in batch]
+        apply_batch(self._store, self._indexes, self._visibility_lock, records)
+        assert self._store.applied_op_id == batch[-1][0], (self._store.applied_op_id, batch[-1][0])
+
+    def _finish(self, batch: list[tuple[int, Operation, int]]) -> None:
+        self.applied_op_id = batch[-1][0]
+        while self._waiters and self._waiters[0][0] <= self.applied_op_id:
+            _, _, waiter = heapq.heappop(self._waiters)
+            if not waiter.done():
+                waiter.set_result(None)
+        self._on_applied(sum(size_bytes for _, _, size_bytes in batch))
+
+    def _is_checkpoint_due(self) -> bool:
+        ops_since = self.applied_op_id - self._checkpointed_op_id
+        if ops_since <= 0:
+            return False
+        elapsed_s = time.monotonic() - self._checkpointed_at_s
+        return ops_since >= self._checkpoint_every_ops or elapsed_s >= self._checkpoint_every_s
+
+    async def _checkpoint_and_truncate(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            covered_op_id = await loop.run_in_executor(self._executor, self._checkpoint)
+            await self._wal.truncate_below(covered_op_id)
+        except OSError as error:
+            self._fail(error)
+
+    def _checkpoint(self) -> int:
+        """Sync LMDB, save every graph as of applied_op_id; return the op id all cover."""
+        applied_op_id = self._store.applied_op_id
+        # LMDB runs with metasync=False: make it durable before anything relies on it.
+        self._store.sync()
+        for index in self._indexes.values():
+            if index.checkpoint_op_id < applied_op_id:
+                index.save_checkpoint(applied_op_id, self._store.next_label)
+        covered_op_id = min([applied_op_id] + [i.checkpoint_op_id for i in self._indexes.values()])
+        self._store.purge_dead(covered_op_id)
+        self._checkpointed_op_id = applied_op_id
+        self._checkpointed_at_s = time.monotonic()
+        log.info("checkpoint written collection=%s op_id=%d", self.name, applied_op_id)
+        return covered_op_id
+
+    def _fail(self, error: Exception) -> None:
+        self.failure = error if isinstance(error, StorageError) else StorageError(
+            f"applying to storage failed collection={self.name}: {error!r}"
+        )
+        log.critical("write path closed collection=%s error=%s", self.name, self.failure,
+                     exc_info=error)
+        for _, _, waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(self.failure)
+        self._waiters.clear()

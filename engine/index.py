@@ -1,0 +1,178 @@
+"""The in-memory HNSW graph (hnswlib) of one named vector, and its checkpoints on disk.
+
+Owns: files `<collection>/index/v-<hex name>.*`, adding and removing labels, ANN search,
+resizing, and checkpoint save/load. Labels are the store's (see store.py).
+Not here: scores as Qdrant reports them (collection.py rescores hits exactly from LMDB),
+catching up with LMDB after a restart (collection.py drives it with store data).
+
+On disk, per vector name:
+| file                          | content                                                 |
+|-------------------------------|---------------------------------------------------------|
+| v-<hex>.<op_id>.hnsw          | hnswlib `save_index` output as of op_id                 |
+| v-<hex>.json                  | {"op_id", "next_label", "file", "crc32", "bytes", "dim"} |
+
+The JSON file is replaced atomically after the data file it names is durable, so a crash
+leaves either the old or the new checkpoint. A missing or damaged checkpoint is rebuilt from
+the vectors in LMDB.
+
+Manhattan (L1) has no hnswlib space: such a vector has no graph, and is searched exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from pathlib import Path
+
+import hnswlib
+import numpy as np
+
+from engine import files, limits
+from engine.locks import ReadWriteLock
+from engine.ops import Distance, HnswSettings, VectorConfig
+
+log = logging.getLogger(__name__)
+
+_SPACE_BY_DISTANCE = {Distance.COSINE: "ip", Distance.DOT: "ip", Distance.EUCLID: "l2"}
+
+
+def has_graph(config: VectorConfig) -> bool:
+    return config.distance in _SPACE_BY_DISTANCE
+
+
+class VectorIndex:
+    """HNSW graph of one vector name. Mutations come from the applier thread only."""
+
+    def __init__(self, directory: Path, name: str, config: VectorConfig, hnsw: HnswSettings):
+        assert has_graph(config), f"{config.distance} has no HNSW graph"
+        self.directory = directory
+        self.name = name
+        self.dim = config.size
+        self.m = config.hnsw_m or hnsw.m
+        self.ef_construct = config.hnsw_ef_construct or hnsw.ef_construct
+        self._space = _SPACE_BY_DISTANCE[config.distance]
+        self._file_stem = "v-" + name.encode().hex()
+        self._lock = ReadWriteLock()  # exclusive around resize_index and save_index
+        self._graph: hnswlib.Index | None = None
+        self.live_count = 0
+        self.checkpoint_op_id = -1  # op id the last checkpoint covers; -1: none
+        self.checkpoint_next_label = 0
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def load_checkpoint(self) -> bool:
+        """Load the last checkpoint; False (and an empty graph) if there is none usable."""
+        meta_path = self.directory / f"{self._file_stem}.json"
+        if not meta_path.exists():
+            self._init_empty()
+            return False
+        try:
+            meta = json.loads(meta_path.read_bytes())
+            data_path = self.directory / meta["file"]
+            data = data_path.read_bytes()
+            if zlib.crc32(data) != meta["crc32"] or len(data) != meta["bytes"]:
+                raise ValueError("checksum mismatch")
+            if meta["dim"] != self.dim:
+                raise ValueError(f"dimension {meta['dim']} != {self.dim}")
+            graph = hnswlib.Index(space=self._space, dim=self.dim)
+            graph.load_index(str(data_path), max_elements=0, allow_replace_deleted=True)
+        except (OSError, ValueError, KeyError, RuntimeError) as error:
+            log.warning("index checkpoint unusable, rebuilding collection_dir=%s vector=%r error=%s",
+                        self.directory.parent, self.name, error)
+            self._init_empty()
+            return False
+        self._graph = graph
+        self.live_count = meta["live_count"]
+        self.checkpoint_op_id = meta["op_id"]
+        self.checkpoint_next_label = meta["next_label"]
+        return True
+
+    def discard_checkpoint(self) -> None:
+        """Start from an empty graph (the checkpoint is ahead of LMDB after a power loss)."""
+        self._init_empty()
+
+    def save_checkpoint(self, op_id: int, next_label: int) -> None:
+        """Write the graph as of op_id durably, then point the JSON file at it."""
+        assert self._graph is not None
+        assert op_id >= self.checkpoint_op_id, (op_id, self.checkpoint_op_id)
+        data_name = f"{self._file_stem}.{op_id}.hnsw"
+        temp_path = self.directory / f".{data_name}.tmp"
+        with self._lock.exclusive():
+            self._graph.save_index(str(temp_path))
+        files.fsync_file(temp_path)
+        data = temp_path.read_bytes()
+        files.rename_durably(temp_path, self.directory / data_name)
+        files.failpoint("index.before_meta")
+        meta = {"op_id": op_id, "next_label": next_label, "file": data_name,
+                "crc32": zlib.crc32(data), "bytes": len(data), "dim": self.dim,
+                "live_count": self.live_count}
+        files.write_file_atomic(self.directory / f"{self._file_stem}.json",
+                                json.dumps(meta).encode())
+        self.checkpoint_op_id = op_id
+        self.checkpoint_next_label = next_label
+        self._remove_stale_files(keep=data_name)
+
+    # ---- mutation (applier thread) ---------------------------------------------------------
+
+    def add(self, labels: list[int] | np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors under fresh labels (never seen by this graph before)."""
+        assert self._graph is not None
+        assert vectors.shape == (len(labels), self.dim), (vectors.shape, len(labels), self.dim)
+        if len(labels) == 0:
+            return
+        self._reserve(len(labels))
+        self._graph.add_items(vectors, np.asarray(labels, dtype=np.uint64), num_threads=-1,
+                              replace_deleted=True)
+        self.live_count += len(labels)
+
+    def remove(self, labels: list[int]) -> None:
+        assert self._graph is not None
+        for label in labels:
+            self._graph.mark_deleted(label)
+        self.live_count -= len(labels)
+        assert self.live_count >= 0, self.live_count
+
+    # ---- reading (any thread) --------------------------------------------------------------
+
+    def search(self, vector: np.ndarray, k: int, ef: int) -> np.ndarray:
+        """Labels of up to k nearest live vectors. RuntimeError if hnswlib can't fill k."""
+        assert self._graph is not None
+        k = min(k, self.live_count)
+        if k <= 0:
+            return np.empty(0, dtype=np.uint64)
+        with self._lock.shared():
+            # ef is per query in spirit; hnswlib keeps it on the index, and searches that
+            # race here only ever raise it to what some caller asked for.
+            self._graph.set_ef(max(ef, k))
+            labels, _ = self._graph.knn_query(vector.reshape(1, -1), k=k, num_threads=1)
+        return labels[0]
+
+    # ---- private ---------------------------------------------------------------------------
+
+    def _init_empty(self) -> None:
+        graph = hnswlib.Index(space=self._space, dim=self.dim)
+        graph.init_index(max_elements=limits.INDEX_CAPACITY_INITIAL, M=self.m,
+                         ef_construction=self.ef_construct, random_seed=100,
+                         allow_replace_deleted=True)
+        self._graph = graph
+        self.live_count = 0
+        self.checkpoint_op_id = -1
+        self.checkpoint_next_label = 0
+
+    def _reserve(self, extra_count: int) -> None:
+        assert self._graph is not None
+        needed = self._graph.get_current_count() + extra_count
+        capacity = self._graph.get_max_elements()
+        if needed <= capacity:
+            return
+        while capacity < needed:
+            capacity *= 2
+        with self._lock.exclusive():
+            self._graph.resize_index(capacity)
+        log.debug("index resized vector=%r capacity=%d", self.name, capacity)
+
+    def _remove_stale_files(self, keep: str) -> None:
+        for path in self.directory.glob(f"{self._file_stem}.*.hnsw"):
+            if path.name != keep:
+                files.unlink_durably(path)

@@ -1,0 +1,333 @@
+"""LMDB environment of one collection: id map, payloads, vectors, labels, applied_op_id.
+
+Owns: the files in <collection>/lmdb/ and what each LMDB database holds.
+Not here: the WAL (wal.py), the in-memory HNSW graphs (index.py), when to apply (applier.py).
+
+Every version of a point gets a fresh *label* (u64, never reused): the key of its vectors
+here and of its node in hnswlib. Overwriting or deleting a point kills the old label. Labels
+never change meaning, which lets an index checkpoint catch up with LMDB by looking only at
+labels born after it (`labels` from its next_label) and labels that died after it (`dead`).
+
+| database   | key                         | value (CBOR unless said)                       |
+|------------|-----------------------------|------------------------------------------------|
+| meta       | b"applied_op_id", b"next_label" | u64 big-endian                             |
+| points     | ops.point_key(id)           | [label, version op_id, payload or null, names] |
+| labels     | label u64 big-endian        | point key (raw bytes)                          |
+| dead       | label u64 big-endian        | [death op_id, names]                           |
+| v:<name>   | label u64 big-endian        | float32 little-endian bytes (raw)              |
+
+`applied_op_id` is written in the same transaction as the data it covers, so replaying the
+WAL from it is idempotent. The environment uses metasync=False: a power loss may roll back
+the last transactions, so `sync()` is called before anything relies on LMDB being durable
+(WAL truncation, index checkpoints).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import lmdb
+import numpy as np
+
+from engine import limits
+from engine.errors import StorageError
+from engine.locks import ReadWriteLock
+from engine.ops import DeletePoints, Operation, UpdateMode, UpsertPoints, point_key
+
+log = logging.getLogger(__name__)
+
+_APPLIED_KEY = b"applied_op_id"
+_NEXT_LABEL_KEY = b"next_label"
+_NO_OP_ID = -1
+
+
+@dataclass
+class StoredPoint:
+    key: bytes
+    label: int
+    version: int
+    payload: dict[str, Any] | None
+    names: list[str]
+
+
+@dataclass
+class IndexDelta:
+    """What one applied batch changes in the vector indexes, per vector name."""
+
+    added_labels: dict[str, list[int]] = field(default_factory=dict)
+    added_vectors: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    removed_labels: dict[str, list[int]] = field(default_factory=dict)
+    points_written: int = 0
+
+
+def _ignore_delta(delta: IndexDelta) -> None:
+    """Default hook: a store used without vector indexes."""
+
+
+def label_key(label: int) -> bytes:
+    return label.to_bytes(8, "big")
+
+
+class Store:
+    """One LMDB environment; write transactions come only from the applier thread."""
+
+    def __init__(self, path: Path, vector_names: list[str], map_bytes_initial: int) -> None:
+        self.path = path
+        self.vector_names = list(vector_names)
+        self._map_bytes = map_bytes_initial
+        self._lock = ReadWriteLock()  # exclusive only around set_mapsize
+        self._env = lmdb.open(
+            str(path), map_size=map_bytes_initial, max_dbs=8 + len(vector_names), subdir=True,
+            sync=True, metasync=False, writemap=False, readahead=False, lock=True,
+            max_readers=256, create=True,
+        )
+        self._meta = self._env.open_db(b"meta")
+        self._points = self._env.open_db(b"points")
+        self._labels = self._env.open_db(b"labels")
+        self._dead = self._env.open_db(b"dead")
+        self._vectors = {name: self._env.open_db(b"v:" + name.encode()) for name in vector_names}
+        with self._env.begin() as txn:
+            self.applied_op_id = _read_u64(txn, self._meta, _APPLIED_KEY, _NO_OP_ID)
+            self.next_label = _read_u64(txn, self._meta, _NEXT_LABEL_KEY, 0)
+
+    def close(self) -> None:
+        self._env.close()
+
+    def sync(self) -> None:
+        """Force everything committed (meta pages included) to disk."""
+        self._env.sync(True)
+
+    # ---- writing (applier thread only) -----------------------------------------------------
+
+    def apply_batch(self, records: list[tuple[int, Operation]],
+                    on_prepared: Callable[[IndexDelta], None] = _ignore_delta,
+                    on_committed: Callable[[IndexDelta], None] = _ignore_delta,
+                    commit_lock: ReadWriteLock | None = None) -> IndexDelta:
+        """Apply records in op order in ONE transaction, applied_op_id included.
+
+        `on_prepared(delta)` runs before the commit (the new vectors go into the graphs
+        there, invisible to reads until the commit); the commit and `on_committed(delta)`
+        (old vectors leave the graphs) run together under `commit_lock` held exclusively,
+        so a reader holding it shared sees either the whole batch or none of it.
+        Records at or below applied_op_id are skipped, which makes replay idempotent.
+        """
+        records = [(op_id, op) for op_id, op in records if op_id > self.applied_op_id]
+        if not records:
+            return IndexDelta()
+        assert records[0][0] == self.applied_op_id + 1, (records[0][0], self.applied_op_id)
+        commit_lock = commit_lock or ReadWriteLock()
+        for _attempt in range(64):
+            try:
+                return self._apply_in_txn(records, on_prepared, on_committed, commit_lock)
+            except lmdb.MapFullError:
+                self._grow_map()
+        raise StorageError(f"LMDB map could not grow enough path={self.path}")
+
+    def purge_dead(self, up_to_op_id: int) -> int:
+        """Forget dead labels every index checkpoint already covers (death op <= up_to)."""
+        purged = 0
+        with self._env.begin(write=True) as txn:
+            cursor = txn.cursor(self._dead)
+            keys = [key for key, value in cursor if cbor2.loads(value)[0] <= up_to_op_id]
+            for key in keys:
+                txn.delete(key, db=self._dead)
+                purged += 1
+        return purged
+
+    # ---- reading (any thread) --------------------------------------------------------------
+
+    def get_points(self, keys: list[bytes]) -> list[StoredPoint | None]:
+        with self._lock.shared(), self._env.begin(buffers=False) as txn:
+            return [_stored_point(key, txn.get(key, db=self._points)) for key in keys]
+
+    def get_points_by_label(self, labels: list[int]) -> list[StoredPoint | None]:
+        """The live point holding each label, or None where the label has died."""
+        with self._lock.shared(), self._env.begin() as txn:
+            result = []
+            for label in labels:
+                key = txn.get(label_key(label), db=self._labels)
+                result.append(None if key is None else _stored_point(key, txn.get(key, db=self._points)))
+            return result
+
+    def get_vectors(self, name: str, labels: list[int]) -> list[np.ndarray | None]:
+        with self._lock.shared(), self._env.begin() as txn:
+            raw = [txn.get(label_key(label), db=self._vectors[name]) for label in labels]
+        return [None if value is None else np.frombuffer(value, dtype="<f4") for value in raw]
+
+    def count_points(self) -> int:
+        with self._lock.shared(), self._env.begin() as txn:
+            return txn.stat(self._points)["entries"]
+
+    def count_vectors(self, name: str) -> int:
+        with self._lock.shared(), self._env.begin() as txn:
+            return txn.stat(self._vectors[name])["entries"]
+
+    def iter_vectors(
+        self, name: str, dim: int, chunk_count: int, from_label: int = 0
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(labels uint64, matrix float32) chunks of every live vector of `name`, by label."""
+        with self._lock.shared(), self._env.begin() as txn:
+            cursor = txn.cursor(self._vectors[name])
+            if not cursor.set_range(label_key(from_label)):
+                return
+            labels: list[int] = []
+            chunks: list[bytes] = []
+            for key, value in cursor:
+                labels.append(int.from_bytes(key, "big"))
+                chunks.append(value)
+                if len(labels) >= chunk_count:
+                    yield _as_matrix(labels, chunks, dim)
+                    labels, chunks = [], []
+            if labels:
+                yield _as_matrix(labels, chunks, dim)
+
+    def dead_labels(self) -> list[tuple[int, int, list[str]]]:
+        """(label, death op_id, names it had) of every dead label not yet purged."""
+        with self._lock.shared(), self._env.begin() as txn:
+            return [
+                (int.from_bytes(key, "big"), *cbor2.loads(value))
+                for key, value in txn.cursor(self._dead)
+            ]
+
+    # ---- private ---------------------------------------------------------------------------
+
+    def _apply_in_txn(self, records: list[tuple[int, Operation]],
+                      on_prepared: Callable[[IndexDelta], None],
+                      on_committed: Callable[[IndexDelta], None],
+                      commit_lock: ReadWriteLock) -> IndexDelta:
+        delta = IndexDelta()
+        next_label = self.next_label
+        born_in_batch: set[int] = set()
+        txn = self._env.begin(write=True)
+        try:
+            for op_id, op in records:
+                if isinstance(op, UpsertPoints):
+                    next_label = self._apply_upsert(txn, op_id, op, next_label, delta, born_in_batch)
+                else:
+                    self._apply_delete(txn, op_id, op, delta)
+            last_op_id = records[-1][0]
+            txn.put(_APPLIED_KEY, last_op_id.to_bytes(8, "big"), db=self._meta)
+            txn.put(_NEXT_LABEL_KEY, next_label.to_bytes(8, "big"), db=self._meta)
+            _drop_labels_born_and_killed(delta, born_in_batch)
+            on_prepared(delta)
+        except BaseException:
+            txn.abort()
+            raise
+        with commit_lock.exclusive():
+            txn.commit()
+            # Only after the commit returned: a failed commit must leave memory as it was.
+            self.applied_op_id = last_op_id
+            self.next_label = next_label
+            on_committed(delta)
+        return delta
+
+    def _apply_upsert(
+        self, txn: lmdb.Transaction, op_id: int, op: UpsertPoints, next_label: int,
+        delta: IndexDelta, born_in_batch: set[int],
+    ) -> int:
+        row_of = {name: _row_lookup(nv.rows, len(op.ids)) for name, nv in op.vectors.items()}
+        for position, point_id in enumerate(op.ids):
+            key = point_key(point_id)
+            old_value = txn.get(key, db=self._points)
+            if op.update_mode is UpdateMode.INSERT_ONLY and old_value is not None:
+                continue
+            if op.update_mode is UpdateMode.UPDATE_ONLY and old_value is None:
+                continue
+            if old_value is not None:
+                self._kill_label(txn, op_id, cbor2.loads(old_value), delta)
+            label = next_label
+            next_label += 1
+            born_in_batch.add(label)
+            names = []
+            for name, nv in op.vectors.items():
+                row = row_of[name][position]
+                if row < 0:
+                    continue
+                vector = nv.matrix[row]
+                txn.put(label_key(label), vector.astype("<f4", copy=False).tobytes(),
+                        db=self._vectors[name])
+                delta.added_labels.setdefault(name, []).append(label)
+                delta.added_vectors.setdefault(name, []).append(vector)
+                names.append(name)
+            value = cbor2.dumps([label, op_id, op.payloads[position], names])
+            txn.put(key, value, db=self._points)
+            txn.put(label_key(label), key, db=self._labels)
+            delta.points_written += 1
+        return next_label
+
+    def _apply_delete(
+        self, txn: lmdb.Transaction, op_id: int, op: DeletePoints, delta: IndexDelta
+    ) -> None:
+        for point_id in op.ids:
+            key = point_key(point_id)
+            old_value = txn.get(key, db=self._points)
+            if old_value is None:
+                continue
+            self._kill_label(txn, op_id, cbor2.loads(old_value), delta)
+            txn.delete(key, db=self._points)
+            delta.points_written += 1
+
+    def _kill_label(
+        self, txn: lmdb.Transaction, op_id: int, old: list[Any], delta: IndexDelta
+    ) -> None:
+        old_label, _, _, old_names = old
+        encoded_label = label_key(old_label)
+        assert txn.delete(encoded_label, db=self._labels), f"label {old_label} not in labels db"
+        for name in old_names:
+            assert txn.delete(encoded_label, db=self._vectors[name]), (old_label, name)
+            delta.removed_labels.setdefault(name, []).append(old_label)
+        txn.put(encoded_label, cbor2.dumps([op_id, old_names]), db=self._dead)
+
+    def _grow_map(self) -> None:
+        new_map_bytes = min(self._map_bytes * 2, limits.LMDB_MAP_BYTES_MAX)
+        if new_map_bytes == self._map_bytes:
+            raise StorageError(f"LMDB map is at its maximum path={self.path}")
+        # set_mapsize needs no transaction open in this process: hold readers off.
+        with self._lock.exclusive():
+            self._env.set_mapsize(new_map_bytes)
+        log.info("lmdb map grown path=%s map_bytes=%d", self.path, new_map_bytes)
+        self._map_bytes = new_map_bytes
+
+
+def _read_u64(txn: lmdb.Transaction, db: Any, key: bytes, default: int) -> int:
+    value = txn.get(key, db=db)
+    return default if value is None else int.from_bytes(value, "big")
+
+
+def _stored_point(key: bytes, value: bytes | None) -> StoredPoint | None:
+    if value is None:
+        return None
+    label, version, payload, names = cbor2.loads(value)
+    return StoredPoint(key, label, version, payload, names)
+
+
+def _row_lookup(rows: np.ndarray, point_count: int) -> list[int]:
+    lookup = np.full(point_count, -1, dtype=np.int64)
+    lookup[rows] = np.arange(len(rows))
+    return lookup.tolist()
+
+
+def _as_matrix(labels: list[int], chunks: list[bytes], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    matrix = np.frombuffer(b"".join(chunks), dtype="<f4").reshape(len(labels), dim)
+    return np.asarray(labels, dtype=np.uint64), matrix
+
+
+def _drop_labels_born_and_killed(delta: IndexDelta, born_in_batch: set[int]) -> None:
+    """A label added and removed within one batch never reaches the index at all."""
+    for name, removed in list(delta.removed_labels.items()):
+        killed_here = {label for label in removed if label in born_in_batch}
+        if not killed_here:
+            continue
+        delta.removed_labels[name] = [label for label in removed if label not in killed_here]
+        kept = [
+            (label, vector)
+            for label, vector in zip(delta.added_labels[name], delta.added_vectors[name])
+            if label not in killed_here
+        ]
+        delta.added_labels[name] = [label for label, _ in kept]
+        delta.added_vectors[name] = [vector for _, vector in kept]

@@ -1,0 +1,464 @@
+"""Segmented write-ahead log of one collection.
+
+Owns: the files in <collection>/wal/, the op_id sequence, group commit, recovery scans
+(torn tail vs corruption), and truncation of old segments.
+Not here: what an operation means (ops.py), when it is applied (applier.py).
+
+On disk: segments named `<first_op_id:020d>.wal`; each holds whole batches. A batch is what
+one group commit writes with one `os.write` and one `fdatasync`:
+
+| field         | size | byte order    | meaning                                          |
+|---------------|------|---------------|--------------------------------------------------|
+| records_bytes | u32  | little-endian | bytes of records that follow the header          |
+| crc32         | u32  | little-endian | zlib.crc32 of first_op_id, count and the records |
+| first_op_id   | u64  | little-endian | op_id of the first record                        |
+| count         | u32  | little-endian | number of records, >= 1                          |
+| records       | ...  |               | `count` records, op ids consecutive              |
+
+A record is `u32 body_bytes | u64 op_id | body` (little-endian; body is CBOR, see ops.py).
+
+The CRC is per batch, not per record: the pages of one unsynced write may reach the disk in
+any order, so a torn batch can look like "bad record, then good record". The writer never
+starts a batch before the previous one's fdatasync returned and a batch never spans two
+segments, so only the last batch of the last segment can be torn. Anything else invalid is
+corruption, and recovery refuses to start, naming file and offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import struct
+import time
+import zlib
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine import files, limits
+from engine.errors import CorruptionError, StorageError
+
+log = logging.getLogger(__name__)
+
+BATCH_HEADER = struct.Struct("<IIQI")
+RECORD_HEADER = struct.Struct("<IQ")
+SEGMENT_SUFFIX = ".wal"
+BROKEN_DIR_NAME = "broken"
+
+
+class ScanEnd(enum.Enum):
+    CLEAN = "clean"  # every byte belongs to a valid batch
+    TORN_TAIL = "torn_tail"  # an invalid last batch with nothing valid after it
+    CORRUPT = "corrupt"  # damage that a crash alone cannot explain
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    records: list[tuple[int, bytes]]  # (op_id, body) of every valid record, in order
+    valid_bytes: int  # offset just past the last valid batch
+    end: ScanEnd
+    problem: str = ""  # what is wrong, with offsets, when end is not CLEAN
+
+
+def frame_batch(first_op_id: int, bodies: list[bytes]) -> bytes:
+    """One batch holding `bodies` as records first_op_id, first_op_id + 1, ..."""
+    assert bodies, "a batch holds at least one record"
+    parts = []
+    for index, body in enumerate(bodies):
+        assert len(body) <= limits.RECORD_BYTES_MAX, len(body)
+        parts.append(RECORD_HEADER.pack(len(body), first_op_id + index))
+        parts.append(body)
+    records = b"".join(parts)
+    tail = struct.pack("<QI", first_op_id, len(bodies))
+    crc = zlib.crc32(records, zlib.crc32(tail))
+    return BATCH_HEADER.pack(len(records), crc, first_op_id, len(bodies)) + records
+
+
+def scan_batches(data: bytes, first_op_id: int) -> ScanResult:
+    """Parse `data` (a segment's bytes) whose first record must be `first_op_id`."""
+    records: list[tuple[int, bytes]] = []
+    offset = 0
+    expected_op_id = first_op_id
+    while offset < len(data):
+        batch = _parse_batch(data, offset)
+        if batch is None:
+            return _classify_invalid_batch(data, offset, expected_op_id, records)
+        batch_first_op_id, batch_records, next_offset = batch
+        if batch_first_op_id != expected_op_id:
+            problem = (
+                f"op id gap at offset {offset}: expected {expected_op_id}, "
+                f"found {batch_first_op_id}"
+            )
+            return ScanResult(records, offset, ScanEnd.CORRUPT, problem)
+        records.extend(batch_records)
+        expected_op_id += len(batch_records)
+        offset = next_offset
+    return ScanResult(records, offset, ScanEnd.CLEAN)
+
+
+@dataclass
+class _Segment:
+    first_op_id: int
+    path: Path
+    last_op_id: int  # first_op_id - 1 while empty
+
+
+@dataclass
+class _PendingAppend:
+    op_id: int
+    body: bytes
+    durable: asyncio.Future[int]
+
+
+class Wal:
+    """The log of one collection: recover with `open()`, then `start()` the writer task.
+
+    `append` assigns the op id at once and returns a future that resolves when the record
+    is on disk (fdatasync returned). Durability failures close the log for good.
+    """
+
+    def __init__(self, directory: Path, name: str, segment_bytes_target: int, fsync_slow_s: float):
+        self.directory = directory
+        self.name = name
+        self._segment_bytes_target = segment_bytes_target
+        self._fsync_slow_s = fsync_slow_s
+        self._segments: list[_Segment] = []
+        self._fd: int | None = None
+        self._active_bytes = 0
+        self.next_op_id = 0
+        self.durable_op_id = -1
+        self._pending: deque[_PendingAppend] = deque()
+        self._has_pending = asyncio.Event()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._is_closing = False
+        self._failure: StorageError | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"wal-{name}")
+        self.on_durable: list = []  # callbacks(durable_op_id) run on the event loop
+
+    @staticmethod
+    def create(directory: Path) -> None:
+        """Lay out an empty log (one empty segment starting at op 0), durably."""
+        files.make_directory_durably(directory)
+        files.create_file_durably(directory / _segment_name(0))
+
+    # ---- recovery -------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Validate every segment, cut a torn tail, and position the writer after it.
+
+        Raises CorruptionError, naming file and offset, on anything a crash cannot explain.
+        """
+        paths = sorted(self.directory.glob(f"*{SEGMENT_SUFFIX}"))
+        if not paths:
+            raise CorruptionError(f"WAL has no segment: directory={self.directory}")
+        expected_first_op_id: int | None = None
+        for index, path in enumerate(paths):
+            first_op_id = _op_id_from_segment_name(path)
+            if expected_first_op_id is not None and first_op_id != expected_first_op_id:
+                raise CorruptionError(
+                    f"WAL segment missing or out of order: file={path} starts at op "
+                    f"{first_op_id}, expected {expected_first_op_id}"
+                )
+            is_last = index == len(paths) - 1
+            last_op_id = self._check_segment(path, first_op_id, is_last)
+            self._segments.append(_Segment(first_op_id, path, last_op_id))
+            expected_first_op_id = last_op_id + 1
+        active = self._segments[-1]
+        self.next_op_id = active.last_op_id + 1
+        self.durable_op_id = self.next_op_id - 1
+        self._fd = os.open(active.path, os.O_WRONLY | os.O_APPEND)
+        self._active_bytes = os.fstat(self._fd).st_size
+
+    def read_records(self, after_op_id: int) -> Iterator[tuple[int, bytes]]:
+        """Yield (op_id, body) of every durable record with op_id > after_op_id, in order."""
+        assert self.durable_op_id == self.next_op_id - 1, "read_records is for recovery only"
+        for index, segment in enumerate(self._segments):
+            if segment.last_op_id <= after_op_id:
+                continue
+            result = scan_batches(segment.path.read_bytes(), segment.first_op_id)
+            # open() cut any torn tail, so every segment now scans clean.
+            assert result.end is ScanEnd.CLEAN, (segment.path, result.problem)
+            for op_id, body in result.records:
+                if op_id > after_op_id:
+                    yield op_id, body
+
+    @property
+    def first_op_id(self) -> int:
+        """The lowest op id still in the log (everything below was truncated)."""
+        return self._segments[0].first_op_id
+
+    # ---- appending ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        assert self._writer_task is None, "wal writer started twice"
+        assert self._fd is not None, "wal started before open()"
+        self._writer_task = asyncio.create_task(self._run_writer(), name=f"wal-writer:{self.name}")
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    @property
+    def is_failed(self) -> bool:
+        return self._failure is not None
+
+    def append(self, body: bytes) -> tuple[int, asyncio.Future[int]]:
+        """Assign the next op id to `body` and queue it; the future resolves once durable.
+
+        Raises StorageError if the write path is closed (an earlier fsync failed).
+        """
+        if self._failure is not None:
+            raise self._failure
+        assert not self._is_closing, "append after close"
+        assert len(body) <= limits.RECORD_BYTES_MAX, len(body)
+        op_id = self.next_op_id
+        self.next_op_id += 1
+        durable = asyncio.get_running_loop().create_future()
+        self._pending.append(_PendingAppend(op_id, body, durable))
+        self._has_pending.set()
+        return op_id, durable
+
+    async def close(self) -> None:
+        """Write everything queued, stop the writer, close files. Idempotent."""
+        self._is_closing = True
+        self._has_pending.set()
+        if self._writer_task is not None:
+            await self._writer_task
+            self._writer_task = None
+        self._executor.shutdown(wait=True)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    async def truncate_below(self, op_id: int) -> int:
+        """Delete sealed segments whose every record is <= op_id; return how many went."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._truncate_below, op_id)
+
+    # ---- writer task ----------------------------------------------------------------------
+
+    async def _run_writer(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._has_pending.wait()
+            if not self._pending:
+                if self._is_closing:
+                    return
+                self._has_pending.clear()
+                continue
+            batch = self._take_batch()
+            data = frame_batch(batch[0].op_id, [item.body for item in batch])
+            try:
+                await loop.run_in_executor(self._executor, self._write_batch, data, batch)
+            except (OSError, StorageError) as error:
+                self._fail(error, batch)
+                return
+            self.durable_op_id = batch[-1].op_id
+            for item in batch:
+                if not item.durable.done():
+                    item.durable.set_result(item.op_id)
+            for callback in self.on_durable:
+                callback(self.durable_op_id)
+
+    def _take_batch(self) -> list[_PendingAppend]:
+        batch = [self._pending.popleft()]
+        batch_bytes = len(batch[0].body)
+        while self._pending:
+            size = len(self._pending[0].body) + RECORD_HEADER.size
+            if batch_bytes + size > limits.GROUP_COMMIT_BYTES_MAX:
+                break
+            batch.append(self._pending.popleft())
+            batch_bytes += size
+        assert batch[0].op_id == self.durable_op_id + 1, (batch[0].op_id, self.durable_op_id)
+        return batch
+
+    def _write_batch(self, data: bytes, batch: list[_PendingAppend]) -> None:
+        """Runs in the WAL's own thread: roll if due, write, fdatasync once."""
+        if self._failure is not None:
+            raise self._failure
+        # Seal between batches, never inside one: recovery relies on a torn batch lying
+        # entirely in the last segment.
+        if self._active_bytes >= self._segment_bytes_target:
+            self._roll(batch[0].op_id)
+        assert self._fd is not None
+        files.write_all(self._fd, data)
+        self._active_bytes += len(data)
+        files.failpoint("wal.after_write")
+        try:
+            took_s = files.fdatasync(self._fd)
+        except OSError as error:
+            # Never retry: the pages may already be gone and a second fsync can report success.
+            self._failure = StorageError(
+                f"fdatasync failed collection={self.name} path={self._segments[-1].path}: {error}"
+            )
+            raise self._failure from error
+        files.failpoint("wal.after_sync")
+        self._segments[-1].last_op_id = batch[-1].op_id
+        if took_s > self._fsync_slow_s:
+            log.warning(
+                "slow fdatasync collection=%s took_s=%.3f records=%d bytes=%d",
+                self.name, took_s, len(batch), len(data),
+            )
+
+    def _roll(self, first_op_id: int) -> None:
+        assert self._segments[-1].last_op_id == first_op_id - 1, (self._segments[-1], first_op_id)
+        path = self.directory / _segment_name(first_op_id)
+        files.create_file_durably(path)
+        files.failpoint("wal.after_roll")
+        assert self._fd is not None
+        os.close(self._fd)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        self._segments.append(_Segment(first_op_id, path, first_op_id - 1))
+        self._active_bytes = 0
+        log.info("wal segment sealed collection=%s next_first_op_id=%d", self.name, first_op_id)
+
+    def _fail(self, error: Exception, batch: list[_PendingAppend]) -> None:
+        failure = error if isinstance(error, StorageError) else StorageError(
+            f"WAL write failed collection={self.name}: {error}"
+        )
+        self._failure = failure
+        log.critical("write path closed collection=%s error=%s", self.name, failure)
+        for item in list(batch) + list(self._pending):
+            if not item.durable.done():
+                item.durable.set_exception(failure)
+        self._pending.clear()
+
+    def _truncate_below(self, op_id: int) -> int:
+        removed = 0
+        # The active (last) segment is never removed: its name carries the op id sequence.
+        while len(self._segments) > 1 and self._segments[0].last_op_id <= op_id:
+            segment = self._segments.pop(0)
+            files.unlink_durably(segment.path)
+            removed += 1
+        if removed:
+            log.info("wal truncated collection=%s segments_removed=%d below_op_id=%d",
+                     self.name, removed, op_id)
+        return removed
+
+    def _check_segment(self, path: Path, first_op_id: int, is_last: bool) -> int:
+        """Scan one segment at open(); return its last op id or raise CorruptionError."""
+        data = path.read_bytes()
+        result = scan_batches(data, first_op_id)
+        if result.end is ScanEnd.CORRUPT:
+            raise CorruptionError(f"WAL corrupt: file={path} {result.problem}")
+        if result.end is ScanEnd.TORN_TAIL:
+            if not is_last:
+                raise CorruptionError(f"WAL corrupt in sealed segment: file={path} {result.problem}")
+            self._cut_torn_tail(path, data, result.valid_bytes)
+        if result.records:
+            return result.records[-1][0]
+        return first_op_id - 1
+
+    def _cut_torn_tail(self, path: Path, data: bytes, valid_bytes: int) -> None:
+        broken_dir = self.directory.parent / BROKEN_DIR_NAME
+        if not broken_dir.exists():
+            files.make_directory_durably(broken_dir)
+        copy_path = broken_dir / f"{path.name}.{valid_bytes}.{time.time_ns()}.broken"
+        files.create_file_durably(copy_path, data[valid_bytes:])
+        files.truncate_durably(path, valid_bytes)
+        log.warning(
+            "wal torn tail truncated collection=%s file=%s offset=%d bytes_cut=%d copy=%s",
+            self.name, path, valid_bytes, len(data) - valid_bytes, copy_path,
+        )
+
+
+def _segment_name(first_op_id: int) -> str:
+    return f"{first_op_id:020d}{SEGMENT_SUFFIX}"
+
+
+def _op_id_from_segment_name(path: Path) -> int:
+    stem = path.name[: -len(SEGMENT_SUFFIX)]
+    if len(stem) != 20 or not stem.isdigit():
+        raise CorruptionError(f"unexpected file in WAL directory: {path}")
+    return int(stem)
+
+
+def _parse_batch(data: bytes, offset: int) -> tuple[int, list[tuple[int, bytes]], int] | None:
+    """(first_op_id, records, next_offset) of a valid batch at offset, else None."""
+    if len(data) - offset < BATCH_HEADER.size:
+        return None
+    records_bytes, crc, first_op_id, count = BATCH_HEADER.unpack_from(data, offset)
+    start = offset + BATCH_HEADER.size
+    end = start + records_bytes
+    if count < 1 or records_bytes > limits.GROUP_COMMIT_BYTES_MAX + count * RECORD_HEADER.size:
+        return None
+    if end > len(data) or records_bytes < count * RECORD_HEADER.size:
+        return None
+    view = memoryview(data)
+    if zlib.crc32(view[start:end], zlib.crc32(view[offset + 8 : start])) != crc:
+        return None
+    records = _split_records(view, start, end, first_op_id, count, offset)
+    return first_op_id, records, end
+
+
+def _split_records(
+    view: memoryview, start: int, end: int, first_op_id: int, count: int, batch_offset: int
+) -> list[tuple[int, bytes]]:
+    # The CRC matched, so a malformed inside can only be our own bug: refuse loudly.
+    records = []
+    position = start
+    for index in range(count):
+        if end - position < RECORD_HEADER.size:
+            raise CorruptionError(f"batch at offset {batch_offset} has fewer records than {count}")
+        body_bytes, op_id = RECORD_HEADER.unpack_from(view, position)
+        position += RECORD_HEADER.size
+        if op_id != first_op_id + index or position + body_bytes > end:
+            raise CorruptionError(f"batch at offset {batch_offset} has a malformed record {index}")
+        records.append((op_id, bytes(view[position : position + body_bytes])))
+        position += body_bytes
+    if position != end:
+        raise CorruptionError(f"batch at offset {batch_offset} has trailing bytes")
+    return records
+
+
+def _classify_invalid_batch(
+    data: bytes, offset: int, expected_op_id: int, records: list[tuple[int, bytes]]
+) -> ScanResult:
+    """An invalid batch at offset: a torn tail, unless something valid follows it."""
+    remaining_bytes = len(data) - offset
+    if remaining_bytes > limits.BROKEN_TAIL_BYTES_MAX:
+        problem = f"invalid batch at offset {offset} with {remaining_bytes} bytes after it"
+        return ScanResult(records, offset, ScanEnd.CORRUPT, problem)
+    later_offset = _find_valid_batch_after(data, offset, expected_op_id)
+    if later_offset is not None:
+        problem = f"invalid batch at offset {offset} followed by a valid batch at {later_offset}"
+        return ScanResult(records, offset, ScanEnd.CORRUPT, problem)
+    problem = f"torn batch at offset {offset}"
+    return ScanResult(records, offset, ScanEnd.TORN_TAIL, problem)
+
+
+def _find_valid_batch_after(data: bytes, offset: int, min_op_id: int) -> int | None:
+    """Offset of any valid batch starting after `offset` with first_op_id >= min_op_id."""
+    last_start = len(data) - BATCH_HEADER.size
+    if last_start <= offset:
+        return None
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    max_op_id = min_op_id + len(data)  # every record takes at least one byte
+    for alignment in range(8):
+        # first_op_id sits 8 bytes into a header; look at every u64 of this alignment.
+        count = (len(data) - alignment) // 8
+        op_ids = np.frombuffer(data, dtype="<u8", count=count, offset=alignment)
+        positions = np.nonzero((op_ids >= min_op_id) & (op_ids <= max_op_id))[0]
+        starts = alignment + positions * 8 - 8
+        starts = starts[(starts > offset) & (starts <= last_start)]
+        if starts.size == 0:
+            continue
+        batch_counts = _u32_at(buffer, starts + 16)
+        starts = starts[batch_counts >= 1]
+        for start in starts.tolist():
+            if _parse_batch(data, start) is not None:
+                return start
+    return None
+
+
+def _u32_at(buffer: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    values = np.zeros(positions.shape, dtype=np.uint64)
+    for shift in range(4):
+        values |= buffer[positions + shift].astype(np.uint64) << np.uint64(8 * shift)
+    return values
