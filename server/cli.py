@@ -1,0 +1,102 @@
+"""The `keel` command: `keel serve`, `keel config`, `keel --version`.
+
+Owns: command-line parsing, turning flags into config overrides, exit codes.
+Not here: what the settings mean (config.py) or how the server runs (run.py).
+
+Exit codes: 0 clean stop, 1 the server failed (port in use, storage locked, corruption),
+2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from server.config import ConfigError, Settings, load_settings, render_toml
+from server.version import KEEL_VERSION
+
+log = logging.getLogger(__name__)
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `keel` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        settings = _settings(args)
+    except ConfigError as error:
+        print(f"keel: config error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "config":
+        sys.stdout.write(render_toml(settings))
+        return 0
+    assert args.command == "serve", args.command
+    return _serve(settings)
+
+
+def _serve(settings: Settings) -> int:
+    if sys.flags.optimize:
+        # `python -O` strips every assert, and Keel's asserts guard acknowledged data.
+        print(
+            "keel: refusing to start under python -O / PYTHONOPTIMIZE: "
+            "Keel's assertions are part of its safety checks",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    # Imported here so that `keel --version` and `keel config` work without loading the
+    # engine, and a broken engine import is reported by the command that needs it.
+    from server.run import serve
+
+    try:
+        return asyncio.run(serve(settings))
+    except Exception:
+        log.critical("keel crashed", exc_info=True)
+        return EXIT_FAILED
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[tuple[str, ...], Any] = {}
+    if args.storage is not None:
+        overrides[("storage", "storage_path")] = args.storage
+    if args.host is not None:
+        overrides[("service", "host")] = args.host
+    if args.port is not None:
+        overrides[("service", "http_port")] = args.port
+    return load_settings(args.config, overrides=overrides)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keel", description="Keel: a durable vector database speaking Qdrant's REST API."
+    )
+    parser.add_argument("--version", action="version", version=f"keel {KEEL_VERSION}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the server (default config: 127.0.0.1:6333)")
+    serve.add_argument("--version", action="version", version=f"keel {KEEL_VERSION}")
+    config = commands.add_parser("config", help="print the effective configuration as TOML")
+    for command in (serve, config):
+        _add_setting_flags(command)
+    return parser
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="TOML file (see config.example.toml)"
+    )
+    parser.add_argument("--storage", metavar="DIR", help="storage directory (storage.storage_path)")
+    parser.add_argument("--host", metavar="H", help="address to listen on (service.host)")
+    parser.add_argument("--port", type=int, metavar="P", help="HTTP port (service.http_port)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

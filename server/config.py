@@ -1,0 +1,299 @@
+"""Keel's configuration: defaults < TOML file < `KEEL__SECTION__KEY` environment < CLI flags.
+
+Owns: the names of every setting, their defaults, parsing and checking them, and rendering
+the effective configuration back to TOML (`keel config`).
+Not here: the hard limits and engine tunables themselves (engine/limits.py); the file and
+environment only choose values inside those limits.
+
+Sections follow Qdrant's config.yaml where Qdrant has the setting (`service.host`,
+`service.http_port`, `service.max_request_size_mb`, `storage.storage_path`, `log.level`).
+Keel's own engine tunables live in `[storage.wal]` and `[storage.performance]`; sizes are
+in MiB in the file and in bytes in `EngineSettings`:
+
+| config key                                  | EngineSettings field      |
+|---------------------------------------------|---------------------------|
+| storage.wal.segment_mb_target               | segment_bytes_target      |
+| storage.wal.fsync_slow_s                    | fsync_slow_s              |
+| storage.performance.unapplied_mb_max        | unapplied_bytes_max       |
+| storage.performance.backpressure_deadline_s | backpressure_deadline_s   |
+| storage.performance.apply_batch_ops_max     | apply_batch_ops_max       |
+| storage.performance.checkpoint_every_ops    | checkpoint_every_ops      |
+| storage.performance.checkpoint_every_s      | checkpoint_every_s        |
+| storage.performance.lmdb_map_mb_initial     | lmdb_map_bytes_initial    |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine import limits
+from engine.limits import EngineSettings
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "KEEL__"
+ENV_SEPARATOR = "__"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+REQUEST_SIZE_MB_MAX = limits.REQUEST_BODY_BYTES_MAX // limits.MIB
+
+# Config key (path of TOML tables + key) -> (EngineSettings field, bytes per config unit).
+ENGINE_KEYS: dict[tuple[str, ...], tuple[str, int]] = {
+    ("storage", "wal", "segment_mb_target"): ("segment_bytes_target", limits.MIB),
+    ("storage", "wal", "fsync_slow_s"): ("fsync_slow_s", 1),
+    ("storage", "performance", "unapplied_mb_max"): ("unapplied_bytes_max", limits.MIB),
+    ("storage", "performance", "backpressure_deadline_s"): ("backpressure_deadline_s", 1),
+    ("storage", "performance", "apply_batch_ops_max"): ("apply_batch_ops_max", 1),
+    ("storage", "performance", "checkpoint_every_ops"): ("checkpoint_every_ops", 1),
+    ("storage", "performance", "checkpoint_every_s"): ("checkpoint_every_s", 1),
+    ("storage", "performance", "lmdb_map_mb_initial"): ("lmdb_map_bytes_initial", limits.MIB),
+}
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or its value is wrong; the message names the key and its source."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `keel serve` needs; build it with `load_settings`, never by hand in prod."""
+
+    host: str = "127.0.0.1"
+    http_port: int = 6333
+    max_request_size_mb: int = REQUEST_SIZE_MB_MAX
+    storage_path: Path = Path("./storage")
+    log_level: str = "INFO"
+    log_format: str = "text"
+    engine: EngineSettings = field(default_factory=EngineSettings)
+
+    @property
+    def max_request_size_bytes(self) -> int:
+        return self.max_request_size_mb * limits.MIB
+
+
+def load_settings(
+    config_path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[tuple[str, ...], Any] | None = None,
+) -> Settings:
+    """Merge defaults, the TOML file, `KEEL__...` variables of `environ` and `overrides`.
+
+    `overrides` maps config keys such as ("service", "http_port") to values (the CLI flags).
+    Raises ConfigError naming the key, and where it came from, for an unknown key or a bad value.
+    """
+    values = to_nested(Settings())
+    if config_path is not None:
+        _merge(values, _read_file(config_path), source=str(config_path))
+    for key, value in _read_environ(os.environ if environ is None else environ).items():
+        _set(values, key, value, source=_env_name(key), is_text=True)
+    for key, value in (overrides or {}).items():
+        _set(values, key, value, source="command line")
+    return from_nested(values)
+
+
+def to_nested(settings: Settings) -> dict[str, Any]:
+    """Settings as nested dicts of TOML tables, in config-file units (MiB, seconds)."""
+    nested: dict[str, Any] = {
+        "service": {
+            "host": settings.host,
+            "http_port": settings.http_port,
+            "max_request_size_mb": settings.max_request_size_mb,
+        },
+        "storage": {"storage_path": str(settings.storage_path), "wal": {}, "performance": {}},
+        "log": {"level": settings.log_level, "format": settings.log_format},
+    }
+    for key, (field_name, unit_bytes) in ENGINE_KEYS.items():
+        value = getattr(settings.engine, field_name)
+        assert value % unit_bytes == 0, (field_name, value, unit_bytes)
+        _table(nested, key[:-1])[key[-1]] = value // unit_bytes if unit_bytes != 1 else value
+    return nested
+
+
+def from_nested(nested: Mapping[str, Any]) -> Settings:
+    """Check the values of nested tables (typed like `to_nested`'s) and build Settings."""
+    service, storage, log_table = nested["service"], nested["storage"], nested["log"]
+    _check(nested, ("service", "host"), service["host"] != "", "must not be empty")
+    _check(nested, ("service", "http_port"), 0 <= service["http_port"] <= 65535, "must be 0..65535")
+    _check(
+        nested,
+        ("service", "max_request_size_mb"),
+        1 <= service["max_request_size_mb"] <= REQUEST_SIZE_MB_MAX,
+        f"must be 1..{REQUEST_SIZE_MB_MAX} (Keel's hard limit)",
+    )
+    _check(nested, ("storage", "storage_path"), storage["storage_path"] != "", "must not be empty")
+    level = log_table["level"].upper()
+    _check(nested, ("log", "level"), level in LOG_LEVELS, f"must be one of {LOG_LEVELS}")
+    log_format = log_table["format"].lower()
+    _check(nested, ("log", "format"), log_format in LOG_FORMATS, f"must be one of {LOG_FORMATS}")
+    return Settings(
+        host=service["host"],
+        http_port=service["http_port"],
+        max_request_size_mb=service["max_request_size_mb"],
+        storage_path=Path(storage["storage_path"]),
+        log_level=level,
+        log_format=log_format,
+        engine=_engine_settings(nested),
+    )
+
+
+def render_toml(settings: Settings) -> str:
+    """The effective configuration as a TOML document that `load_settings` reads back."""
+    lines: list[str] = []
+    _render_table(to_nested(settings), (), lines)
+    return "\n".join(lines).strip() + "\n"
+
+
+def _engine_settings(nested: Mapping[str, Any]) -> EngineSettings:
+    engine_values = {
+        field_name: _get(nested, key) * unit_bytes
+        for key, (field_name, unit_bytes) in ENGINE_KEYS.items()
+    }
+    engine = EngineSettings(**engine_values)
+    try:
+        return engine.validated()
+    except ValueError as error:
+        # Name the config key, not the engine field: that is what the user can edit.
+        match = re.match(r"setting (\w+)=", str(error))
+        field_name = match.group(1) if match else None
+        keys = [key for key, (name, _) in ENGINE_KEYS.items() if name == field_name]
+        assert len(keys) == 1, f"EngineSettings error names no known field: {error}"
+        raise ConfigError(
+            f"setting {'.'.join(keys[0])}={_get(nested, keys[0])!r} is out of bounds ({error})"
+        ) from error
+
+
+def _read_file(config_path: Path) -> dict[str, Any]:
+    try:
+        with open(config_path, "rb") as config_file:
+            return tomllib.load(config_file)
+    except FileNotFoundError as error:
+        raise ConfigError(f"config file not found: {config_path}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {config_path} is not valid TOML: {error}") from error
+
+
+def _read_environ(environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """`KEEL__SERVICE__HTTP_PORT=7000` -> {("service", "http_port"): "7000"}."""
+    found = {}
+    for name, value in environ.items():
+        if name.upper().startswith(ENV_PREFIX):
+            key = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split(ENV_SEPARATOR))
+            found[key] = value
+    return found
+
+
+def _merge(values: dict[str, Any], updates: Mapping[str, Any], source: str) -> None:
+    for key, value in _flatten(updates, ()):
+        _set(values, key, value, source)
+
+
+def _flatten(table: Mapping[str, Any], prefix: tuple[str, ...]) -> list[tuple[tuple, Any]]:
+    items: list[tuple[tuple, Any]] = []
+    for name, value in table.items():
+        if isinstance(value, dict):
+            items.extend(_flatten(value, (*prefix, name)))
+        else:
+            items.append(((*prefix, name), value))
+    return items
+
+
+def _set(
+    values: dict[str, Any], key: tuple[str, ...], raw: Any, source: str, is_text: bool = False
+) -> None:
+    """Replace the value at `key` by `raw`, of the type of the default there.
+
+    `is_text`: raw is an environment variable's text, parsed as that type; otherwise raw must
+    already have that type (a TOML `http_port = "7000"` is a mistake worth reporting).
+    """
+    table: Any = values
+    for index, part in enumerate(key):
+        if not isinstance(table, dict) or part not in table:
+            known = ", ".join(sorted(table)) if isinstance(table, dict) else "none (not a table)"
+            raise ConfigError(
+                f"unknown setting {'.'.join(key[: index + 1])} in {source}; known here: {known}"
+            )
+        if index < len(key) - 1:
+            table = table[part]
+    if isinstance(table[key[-1]], dict):
+        raise ConfigError(f"setting {'.'.join(key)} in {source} is a table, not a value")
+    table[key[-1]] = _convert(raw, table[key[-1]], key, source, is_text)
+
+
+def _convert(raw: Any, default: Any, key: tuple[str, ...], source: str, is_text: bool) -> Any:
+    """`raw` (a TOML value, or text from the environment) as the type of `default`."""
+    expected = type(default)
+    name = ".".join(key)
+    if is_text and expected is not str:
+        try:
+            return expected(raw.strip())
+        except ValueError:
+            raise ConfigError(
+                f"setting {name} in {source}: expected {expected.__name__}, got {raw!r}"
+            ) from None
+    # bool is an int subclass in Python, but `http_port = true` is a mistake, not 1.
+    is_number_ok = expected is float and type(raw) in (int, float)
+    if type(raw) is not expected and not is_number_ok:
+        raise ConfigError(
+            f"setting {name} in {source}: expected {expected.__name__}, "
+            f"got {type(raw).__name__} {raw!r}"
+        )
+    return expected(raw)
+
+
+def _check(nested: Mapping[str, Any], key: tuple[str, ...], is_ok: bool, message: str) -> None:
+    if not is_ok:
+        raise ConfigError(f"setting {'.'.join(key)}={_get(nested, key)!r} {message}")
+
+
+def _get(nested: Mapping[str, Any], key: tuple[str, ...]) -> Any:
+    value: Any = nested
+    for part in key:
+        value = value[part]
+    return value
+
+
+def _table(nested: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    table = nested
+    for part in path:
+        table = table.setdefault(part, {})
+    return table
+
+
+def _env_name(key: tuple[str, ...]) -> str:
+    return ENV_PREFIX + ENV_SEPARATOR.join(part.upper() for part in key)
+
+
+def _render_table(table: Mapping[str, Any], path: tuple[str, ...], lines: list[str]) -> None:
+    scalars = [(name, value) for name, value in table.items() if not isinstance(value, dict)]
+    if path and scalars:
+        lines.append(f"[{'.'.join(path)}]")
+    for name, value in scalars:
+        lines.append(f"{name} = {_toml_value(value)}")
+    if scalars:
+        lines.append("")
+    for name, value in table.items():
+        if isinstance(value, dict):
+            _render_table(value, (*path, name), lines)
+
+
+def _toml_value(value: Any) -> str:
+    assert not isinstance(value, bool), "no boolean settings exist yet"
+    if isinstance(value, str):
+        # A JSON string literal is a valid TOML basic string (same escapes).
+        return json.dumps(value)
+    assert isinstance(value, (int, float)), (type(value), value)
+    return repr(value)
+
+
+assert {name for name, _ in ENGINE_KEYS.values()} == {
+    engine_field.name for engine_field in dataclasses.fields(EngineSettings)
+}, "every EngineSettings field needs a config key"

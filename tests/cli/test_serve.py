@@ -1,0 +1,77 @@
+"""`keel serve` as a process: ready, clean stop on SIGTERM, refusing what it can't do."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.request
+
+from server.version import KEEL_VERSION
+from tests.keel_process import KeelProcess, free_port
+
+
+def test_readyz_answers_200_once_started(tmp_path):
+    server = KeelProcess.start(tmp_path / "storage")
+    assert server.readyz_status() == 200
+    with urllib.request.urlopen(f"{server.url}/healthz", timeout=5) as response:
+        assert response.status == 200
+    log_text = server.log_text()
+    assert f"listening host=127.0.0.1 port={server.port}" in log_text
+    assert f"keel_version={KEEL_VERSION}" in log_text
+    # Listening comes before recovery, so /readyz can answer 503 while the WAL replays.
+    assert log_text.index(" listening ") < log_text.index(" recovery started ")
+
+
+def test_sigterm_stops_cleanly_with_exit_code_0(tmp_path):
+    server = KeelProcess.start(tmp_path / "storage")
+    assert server.terminate() == 0
+    log_lines = server.log_text().splitlines()
+    assert any(" stopping signal=SIGTERM" in line for line in log_lines)
+    assert " stopped " in log_lines[-1] + " "
+    assert not any("Traceback" in line for line in log_lines)
+
+
+def test_restart_after_sigterm_opens_the_same_storage(tmp_path):
+    """A clean stop releases the storage lock, so the next server starts on it at once."""
+    assert KeelProcess.start(tmp_path / "storage").terminate() == 0
+    server = KeelProcess.start(tmp_path / "storage")
+    assert server.readyz_status() == 200
+
+
+def test_restart_after_kill_9_opens_the_same_storage(tmp_path):
+    """The storage lock is an flock: the kernel releases it when the process dies."""
+    assert KeelProcess.start(tmp_path / "storage").kill_9() == -9
+    server = KeelProcess.start(tmp_path / "storage")
+    assert server.readyz_status() == 200
+
+
+def test_second_server_on_the_same_storage_refuses(tmp_path):
+    first = KeelProcess.start(tmp_path / "storage")
+    second = KeelProcess.spawn(tmp_path / "storage")
+    assert second.wait_exit() == 1
+    second_log = second.log_text()
+    assert "cannot open storage error_type=StorageLocked" in second_log
+    assert "in use by another Keel process" in second_log
+    assert first.readyz_status() == 200  # the first one is untouched
+
+
+def test_port_in_use_fails_with_a_clear_message(tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        server = KeelProcess.spawn(tmp_path / "storage", port=port)
+        assert server.wait_exit() == 1
+    assert f"cannot listen host=127.0.0.1 port={port}" in server.log_text()
+
+
+def test_env_settings_reach_the_server(tmp_path):
+    port = free_port()
+    server = KeelProcess.start(
+        tmp_path / "storage", extra_env={"KEEL__LOG__FORMAT": "json"}, port=port
+    )
+    entries = [json.loads(line) for line in server.log_text().splitlines()]
+    listening = [entry for entry in entries if entry["event"] == "listening"]
+    assert len(listening) == 1, entries
+    assert listening[0]["port"] == str(port)
+    assert listening[0]["level"] == "INFO"
