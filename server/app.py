@@ -1,0 +1,179 @@
+"""The aiohttp application: routes, timing, and the one place errors become HTTP answers.
+
+Owns: `create_app`, the route table (Qdrant's paths, with and without a trailing slash, as
+Qdrant's NormalizePath trims it), and `error_middleware`, which maps engine errors, the
+server's own ApiError, aiohttp's errors (404, 405, 413) and anything unexpected into
+Qdrant's error body `{"status": {"error": ..}, "time": ..}`.
+Not here: opening or closing the catalog (run.py does, around the app's life), handlers
+(service.py, collections.py, points.py), parsing (schemas.py).
+
+Status codes follow Qdrant (`src/actix/helpers.rs`, `lib/storage/src/content_manager/
+errors.rs`): "Wrong input" 400, "Not found" 404, an existing collection 409 with
+"Wrong input: Collection `x` already exists!", body format 400 and body validation 422
+(time 0.0, as Qdrant's validation handler writes it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import subprocess
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiohttp import web
+
+from engine.catalog import Catalog
+from engine.errors import (
+    BadRequest,
+    Conflict,
+    FormatError,
+    KeelError,
+    NotFound,
+    NotImplementedYet,
+    NotReady,
+    Overloaded,
+    StorageError,
+    ValidationError,
+)
+from engine.limits import REQUEST_BODY_BYTES_MAX
+from server import collections, points, service
+from server.context import CATALOG_KEY, INFO_KEY, ServerInfo
+from server.responses import STARTED_S_KEY, ApiError, elapsed_s, error
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Most specific class first is not needed: the lookup walks each error's MRO.
+STATUS_BY_ERROR: dict[type[KeelError], int] = {
+    ValidationError: 422,
+    FormatError: 400,
+    BadRequest: 400,
+    NotFound: 404,
+    Conflict: 409,
+    Overloaded: 503,
+    NotReady: 503,
+    NotImplementedYet: 501,
+    StorageError: 500,
+}
+TEXT_BY_ERROR: dict[type[KeelError], str] = {
+    ValidationError: "Validation error in JSON body: [{}]",
+    FormatError: "Format error in JSON body: {}",
+    BadRequest: "Wrong input: {}",
+    NotFound: "Not found: {}",
+    Conflict: "Wrong input: {}",
+    Overloaded: "Service unavailable: {}",
+    NotReady: "Service unavailable: {}",
+    NotImplementedYet: "Not implemented in Keel: {}",
+    StorageError: "Service internal error: {}",
+}
+# Qdrant writes time 0.0 on errors found before the handler ran (body, query, path).
+ERRORS_BEFORE_HANDLER = (FormatError, ValidationError)
+GIT_TIMEOUT_S = 2.0
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def create_app(
+    catalog: Catalog,
+    *,
+    max_request_size_bytes: int = REQUEST_BODY_BYTES_MAX,
+    keel_version: str,
+) -> web.Application:
+    """The HTTP application over `catalog`; the caller opens and closes the catalog."""
+    assert 0 < max_request_size_bytes <= REQUEST_BODY_BYTES_MAX, max_request_size_bytes
+    app = web.Application(client_max_size=max_request_size_bytes, middlewares=[error_middleware])
+    app[CATALOG_KEY] = catalog
+    app[INFO_KEY] = ServerInfo(
+        keel_version=keel_version,
+        commit=build_commit(keel_version),
+        telemetry_id=str(uuid.uuid4()),
+        started_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        max_request_size_bytes=max_request_size_bytes,
+    )
+    for method, path, handler in [*service.ROUTES, *collections.ROUTES, *points.ROUTES]:
+        app.router.add_route(method, path, handler)
+        if path != "/":
+            app.router.add_route(method, path + "/", handler)
+    return app
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Time the request; turn every error into Qdrant's error body (the only mapping)."""
+    request[STARTED_S_KEY] = time.monotonic()
+    try:
+        return await handler(request)
+    except ApiError as api_error:
+        return error(api_error.status, api_error.message, 0.0)
+    except KeelError as keel_error:
+        status, message = describe_error(keel_error)
+        time_s = 0.0 if isinstance(keel_error, ERRORS_BEFORE_HANDLER) else elapsed_s(request)
+        headers = None
+        if isinstance(keel_error, Overloaded):
+            headers = {"Retry-After": str(max(1, math.ceil(keel_error.retry_after_s)))}
+        if status >= 500:
+            log.error(
+                "request failed method=%s path=%s status=%d error=%s",
+                request.method,
+                request.path,
+                status,
+                message,
+            )
+        return error(status, message, time_s, headers)
+    except web.HTTPException as http_error:
+        if http_error.status < 400:
+            raise
+        message = _http_error_text(request, http_error)
+        return error(http_error.status, message, elapsed_s(request))
+    except Exception:
+        log.exception("unhandled error method=%s path=%s", request.method, request.path)
+        message = "Service internal error: unexpected error, see the server log"
+        return error(500, message, elapsed_s(request))
+
+
+def describe_error(keel_error: KeelError) -> tuple[int, str]:
+    """(HTTP status, Qdrant-style text) of an engine error; 500 for a class not mapped."""
+    for error_class in type(keel_error).__mro__:
+        if error_class in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[error_class], TEXT_BY_ERROR[error_class].format(keel_error)
+    return 500, f"Service internal error: {keel_error}"
+
+
+def build_commit(keel_version: str) -> str:
+    """40 hex digits for `GET /`: Keel's git HEAD if this is a checkout, else a stable hash."""
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        completed = None
+    commit = completed.stdout.strip() if completed and completed.returncode == 0 else ""
+    if len(commit) == 40 and all(c in "0123456789abcdef" for c in commit):
+        return commit
+    return hashlib.sha1(f"keel-{keel_version}".encode()).hexdigest()
+
+
+def _http_error_text(request: web.Request, http_error: web.HTTPException) -> str:
+    if isinstance(http_error, web.HTTPRequestEntityTooLarge):
+        limit = request.app[INFO_KEY].max_request_size_bytes
+        if request.content_length is not None:
+            return (
+                f"JSON payload ({request.content_length} bytes) is larger than allowed "
+                f"(limit: {limit} bytes)."
+            )
+        return f"JSON payload has exceeded limit ({limit} bytes)."
+    if isinstance(http_error, web.HTTPNotFound):
+        return f"Not found: no API route {request.method} {request.path}"
+    if isinstance(http_error, web.HTTPMethodNotAllowed):
+        return f"Method {request.method} is not allowed on {request.path}"
+    return http_error.reason

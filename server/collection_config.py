@@ -1,0 +1,410 @@
+"""Collection configs on the wire: CreateCollection bodies in, CollectionInfo out.
+
+Owns: parsing and validating `PUT /collections/{name}` (Qdrant's `CreateCollection`) into
+the engine's CollectionConfig, keeping every accepted option the engine does not use in
+`CollectionConfig.echo` (JSON, stored with the collection), and rendering `GET
+/collections/{name}` from it with Qdrant's defaults, field for field.
+Not here: collection names (schemas.py), handlers (collections.py).
+
+Qdrant 1.19, read in its source: `CreateCollection` and `CreateCollectionOperation::new`
+(lib/storage/src/content_manager/collection_meta_ops.rs), `VectorParams`/`VectorsConfig`
+(lib/collection/src/operations/types.rs: an untagged enum, so any format error inside
+`vectors` reads "data did not match any variant of untagged enum VectorsConfig"; size is a
+NonZeroU64 validated to [1, 65536]), the diffs in lib/collection/src/operations/
+config_diff.rs, outputs `CollectionInfo`/`CollectionConfig`/`CollectionParams`/`HnswConfig`/
+`OptimizersConfig`/`WalConfig` (skip_serializing_if as there), defaults in config/config.yaml.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.errors import BadRequest, FormatError, NotImplementedYet
+from engine.limits import VECTOR_DIM_MAX, VECTOR_NAMES_MAX
+from engine.ops import UNNAMED_VECTOR, CollectionConfig, Distance, HnswSettings, VectorConfig
+from server.serde_text import (
+    invalid_type,
+    missing_field,
+    range_message,
+    unknown_variant,
+    untagged_mismatch,
+    validation_errors,
+)
+
+U32_MAX = 2**32 - 1
+U64_MAX = 2**64 - 1
+MEMORY = ("cold", "cached", "pinned")
+DATATYPES = ("float32", "uint8", "float16", "turbo4")
+DISTANCES = tuple(distance.value for distance in Distance)
+VECTOR_NAME_BYTES_MAX = 200  # Qdrant's validate_vector_name
+VECTOR_NAME_CHARS_FORBIDDEN = '<>:"/\\|?*\0\x1f'
+
+# name -> (kind, minimum, maximum); kinds: usize, u32, u64, f64, bool, threads, or enum values.
+HNSW_FIELDS = {
+    "m": ("usize", None, None),
+    "ef_construct": ("usize", 4, None),
+    "full_scan_threshold": ("usize", 10, None),
+    "max_indexing_threads": ("usize", None, None),
+    "on_disk": ("bool", None, None),
+    "memory": (MEMORY, None, None),
+    "payload_m": ("usize", None, None),
+    "inline_storage": ("bool", None, None),
+}
+HNSW_ALIASES = {"full_scan_threshold_kb": "full_scan_threshold"}
+HNSW_CORE = ("m", "ef_construct", "full_scan_threshold")  # in HnswSettings, not in the echo
+WAL_FIELDS = {
+    "wal_capacity_mb": ("usize", 1, None),
+    "wal_segments_ahead": ("usize", None, None),
+    "wal_retain_closed": ("usize", None, None),
+}
+OPTIMIZER_FIELDS = {
+    "deleted_threshold": ("f64", 0.0, 1.0),
+    "vacuum_min_vector_number": ("usize", 100, None),
+    "default_segment_number": ("usize", None, None),
+    "max_segment_size": ("usize", 1, None),
+    "memmap_threshold": ("usize", None, None),
+    "indexing_threshold": ("usize", None, None),
+    "flush_interval_sec": ("u64", None, None),
+    "max_optimization_threads": ("threads", None, None),
+    "prevent_unoptimized": ("bool", None, None),
+}
+OPTIMIZER_ALIASES = {
+    "max_segment_size_kb": "max_segment_size",
+    "memmap_threshold_kb": "memmap_threshold",
+    "indexing_threshold_kb": "indexing_threshold",
+}
+PARAM_FIELDS = {
+    "shard_number": ("u32", 1, None),
+    "replication_factor": ("u32", 1, None),
+    "write_consistency_factor": ("u32", 1, None),
+    "on_disk_payload": ("bool", None, None),
+}
+QUANTIZATION_FIELDS = {
+    "scalar": {
+        "type": (("int8",), None, None),
+        "quantile": ("f64", None, None),
+        "always_ram": ("bool", None, None),
+        "memory": (MEMORY, None, None),
+    },
+    "product": {
+        "compression": (("x4", "x8", "x16", "x32", "x64"), None, None),
+        "always_ram": ("bool", None, None),
+        "memory": (MEMORY, None, None),
+    },
+    "binary": {
+        "always_ram": ("bool", None, None),
+        "memory": (MEMORY, None, None),
+        "encoding": (("one_bit", "two_bits", "one_and_half_bits"), None, None),
+        "query_encoding": (("default", "binary", "scalar4bits", "scalar8bits"), None, None),
+    },
+    "turbo": {
+        "always_ram": ("bool", None, None),
+        "memory": (MEMORY, None, None),
+        "bits": (("bits1", "bits1_5", "bits2", "bits4"), None, None),
+    },
+}
+QUANTIZATION_REQUIRED = {"scalar": ("type",), "product": ("compression",)}
+
+# Qdrant's defaults (config/config.yaml, lib/collection/src/config.rs) for what Keel echoes.
+DEFAULT_HNSW_OUTPUT = {"max_indexing_threads": 0, "on_disk": False}
+DEFAULT_OPTIMIZER_CONFIG = {
+    "deleted_threshold": 0.2,
+    "vacuum_min_vector_number": 1000,
+    "default_segment_number": 0,
+    "max_segment_size": None,
+    "memmap_threshold": None,
+    "indexing_threshold": 10000,
+    "flush_interval_sec": 5,
+    "max_optimization_threads": None,
+    "prevent_unoptimized": None,
+}
+DEFAULT_WAL_CONFIG = {"wal_capacity_mb": 32, "wal_segments_ahead": 0, "wal_retain_closed": 1}
+DEFAULT_PARAMS = {
+    "shard_number": 1,
+    "replication_factor": 1,
+    "write_consistency_factor": 1,
+    "on_disk_payload": True,
+}
+
+
+def parse_create_collection(data: Any) -> CollectionConfig:
+    """A CreateCollection body -> CollectionConfig: 400 format, 422 validation, 501 unsupported."""
+    if not isinstance(data, dict):
+        raise invalid_type(data, "struct CreateCollection")
+    errors: list[tuple[str, str]] = []
+    vectors, vector_echo, is_single_form = _parse_vectors(data.get("vectors", {}), errors)
+    params = _parse_fields(data, PARAM_FIELDS, {}, "CreateCollection", "", errors)
+    hnsw = _parse_fields(
+        data.get("hnsw_config"), HNSW_FIELDS, HNSW_ALIASES, "HnswConfigDiff", "hnsw_config", errors
+    )
+    wal = _parse_fields(
+        data.get("wal_config"), WAL_FIELDS, {}, "WalConfigDiff", "wal_config", errors
+    )
+    optimizers_raw = data.get("optimizers_config", data.get("optimizer_config"))
+    optimizers = _parse_fields(
+        optimizers_raw,
+        OPTIMIZER_FIELDS,
+        OPTIMIZER_ALIASES,
+        "OptimizersConfigDiff",
+        "optimizers_config",
+        errors,
+    )
+    quantization = _parse_quantization(data.get("quantization_config", data.get("quantization")))
+    metadata = data.get("metadata")
+    if metadata is not None and type(metadata) is not dict:
+        raise invalid_type(metadata, "a map")
+    extra_params = _parse_extra_params(data)
+    if errors:
+        raise validation_errors(errors)
+    _check_vector_names(vectors, is_single_form)
+    _reject_unsupported(data)
+    echo = {
+        "is_single_form": is_single_form,
+        "vectors": vector_echo,
+        "params": {**params, **extra_params},
+        "hnsw_config": hnsw,
+        "wal_config": wal,
+        "optimizers_config": optimizers,
+        "quantization_config": quantization,
+        "metadata": metadata,
+    }
+    defaults = HnswSettings()
+    hnsw_settings = HnswSettings(
+        m=hnsw.get("m", defaults.m),
+        ef_construct=hnsw.get("ef_construct", defaults.ef_construct),
+        full_scan_threshold=hnsw.get("full_scan_threshold", defaults.full_scan_threshold),
+    )
+    return CollectionConfig(vectors=vectors, hnsw=hnsw_settings, echo=echo)
+
+
+def collection_info_json(config: CollectionConfig, stats: Any) -> dict[str, Any]:
+    """CollectionInfo as Qdrant 1.19 writes it for a collection made with `config`."""
+    echo = config.echo
+    info_config: dict[str, Any] = {
+        "params": _params_json(config),
+        "hnsw_config": {
+            "m": config.hnsw.m,
+            "ef_construct": config.hnsw.ef_construct,
+            "full_scan_threshold": config.hnsw.full_scan_threshold,
+            **DEFAULT_HNSW_OUTPUT,
+            **{k: v for k, v in echo.get("hnsw_config", {}).items() if k not in HNSW_CORE},
+        },
+        "optimizer_config": _optimizer_json(echo.get("optimizers_config", {})),
+        "wal_config": {**DEFAULT_WAL_CONFIG, **echo.get("wal_config", {})},
+        "quantization_config": echo.get("quantization_config"),
+    }
+    if echo.get("metadata") is not None:
+        info_config["metadata"] = echo["metadata"]
+    return {
+        "status": stats.status,
+        "optimizer_status": "ok",
+        "indexed_vectors_count": stats.indexed_vectors_count,
+        "points_count": stats.points_count,
+        "segments_count": stats.segments_count,
+        "config": info_config,
+        "payload_schema": {},
+    }
+
+
+# ---- parsing -------------------------------------------------------------------------------
+
+
+def _parse_vectors(
+    raw: Any, errors: list[tuple[str, str]]
+) -> tuple[dict[str, VectorConfig], dict[str, Any], bool]:
+    """VectorsConfig: one unnamed `{size, distance, ..}` or `{name: {size, distance, ..}}`."""
+    if isinstance(raw, dict) and ("size" in raw or "distance" in raw):
+        try:
+            vector, echo, vector_errors = _parse_vector_params(raw)
+        except FormatError:
+            pass  # untagged: serde then tries the map of named vectors
+        else:
+            errors.extend((f"vectors.{path}", message) for path, message in vector_errors)
+            return {UNNAMED_VECTOR: vector}, {UNNAMED_VECTOR: echo}, True
+    if not isinstance(raw, dict):
+        raise untagged_mismatch("VectorsConfig")
+    vectors, echoes, failing = {}, {}, []
+    for name in sorted(raw):  # a BTreeMap in Qdrant: validated in name order
+        try:
+            vectors[name], echoes[name], vector_errors = _parse_vector_params(raw[name])
+        except FormatError:
+            raise untagged_mismatch("VectorsConfig") from None
+        if vector_errors:
+            failing.append(vector_errors)
+    for index, vector_errors in enumerate(failing):
+        prefix = "vectors.?" if len(failing) == 1 else f"vectors.?[{index}]"
+        errors.extend((f"{prefix}.{path}", message) for path, message in vector_errors)
+    return vectors, echoes, False
+
+
+def _parse_vector_params(raw: Any) -> tuple[VectorConfig, dict[str, Any], list[tuple]]:
+    """One VectorParams; returns the config, what to echo, and field-relative 422 errors."""
+    if not isinstance(raw, dict):
+        raise invalid_type(raw, "struct VectorParams")
+    for field in ("size", "distance"):
+        if field not in raw:
+            raise missing_field(field)
+    size = _parse_scalar(raw["size"], "u64")
+    if size == 0:
+        raise FormatError("invalid value: integer `0`, expected a nonzero u64")
+    distance = _parse_scalar(raw["distance"], DISTANCES)
+    errors: list[tuple[str, str]] = []
+    if size > VECTOR_DIM_MAX:
+        errors.append(("size", range_message(size, 1, VECTOR_DIM_MAX)))
+    hnsw = _parse_fields(
+        raw.get("hnsw_config"), HNSW_FIELDS, HNSW_ALIASES, "HnswConfigDiff", "hnsw_config", errors
+    )
+    echo = {"hnsw_config": hnsw} if hnsw else {}
+    quantization = _parse_quantization(raw.get("quantization_config", raw.get("quantization")))
+    if quantization is not None:
+        echo["quantization_config"] = quantization
+    for field, kind in (("on_disk", "bool"), ("memory", MEMORY), ("datatype", DATATYPES)):
+        if raw.get(field) is not None:
+            echo[field] = _parse_scalar(raw[field], kind)
+    if echo.get("memory") == "pinned":
+        message = "`pinned` memory placement is not supported for dense vector storage"
+        errors.append(("memory", message))
+    if raw.get("multivector_config") is not None:
+        raise NotImplementedYet("multivectors are not implemented yet")
+    vector = VectorConfig(
+        size=size,
+        distance=Distance(distance),
+        hnsw_m=hnsw.get("m"),
+        hnsw_ef_construct=hnsw.get("ef_construct"),
+    )
+    return vector, echo, errors
+
+
+def _parse_fields(
+    raw: Any,
+    fields: dict[str, tuple],
+    aliases: dict[str, str],
+    struct_name: str,
+    path: str,
+    errors: list[tuple[str, str]],
+) -> dict[str, Any]:
+    """The optional scalars `fields` of a struct (a config diff); other keys are ignored,
+    as serde ignores unknown fields. Range violations go to `errors` (422)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise invalid_type(raw, f"struct {struct_name}")
+    result = {}
+    for key, value in raw.items():
+        name = aliases.get(key, key)
+        if name not in fields or value is None:
+            continue
+        kind, minimum, maximum = fields[name]
+        result[name] = _parse_scalar(value, kind)
+        is_low = minimum is not None and result[name] < minimum
+        if is_low or (maximum is not None and result[name] > maximum):
+            field_path = f"{path}.{name}" if path else name
+            errors.append((field_path, range_message(result[name], minimum, maximum)))
+    return result
+
+
+def _parse_scalar(value: Any, kind: Any) -> Any:
+    """One serde scalar: integers (no bools, no floats), f64, bool, "auto"|usize or an enum."""
+    if isinstance(kind, tuple):
+        if value not in kind:
+            raise unknown_variant(value, kind)
+        return value
+    if kind == "bool":
+        if type(value) is not bool:
+            raise invalid_type(value, "a boolean")
+        return value
+    if kind == "f64":
+        if type(value) not in (int, float):
+            raise invalid_type(value, "f64")
+        return float(value)
+    if kind == "threads":
+        if value == "auto":
+            return None  # OptimizersConfig writes "auto" as null: no limit
+        return _parse_scalar(value, "usize")
+    maximum = {"u32": U32_MAX, "u64": U64_MAX, "usize": U64_MAX}[kind]
+    if type(value) is not int:
+        raise invalid_type(value, kind)
+    if not 0 <= value <= maximum:
+        raise FormatError(f"invalid value: integer `{value}`, expected {kind}")
+    return value
+
+
+def _parse_quantization(raw: Any) -> dict[str, Any] | None:
+    """QuantizationConfig (scalar, product, binary or turbo), echoed; Keel searches exactly."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or len(raw) != 1 or next(iter(raw)) not in QUANTIZATION_FIELDS:
+        raise untagged_mismatch("QuantizationConfig")
+    kind, inner = next(iter(raw.items()))
+    if not isinstance(inner, dict):
+        raise untagged_mismatch("QuantizationConfig")
+    if any(field not in inner for field in QUANTIZATION_REQUIRED.get(kind, ())):
+        raise untagged_mismatch("QuantizationConfig")
+    try:
+        fields = _parse_fields(inner, QUANTIZATION_FIELDS[kind], {}, kind, kind, [])
+    except FormatError:
+        raise untagged_mismatch("QuantizationConfig") from None
+    return {kind: fields}
+
+
+def _parse_extra_params(data: dict[str, Any]) -> dict[str, Any]:
+    """sharding_method and payload storage params, echoed in CollectionParams."""
+    extra: dict[str, Any] = {}
+    if data.get("sharding_method") is not None:
+        extra["sharding_method"] = _parse_scalar(data["sharding_method"], ("auto", "custom"))
+    payload = data.get("payload")
+    if payload is not None:
+        if not isinstance(payload, dict):
+            raise invalid_type(payload, "struct PayloadStorageParams")
+        memory = payload.get("memory")
+        extra["payload"] = {} if memory is None else {"memory": _parse_scalar(memory, MEMORY)}
+    return extra
+
+
+def _check_vector_names(vectors: dict[str, VectorConfig], is_single_form: bool) -> None:
+    """CreateCollectionOperation::new's vector-name rule (400), and Keel's count bound."""
+    if len(vectors) > VECTOR_NAMES_MAX:
+        raise BadRequest(f"too many vectors: {len(vectors)}, at most {VECTOR_NAMES_MAX}")
+    if is_single_form:
+        return
+    for name in vectors:
+        if len(name.encode()) > VECTOR_NAME_BYTES_MAX:
+            reason = f"vector name must be at most {VECTOR_NAME_BYTES_MAX} bytes long"
+        elif bad := next((c for c in VECTOR_NAME_CHARS_FORBIDDEN if c in name), None):
+            reason = f'vector name cannot contain "{bad}" char'
+        else:
+            continue
+        raise BadRequest(f"Invalid dense vector name `{name}`: {reason}")
+
+
+def _reject_unsupported(data: dict[str, Any]) -> None:
+    if data.get("sparse_vectors"):
+        raise NotImplementedYet("sparse vectors are not implemented yet")
+    if data.get("sharding_method") == "custom":
+        raise NotImplementedYet("custom sharding is not supported by single-node Keel")
+    strict_mode = data.get("strict_mode_config")
+    if isinstance(strict_mode, dict) and strict_mode.get("enabled"):
+        raise NotImplementedYet("strict mode is not implemented yet")
+
+
+# ---- rendering -----------------------------------------------------------------------------
+
+
+def _params_json(config: CollectionConfig) -> dict[str, Any]:
+    echo = config.echo
+    vector_echo = echo.get("vectors", {})
+
+    def vector_json(name: str) -> dict[str, Any]:
+        vector = config.vectors[name]
+        return {"size": vector.size, "distance": vector.distance.value, **vector_echo.get(name, {})}
+
+    is_single_form = echo.get("is_single_form", config.is_single_unnamed)
+    if is_single_form:
+        vectors: dict[str, Any] = vector_json(UNNAMED_VECTOR)
+    else:
+        vectors = {name: vector_json(name) for name in config.vectors}
+    return {"vectors": vectors, **DEFAULT_PARAMS, **echo.get("params", {})}
+
+
+def _optimizer_json(diff: dict[str, Any]) -> dict[str, Any]:
+    return {**DEFAULT_OPTIMIZER_CONFIG, **diff}

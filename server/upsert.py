@@ -1,0 +1,386 @@
+"""The upsert body (PUT /collections/{name}/points) -> UpsertPoints: the write hot path.
+
+Owns: the three body forms of the seed (a points list with unnamed or named vectors, and
+the columnar `batch`), in two phases, in Qdrant's order:
+1. `parse_upsert(data)`: the format (400 `Format error in JSON body: ...`), then the
+   validation (422 `Validation error in JSON body: [...]`); needs no collection.
+2. `build_upsert(body, config)`: dimensions, vector names, finiteness against the
+   collection (400 `Wrong input: ...`), then the columnar UpsertPoints: per vector name the
+   positions of the points that carry it and one float32 matrix.
+Nothing invalid gets past phase 2, so nothing invalid is ever written.
+Not here: ids and other shared parsing (schemas.py), texts (serde_text.py).
+
+Qdrant 1.19, read in its source: `PointInsertOperations` (lib/api/src/rest/schema.rs; an
+object with `batch` is a batch, else with `points` a list, else "Invalid PointInsertOperations
+format"), `Batch::validate` and `validate_non_empty_dense` (lib/api/src/rest/validate.rs,
+schema.rs; field paths as validator nests them), and `validate_vector_dimensions`
+(src/common/validate_vectors.rs: dimensions are checked before names, unknown names skipped;
+the segment rejects those later with "Not existing vector name error").
+Keel differs on purpose: a body with both `points` and `batch` is rejected (Qdrant silently
+ignores `points`); unknown vector names are rejected up front; values must be finite as
+float32; a point of a collection with one unnamed vector must carry it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.errors import BadRequest, FormatError, NotImplementedYet
+from engine.ops import (
+    UNNAMED_VECTOR,
+    CollectionConfig,
+    NamedVectors,
+    PointId,
+    UpdateMode,
+    UpsertPoints,
+)
+from server.schemas import (
+    NUMBER_TYPES,
+    check_filter,
+    check_point_count,
+    filter_has_conditions,
+    load_json,
+    parse_point_id,
+)
+from server.serde_text import (
+    invalid_type,
+    missing_field,
+    unknown_variant,
+    untagged_mismatch,
+    validation_errors,
+)
+
+INVALID_FORMAT = "Invalid PointInsertOperations format"
+UPDATE_MODES = tuple(mode.value for mode in UpdateMode)
+EMPTY_DENSE = "dense vector must not be empty"
+MULTI_TO_REGULAR = "Conversion between multi and regular vectors failed"
+# Markers of a point's vector after phase 1.
+DENSE, MULTI, NAMED = "dense", "multi", "named"
+
+
+@dataclass(frozen=True)
+class UpsertBody:
+    """A well-formed upsert body, not yet checked against a collection.
+
+    Exactly one of `point_vectors` (list form: each point's `vector` value, shape-checked)
+    and `batch_vectors` (batch form: the `vectors` value) is set.
+    """
+
+    ids: list[PointId]
+    payloads: list[dict[str, Any] | None]
+    point_vectors: list[Any] | None
+    batch_vectors: list[Any] | dict[str, list[Any]] | None
+    update_mode: UpdateMode
+
+
+def parse_upsert_json(body: bytes) -> UpsertBody:
+    """Phase 1 from the raw body: `load_json`, then `parse_upsert`."""
+    return parse_upsert(load_json(body))
+
+
+def parse_upsert(data: Any) -> UpsertBody:
+    """Phase 1: the body's format and validation, as Qdrant's deserializer and validator."""
+    if not isinstance(data, dict):
+        raise FormatError(INVALID_FORMAT)
+    if "batch" in data and "points" in data:
+        raise FormatError(f"{INVALID_FORMAT}: send either `points` or `batch`, not both")
+    if "batch" in data:
+        body, errors = _parse_batch(data["batch"])
+    elif "points" in data:
+        body, errors = _parse_points(data["points"])
+    else:
+        raise FormatError(INVALID_FORMAT)
+    update_mode = _parse_update_mode(data.get("update_mode"))
+    check_filter(data.get("update_filter"))
+    if errors:
+        raise validation_errors(errors)
+    if filter_has_conditions(data.get("update_filter")):
+        raise NotImplementedYet("update_filter is not implemented yet")
+    return UpsertBody(body.ids, body.payloads, body.point_vectors, body.batch_vectors, update_mode)
+
+
+def build_upsert(body: UpsertBody, config: CollectionConfig) -> UpsertPoints:
+    """Phase 2: check vectors against the collection and build columnar UpsertPoints."""
+    if body.batch_vectors is not None:
+        vectors = _batch_columns(body, config)
+    else:
+        vectors = _list_columns(body, config)
+    return UpsertPoints(body.ids, vectors, body.payloads, body.update_mode)
+
+
+# ---- phase 1: format and validation --------------------------------------------------------
+
+
+def _parse_points(points: Any) -> tuple[UpsertBody, list[tuple[str, str]]]:
+    """The list form: `[{"id", "vector" (alias "vectors"), "payload"?}, ...]`."""
+    if type(points) is not list:
+        raise invalid_type(points, "a sequence")
+    check_point_count(len(points))
+    ids: list[PointId] = []
+    payloads: list[dict[str, Any] | None] = []
+    vectors: list[Any] = []
+    errors: list[tuple[str, str]] = []
+    for index, point in enumerate(points):
+        if type(point) is not dict:
+            raise invalid_type(point, "struct PointStruct")
+        if "id" not in point:
+            raise missing_field("id")
+        ids.append(parse_point_id(point["id"]))
+        vector = _point_vector_field(point)
+        payloads.append(_parse_payload(point.get("payload")))
+        empty_names = _check_point_vector(vector)
+        if empty_names:
+            errors.extend(_empty_vector_errors(f"points[{index}].vector", vector, empty_names))
+        vectors.append(vector)
+    return UpsertBody(ids, payloads, vectors, None, UpdateMode.UPSERT), errors
+
+
+def _parse_batch(batch: Any) -> tuple[UpsertBody, list[tuple[str, str]]]:
+    """The batch form: `{"ids": [..], "vectors": [[..]] or {name: [[..]]}, "payloads"?}`."""
+    if not isinstance(batch, dict):
+        raise invalid_type(batch, "struct Batch")
+    for field in ("ids", "vectors"):
+        if field not in batch:
+            raise missing_field(field)
+    if type(batch["ids"]) is not list:
+        raise invalid_type(batch["ids"], "a sequence")
+    check_point_count(len(batch["ids"]))
+    ids = [parse_point_id(raw) for raw in batch["ids"]]
+    vectors = batch["vectors"]
+    columns = _check_batch_vectors(vectors)
+    raw_payloads = batch.get("payloads")
+    if raw_payloads is not None and type(raw_payloads) is not list:
+        raise invalid_type(raw_payloads, "a sequence")
+    payloads = [_parse_payload(raw) for raw in raw_payloads or ()]
+    errors = _batch_errors(ids, columns, raw_payloads)
+    if raw_payloads is None:
+        payloads = [None] * len(ids)
+    return UpsertBody(ids, payloads, None, vectors, UpdateMode.UPSERT), errors
+
+
+def _point_vector_field(point: dict[str, Any]) -> Any:
+    # PointStruct's `vector` has serde alias `vectors`; both at once is serde's duplicate.
+    if "vector" in point:
+        if "vectors" in point:
+            raise FormatError("duplicate field `vector`")
+        return point["vector"]
+    if "vectors" in point:
+        return point["vectors"]
+    raise missing_field("vector")
+
+
+def _parse_payload(payload: Any) -> dict[str, Any] | None:
+    if payload is None or type(payload) is dict:
+        return payload
+    raise invalid_type(payload, "a map")
+
+
+def _parse_update_mode(value: Any) -> UpdateMode:
+    if value is None:
+        return UpdateMode.UPSERT
+    if value not in UPDATE_MODES:
+        raise unknown_variant(value, UPDATE_MODES)
+    return UpdateMode(value)
+
+
+def _check_point_vector(vector: Any) -> list[str]:
+    """Shape of one point's vector (VectorStruct); returns the names of empty dense vectors.
+
+    The unnamed vector is reported as the name None.
+    """
+    if type(vector) is list:
+        kind = _list_kind(vector)
+        if kind is None:
+            raise untagged_mismatch("VectorStruct")
+        return [None] if kind == DENSE and not vector else []
+    if type(vector) is dict:
+        empty_names = []
+        for name, value in vector.items():
+            kind = _named_value_kind(value)
+            if kind is None:
+                _raise_if_inference_object(vector)
+                raise untagged_mismatch("VectorStruct")
+            if kind == DENSE and not value:
+                empty_names.append(name)
+        return empty_names
+    _raise_if_inference_object(vector)
+    raise untagged_mismatch("VectorStruct")
+
+
+def _list_kind(value: list[Any]) -> str | None:
+    """DENSE for a list of numbers (bools are not numbers), MULTI for a list of those."""
+    kinds = set(map(type, value))
+    if kinds <= NUMBER_TYPES:
+        return DENSE
+    if kinds == {list} and all(NUMBER_TYPES.issuperset(map(type, row)) for row in value):
+        return MULTI
+    return None
+
+
+def _named_value_kind(value: Any) -> str | None:
+    if type(value) is list:
+        return _list_kind(value)
+    if type(value) is dict and "indices" in value and "values" in value:
+        raise NotImplementedYet("sparse vectors are not implemented yet")
+    return None
+
+
+def _raise_if_inference_object(value: Any) -> None:
+    # Document, Image and InferenceObject ask Qdrant to embed for you; Keel does not.
+    if isinstance(value, dict) and "model" in value and {"text", "image", "object"} & set(value):
+        raise NotImplementedYet("inference (documents, images, objects) is not supported")
+
+
+def _empty_vector_errors(path: str, vector: Any, empty_names: list[str]) -> list[tuple]:
+    """Qdrant's field paths: `.vector` for the unnamed vector, `.?`/`.?[i]` when named."""
+    if type(vector) is list:
+        return [(f"{path}.vector", EMPTY_DENSE)]
+    if len(empty_names) == 1:
+        return [(f"{path}.?.vector", EMPTY_DENSE)]
+    return [(f"{path}.?[{i}].vector", EMPTY_DENSE) for i in range(len(empty_names))]
+
+
+def _check_batch_vectors(vectors: Any) -> dict[str | None, list[Any]]:
+    """Shape of a batch's `vectors` (BatchVectorStruct): the columns, unnamed under None."""
+    if type(vectors) is list:
+        if all(type(row) is list and _list_kind(row) is not None for row in vectors):
+            return {None: vectors}
+        if vectors and all(type(row) is dict for row in vectors):
+            _raise_if_inference_object(vectors[0])
+        raise untagged_mismatch("BatchVectorStruct")
+    if type(vectors) is dict:
+        for column in vectors.values():
+            if type(column) is not list:
+                raise untagged_mismatch("BatchVectorStruct")
+            for value in column:
+                if _named_value_kind(value) is None:
+                    raise untagged_mismatch("BatchVectorStruct")
+        return dict(vectors)
+    raise untagged_mismatch("BatchVectorStruct")
+
+
+def _batch_errors(
+    ids: list[PointId], columns: dict[str | None, list[Any]], payloads: list[Any] | None
+) -> list[tuple[str, str]]:
+    """`Batch::validate`: empty vectors first, then each count against the ids' count."""
+    if None in columns:
+        # One error at most: Batch::validate stops at the first empty row (`?`).
+        if any(not row for row in columns[None]):
+            return [("batch.vector", EMPTY_DENSE)]
+    else:
+        empty_count = sum(1 for column in columns.values() for value in column if value == [])
+        if empty_count == 1:
+            return [("batch.?.vector", EMPTY_DENSE)]
+        if empty_count > 1:
+            return [(f"batch.?[{i}].vector", EMPTY_DENSE) for i in range(empty_count)]
+    for column in columns.values():
+        if len(column) != len(ids):
+            message = f"number of ids and vectors must be equal ({len(ids)} != {len(column)})"
+            return [("batch.batch", message)]
+    if payloads is not None and len(payloads) != len(ids):
+        message = f"number of ids and payloads must be equal ({len(ids)} != {len(payloads)})"
+        return [("batch.batch", message)]
+    return []
+
+
+# ---- phase 2: against the collection -------------------------------------------------------
+
+
+def _list_columns(body: UpsertBody, config: CollectionConfig) -> dict[str, NamedVectors]:
+    """Group the list form's vectors by name, checking each as Qdrant does, in its order."""
+    assert body.point_vectors is not None
+    rows_by_name: dict[str, list[int]] = {}
+    values_by_name: dict[str, list[list[Any]]] = {}
+    unknown_name: str | None = None
+    has_multi = False
+    for position, vector in enumerate(body.point_vectors):
+        is_unnamed = type(vector) is list
+        items = ((UNNAMED_VECTOR, vector),) if is_unnamed else vector.items()
+        for name, value in items:
+            vector_config = config.vectors.get(name)
+            if vector_config is None:
+                unknown_name = name if unknown_name is None else unknown_name
+                continue
+            is_multi = bool(value) and type(value[0]) is list
+            for row in value if is_multi else (value,):
+                if len(row) != vector_config.size:
+                    raise _dimension_error(vector_config.size, len(row), name, is_unnamed)
+            has_multi = has_multi or is_multi
+            rows_by_name.setdefault(name, []).append(position)
+            values_by_name.setdefault(name, []).append(value)
+    _raise_for_names(unknown_name, has_multi)
+    if config.is_single_unnamed:
+        _require_unnamed_vector(body.ids, rows_by_name.get(UNNAMED_VECTOR, []))
+    return {
+        name: _named_vectors(body.ids, rows_by_name[name], values, config.vectors[name].size)
+        for name, values in values_by_name.items()
+    }
+
+
+def _batch_columns(body: UpsertBody, config: CollectionConfig) -> dict[str, NamedVectors]:
+    """The batch form's columns: every point carries every vector named in the batch."""
+    vectors = body.batch_vectors
+    is_unnamed = type(vectors) is list
+    columns = {UNNAMED_VECTOR: vectors} if is_unnamed else vectors
+    unknown_name: str | None = None
+    has_multi = False
+    for name, column in columns.items():
+        vector_config = config.vectors.get(name)
+        if vector_config is None:
+            unknown_name = name if unknown_name is None else unknown_name
+            continue
+        for value in column:
+            is_multi = bool(value) and type(value[0]) is list
+            for row in value if is_multi else (value,):
+                if len(row) != vector_config.size:
+                    raise _dimension_error(vector_config.size, len(row), name, is_unnamed)
+            has_multi = has_multi or is_multi
+    _raise_for_names(unknown_name, has_multi)
+    if config.is_single_unnamed:
+        _require_unnamed_vector(body.ids, range(len(columns.get(UNNAMED_VECTOR, ()))))
+    positions = list(range(len(body.ids)))
+    return {
+        name: _named_vectors(body.ids, positions, column, config.vectors[name].size)
+        for name, column in columns.items()
+        if column
+    }
+
+
+def _dimension_error(expected: int, got: int, name: str, is_unnamed: bool) -> BadRequest:
+    suffix = "" if is_unnamed else f" for vector '{name}'"
+    return BadRequest(f"Vector dimension error: expected dim: {expected}, got {got}{suffix}")
+
+
+def _raise_for_names(unknown_name: str | None, has_multi: bool) -> None:
+    if unknown_name is not None:
+        raise BadRequest(f"Not existing vector name error: {unknown_name}")
+    if has_multi:
+        raise BadRequest(MULTI_TO_REGULAR)
+
+
+def _require_unnamed_vector(ids: list[PointId], positions: Any) -> None:
+    if len(positions) != len(ids):
+        missing = min(set(range(len(ids))) - set(positions))
+        raise BadRequest(
+            f"point {ids[missing]} has no vector; this collection's unnamed vector is required"
+        )
+
+
+def _named_vectors(
+    ids: list[PointId], rows: list[int], values: list[list[Any]], dim: int
+) -> NamedVectors:
+    matrix = _to_matrix(values, dim)
+    is_finite = np.isfinite(matrix).all(axis=1)
+    if not is_finite.all():
+        point_id = ids[rows[int(np.argmin(is_finite))]]
+        raise BadRequest(f"vector of point {point_id} has a value that is not a finite float32")
+    return NamedVectors(rows=np.array(rows, dtype=np.int32), matrix=matrix)
+
+
+def _to_matrix(values: list[list[Any]], dim: int) -> np.ndarray:
+    """float32 matrix of rows phase 1 found to be numbers and phase 2 to have `dim` each."""
+    with np.errstate(over="ignore"):  # overflow to inf is reported by the caller
+        return np.array(values, dtype=np.float32).reshape(len(values), dim)
