@@ -50,8 +50,12 @@ def remove_from_indexes(indexes: dict[str, VectorIndex], delta: IndexDelta) -> N
             index.remove(removed)
 
 
-def apply_batch(store: Store, indexes: dict[str, VectorIndex], visibility_lock: ReadWriteLock,
-                records: list[tuple[int, Operation]]) -> IndexDelta:
+def apply_batch(
+    store: Store,
+    indexes: dict[str, VectorIndex],
+    visibility_lock: ReadWriteLock,
+    records: list[tuple[int, Operation]],
+) -> IndexDelta:
     """Apply records to LMDB and the graphs so that readers see all of it or none of it.
 
     Readers hold `visibility_lock` shared across their graph search and LMDB read; new
@@ -69,9 +73,18 @@ def apply_batch(store: Store, indexes: dict[str, VectorIndex], visibility_lock: 
 class Applier:
     """Applies durable records in op order; `applied_op_id` is what reads can see."""
 
-    def __init__(self, name: str, wal: Wal, store: Store, indexes: dict[str, VectorIndex],
-                 visibility_lock: ReadWriteLock, apply_batch_ops_max: int, checkpoint_every_ops: int, checkpoint_every_s: float,
-                 on_applied: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        name: str,
+        wal: Wal,
+        store: Store,
+        indexes: dict[str, VectorIndex],
+        visibility_lock: ReadWriteLock,
+        apply_batch_ops_max: int,
+        checkpoint_every_ops: int,
+        checkpoint_every_s: float,
+        on_applied: Callable[[int], None],
+    ) -> None:
         self.name = name
         self._wal = wal
         self._store = store
@@ -156,8 +169,10 @@ class Applier:
         batch_bytes = 0
         while self._unapplied and self._unapplied[0][0] <= durable_op_id:
             size_bytes = self._unapplied[0][2]
-            if batch and (len(batch) >= self._apply_batch_ops_max
-                          or batch_bytes + size_bytes > limits.APPLY_BATCH_BYTES_MAX):
+            if batch and (
+                len(batch) >= self._apply_batch_ops_max
+                or batch_bytes + size_bytes > limits.APPLY_BATCH_BYTES_MAX
+            ):
                 break
             batch.append(self._unapplied.popleft())
             batch_bytes += size_bytes
@@ -208,11 +223,14 @@ class Applier:
         return covered_op_id
 
     def _fail(self, error: Exception) -> None:
-        self.failure = error if isinstance(error, StorageError) else StorageError(
-            f"applying to storage failed collection={self.name}: {error!r}"
+        self.failure = (
+            error
+            if isinstance(error, StorageError)
+            else StorageError(f"applying to storage failed collection={self.name}: {error!r}")
         )
-        log.critical("write path closed collection=%s error=%s", self.name, self.failure,
-                     exc_info=error)
+        log.critical(
+            "write path closed collection=%s error=%s", self.name, self.failure, exc_info=error
+        )
         for _, _, waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(self.failure)

@@ -65,8 +65,12 @@ class Catalog:
             await collection.open()
             self._collections[name] = collection
         self.is_ready = True
-        log.info("recovery finished storage=%s collections=%d took_s=%.3f",
-                 self.storage_path, len(names), time.monotonic() - started_s)
+        log.info(
+            "recovery finished storage=%s collections=%d took_s=%.3f",
+            self.storage_path,
+            len(names),
+            time.monotonic() - started_s,
+        )
 
     async def close(self) -> None:
         """Finish every collection's queued writes, checkpoint, release the lock."""

@@ -34,9 +34,24 @@ from engine.index import VectorIndex, has_graph
 from engine.limits import EngineSettings
 from engine.locks import ReadWriteLock
 from engine.ops import (
-    CollectionConfig, DeletePoints, Distance, NamedVectors, Operation, PayloadSelector, PointId, PointRecord,
-    ScoredPoint, SearchRequest, UpdateResult, UpdateStatus, UpsertPoints, VectorSelector,
-    decode_op, encode_op, point_id_from_key, point_key,
+    CollectionConfig,
+    DeletePoints,
+    Distance,
+    NamedVectors,
+    Operation,
+    PayloadSelector,
+    PointId,
+    PointRecord,
+    ScoredPoint,
+    SearchRequest,
+    UpdateResult,
+    UpdateStatus,
+    UpsertPoints,
+    VectorSelector,
+    decode_op,
+    encode_op,
+    point_id_from_key,
+    point_key,
 )
 from engine.store import Store, StoredPoint
 from engine.wal import Wal
@@ -81,8 +96,9 @@ class Collection:
     def create_layout(directory: Path, config: CollectionConfig) -> None:
         """Lay out an empty collection in `directory` (which must not exist), durably."""
         files.make_directory_durably(directory)
-        files.create_file_durably(directory / CONFIG_FILE_NAME,
-                                  json.dumps(config.to_json_dict()).encode())
+        files.create_file_durably(
+            directory / CONFIG_FILE_NAME, json.dumps(config.to_json_dict()).encode()
+        )
         Wal.create(directory / "wal")
         files.make_directory_durably(directory / "lmdb")
         files.make_directory_durably(directory / "index")
@@ -96,7 +112,11 @@ class Collection:
         replayed_count = await loop.run_in_executor(self._read_executor, self._recover)
         assert self._wal is not None and self._store is not None
         self._applier = Applier(
-            self.name, self._wal, self._store, self._indexes, self._visibility_lock,
+            self.name,
+            self._wal,
+            self._store,
+            self._indexes,
+            self._visibility_lock,
             apply_batch_ops_max=self._settings.apply_batch_ops_max,
             checkpoint_every_ops=self._settings.checkpoint_every_ops,
             checkpoint_every_s=self._settings.checkpoint_every_s,
@@ -104,9 +124,13 @@ class Collection:
         )
         self._wal.start()
         self._applier.start()
-        log.info("collection opened collection=%s ops_replayed=%d applied_op_id=%d took_s=%.3f",
-                 self.name, replayed_count, self._store.applied_op_id,
-                 time.monotonic() - started_s)
+        log.info(
+            "collection opened collection=%s ops_replayed=%d applied_op_id=%d took_s=%.3f",
+            self.name,
+            replayed_count,
+            self._store.applied_op_id,
+            time.monotonic() - started_s,
+        )
 
     async def close(self) -> None:
         """Finish queued writes, checkpoint, close files. Safe to call once."""
@@ -145,19 +169,23 @@ class Collection:
         durable.result()
         if not wait:
             return UpdateResult(op_id, UpdateStatus.ACKNOWLEDGED)
-        remaining_s = None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - started_s))
+        remaining_s = (
+            None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - started_s))
+        )
         if await self._applier.wait_applied(op_id, remaining_s):
             return UpdateResult(op_id, UpdateStatus.COMPLETED)
         return UpdateResult(op_id, UpdateStatus.WAIT_TIMEOUT)
 
     # ---- reads -----------------------------------------------------------------------------
 
-    async def retrieve(self, ids: list[PointId], with_payload: PayloadSelector,
-                       with_vector: VectorSelector) -> list[PointRecord]:
+    async def retrieve(
+        self, ids: list[PointId], with_payload: PayloadSelector, with_vector: VectorSelector
+    ) -> list[PointRecord]:
         """Points with these ids that exist, in request order, without duplicates."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._read_executor, self._retrieve, ids,
-                                          with_payload, with_vector)
+        return await loop.run_in_executor(
+            self._read_executor, self._retrieve, ids, with_payload, with_vector
+        )
 
     async def search(self, request: SearchRequest) -> list[ScoredPoint]:
         """Nearest points to request.vector, scored as Qdrant scores them."""
@@ -165,15 +193,20 @@ class Collection:
         if vector_config is None:
             raise BadRequest(f"Not existing vector name error: {request.vector_name}")
         if request.vector.shape != (vector_config.size,):
-            raise BadRequest(f"Vector dimension error: expected dim: {vector_config.size}, "
-                             f"got {request.vector.shape[0]}")
+            raise BadRequest(
+                f"Vector dimension error: expected dim: {vector_config.size}, "
+                f"got {request.vector.shape[0]}"
+            )
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._read_executor, self._search, request)
 
     def stats(self) -> CollectionStats:
         assert self._store is not None
-        is_failed = self._wal is not None and self._wal.is_failed or (
-            self._applier is not None and self._applier.failure is not None)
+        is_failed = (
+            self._wal is not None
+            and self._wal.is_failed
+            or (self._applier is not None and self._applier.failure is not None)
+        )
         return CollectionStats(
             points_count=self._store.count_points(),
             indexed_vectors_count=sum(index.live_count for index in self._indexes.values()),
@@ -189,10 +222,17 @@ class Collection:
     # ---- private: recovery -----------------------------------------------------------------
 
     def _recover(self) -> int:
-        self._store = Store(self.directory / "lmdb", list(self.config.vectors),
-                            self._settings.lmdb_map_bytes_initial)
-        self._wal = Wal(self.directory / "wal", self.name, self._settings.segment_bytes_target,
-                        self._settings.fsync_slow_s)
+        self._store = Store(
+            self.directory / "lmdb",
+            list(self.config.vectors),
+            self._settings.lmdb_map_bytes_initial,
+        )
+        self._wal = Wal(
+            self.directory / "wal",
+            self.name,
+            self._settings.segment_bytes_target,
+            self._settings.fsync_slow_s,
+        )
         self._wal.open()
         applied_op_id = self._store.applied_op_id
         if self._wal.durable_op_id < applied_op_id:
@@ -218,8 +258,11 @@ class Collection:
             index.load_checkpoint()
             if index.checkpoint_op_id > self._store.applied_op_id:
                 # LMDB lost its last transactions to a power loss; the graph is ahead of it.
-                log.warning("index checkpoint ahead of lmdb, rebuilding collection=%s vector=%r",
-                            self.name, name)
+                log.warning(
+                    "index checkpoint ahead of lmdb, rebuilding collection=%s vector=%r",
+                    self.name,
+                    name,
+                )
                 index.discard_checkpoint()
             self._catch_up_index(name, index)
             self._indexes[name] = index
@@ -233,12 +276,18 @@ class Collection:
                 index.remove([label])
         added_count = 0
         dim = self.config.vectors[name].size
-        for labels, matrix in self._store.iter_vectors(name, dim, 65_536,
-                                                       index.checkpoint_next_label):
+        for labels, matrix in self._store.iter_vectors(
+            name, dim, 65_536, index.checkpoint_next_label
+        ):
             index.add(labels, matrix)
             added_count += len(labels)
-        log.info("index caught up collection=%s vector=%r from_op_id=%d vectors_added=%d",
-                 self.name, name, index.checkpoint_op_id, added_count)
+        log.info(
+            "index caught up collection=%s vector=%r from_op_id=%d vectors_added=%d",
+            self.name,
+            name,
+            index.checkpoint_op_id,
+            added_count,
+        )
 
     def _replay_wal(self) -> int:
         assert self._wal is not None and self._store is not None
@@ -251,13 +300,19 @@ class Collection:
                 replayed_count += self._replay_batch(batch)
                 batch = []
                 if time.monotonic() - last_log_s > limits.REPLAY_PROGRESS_EVERY_S:
-                    log.info("replay progress collection=%s op_id=%d last_op_id=%d",
-                             self.name, op_id, self._wal.durable_op_id)
+                    log.info(
+                        "replay progress collection=%s op_id=%d last_op_id=%d",
+                        self.name,
+                        op_id,
+                        self._wal.durable_op_id,
+                    )
                     last_log_s = time.monotonic()
         if batch:
             replayed_count += self._replay_batch(batch)
         assert self._store.applied_op_id == self._wal.durable_op_id, (
-            self._store.applied_op_id, self._wal.durable_op_id)
+            self._store.applied_op_id,
+            self._wal.durable_op_id,
+        )
         return replayed_count
 
     def _replay_batch(self, batch: list[tuple[int, Operation]]) -> int:
@@ -272,8 +327,9 @@ class Collection:
         if isinstance(op, DeletePoints):
             return op
         if len(op.payloads) != len(op.ids):
-            raise BadRequest(f"number of ids and payloads must be equal "
-                             f"({len(op.ids)} != {len(op.payloads)})")
+            raise BadRequest(
+                f"number of ids and payloads must be equal ({len(op.ids)} != {len(op.payloads)})"
+            )
         vectors = {}
         for name, named in op.vectors.items():
             vector_config = self.config.vectors.get(name)
@@ -283,8 +339,9 @@ class Collection:
             if matrix.ndim != 2 or matrix.shape[1] != vector_config.size:
                 got = matrix.shape[-1] if matrix.ndim else 0
                 suffix = "" if self.config.is_single_unnamed else f" for vector '{name}'"
-                raise BadRequest(f"Vector dimension error: expected dim: {vector_config.size}, "
-                                 f"got {got}{suffix}")
+                raise BadRequest(
+                    f"Vector dimension error: expected dim: {vector_config.size}, got {got}{suffix}"
+                )
             if not np.isfinite(matrix).all():
                 raise BadRequest("vector contains a non-finite number (NaN or infinity)")
             if vector_config.distance is Distance.COSINE:
@@ -297,8 +354,9 @@ class Collection:
         budget_bytes = self._settings.unapplied_bytes_max
         if self._has_room(size_bytes, budget_bytes):
             return
-        log.warning("backpressure collection=%s unapplied_bytes=%d", self.name,
-                    self._unapplied_bytes)
+        log.warning(
+            "backpressure collection=%s unapplied_bytes=%d", self.name, self._unapplied_bytes
+        )
         loop = asyncio.get_running_loop()
         deadline_s = loop.time() + self._settings.backpressure_deadline_s
         while not self._has_room(size_bytes, budget_bytes):
@@ -308,15 +366,18 @@ class Collection:
                 # Cancelling this wait on timeout is fine: nothing was appended yet.
                 await asyncio.wait_for(self._budget_freed.wait(), timeout=max(remaining_s, 0))
             except TimeoutError:
-                raise Overloaded(f"write budget of collection {self.name} is exhausted",
-                                 retry_after_s=1.0) from None
+                raise Overloaded(
+                    f"write budget of collection {self.name} is exhausted", retry_after_s=1.0
+                ) from None
 
     def _has_room(self, size_bytes: int, budget_bytes: int) -> bool:
         assert self._wal is not None
         if self._unapplied_bytes == 0:
             return True  # one op alone always fits, however large (up to RECORD_BYTES_MAX)
-        return (self._unapplied_bytes + size_bytes <= budget_bytes
-                and self._wal.pending_count < limits.APPEND_QUEUE_MAX)
+        return (
+            self._unapplied_bytes + size_bytes <= budget_bytes
+            and self._wal.pending_count < limits.APPEND_QUEUE_MAX
+        )
 
     def _release_budget(self, size_bytes: int) -> None:
         self._unapplied_bytes -= size_bytes
@@ -332,13 +393,20 @@ class Collection:
 
     # ---- private: reads --------------------------------------------------------------------
 
-    def _retrieve(self, ids: list[PointId], with_payload: PayloadSelector,
-                  with_vector: VectorSelector) -> list[PointRecord]:
+    def _retrieve(
+        self, ids: list[PointId], with_payload: PayloadSelector, with_vector: VectorSelector
+    ) -> list[PointRecord]:
         assert self._store is not None
         keys = list(dict.fromkeys(point_key(point_id) for point_id in ids))
         points = [p for p in self._store.get_points(keys) if p is not None]
-        return [PointRecord(point_id_from_key(p.key), self._select_payload(p, with_payload),
-                            self._select_vectors(p, with_vector)) for p in points]
+        return [
+            PointRecord(
+                point_id_from_key(p.key),
+                self._select_payload(p, with_payload),
+                self._select_vectors(p, with_vector),
+            )
+            for p in points
+        ]
 
     def _search(self, request: SearchRequest) -> list[ScoredPoint]:
         distance = self.config.vectors[request.vector_name].distance
@@ -349,8 +417,9 @@ class Collection:
             labels, scores = self._nearest(request, query, distance)
             return self._scored_points(labels, scores, distance, request)
 
-    def _nearest(self, request: SearchRequest, query: np.ndarray,
-                 distance: Distance) -> tuple[list[int], np.ndarray]:
+    def _nearest(
+        self, request: SearchRequest, query: np.ndarray, distance: Distance
+    ) -> tuple[list[int], np.ndarray]:
         """Best labels and their exact scores, best first; caller holds the visibility lock."""
         assert self._store is not None
         wanted_count = request.limit + request.offset
@@ -370,8 +439,9 @@ class Collection:
             return self._exact_top(request.vector_name, query, distance, wanted_count)
         return self._rescore(request.vector_name, query, distance, candidates)
 
-    def _exact_top(self, name: str, query: np.ndarray, distance: Distance,
-                   wanted_count: int) -> tuple[list[int], np.ndarray]:
+    def _exact_top(
+        self, name: str, query: np.ndarray, distance: Distance, wanted_count: int
+    ) -> tuple[list[int], np.ndarray]:
         assert self._store is not None
         best_labels = np.empty(0, dtype=np.uint64)
         best_scores = np.empty(0, dtype=np.float32)
@@ -384,8 +454,9 @@ class Collection:
             best_labels, best_scores = best_labels[order], best_scores[order]
         return best_labels.tolist(), best_scores
 
-    def _rescore(self, name: str, query: np.ndarray, distance: Distance,
-                 labels: np.ndarray) -> tuple[list[int], np.ndarray]:
+    def _rescore(
+        self, name: str, query: np.ndarray, distance: Distance, labels: np.ndarray
+    ) -> tuple[list[int], np.ndarray]:
         assert self._store is not None
         label_list = [int(label) for label in labels]
         vectors = self._store.get_vectors(name, label_list)
@@ -398,8 +469,9 @@ class Collection:
         order = _best_order(scores, distance, len(kept))
         return [kept[i][0] for i in order], scores[order]
 
-    def _scored_points(self, labels: list[int], scores: np.ndarray, distance: Distance,
-                       request: SearchRequest) -> list[ScoredPoint]:
+    def _scored_points(
+        self, labels: list[int], scores: np.ndarray, distance: Distance, request: SearchRequest
+    ) -> list[ScoredPoint]:
         assert self._store is not None
         threshold = request.score_threshold
         points = self._store.get_points_by_label(labels)
@@ -411,9 +483,16 @@ class Collection:
                 continue
             result.append((point, score))
         result = result[request.offset : request.offset + request.limit]
-        return [ScoredPoint(point_id_from_key(p.key), p.version, score,
-                            self._select_payload(p, request.with_payload),
-                            self._select_vectors(p, request.with_vector)) for p, score in result]
+        return [
+            ScoredPoint(
+                point_id_from_key(p.key),
+                p.version,
+                score,
+                self._select_payload(p, request.with_payload),
+                self._select_vectors(p, request.with_vector),
+            )
+            for p, score in result
+        ]
 
     def _select_payload(self, point: StoredPoint, selector: PayloadSelector) -> dict | None:
         if not selector.is_enabled:
@@ -425,8 +504,9 @@ class Collection:
             return drop_keys(payload, selector.exclude)
         return payload
 
-    def _select_vectors(self, point: StoredPoint,
-                        selector: VectorSelector) -> dict[str, np.ndarray] | None:
+    def _select_vectors(
+        self, point: StoredPoint, selector: VectorSelector
+    ) -> dict[str, np.ndarray] | None:
         if not selector.is_enabled:
             return None
         assert self._store is not None

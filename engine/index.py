@@ -78,8 +78,12 @@ class VectorIndex:
             graph = hnswlib.Index(space=self._space, dim=self.dim)
             graph.load_index(str(data_path), max_elements=0, allow_replace_deleted=True)
         except (OSError, ValueError, KeyError, RuntimeError) as error:
-            log.warning("index checkpoint unusable, rebuilding collection_dir=%s vector=%r error=%s",
-                        self.directory.parent, self.name, error)
+            log.warning(
+                "index checkpoint unusable, rebuilding collection_dir=%s vector=%r error=%s",
+                self.directory.parent,
+                self.name,
+                error,
+            )
             self._init_empty()
             return False
         self._graph = graph
@@ -104,11 +108,18 @@ class VectorIndex:
         data = temp_path.read_bytes()
         files.rename_durably(temp_path, self.directory / data_name)
         files.failpoint("index.before_meta")
-        meta = {"op_id": op_id, "next_label": next_label, "file": data_name,
-                "crc32": zlib.crc32(data), "bytes": len(data), "dim": self.dim,
-                "live_count": self.live_count}
-        files.write_file_atomic(self.directory / f"{self._file_stem}.json",
-                                json.dumps(meta).encode())
+        meta = {
+            "op_id": op_id,
+            "next_label": next_label,
+            "file": data_name,
+            "crc32": zlib.crc32(data),
+            "bytes": len(data),
+            "dim": self.dim,
+            "live_count": self.live_count,
+        }
+        files.write_file_atomic(
+            self.directory / f"{self._file_stem}.json", json.dumps(meta).encode()
+        )
         self.checkpoint_op_id = op_id
         self.checkpoint_next_label = next_label
         self._remove_stale_files(keep=data_name)
@@ -122,8 +133,9 @@ class VectorIndex:
         if len(labels) == 0:
             return
         self._reserve(len(labels))
-        self._graph.add_items(vectors, np.asarray(labels, dtype=np.uint64), num_threads=-1,
-                              replace_deleted=True)
+        self._graph.add_items(
+            vectors, np.asarray(labels, dtype=np.uint64), num_threads=-1, replace_deleted=True
+        )
         self.live_count += len(labels)
 
     def remove(self, labels: list[int]) -> None:
@@ -152,9 +164,13 @@ class VectorIndex:
 
     def _init_empty(self) -> None:
         graph = hnswlib.Index(space=self._space, dim=self.dim)
-        graph.init_index(max_elements=limits.INDEX_CAPACITY_INITIAL, M=self.m,
-                         ef_construction=self.ef_construct, random_seed=100,
-                         allow_replace_deleted=True)
+        graph.init_index(
+            max_elements=limits.INDEX_CAPACITY_INITIAL,
+            M=self.m,
+            ef_construction=self.ef_construct,
+            random_seed=100,
+            allow_replace_deleted=True,
+        )
         self._graph = graph
         self.live_count = 0
         self.checkpoint_op_id = -1

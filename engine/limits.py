@@ -34,7 +34,9 @@ VECTOR_NAMES_MAX = 64  # named vectors per collection
 POINTS_PER_REQUEST_MAX = 100_000
 COLLECTION_NAME_BYTES_MAX = 255
 REPLAY_PROGRESS_EVERY_S = 5.0  # recovery logs progress at most this often
-BROKEN_TAIL_BYTES_MAX = GROUP_COMMIT_BYTES_MAX + 64 * KIB  # more than this after the last batch is corruption
+BROKEN_TAIL_BYTES_MAX = (
+    GROUP_COMMIT_BYTES_MAX + 64 * KIB
+)  # more than this after the last batch is corruption
 
 assert GROUP_COMMIT_BYTES_MAX >= RECORD_BYTES_MAX  # a batch can always take one record
 assert SEGMENT_BYTES_TARGET >= GROUP_COMMIT_BYTES_MAX

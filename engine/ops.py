@@ -24,14 +24,14 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import cbor2
 import numpy as np
 
 from engine.errors import CorruptionError
 
-PointId = Union[int, uuid.UUID]
+PointId = int | uuid.UUID
 UNNAMED_VECTOR = ""  # the name under which a collection's single unnamed vector is kept
 U64_MAX = 2**64 - 1
 
@@ -144,7 +144,7 @@ class DeletePoints:
     ids: list[PointId]
 
 
-Operation = Union[UpsertPoints, DeletePoints]
+Operation = UpsertPoints | DeletePoints
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ import cbor2
 import lmdb
 import numpy as np
 
-from engine import limits
+from engine import files, limits
 from engine.errors import StorageError
 from engine.locks import ReadWriteLock
 from engine.ops import DeletePoints, Operation, UpdateMode, UpsertPoints, point_key
@@ -82,10 +82,21 @@ class Store:
         self._map_bytes = map_bytes_initial
         self._lock = ReadWriteLock()  # exclusive only around set_mapsize
         self._env = lmdb.open(
-            str(path), map_size=map_bytes_initial, max_dbs=8 + len(vector_names), subdir=True,
-            sync=True, metasync=False, writemap=False, readahead=False, lock=True,
-            max_readers=256, create=True,
+            str(path),
+            map_size=map_bytes_initial,
+            max_dbs=8 + len(vector_names),
+            subdir=True,
+            sync=True,
+            metasync=False,
+            writemap=False,
+            readahead=False,
+            lock=True,
+            max_readers=256,
+            create=True,
         )
+        # LMDB creates data.mdb on first open; its directory entry must survive power loss
+        # before the WAL below applied_op_id may ever be truncated.
+        files.fsync_directory(path)
         self._meta = self._env.open_db(b"meta")
         self._points = self._env.open_db(b"points")
         self._labels = self._env.open_db(b"labels")
@@ -104,10 +115,13 @@ class Store:
 
     # ---- writing (applier thread only) -----------------------------------------------------
 
-    def apply_batch(self, records: list[tuple[int, Operation]],
-                    on_prepared: Callable[[IndexDelta], None] = _ignore_delta,
-                    on_committed: Callable[[IndexDelta], None] = _ignore_delta,
-                    commit_lock: ReadWriteLock | None = None) -> IndexDelta:
+    def apply_batch(
+        self,
+        records: list[tuple[int, Operation]],
+        on_prepared: Callable[[IndexDelta], None] = _ignore_delta,
+        on_committed: Callable[[IndexDelta], None] = _ignore_delta,
+        commit_lock: ReadWriteLock | None = None,
+    ) -> IndexDelta:
         """Apply records in op order in ONE transaction, applied_op_id included.
 
         `on_prepared(delta)` runs before the commit (the new vectors go into the graphs
@@ -151,7 +165,9 @@ class Store:
             result = []
             for label in labels:
                 key = txn.get(label_key(label), db=self._labels)
-                result.append(None if key is None else _stored_point(key, txn.get(key, db=self._points)))
+                result.append(
+                    None if key is None else _stored_point(key, txn.get(key, db=self._points))
+                )
             return result
 
     def get_vectors(self, name: str, labels: list[int]) -> list[np.ndarray | None]:
@@ -196,10 +212,13 @@ class Store:
 
     # ---- private ---------------------------------------------------------------------------
 
-    def _apply_in_txn(self, records: list[tuple[int, Operation]],
-                      on_prepared: Callable[[IndexDelta], None],
-                      on_committed: Callable[[IndexDelta], None],
-                      commit_lock: ReadWriteLock) -> IndexDelta:
+    def _apply_in_txn(
+        self,
+        records: list[tuple[int, Operation]],
+        on_prepared: Callable[[IndexDelta], None],
+        on_committed: Callable[[IndexDelta], None],
+        commit_lock: ReadWriteLock,
+    ) -> IndexDelta:
         delta = IndexDelta()
         next_label = self.next_label
         born_in_batch: set[int] = set()
@@ -207,7 +226,9 @@ class Store:
         try:
             for op_id, op in records:
                 if isinstance(op, UpsertPoints):
-                    next_label = self._apply_upsert(txn, op_id, op, next_label, delta, born_in_batch)
+                    next_label = self._apply_upsert(
+                        txn, op_id, op, next_label, delta, born_in_batch
+                    )
                 else:
                     self._apply_delete(txn, op_id, op, delta)
             last_op_id = records[-1][0]
@@ -227,8 +248,13 @@ class Store:
         return delta
 
     def _apply_upsert(
-        self, txn: lmdb.Transaction, op_id: int, op: UpsertPoints, next_label: int,
-        delta: IndexDelta, born_in_batch: set[int],
+        self,
+        txn: lmdb.Transaction,
+        op_id: int,
+        op: UpsertPoints,
+        next_label: int,
+        delta: IndexDelta,
+        born_in_batch: set[int],
     ) -> int:
         row_of = {name: _row_lookup(nv.rows, len(op.ids)) for name, nv in op.vectors.items()}
         for position, point_id in enumerate(op.ids):
@@ -249,8 +275,11 @@ class Store:
                 if row < 0:
                     continue
                 vector = nv.matrix[row]
-                txn.put(label_key(label), vector.astype("<f4", copy=False).tobytes(),
-                        db=self._vectors[name])
+                txn.put(
+                    label_key(label),
+                    vector.astype("<f4", copy=False).tobytes(),
+                    db=self._vectors[name],
+                )
                 delta.added_labels.setdefault(name, []).append(label)
                 delta.added_vectors.setdefault(name, []).append(vector)
                 names.append(name)

@@ -303,7 +303,10 @@ class Wal:
         if took_s > self._fsync_slow_s:
             log.warning(
                 "slow fdatasync collection=%s took_s=%.3f records=%d bytes=%d",
-                self.name, took_s, len(batch), len(data),
+                self.name,
+                took_s,
+                len(batch),
+                len(data),
             )
 
     def _roll(self, first_op_id: int) -> None:
@@ -319,8 +322,10 @@ class Wal:
         log.info("wal segment sealed collection=%s next_first_op_id=%d", self.name, first_op_id)
 
     def _fail(self, error: Exception, batch: list[_PendingAppend]) -> None:
-        failure = error if isinstance(error, StorageError) else StorageError(
-            f"WAL write failed collection={self.name}: {error}"
+        failure = (
+            error
+            if isinstance(error, StorageError)
+            else StorageError(f"WAL write failed collection={self.name}: {error}")
         )
         self._failure = failure
         log.critical("write path closed collection=%s error=%s", self.name, failure)
@@ -337,8 +342,12 @@ class Wal:
             files.unlink_durably(segment.path)
             removed += 1
         if removed:
-            log.info("wal truncated collection=%s segments_removed=%d below_op_id=%d",
-                     self.name, removed, op_id)
+            log.info(
+                "wal truncated collection=%s segments_removed=%d below_op_id=%d",
+                self.name,
+                removed,
+                op_id,
+            )
         return removed
 
     def _check_segment(self, path: Path, first_op_id: int, is_last: bool) -> int:
@@ -349,7 +358,9 @@ class Wal:
             raise CorruptionError(f"WAL corrupt: file={path} {result.problem}")
         if result.end is ScanEnd.TORN_TAIL:
             if not is_last:
-                raise CorruptionError(f"WAL corrupt in sealed segment: file={path} {result.problem}")
+                raise CorruptionError(
+                    f"WAL corrupt in sealed segment: file={path} {result.problem}"
+                )
             self._cut_torn_tail(path, data, result.valid_bytes)
         if result.records:
             return result.records[-1][0]
@@ -364,7 +375,11 @@ class Wal:
         files.truncate_durably(path, valid_bytes)
         log.warning(
             "wal torn tail truncated collection=%s file=%s offset=%d bytes_cut=%d copy=%s",
-            self.name, path, valid_bytes, len(data) - valid_bytes, copy_path,
+            self.name,
+            path,
+            valid_bytes,
+            len(data) - valid_bytes,
+            copy_path,
         )
 
 

@@ -13,7 +13,12 @@ import pytest
 
 from engine.errors import BadRequest, Conflict, NotFound, Overloaded
 from engine.ops import (
-    DeletePoints, Distance, PayloadSelector, SearchRequest, UpdateMode, UpdateStatus,
+    DeletePoints,
+    Distance,
+    PayloadSelector,
+    SearchRequest,
+    UpdateMode,
+    UpdateStatus,
     VectorSelector,
 )
 from tests.unit.engine_helpers import open_catalog, single_vector_config, upsert
@@ -71,11 +76,16 @@ async def test_insert_only_and_update_only_skip_silently(tmp_path: Path) -> None
     await collection.update(upsert([1], [[1, 1, 1, 1]], [{"v": 1}]), wait=True, timeout_s=None)
     result = await collection.update(
         upsert([1, 2], [[2, 2, 2, 2]] * 2, [{"v": 2}] * 2, UpdateMode.INSERT_ONLY),
-        wait=True, timeout_s=None)
+        wait=True,
+        timeout_s=None,
+    )
     assert result.status is UpdateStatus.COMPLETED
     assert await payloads_of(collection, [1, 2]) == {1: {"v": 1}, 2: {"v": 2}}
-    await collection.update(upsert([2, 3], [[3, 3, 3, 3]] * 2, [{"v": 3}] * 2,
-                                   UpdateMode.UPDATE_ONLY), wait=True, timeout_s=None)
+    await collection.update(
+        upsert([2, 3], [[3, 3, 3, 3]] * 2, [{"v": 3}] * 2, UpdateMode.UPDATE_ONLY),
+        wait=True,
+        timeout_s=None,
+    )
     assert await payloads_of(collection, [1, 2, 3]) == {1: {"v": 1}, 2: {"v": 3}}
     await catalog.close()
 
@@ -87,8 +97,9 @@ async def test_validation_errors_consume_no_op_id(tmp_path: Path) -> None:
     with pytest.raises(BadRequest, match="expected dim: 4, got 3"):
         await collection.update(upsert([1], [[1, 2, 3]]), wait=True, timeout_s=None)
     with pytest.raises(BadRequest, match="Not existing vector name error: image"):
-        await collection.update(upsert([1], [[1, 2, 3, 4]], name="image"), wait=True,
-                                timeout_s=None)
+        await collection.update(
+            upsert([1], [[1, 2, 3, 4]], name="image"), wait=True, timeout_s=None
+        )
     with pytest.raises(BadRequest, match="non-finite"):
         await collection.update(upsert([1], [[1, np.nan, 3, 4]]), wait=True, timeout_s=None)
     result = await collection.update(upsert([1], [[1, 2, 3, 4]]), wait=True, timeout_s=None)
@@ -123,7 +134,8 @@ async def test_search_scores_match_an_exact_numpy_computation(tmp_path: Path, di
         matrix = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
         query = query / np.linalg.norm(query)
     expected = {
-        Distance.COSINE: matrix @ query, Distance.DOT: matrix @ query,
+        Distance.COSINE: matrix @ query,
+        Distance.DOT: matrix @ query,
         Distance.EUCLID: np.linalg.norm(matrix - query, axis=1),
         Distance.MANHATTAN: np.abs(matrix - query).sum(axis=1),
     }[distance]
@@ -137,8 +149,9 @@ async def test_search_scores_match_an_exact_numpy_computation(tmp_path: Path, di
     await catalog.close()
 
 
-async def test_wait_timeout_answers_without_cancelling_the_operation(tmp_path: Path,
-                                                                    monkeypatch) -> None:
+async def test_wait_timeout_answers_without_cancelling_the_operation(
+    tmp_path: Path, monkeypatch
+) -> None:
     catalog = await open_catalog(tmp_path)
     await catalog.create("c", single_vector_config())
     collection = catalog.get("c")
@@ -161,10 +174,12 @@ async def test_wait_timeout_answers_without_cancelling_the_operation(tmp_path: P
     await catalog.close()
 
 
-async def test_backpressure_answers_overloaded_past_the_deadline(tmp_path: Path,
-                                                                monkeypatch) -> None:
-    catalog = await open_catalog(tmp_path, unapplied_bytes_max=1024 * 1024,
-                                 backpressure_deadline_s=0.1)
+async def test_backpressure_answers_overloaded_past_the_deadline(
+    tmp_path: Path, monkeypatch
+) -> None:
+    catalog = await open_catalog(
+        tmp_path, unapplied_bytes_max=1024 * 1024, backpressure_deadline_s=0.1
+    )
     await catalog.create("c", single_vector_config(dim=64))
     collection = catalog.get("c")
     gate = asyncio.Event()
@@ -195,8 +210,11 @@ async def test_restart_keeps_everything_and_continues_op_ids(tmp_path: Path) -> 
     await catalog.create("c", single_vector_config())
     collection = catalog.get("c")
     point_uuid = uuid.uuid4()
-    await collection.update(upsert([1, point_uuid], [[1, 0, 0, 0], [0, 1, 0, 0]],
-                                   [{"a": 1}, {"b": [1, 2]}]), wait=False, timeout_s=None)
+    await collection.update(
+        upsert([1, point_uuid], [[1, 0, 0, 0], [0, 1, 0, 0]], [{"a": 1}, {"b": [1, 2]}]),
+        wait=False,
+        timeout_s=None,
+    )
     await collection.update(DeletePoints([1]), wait=False, timeout_s=None)
     await catalog.close()
     catalog = await open_catalog(tmp_path)
@@ -231,8 +249,9 @@ async def test_index_checkpoint_ahead_of_lmdb_is_discarded(tmp_path: Path) -> No
     """After a power loss LMDB may roll back behind a checkpoint; the graph is rebuilt."""
     catalog = await open_catalog(tmp_path)
     await catalog.create("c", single_vector_config())
-    await catalog.get("c").update(upsert([1, 2], [[1, 0, 0, 0], [0, 1, 0, 0]]), wait=True,
-                                  timeout_s=None)
+    await catalog.get("c").update(
+        upsert([1, 2], [[1, 0, 0, 0], [0, 1, 0, 0]]), wait=True, timeout_s=None
+    )
     await catalog.close()
     [meta_path] = (tmp_path / "collections" / "c" / "index").glob("*.json")
     meta = json.loads(meta_path.read_text())

@@ -11,31 +11,55 @@ from hypothesis import strategies as st
 
 from engine.errors import CorruptionError
 from engine.ops import (
-    DeletePoints, NamedVectors, UpdateMode, UpsertPoints, decode_op, encode_op, point_id_from_key,
+    DeletePoints,
+    NamedVectors,
+    UpdateMode,
+    UpsertPoints,
+    decode_op,
+    encode_op,
+    point_id_from_key,
     point_key,
 )
 
 point_ids = st.one_of(st.integers(0, 2**64 - 1), st.uuids())
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
     | st.text(max_size=10),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5),
-                                                                      children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=10,
 )
 payloads = st.none() | st.dictionaries(st.text(max_size=8), json_values, max_size=4)
 
 
-@given(ids=st.lists(point_ids, min_size=1, max_size=6), data=st.data(),
-       mode=st.sampled_from(list(UpdateMode)))
+@given(
+    ids=st.lists(point_ids, min_size=1, max_size=6),
+    data=st.data(),
+    mode=st.sampled_from(list(UpdateMode)),
+)
 def test_upsert_round_trips(ids, data, mode) -> None:
     count = len(ids)
     rows = np.array(sorted(data.draw(st.sets(st.integers(0, count - 1)))), dtype=np.int32)
-    matrix = np.array(data.draw(st.lists(
-        st.lists(st.floats(width=32, allow_nan=False), min_size=3, max_size=3),
-        min_size=len(rows), max_size=len(rows))), dtype=np.float32).reshape(len(rows), 3)
-    op = UpsertPoints(ids, {"v": NamedVectors(rows, matrix)},
-                      data.draw(st.lists(payloads, min_size=count, max_size=count)), mode)
+    matrix = np.array(
+        data.draw(
+            st.lists(
+                st.lists(st.floats(width=32, allow_nan=False), min_size=3, max_size=3),
+                min_size=len(rows),
+                max_size=len(rows),
+            )
+        ),
+        dtype=np.float32,
+    ).reshape(len(rows), 3)
+    op = UpsertPoints(
+        ids,
+        {"v": NamedVectors(rows, matrix)},
+        data.draw(st.lists(payloads, min_size=count, max_size=count)),
+        mode,
+    )
     decoded = decode_op(encode_op(op))
     assert decoded.ids == op.ids
     assert decoded.payloads == op.payloads

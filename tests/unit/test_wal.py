@@ -76,7 +76,9 @@ def test_last_batch_with_pages_lost_in_any_order_is_a_torn_tail() -> None:
         lost = rng.sample(range(sector_count), rng.randint(1, sector_count))
         for sector in lost:
             start = sector * SECTOR_BYTES
-            damaged[start : start + SECTOR_BYTES] = bytes(len(damaged[start : start + SECTOR_BYTES]))
+            damaged[start : start + SECTOR_BYTES] = bytes(
+                len(damaged[start : start + SECTOR_BYTES])
+            )
         if bytes(damaged) == last:
             continue
         result = scan_batches(prefix + bytes(damaged), 0)
@@ -187,8 +189,7 @@ async def test_open_cuts_a_torn_tail_and_keeps_a_copy(tmp_path: Path) -> None:
     segment = segment_paths(tmp_path / "wal")[-1]
     good_size = segment.stat().st_size
     torn = frame_batch(1, [b"b" * 50])[:-10]
-    with open(segment, "ab") as file:
-        file.write(torn)
+    segment.write_bytes(segment.read_bytes() + torn)
     wal = open_wal(tmp_path / "wal")
     assert segment.stat().st_size == good_size
     assert wal.next_op_id == 1
@@ -226,7 +227,9 @@ async def test_a_missing_middle_segment_refuses_to_open(tmp_path: Path) -> None:
         open_wal(tmp_path / "wal", segment_bytes_target=64 * 1024)
 
 
-async def test_fdatasync_failure_closes_the_write_path_for_good(tmp_path: Path, monkeypatch) -> None:
+async def test_fdatasync_failure_closes_the_write_path_for_good(
+    tmp_path: Path, monkeypatch
+) -> None:
     Wal.create(tmp_path / "wal")
     wal = open_wal(tmp_path / "wal")
     wal.start()
@@ -255,7 +258,7 @@ def test_batch_header_layout_is_twenty_bytes() -> None:
 @settings(max_examples=30)
 @given(garbage=st.binary(min_size=1, max_size=2000))
 def test_garbage_after_the_last_batch_is_never_mistaken_for_data(garbage: bytes) -> None:
-    log, ends = make_log([[b"a"], [b"b"]])
+    log, _ = make_log([[b"a"], [b"b"]])
     result = scan_batches(log + garbage, 0)
     assert [body for _, body in result.records] == [b"a", b"b"]
     assert result.end in (ScanEnd.TORN_TAIL, ScanEnd.CLEAN)

@@ -1,0 +1,1 @@
+"""Keel's storage engine: WAL, LMDB store, HNSW indexes, applier, catalog. Knows no HTTP."""
