@@ -38,6 +38,24 @@ def check_collection_name(name: str) -> None:
         raise BadRequest(f"collection name {name!r} contains a forbidden character or is . or ..")
 
 
+def check_collection_config(config: CollectionConfig) -> None:
+    """Raise BadRequest for a config the engine cannot honour safely."""
+    if len(config.vectors) > limits.VECTOR_NAMES_MAX:  # none is fine: payload-only points
+        raise BadRequest(f"a collection has at most {limits.VECTOR_NAMES_MAX} named vectors")
+    for name, vector in config.vectors.items():
+        if not 1 <= vector.size <= limits.VECTOR_DIM_MAX:
+            raise BadRequest(f"vector {name!r} size must be from 1 to {limits.VECTOR_DIM_MAX}")
+        m = config.hnsw.m if vector.hnsw_m is None else vector.hnsw_m
+        ef_construct = vector.hnsw_ef_construct or config.hnsw.ef_construct
+        if not 0 <= m <= limits.HNSW_M_MAX:
+            raise BadRequest(f"hnsw m must be from 0 to {limits.HNSW_M_MAX}, got {m}")
+        if not 4 <= ef_construct <= limits.HNSW_EF_CONSTRUCT_MAX:
+            raise BadRequest(
+                f"hnsw ef_construct must be from 4 to {limits.HNSW_EF_CONSTRUCT_MAX}, "
+                f"got {ef_construct}"
+            )
+
+
 class Catalog:
     """Every collection of one storage directory. Only one process may open it."""
 
@@ -101,6 +119,7 @@ class Catalog:
         """Create durably: built in tmp/, fsynced, renamed into collections/."""
         self._require_ready()
         check_collection_name(name)
+        check_collection_config(config)
         async with self._create_lock:
             if name in self._collections:
                 raise Conflict(f"Collection `{name}` already exists!")

@@ -252,7 +252,7 @@ class Collection:
     def _open_indexes(self) -> None:
         assert self._store is not None
         for name, vector_config in self.config.vectors.items():
-            if not has_graph(vector_config):
+            if not has_graph(vector_config, self.config.hnsw):
                 continue
             index = VectorIndex(self.directory / "index", name, vector_config, self.config.hnsw)
             index.load_checkpoint()

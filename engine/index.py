@@ -15,7 +15,8 @@ The JSON file is replaced atomically after the data file it names is durable, so
 leaves either the old or the new checkpoint. A missing or damaged checkpoint is rebuilt from
 the vectors in LMDB.
 
-Manhattan (L1) has no hnswlib space: such a vector has no graph, and is searched exactly.
+Manhattan (L1) has no hnswlib space, and m = 0 means "no graph" in Qdrant: such a vector
+has no graph here, and is searched exactly.
 """
 
 from __future__ import annotations
@@ -37,19 +38,21 @@ log = logging.getLogger(__name__)
 _SPACE_BY_DISTANCE = {Distance.COSINE: "ip", Distance.DOT: "ip", Distance.EUCLID: "l2"}
 
 
-def has_graph(config: VectorConfig) -> bool:
-    return config.distance in _SPACE_BY_DISTANCE
+def has_graph(config: VectorConfig, hnsw: HnswSettings) -> bool:
+    """False for Manhattan (no hnswlib space) and for m == 0 (Qdrant: "no HNSW graph")."""
+    m = hnsw.m if config.hnsw_m is None else config.hnsw_m
+    return config.distance in _SPACE_BY_DISTANCE and m > 0
 
 
 class VectorIndex:
     """HNSW graph of one vector name. Mutations come from the applier thread only."""
 
     def __init__(self, directory: Path, name: str, config: VectorConfig, hnsw: HnswSettings):
-        assert has_graph(config), f"{config.distance} has no HNSW graph"
+        assert has_graph(config, hnsw), f"{config.distance} has no HNSW graph"
         self.directory = directory
         self.name = name
         self.dim = config.size
-        self.m = config.hnsw_m or hnsw.m
+        self.m = hnsw.m if config.hnsw_m is None else config.hnsw_m
         self.ef_construct = config.hnsw_ef_construct or hnsw.ef_construct
         self._space = _SPACE_BY_DISTANCE[config.distance]
         self._file_stem = "v-" + name.encode().hex()

@@ -31,6 +31,10 @@ LMDB_MAP_BYTES_MAX = 16 * 1024 * GIB
 INDEX_CAPACITY_INITIAL = 1_024  # hnswlib max_elements at creation; grows by doubling
 VECTOR_DIM_MAX = 65_536  # Qdrant's vectors.size bound
 VECTOR_NAMES_MAX = 64  # named vectors per collection
+# Qdrant sets no maximum here; an m of 10**6 would exhaust memory at the first add, so Keel
+# refuses values far past anything useful (hnswlib's authors suggest m 2..100).
+HNSW_M_MAX = 512
+HNSW_EF_CONSTRUCT_MAX = 65_536
 POINTS_PER_REQUEST_MAX = 100_000
 COLLECTION_NAME_BYTES_MAX = 255
 REPLAY_PROGRESS_EVERY_S = 5.0  # recovery logs progress at most this often

@@ -11,6 +11,7 @@ from engine.catalog import Catalog
 from engine.errors import KeelError, Overloaded
 from engine.limits import EngineSettings
 from server.app import STATUS_BY_ERROR, build_commit, create_app, describe_error
+from server.not_implemented import ROUTES_NOT_IMPLEMENTED
 from tests.api.conftest import KEEL_VERSION, Api
 from tests.api.openapi_check import check_error_shape, check_response
 
@@ -121,3 +122,14 @@ async def test_a_body_over_the_limit_is_413(aiohttp_client, catalog):
     assert payload["status"]["error"] == (
         f"JSON payload ({len(body)} bytes) is larger than allowed (limit: 1024 bytes)."
     )
+
+
+@pytest.mark.parametrize(("method", "template"), ROUTES_NOT_IMPLEMENTED)
+async def test_endpoints_not_implemented_yet_answer_an_honest_501(api: Api, method, template):
+    await api.create_collection("c")
+    path = template.replace("{collection_name}", "c").replace("{field_name}", "f")
+    path = path.replace("{vector_name}", "v").replace("{snapshot_name}", "s")
+    response = await api.call(method, path, json={}, validate=False)
+    assert response.status == 501
+    check_error_shape(response.body)
+    assert response.body["status"]["error"] == f"Not implemented in Keel: {method} {template}"

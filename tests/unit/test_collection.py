@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from engine.errors import BadRequest, Conflict, NotFound, Overloaded
 from engine.ops import (
     DeletePoints,
     Distance,
+    HnswSettings,
     PayloadSelector,
     SearchRequest,
     UpdateMode,
@@ -279,4 +281,41 @@ async def test_catalog_create_delete_and_errors(tmp_path: Path) -> None:
     await catalog.close()
     catalog = await open_catalog(tmp_path)
     assert catalog.names() == []
+    await catalog.close()
+
+
+async def test_hnsw_m_zero_means_no_graph_and_exact_search(tmp_path: Path) -> None:
+    catalog = await open_catalog(tmp_path)
+    config = single_vector_config(dim=3)
+    await catalog.create("c", replace(config, hnsw=HnswSettings(m=0)))
+    collection = catalog.get("c")
+    await collection.update(upsert([1, 2], [[1, 0, 0], [0, 1, 0]]), wait=True, timeout_s=None)
+    [hit, _] = await collection.search(SearchRequest("", np.array([0, 2, 0], np.float32)))
+    assert (hit.id, hit.score) == (2, 2.0)
+    assert collection.stats().indexed_vectors_count == 0
+    await catalog.close()
+
+
+@pytest.mark.parametrize(
+    "hnsw", [HnswSettings(m=10**6), HnswSettings(ef_construct=2), HnswSettings(ef_construct=10**7)]
+)
+async def test_hnsw_settings_past_the_limits_are_refused(tmp_path: Path, hnsw) -> None:
+    catalog = await open_catalog(tmp_path)
+    with pytest.raises(BadRequest, match="hnsw"):
+        await catalog.create("c", replace(single_vector_config(), hnsw=hnsw))
+    assert catalog.names() == []
+    await catalog.close()
+
+
+async def test_a_full_lmdb_map_grows_and_the_write_is_applied(tmp_path: Path) -> None:
+    catalog = await open_catalog(tmp_path, lmdb_map_bytes_initial=1024 * 1024)
+    await catalog.create("c", single_vector_config(dim=256))
+    collection = catalog.get("c")
+    matrix = np.ones((4000, 256), np.float32)  # 4 MiB of vectors into a 1 MiB map
+    result = await collection.update(upsert(list(range(4000)), matrix), wait=True, timeout_s=None)
+    assert result.status is UpdateStatus.COMPLETED
+    assert collection.stats().points_count == 4000
+    await catalog.close()
+    catalog = await open_catalog(tmp_path, lmdb_map_bytes_initial=1024 * 1024)
+    assert catalog.get("c").stats().points_count == 4000
     await catalog.close()

@@ -1,0 +1,64 @@
+"""Qdrant endpoints Keel does not implement yet: each answers an honest 501.
+
+Owns: the list below. A client calling one of these gets Qdrant's error body saying so,
+instead of a 404 that reads like a typo in its URL. When an endpoint is implemented, its
+line moves out of here into the module that serves it.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from engine.errors import NotImplementedYet
+
+COLLECTION = "/collections/{collection_name}"
+POINTS = COLLECTION + "/points"
+
+ROUTES_NOT_IMPLEMENTED = [
+    ("PATCH", COLLECTION),
+    ("POST", "/collections/aliases"),
+    ("GET", "/aliases"),
+    ("GET", COLLECTION + "/aliases"),
+    ("PUT", COLLECTION + "/index"),
+    ("DELETE", COLLECTION + "/index/{field_name}"),
+    ("PUT", COLLECTION + "/vectors/{vector_name}"),
+    ("DELETE", COLLECTION + "/vectors/{vector_name}"),
+    ("POST", COLLECTION + "/facet"),
+    ("GET", COLLECTION + "/snapshots"),
+    ("POST", COLLECTION + "/snapshots"),
+    ("POST", COLLECTION + "/snapshots/upload"),
+    ("PUT", COLLECTION + "/snapshots/recover"),
+    ("GET", COLLECTION + "/snapshots/{snapshot_name}"),
+    ("DELETE", COLLECTION + "/snapshots/{snapshot_name}"),
+    ("GET", "/snapshots"),
+    ("POST", "/snapshots"),
+    ("GET", "/metrics"),
+    ("PUT", POINTS + "/vectors"),
+    ("POST", POINTS + "/vectors/delete"),
+    ("POST", POINTS + "/payload"),
+    ("PUT", POINTS + "/payload"),
+    ("POST", POINTS + "/payload/delete"),
+    ("POST", POINTS + "/payload/clear"),
+    ("POST", POINTS + "/batch"),
+    ("POST", POINTS + "/scroll"),
+    ("POST", POINTS + "/count"),
+    ("POST", POINTS + "/query/batch"),
+    ("POST", POINTS + "/query/groups"),
+    ("POST", POINTS + "/search/batch"),
+    ("POST", POINTS + "/search/groups"),
+    ("POST", POINTS + "/search/matrix/pairs"),
+    ("POST", POINTS + "/search/matrix/offsets"),
+    ("POST", POINTS + "/recommend"),
+    ("POST", POINTS + "/recommend/batch"),
+    ("POST", POINTS + "/discover"),
+    ("POST", POINTS + "/discover/batch"),
+]
+
+
+async def not_implemented(request: web.Request) -> web.Response:
+    """501 in Qdrant's error shape, naming the endpoint."""
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else ""
+    raise NotImplementedYet(f"{request.method} {route}")
+
+
+ROUTES = [(method, path, not_implemented) for method, path in ROUTES_NOT_IMPLEMENTED]
