@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import zlib
 from pathlib import Path
 
@@ -35,6 +36,9 @@ from engine.ops import Distance, HnswSettings, VectorConfig
 
 log = logging.getLogger(__name__)
 
+# Leave one core to the event loop: with every core in add_items, HTTP answers (and so
+# acknowledgements) wait behind index building.
+ADD_THREADS = max(1, (os.cpu_count() or 2) - 1)
 _SPACE_BY_DISTANCE = {Distance.COSINE: "ip", Distance.DOT: "ip", Distance.EUCLID: "l2"}
 
 

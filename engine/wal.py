@@ -140,6 +140,8 @@ class Wal:
         self._failure: StorageError | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"wal-{name}")
         self.on_durable: list = []  # callbacks(durable_op_id) run on the event loop
+        self.batch_count = 0  # group commits (one write + one fdatasync each) since open
+        self.record_count = 0
 
     @staticmethod
     def create(directory: Path) -> None:
@@ -235,6 +237,12 @@ class Wal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        log.info(
+            "wal closed collection=%s batches_written=%d records_written=%d",
+            self.name,
+            self.batch_count,
+            self.record_count,
+        )
 
     async def truncate_below(self, op_id: int) -> int:
         """Delete sealed segments whose every record is <= op_id; return how many went."""
@@ -260,6 +268,8 @@ class Wal:
                 self._fail(error, batch)
                 return
             self.durable_op_id = batch[-1].op_id
+            self.batch_count += 1
+            self.record_count += len(batch)
             for item in batch:
                 if not item.durable.done():
                     item.durable.set_result(item.op_id)
