@@ -31,7 +31,7 @@ import orjson
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.keel_process import KeelProcess  # noqa: E402  (a tool run from a checkout)
+from tests.keel_process import KeelProcess
 
 
 def fsync_ceiling_ops_per_s(directory: Path, seconds: float) -> float:
@@ -137,9 +137,11 @@ def main() -> int:
 
 async def _create(url: str, dim: int, hnsw_m: int) -> None:
     body = {"vectors": {"size": dim, "distance": "Cosine"}, "hnsw_config": {"m": hnsw_m}}
-    async with aiohttp.ClientSession() as session:
-        async with session.put(f"{url}/collections/bench", json=body) as response:
-            assert response.status == 200, await response.text()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.put(f"{url}/collections/bench", json=body) as response,
+    ):
+        assert response.status == 200, await response.text()
 
 
 if __name__ == "__main__":
