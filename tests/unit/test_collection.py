@@ -319,3 +319,35 @@ async def test_a_full_lmdb_map_grows_and_the_write_is_applied(tmp_path: Path) ->
     catalog = await open_catalog(tmp_path, lmdb_map_bytes_initial=1024 * 1024)
     assert catalog.get("c").stats().points_count == 4000
     await catalog.close()
+
+
+async def test_a_missing_index_checkpoint_is_rebuilt_from_lmdb(tmp_path: Path) -> None:
+    catalog = await open_catalog(tmp_path)
+    await catalog.create("c", single_vector_config())
+    matrix = np.random.default_rng(2).normal(size=(50, 4))
+    await catalog.get("c").update(upsert(list(range(50)), matrix), wait=True, timeout_s=None)
+    await catalog.close()
+    for path in (tmp_path / "collections" / "c" / "index").iterdir():
+        path.unlink()
+    catalog = await open_catalog(tmp_path)
+    collection = catalog.get("c")
+    assert collection.stats().indexed_vectors_count == 50
+    hits = await collection.search(SearchRequest("", np.ones(4, np.float32), limit=50))
+    assert sorted(hit.id for hit in hits) == list(range(50))
+    await catalog.close()
+
+
+async def test_overwritten_points_reuse_graph_slots(tmp_path: Path) -> None:
+    """Every overwrite kills a label; hnswlib reuses the dead slot instead of growing."""
+    catalog = await open_catalog(tmp_path)
+    await catalog.create("c", single_vector_config())
+    collection = catalog.get("c")
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        await collection.update(
+            upsert(list(range(100)), rng.normal(size=(100, 4))), wait=True, timeout_s=None
+        )
+    graph = collection._indexes[""]._graph
+    assert collection.stats().indexed_vectors_count == 100
+    assert graph.get_current_count() <= 200, graph.get_current_count()
+    await catalog.close()
