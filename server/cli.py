@@ -1,16 +1,18 @@
-"""The `keel` command: `keel serve`, `keel config`, `keel --version`.
+"""The `keel` command: `keel serve`, `keel config`, `keel crashtest`, `keel --version`.
 
 Owns: command-line parsing, turning flags into config overrides, exit codes.
 Not here: what the settings mean (config.py) or how the server runs (run.py).
 
 Exit codes: 0 clean stop, 1 the server failed (port in use, storage locked, corruption),
-2 usage or configuration error.
+2 usage or configuration error. `keel crashtest` exits with the tool's own codes
+(tools/crashtest/cli.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
@@ -32,6 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help(sys.stderr)
         return EXIT_USAGE
+    if args.command == "crashtest":
+        return _crashtest(args.args)
     try:
         settings = _settings(args)
     except ConfigError as error:
@@ -86,7 +90,43 @@ def _parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="print the effective configuration as TOML")
     for command in (serve, config):
         _add_setting_flags(command)
+    # Every argument goes to the tool, which parses its own (prefix_chars: none are ours).
+    crashtest = commands.add_parser(
+        "crashtest",
+        help="crash-test a Keel build: kill -9 under load, restart, check (see README)",
+        add_help=False,
+        prefix_chars="\0",
+    )
+    crashtest.add_argument("args", nargs=argparse.REMAINDER)
     return parser
+
+
+def _crashtest(argv: list[str]) -> int:
+    """Run tools/crashtest from the source checkout this `server` package lives in.
+
+    The tool is not part of the installed distribution (pyproject.toml packages engine and
+    server only), so it is found next to this package: present in a checkout and in an
+    editable install, absent from a wheel. It is loaded by path under a private name, so
+    an unrelated installed package called `tools` cannot stand in for it.
+    """
+    package_dir = Path(__file__).resolve().parents[1] / "tools" / "crashtest"
+    init_path = package_dir / "__init__.py"
+    if not init_path.is_file():
+        print(
+            f"keel: crashtest runs from a Keel source checkout and {package_dir} is not there "
+            "(this Keel was installed from a wheel); clone the repository and run "
+            "`pip install -e .` there, or `python -m tools.crashtest` from the checkout",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    spec = importlib.util.spec_from_file_location(
+        "keel_crashtest", init_path, submodule_search_locations=[str(package_dir)]
+    )
+    assert spec is not None and spec.loader is not None, init_path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its modules import each other relatively
+    spec.loader.exec_module(module)
+    return module.main(argv)
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
