@@ -22,19 +22,26 @@ any order, so a torn batch can look like "bad record, then good record". The wri
 starts a batch before the previous one's fdatasync returned and a batch never spans two
 segments, so only the last batch of the last segment can be torn. Anything else invalid is
 corruption, and recovery refuses to start, naming file and offset.
+
+Failures while writing. An fdatasync error closes the log for good (fsyncgate: the kernel may
+have dropped the pages, and a retry can report success with the data gone). A write refused
+for lack of space (ENOSPC, EDQUOT) is not fatal: the segment is cut back to its size before
+the write and fsynced, so no half batch is ever replayed; the batch and every append queued
+behind it fail with StorageError, their op ids are handed out again (`on_rewound` tells the
+applier), and the next append is written normally once there is space.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import errno
 import logging
-import os
 import struct
 import time
 import zlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +57,8 @@ BATCH_HEADER = struct.Struct("<IIQI")
 RECORD_HEADER = struct.Struct("<IQ")
 SEGMENT_SUFFIX = ".wal"
 BROKEN_DIR_NAME = "broken"
+# A write refused for one of these reasons changed nothing that cutting it off cannot undo.
+OUT_OF_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class ScanEnd(enum.Enum):
@@ -116,6 +125,14 @@ class _PendingAppend:
     durable: asyncio.Future[int]
 
 
+class _BatchRefused(Exception):
+    """The disk refused a batch and nothing of it is left in the log; the log stays open."""
+
+    def __init__(self, error: StorageError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class Wal:
     """The log of one collection: recover with `open()`, then `start()` the writer task.
 
@@ -137,9 +154,12 @@ class Wal:
         self._has_pending = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
         self._is_closing = False
+        self._is_closed = False  # close() returned: no writer, no executor
         self._failure: StorageError | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"wal-{name}")
         self.on_durable: list = []  # callbacks(durable_op_id) run on the event loop
+        # callbacks(next_op_id) run on the event loop when a refused batch gives op ids back
+        self.on_rewound: list[Callable[[int], None]] = []
         self.batch_count = 0  # group commits (one write + one fdatasync each) since open
         self.record_count = 0
 
@@ -174,8 +194,8 @@ class Wal:
         active = self._segments[-1]
         self.next_op_id = active.last_op_id + 1
         self.durable_op_id = self.next_op_id - 1
-        self._fd = os.open(active.path, os.O_WRONLY | os.O_APPEND)
-        self._active_bytes = os.fstat(self._fd).st_size
+        self._fd = files.open_append(active.path)
+        self._active_bytes = active.path.stat().st_size
 
     def read_records(self, after_op_id: int) -> Iterator[tuple[int, bytes]]:
         """Yield (op_id, body) of every durable record with op_id > after_op_id, in order."""
@@ -234,8 +254,9 @@ class Wal:
             await self._writer_task
             self._writer_task = None
         self._executor.shutdown(wait=True)
+        self._is_closed = True
         if self._fd is not None:
-            os.close(self._fd)
+            files.close(self._fd)
             self._fd = None
         log.info(
             "wal closed collection=%s batches_written=%d records_written=%d",
@@ -245,9 +266,14 @@ class Wal:
         )
 
     async def truncate_below(self, op_id: int) -> int:
-        """Delete sealed segments whose every record is <= op_id; return how many went."""
+        """Delete sealed segments whose every record is <= op_id; return how many went.
+
+        Works after close() too: a collection closes its log before its applier, whose last
+        checkpoint then truncates. With the writer gone, any thread may remove segments.
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._truncate_below, op_id)
+        executor = None if self._is_closed else self._executor
+        return await loop.run_in_executor(executor, self._truncate_below, op_id)
 
     # ---- writer task ----------------------------------------------------------------------
 
@@ -264,6 +290,9 @@ class Wal:
             data = frame_batch(batch[0].op_id, [item.body for item in batch])
             try:
                 await loop.run_in_executor(self._executor, self._write_batch, data, batch)
+            except _BatchRefused as refused:
+                self._refuse(refused.error, batch)
+                continue
             except (OSError, StorageError) as error:
                 self._fail(error, batch)
                 return
@@ -296,9 +325,7 @@ class Wal:
         # entirely in the last segment.
         if self._active_bytes >= self._segment_bytes_target:
             self._roll(batch[0].op_id)
-        assert self._fd is not None
-        files.write_all(self._fd, data)
-        self._active_bytes += len(data)
+        self._append(data)
         files.failpoint("wal.after_write")
         try:
             took_s = files.fdatasync(self._fd)
@@ -319,17 +346,80 @@ class Wal:
                 len(data),
             )
 
+    def _append(self, data: bytes) -> None:
+        """Write one batch at the end of the active segment; on ENOSPC leave no part of it."""
+        assert self._fd is not None
+        size_before = self._active_bytes
+        try:
+            files.write_all(self._fd, data)
+        except OSError as error:
+            if error.errno not in OUT_OF_SPACE_ERRNOS:
+                raise
+            # Part of the batch may be in the file. Cut it off, durably, before anyone is
+            # told: a later batch must start on a boundary and these records, reported as
+            # failed, must never be replayed. If cutting fails, the error closes the log.
+            files.truncate_fd_durably(self._fd, size_before)
+            assert self._segments[-1].path.stat().st_size == size_before, size_before
+            path = self._segments[-1].path
+            raise _BatchRefused(
+                StorageError(
+                    f"WAL write refused, nothing was logged collection={self.name} "
+                    f"path={path}: {error}"
+                )
+            ) from error
+        self._active_bytes += len(data)
+        assert self._active_bytes == size_before + len(data), (self._active_bytes, len(data))
+
     def _roll(self, first_op_id: int) -> None:
         assert self._segments[-1].last_op_id == first_op_id - 1, (self._segments[-1], first_op_id)
         path = self.directory / _segment_name(first_op_id)
-        files.create_file_durably(path)
+        try:
+            fd = files.create_append(path)
+        except OSError as error:
+            if error.errno not in OUT_OF_SPACE_ERRNOS:
+                raise
+            # O_EXCL failed, so no file exists: the next batch simply tries to roll again.
+            raise _BatchRefused(
+                StorageError(
+                    f"WAL segment roll refused, nothing was logged collection={self.name} "
+                    f"path={path}: {error}"
+                )
+            ) from error
+        # From here a failure closes the log: the new file exists and a retry would find it.
+        try:
+            files.fsync(fd)  # fsync, not fdatasync: the new inode itself must be durable
+            files.fsync_directory(self.directory)
+        except BaseException:
+            files.close(fd)
+            raise
         files.failpoint("wal.after_roll")
         assert self._fd is not None
-        os.close(self._fd)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        files.close(self._fd)
+        self._fd = fd
         self._segments.append(_Segment(first_op_id, path, first_op_id - 1))
         self._active_bytes = 0
         log.info("wal segment sealed collection=%s next_first_op_id=%d", self.name, first_op_id)
+
+    def _refuse(self, error: StorageError, batch: list[_PendingAppend]) -> None:
+        """Fail a refused batch and everything queued behind it; reuse their op ids."""
+        assert batch[0].op_id == self.durable_op_id + 1, (batch[0].op_id, self.durable_op_id)
+        log.warning(
+            "wal batch refused collection=%s first_op_id=%d records=%d queued_behind=%d error=%s",
+            self.name,
+            batch[0].op_id,
+            len(batch),
+            len(self._pending),
+            error,
+        )
+        # Queued appends hold op ids after the refused ones; they cannot be written first.
+        for item in list(batch) + list(self._pending):
+            if not item.durable.done():
+                item.durable.set_exception(error)
+        self._pending.clear()
+        self.next_op_id = self.durable_op_id + 1
+        for callback in self.on_rewound:
+            callback(self.next_op_id)
+        assert self.next_op_id == self.durable_op_id + 1, (self.next_op_id, self.durable_op_id)
 
     def _fail(self, error: Exception, batch: list[_PendingAppend]) -> None:
         failure = (
