@@ -27,6 +27,7 @@ from engine import limits
 from engine.errors import StorageError
 from engine.index import VectorIndex
 from engine.locks import ReadWriteLock
+from engine.mutations import CompileFilter
 from engine.ops import Operation
 from engine.store import IndexDelta, Store
 from engine.wal import Wal
@@ -54,6 +55,7 @@ def apply_batch(
     store: Store,
     indexes: dict[str, VectorIndex],
     visibility_lock: ReadWriteLock,
+    compile_filter: CompileFilter,
     records: list[tuple[int, Operation]],
 ) -> IndexDelta:
     """Apply records to LMDB and the graphs so that readers see all of it or none of it.
@@ -64,6 +66,7 @@ def apply_batch(
     """
     return store.apply_batch(
         records,
+        compile_filter=compile_filter,
         on_prepared=lambda delta: add_to_indexes(indexes, delta),
         on_committed=lambda delta: remove_from_indexes(indexes, delta),
         commit_lock=visibility_lock,
@@ -80,6 +83,7 @@ class Applier:
         store: Store,
         indexes: dict[str, VectorIndex],
         visibility_lock: ReadWriteLock,
+        compile_filter: CompileFilter,
         apply_batch_ops_max: int,
         checkpoint_every_ops: int,
         checkpoint_every_s: float,
@@ -90,6 +94,7 @@ class Applier:
         self._store = store
         self._indexes = indexes
         self._visibility_lock = visibility_lock
+        self._compile_filter = compile_filter
         self._apply_batch_ops_max = apply_batch_ops_max
         self._checkpoint_every_ops = checkpoint_every_ops
         self._checkpoint_every_s = checkpoint_every_s
@@ -106,6 +111,7 @@ class Applier:
         self._checkpointed_op_id = self.applied_op_id
         self._checkpointed_at_s = time.monotonic()
         wal.on_durable.append(lambda _durable_op_id: self._wake.set())
+        wal.on_rewound.append(self._drop_refused)
 
     def start(self) -> None:
         assert self._task is None, "applier started twice"
@@ -116,6 +122,16 @@ class Applier:
         assert not self._unapplied or self._unapplied[-1][0] == op_id - 1, op_id
         assert op_id > self.applied_op_id, (op_id, self.applied_op_id)
         self._unapplied.append((op_id, op, size_bytes))
+
+    def _drop_refused(self, next_op_id: int) -> None:
+        """The WAL refused a batch (disk full): forget the ops from next_op_id on, which
+        were never durable and whose op ids the WAL hands out again; free their budget."""
+        assert next_op_id > self.applied_op_id, (next_op_id, self.applied_op_id)
+        dropped_bytes = 0
+        while self._unapplied and self._unapplied[-1][0] >= next_op_id:
+            dropped_bytes += self._unapplied.pop()[2]
+        if dropped_bytes:
+            self._on_applied(dropped_bytes)
 
     async def wait_applied(self, op_id: int, timeout_s: float | None) -> bool:
         """True once op_id is applied, False on timeout. Never cancels the operation."""
@@ -158,6 +174,8 @@ class Applier:
                 self._finish(batch)
                 if self._is_checkpoint_due():
                     await self._checkpoint_and_truncate(loop)
+                if self.failure is not None:
+                    return
             if self._is_closing and not self._unapplied:
                 return
             if self._is_closing and self._wal.is_failed:
@@ -182,7 +200,9 @@ class Applier:
         assert batch[0][0] == self.applied_op_id + 1, (batch[0][0], self.applied_op_id)
         assert batch[-1][0] <= self._wal.durable_op_id, "applying a record not yet durable"
         records = [(op_id, op) for op_id, op, _ in batch]
-        apply_batch(self._store, self._indexes, self._visibility_lock, records)
+        apply_batch(
+            self._store, self._indexes, self._visibility_lock, self._compile_filter, records
+        )
         assert self._store.applied_op_id == batch[-1][0], (self._store.applied_op_id, batch[-1][0])
 
     def _finish(self, batch: list[tuple[int, Operation, int]]) -> None:
@@ -204,7 +224,7 @@ class Applier:
         try:
             covered_op_id = await loop.run_in_executor(self._executor, self._checkpoint)
             await self._wal.truncate_below(covered_op_id)
-        except OSError as error:
+        except Exception as error:  # noqa: BLE001 - lmdb.Error too: any failure closes the path
             self._fail(error)
 
     def _checkpoint(self) -> int:

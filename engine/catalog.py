@@ -1,7 +1,7 @@
 """The set of collections in a storage directory: lock, recovery of each, create and delete.
 
-Owns: `<storage>/.lock`, `<storage>/collections/<name>/` (one Collection each) and
-`<storage>/tmp/`, where a collection is built before it is renamed into place and where a
+Owns: `<storage>/.lock`, `<storage>/collections/<name>/` (one Collection each),
+`<storage>/aliases.json` (alias -> collection name, replaced atomically) and `<storage>/tmp/`, where a collection is built before it is renamed into place and where a
 deleted one is renamed before it is removed. A crash leaves the old or the new state, never
 half a collection; leftovers in tmp/ are removed at the next open.
 Not here: anything inside a collection (collection.py).
@@ -11,22 +11,31 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import logging
 import os
-import shutil
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine import files, limits
 from engine.collection import Collection
-from engine.errors import BadRequest, Conflict, NotFound, NotReady, StorageLocked
+from engine.errors import (
+    BadRequest,
+    Conflict,
+    CorruptionError,
+    NotFound,
+    NotReady,
+    StorageLocked,
+)
 from engine.limits import EngineSettings
 from engine.ops import CollectionConfig
 
 log = logging.getLogger(__name__)
 
 LOCK_FILE_NAME = ".lock"
+ALIASES_FILE_NAME = "aliases.json"
 _FORBIDDEN_NAME_CHARACTERS = set('<>:"/\\|?*\0')
 
 
@@ -56,6 +65,40 @@ def check_collection_config(config: CollectionConfig) -> None:
             )
 
 
+@dataclass(frozen=True)
+class AliasAction:
+    """One of Qdrant's alias actions: create (alias -> collection), delete, rename."""
+
+    kind: str  # "create", "delete" or "rename"
+    alias_name: str
+    collection_name: str | None = None  # create
+    new_alias_name: str | None = None  # rename
+
+
+def _apply_alias_action(
+    aliases: dict[str, str], action: AliasAction, collections: dict[str, Collection]
+) -> None:
+    if action.kind == "create":
+        assert action.collection_name is not None
+        if action.collection_name not in collections:
+            raise NotFound(f"Collection `{action.collection_name}` doesn't exist!")
+        if action.alias_name in collections:
+            raise Conflict(f"Collection `{action.alias_name}` already exists!")
+        check_collection_name(action.alias_name)
+        aliases[action.alias_name] = action.collection_name
+    elif action.kind == "delete":
+        if aliases.pop(action.alias_name, None) is None:
+            raise NotFound(f"Alias {action.alias_name} does not exists!")
+    else:
+        assert action.kind == "rename" and action.new_alias_name is not None, action
+        if action.alias_name not in aliases:
+            raise NotFound(f"Alias {action.alias_name} does not exists!")
+        if action.new_alias_name in collections:
+            raise Conflict(f"Collection `{action.new_alias_name}` already exists!")
+        check_collection_name(action.new_alias_name)
+        aliases[action.new_alias_name] = aliases.pop(action.alias_name)
+
+
 class Catalog:
     """Every collection of one storage directory. Only one process may open it."""
 
@@ -63,18 +106,20 @@ class Catalog:
         self.storage_path = Path(storage_path)
         self._settings = settings.validated()
         self._collections: dict[str, Collection] = {}
+        self._aliases: dict[str, str] = {}  # alias -> collection name
         self._lock_fd: int | None = None
         self._create_lock = asyncio.Lock()  # create/delete one at a time
         self.is_ready = False
 
     async def open(self) -> None:
         """Lock the directory, clean tmp/, and recover every collection (logged)."""
-        self.storage_path.mkdir(parents=True, exist_ok=True)
+        files.make_directories(self.storage_path)
         self._take_lock()
         for directory_name in ("collections", "tmp"):
             if not (self.storage_path / directory_name).exists():
                 files.make_directory_durably(self.storage_path / directory_name)
         self._clean_tmp()
+        self._aliases = self._load_aliases()
         started_s = time.monotonic()
         names = sorted(p.name for p in (self.storage_path / "collections").iterdir() if p.is_dir())
         log.info("recovery started storage=%s collections=%d", self.storage_path, len(names))
@@ -82,6 +127,7 @@ class Catalog:
             collection = Collection(self.storage_path / "collections" / name, name, self._settings)
             await collection.open()
             self._collections[name] = collection
+        self._drop_dangling_aliases()
         self.is_ready = True
         log.info(
             "recovery finished storage=%s collections=%d took_s=%.3f",
@@ -105,15 +151,44 @@ class Catalog:
         return sorted(self._collections)
 
     def exists(self, name: str) -> bool:
+        """True for a collection's name or an alias of one."""
         self._require_ready()
-        return name in self._collections
+        return name in self._collections or name in self._aliases
 
     def get(self, name: str) -> Collection:
+        """The collection called `name`, or the one the alias `name` points at."""
         self._require_ready()
-        collection = self._collections.get(name)
+        collection = self._collections.get(name) or self._collections.get(
+            self._aliases.get(name, "")
+        )
         if collection is None:
             raise NotFound(f"Collection `{name}` doesn't exist!")
         return collection
+
+    def aliases(self, collection_name: str | None = None) -> list[tuple[str, str]]:
+        """(alias, collection) pairs, all or of one collection (which must exist)."""
+        self._require_ready()
+        if collection_name is not None:
+            self.get(collection_name)
+        return sorted(
+            (alias, target)
+            for alias, target in self._aliases.items()
+            if collection_name is None or target == collection_name
+        )
+
+    async def change_aliases(self, actions: list[AliasAction]) -> None:
+        """Apply create/delete/rename actions in order, all or none, durably.
+
+        Raises NotFound for a missing collection or alias, Conflict for an alias named like
+        a collection; then nothing changes.
+        """
+        self._require_ready()
+        async with self._create_lock:
+            aliases = dict(self._aliases)
+            for action in actions:
+                _apply_alias_action(aliases, action, self._collections)
+            await asyncio.get_running_loop().run_in_executor(None, self._save_aliases, aliases)
+            self._aliases = aliases
 
     async def create(self, name: str, config: CollectionConfig) -> None:
         """Create durably: built in tmp/, fsynced, renamed into collections/."""
@@ -123,6 +198,8 @@ class Catalog:
         async with self._create_lock:
             if name in self._collections:
                 raise Conflict(f"Collection `{name}` already exists!")
+            if name in self._aliases:
+                raise Conflict(f"Alias `{name}` already exists!")
             loop = asyncio.get_running_loop()
             target = self.storage_path / "collections" / name
             await loop.run_in_executor(None, self._build, target, config)
@@ -142,7 +219,13 @@ class Catalog:
             tombstone = self.storage_path / "tmp" / f"deleted-{uuid.uuid4().hex}"
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, files.rename_durably, collection.directory, tombstone)
-            await loop.run_in_executor(None, shutil.rmtree, tombstone)
+            # Qdrant drops a deleted collection's aliases with it. After the rename: a crash
+            # in between leaves aliases to a missing collection, which open() drops.
+            aliases = {a: c for a, c in self._aliases.items() if c != name}
+            if aliases != self._aliases:
+                await loop.run_in_executor(None, self._save_aliases, aliases)
+                self._aliases = aliases
+            await loop.run_in_executor(None, files.remove_tree, tombstone)
         log.info("collection deleted collection=%s", name)
         return True
 
@@ -167,13 +250,37 @@ class Catalog:
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
 
+    def _load_aliases(self) -> dict[str, str]:
+        path = self.storage_path / ALIASES_FILE_NAME
+        if not path.exists():
+            return {}
+        try:
+            aliases = json.loads(path.read_bytes())
+        except ValueError as error:
+            raise CorruptionError(f"aliases file is not JSON: {path}: {error}") from error
+        if not isinstance(aliases, dict):
+            raise CorruptionError(f"aliases file is not a JSON object: {path}")
+        return aliases
+
+    def _drop_dangling_aliases(self) -> None:
+        """Aliases of a collection whose delete was interrupted after its rename."""
+        aliases = {a: c for a, c in self._aliases.items() if c in self._collections}
+        if aliases != self._aliases:
+            log.info(
+                "dropping aliases of a deleted collection count=%d",
+                len(self._aliases) - len(aliases),
+            )
+            self._save_aliases(aliases)
+            self._aliases = aliases
+
+    def _save_aliases(self, aliases: dict[str, str]) -> None:
+        data = json.dumps(aliases, sort_keys=True).encode()
+        files.write_file_atomic(self.storage_path / ALIASES_FILE_NAME, data)
+
     def _clean_tmp(self) -> None:
         for leftover in (self.storage_path / "tmp").iterdir():
             log.info("removing leftover from an interrupted create/delete path=%s", leftover)
-            if leftover.is_dir():
-                shutil.rmtree(leftover)
-            else:
-                leftover.unlink()
+            files.remove_tree(leftover)
         files.fsync_directory(self.storage_path / "tmp")
 
     def _build(self, target: Path, config: CollectionConfig) -> None:

@@ -21,9 +21,11 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -35,7 +37,7 @@ from engine.limits import EngineSettings
 from engine.locks import ReadWriteLock
 from engine.ops import (
     CollectionConfig,
-    DeletePoints,
+    DeleteVectors,
     Distance,
     NamedVectors,
     Operation,
@@ -46,20 +48,20 @@ from engine.ops import (
     SearchRequest,
     UpdateResult,
     UpdateStatus,
+    UpdateVectors,
     UpsertPoints,
     VectorSelector,
     decode_op,
     encode_op,
-    point_id_from_key,
-    point_key,
 )
-from engine.store import Store, StoredPoint
+from engine.reads import FILTER_TYPES, Reader, compile_filter, normalize_rows
+from engine.store import Store
 from engine.wal import Wal
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE_NAME = "config.json"
-EXACT_CHUNK_COUNT = 16_384  # vectors scored per numpy call in an exact search
+T = TypeVar("T")
 REPLAY_BATCH_OPS = 1_000
 
 
@@ -85,6 +87,7 @@ class Collection:
         self._wal: Wal | None = None
         self._indexes: dict[str, VectorIndex] = {}
         self._applier: Applier | None = None
+        self._reader: Reader | None = None
         # Readers hold it shared across graph search + LMDB reads; the applier's commit
         # holds it exclusively, so a search sees a batch entirely or not at all.
         self._visibility_lock = ReadWriteLock()
@@ -117,11 +120,13 @@ class Collection:
             self._store,
             self._indexes,
             self._visibility_lock,
+            compile_filter,
             apply_batch_ops_max=self._settings.apply_batch_ops_max,
             checkpoint_every_ops=self._settings.checkpoint_every_ops,
             checkpoint_every_s=self._settings.checkpoint_every_s,
             on_applied=self._release_budget,
         )
+        self._reader = Reader(self.config, self._store, self._indexes, self._visibility_lock)
         self._wal.start()
         self._applier.start()
         log.info(
@@ -153,28 +158,47 @@ class Collection:
         Raises BadRequest before anything is written, Overloaded when the unapplied budget
         stays full past its deadline, StorageError when the write path is closed.
         """
+        [result] = await self.update_many([op], wait=wait, timeout_s=timeout_s)
+        return result
+
+    async def update_many(
+        self, ops: list[Operation], *, wait: bool, timeout_s: float | None
+    ) -> list[UpdateResult]:
+        """Several ops with consecutive op ids, applied in order (Qdrant's points/batch).
+
+        All are validated before any is logged: one bad op writes nothing. The answer is
+        as `update` gives it, for every op, once the last one is durable (and applied).
+        """
         assert self._wal is not None and self._applier is not None, "collection not open"
+        assert ops, "update_many needs at least one op"
         started_s = time.monotonic()
-        op = self._validated(op)
-        body = encode_op(op)
-        if len(body) > limits.RECORD_BYTES_MAX:
-            raise BadRequest(f"operation is too large: {len(body)} bytes encoded")
-        await self._admit(len(body))
+        bodies = []
+        validated_ops = [self._validated(op) for op in ops]
+        for op in validated_ops:
+            body = encode_op(op)
+            if len(body) > limits.RECORD_BYTES_MAX:
+                raise BadRequest(f"operation is too large: {len(body)} bytes encoded")
+            bodies.append(body)
+        await self._admit(sum(len(body) for body in bodies))
         self._raise_if_closed()
-        op_id, durable = self._wal.append(body)
-        self._applier.submit(op_id, op, len(body))
-        self._unapplied_bytes += len(body)
+        op_ids, durables = [], []
+        for op, body in zip(validated_ops, bodies):  # no await in here: ids stay consecutive
+            op_id, durable = self._wal.append(body)
+            self._applier.submit(op_id, op, len(body))
+            self._unapplied_bytes += len(body)
+            op_ids.append(op_id)
+            durables.append(durable)
         # Never answer before the fsync, even when timeout_s would run out first.
-        await asyncio.wait({durable})
-        durable.result()
-        if not wait:
-            return UpdateResult(op_id, UpdateStatus.ACKNOWLEDGED)
-        remaining_s = (
-            None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - started_s))
-        )
-        if await self._applier.wait_applied(op_id, remaining_s):
-            return UpdateResult(op_id, UpdateStatus.COMPLETED)
-        return UpdateResult(op_id, UpdateStatus.WAIT_TIMEOUT)
+        await asyncio.wait(durables)
+        for durable in durables:
+            durable.result()
+        status = UpdateStatus.ACKNOWLEDGED
+        if wait:
+            elapsed_s = time.monotonic() - started_s
+            remaining_s = None if timeout_s is None else max(0.0, timeout_s - elapsed_s)
+            is_applied = await self._applier.wait_applied(op_ids[-1], remaining_s)
+            status = UpdateStatus.COMPLETED if is_applied else UpdateStatus.WAIT_TIMEOUT
+        return [UpdateResult(op_id, status) for op_id in op_ids]
 
     # ---- reads -----------------------------------------------------------------------------
 
@@ -182,13 +206,10 @@ class Collection:
         self, ids: list[PointId], with_payload: PayloadSelector, with_vector: VectorSelector
     ) -> list[PointRecord]:
         """Points with these ids that exist, in request order, without duplicates."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._read_executor, self._retrieve, ids, with_payload, with_vector
-        )
+        return await self._read(self._reader.retrieve, ids, with_payload, with_vector)
 
     async def search(self, request: SearchRequest) -> list[ScoredPoint]:
-        """Nearest points to request.vector, scored as Qdrant scores them."""
+        """Nearest points to request.vector (among those matching request.filter)."""
         vector_config = self.config.vectors.get(request.vector_name)
         if vector_config is None:
             raise BadRequest(f"Not existing vector name error: {request.vector_name}")
@@ -197,8 +218,30 @@ class Collection:
                 f"Vector dimension error: expected dim: {vector_config.size}, "
                 f"got {request.vector.shape[0]}"
             )
+        return await self._read(self._reader.search, request)
+
+    async def scroll(
+        self,
+        filter_: object,
+        limit: int,
+        offset: PointId | None,
+        with_payload: PayloadSelector,
+        with_vector: VectorSelector,
+    ) -> tuple[list[PointRecord], PointId | None]:
+        """A page of points in id order from `offset`, and where the next page starts."""
+        return await self._read(
+            self._reader.scroll, filter_, limit, offset, with_payload, with_vector
+        )
+
+    async def count(self, filter_: object) -> int:
+        """Exact number of points matching filter_ (all points when None)."""
+        return await self._read(self._reader.count, filter_)
+
+    async def _read(self, function: Callable[..., T], *args: object) -> T:
+        """Run a Reader method in the read pool: LMDB and hnswlib calls block."""
+        assert self._reader is not None, "collection not open"
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._read_executor, self._search, request)
+        return await loop.run_in_executor(self._read_executor, function, *args)
 
     def stats(self) -> CollectionStats:
         assert self._store is not None
@@ -295,7 +338,7 @@ class Collection:
         replayed_count = 0
         last_log_s = time.monotonic()
         for op_id, body in self._wal.read_records(self._store.applied_op_id):
-            batch.append((op_id, decode_op(body)))
+            batch.append((op_id, decode_op(body, FILTER_TYPES)))
             if len(batch) >= REPLAY_BATCH_OPS:
                 replayed_count += self._replay_batch(batch)
                 batch = []
@@ -317,21 +360,33 @@ class Collection:
 
     def _replay_batch(self, batch: list[tuple[int, Operation]]) -> int:
         assert self._store is not None
-        apply_batch(self._store, self._indexes, self._visibility_lock, batch)
+        apply_batch(self._store, self._indexes, self._visibility_lock, compile_filter, batch)
         return len(batch)
 
     # ---- private: writes -------------------------------------------------------------------
 
     def _validated(self, op: Operation) -> Operation:
         """Check op against the config; normalise Cosine vectors. Raises BadRequest."""
-        if isinstance(op, DeletePoints):
-            return op
-        if len(op.payloads) != len(op.ids):
-            raise BadRequest(
-                f"number of ids and payloads must be equal ({len(op.ids)} != {len(op.payloads)})"
-            )
-        vectors = {}
-        for name, named in op.vectors.items():
+        if isinstance(op, UpsertPoints):
+            if len(op.payloads) != len(op.ids):
+                raise BadRequest(
+                    f"number of ids and payloads must be equal "
+                    f"({len(op.ids)} != {len(op.payloads)})"
+                )
+            return replace(op, vectors=self._validated_vectors(op.vectors))
+        if isinstance(op, UpdateVectors):
+            # Ids that don't exist when the op is applied are skipped (see mutations.py):
+            # checking here would miss earlier unapplied ops and earlier ops of a batch.
+            return replace(op, vectors=self._validated_vectors(op.vectors))
+        if isinstance(op, DeleteVectors):
+            for name in op.names:
+                if name not in self.config.vectors:
+                    raise BadRequest(f"Not existing vector name error: {name}")
+        return op
+
+    def _validated_vectors(self, vectors: dict[str, NamedVectors]) -> dict[str, NamedVectors]:
+        result = {}
+        for name, named in vectors.items():
             vector_config = self.config.vectors.get(name)
             if vector_config is None:
                 raise BadRequest(f"Not existing vector name error: {name}")
@@ -346,8 +401,8 @@ class Collection:
                 raise BadRequest("vector contains a non-finite number (NaN or infinity)")
             if vector_config.distance is Distance.COSINE:
                 matrix = normalize_rows(matrix)
-            vectors[name] = NamedVectors(named.rows, matrix)
-        return UpsertPoints(op.ids, vectors, op.payloads, op.update_mode)
+            result[name] = NamedVectors(named.rows, matrix)
+        return result
 
     async def _admit(self, size_bytes: int) -> None:
         """Wait until the unapplied budget has room; Overloaded past the deadline."""
@@ -392,189 +447,3 @@ class Collection:
             raise StorageError(f"write path of collection {self.name} is closed")
 
     # ---- private: reads --------------------------------------------------------------------
-
-    def _retrieve(
-        self, ids: list[PointId], with_payload: PayloadSelector, with_vector: VectorSelector
-    ) -> list[PointRecord]:
-        assert self._store is not None
-        keys = list(dict.fromkeys(point_key(point_id) for point_id in ids))
-        points = [p for p in self._store.get_points(keys) if p is not None]
-        return [
-            PointRecord(
-                point_id_from_key(p.key),
-                self._select_payload(p, with_payload),
-                self._select_vectors(p, with_vector),
-            )
-            for p in points
-        ]
-
-    def _search(self, request: SearchRequest) -> list[ScoredPoint]:
-        distance = self.config.vectors[request.vector_name].distance
-        query = request.vector.astype(np.float32)
-        if distance is Distance.COSINE:
-            query = normalize_rows(query.reshape(1, -1))[0]
-        with self._visibility_lock.shared():
-            labels, scores = self._nearest(request, query, distance)
-            return self._scored_points(labels, scores, distance, request)
-
-    def _nearest(
-        self, request: SearchRequest, query: np.ndarray, distance: Distance
-    ) -> tuple[list[int], np.ndarray]:
-        """Best labels and their exact scores, best first; caller holds the visibility lock."""
-        assert self._store is not None
-        wanted_count = request.limit + request.offset
-        index = self._indexes.get(request.vector_name)
-        if index is None or request.is_exact:
-            return self._exact_top(request.vector_name, query, distance, wanted_count)
-        # The graph may hold the next batch's vectors before LMDB commits them; those are
-        # dropped below, so ask for that many more.
-        in_flight_count = max(0, index.live_count - self._store.count_vectors(request.vector_name))
-        ef = request.hnsw_ef or max(index.ef_construct, 100)
-        try:
-            candidates = index.search(query, wanted_count + in_flight_count, ef)
-        except RuntimeError as error:
-            # hnswlib could not fill k (too many deleted nodes near the query): an exact
-            # scan answers correctly, just slower.
-            log.debug("hnsw search fell back to exact collection=%s error=%s", self.name, error)
-            return self._exact_top(request.vector_name, query, distance, wanted_count)
-        return self._rescore(request.vector_name, query, distance, candidates)
-
-    def _exact_top(
-        self, name: str, query: np.ndarray, distance: Distance, wanted_count: int
-    ) -> tuple[list[int], np.ndarray]:
-        assert self._store is not None
-        best_labels = np.empty(0, dtype=np.uint64)
-        best_scores = np.empty(0, dtype=np.float32)
-        dim = self.config.vectors[name].size
-        for labels, matrix in self._store.iter_vectors(name, dim, EXACT_CHUNK_COUNT):
-            scores = score_matrix(matrix, query, distance)
-            best_labels = np.concatenate([best_labels, labels])
-            best_scores = np.concatenate([best_scores, scores])
-            order = _best_order(best_scores, distance, wanted_count)
-            best_labels, best_scores = best_labels[order], best_scores[order]
-        return best_labels.tolist(), best_scores
-
-    def _rescore(
-        self, name: str, query: np.ndarray, distance: Distance, labels: np.ndarray
-    ) -> tuple[list[int], np.ndarray]:
-        assert self._store is not None
-        label_list = [int(label) for label in labels]
-        vectors = self._store.get_vectors(name, label_list)
-        # Labels not committed to LMDB yet have no vector there: not visible, drop them.
-        kept = [(label, vector) for label, vector in zip(label_list, vectors) if vector is not None]
-        if not kept:
-            return [], np.empty(0, dtype=np.float32)
-        matrix = np.stack([vector for _, vector in kept])
-        scores = score_matrix(matrix, query, distance)
-        order = _best_order(scores, distance, len(kept))
-        return [kept[i][0] for i in order], scores[order]
-
-    def _scored_points(
-        self, labels: list[int], scores: np.ndarray, distance: Distance, request: SearchRequest
-    ) -> list[ScoredPoint]:
-        assert self._store is not None
-        threshold = request.score_threshold
-        points = self._store.get_points_by_label(labels)
-        result = []
-        for point, score in zip(points, scores.tolist()):
-            if point is None:
-                continue
-            if threshold is not None and not _passes_threshold(score, threshold, distance):
-                continue
-            result.append((point, score))
-        result = result[request.offset : request.offset + request.limit]
-        return [
-            ScoredPoint(
-                point_id_from_key(p.key),
-                p.version,
-                score,
-                self._select_payload(p, request.with_payload),
-                self._select_vectors(p, request.with_vector),
-            )
-            for p, score in result
-        ]
-
-    def _select_payload(self, point: StoredPoint, selector: PayloadSelector) -> dict | None:
-        if not selector.is_enabled:
-            return None
-        payload = point.payload or {}
-        if selector.include is not None:
-            return select_keys(payload, selector.include)
-        if selector.exclude is not None:
-            return drop_keys(payload, selector.exclude)
-        return payload
-
-    def _select_vectors(
-        self, point: StoredPoint, selector: VectorSelector
-    ) -> dict[str, np.ndarray] | None:
-        if not selector.is_enabled:
-            return None
-        assert self._store is not None
-        names = [n for n in point.names if selector.names is None or n in selector.names]
-        return {name: self._store.get_vectors(name, [point.label])[0] for name in names}
-
-
-def normalize_rows(matrix: np.ndarray) -> np.ndarray:
-    """Unit-length rows, as Qdrant stores Cosine vectors; zero rows stay zero."""
-    matrix = matrix.astype(np.float32, copy=False)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    # Qdrant leaves zero vectors and ones already within 1e-6 of unit length as they are.
-    is_kept = (norms == 0) | (np.abs(norms - 1.0) < 1e-6)
-    return np.where(is_kept, matrix, matrix / np.where(norms == 0, 1, norms)).astype(np.float32)
-
-
-def score_matrix(matrix: np.ndarray, query: np.ndarray, distance: Distance) -> np.ndarray:
-    """Qdrant's score of each row against query: similarity or distance."""
-    if distance in (Distance.COSINE, Distance.DOT):
-        return matrix @ query
-    if distance is Distance.EUCLID:
-        return np.sqrt(np.sum((matrix - query) ** 2, axis=1, dtype=np.float32))
-    return np.sum(np.abs(matrix - query), axis=1, dtype=np.float32)
-
-
-def select_keys(payload: dict, keys: tuple[str, ...]) -> dict:
-    """Only the given keys (dotted paths reach into nested objects)."""
-    result: dict = {}
-    for key in keys:
-        value, is_found = _lookup_path(payload, key.split("."))
-        if is_found:
-            _set_path(result, key.split("."), value)
-    return result
-
-
-def drop_keys(payload: dict, keys: tuple[str, ...]) -> dict:
-    result = json.loads(json.dumps(payload))
-    for key in keys:
-        parts = key.split(".")
-        parent, is_found = _lookup_path(result, parts[:-1])
-        if is_found and isinstance(parent, dict):
-            parent.pop(parts[-1], None)
-    return result
-
-
-def _lookup_path(payload: dict, parts: list[str]) -> tuple[object, bool]:
-    value: object = payload
-    for part in parts:
-        if not isinstance(value, dict) or part not in value:
-            return None, False
-        value = value[part]
-    return value, True
-
-
-def _set_path(target: dict, parts: list[str], value: object) -> None:
-    for part in parts[:-1]:
-        target = target.setdefault(part, {})
-    target[parts[-1]] = value
-
-
-def _best_order(scores: np.ndarray, distance: Distance, count: int) -> np.ndarray:
-    keys = -scores if distance.is_higher_better else scores
-    if count < len(keys):
-        part = np.argpartition(keys, count - 1)[:count]
-        return part[np.argsort(keys[part], kind="stable")]
-    return np.argsort(keys, kind="stable")
-
-
-def _passes_threshold(score: float, threshold: float, distance: Distance) -> bool:
-    # Qdrant's comparison is strict both ways (Distance::check_threshold).
-    return score > threshold if distance.is_higher_better else score < threshold

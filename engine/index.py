@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import hnswlib
@@ -110,7 +111,7 @@ class VectorIndex:
         data_name = f"{self._file_stem}.{op_id}.hnsw"
         temp_path = self.directory / f".{data_name}.tmp"
         with self._lock.exclusive():
-            self._graph.save_index(str(temp_path))
+            files.save_by_library(temp_path, self._graph.save_index)
         files.fsync_file(temp_path)
         data = temp_path.read_bytes()
         files.rename_durably(temp_path, self.directory / data_name)
@@ -154,8 +155,11 @@ class VectorIndex:
 
     # ---- reading (any thread) --------------------------------------------------------------
 
-    def search(self, vector: np.ndarray, k: int, ef: int) -> np.ndarray:
-        """Labels of up to k nearest live vectors. RuntimeError if hnswlib can't fill k."""
+    def search(
+        self, vector: np.ndarray, k: int, ef: int, label_filter: Callable[[int], bool] | None = None
+    ) -> np.ndarray:
+        """Labels of up to k nearest live vectors (among those `label_filter` accepts).
+        RuntimeError if hnswlib can't fill k."""
         assert self._graph is not None
         k = min(k, self.live_count)
         if k <= 0:
@@ -164,7 +168,9 @@ class VectorIndex:
             # ef is per query in spirit; hnswlib keeps it on the index, and searches that
             # race here only ever raise it to what some caller asked for.
             self._graph.set_ef(max(ef, k))
-            labels, _ = self._graph.knn_query(vector.reshape(1, -1), k=k, num_threads=1)
+            labels, _ = self._graph.knn_query(
+                vector.reshape(1, -1), k=k, num_threads=1, filter=label_filter
+            )
         return labels[0]
 
     # ---- private ---------------------------------------------------------------------------
@@ -196,6 +202,8 @@ class VectorIndex:
         log.debug("index resized vector=%r capacity=%d", self.name, capacity)
 
     def _remove_stale_files(self, keep: str) -> None:
-        for path in self.directory.glob(f"{self._file_stem}.*.hnsw"):
-            if path.name != keep:
-                files.unlink_durably(path)
+        stale = [p for p in self.directory.glob(f"{self._file_stem}.*.hnsw") if p.name != keep]
+        # A crash between save_index and its rename leaves the temp file behind.
+        stale += list(self.directory.glob(f".{self._file_stem}.*.hnsw.tmp"))
+        for path in stale:
+            files.unlink_durably(path)

@@ -1,29 +1,38 @@
 """Operation and configuration types of the engine, and the CBOR encoding of operations.
 
-Owns: what a write operation is (`UpsertPoints`, `DeletePoints`), how it is encoded in a WAL
-record body, point ids and their LMDB key form, a collection's configuration, and the shapes
-the read side returns (`PointRecord`, `ScoredPoint`).
+Owns: what a write operation is (`UpsertPoints`, `DeletePoints`, `UpdatePayload`,
+`UpdateVectors`, `DeleteVectors`), how it is encoded in a WAL record body, point ids and their
+LMDB key form, a collection's configuration, and the shapes the read side returns
+(`PointRecord`, `ScoredPoint`).
 Not here: framing (wal.py), applying (applier.py), or parsing JSON (server/schemas.py).
 
-Record body (CBOR map, keys are short on purpose: they are repeated in every record):
+Record body: a CBOR map, keys short on purpose (they are repeated in every record):
 
-| key | type                 | meaning                                                   |
-|-----|----------------------|-----------------------------------------------------------|
-| t   | text                 | "upsert" or "delete"                                      |
-| ids | array                | point ids: uint, or 16-byte bstr for a UUID               |
-| m   | text                 | update_mode (upsert only)                                 |
-| v   | map name -> [rows, m]| rows: bstr of little-endian int32 positions into ids;     |
-|     |                      | m: bstr of little-endian float32, len(rows) x dim         |
-| p   | array                | payload per id: map or null (upsert only)                 |
+| key | in ops              | meaning                                                     |
+|-----|---------------------|-------------------------------------------------------------|
+| t   | all                 | "upsert", "delete", "payload", "vectors", "delete_vectors"  |
+| ids | all                 | point ids: uint, or 16-byte bstr for a UUID; null: filter   |
+| m   | upsert, payload     | update_mode / payload mode                                  |
+| v   | upsert, vectors     | name -> [rows, dim, matrix]: rows = LE int32 positions into |
+|     |                     | ids, matrix = LE float32, len(rows) x dim                   |
+| p   | upsert, payload     | payload per id (upsert) / the payload to set (payload)      |
+| k   | payload             | keys to delete                                              |
+| key | payload             | nested path to set at                                       |
+| n   | delete_vectors      | vector names                                                |
+| f   | all                 | filter (update_filter or selector), as `encode_tree` data   |
 
+Filters are resolved when the op is applied, in op order, never when it is logged: a filter
+selects the points as they are after every earlier op.
 Vectors are stored as float32 bytes, never as lists of numbers (DESIGN.md).
 """
 
 from __future__ import annotations
 
+import datetime
 import enum
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 import cbor2
@@ -133,18 +142,64 @@ class NamedVectors:
 
 @dataclass(frozen=True)
 class UpsertPoints:
+    """Whole-point writes. `update_filter`: an existing point is overwritten only if it
+    matches (new ids are inserted regardless), as Qdrant's conditional upsert."""
+
     ids: list[PointId]
     vectors: dict[str, NamedVectors]
     payloads: list[dict[str, Any] | None]
     update_mode: UpdateMode = UpdateMode.UPSERT
+    update_filter: Any = None  # an engine.filters.Filter, or None
 
 
 @dataclass(frozen=True)
 class DeletePoints:
+    """Delete the listed ids, or every point matching `filter` when the op is applied."""
+
     ids: list[PointId]
+    filter: Any = None
 
 
-Operation = UpsertPoints | DeletePoints
+class PayloadMode(str, enum.Enum):
+    SET = "set"  # merge `payload` into the point's payload (at `key` if given)
+    OVERWRITE = "overwrite"  # replace the payload by `payload`
+    DELETE_KEYS = "delete_keys"  # remove `keys` (dotted paths)
+    CLEAR = "clear"  # remove everything
+
+
+@dataclass(frozen=True)
+class UpdatePayload:
+    """A payload edit of existing points: listed ids, or those matching `filter` when applied.
+    Missing ids are skipped. Vectors are untouched."""
+
+    ids: list[PointId] | None
+    mode: PayloadMode
+    payload: dict[str, Any] | None = None
+    keys: list[str] | None = None
+    key: str | None = None
+    filter: Any = None
+
+
+@dataclass(frozen=True)
+class UpdateVectors:
+    """Replace some named vectors of existing points (others kept). Missing ids are skipped;
+    with `update_filter`, only points matching it are changed."""
+
+    ids: list[PointId]
+    vectors: dict[str, NamedVectors]
+    update_filter: Any = None
+
+
+@dataclass(frozen=True)
+class DeleteVectors:
+    """Remove named vectors from existing points: listed ids, or those matching `filter`."""
+
+    ids: list[PointId] | None
+    names: list[str]
+    filter: Any = None
+
+
+Operation = UpsertPoints | DeletePoints | UpdatePayload | UpdateVectors | DeleteVectors
 
 
 @dataclass(frozen=True)
@@ -191,6 +246,7 @@ class SearchRequest:
     is_exact: bool = False
     with_payload: PayloadSelector = field(default_factory=lambda: PayloadSelector(True))
     with_vector: VectorSelector = field(default_factory=VectorSelector)
+    filter: Any = None  # an engine.filters.Filter: only matching points are candidates
 
 
 @dataclass(frozen=True)
@@ -216,39 +272,197 @@ def point_id_from_key(key: bytes) -> PointId:
 
 def encode_op(op: Operation) -> bytes:
     """CBOR body of a WAL record for `op` (see the module docstring for the layout)."""
-    ids = [_encode_id(point_id) for point_id in op.ids]
-    if isinstance(op, DeletePoints):
-        return cbor2.dumps({"t": "delete", "ids": ids})
-    assert len(op.payloads) == len(op.ids), (len(op.payloads), len(op.ids))
-    vectors = {}
-    for name, nv in op.vectors.items():
+    return cbor2.dumps(_OP_ENCODERS[type(op)](op))
+
+
+def decode_op(body: bytes, filter_types: Mapping[str, type] | None = None) -> Operation:
+    """Inverse of encode_op; `filter_types` names the classes a filter may be built of
+    (engine.filters supplies them). Raises CorruptionError on a body Keel never wrote."""
+    try:
+        data = cbor2.loads(body)
+        decoder = _OP_DECODERS.get(data["t"])
+        if decoder is None:
+            raise ValueError(f"unknown op type {data['t']!r}")
+        return decoder(data, filter_types or {})
+    except (KeyError, ValueError, TypeError, cbor2.CBORDecodeError) as error:
+        raise CorruptionError(f"WAL record body does not decode: {error}") from error
+
+
+def encode_tree(value: Any) -> Any:
+    """A dataclass tree (a filter) as CBOR-able data, tagged with class names."""
+    if is_dataclass(value) and not isinstance(value, type):
+        # Fields outside __init__ are derived (a filter's compiled closure): not data.
+        fields_data = {f.name: encode_tree(getattr(value, f.name)) for f in fields(value) if f.init}
+        return {"@": type(value).__name__, **fields_data}
+    if isinstance(value, enum.Enum):
+        return {"@enum": type(value).__name__, "v": value.value}
+    if isinstance(value, tuple):
+        return {"@tuple": [encode_tree(item) for item in value]}
+    if isinstance(value, frozenset | set):
+        return {"@set": [encode_tree(item) for item in value]}
+    if isinstance(value, list):
+        return [encode_tree(item) for item in value]
+    if isinstance(value, dict):
+        return {"@dict": [[encode_tree(k), encode_tree(v)] for k, v in value.items()]}
+    if isinstance(value, uuid.UUID):
+        return {"@uuid": value.bytes}
+    if isinstance(value, datetime.datetime):
+        return {"@datetime": value.isoformat()}
+    assert value is None or isinstance(value, bool | int | float | str), type(value)
+    return value
+
+
+def decode_tree(data: Any, types: Mapping[str, type]) -> Any:
+    """Inverse of encode_tree, building only classes named in `types`."""
+    if isinstance(data, list):
+        return [decode_tree(item, types) for item in data]
+    if not isinstance(data, dict):
+        return data
+    if "@" in data:
+        cls = types[data["@"]]
+        return cls(**{k: decode_tree(v, types) for k, v in data.items() if k != "@"})
+    if "@enum" in data:
+        return types[data["@enum"]](data["v"])
+    if "@tuple" in data:
+        return tuple(decode_tree(item, types) for item in data["@tuple"])
+    if "@set" in data:
+        return frozenset(decode_tree(item, types) for item in data["@set"])
+    if "@dict" in data:
+        return {decode_tree(k, types): decode_tree(v, types) for k, v in data["@dict"]}
+    if "@uuid" in data:
+        return uuid.UUID(bytes=data["@uuid"])
+    if "@datetime" in data:
+        return datetime.datetime.fromisoformat(data["@datetime"])
+    raise ValueError(f"untagged map in an encoded tree: {sorted(data)}")
+
+
+def _encode_vectors(vectors: dict[str, NamedVectors]) -> dict[str, list[Any]]:
+    encoded = {}
+    for name, nv in vectors.items():
         assert nv.matrix.dtype == np.float32, nv.matrix.dtype
         assert nv.matrix.shape[0] == nv.rows.shape[0], (nv.matrix.shape, nv.rows.shape)
         rows = nv.rows.astype("<i4", copy=False).tobytes()
-        vectors[name] = [rows, nv.matrix.shape[1], nv.matrix.astype("<f4", copy=False).tobytes()]
-    body = {"t": "upsert", "ids": ids, "m": op.update_mode.value, "v": vectors, "p": op.payloads}
-    return cbor2.dumps(body)
+        matrix = nv.matrix.astype("<f4", copy=False).tobytes()
+        encoded[name] = [rows, nv.matrix.shape[1], matrix]
+    return encoded
 
 
-def decode_op(body: bytes) -> Operation:
-    """Inverse of encode_op. Raises CorruptionError on a body no version of Keel wrote."""
-    try:
-        data = cbor2.loads(body)
-        ids = [_decode_id(raw) for raw in data["ids"]]
-        if data["t"] == "delete":
-            return DeletePoints(ids=ids)
-        if data["t"] != "upsert":
-            raise ValueError(f"unknown op type {data['t']!r}")
-        vectors = {}
-        for name, (rows, dim, matrix) in data["v"].items():
-            rows_array = np.frombuffer(rows, dtype="<i4").astype(np.int32)
-            matrix_array = np.frombuffer(matrix, dtype="<f4").astype(np.float32)
-            vectors[name] = NamedVectors(rows_array, matrix_array.reshape(len(rows_array), dim))
-        return UpsertPoints(
-            ids=ids, vectors=vectors, payloads=data["p"], update_mode=UpdateMode(data["m"])
-        )
-    except (KeyError, ValueError, TypeError, cbor2.CBORDecodeError) as error:
-        raise CorruptionError(f"WAL record body does not decode: {error}") from error
+def _decode_vectors(data: dict[str, list[Any]]) -> dict[str, NamedVectors]:
+    vectors = {}
+    for name, (rows, dim, matrix) in data.items():
+        rows_array = np.frombuffer(rows, dtype="<i4").astype(np.int32)
+        matrix_array = np.frombuffer(matrix, dtype="<f4").astype(np.float32)
+        vectors[name] = NamedVectors(rows_array, matrix_array.reshape(len(rows_array), dim))
+    return vectors
+
+
+def _encode_ids(ids: list[PointId] | None) -> list[int | bytes] | None:
+    return None if ids is None else [_encode_id(point_id) for point_id in ids]
+
+
+def _decode_ids(raw: list[int | bytes] | None) -> list[PointId] | None:
+    return None if raw is None else [_decode_id(item) for item in raw]
+
+
+def _encode_upsert(op: UpsertPoints) -> dict[str, Any]:
+    assert len(op.payloads) == len(op.ids), (len(op.payloads), len(op.ids))
+    return {
+        "t": "upsert",
+        "ids": _encode_ids(op.ids),
+        "m": op.update_mode.value,
+        "v": _encode_vectors(op.vectors),
+        "p": op.payloads,
+        "f": encode_tree(op.update_filter),
+    }
+
+
+def _decode_upsert(data: dict[str, Any], types: Mapping[str, type]) -> UpsertPoints:
+    return UpsertPoints(
+        ids=_decode_ids(data["ids"]),
+        vectors=_decode_vectors(data["v"]),
+        payloads=data["p"],
+        update_mode=UpdateMode(data["m"]),
+        update_filter=decode_tree(data.get("f"), types),
+    )
+
+
+def _encode_delete(op: DeletePoints) -> dict[str, Any]:
+    return {"t": "delete", "ids": _encode_ids(op.ids), "f": encode_tree(op.filter)}
+
+
+def _decode_delete(data: dict[str, Any], types: Mapping[str, type]) -> DeletePoints:
+    return DeletePoints(ids=_decode_ids(data["ids"]), filter=decode_tree(data.get("f"), types))
+
+
+def _encode_payload(op: UpdatePayload) -> dict[str, Any]:
+    return {
+        "t": "payload",
+        "ids": _encode_ids(op.ids),
+        "m": op.mode.value,
+        "p": op.payload,
+        "k": op.keys,
+        "key": op.key,
+        "f": encode_tree(op.filter),
+    }
+
+
+def _decode_payload(data: dict[str, Any], types: Mapping[str, type]) -> UpdatePayload:
+    return UpdatePayload(
+        ids=_decode_ids(data["ids"]),
+        mode=PayloadMode(data["m"]),
+        payload=data["p"],
+        keys=data["k"],
+        key=data["key"],
+        filter=decode_tree(data["f"], types),
+    )
+
+
+def _encode_update_vectors(op: UpdateVectors) -> dict[str, Any]:
+    return {
+        "t": "vectors",
+        "ids": _encode_ids(op.ids),
+        "v": _encode_vectors(op.vectors),
+        "f": encode_tree(op.update_filter),
+    }
+
+
+def _decode_update_vectors(data: dict[str, Any], types: Mapping[str, type]) -> UpdateVectors:
+    return UpdateVectors(
+        ids=_decode_ids(data["ids"]),
+        vectors=_decode_vectors(data["v"]),
+        update_filter=decode_tree(data["f"], types),
+    )
+
+
+def _encode_delete_vectors(op: DeleteVectors) -> dict[str, Any]:
+    return {
+        "t": "delete_vectors",
+        "ids": _encode_ids(op.ids),
+        "n": op.names,
+        "f": encode_tree(op.filter),
+    }
+
+
+def _decode_delete_vectors(data: dict[str, Any], types: Mapping[str, type]) -> DeleteVectors:
+    return DeleteVectors(
+        ids=_decode_ids(data["ids"]), names=data["n"], filter=decode_tree(data["f"], types)
+    )
+
+
+_OP_ENCODERS: dict[type, Callable[[Any], dict[str, Any]]] = {
+    UpsertPoints: _encode_upsert,
+    DeletePoints: _encode_delete,
+    UpdatePayload: _encode_payload,
+    UpdateVectors: _encode_update_vectors,
+    DeleteVectors: _encode_delete_vectors,
+}
+_OP_DECODERS: dict[str, Callable[[dict[str, Any], Mapping[str, type]], Any]] = {
+    "upsert": _decode_upsert,
+    "delete": _decode_delete,
+    "payload": _decode_payload,
+    "vectors": _decode_update_vectors,
+    "delete_vectors": _decode_delete_vectors,
+}
 
 
 def _encode_id(point_id: PointId) -> int | bytes:

@@ -37,7 +37,8 @@ import numpy as np
 from engine import files, limits
 from engine.errors import StorageError
 from engine.locks import ReadWriteLock
-from engine.ops import DeletePoints, Operation, UpdateMode, UpsertPoints, point_key
+from engine.mutations import BatchWriter, CompileFilter, Databases, Predicate, label_key
+from engine.ops import Operation
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,8 @@ def _ignore_delta(delta: IndexDelta) -> None:
     """Default hook: a store used without vector indexes."""
 
 
-def label_key(label: int) -> bytes:
-    return label.to_bytes(8, "big")
+def _no_filters(filter_: object) -> Predicate:
+    raise AssertionError("an op with a filter reached a store applied without compile_filter")
 
 
 class Store:
@@ -102,6 +103,7 @@ class Store:
         self._labels = self._env.open_db(b"labels")
         self._dead = self._env.open_db(b"dead")
         self._vectors = {name: self._env.open_db(b"v:" + name.encode()) for name in vector_names}
+        self._dbs = Databases(self._points, self._labels, self._dead, self._vectors)
         with self._env.begin() as txn:
             self.applied_op_id = _read_u64(txn, self._meta, _APPLIED_KEY, _NO_OP_ID)
             self.next_label = _read_u64(txn, self._meta, _NEXT_LABEL_KEY, 0)
@@ -118,6 +120,7 @@ class Store:
     def apply_batch(
         self,
         records: list[tuple[int, Operation]],
+        compile_filter: CompileFilter = _no_filters,
         on_prepared: Callable[[IndexDelta], None] = _ignore_delta,
         on_committed: Callable[[IndexDelta], None] = _ignore_delta,
         commit_lock: ReadWriteLock | None = None,
@@ -137,7 +140,9 @@ class Store:
         commit_lock = commit_lock or ReadWriteLock()
         for _attempt in range(64):
             try:
-                return self._apply_in_txn(records, on_prepared, on_committed, commit_lock)
+                return self._apply_in_txn(
+                    records, compile_filter, on_prepared, on_committed, commit_lock
+                )
             except lmdb.MapFullError:
                 self._grow_map()
         raise StorageError(f"LMDB map could not grow enough path={self.path}")
@@ -174,6 +179,17 @@ class Store:
         with self._lock.shared(), self._env.begin() as txn:
             raw = [txn.get(label_key(label), db=self._vectors[name]) for label in labels]
         return [None if value is None else np.frombuffer(value, dtype="<f4") for value in raw]
+
+    def iter_points(self, start_key: bytes | None) -> Iterator[StoredPoint]:
+        """Every point from start_key on (all when None), in key order: integer ids
+        ascending, then UUIDs. One read transaction: a consistent snapshot."""
+        with self._lock.shared(), self._env.begin() as txn:
+            cursor = txn.cursor(self._points)
+            is_positioned = cursor.first() if start_key is None else cursor.set_range(start_key)
+            if not is_positioned:
+                return
+            for key, value in cursor:
+                yield _stored_point(bytes(key), value)
 
     def count_points(self) -> int:
         with self._lock.shared(), self._env.begin() as txn:
@@ -215,26 +231,21 @@ class Store:
     def _apply_in_txn(
         self,
         records: list[tuple[int, Operation]],
+        compile_filter: CompileFilter,
         on_prepared: Callable[[IndexDelta], None],
         on_committed: Callable[[IndexDelta], None],
         commit_lock: ReadWriteLock,
     ) -> IndexDelta:
-        delta = IndexDelta()
-        next_label = self.next_label
-        born_in_batch: set[int] = set()
         txn = self._env.begin(write=True)
         try:
+            writer = BatchWriter(txn, self._dbs, self.next_label, compile_filter, IndexDelta())
             for op_id, op in records:
-                if isinstance(op, UpsertPoints):
-                    next_label = self._apply_upsert(
-                        txn, op_id, op, next_label, delta, born_in_batch
-                    )
-                else:
-                    self._apply_delete(txn, op_id, op, delta)
+                writer.apply(op_id, op)
             last_op_id = records[-1][0]
             txn.put(_APPLIED_KEY, last_op_id.to_bytes(8, "big"), db=self._meta)
-            txn.put(_NEXT_LABEL_KEY, next_label.to_bytes(8, "big"), db=self._meta)
-            _drop_labels_born_and_killed(delta, born_in_batch)
+            txn.put(_NEXT_LABEL_KEY, writer.next_label.to_bytes(8, "big"), db=self._meta)
+            delta = writer.delta
+            _drop_labels_born_and_killed(delta, writer.born_labels)
             on_prepared(delta)
         except BaseException:
             txn.abort()
@@ -243,74 +254,9 @@ class Store:
             txn.commit()
             # Only after the commit returned: a failed commit must leave memory as it was.
             self.applied_op_id = last_op_id
-            self.next_label = next_label
+            self.next_label = writer.next_label
             on_committed(delta)
         return delta
-
-    def _apply_upsert(
-        self,
-        txn: lmdb.Transaction,
-        op_id: int,
-        op: UpsertPoints,
-        next_label: int,
-        delta: IndexDelta,
-        born_in_batch: set[int],
-    ) -> int:
-        row_of = {name: _row_lookup(nv.rows, len(op.ids)) for name, nv in op.vectors.items()}
-        for position, point_id in enumerate(op.ids):
-            key = point_key(point_id)
-            old_value = txn.get(key, db=self._points)
-            if op.update_mode is UpdateMode.INSERT_ONLY and old_value is not None:
-                continue
-            if op.update_mode is UpdateMode.UPDATE_ONLY and old_value is None:
-                continue
-            if old_value is not None:
-                self._kill_label(txn, op_id, cbor2.loads(old_value), delta)
-            label = next_label
-            next_label += 1
-            born_in_batch.add(label)
-            names = []
-            for name, nv in op.vectors.items():
-                row = row_of[name][position]
-                if row < 0:
-                    continue
-                vector = nv.matrix[row]
-                txn.put(
-                    label_key(label),
-                    vector.astype("<f4", copy=False).tobytes(),
-                    db=self._vectors[name],
-                )
-                delta.added_labels.setdefault(name, []).append(label)
-                delta.added_vectors.setdefault(name, []).append(vector)
-                names.append(name)
-            value = cbor2.dumps([label, op_id, op.payloads[position], names])
-            txn.put(key, value, db=self._points)
-            txn.put(label_key(label), key, db=self._labels)
-            delta.points_written += 1
-        return next_label
-
-    def _apply_delete(
-        self, txn: lmdb.Transaction, op_id: int, op: DeletePoints, delta: IndexDelta
-    ) -> None:
-        for point_id in op.ids:
-            key = point_key(point_id)
-            old_value = txn.get(key, db=self._points)
-            if old_value is None:
-                continue
-            self._kill_label(txn, op_id, cbor2.loads(old_value), delta)
-            txn.delete(key, db=self._points)
-            delta.points_written += 1
-
-    def _kill_label(
-        self, txn: lmdb.Transaction, op_id: int, old: list[Any], delta: IndexDelta
-    ) -> None:
-        old_label, _, _, old_names = old
-        encoded_label = label_key(old_label)
-        assert txn.delete(encoded_label, db=self._labels), f"label {old_label} not in labels db"
-        for name in old_names:
-            assert txn.delete(encoded_label, db=self._vectors[name]), (old_label, name)
-            delta.removed_labels.setdefault(name, []).append(old_label)
-        txn.put(encoded_label, cbor2.dumps([op_id, old_names]), db=self._dead)
 
     def _grow_map(self) -> None:
         new_map_bytes = min(self._map_bytes * 2, limits.LMDB_MAP_BYTES_MAX)
@@ -333,12 +279,6 @@ def _stored_point(key: bytes, value: bytes | None) -> StoredPoint | None:
         return None
     label, version, payload, names = cbor2.loads(value)
     return StoredPoint(key, label, version, payload, names)
-
-
-def _row_lookup(rows: np.ndarray, point_count: int) -> list[int]:
-    lookup = np.full(point_count, -1, dtype=np.int64)
-    lookup[rows] = np.arange(len(rows))
-    return lookup.tolist()
 
 
 def _as_matrix(labels: list[int], chunks: list[bytes], dim: int) -> tuple[np.ndarray, np.ndarray]:

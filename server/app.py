@@ -41,7 +41,7 @@ from engine.errors import (
     ValidationError,
 )
 from engine.limits import REQUEST_BODY_BYTES_MAX
-from server import collections, not_implemented, points, service
+from server import aliases, collections, not_implemented, points, service
 from server.context import CATALOG_KEY, INFO_KEY, ServerInfo
 from server.responses import STARTED_S_KEY, ApiError, elapsed_s, error
 
@@ -95,7 +95,13 @@ def create_app(
         started_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         max_request_size_bytes=max_request_size_bytes,
     )
-    routes = [*service.ROUTES, *collections.ROUTES, *points.ROUTES, *not_implemented.ROUTES]
+    routes = [
+        *service.ROUTES,
+        *aliases.ROUTES,
+        *collections.ROUTES,
+        *points.ROUTES,
+        *not_implemented.ROUTES,
+    ]
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
         if path != "/":

@@ -30,7 +30,7 @@ async def create_collection(request: web.Request) -> web.Response:
     name = request.match_info["collection_name"]
     check_collection_name(name, is_create=True)
     config = parse_create_collection(await read_json(request))
-    _check_timeout_param(request.query)
+    check_timeout_param(request.query)
     await catalog_of(request).create(name, config)
     return ok(request, True)
 
@@ -51,11 +51,11 @@ async def collection_exists(request: web.Request) -> web.Response:
 async def delete_collection(request: web.Request) -> web.Response:
     name = request.match_info["collection_name"]
     check_collection_name(name)
-    _check_timeout_param(request.query)
+    check_timeout_param(request.query)
     return ok(request, await catalog_of(request).delete(name))
 
 
-def _check_timeout_param(query: Mapping[str, str]) -> None:
+def check_timeout_param(query: Mapping[str, str]) -> None:
     """Qdrant's `WaitTimeout` (u64 ≥ 1); Keel's create and delete are synchronous anyway."""
     if "timeout" not in query:
         return

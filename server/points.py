@@ -1,30 +1,44 @@
-"""Point handlers: upsert, delete, retrieve (many, one), search and query.
+"""Point handlers: writes (upsert, delete, payload, vectors, batch) and reads (retrieve,
+scroll, count, search, query).
 
 Owns: the routes under `/collections/{name}/points`; each parses (in Qdrant's order: path,
 body, query string), looks the collection up, calls one engine method, shapes the answer.
-Not here: what a valid body is (schemas.py, upsert.py), JSON of points (responses.py).
+Not here: what a valid body is (schemas.py, upsert.py, updates.py), JSON of points
+(responses.py).
 
-Qdrant 1.19: `src/actix/api/update_api.rs` (upsert, delete), `retrieve_api.rs` (a missing
-point is 404 "Point with id {id} does not exists!", an unparsable one 400 "Can not
-recognize ..."), `search_api.rs` and `query_api.rs`.
+Qdrant 1.19: `src/actix/api/update_api.rs` (every write answers an UpdateResult, batch a list
+of them), `retrieve_api.rs` (scroll; a missing point is 404 "Point with id {id} does not
+exists!", an unparsable one 400 "Can not recognize ..."), `count_api.rs`, `search_api.rs`
+and `query_api.rs`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from aiohttp import web
 
 from engine.errors import NotFound
-from engine.ops import PayloadSelector, VectorSelector
-from server.context import catalog_of, off_loop, read_body, read_json
-from server.responses import ok, record_json, scored_point_json, update_result_json
+from engine.ops import PayloadSelector, UpdateResult, VectorSelector
+from server import updates
+from server.context import catalog_of, off_loop, parse_off_loop, read_body, read_json
+from server.responses import (
+    ok,
+    point_id_json,
+    record_json,
+    scored_point_json,
+    update_result_json,
+)
 from server.schemas import (
     build_search,
     check_collection_name,
-    parse_delete,
+    parse_count,
     parse_point_id_path,
     parse_query,
     parse_read_params,
     parse_retrieve,
+    parse_scroll,
     parse_search,
     parse_update_params,
 )
@@ -39,17 +53,51 @@ async def upsert_points(request: web.Request) -> web.Response:
     params = parse_update_params(request.query)
     collection = catalog_of(request).get(name)
     op = await off_loop(len(raw_body), build_upsert, body, collection.config)
+    updates.check_not_empty(op.ids)
     result = await collection.update(op, wait=params.wait, timeout_s=params.timeout_s)
     return ok(request, update_result_json(result))
 
 
 async def delete_points(request: web.Request) -> web.Response:
-    name = _collection_name(request)
-    op = parse_delete(await read_json(request))
-    params = parse_update_params(request.query)
-    collection = catalog_of(request).get(name)
-    result = await collection.update(op, wait=params.wait, timeout_s=params.timeout_s)
+    """POST /points/delete: by ids or by filter."""
+    [result] = await _write(request, updates.parse_delete)
     return ok(request, update_result_json(result))
+
+
+async def set_payload(request: web.Request) -> web.Response:
+    [result] = await _write(request, updates.parse_set_payload)
+    return ok(request, update_result_json(result))
+
+
+async def overwrite_payload(request: web.Request) -> web.Response:
+    [result] = await _write(request, updates.parse_overwrite_payload)
+    return ok(request, update_result_json(result))
+
+
+async def delete_payload(request: web.Request) -> web.Response:
+    [result] = await _write(request, updates.parse_delete_payload)
+    return ok(request, update_result_json(result))
+
+
+async def clear_payload(request: web.Request) -> web.Response:
+    [result] = await _write(request, updates.parse_clear_payload)
+    return ok(request, update_result_json(result))
+
+
+async def update_vectors(request: web.Request) -> web.Response:
+    [result] = await _write(request, updates.parse_update_vectors)
+    return ok(request, update_result_json(result))
+
+
+async def delete_vectors(request: web.Request) -> web.Response:
+    [result] = await _write(request, updates.parse_delete_vectors)
+    return ok(request, update_result_json(result))
+
+
+async def batch_update(request: web.Request) -> web.Response:
+    """POST /points/batch: every operation checked first, then logged with consecutive ids."""
+    results = await _write(request, updates.parse_batch)
+    return ok(request, [update_result_json(result) for result in results])
 
 
 async def retrieve_points(request: web.Request) -> web.Response:
@@ -76,6 +124,32 @@ async def get_point(request: web.Request) -> web.Response:
     return ok(request, record_json(records[0], collection.config.is_single_unnamed))
 
 
+async def scroll_points(request: web.Request) -> web.Response:
+    name = _collection_name(request)
+    scroll = parse_scroll(await read_json(request))
+    parse_read_params(request.query)
+    collection = catalog_of(request).get(name)
+    records, next_offset = await collection.scroll(
+        scroll.filter, scroll.limit, scroll.offset, scroll.with_payload, scroll.with_vector
+    )
+    is_single_unnamed = collection.config.is_single_unnamed
+    return ok(
+        request,
+        {
+            "points": [record_json(record, is_single_unnamed) for record in records],
+            "next_page_offset": None if next_offset is None else point_id_json(next_offset),
+        },
+    )
+
+
+async def count_points(request: web.Request) -> web.Response:
+    name = _collection_name(request)
+    filter_ = parse_count(await read_json(request))
+    parse_read_params(request.query)
+    collection = catalog_of(request).get(name)
+    return ok(request, {"count": await collection.count(filter_)})
+
+
 async def search_points(request: web.Request) -> web.Response:
     name = _collection_name(request)
     search = parse_search(await read_json(request))
@@ -97,17 +171,44 @@ async def query_points(request: web.Request) -> web.Response:
     return ok(request, {"points": points})
 
 
+async def _write(
+    request: web.Request, parse: Callable[[Any], list[updates.PointWrite]]
+) -> list[UpdateResult]:
+    """The shared steps of the writes besides upsert: parse the body (off the loop when big),
+    the query string, check every write against the collection, log them in one go."""
+    name = _collection_name(request)
+    raw_body = await read_body(request)
+    writes = await parse_off_loop(raw_body, parse)
+    params = parse_update_params(request.query)
+    collection = catalog_of(request).get(name)
+    plan = await off_loop(len(raw_body), updates.plan_writes, writes, collection.config)
+    if not plan.ops:
+        return []  # an empty batch: Qdrant answers an empty list
+    results = await collection.update_many(plan.ops, wait=params.wait, timeout_s=params.timeout_s)
+    return plan.answers(results)
+
+
 def _collection_name(request: web.Request) -> str:
     name = request.match_info["collection_name"]
     check_collection_name(name)
     return name
 
 
+POINTS = "/collections/{collection_name}/points"
 ROUTES = [
-    ("PUT", "/collections/{collection_name}/points", upsert_points),
-    ("POST", "/collections/{collection_name}/points", retrieve_points),
-    ("POST", "/collections/{collection_name}/points/delete", delete_points),
-    ("POST", "/collections/{collection_name}/points/search", search_points),
-    ("POST", "/collections/{collection_name}/points/query", query_points),
-    ("GET", "/collections/{collection_name}/points/{point_id}", get_point),
+    ("PUT", POINTS, upsert_points),
+    ("POST", POINTS, retrieve_points),
+    ("POST", POINTS + "/delete", delete_points),
+    ("POST", POINTS + "/payload", set_payload),
+    ("PUT", POINTS + "/payload", overwrite_payload),
+    ("POST", POINTS + "/payload/delete", delete_payload),
+    ("POST", POINTS + "/payload/clear", clear_payload),
+    ("PUT", POINTS + "/vectors", update_vectors),
+    ("POST", POINTS + "/vectors/delete", delete_vectors),
+    ("POST", POINTS + "/batch", batch_update),
+    ("POST", POINTS + "/scroll", scroll_points),
+    ("POST", POINTS + "/count", count_points),
+    ("POST", POINTS + "/search", search_points),
+    ("POST", POINTS + "/query", query_points),
+    ("GET", POINTS + "/{point_id}", get_point),
 ]

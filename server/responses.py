@@ -33,7 +33,8 @@ STARTED_S_KEY: Any = (
 
 
 class ApiError(Exception):
-    """An error answered with exactly this status and text (query and path parameters).
+    """An error answered with exactly this status and text (query and path parameters,
+    Qdrant's `Bad request: ...` of an empty selection).
 
     Engine errors carry no status (engine/errors.py); these are the server's own, for
     texts Qdrant words differently from its body errors.

@@ -3,12 +3,14 @@
 Owns: what a well-formed request is, checked in Qdrant's order and answered with Qdrant's
 texts (path parameters, then the JSON body's format (400), then its validation (422), then
 query parameters), before anything reaches the engine.
-Not here: the upsert body (upsert.py, the hot path), collection configs
-(collection_config.py), response shapes (responses.py), the wording helpers (serde_text.py).
+Not here: the upsert body (upsert.py, the hot path), the other write bodies (updates.py),
+filters (filters.py), collection configs (collection_config.py), response shapes
+(responses.py), the wording helpers (serde_text.py).
 
 Qdrant's behaviour read in its source (1.19): ids in `lib/segment/src/types.rs`
 (`ExtendedPointId`), selectors `WithPayloadInterface`/`WithVector` (same file), bodies in
-`lib/api/src/rest/schema.rs` and `lib/collection/src/operations/types.rs`, query strings in
+`lib/api/src/rest/schema.rs` and `lib/collection/src/operations/types.rs` (scroll and count:
+`lib/shard/src/scroll.rs`, `count.rs`), query strings in
 `src/common/update.rs` (`UpdateParams`) and `src/actix/api/read_params.rs`, collection
 names in `lib/common/common/src/validation.rs` and `src/actix/api/mod.rs`.
 """
@@ -29,12 +31,13 @@ from engine.ops import (
     U64_MAX,
     UNNAMED_VECTOR,
     CollectionConfig,
-    DeletePoints,
     PayloadSelector,
     PointId,
     SearchRequest,
     VectorSelector,
 )
+from engine.reads import SCROLL_LIMIT_MAX
+from server.filters import parse_filter, parse_filter_collecting
 from server.responses import ApiError
 from server.serde_text import (
     invalid_type,
@@ -49,8 +52,8 @@ from server.serde_text import (
 
 WRITE_ORDERINGS = ("weak", "medium", "strong")
 READ_CONSISTENCY_TYPES = ("majority", "quorum", "all")
-FILTER_FIELDS = ("should", "min_should", "must", "must_not")
 QUERY_DEFAULT_LIMIT = 10
+SCROLL_DEFAULT_LIMIT = 10
 # Qdrant's `validate_collection_name` (creation) and `..._legacy` (every other route).
 NAME_CHARS_FORBIDDEN_ON_CREATE = '<>:"/\\|?*\0\x1f'
 NAME_CHARS_FORBIDDEN = "/\0"
@@ -91,6 +94,18 @@ class SearchBody:
     score_threshold: float | None
     hnsw_ef: int | None
     is_exact: bool
+    with_payload: PayloadSelector
+    with_vector: VectorSelector
+    filter: Any = None  # an engine.filters.Filter
+
+
+@dataclass(frozen=True)
+class ScrollBody:
+    """POST /points/scroll: a page of points in id order from `offset`, matching `filter`."""
+
+    filter: Any  # an engine.filters.Filter, or None for every point
+    limit: int
+    offset: PointId | None
     with_payload: PayloadSelector
     with_vector: VectorSelector
 
@@ -212,28 +227,6 @@ def check_point_count(count: int) -> None:
         )
 
 
-def parse_delete(data: Any) -> DeletePoints:
-    """`{"points": [ids]}`; a `filter` selector is not implemented yet (501).
-
-    Qdrant's PointsSelector is an untagged enum: a body that fits neither form gets
-    serde's "did not match any variant" text, whatever was wrong inside it.
-    """
-    if isinstance(data, dict) and "points" in data:
-        if type(data["points"]) is list:
-            check_point_count(len(data["points"]))
-        try:
-            return DeletePoints(ids=parse_point_ids(data["points"]))
-        except FormatError:
-            pass  # then the filter form is tried, as serde does
-    if isinstance(data, dict) and "filter" in data:
-        try:
-            check_filter(data["filter"])
-        except FormatError:
-            raise untagged_mismatch("PointsSelector") from None
-        raise NotImplementedYet("deleting points by filter is not implemented yet")
-    raise untagged_mismatch("PointsSelector")
-
-
 def parse_retrieve(data: Any) -> RetrieveRequest:
     """POST /points: ids, `with_payload` (default true), `with_vector` (default false)."""
     if not isinstance(data, dict):
@@ -252,15 +245,15 @@ def parse_search(data: Any) -> SearchBody:
     if "vector" not in data:
         raise missing_field("vector")
     vector_name, vector = _parse_named_vector_struct(data["vector"])
-    check_filter(data.get("filter"))
+    filter_errors: list[tuple[str, str]] = []
+    filter_ = parse_filter_collecting(data.get("filter"), "search_request.filter", filter_errors)
     hnsw_ef, is_exact = _parse_search_params(data.get("params"))
     limit_field = "top" if "limit" not in data and "top" in data else "limit"
     if limit_field not in data:
         raise missing_field("limit")
     limit = parse_usize(data[limit_field])
-    body = _search_body(data, vector_name, vector, limit, hnsw_ef, is_exact)
-    _validate_limits("search_request", limit, hnsw_ef)
-    _reject_filter_conditions(data.get("filter"))
+    body = _search_body(data, vector_name, vector, limit, hnsw_ef, is_exact, filter_)
+    _validate_limits("search_request", limit, hnsw_ef, filter_errors)
     return body
 
 
@@ -272,17 +265,52 @@ def parse_query(data: Any) -> SearchBody:
     using = data.get("using")
     if using is not None and type(using) is not str:
         raise invalid_type(using, "a string")
-    check_filter(data.get("filter"))
+    filter_errors: list[tuple[str, str]] = []
+    filter_ = parse_filter_collecting(data.get("filter"), "internal.filter", filter_errors)
     hnsw_ef, is_exact = _parse_search_params(data.get("params"))
     limit = QUERY_DEFAULT_LIMIT if data.get("limit") is None else parse_usize(data["limit"])
-    body = _search_body(data, using or UNNAMED_VECTOR, vector, limit, hnsw_ef, is_exact)
-    _validate_limits("internal", limit, hnsw_ef)
+    body = _search_body(data, using or UNNAMED_VECTOR, vector, limit, hnsw_ef, is_exact, filter_)
+    _validate_limits("internal", limit, hnsw_ef, filter_errors)
     if data.get("prefetch") not in (None, []):
         raise NotImplementedYet("prefetch is not implemented yet")
     if data.get("lookup_from") is not None:
         raise NotImplementedYet("lookup_from is not implemented yet")
-    _reject_filter_conditions(data.get("filter"))
     return body
+
+
+def parse_scroll(data: Any) -> ScrollBody:
+    """POST /points/scroll (ScrollRequestInternal, flattened under `scroll_request`).
+
+    `limit` default 10, at least 1; Keel also caps it at SCROLL_LIMIT_MAX (Qdrant has no
+    cap): a bigger page is refused rather than cut short. `order_by` is not implemented.
+    """
+    if not isinstance(data, dict):
+        raise invalid_type(data, "struct ScrollRequest")
+    offset = None if data.get("offset") is None else parse_point_id(data["offset"])
+    limit = SCROLL_DEFAULT_LIMIT if data.get("limit") is None else parse_usize(data["limit"])
+    errors: list[tuple[str, str]] = []
+    filter_ = parse_filter_collecting(data.get("filter"), "scroll_request.filter", errors)
+    with_payload = parse_with_payload(data.get("with_payload"), default=True)
+    with_vector = parse_with_vector(_with_vector_field(data))
+    if not 1 <= limit <= SCROLL_LIMIT_MAX:
+        maximum = None if limit < 1 else SCROLL_LIMIT_MAX
+        errors.insert(0, ("scroll_request.limit", range_message(limit, 1, maximum)))
+    if errors:
+        raise validation_errors(errors)
+    if data.get("order_by") is not None:
+        raise NotImplementedYet("scroll with order_by is not implemented yet")
+    return ScrollBody(filter_, limit, offset, with_payload, with_vector)
+
+
+def parse_count(data: Any) -> Any:
+    """POST /points/count: the filter (None: every point). `exact` is accepted either way;
+    Keel's count is always exact."""
+    if not isinstance(data, dict):
+        raise invalid_type(data, "struct CountRequest")
+    filter_ = parse_filter(data.get("filter"), "count_request.filter")
+    if "exact" in data and type(data["exact"]) is not bool:
+        raise invalid_type(data["exact"], "a boolean")
+    return filter_
 
 
 def build_search(body: SearchBody, config: CollectionConfig) -> SearchRequest:
@@ -307,6 +335,7 @@ def build_search(body: SearchBody, config: CollectionConfig) -> SearchRequest:
         is_exact=body.is_exact,
         with_payload=body.with_payload,
         with_vector=body.with_vector,
+        filter=body.filter,
     )
 
 
@@ -335,30 +364,6 @@ def parse_with_vector(value: Any) -> VectorSelector:
     if _is_string_list(value):
         return VectorSelector(is_enabled=True, names=tuple(value))
     raise FormatError(WITH_VECTOR_EXPECTING)
-
-
-def check_filter(value: Any) -> None:
-    """Format-check a filter: null, or an object of Qdrant's four clauses."""
-    if value is None:
-        return
-    if not isinstance(value, dict):
-        raise invalid_type(value, "struct Filter")
-    for key in value:
-        if key not in FILTER_FIELDS:
-            expected = ", ".join(f"`{field}`" for field in FILTER_FIELDS)
-            raise FormatError(f"unknown field `{key}`, expected one of {expected}")
-
-
-def filter_has_conditions(value: Any) -> bool:
-    """True if a (format-checked) filter has any condition; empty clauses match everything."""
-    if value is None:
-        return False
-    for key, clause in value.items():
-        if key == "min_should" and isinstance(clause, dict):
-            clause = clause.get("conditions")
-        if clause not in (None, []):
-            return True
-    return False
 
 
 def parse_usize(value: Any) -> int:
@@ -494,6 +499,7 @@ def _search_body(
     limit: int,
     hnsw_ef: int | None,
     is_exact: bool,
+    filter_: Any,
 ) -> SearchBody:
     offset = data.get("offset")
     offset = 0 if offset is None else parse_usize(offset)
@@ -511,19 +517,18 @@ def _search_body(
         # Search and query return no payload unless asked (Qdrant: "Default is false").
         with_payload=parse_with_payload(data.get("with_payload"), default=False),
         with_vector=parse_with_vector(_with_vector_field(data)),
+        filter=filter_,
     )
 
 
-def _validate_limits(prefix: str, limit: int, hnsw_ef: int | None) -> None:
+def _validate_limits(
+    prefix: str, limit: int, hnsw_ef: int | None, filter_errors: list[tuple[str, str]]
+) -> None:
     errors = []
     if limit < 1:
         errors.append((f"{prefix}.limit", range_message(limit, 1)))
     if hnsw_ef is not None and hnsw_ef < 1:
         errors.append((f"{prefix}.params.hnsw_ef", range_message(hnsw_ef, 1)))
+    errors.extend(filter_errors)
     if errors:
         raise validation_errors(errors)
-
-
-def _reject_filter_conditions(value: Any) -> None:
-    if filter_has_conditions(value):
-        raise NotImplementedYet("filters are not implemented yet")

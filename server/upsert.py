@@ -19,12 +19,15 @@ the segment rejects those later with "Not existing vector name error").
 Keel differs on purpose: a body with both `points` and `batch` is rejected (Qdrant silently
 ignores `points`); unknown vector names are rejected up front; values must be finite as
 float32; a point of a collection with one unnamed vector must carry it.
+
+The vector checks are shared with `PUT /points/vectors` (server/updates.py): `check_point_vector`
+in phase 1 and `build_point_vectors` in phase 2, so both answer with the same texts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,11 +40,10 @@ from engine.ops import (
     UpdateMode,
     UpsertPoints,
 )
+from server.filters import parse_filter_collecting
 from server.schemas import (
     NUMBER_TYPES,
-    check_filter,
     check_point_count,
-    filter_has_conditions,
     load_json,
     parse_point_id,
 )
@@ -52,6 +54,9 @@ from server.serde_text import (
     untagged_mismatch,
     validation_errors,
 )
+
+if TYPE_CHECKING:
+    from engine.filters import Filter
 
 INVALID_FORMAT = "Invalid PointInsertOperations format"
 UPDATE_MODES = tuple(mode.value for mode in UpdateMode)
@@ -74,6 +79,7 @@ class UpsertBody:
     point_vectors: list[Any] | None
     batch_vectors: list[Any] | dict[str, list[Any]] | None
     update_mode: UpdateMode
+    update_filter: Filter | None = None
 
 
 def parse_upsert_json(body: bytes) -> UpsertBody:
@@ -83,6 +89,18 @@ def parse_upsert_json(body: bytes) -> UpsertBody:
 
 def parse_upsert(data: Any) -> UpsertBody:
     """Phase 1: the body's format and validation, as Qdrant's deserializer and validator."""
+    body, errors = parse_upsert_parts(data)
+    if errors:
+        raise validation_errors(errors)
+    return body
+
+
+def parse_upsert_parts(data: Any, prefix: str = "") -> tuple[UpsertBody, list[tuple[str, str]]]:
+    """Phase 1 without raising for validation: the body and its (path, message) errors.
+
+    `prefix` goes before every field path (`operations[0].upsert.` inside a points batch).
+    Raises FormatError.
+    """
     if not isinstance(data, dict):
         raise FormatError(INVALID_FORMAT)
     if "batch" in data and "points" in data:
@@ -94,12 +112,11 @@ def parse_upsert(data: Any) -> UpsertBody:
     else:
         raise FormatError(INVALID_FORMAT)
     update_mode = _parse_update_mode(data.get("update_mode"))
-    check_filter(data.get("update_filter"))
-    if errors:
-        raise validation_errors(errors)
-    if filter_has_conditions(data.get("update_filter")):
-        raise NotImplementedYet("update_filter is not implemented yet")
-    return UpsertBody(body.ids, body.payloads, body.point_vectors, body.batch_vectors, update_mode)
+    errors = [(prefix + path, message) for path, message in errors]
+    update_filter = parse_filter_collecting(
+        data.get("update_filter"), f"{prefix}update_filter", errors
+    )
+    return replace(body, update_mode=update_mode, update_filter=update_filter), errors
 
 
 def build_upsert(body: UpsertBody, config: CollectionConfig) -> UpsertPoints:
@@ -108,7 +125,50 @@ def build_upsert(body: UpsertBody, config: CollectionConfig) -> UpsertPoints:
         vectors = _batch_columns(body, config)
     else:
         vectors = _list_columns(body, config)
-    return UpsertPoints(body.ids, vectors, body.payloads, body.update_mode)
+    return UpsertPoints(body.ids, vectors, body.payloads, body.update_mode, body.update_filter)
+
+
+def check_point_vector(vector: Any) -> list[str | None]:
+    """Shape of one point's vector (VectorStruct); returns the names of empty dense vectors.
+
+    The unnamed vector is reported as the name None. Raises FormatError for a value that is
+    no VectorStruct, NotImplementedYet for sparse vectors and inference objects.
+    """
+    if type(vector) is list:
+        kind = _list_kind(vector)
+        if kind is None:
+            raise untagged_mismatch("VectorStruct")
+        return [None] if kind == DENSE and not vector else []
+    if type(vector) is dict:
+        empty_names: list[str | None] = []
+        for name, value in vector.items():
+            kind = _named_value_kind(value)
+            if kind is None:
+                _raise_if_inference_object(vector)
+                raise untagged_mismatch("VectorStruct")
+            if kind == DENSE and not value:
+                empty_names.append(name)
+        return empty_names
+    _raise_if_inference_object(vector)
+    raise untagged_mismatch("VectorStruct")
+
+
+def empty_vector_errors(path: str, vector: Any, empty_names: list[Any]) -> list[tuple[str, str]]:
+    """Qdrant's field paths: `.vector` for the unnamed vector, `.?`/`.?[i]` when named."""
+    if type(vector) is list:
+        return [(f"{path}.vector", EMPTY_DENSE)]
+    if len(empty_names) == 1:
+        return [(f"{path}.?.vector", EMPTY_DENSE)]
+    return [(f"{path}.?[{i}].vector", EMPTY_DENSE) for i in range(len(empty_names))]
+
+
+def build_point_vectors(
+    ids: list[PointId], point_vectors: list[Any], config: CollectionConfig
+) -> dict[str, NamedVectors]:
+    """Phase 2 of per-point vectors (shape-checked by check_point_vector): the columns by name,
+    checked against the collection in Qdrant's order (dimensions, then names), float32."""
+    body = UpsertBody(ids, [None] * len(ids), point_vectors, None, UpdateMode.UPSERT)
+    return _list_columns(body, config)
 
 
 # ---- phase 1: format and validation --------------------------------------------------------
@@ -131,9 +191,9 @@ def _parse_points(points: Any) -> tuple[UpsertBody, list[tuple[str, str]]]:
         ids.append(parse_point_id(point["id"]))
         vector = _point_vector_field(point)
         payloads.append(_parse_payload(point.get("payload")))
-        empty_names = _check_point_vector(vector)
+        empty_names = check_point_vector(vector)
         if empty_names:
-            errors.extend(_empty_vector_errors(f"points[{index}].vector", vector, empty_names))
+            errors.extend(empty_vector_errors(f"points[{index}].vector", vector, empty_names))
         vectors.append(vector)
     return UpsertBody(ids, payloads, vectors, None, UpdateMode.UPSERT), errors
 
@@ -186,30 +246,6 @@ def _parse_update_mode(value: Any) -> UpdateMode:
     return UpdateMode(value)
 
 
-def _check_point_vector(vector: Any) -> list[str]:
-    """Shape of one point's vector (VectorStruct); returns the names of empty dense vectors.
-
-    The unnamed vector is reported as the name None.
-    """
-    if type(vector) is list:
-        kind = _list_kind(vector)
-        if kind is None:
-            raise untagged_mismatch("VectorStruct")
-        return [None] if kind == DENSE and not vector else []
-    if type(vector) is dict:
-        empty_names = []
-        for name, value in vector.items():
-            kind = _named_value_kind(value)
-            if kind is None:
-                _raise_if_inference_object(vector)
-                raise untagged_mismatch("VectorStruct")
-            if kind == DENSE and not value:
-                empty_names.append(name)
-        return empty_names
-    _raise_if_inference_object(vector)
-    raise untagged_mismatch("VectorStruct")
-
-
 def _list_kind(value: list[Any]) -> str | None:
     """DENSE for a list of numbers (bools are not numbers), MULTI for a list of those."""
     kinds = set(map(type, value))
@@ -232,15 +268,6 @@ def _raise_if_inference_object(value: Any) -> None:
     # Document, Image and InferenceObject ask Qdrant to embed for you; Keel does not.
     if isinstance(value, dict) and "model" in value and {"text", "image", "object"} & set(value):
         raise NotImplementedYet("inference (documents, images, objects) is not supported")
-
-
-def _empty_vector_errors(path: str, vector: Any, empty_names: list[str]) -> list[tuple]:
-    """Qdrant's field paths: `.vector` for the unnamed vector, `.?`/`.?[i]` when named."""
-    if type(vector) is list:
-        return [(f"{path}.vector", EMPTY_DENSE)]
-    if len(empty_names) == 1:
-        return [(f"{path}.?.vector", EMPTY_DENSE)]
-    return [(f"{path}.?[{i}].vector", EMPTY_DENSE) for i in range(len(empty_names))]
 
 
 def _check_batch_vectors(vectors: Any) -> dict[str | None, list[Any]]:

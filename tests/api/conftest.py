@@ -21,6 +21,7 @@ from server.app import create_app
 from tests.api.openapi_check import check_response, spec_path
 
 KEEL_VERSION = "0.0.0-test"
+UNUSED_POINT_ID = 2**64 - 1  # no test writes it: deleting it changes nothing
 
 # Every API answer is checked against Qdrant's spec; without it these tests prove nothing,
 # so a missing spec is an error, never a skip.
@@ -100,6 +101,26 @@ class Api:
     async def points_count(self, name: str = "c") -> int:
         response = await self.call("GET", "/collections/{collection_name}", name=name)
         return response.result["points_count"]
+
+    async def next_op_id(self, name: str = "c") -> int:
+        """The operation_id the next write gets, found by making one that changes nothing
+        (deleting an id no test uses)."""
+        response = await self.call(
+            "POST",
+            "/collections/{collection_name}/points/delete",
+            json={"points": [UNUSED_POINT_ID]},
+            name=name,
+        )
+        return response.result["operation_id"]
+
+    async def scroll_all(self, name: str = "c", **options: Any) -> list[Any]:
+        """Every point (one page of up to 1000), with payload and vectors by default."""
+        body = {"limit": 1000, "with_payload": True, "with_vector": True, **options}
+        response = await self.call(
+            "POST", "/collections/{collection_name}/points/scroll", json=body, name=name
+        )
+        assert response.result["next_page_offset"] is None
+        return response.result["points"]
 
 
 def _query_string(query: dict[str, str]) -> str:

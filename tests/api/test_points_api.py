@@ -336,9 +336,12 @@ ID_ERROR = (
             "Wrong input: vector of point 2 has a value that is not a finite float32",
         ),
         (
-            {"points": [], "update_filter": {"must": [{"key": "a", "match": {"value": 1}}]}},
-            501,
-            "Not implemented in Keel: update_filter is not implemented yet",
+            {"points": [], "update_filter": {"bogus": []}},
+            400,
+            (
+                "Format error in JSON body: unknown field `bogus`, expected one of `should`, "
+                "`min_should`, `must`, `must_not`"
+            ),
         ),
     ],
 )
@@ -480,20 +483,26 @@ async def test_delete_errors_write_nothing(api: Api):
         400,
         "Format error in JSON body: data did not match any variant of untagged enum PointsSelector",
     )
-    response = await api.call("POST", DELETE, json={"filter": {"must": []}})
-    assert response.status == 501
+    response = await api.call("POST", DELETE, json={"filter": {"must": "x"}})
+    assert (response.status, response.error) == (
+        400,
+        "Format error in JSON body: data did not match any variant of untagged enum PointsSelector",
+    )
     response = await api.call("POST", DELETE, json={"points": [1]}, query={"ordering": "x"})
     assert response.status == 400
     await assert_nothing_written(api, expected_count=1, next_op_id=1)
 
 
-async def test_an_empty_upsert_still_gets_an_operation_id(api: Api):
+async def test_an_empty_upsert_is_refused_as_qdrant_does(api: Api):
+    """Qdrant: an update that lists no point reaches no shard, 400 `Empty update request`."""
     await api.create_collection()
     for body in ({"points": []}, {"batch": {"ids": [], "vectors": []}}):
         response = await api.upsert(body)
-        assert response.status == 200
-    assert response.result == {"operation_id": 1, "status": "completed"}
+        assert response.status == 400
+        assert response.body["status"]["error"] == "Bad request: Empty update request"
     assert await api.points_count() == 0
+    response = await api.upsert({"points": [{"id": 1, "vector": [1, 2, 3, 4]}]})
+    assert response.result["operation_id"] == 0
 
 
 async def test_a_collection_without_dense_vectors_stores_payload_only_points(api: Api):

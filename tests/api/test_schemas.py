@@ -17,7 +17,6 @@ from engine.limits import POINTS_PER_REQUEST_MAX
 from engine.ops import (
     UNNAMED_VECTOR,
     CollectionConfig,
-    DeletePoints,
     Distance,
     UpdateMode,
     VectorConfig,
@@ -27,7 +26,6 @@ from server.schemas import (
     UpdateParams,
     check_collection_name,
     load_json,
-    parse_delete,
     parse_point_id,
     parse_point_id_path,
     parse_read_params,
@@ -250,10 +248,12 @@ def test_update_mode_is_parsed(mode):
     assert body.update_mode is UpdateMode(mode)
 
 
-def test_an_empty_filter_is_the_same_as_no_filter():
-    for update_filter in (None, {}, {"must": []}, {"must": [], "should": None, "must_not": []}):
-        body = parse_upsert({"points": [], "update_filter": update_filter})
-        assert body.ids == []
+def test_an_update_filter_is_parsed_into_the_body():
+    assert parse_upsert({"points": []}).update_filter is None
+    assert parse_upsert({"points": [], "update_filter": None}).update_filter is None
+    body = parse_upsert({"points": [], "update_filter": {"must": [{"has_id": [1]}]}})
+    assert body.update_filter is not None
+    assert build_upsert(body, UNNAMED_4).update_filter == body.update_filter
 
 
 # ---- format errors (400) -----------------------------------------------------------------
@@ -429,7 +429,6 @@ def test_format_errors_come_before_validation_errors():
 @pytest.mark.parametrize(
     "body",
     [
-        {"points": [], "update_filter": {"must": [{"key": "a", "match": {"value": 1}}]}},
         {"points": [{"id": 1, "vector": {"s": {"indices": [1], "values": [0.5]}}}]},
         {"points": [{"id": 1, "vector": {"text": "hello", "model": "bm25"}}]},
     ],
@@ -576,16 +575,6 @@ def test_bad_collection_names_are_path_validation_errors(name, is_create, reason
 def test_legacy_names_are_allowed_outside_creation():
     check_collection_name("a:b")
     check_collection_name("my-collection_1.v2")
-
-
-def test_delete_takes_ids_and_leaves_filters_for_later():
-    assert parse_delete({"points": [1, UUID_TEXT]}) == DeletePoints(ids=[1, UUID_VALUE])
-    with pytest.raises(NotImplementedYet):
-        parse_delete({"filter": {"must": []}})
-    for body in ({"points": [-1]}, {}, [], {"points": "x"}):
-        with pytest.raises(FormatError) as raised:
-            parse_delete(body)
-        assert str(raised.value) == "data did not match any variant of untagged enum PointsSelector"
 
 
 def test_retrieve_defaults_to_payload_without_vectors():

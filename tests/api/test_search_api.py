@@ -137,13 +137,28 @@ async def test_query_uses_a_named_vector(api: Api):
         ),
         (
             SEARCH,
-            {
-                "vector": [1, 2, 3, 4],
-                "limit": 1,
-                "filter": {"must": {"key": "city", "match": {"value": "Paris"}}},
-            },
-            501,
-            "Not implemented in Keel: filters are not implemented yet",
+            {"vector": [1, 2, 3, 4], "limit": 0, "filter": {"must": [{"key": "city"}]}},
+            422,
+            (
+                "Validation error in JSON body: [search_request.limit: value 0 invalid, must be "
+                "1 or larger; search_request.filter.must[0].__all__: At least one field "
+                "condition must be specified]"
+            ),
+        ),
+        (
+            QUERY,
+            {"query": [1, 2, 3, 4], "filter": {"must": [{"key": "city"}]}},
+            422,
+            (
+                "Validation error in JSON body: [internal.filter.must[0].__all__: At least one "
+                "field condition must be specified]"
+            ),
+        ),
+        (
+            QUERY,
+            {"query": [1, 2, 3, 4], "filter": {"must": "x"}},
+            400,
+            'Format error in JSON body: invalid type: string "x", expected null, array or map',
         ),
         (
             QUERY,
