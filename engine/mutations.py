@@ -2,12 +2,17 @@
 
 Owns: the semantics of every write op on stored points — upsert with update_mode and
 update_filter, delete (ids or filter), payload set/overwrite/delete-keys/clear, vector update
-and delete — and the index delta they produce.
+and delete, payload index create/delete — the vector index delta they produce, and the
+payload index entries they change (payload_index.py), in the same transaction as the payload.
 Not here: the database layout and reads (store.py), evaluating a filter (filters.py: the
 caller passes `compile_filter`), when ops are applied (applier.py).
 
 Every change to a point's vectors gives the point a fresh label (store.py explains why);
 payload-only changes keep the label. Every change sets the point's version to the op id.
+Whenever a payload changes, the entries of the old payload leave every payload index and those
+of the new one enter it. Creating an index builds it over every point inside the batch's one
+transaction, so a crash leaves either no index or the whole one, and replaying the op rebuilds
+it from scratch (idempotent).
 Reads inside the transaction see the batch's earlier writes, so a filter in op N selects
 points as ops before N left them.
 """
@@ -16,14 +21,19 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import cbor2
 import lmdb
 import numpy as np
 
+from engine import limits, payload_index, planner
+from engine.filters import PayloadPath
 from engine.ops import (
+    CreateFieldIndex,
+    DeleteFieldIndex,
     DeletePoints,
     DeleteVectors,
     Operation,
@@ -53,6 +63,8 @@ class Databases:
     labels: Any
     dead: Any
     vectors: dict[str, Any]
+    schema: Any = None  # payload index definitions (payload_index.py)
+    pindex: Any = None  # payload index entries
 
 
 class BatchWriter:
@@ -65,6 +77,7 @@ class BatchWriter:
         next_label: int,
         compile_filter: CompileFilter,
         delta: Any,
+        index_specs: dict[str, payload_index.IndexSpec] | None = None,
     ) -> None:
         self._txn = txn
         self._dbs = dbs
@@ -72,6 +85,10 @@ class BatchWriter:
         self._compile_filter = compile_filter
         self.delta = delta  # store.IndexDelta
         self.born_labels: set[int] = set()
+        # The payload indexes as this batch changes them; the store adopts them on commit.
+        self.index_specs = dict(index_specs or {})
+        self._index_paths = {name: PayloadPath.parse(name) for name in self.index_specs}
+        self._counted_fields: set[str] = set()
 
     def apply(self, op_id: int, op: Operation) -> None:
         if isinstance(op, UpsertPoints):
@@ -83,6 +100,10 @@ class BatchWriter:
             self._update_payload(op_id, op)
         elif isinstance(op, UpdateVectors):
             self._update_vectors(op_id, op)
+        elif isinstance(op, CreateFieldIndex):
+            self._create_index(op)
+        elif isinstance(op, DeleteFieldIndex):
+            self._drop_index(op.field_name)
         else:
             assert isinstance(op, DeleteVectors), type(op)
             for key in self._selected_keys(op.ids, op.filter):
@@ -110,6 +131,7 @@ class BatchWriter:
             if old is not None:
                 self._kill(op_id, key, old)
             self._write_new_version(op_id, key, op.payloads[position], vectors)
+            self._reindex(key, None if old is None else old[2], op.payloads[position])
 
     def _delete_point(self, op_id: int, key: bytes) -> None:
         old = self._read(key)
@@ -117,6 +139,7 @@ class BatchWriter:
             return
         self._kill(op_id, key, old)
         self._txn.delete(key, db=self._dbs.points)
+        self._reindex(key, old[2], None)
         self.delta.points_written += 1
 
     def _update_payload(self, op_id: int, op: UpdatePayload) -> None:
@@ -127,6 +150,7 @@ class BatchWriter:
             label, _, payload, names = old
             new_payload = edited_payload(payload or {}, op)
             self._txn.put(key, cbor2.dumps([label, op_id, new_payload, names]), db=self._dbs.points)
+            self._reindex(key, payload, new_payload)
             self.delta.points_written += 1
 
     def _update_vectors(self, op_id: int, op: UpdateVectors) -> None:
@@ -162,6 +186,67 @@ class BatchWriter:
         self._kill(op_id, key, old)
         self._write_new_version(op_id, key, payload, vectors)
 
+    # ---- payload indexes -------------------------------------------------------------------
+
+    def _create_index(self, op: CreateFieldIndex) -> None:
+        """(Re)build the index of a field over every point, in this transaction."""
+        assert op.schema_type in payload_index.SCHEMA_TYPES, op.schema_type
+        self._drop_index(op.field_name)
+        path = PayloadPath.parse(op.field_name)
+        points_count = 0
+        for key, value in self._txn.cursor(db=self._dbs.points):
+            payload = cbor2.loads(value)[2]
+            values = payload_index.index_values(op.schema_type, path, payload or {})
+            if values:
+                payload_index.put_entries(
+                    self._txn, self._dbs.pindex, op.field_name, values, bytes(key)
+                )
+            points_count += payload_index.is_counted(op.schema_type, path, payload or {})
+        spec = payload_index.IndexSpec(op.field_name, op.schema_type, op.params, points_count)
+        self.index_specs[op.field_name] = spec
+        self._index_paths[op.field_name] = path
+        self._put_spec(spec)
+
+    def _drop_index(self, field_name: str) -> None:
+        if field_name not in self.index_specs:
+            return
+        payload_index.drop_field(self._txn, self._dbs.pindex, field_name)
+        is_deleted = self._txn.delete(field_name.encode(), db=self._dbs.schema)
+        assert is_deleted, f"index {field_name!r} known but not in the schema db"
+        del self.index_specs[field_name]
+        del self._index_paths[field_name]
+
+    def _reindex(self, key: bytes, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        """Move a point's entries in every payload index from payload `old` to `new`."""
+        for field_name, spec in self.index_specs.items():
+            path = self._index_paths[field_name]
+            old_values = payload_index.index_values(spec.schema_type, path, old or {})
+            new_values = payload_index.index_values(spec.schema_type, path, new or {})
+            if old_values != new_values:
+                db = self._dbs.pindex
+                removed, added = old_values - new_values, new_values - old_values
+                payload_index.delete_entries(self._txn, db, field_name, removed, key)
+                payload_index.put_entries(self._txn, db, field_name, added, key)
+            # Counted apart from the entries: 2 and 2.0 share an entry, not a count.
+            is_counted = partial(payload_index.is_counted, spec.schema_type, path)
+            change = is_counted(new or {}) - is_counted(old or {})
+            if change:
+                spec = replace(spec, points_count=spec.points_count + change)
+                assert spec.points_count >= 0, (field_name, spec.points_count)
+                self.index_specs[field_name] = spec
+                self._counted_fields.add(field_name)
+
+    def write_index_counts(self) -> None:
+        """Store the points counts changed by this batch (once per field, not per point)."""
+        for field_name in self._counted_fields:
+            if field_name in self.index_specs:
+                self._put_spec(self.index_specs[field_name])
+        self._counted_fields.clear()
+
+    def _put_spec(self, spec: payload_index.IndexSpec) -> None:
+        value = cbor2.dumps([spec.schema_type, spec.params, spec.points_count])
+        self._txn.put(spec.field_name.encode(), value, db=self._dbs.schema)
+
     # ---- shared steps ----------------------------------------------------------------------
 
     def _selected_keys(self, ids: list[PointId] | None, filter_: Any) -> list[bytes]:
@@ -169,11 +254,26 @@ class BatchWriter:
             assert ids is not None, "an op selects points by ids or by filter"
             return list(dict.fromkeys(point_key(point_id) for point_id in ids))
         predicate = self._compile_filter(filter_)
+        candidates = self._index_candidates(filter_)
+        if candidates is not None:
+            stored = ((key, self._read(key)) for key in candidates)
+            return [key for key, old in stored if old is not None and _matches(predicate, key, old)]
         keys = []
         for key, value in self._txn.cursor(db=self._dbs.points):
             if _matches(predicate, bytes(key), cbor2.loads(value)):
                 keys.append(bytes(key))
         return keys
+
+    def _index_candidates(self, filter_: Any) -> list[bytes] | None:
+        """Keys the payload indexes say may match (planner.py), in key order; None: scan.
+        Read in this transaction, so they reflect the batch's earlier ops."""
+        lookup = planner.plan(filter_, self.index_specs)
+        if lookup is None:
+            return None
+        keys = payload_index.resolve(
+            self._txn, self._dbs.pindex, lookup, limits.PLAN_CANDIDATES_MAX
+        )
+        return None if keys is None else sorted(keys)
 
     def _read(self, key: bytes) -> list[Any] | None:
         value = self._txn.get(key, db=self._dbs.points)

@@ -1,7 +1,7 @@
 """Operation and configuration types of the engine, and the CBOR encoding of operations.
 
 Owns: what a write operation is (`UpsertPoints`, `DeletePoints`, `UpdatePayload`,
-`UpdateVectors`, `DeleteVectors`), how it is encoded in a WAL record body, point ids and their
+`UpdateVectors`, `DeleteVectors`, `CreateFieldIndex`, `DeleteFieldIndex`), how it is encoded in a WAL record body, point ids and their
 LMDB key form, a collection's configuration, and the shapes the read side returns
 (`PointRecord`, `ScoredPoint`).
 Not here: framing (wal.py), applying (applier.py), or parsing JSON (server/schemas.py).
@@ -10,7 +10,8 @@ Record body: a CBOR map, keys short on purpose (they are repeated in every recor
 
 | key | in ops              | meaning                                                     |
 |-----|---------------------|-------------------------------------------------------------|
-| t   | all                 | "upsert", "delete", "payload", "vectors", "delete_vectors"  |
+| t   | all                 | "upsert", "delete", "payload", "vectors", "delete_vectors", |
+|     |                     | "create_index", "delete_index"                              |
 | ids | all                 | point ids: uint, or 16-byte bstr for a UUID; null: filter   |
 | m   | upsert, payload     | update_mode / payload mode                                  |
 | v   | upsert, vectors     | name -> [rows, dim, matrix]: rows = LE int32 positions into |
@@ -19,7 +20,10 @@ Record body: a CBOR map, keys short on purpose (they are repeated in every recor
 | k   | payload             | keys to delete                                              |
 | key | payload             | nested path to set at                                       |
 | n   | delete_vectors      | vector names                                                |
-| f   | all                 | filter (update_filter or selector), as `encode_tree` data   |
+| f   | point ops           | filter (update_filter or selector), as `encode_tree` data   |
+| fn  | create/delete_index | payload field name (a JSON path, as the client wrote it)    |
+| st  | create_index        | schema type: "keyword", "integer", "float", ...             |
+| sp  | create_index        | the schema's params object as the client sent it, or null   |
 
 Filters are resolved when the op is applied, in op order, never when it is logged: a filter
 selects the points as they are after every earlier op.
@@ -199,7 +203,32 @@ class DeleteVectors:
     filter: Any = None
 
 
-Operation = UpsertPoints | DeletePoints | UpdatePayload | UpdateVectors | DeleteVectors
+@dataclass(frozen=True)
+class CreateFieldIndex:
+    """Index payload field `field_name` as `schema_type` (engine/payload_index.py), built over
+    the existing points when applied; replaces an index of the field that exists."""
+
+    field_name: str
+    schema_type: str
+    params: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class DeleteFieldIndex:
+    """Drop the index of `field_name`; nothing happens if there is none."""
+
+    field_name: str
+
+
+Operation = (
+    UpsertPoints
+    | DeletePoints
+    | UpdatePayload
+    | UpdateVectors
+    | DeleteVectors
+    | CreateFieldIndex
+    | DeleteFieldIndex
+)
 
 
 @dataclass(frozen=True)
@@ -449,12 +478,30 @@ def _decode_delete_vectors(data: dict[str, Any], types: Mapping[str, type]) -> D
     )
 
 
+def _encode_create_index(op: CreateFieldIndex) -> dict[str, Any]:
+    return {"t": "create_index", "fn": op.field_name, "st": op.schema_type, "sp": op.params}
+
+
+def _decode_create_index(data: dict[str, Any], _types: Mapping[str, type]) -> CreateFieldIndex:
+    return CreateFieldIndex(field_name=data["fn"], schema_type=data["st"], params=data["sp"])
+
+
+def _encode_delete_index(op: DeleteFieldIndex) -> dict[str, Any]:
+    return {"t": "delete_index", "fn": op.field_name}
+
+
+def _decode_delete_index(data: dict[str, Any], _types: Mapping[str, type]) -> DeleteFieldIndex:
+    return DeleteFieldIndex(field_name=data["fn"])
+
+
 _OP_ENCODERS: dict[type, Callable[[Any], dict[str, Any]]] = {
     UpsertPoints: _encode_upsert,
     DeletePoints: _encode_delete,
     UpdatePayload: _encode_payload,
     UpdateVectors: _encode_update_vectors,
     DeleteVectors: _encode_delete_vectors,
+    CreateFieldIndex: _encode_create_index,
+    DeleteFieldIndex: _encode_delete_index,
 }
 _OP_DECODERS: dict[str, Callable[[dict[str, Any], Mapping[str, type]], Any]] = {
     "upsert": _decode_upsert,
@@ -462,6 +509,8 @@ _OP_DECODERS: dict[str, Callable[[dict[str, Any], Mapping[str, type]], Any]] = {
     "payload": _decode_payload,
     "vectors": _decode_update_vectors,
     "delete_vectors": _decode_delete_vectors,
+    "create_index": _decode_create_index,
+    "delete_index": _decode_delete_index,
 }
 
 

@@ -9,21 +9,30 @@ Scores follow Qdrant: Cosine and Dot are similarities (higher is better), Euclid
 Manhattan distances (lower is better). Hits from the graph are rescored exactly from LMDB,
 so graph and exact search report the same numbers.
 
-Filtered search: the points matching the filter are found first (a scan of the payloads;
-payload indexes will narrow it later). If their vectors are fewer bytes than the collection's
-`full_scan_threshold` (KiB, as Qdrant), they are scored exactly with numpy; otherwise the
-graph is searched with the matching labels as its filter.
+Filtered reads (scroll, count, search): the planner (planner.py) turns the filter into payload
+index lookups selecting a superset of the matching points; the whole filter is then checked on
+those candidates only. A filter the indexes cannot narrow scans every payload. A filtered
+search first asks the indexes how many points the filter may match (entry counts, no point
+read): if that is more vectors than the collection's `full_scan_threshold` (KiB, as Qdrant),
+the graph is searched unfiltered for wanted / selectivity x 2 nodes and the filter checked on
+those only, deepening while too few match. Otherwise (or without an estimate, or when the
+deepening would visit a quarter of the graph) the matching points are found first: if their
+vectors are under the threshold they are scored exactly with numpy, else the graph is searched
+with the matching labels as its filter. tools/bench_filtered.py measured the choices.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import uuid
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
-from engine import filters
+from engine import filters, limits, planner
 from engine.index import VectorIndex
 from engine.locks import ReadWriteLock
 from engine.ops import (
@@ -44,6 +53,11 @@ log = logging.getLogger(__name__)
 
 EXACT_CHUNK_COUNT = 16_384  # vectors scored per numpy call in an exact search
 SCROLL_LIMIT_MAX = 100_000
+# Broad filtered search: fetch this many times wanted / selectivity from the graph, deepen
+# 4x while too few match, and give up (candidate set instead) past this share of the graph.
+OVERFETCH_FACTOR = 2.0
+POST_FILTER_SHARE_MAX = 0.25
+ESTIMATE_STEPS_MAX = 10_000  # distinct index values counted for one estimate
 
 
 class Reader:
@@ -75,7 +89,7 @@ class Reader:
         predicate = None if filter_ is None else compile_filter(filter_)
         start_key = None if offset is None else point_key(offset)
         page: list[StoredPoint] = []
-        for point in self._store.iter_points(start_key):
+        for point in self._candidates(filter_, start_key):
             if predicate is None or predicate(
                 point_id_from_key(point.key), point.payload or {}, point.names
             ):
@@ -93,9 +107,23 @@ class Reader:
         predicate = compile_filter(filter_)
         return sum(
             1
-            for point in self._store.iter_points(None)
+            for point in self._candidates(filter_, None)
             if predicate(point_id_from_key(point.key), point.payload or {}, point.names)
         )
+
+    def _candidates(self, filter_: Any, start_key: bytes | None) -> Iterable[StoredPoint]:
+        """Points from start_key on, in key order, that may match filter_ (all when None):
+        the planner's index lookups when they narrow it, else every point."""
+        if filter_ is not None:
+            specs = self._store.index_specs
+            lookup = planner.plan(filter_, specs)
+            if lookup is not None:
+                points = self._store.iter_candidate_points(
+                    lookup, specs, start_key, limits.PLAN_CANDIDATES_MAX
+                )
+                if points is not None:
+                    return points
+        return self._store.iter_points(start_key)
 
     def retrieve(
         self, ids: list[PointId], with_payload: PayloadSelector, with_vector: VectorSelector
@@ -143,10 +171,13 @@ class Reader:
         self, request: SearchRequest, query: np.ndarray, distance: Distance
     ) -> tuple[list[int], np.ndarray]:
         """Nearest among points matching request.filter; caller holds the visibility lock."""
+        broad = self._broad_filtered_nearest(request, query, distance)
+        if broad is not None:
+            return broad
         predicate = compile_filter(request.filter)
         allowed = [
             point.label
-            for point in self._store.iter_points(None)
+            for point in self._candidates(request.filter, None)
             if request.vector_name in point.names
             and predicate(point_id_from_key(point.key), point.payload or {}, point.names)
         ]
@@ -166,6 +197,53 @@ class Reader:
             log.debug("filtered hnsw search fell back to exact error=%s", error)
             return self._score_labels(request.vector_name, query, distance, allowed, wanted_count)
         return self._rescore(request.vector_name, query, distance, candidates)
+
+    def _broad_filtered_nearest(
+        self, request: SearchRequest, query: np.ndarray, distance: Distance
+    ) -> tuple[list[int], np.ndarray] | None:
+        """For a filter the indexes estimate as too broad to score exactly: search the graph
+        unfiltered for wanted / selectivity * OVERFETCH_FACTOR nodes and check the filter on
+        those only, deepening 4x until enough match. None: use the candidate-set path (no
+        index estimate, a small estimate, or deepening would visit too much of the graph).
+
+        Measured in tools/bench_filtered.py: building a 50 % candidate set costs far more
+        than the search; this reads and checks only the nodes the graph returns."""
+        name = request.vector_name
+        index = self._indexes.get(name)
+        if index is None or request.is_exact or index.live_count == 0:
+            return None
+        lookup = planner.plan(request.filter, self._store.index_specs)
+        if lookup is None:
+            return None
+        estimate = self._store.estimate_candidates(lookup, ESTIMATE_STEPS_MAX)
+        bytes_per_vector = self.config.vectors[name].size * 4
+        if estimate is None or estimate * bytes_per_vector <= self._full_scan_bytes():
+            return None
+        wanted_count = request.limit + request.offset
+        selectivity = min(1.0, estimate / index.live_count)
+        fetch_count = max(wanted_count, math.ceil(wanted_count / selectivity * OVERFETCH_FACTOR))
+        predicate = compile_filter(request.filter)
+        in_flight_count = max(0, index.live_count - self._store.count_vectors(name))
+        while fetch_count <= index.live_count * POST_FILTER_SHARE_MAX:
+            ef = max(request.hnsw_ef or max(index.ef_construct, 100), fetch_count)
+            try:
+                labels = index.search(query, fetch_count + in_flight_count, ef)
+            except RuntimeError:
+                return None
+            points = self._store.get_points_by_label([int(label) for label in labels])
+            kept = [
+                point.label
+                for point in points
+                if point is not None
+                and predicate(point_id_from_key(point.key), point.payload or {}, point.names)
+            ]
+            if len(kept) >= wanted_count:
+                return self._rescore(name, query, distance, np.asarray(kept, dtype=np.uint64))
+            fetch_count *= 4
+        return None
+
+    def _full_scan_bytes(self) -> int:
+        return self.config.hnsw.full_scan_threshold * 1024
 
     def _score_labels(
         self, name: str, query: np.ndarray, distance: Distance, labels: list[int], wanted_count: int
@@ -260,6 +338,141 @@ class Reader:
         names = [n for n in point.names if selector.names is None or n in selector.names]
         return {name: self._store.get_vectors(name, [point.label])[0] for name in names}
 
+    # ---- for the universal query (engine/query.py) -------------------------------------
+
+    def example_vectors(self, ids: list[PointId], name: str) -> dict[PointId, np.ndarray | None]:
+        """Each existing point's stored vector `name` (None if it has none); absent ids are
+        left out. Stored Cosine vectors are already unit length."""
+        keys = [point_key(point_id) for point_id in ids]
+        result: dict[PointId, np.ndarray | None] = {}
+        for point in self._store.get_points(keys):
+            if point is not None:
+                vector = None
+                if name in point.names:
+                    vector = self._store.get_vectors(name, [point.label])[0]
+                result[point_id_from_key(point.key)] = vector
+        return result
+
+    def score_points(
+        self,
+        name: str,
+        score: Callable[[np.ndarray], np.ndarray],
+        is_higher_better: bool,
+        filter_: Any,
+        ids: list[PointId] | None,
+        limit: int,
+    ) -> list[tuple[PointId, float]]:
+        """Exact scan: `score(matrix)` of every point with vector `name` (or only `ids`)
+        matching `filter_`, best `limit` first."""
+        predicate = None if filter_ is None else compile_filter(filter_)
+        with self._visibility_lock.shared():
+            if ids is None:
+                points: list[StoredPoint | None] = list(self._store.iter_points(None))
+            else:
+                points = self._store.get_points(list(dict.fromkeys(map(point_key, ids))))
+            kept = [
+                point
+                for point in points
+                if point is not None
+                and name in point.names
+                and (
+                    predicate is None
+                    or predicate(point_id_from_key(point.key), point.payload or {}, point.names)
+                )
+            ]
+            scored: list[StoredPoint] = []
+            all_scores = []
+            for start in range(0, len(kept), EXACT_CHUNK_COUNT):
+                chunk = kept[start : start + EXACT_CHUNK_COUNT]
+                vectors = self._store.get_vectors(name, [point.label for point in chunk])
+                # A point deleted since it was read has no vector any more: leave it out.
+                pairs = [(p, v) for p, v in zip(chunk, vectors) if v is not None]
+                if pairs:
+                    scored.extend(p for p, _ in pairs)
+                    all_scores.append(score(np.stack([v for _, v in pairs])))
+        if not scored:
+            return []
+        kept = scored
+        scores = np.concatenate(all_scores).astype(np.float32)
+        keys = -scores if is_higher_better else scores
+        order = np.argsort(keys, kind="stable")[:limit]
+        return [(point_id_from_key(kept[i].key), float(scores[i])) for i in order]
+
+    def payload_points(
+        self, filter_: Any, ids: list[PointId] | None
+    ) -> list[tuple[PointId, dict[str, Any]]]:
+        """(id, payload) of every point (or only `ids`) matching `filter_`, in id order."""
+        predicate = None if filter_ is None else compile_filter(filter_)
+        if ids is None:
+            points: list[StoredPoint | None] = list(self._store.iter_points(None))
+        else:
+            points = self._store.get_points(sorted(set(map(point_key, ids))))
+        return [
+            (point_id_from_key(point.key), point.payload or {})
+            for point in points
+            if point is not None
+            and (
+                predicate is None
+                or predicate(point_id_from_key(point.key), point.payload or {}, point.names)
+            )
+        ]
+
+    def scored_points(
+        self,
+        hits: list[tuple[PointId, float]],
+        with_payload: PayloadSelector,
+        with_vector: VectorSelector,
+    ) -> list[ScoredPoint]:
+        """ScoredPoints for (id, score) pairs, in order; points deleted meanwhile are left out."""
+        stored = self._store.get_points([point_key(point_id) for point_id, _ in hits])
+        return [
+            ScoredPoint(
+                point_id,
+                point.version,
+                score,
+                self._select_payload(point, with_payload),
+                self._select_vectors(point, with_vector),
+            )
+            for (point_id, score), point in zip(hits, stored)
+            if point is not None
+        ]
+
+    def facet(self, key: filters.PayloadPath, filter_: Any, limit: int) -> list[tuple[Any, int]]:
+        """The `limit` most frequent values at `key` among points matching `filter_`, as
+        (value, count), count descending, then value ascending (Qdrant's FacetHit order).
+
+        Exact: every matching payload is scanned (no payload index needed). Counted values
+        are strings, integers and booleans, each once per point; an array counts each of its
+        elements (one level). Across types, strings sort before integers before booleans,
+        as Qdrant's FacetValue enum. With a keyword, integer, uuid or bool payload index on
+        `key`, only values of that type are counted, as Qdrant counts from that index.
+        """
+        assert limit >= 1, limit
+        predicate = None if filter_ is None else compile_filter(filter_)
+        spec = self._store.index_specs.get(str(key))
+        only_tag = None if spec is None else FACET_TAG_BY_SCHEMA.get(spec.schema_type)
+        counts: dict[tuple[int, Any], int] = {}
+        for point in self._candidates(filter_, None):
+            payload = point.payload or {}
+            if predicate is not None and not predicate(
+                point_id_from_key(point.key), payload, point.names
+            ):
+                continue
+            for value in _facet_values(key.values(payload), only_tag):
+                counts[value] = counts.get(value, 0) + 1
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        return [(value, count) for (_, value), count in ranked[:limit]]
+
+
+# Facet value types in the order of Qdrant's FacetValue enum (lib/segment/src/data_types/
+# facets.rs), which is how values of different types compare on equal counts.
+KEYWORD_TAG, INTEGER_TAG, UUID_TAG, BOOL_TAG = range(4)
+FACET_TAG_BY_SCHEMA = {
+    "keyword": KEYWORD_TAG,
+    "integer": INTEGER_TAG,
+    "uuid": UUID_TAG,
+    "bool": BOOL_TAG,
+}
 
 # The classes a filter is built of, for decoding filters kept in WAL records.
 FILTER_TYPES = {name: value for name, value in vars(filters).items() if isinstance(value, type)}
@@ -334,3 +547,32 @@ def _best_order(scores: np.ndarray, distance: Distance, count: int) -> np.ndarra
 def _passes_threshold(score: float, threshold: float, distance: Distance) -> bool:
     # Qdrant's comparison is strict both ways (Distance::check_threshold).
     return score > threshold if distance.is_higher_better else score < threshold
+
+
+def _facet_values(found: list[Any], only_tag: int | None) -> set[tuple[int, Any]]:
+    """The distinct facet values among `found` (arrays flattened one level), each tagged by
+    type so that True and 1 stay apart and types order as Qdrant's FacetValue; with
+    `only_tag`, only values of that type (UUID_TAG: strings that are UUIDs, normalised)."""
+    values: set[tuple[int, Any]] = set()
+    for item in found:
+        for value in item if type(item) is list else (item,):
+            if type(value) is str:
+                tagged = (KEYWORD_TAG, value)
+                if only_tag == UUID_TAG:
+                    tagged = (UUID_TAG, _uuid_text(value))
+            elif type(value) is int and -(2**63) <= value < 2**63:
+                tagged = (INTEGER_TAG, value)
+            elif type(value) is bool:
+                tagged = (BOOL_TAG, value)
+            else:
+                continue
+            if only_tag is None or tagged[0] == only_tag and tagged[1] is not None:
+                values.add(tagged)
+    return values
+
+
+def _uuid_text(text: str) -> str | None:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return None

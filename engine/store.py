@@ -15,6 +15,8 @@ labels born after it (`labels` from its next_label) and labels that died after i
 | labels     | label u64 big-endian        | point key (raw bytes)                          |
 | dead       | label u64 big-endian        | [death op_id, names]                           |
 | v:<name>   | label u64 big-endian        | float32 little-endian bytes (raw)              |
+| schema     | payload field name          | payload index definition (payload_index.py)    |
+| pindex     | field + encoded value       | point key, dupsort (payload_index.py)          |
 
 `applied_op_id` is written in the same transaction as the data it covers, so replaying the
 WAL from it is idempotent. The environment uses metasync=False: a power loss may roll back
@@ -34,7 +36,7 @@ import cbor2
 import lmdb
 import numpy as np
 
-from engine import files, limits
+from engine import files, limits, payload_index
 from engine.errors import StorageError
 from engine.locks import ReadWriteLock
 from engine.mutations import BatchWriter, CompileFilter, Databases, Predicate, label_key
@@ -103,10 +105,21 @@ class Store:
         self._labels = self._env.open_db(b"labels")
         self._dead = self._env.open_db(b"dead")
         self._vectors = {name: self._env.open_db(b"v:" + name.encode()) for name in vector_names}
-        self._dbs = Databases(self._points, self._labels, self._dead, self._vectors)
+        self._schema = self._env.open_db(b"schema")
+        self._pindex = self._env.open_db(b"pindex", dupsort=True)
+        self._dbs = Databases(
+            self._points, self._labels, self._dead, self._vectors, self._schema, self._pindex
+        )
         with self._env.begin() as txn:
             self.applied_op_id = _read_u64(txn, self._meta, _APPLIED_KEY, _NO_OP_ID)
             self.next_label = _read_u64(txn, self._meta, _NEXT_LABEL_KEY, 0)
+            # Replaced whole (never mutated) on commit, so readers may hold the old dict.
+            self.index_specs: dict[str, payload_index.IndexSpec] = {
+                bytes(name).decode(): payload_index.IndexSpec(
+                    bytes(name).decode(), *cbor2.loads(value)
+                )
+                for name, value in txn.cursor(self._schema)
+            }
 
     def close(self) -> None:
         self._env.close()
@@ -191,6 +204,51 @@ class Store:
             for key, value in cursor:
                 yield _stored_point(bytes(key), value)
 
+    def iter_candidate_points(
+        self,
+        lookup: payload_index.Lookup,
+        specs: dict[str, payload_index.IndexSpec],
+        start_key: bytes | None,
+        keys_max: int,
+    ) -> Iterator[StoredPoint] | None:
+        """The points a planner's lookup (planned with `specs`) selects, from start_key on,
+        in key order, read lazily. None, and the caller scans, if it selects more than
+        keys_max points or an index it reads was dropped or retyped since `specs` (a commit
+        in between). One read transaction: the lookup and the points are one snapshot."""
+        points = self._candidate_points(lookup, specs, start_key, keys_max)
+        if not next(points):
+            points.close()
+            return None
+        return points
+
+    def _candidate_points(
+        self,
+        lookup: payload_index.Lookup,
+        specs: dict[str, payload_index.IndexSpec],
+        start_key: bytes | None,
+        keys_max: int,
+    ) -> Iterator[Any]:
+        """First yields whether the lookup applies, then (if it does) the points."""
+        with self._lock.shared(), self._env.begin() as txn:
+            for field_name in payload_index.lookup_fields(lookup):
+                raw = txn.get(field_name.encode(), db=self._schema)
+                if raw is None or cbor2.loads(raw)[0] != specs[field_name].schema_type:
+                    yield False
+                    return
+            keys = payload_index.resolve(txn, self._pindex, lookup, keys_max)
+            yield keys is not None
+            if keys is None:
+                return
+            for key in sorted(key for key in keys if start_key is None or key >= start_key):
+                point = _stored_point(key, txn.get(key, db=self._points))
+                if point is not None:
+                    yield point
+
+    def estimate_candidates(self, lookup: payload_index.Lookup, steps_max: int) -> int | None:
+        """payload_index.estimate in a read transaction: entry counts, no point is read."""
+        with self._lock.shared(), self._env.begin() as txn:
+            return payload_index.estimate(txn, self._pindex, lookup, steps_max)
+
     def count_points(self) -> int:
         with self._lock.shared(), self._env.begin() as txn:
             return txn.stat(self._points)["entries"]
@@ -238,9 +296,12 @@ class Store:
     ) -> IndexDelta:
         txn = self._env.begin(write=True)
         try:
-            writer = BatchWriter(txn, self._dbs, self.next_label, compile_filter, IndexDelta())
+            writer = BatchWriter(
+                txn, self._dbs, self.next_label, compile_filter, IndexDelta(), self.index_specs
+            )
             for op_id, op in records:
                 writer.apply(op_id, op)
+            writer.write_index_counts()
             last_op_id = records[-1][0]
             txn.put(_APPLIED_KEY, last_op_id.to_bytes(8, "big"), db=self._meta)
             txn.put(_NEXT_LABEL_KEY, writer.next_label.to_bytes(8, "big"), db=self._meta)
@@ -255,6 +316,7 @@ class Store:
             # Only after the commit returned: a failed commit must leave memory as it was.
             self.applied_op_id = last_op_id
             self.next_label = writer.next_label
+            self.index_specs = writer.index_specs
             on_committed(delta)
         return delta
 

@@ -202,8 +202,20 @@ def collection_info_json(config: CollectionConfig, stats: Any) -> dict[str, Any]
         "points_count": stats.points_count,
         "segments_count": stats.segments_count,
         "config": info_config,
-        "payload_schema": {},
+        "payload_schema": payload_schema_json(stats.payload_indexes),
     }
+
+
+def payload_schema_json(specs: Any) -> dict[str, Any]:
+    """`payload_schema`: field -> PayloadIndexInfo (`params` only when created with them)."""
+    schema: dict[str, Any] = {}
+    for spec in specs:
+        info: dict[str, Any] = {"data_type": spec.schema_type}
+        if spec.params is not None:
+            info["params"] = spec.params
+        info["points"] = spec.points_count
+        schema[spec.field_name] = info
+    return schema
 
 
 # ---- parsing -------------------------------------------------------------------------------

@@ -65,9 +65,11 @@ class Api:
         name: str = "c",
         point_id: Any = None,
         validate: bool = True,
+        field_name: str = "",
     ) -> ApiResponse:
-        """`template` is the spec's path; `name`/`point_id` fill its placeholders."""
+        """`template` is the spec's path; `name`/`point_id`/`field_name` fill its placeholders."""
         path = template.replace("{collection_name}", name).replace("{id}", str(point_id))
+        path = path.replace("{field_name}", field_name)
         if query:
             path += "?" + (query if isinstance(query, str) else _query_string(query))
         if json is not None:

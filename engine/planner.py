@@ -1,0 +1,174 @@
+"""Filter planner: which payload index lookups narrow a filter's candidate points.
+
+Owns: turning a compiled `filters.Filter` and the collection's payload indexes into a
+`payload_index.Lookup` tree, or None for "scan every point".
+Not here: resolving lookups in LMDB (payload_index.py), the final check of each candidate
+(reads.py evaluates the whole filter on every candidate), choosing exact vs graph search.
+
+A plan selects a *superset* of the matching points, never fewer: a condition becomes a lookup
+only when every point it can match holds an indexed value it selects (payload_index.py says
+why the indexes hold such a superset). So:
+
+- `must`: the lookups of its plannable conditions, intersected (the others are left to the
+  residual check). A `Filter` inside `must` is planned recursively.
+- `should` (non-empty): the union of its conditions' lookups, only if every one is plannable
+  (one unplannable alternative can match anything).
+- `must_not`, `min_should`, `nested`, `values_count`, `is_empty`, `is_null`, text matches:
+  not planned.
+- `has_id` in `must`: the listed ids' keys, no index needed.
+
+Ranges use inclusive bounds (`gt 5` looks up [5, inf]): one extra value, removed by the check.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from engine import filters, payload_index
+from engine.filters import (
+    DatetimeRange,
+    FieldCondition,
+    Filter,
+    GeoBoundingBox,
+    GeoPolygon,
+    GeoRadius,
+    HasIdCondition,
+    MatchAny,
+    MatchValue,
+    Range,
+)
+from engine.ops import point_key
+from engine.payload_index import AllOf, AnyOf, IndexSpec, KeySet, Lookup, ValueEqual, ValueRange
+
+Specs = dict[str, IndexSpec]
+FLOAT_MIN = payload_index.encode_float(-math.inf)
+FLOAT_MAX = payload_index.encode_float(math.inf)
+KEYWORD_TYPES = ("keyword", "uuid")
+NUMBER_TYPES = ("integer", "float")
+# A latitude margin for geo radius lookups: float error in haversine, in degrees.
+GEO_MARGIN_DEG = 1e-6
+DEPTH_MAX = 32  # filters nest deeper than this are scanned (server caps them at 100)
+
+
+def plan(filter_: Filter, specs: Specs) -> Lookup | None:
+    """Lookups selecting a superset of the points `filter_` matches; None: scan everything."""
+    if not specs and not _has_id_in_must(filter_):
+        return None
+    by_path = {str(filters.PayloadPath.parse(name)): spec for name, spec in specs.items()}
+    return _plan_filter(filter_, by_path, 0)
+
+
+def _plan_filter(filter_: Filter, by_path: Specs, depth: int) -> Lookup | None:
+    if depth > DEPTH_MAX:
+        return None
+    parts = [_plan_condition(c, by_path, depth) for c in filter_.must or ()]
+    known = [part for part in parts if part is not None]
+    if filter_.should:
+        alternatives = [_plan_condition(c, by_path, depth) for c in filter_.should]
+        if all(part is not None for part in alternatives):
+            known.append(AnyOf(tuple(alternatives)))  # type: ignore[arg-type]
+    if not known:
+        return None
+    return known[0] if len(known) == 1 else AllOf(tuple(known))
+
+
+def _plan_condition(condition: Any, by_path: Specs, depth: int) -> Lookup | None:
+    if isinstance(condition, HasIdCondition):
+        return KeySet(frozenset(point_key(point_id) for point_id in condition.has_id))
+    if isinstance(condition, Filter):
+        return _plan_filter(condition, by_path, depth + 1)
+    if not isinstance(condition, FieldCondition):
+        return None
+    spec = by_path.get(str(condition.key))
+    if spec is None or not _is_single_check(condition):
+        return None
+    name = spec.field_name
+    if condition.match is not None:
+        return _plan_match(condition.match, spec)
+    if isinstance(condition.range, Range) and spec.schema_type in NUMBER_TYPES:
+        low, high = _float_bounds(condition.range)
+        return ValueRange(name, low, high)
+    if isinstance(condition.range, DatetimeRange) and spec.schema_type == "datetime":
+        return ValueRange(name, *_instant_bounds(condition.range))
+    has_area = condition.geo_bounding_box or condition.geo_radius or condition.geo_polygon
+    if spec.schema_type != "geo" or has_area is None:
+        return None
+    south, north = _latitude_span(condition)
+    low = payload_index.encode_float(south) + FLOAT_MIN
+    high = payload_index.encode_float(north) + FLOAT_MAX
+    return ValueRange(name, low, high)
+
+
+def _plan_match(match: Any, spec: IndexSpec) -> Lookup | None:
+    name, schema_type = spec.field_name, spec.schema_type
+    if isinstance(match, MatchValue):
+        value = match.value
+        if type(value) is str and schema_type in KEYWORD_TYPES:
+            return ValueEqual(name, payload_index.encode_keyword(value))
+        if type(value) is int and schema_type in NUMBER_TYPES:
+            return ValueEqual(name, payload_index.encode_float(float(value)))
+        if type(value) is bool and schema_type == "bool":
+            return ValueEqual(name, payload_index.encode_bool(value))
+        return None
+    if not isinstance(match, MatchAny) or not match.any:
+        return None
+    values = list(match.any)
+    if all(type(v) is str for v in values) and schema_type in KEYWORD_TYPES:
+        return AnyOf(tuple(ValueEqual(name, payload_index.encode_keyword(v)) for v in values))
+    if all(type(v) is int for v in values) and schema_type in NUMBER_TYPES:
+        return AnyOf(tuple(ValueEqual(name, payload_index.encode_float(float(v))) for v in values))
+    return None
+
+
+def _is_single_check(condition: FieldCondition) -> bool:
+    """Exactly one of match/range/geo, and none of the checks that also match missing keys."""
+    if condition.values_count is not None:
+        return False
+    if condition.is_empty is not None or condition.is_null is not None:
+        return False
+    checks = (
+        condition.match,
+        condition.range,
+        condition.geo_bounding_box,
+        condition.geo_radius,
+        condition.geo_polygon,
+    )
+    return sum(check is not None for check in checks) == 1
+
+
+def _float_bounds(bounds: Range) -> tuple[bytes, bytes]:
+    lows = [b for b in (bounds.gt, bounds.gte) if b is not None]
+    highs = [b for b in (bounds.lt, bounds.lte) if b is not None]
+    low = max(lows) if lows else -math.inf
+    high = min(highs) if highs else math.inf
+    return payload_index.encode_float(low), payload_index.encode_float(high)
+
+
+def _instant_bounds(bounds: DatetimeRange) -> tuple[bytes, bytes]:
+    lows = [b for b in (bounds.gt, bounds.gte) if b is not None]
+    highs = [b for b in (bounds.lt, bounds.lte) if b is not None]
+    offset = payload_index.INSTANT_OFFSET
+    low = max(lows) if lows else -offset
+    high = min(highs) if highs else offset - 1
+    # low > high is an empty range: the lookup's scan stops at its first entry.
+    low, high = max(low, -offset), min(high, offset - 1)
+    return payload_index.encode_instant(low), payload_index.encode_instant(high)
+
+
+def _latitude_span(condition: FieldCondition) -> tuple[float, float]:
+    """Latitudes (south, north) every point inside the condition's area lies between."""
+    area = condition.geo_bounding_box or condition.geo_radius or condition.geo_polygon
+    if isinstance(area, GeoBoundingBox):
+        return area.bottom_right.lat, area.top_left.lat
+    if isinstance(area, GeoRadius):
+        # A point within distance d of the centre differs from it in latitude by at most d.
+        span_deg = math.degrees(area.radius_m / filters.EARTH_RADIUS_M) + GEO_MARGIN_DEG
+        return area.center.lat - span_deg, area.center.lat + span_deg
+    assert isinstance(area, GeoPolygon), area
+    latitudes = [point.lat for point in area.exterior]
+    return min(latitudes), max(latitudes)
+
+
+def _has_id_in_must(filter_: Filter) -> bool:
+    return any(isinstance(c, HasIdCondition) for c in filter_.must or ())
