@@ -21,7 +21,7 @@ from aiohttp import web
 
 from engine.errors import NotFound
 from engine.ops import PayloadSelector, UpdateResult, VectorSelector
-from server import updates
+from server import query, updates
 from server.context import catalog_of, off_loop, parse_off_loop, read_body, read_json
 from server.responses import (
     ok,
@@ -35,7 +35,6 @@ from server.schemas import (
     check_collection_name,
     parse_count,
     parse_point_id_path,
-    parse_query,
     parse_read_params,
     parse_retrieve,
     parse_scroll,
@@ -128,6 +127,8 @@ async def scroll_points(request: web.Request) -> web.Response:
     name = _collection_name(request)
     scroll = parse_scroll(await read_json(request))
     parse_read_params(request.query)
+    if scroll.order_by is not None:
+        return await query.scroll_ordered(request, name, scroll)
     collection = catalog_of(request).get(name)
     records, next_offset = await collection.scroll(
         scroll.filter, scroll.limit, scroll.offset, scroll.with_payload, scroll.with_vector
@@ -158,17 +159,6 @@ async def search_points(request: web.Request) -> web.Response:
     scored = await collection.search(build_search(search, collection.config))
     is_single_unnamed = collection.config.is_single_unnamed
     return ok(request, [scored_point_json(point, is_single_unnamed) for point in scored])
-
-
-async def query_points(request: web.Request) -> web.Response:
-    name = _collection_name(request)
-    query = parse_query(await read_json(request))
-    parse_read_params(request.query)
-    collection = catalog_of(request).get(name)
-    scored = await collection.search(build_search(query, collection.config))
-    is_single_unnamed = collection.config.is_single_unnamed
-    points = [scored_point_json(point, is_single_unnamed) for point in scored]
-    return ok(request, {"points": points})
 
 
 async def _write(
@@ -209,6 +199,10 @@ ROUTES = [
     ("POST", POINTS + "/scroll", scroll_points),
     ("POST", POINTS + "/count", count_points),
     ("POST", POINTS + "/search", search_points),
-    ("POST", POINTS + "/query", query_points),
+    ("POST", POINTS + "/search/batch", query.search_batch),
+    ("POST", POINTS + "/search/groups", query.search_groups),
+    ("POST", POINTS + "/query", query.query_points),
+    ("POST", POINTS + "/query/batch", query.query_batch),
+    ("POST", POINTS + "/query/groups", query.query_groups),
     ("GET", POINTS + "/{point_id}", get_point),
 ]

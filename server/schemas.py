@@ -108,6 +108,7 @@ class ScrollBody:
     offset: PointId | None
     with_payload: PayloadSelector
     with_vector: VectorSelector
+    order_by: Any = None  # the raw `order_by` (server/query.py parses it), None without
 
 
 def load_json(body: bytes) -> Any:
@@ -257,32 +258,12 @@ def parse_search(data: Any) -> SearchBody:
     return body
 
 
-def parse_query(data: Any) -> SearchBody:
-    """POST /points/query with a nearest-vector query; other query kinds are 501."""
-    if not isinstance(data, dict):
-        raise invalid_type(data, "struct QueryRequest")
-    vector = _parse_query_vector(data.get("query"))
-    using = data.get("using")
-    if using is not None and type(using) is not str:
-        raise invalid_type(using, "a string")
-    filter_errors: list[tuple[str, str]] = []
-    filter_ = parse_filter_collecting(data.get("filter"), "internal.filter", filter_errors)
-    hnsw_ef, is_exact = _parse_search_params(data.get("params"))
-    limit = QUERY_DEFAULT_LIMIT if data.get("limit") is None else parse_usize(data["limit"])
-    body = _search_body(data, using or UNNAMED_VECTOR, vector, limit, hnsw_ef, is_exact, filter_)
-    _validate_limits("internal", limit, hnsw_ef, filter_errors)
-    if data.get("prefetch") not in (None, []):
-        raise NotImplementedYet("prefetch is not implemented yet")
-    if data.get("lookup_from") is not None:
-        raise NotImplementedYet("lookup_from is not implemented yet")
-    return body
-
-
 def parse_scroll(data: Any) -> ScrollBody:
     """POST /points/scroll (ScrollRequestInternal, flattened under `scroll_request`).
 
     `limit` default 10, at least 1; Keel also caps it at SCROLL_LIMIT_MAX (Qdrant has no
-    cap): a bigger page is refused rather than cut short. `order_by` is not implemented.
+    cap): a bigger page is refused rather than cut short. `order_by` is kept raw for
+    server/query.py.
     """
     if not isinstance(data, dict):
         raise invalid_type(data, "struct ScrollRequest")
@@ -297,9 +278,7 @@ def parse_scroll(data: Any) -> ScrollBody:
         errors.insert(0, ("scroll_request.limit", range_message(limit, 1, maximum)))
     if errors:
         raise validation_errors(errors)
-    if data.get("order_by") is not None:
-        raise NotImplementedYet("scroll with order_by is not implemented yet")
-    return ScrollBody(filter_, limit, offset, with_payload, with_vector)
+    return ScrollBody(filter_, limit, offset, with_payload, with_vector, data.get("order_by"))
 
 
 def parse_count(data: Any) -> Any:
@@ -455,27 +434,6 @@ def _parse_named_vector_struct(value: Any) -> tuple[str, list[Any]]:
         if isinstance(inner, dict) and "indices" in inner and "values" in inner:
             raise NotImplementedYet("sparse vectors are not implemented yet")
     raise untagged_mismatch("NamedVectorStruct")
-
-
-def _parse_query_vector(query: Any) -> list[Any]:
-    """Query's `query`: a dense vector, or `{"nearest": dense}`; the rest is 501."""
-    if query is None:
-        raise NotImplementedYet("query without `query` (scroll by id) is not implemented yet")
-    if isinstance(query, dict) and "nearest" in query:
-        if query.get("mmr") is not None:
-            raise NotImplementedYet("MMR queries are not implemented yet")
-        query = query["nearest"]
-    if _is_number_list(query):
-        return query
-    if type(query) is list and all(_is_number_list(item) for item in query):
-        raise BadRequest("Conversion between multi and regular vectors failed")
-    if type(query) in (int, str):
-        parse_point_id(query)
-        raise NotImplementedYet("query by point id is not implemented yet")
-    if isinstance(query, dict) and query:
-        kind = next(iter(query))
-        raise NotImplementedYet(f"`{kind}` queries are not implemented yet")
-    raise FormatError("Expected some form of vector, id, or a type of query")
 
 
 def _parse_search_params(value: Any) -> tuple[int | None, bool]:

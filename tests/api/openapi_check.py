@@ -37,6 +37,14 @@ EXTRA_RESPONSES = {
         "type": "array",
         "items": {"$ref": SCHEMA_PREFIX + "ScoredPoint"},
     },
+    # The same for its batch and groups forms (src/actix/api/search_api.rs).
+    ("/collections/{collection_name}/points/search/batch", "post"): {
+        "type": "array",
+        "items": {"type": "array", "items": {"$ref": SCHEMA_PREFIX + "ScoredPoint"}},
+    },
+    ("/collections/{collection_name}/points/search/groups", "post"): {
+        "$ref": SCHEMA_PREFIX + "GroupsResult"
+    },
 }
 
 

@@ -148,12 +148,6 @@ async def test_count_all_and_filtered(many: Api):
         ),
         (
             SCROLL,
-            {"order_by": "even"},
-            501,
-            "Not implemented in Keel: scroll with order_by is not implemented yet",
-        ),
-        (
-            SCROLL,
             [],
             400,
             "Format error in JSON body: invalid type: sequence, expected struct ScrollRequest",

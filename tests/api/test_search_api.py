@@ -162,27 +162,15 @@ async def test_query_uses_a_named_vector(api: Api):
         ),
         (
             QUERY,
-            {"query": 1},
+            {"query": {"discover": {"target": 1, "context": []}}},
             501,
-            "Not implemented in Keel: query by point id is not implemented yet",
+            "Not implemented in Keel: `discover` queries are not implemented yet",
         ),
         (
             QUERY,
-            {"query": {"fusion": "rrf"}, "prefetch": [{"query": [1, 2, 3, 4]}]},
+            {"query": {"indices": [1], "values": [1.0]}},
             501,
-            "Not implemented in Keel: `fusion` queries are not implemented yet",
-        ),
-        (
-            QUERY,
-            {"query": {"order_by": "x"}},
-            501,
-            "Not implemented in Keel: `order_by` queries are not implemented yet",
-        ),
-        (
-            QUERY,
-            {},
-            501,
-            "Not implemented in Keel: query without `query` (scroll by id) is not implemented yet",
+            "Not implemented in Keel: sparse vectors are not implemented yet",
         ),
     ],
 )

@@ -1,0 +1,584 @@
+"""Bodies of Qdrant's universal query and its relatives -> engine.query plans.
+
+Owns: parsing of `POST /points/query` (every query kind Keel runs: nearest by vector or id,
+recommend, fusion, rrf, order_by, none), its `prefetch` trees and `lookup_from`, the batch
+and groups forms of query and search, and scroll's `order_by`; the 501s for query kinds
+Keel does not run (sparse vectors, discover, context, formula, sample, MMR, feedback).
+Not here: how a plan runs (engine/query.py), filters (filters.py), response shapes.
+
+Qdrant 1.19: `lib/api/src/rest/schema.rs` (QueryRequestInternal, Prefetch, QueryInterface,
+RecommendInput, OrderByInterface, QueryGroupsRequestInternal), `lib/segment/src/data_types/
+order_by.rs` (Direction, StartFrom), `lib/collection/src/operations/types.rs`
+(SearchRequestBatch, SearchGroupsRequestInternal, `group_size` default 3, `limit` of groups).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from engine import filters
+from engine.catalog import Catalog
+from engine.collection import Collection
+from engine.errors import FormatError, NotFound, NotImplementedYet
+from engine.ops import UNNAMED_VECTOR
+from engine.query import (
+    GROUP_SIZE_DEFAULT,
+    Fusion,
+    Group,
+    GroupBy,
+    LookupFrom,
+    Nearest,
+    OrderBy,
+    QueryNode,
+    QueryRequest,
+    QueryResult,
+    Recommend,
+    WithLookup,
+    lookup_collections,
+    with_lookup_collection,
+)
+from server.context import catalog_of, read_json
+from server.filters import parse_filter_collecting
+from server.responses import (
+    ApiError,
+    ok,
+    point_id_json,
+    record_json,
+    scored_point_json,
+    vectors_json,
+)
+from server.schemas import (
+    QUERY_DEFAULT_LIMIT,
+    ScrollBody,
+    SearchBody,
+    check_collection_name,
+    parse_point_id,
+    parse_read_params,
+    parse_search,
+    parse_usize,
+    parse_with_payload,
+    parse_with_vector,
+)
+from server.serde_text import (
+    invalid_type,
+    missing_field,
+    range_message,
+    unknown_variant,
+    validation_errors,
+)
+
+FUSIONS = ("rrf", "dbsf")
+STRATEGIES = ("average_vector", "best_score", "sum_scores")
+DIRECTIONS = ("asc", "desc")
+# Qdrant's `Query` variants in declaration order (lib/api/src/rest/schema.rs).
+QUERY_KINDS = (
+    "nearest",
+    "recommend",
+    "discover",
+    "context",
+    "order_by",
+    "fusion",
+    "rrf",
+    "formula",
+    "sample",
+    "relevance_feedback",
+)
+ORDER_BY_EXPECTING = "data did not match any variant of untagged enum OrderByInterface"
+QUERY_EXPECTING = "Expected some form of vector, id, or a type of query"
+PREFETCH_DEPTH_MAX = 64  # nesting bound; Qdrant has none, a deeper tree is surely a mistake
+NUMBER_TYPES = (int, float)
+Errors = list[tuple[str, str]]
+
+
+def parse_query_request(data: Any, prefix: str = "internal") -> QueryRequest:
+    """POST /points/query (QueryRequestInternal)."""
+    if not isinstance(data, dict):
+        raise invalid_type(data, "struct QueryRequest")
+    errors: Errors = []
+    root = _parse_node(data, prefix, errors, depth=0, default_limit=QUERY_DEFAULT_LIMIT)
+    offset = 0 if data.get("offset") is None else parse_usize(data["offset"])
+    request = QueryRequest(
+        root=root,
+        offset=offset,
+        with_payload=parse_with_payload(data.get("with_payload"), default=False),
+        with_vector=parse_with_vector(_with_vector_field(data)),
+    )
+    if errors:
+        raise validation_errors(errors)
+    return request
+
+
+def parse_query_batch(data: Any) -> list[QueryRequest]:
+    """POST /points/query/batch: `{"searches": [QueryRequest, ..]}`."""
+    searches = _searches(data, "struct QueryRequestBatch")
+    return [parse_query_request(item, f"searches[{i}].internal") for i, item in enumerate(searches)]
+
+
+def parse_query_groups(data: Any) -> QueryRequest:
+    """POST /points/query/groups: a query plus `group_by`, `group_size` (3), `limit` (10
+    groups); validation paths under `internal.group_request` (flattened in Qdrant)."""
+    if not isinstance(data, dict):
+        raise invalid_type(data, "struct QueryGroupsRequest")
+    if "group_by" not in data:
+        raise missing_field("group_by")
+    errors: Errors = []
+    root = _parse_node(data, "internal", errors, depth=0, default_limit=QUERY_DEFAULT_LIMIT)
+    group_path = "internal.group_request"
+    errors = [(f"{group_path}.limit" if p == "internal.limit" else p, m) for p, m in errors]
+    group_by = _parse_group_by(data, group_path, errors, GROUP_SIZE_DEFAULT)
+    request = QueryRequest(
+        root=root,
+        with_payload=parse_with_payload(data.get("with_payload"), default=False),
+        with_vector=parse_with_vector(_with_vector_field(data)),
+        group_by=group_by,
+    )
+    if errors:
+        raise validation_errors(errors)
+    return request
+
+
+def parse_search_batch(data: Any) -> list[QueryRequest]:
+    """POST /points/search/batch: `{"searches": [SearchRequest, ..]}`, each as a query."""
+    return [
+        search_as_query(parse_search(item)) for item in _searches(data, "struct SearchRequestBatch")
+    ]
+
+
+def parse_search_groups(data: Any) -> QueryRequest:
+    """POST /points/search/groups: a search plus `group_by`, `group_size` and `limit` (of
+    groups), all three required (BaseGroupRequest); no `offset`."""
+    if not isinstance(data, dict):
+        raise invalid_type(data, "struct SearchGroupsRequest")
+    for name in ("vector", "group_by", "group_size", "limit"):
+        if name not in data:
+            raise missing_field(name)
+    search = parse_search({key: value for key, value in data.items() if key != "offset"})
+    errors: Errors = []
+    group_by = _parse_group_by(data, "search_group_request.group_request", errors, None)
+    if errors:
+        raise validation_errors(errors)
+    request = search_as_query(search)
+    return QueryRequest(request.root, 0, request.with_payload, request.with_vector, group_by)
+
+
+def search_as_query(search: SearchBody) -> QueryRequest:
+    """A search body as the nearest query it is."""
+    root = QueryNode(
+        query=Nearest(search.vector),
+        using=search.vector_name,
+        limit=search.limit,
+        filter=search.filter,
+        score_threshold=search.score_threshold,
+        hnsw_ef=search.hnsw_ef,
+        is_exact=search.is_exact,
+    )
+    return QueryRequest(root, search.offset, search.with_payload, search.with_vector)
+
+
+def scroll_as_query(scroll: ScrollBody) -> QueryRequest:
+    """Scroll with `order_by` as an order_by query; Qdrant ignores `offset` then
+    (`point_ops.rs`: "`order_by` does not support offset")."""
+    try:
+        order_by = _parse_order_by(scroll.order_by)
+    except FormatError:
+        # OrderByInterface is an untagged enum: serde's one text for every mistake inside.
+        raise FormatError(ORDER_BY_EXPECTING) from None
+    root = QueryNode(query=order_by, using=UNNAMED_VECTOR, limit=scroll.limit, filter=scroll.filter)
+    return QueryRequest(root, 0, scroll.with_payload, scroll.with_vector)
+
+
+# ---- the tree ------------------------------------------------------------------------------
+
+
+def _parse_node(
+    data: dict[str, Any], prefix: str, errors: Errors, depth: int, default_limit: int
+) -> QueryNode:
+    using = data.get("using")
+    if using is not None and type(using) is not str:
+        raise invalid_type(using, "a string")
+    query = _parse_query(data.get("query"))
+    filter_ = parse_filter_collecting(data.get("filter"), f"{prefix}.filter", errors)
+    hnsw_ef, is_exact = _parse_params(data.get("params"), f"{prefix}.params", errors)
+    limit = default_limit if data.get("limit") is None else parse_usize(data["limit"])
+    if limit < 1:
+        errors.append((f"{prefix}.limit", range_message(limit, 1)))
+    threshold = data.get("score_threshold")
+    if threshold is not None and type(threshold) not in NUMBER_TYPES:
+        raise invalid_type(threshold, "f32")
+    prefetch = _parse_prefetches(data.get("prefetch"), prefix, errors, depth)
+    return QueryNode(
+        query=query,
+        using=using or UNNAMED_VECTOR,
+        limit=limit,
+        prefetch=prefetch,
+        filter=filter_,
+        score_threshold=None if threshold is None else float(threshold),
+        hnsw_ef=hnsw_ef,
+        is_exact=is_exact,
+        lookup_from=_parse_lookup_from(data.get("lookup_from")),
+    )
+
+
+def _parse_prefetches(value: Any, prefix: str, errors: Errors, depth: int) -> tuple[QueryNode, ...]:
+    if value is None:
+        return ()
+    items = value if type(value) is list else [value]
+    if depth >= PREFETCH_DEPTH_MAX:
+        raise FormatError(f"prefetch nests deeper than {PREFETCH_DEPTH_MAX} levels")
+    nodes = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise invalid_type(item, "struct Prefetch")
+        path = f"{prefix}.prefetch[{index}]"
+        nodes.append(_parse_node(item, path, errors, depth + 1, QUERY_DEFAULT_LIMIT))
+    return tuple(nodes)
+
+
+def _parse_query(query: Any) -> Any:
+    """QueryInterface: a vector input (nearest) or one of Qdrant's query objects.
+
+    It is an untagged enum in Qdrant (`schema.rs`): any mistake inside it, a bad fusion name
+    or strategy included, answers its one `expecting` text."""
+    if query is None:
+        return None
+    try:
+        return _parse_query_variant(query)
+    except FormatError:
+        raise FormatError(QUERY_EXPECTING) from None
+
+
+def _parse_query_variant(query: Any) -> Any:
+    # Variants in Qdrant's order: the first whose key is present decides (untagged serde).
+    if not isinstance(query, dict) or _is_vector_object(query):
+        return Nearest(_parse_vector_input(query))
+    kind = next((kind for kind in QUERY_KINDS if kind in query), None)
+    value = query.get(kind)
+    if kind == "nearest":
+        if query.get("mmr") is not None:
+            raise NotImplementedYet("MMR queries are not implemented yet")
+        return Nearest(_parse_vector_input(value))
+    if kind == "recommend":
+        return _parse_recommend(value)
+    if kind == "order_by":
+        return _parse_order_by(value)
+    if kind == "fusion":
+        if value not in FUSIONS:
+            raise unknown_variant(value, FUSIONS)
+        return Fusion(value)
+    if kind == "rrf":
+        return _parse_rrf(value)
+    if kind is not None:
+        raise NotImplementedYet(f"`{kind}` queries are not implemented yet")
+    raise FormatError(QUERY_EXPECTING)
+
+
+def _is_vector_object(value: dict[str, Any]) -> bool:
+    # VectorInput's object forms: a sparse vector, a document, an image, an inference object.
+    return ("indices" in value and "values" in value) or "model" in value
+
+
+def _parse_vector_input(value: Any) -> Any:
+    """VectorInput: a dense vector (a list) or a point id; sparse, multi and inference 501."""
+    if type(value) is list and all(type(item) in NUMBER_TYPES for item in value):
+        return value
+    if type(value) in (int, str):
+        return parse_point_id(value)
+    if type(value) is list and all(type(item) is list for item in value):
+        raise NotImplementedYet("multivectors are not implemented yet")
+    if isinstance(value, dict) and "indices" in value and "values" in value:
+        raise NotImplementedYet("sparse vectors are not implemented yet")
+    if isinstance(value, dict) and "model" in value:
+        raise NotImplementedYet("inference objects are not implemented yet")
+    raise FormatError("Expected some form of vector, id, or a type of query")
+
+
+def _parse_recommend(value: Any) -> Recommend:
+    if not isinstance(value, dict):
+        raise invalid_type(value, "struct RecommendInput")
+    examples = {}
+    for side in ("positive", "negative"):
+        items = value.get(side)
+        if items is not None and type(items) is not list:
+            raise invalid_type(items, "a sequence")
+        examples[side] = tuple(_parse_vector_input(item) for item in items or ())
+    strategy = value.get("strategy") or "average_vector"
+    if strategy not in STRATEGIES:
+        raise unknown_variant(strategy, STRATEGIES)
+    return Recommend(examples["positive"], examples["negative"], strategy)
+
+
+def _parse_rrf(value: Any) -> Fusion:
+    if not isinstance(value, dict):
+        raise invalid_type(value, "struct Rrf")
+    k = 2 if value.get("k") is None else parse_usize(value["k"])
+    if k < 1:
+        raise validation_errors([("rrf.k", range_message(k, 1))])
+    weights = value.get("weights")
+    if weights is not None:
+        if type(weights) is not list or not all(type(w) in NUMBER_TYPES for w in weights):
+            raise invalid_type(weights, "a sequence of f32")
+        weights = tuple(float(weight) for weight in weights)
+    return Fusion("rrf", k, weights)
+
+
+def _parse_order_by(value: Any) -> OrderBy:
+    """OrderByInterface: a key, or `{"key", "direction", "start_from"}`."""
+    if type(value) is str:
+        _check_key_path(value)
+        return OrderBy(value)
+    if not isinstance(value, dict):
+        raise FormatError(ORDER_BY_EXPECTING)
+    if type(value.get("key")) is not str:
+        raise missing_field("key") if "key" not in value else invalid_type(value["key"], "a string")
+    _check_key_path(value["key"])
+    direction = value.get("direction") or "asc"
+    if direction not in DIRECTIONS:
+        raise unknown_variant(direction, DIRECTIONS)
+    return OrderBy(value["key"], direction == "desc", _parse_start_from(value.get("start_from")))
+
+
+def _parse_start_from(value: Any) -> float | None:
+    # StartFrom: an integer, a float or an RFC 3339 datetime (as microseconds, like values).
+    if value is None or type(value) in NUMBER_TYPES:
+        return value
+    if type(value) is str:
+        key = filters.instant_key(value)
+        if key is not None:
+            seconds, nanos = divmod(key, filters.INSTANT_KEY_SPAN)
+            return seconds * 1_000_000 + nanos // 1000
+    raise FormatError("data did not match any variant of untagged enum StartFrom")
+
+
+def _parse_lookup_from(value: Any) -> LookupFrom | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise invalid_type(value, "struct LookupLocation")
+    if "collection" not in value:
+        raise missing_field("collection")
+    collection, vector = value["collection"], value.get("vector")
+    if type(collection) is not str:
+        raise invalid_type(collection, "a string")
+    if vector is not None and type(vector) is not str:
+        raise invalid_type(vector, "a string")
+    return LookupFrom(collection, vector)
+
+
+def _parse_params(value: Any, prefix: str, errors: Errors) -> tuple[int | None, bool]:
+    if value is None:
+        return None, False
+    if not isinstance(value, dict):
+        raise invalid_type(value, "struct SearchParams")
+    hnsw_ef = None if value.get("hnsw_ef") is None else parse_usize(value["hnsw_ef"])
+    if hnsw_ef is not None and hnsw_ef < 1:
+        errors.append((f"{prefix}.hnsw_ef", range_message(hnsw_ef, 1)))
+    is_exact = value.get("exact", False)
+    if type(is_exact) is not bool:
+        raise invalid_type(is_exact, "a boolean")
+    return hnsw_ef, is_exact
+
+
+def _parse_group_by(
+    data: dict[str, Any], prefix: str, errors: Errors, default_size: int | None
+) -> GroupBy:
+    key = data["group_by"]
+    if type(key) is not str:
+        raise invalid_type(key, "a string")
+    _check_key_path(key)
+    if data.get("group_size") is None and default_size is not None:
+        size = default_size
+    else:
+        size = parse_usize(data.get("group_size"))
+    if size < 1:
+        errors.append((f"{prefix}.group_size", range_message(size, 1)))
+    return GroupBy(key, size, _parse_with_lookup(data.get("with_lookup")))
+
+
+def _parse_with_lookup(value: Any) -> WithLookup | None:
+    """WithLookupInterface: a collection name, or `{"collection", "with_payload" (true),
+    "with_vectors" (false)}`."""
+    if value is None:
+        return None
+    if type(value) is str:
+        return WithLookup(value)
+    if not isinstance(value, dict) or type(value.get("collection")) is not str:
+        raise FormatError("data did not match any variant of untagged enum WithLookupInterface")
+    return WithLookup(
+        value["collection"],
+        parse_with_payload(value.get("with_payload"), default=True),
+        parse_with_vector(value.get("with_vectors", value.get("with_vector"))),
+    )
+
+
+def _check_key_path(key: str) -> None:
+    """A payload key Qdrant parses (JsonPath); Keel reads dotted keys only, as elsewhere."""
+    try:
+        filters.PayloadPath.parse(key)
+    except ValueError:
+        raise FormatError(f"Invalid json path: '{key}'") from None
+    if "[" in key or '"' in key:
+        raise NotImplementedYet(
+            "payload paths with array indexes or quotes are not implemented yet"
+        )
+
+
+def _searches(data: Any, struct: str) -> list[Any]:
+    if not isinstance(data, dict):
+        raise invalid_type(data, struct)
+    if "searches" not in data:
+        raise missing_field("searches")
+    if type(data["searches"]) is not list:
+        raise invalid_type(data["searches"], "a sequence")
+    return data["searches"]
+
+
+def _with_vector_field(data: dict[str, Any]) -> Any:
+    # serde's `alias = "with_vectors"`.
+    return data["with_vector"] if "with_vector" in data else data.get("with_vectors")
+
+
+# ---- handlers --------------------------------------------------------------------------------
+
+
+async def query_points(request: web.Request) -> web.Response:
+    """POST /points/query: `{"points": [ScoredPoint, ..]}`."""
+    return await _answer(request, parse_query_request, _query_response_json)
+
+
+async def query_batch(request: web.Request) -> web.Response:
+    """POST /points/query/batch: one `{"points": [..]}` per search, in order."""
+    return await _answer(request, parse_query_batch, _query_response_json)
+
+
+async def search_batch(request: web.Request) -> web.Response:
+    """POST /points/search/batch: one list of ScoredPoints per search, in order."""
+    return await _answer(request, parse_search_batch, _points_json)
+
+
+async def query_groups(request: web.Request) -> web.Response:
+    """POST /points/query/groups: `{"groups": [{"id", "hits"}, ..]}`."""
+    return await _answer(request, parse_query_groups, _groups_json)
+
+
+async def search_groups(request: web.Request) -> web.Response:
+    return await _answer(request, parse_search_groups, _groups_json)
+
+
+async def scroll_ordered(request: web.Request, name: str, scroll: ScrollBody) -> web.Response:
+    """POST /points/scroll with `order_by`: one page of Records with their `order_value`;
+    `next_page_offset` is always null, as in Qdrant."""
+    query_request = scroll_as_query(scroll)
+    collection = catalog_of(request).get(name)
+    result = await collection.query(query_request, {})
+    is_single_unnamed = collection.config.is_single_unnamed
+    records = [
+        _with_order_value(_record_json(point, is_single_unnamed), value)
+        for point, value in zip(result.points, result.order_values or [])
+    ]
+    return ok(request, {"points": records, "next_page_offset": None})
+
+
+async def _answer(
+    request: web.Request,
+    parse: Callable[[Any], Any],
+    shape: Callable[[QueryRequest, QueryResult, bool], Any],
+) -> web.Response:
+    """Parse the body (one request or a batch), run each query, shape each result."""
+    name = request.match_info["collection_name"]
+    check_collection_name(name)
+    parsed = parse(await read_json(request))
+    parse_read_params(request.query)
+    catalog = catalog_of(request)
+    collection = catalog.get(name)
+    requests = parsed if isinstance(parsed, list) else [parsed]
+    for query_request in requests:
+        check_query(query_request.root)
+    is_single_unnamed = collection.config.is_single_unnamed
+    answers = []
+    for query_request in requests:
+        result = await collection.query(query_request, _lookups(catalog, query_request))
+        answers.append(shape(query_request, result, is_single_unnamed))
+    return ok(request, answers if isinstance(parsed, list) else answers[0])
+
+
+def check_query(node: QueryNode) -> None:
+    """Qdrant's `CollectionQueryRequest::validation` (collection_query.rs), after the
+    collection is found, in its order and words, for the node and its prefetches."""
+    if node.prefetch and node.query is None:
+        raise ApiError(
+            400,
+            "Bad request: A query is needed to merge the prefetches. "
+            "Can't have prefetches without defining a query.",
+        )
+    if node.score_threshold is not None and isinstance(node.query, OrderBy):
+        raise ApiError(400, "Bad request: Can't use score_threshold with an order_by query.")
+    if node.score_threshold is not None and node.query is None:
+        raise ApiError(
+            400,
+            "Bad request: A query is needed to use the score_threshold. "
+            "Can't have score_threshold without defining a query.",
+        )
+    if isinstance(node.query, Fusion) and node.using != UNNAMED_VECTOR:
+        raise ApiError(
+            400, "Bad request: Fusion queries cannot be combined with the 'using' field."
+        )
+    for child in node.prefetch:
+        check_query(child)
+
+
+def _lookups(catalog: Catalog, request: QueryRequest) -> dict[str, Collection]:
+    # Qdrant answers 404 naming a `lookup_from` collection that does not exist.
+    lookups = {name: catalog.get(name) for name in lookup_collections(request.root)}
+    name = with_lookup_collection(request)
+    if name is not None and name not in lookups:
+        if not catalog.exists(name):
+            raise NotFound(f"Collection {name} not found")  # lookup/mod.rs words it so
+        lookups[name] = catalog.get(name)
+    return lookups
+
+
+def _points_json(_: QueryRequest, result: QueryResult, is_single_unnamed: bool) -> list[Any]:
+    points = [scored_point_json(point, is_single_unnamed) for point in result.points]
+    if result.order_values is not None:
+        points = [_with_order_value(p, v) for p, v in zip(points, result.order_values)]
+    return points
+
+
+def _query_response_json(
+    request: QueryRequest, result: QueryResult, is_single_unnamed: bool
+) -> dict[str, Any]:
+    return {"points": _points_json(request, result, is_single_unnamed)}
+
+
+def _groups_json(
+    request: QueryRequest, result: QueryResult, is_single_unnamed: bool
+) -> dict[str, Any]:
+    assert result.groups is not None
+    groups: list[Group] = result.groups
+    return {"groups": [_group_json(group, is_single_unnamed) for group in groups]}
+
+
+def _group_json(group: Group, is_single_unnamed: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": group.id,
+        "hits": [scored_point_json(point, is_single_unnamed) for point in group.hits],
+    }
+    if group.lookup is not None:
+        body["lookup"] = record_json(group.lookup, is_single_unnamed)
+    return body
+
+
+def _record_json(point: Any, is_single_unnamed: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": point_id_json(point.id)}
+    if point.payload is not None:
+        body["payload"] = point.payload
+    if point.vectors is not None:
+        body["vector"] = vectors_json(point.vectors, is_single_unnamed)
+    return body
+
+
+def _with_order_value(body: dict[str, Any], value: Any) -> dict[str, Any]:
+    return {**body, "order_value": value}

@@ -1,0 +1,269 @@
+"""POST /points/query beyond nearest vectors, its batch and groups forms, search batch and
+groups, and scroll with order_by: answer shapes (checked against Qdrant's spec by `Api`),
+semantics on a small hand-checkable collection, and Qdrant's error texts.
+
+Error texts were read in Qdrant 1.19's source: `lib/api/src/rest/schema.rs` (QueryInterface
+is untagged: one `expecting` text), `lib/collection/src/operations/universal_query/
+collection_query.rs` (`validation`), `lib/collection/src/collection/query.rs`
+(PointNotFound), `lib/shard/src/query/planned_query.rs` (fusion without prefetches),
+`lib/collection/src/recommendations.rs` (average of no positives).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.conftest import Api
+
+QUERY = "/collections/{collection_name}/points/query"
+QUERY_BATCH = "/collections/{collection_name}/points/query/batch"
+QUERY_GROUPS = "/collections/{collection_name}/points/query/groups"
+SEARCH_BATCH = "/collections/{collection_name}/points/search/batch"
+SEARCH_GROUPS = "/collections/{collection_name}/points/search/groups"
+SCROLL = "/collections/{collection_name}/points/scroll"
+EXACT = {"exact": True}
+
+
+@pytest.fixture
+async def points(api: Api) -> Api:
+    """Five points on the unit circle's first quadrant and beyond, Dot distance."""
+    await api.create_collection(vectors={"size": 2, "distance": "Dot"})
+    vectors = {1: [1, 0], 2: [0.9, 0.1], 3: [0.5, 0.5], 4: [0.1, 0.9], 5: [0, 1]}
+    body = {
+        "points": [
+            {
+                "id": i,
+                "vector": vector,
+                "payload": {"rank": 10 - i, "kind": "a" if i % 2 else "b", "day": f"2024-01-0{i}"},
+            }
+            for i, vector in vectors.items()
+        ]
+    }
+    assert (await api.upsert(body)).status == 200
+    return api
+
+
+async def query(api: Api, body: dict) -> list:
+    return (await api.call("POST", QUERY, json=body)).result["points"]
+
+
+async def test_query_by_id_uses_its_vector_and_leaves_it_out(points: Api):
+    hits = await query(points, {"query": 1, "limit": 2, "params": EXACT})
+    assert [(p["id"], p["score"]) for p in hits] == [(2, pytest.approx(0.9)), (3, 0.5)]
+    nearest = await query(points, {"query": {"nearest": 1}, "limit": 2})
+    assert [p["id"] for p in nearest] == [2, 3]
+
+
+async def test_recommend_average_vector_and_best_score(points: Api):
+    # avg_pos + avg_pos - avg_neg = 2 * [1, 0] - [0, 1] = [2, -1]: point 2 (1.7) then 3 (0.5).
+    body = {"query": {"recommend": {"positive": [1], "negative": [5]}}, "limit": 2}
+    hits = await query(points, body)
+    assert [(p["id"], p["score"]) for p in hits] == [(2, pytest.approx(1.7)), (3, 0.5)]
+    body["query"]["recommend"]["strategy"] = "best_score"
+    hits = await query(points, body)
+    # Point 2: best positive 0.9 beats best negative 0.1: sigmoid 0.5 * (0.9 / 1.9 + 1).
+    assert hits[0]["id"] == 2 and hits[0]["score"] == pytest.approx(0.5 * (0.9 / 1.9 + 1))
+
+
+async def test_prefetch_with_rrf_and_rescoring(points: Api):
+    prefetch = [
+        {"query": [1, 0], "limit": 3, "params": EXACT},  # 1, 2, 3
+        {"query": [0, 1], "limit": 3, "params": EXACT},  # 5, 4, 3
+    ]
+    fused = await query(points, {"prefetch": prefetch, "query": {"fusion": "rrf"}})
+    scores = {p["id"]: p["score"] for p in fused}
+    # RRF with k = 2: 1 / (rank + 2) per list, rank from 0; 3 is third in both lists.
+    assert scores == pytest.approx({1: 0.5, 5: 0.5, 2: 1 / 3, 4: 1 / 3, 3: 0.5})
+    rescored = await query(points, {"prefetch": prefetch[0], "query": [0, 1], "limit": 5})
+    assert [p["id"] for p in rescored] == [3, 2, 1]  # only the prefetched points
+
+
+async def test_dbsf_normalises_each_list(points: Api):
+    prefetch = [{"query": [1, 0], "limit": 1}, {"query": [0, 1], "limit": 1}]
+    fused = await query(points, {"prefetch": prefetch, "query": {"fusion": "dbsf"}})
+    assert sorted((p["id"], p["score"]) for p in fused) == [(1, 0.5), (5, 0.5)]
+
+
+async def test_order_by_query_and_scroll_give_order_values(points: Api):
+    body = {"query": {"order_by": {"key": "rank", "direction": "desc", "start_from": 8}}}
+    hits = await query(points, {**body, "limit": 2})
+    assert [(p["id"], p["order_value"], p["score"]) for p in hits] == [(2, 8, 1.0), (3, 7, 1.0)]
+    page = (await points.call("POST", SCROLL, json={"order_by": "day", "limit": 2})).result
+    assert [p["id"] for p in page["points"]] == [1, 2]
+    assert page["points"][0]["order_value"] == 1704067200000000  # microseconds
+    assert page["next_page_offset"] is None
+
+
+async def test_query_without_query_lists_points_by_id(points: Api):
+    hits = await query(points, {"limit": 2, "offset": 1, "with_payload": ["kind"]})
+    assert [(p["id"], p["payload"]) for p in hits] == [(2, {"kind": "b"}), (3, {"kind": "a"})]
+
+
+async def test_batches_answer_one_result_per_search(points: Api):
+    searches = [{"query": [1, 0], "limit": 1}, {"query": 5, "limit": 1}]
+    result = (await points.call("POST", QUERY_BATCH, json={"searches": searches})).result
+    assert [[p["id"] for p in r["points"]] for r in result] == [[1], [4]]
+    searches = [{"vector": [1, 0], "limit": 1}, {"vector": [0, 1], "limit": 2}]
+    result = (await points.call("POST", SEARCH_BATCH, json={"searches": searches})).result
+    assert [[p["id"] for p in r] for r in result] == [[1], [5, 4]]
+
+
+async def test_groups_collect_hits_by_payload_value(points: Api):
+    body = {"query": [1, 0], "group_by": "kind", "group_size": 2, "limit": 2}
+    groups = (await points.call("POST", QUERY_GROUPS, json=body)).result["groups"]
+    assert [(g["id"], [p["id"] for p in g["hits"]]) for g in groups] == [
+        ("a", [1, 3]),
+        ("b", [2, 4]),
+    ]
+    body = {"vector": [0, 1], "group_by": "kind", "group_size": 1, "limit": 1}
+    groups = (await points.call("POST", SEARCH_GROUPS, json=body)).result["groups"]
+    assert [(g["id"], [p["id"] for p in g["hits"]]) for g in groups] == [("a", [5])]
+
+
+async def test_lookup_from_reads_another_collection(points: Api):
+    await points.create_collection("other", vectors={"size": 2, "distance": "Dot"})
+    await points.upsert({"points": [{"id": 1, "vector": [0, 1]}]}, name="other")
+    body = {"query": 1, "limit": 1, "lookup_from": {"collection": "other"}}
+    assert [p["id"] for p in await query(points, body)] == [5]
+    body["lookup_from"] = {"collection": "nope"}
+    response = await points.call("POST", QUERY, json=body)
+    assert (response.status, response.error) == (404, "Not found: Collection `nope` doesn't exist!")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        (QUERY, {"query": 42}, 404, "Not found: No point with id 42 found"),
+        (
+            QUERY,
+            {"query": {"fusion": "max"}, "prefetch": [{"query": [1, 0]}]},
+            400,
+            "Format error in JSON body: Expected some form of vector, id, or a type of query",
+        ),
+        (
+            QUERY,
+            {"query": {"recommend": {"positive": [1], "strategy": "best"}}},
+            400,
+            "Format error in JSON body: Expected some form of vector, id, or a type of query",
+        ),
+        (
+            QUERY,
+            {"query": {"recommend": {"negative": [1]}}},
+            400,
+            "Wrong input: Positive vectors should not be empty with `average` strategy",
+        ),
+        (
+            QUERY,
+            {"query": {"fusion": "rrf"}},
+            400,
+            "Wrong input: Validation failed: cannot apply Fusion without prefetches",
+        ),
+        (
+            QUERY,
+            {"prefetch": [{"query": [1, 0]}]},
+            400,
+            (
+                "Bad request: A query is needed to merge the prefetches. Can't have prefetches "
+                "without defining a query."
+            ),
+        ),
+        (
+            QUERY,
+            {"query": {"order_by": "rank"}, "score_threshold": 1},
+            400,
+            "Bad request: Can't use score_threshold with an order_by query.",
+        ),
+        (
+            QUERY,
+            {"query": {"fusion": "rrf"}, "using": "x", "prefetch": [{"query": [1, 0]}]},
+            400,
+            "Bad request: Fusion queries cannot be combined with the 'using' field.",
+        ),
+        (
+            QUERY,
+            {"query": [1, 0], "prefetch": [{"query": [1, 0], "limit": 0}]},
+            422,
+            (
+                "Validation error in JSON body: [internal.prefetch[0].limit: value 0 invalid, "
+                "must be 1 or larger]"
+            ),
+        ),
+        (QUERY, {"query": {"sample": "random"}}, 501, None),
+        (QUERY_BATCH, {}, 400, "Format error in JSON body: missing field `searches`"),
+        (
+            QUERY_GROUPS,
+            {"query": [1, 0]},
+            400,
+            "Format error in JSON body: missing field `group_by`",
+        ),
+        (
+            QUERY_GROUPS,
+            {"query": [1, 0], "group_by": "kind", "with_lookup": "nope"},
+            404,
+            "Not found: Collection nope not found",
+        ),
+        (
+            QUERY_GROUPS,
+            {"query": [1, 0], "group_by": ""},
+            400,
+            "Format error in JSON body: Invalid json path: ''",
+        ),
+        (
+            SEARCH_GROUPS,
+            {"vector": [1, 0], "group_by": "kind", "limit": 1},
+            400,
+            "Format error in JSON body: missing field `group_size`",
+        ),
+        (
+            QUERY_GROUPS,
+            {"query": [1, 0], "group_by": "kind", "limit": 0},
+            422,
+            (
+                "Validation error in JSON body: [internal.group_request.limit: value 0 invalid, "
+                "must be 1 or larger]"
+            ),
+        ),
+        (
+            SCROLL,
+            {"order_by": {"direction": "desc"}},
+            400,
+            (
+                "Format error in JSON body: data did not match any variant of untagged enum "
+                "OrderByInterface"
+            ),
+        ),
+    ],
+)
+async def test_query_errors(points: Api, path, body, status, message):
+    response = await points.call("POST", path, json=body)
+    assert response.status == status, response.body
+    if message is not None:
+        assert response.error == message
+
+
+@pytest.mark.parametrize("path", [QUERY, QUERY_BATCH, QUERY_GROUPS, SEARCH_BATCH, SEARCH_GROUPS])
+async def test_unknown_collection_is_404(api: Api, path):
+    bodies = {
+        QUERY: {"query": [1, 0]},
+        QUERY_BATCH: {"searches": [{"query": [1, 0]}]},
+        QUERY_GROUPS: {"query": [1, 0], "group_by": "kind"},
+        SEARCH_BATCH: {"searches": [{"vector": [1, 0], "limit": 1}]},
+        SEARCH_GROUPS: {"vector": [1, 0], "group_by": "kind", "group_size": 1, "limit": 1},
+    }
+    response = await api.call("POST", path, json=bodies[path], name="nope")
+    assert (response.status, response.error) == (404, "Not found: Collection `nope` doesn't exist!")
+
+
+async def test_groups_with_lookup_attach_the_point_named_by_the_group_id(points: Api):
+    await points.create_collection("rank", vectors={"size": 2, "distance": "Dot"})
+    await points.upsert({"points": [{"id": 8, "vector": [1, 1], "payload": {"n": 8}}]}, name="rank")
+    body = {"query": [1, 0], "group_by": "rank", "group_size": 1, "limit": 3, "with_lookup": "rank"}
+    groups = (await points.call("POST", QUERY_GROUPS, json=body)).result["groups"]
+    assert [(g["id"], g.get("lookup")) for g in groups] == [
+        (9, None),
+        (8, {"id": 8, "payload": {"n": 8}}),
+        (7, None),
+    ]
+    body["with_lookup"] = {"collection": "rank", "with_payload": False, "with_vectors": True}
+    groups = (await points.call("POST", QUERY_GROUPS, json=body)).result["groups"]
+    assert groups[1]["lookup"] == {"id": 8, "vector": [1.0, 1.0]}

@@ -1,0 +1,75 @@
+"""engine/query.py's pure functions: fusion formulas, recommend scoring, order values, groups.
+
+Expected numbers are worked out by hand from the formulas in Qdrant 1.19's source (named in
+engine/query.py's docstring).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.ops import Distance
+from engine.query import (
+    Hit,
+    OrderBy,
+    average_vector,
+    dbsf,
+    group_hits,
+    order_hits,
+    order_value_of,
+    recommend_scorer,
+    rrf,
+)
+
+
+def test_rrf_sums_one_over_rank_plus_k_per_list():
+    fused = rrf([[Hit(1, 9.0), Hit(2, 8.0)], [Hit(2, 0.1)]], k=2, weights=None)
+    assert [(hit.id, hit.score) for hit in fused] == [(2, pytest.approx(1 / 3 + 1 / 2)), (1, 0.5)]
+
+
+def test_rrf_weights_stretch_positions():
+    # weight 2: position p counts as (p + 1) / 2 + k - 1.
+    fused = rrf([[Hit(1, 0)], [Hit(2, 0)]], k=2, weights=(1.0, 2.0))
+    assert [(hit.id, hit.score) for hit in fused] == [(2, pytest.approx(1 / 1.5)), (1, 0.5)]
+
+
+def test_dbsf_uses_three_sample_deviations_and_half_for_single_points():
+    fused = {hit.id: hit.score for hit in dbsf([[Hit(1, 3.0), Hit(2, 1.0)], [Hit(3, 7.0)]])}
+    std = np.std([3.0, 1.0], ddof=1)
+    low, high = 2.0 - 3 * std, 2.0 + 3 * std
+    assert fused == pytest.approx(
+        {1: (3 - low) / (high - low), 2: (1 - low) / (high - low), 3: 0.5}
+    )
+
+
+def test_average_vector_doubles_the_positive_mean_minus_the_negative():
+    vector = average_vector(
+        [np.array([1, 0], np.float32), np.array([0, 1], np.float32)], [np.array([1, 1], np.float32)]
+    )
+    assert vector.tolist() == [0.0, 0.0]
+
+
+def test_best_score_is_the_sigmoid_of_the_better_side():
+    score = recommend_scorer(
+        "best_score", [np.array([1, 0], np.float32)], [np.array([0, 1], np.float32)], Distance.DOT
+    )
+    scores = score(np.array([[2, 0], [0, 3]], np.float32))
+    assert scores.tolist() == pytest.approx([0.5 * (2 / 3 + 1), -0.5 * (3 / 4 + 1)])
+
+
+def test_order_values_and_start_from():
+    points = [(1, {"t": "2024-01-01T00:00:01Z"}), (2, {"t": [5, 2.5]}), (3, {"t": True})]
+    assert order_value_of("1970-01-01T00:00:00.000002Z") == 2
+    hits = order_hits(points, OrderBy("t", is_descending=True, start_from=5), limit=10)
+    assert [(hit.id, hit.order_value) for hit in hits] == [(2, 5), (2, 2.5)]
+
+
+def test_groups_follow_score_order_and_array_values():
+    points = [(1, {"g": ["a", "b"]}), (2, {"g": "b"}), (3, {"g": 7}), (4, {"g": "a"})]
+    assert group_hits(points, "g", group_size=1, limit=2) == [("a", [1]), ("b", [1])]
+    assert group_hits(points, "g", group_size=5, limit=5) == [
+        ("a", [1, 4]),
+        ("b", [1, 2]),
+        (7, [3]),
+    ]
