@@ -16,6 +16,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,6 +208,22 @@ class Catalog:
             await collection.open()
             self._collections[name] = collection
         log.info("collection created collection=%s", name)
+
+    async def update_config(
+        self, name: str, change: Callable[[CollectionConfig], CollectionConfig]
+    ) -> None:
+        """Replace a collection's config by `change(current config)`, durably and atomically.
+
+        `change` may raise (BadRequest...) and then nothing changes. Updates are serialised
+        with create/delete, so two updates never merge into the same old config. Raises
+        NotFound for an unknown collection or alias.
+        """
+        self._require_ready()
+        async with self._create_lock:
+            collection = self.get(name)
+            config = change(collection.config)
+            check_collection_config(config)
+            await collection.update_config(config)
 
     async def delete(self, name: str) -> bool:
         """Delete durably (renamed out of collections/ first); False if it did not exist."""

@@ -8,7 +8,7 @@ Not here: how bytes are framed (wal.py) or stored (store.py); HTTP (server/).
 Directory:
 | path          | what                                              |
 |---------------|---------------------------------------------------|
-| config.json   | CollectionConfig (written once, at creation)       |
+| config.json   | CollectionConfig (replaced atomically on update)   |
 | wal/          | segments (wal.py)                                 |
 | broken/       | bytes cut from a torn WAL tail, kept for forensics |
 | lmdb/         | LMDB environment (store.py)                       |
@@ -29,14 +29,16 @@ from typing import TypeVar
 
 import numpy as np
 
-from engine import files, limits
+from engine import files, limits, query
 from engine.applier import Applier, apply_batch
 from engine.errors import BadRequest, CorruptionError, Overloaded, StorageError
-from engine.index import VectorIndex, has_graph
+from engine.filters import PayloadPath
+from engine.index import VectorIndex, has_graph, remove_checkpoint
 from engine.limits import EngineSettings
 from engine.locks import ReadWriteLock
 from engine.ops import (
     CollectionConfig,
+    CreateFieldIndex,
     DeleteVectors,
     Distance,
     NamedVectors,
@@ -54,6 +56,7 @@ from engine.ops import (
     decode_op,
     encode_op,
 )
+from engine.payload_index import FIELD_NAME_BYTES_MAX, SCHEMA_TYPES, IndexSpec
 from engine.reads import FILTER_TYPES, Reader, compile_filter, normalize_rows
 from engine.store import Store
 from engine.wal import Wal
@@ -71,6 +74,7 @@ class CollectionStats:
     indexed_vectors_count: int
     segments_count: int
     status: str  # "green", or "red" once the write path is closed
+    payload_indexes: tuple[IndexSpec, ...] = ()  # as of the last applied op
 
 
 class Collection:
@@ -105,6 +109,32 @@ class Collection:
         Wal.create(directory / "wal")
         files.make_directory_durably(directory / "lmdb")
         files.make_directory_durably(directory / "index")
+
+    @staticmethod
+    def write_config(directory: Path, config: CollectionConfig) -> None:
+        """Replace `directory`/config.json by `config` atomically: after a crash the old or
+        the new config is there, never a mix (temp file, fsync, rename, directory fsync)."""
+        data = json.dumps(config.to_json_dict()).encode()
+        assert CollectionConfig.from_json_dict(json.loads(data)) == config, "config round trip"
+        files.write_file_atomic(directory / CONFIG_FILE_NAME, data)
+
+    async def update_config(self, config: CollectionConfig) -> None:
+        """Make `config` durable, then use it. Vector names, sizes and distances must stay.
+
+        What takes effect at once: everything reads consult (full_scan_threshold, the echo).
+        A graph already built keeps its m and ef_construct; a graph built later (a rebuild
+        from LMDB, or one for a vector whose m was 0) uses the new ones.
+        """
+        assert config.vectors.keys() == self.config.vectors.keys(), "vector names changed"
+        for name, vector in config.vectors.items():
+            assert vector.size == self.config.vectors[name].size, (name, vector.size)
+            assert vector.distance == self.config.vectors[name].distance, (name, vector)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._read_executor, self.write_config, self.directory, config)
+        self.config = config
+        if self._reader is not None:
+            self._reader.config = config
+        log.info("collection config updated collection=%s", self.name)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -237,6 +267,20 @@ class Collection:
         """Exact number of points matching filter_ (all points when None)."""
         return await self._read(self._reader.count, filter_)
 
+    async def query(
+        self, request: query.QueryRequest, lookups: dict[str, Collection]
+    ) -> query.QueryResult:
+        """Qdrant's universal query (engine/query.py); `lookups` are the collections its
+        `lookup_from`s name, opened by the caller."""
+        readers = {name: other._reader for name, other in lookups.items()}
+        return await self._read(query.execute, self._reader, request, readers, self.name)
+
+    async def facet(
+        self, key: PayloadPath, filter_: object, limit: int
+    ) -> list[tuple[object, int]]:
+        """The most frequent values at `key` among points matching filter_, with counts."""
+        return await self._read(self._reader.facet, key, filter_, limit)
+
     async def _read(self, function: Callable[..., T], *args: object) -> T:
         """Run a Reader method in the read pool: LMDB and hnswlib calls block."""
         assert self._reader is not None, "collection not open"
@@ -255,6 +299,7 @@ class Collection:
             indexed_vectors_count=sum(index.live_count for index in self._indexes.values()),
             segments_count=1,
             status="red" if is_failed else "green",
+            payload_indexes=tuple(self._store.index_specs.values()),
         )
 
     @property
@@ -296,6 +341,10 @@ class Collection:
         assert self._store is not None
         for name, vector_config in self.config.vectors.items():
             if not has_graph(vector_config, self.config.hnsw):
+                if remove_checkpoint(self.directory / "index", name):
+                    log.info(
+                        "stale index checkpoint removed collection=%s vector=%r", self.name, name
+                    )
                 continue
             index = VectorIndex(self.directory / "index", name, vector_config, self.config.hnsw)
             index.load_checkpoint()
@@ -382,7 +431,23 @@ class Collection:
             for name in op.names:
                 if name not in self.config.vectors:
                     raise BadRequest(f"Not existing vector name error: {name}")
+        if isinstance(op, CreateFieldIndex):
+            self._check_field_index(op)
         return op
+
+    def _check_field_index(self, op: CreateFieldIndex) -> None:
+        assert self._store is not None
+        if op.schema_type not in SCHEMA_TYPES:
+            raise BadRequest(f"unknown payload index type {op.schema_type!r}")
+        try:
+            PayloadPath.parse(op.field_name)
+        except ValueError as error:
+            raise BadRequest(f"bad payload index field name {op.field_name!r}: {error}") from None
+        if len(op.field_name.encode()) > FIELD_NAME_BYTES_MAX:
+            raise BadRequest(f"payload field name is longer than {FIELD_NAME_BYTES_MAX} bytes")
+        specs = self._store.index_specs
+        if op.field_name not in specs and len(specs) >= limits.PAYLOAD_INDEXES_MAX:
+            raise BadRequest(f"a collection has at most {limits.PAYLOAD_INDEXES_MAX} indexes")
 
     def _validated_vectors(self, vectors: dict[str, NamedVectors]) -> dict[str, NamedVectors]:
         result = {}

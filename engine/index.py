@@ -49,6 +49,23 @@ def has_graph(config: VectorConfig, hnsw: HnswSettings) -> bool:
     return config.distance in _SPACE_BY_DISTANCE and m > 0
 
 
+def remove_checkpoint(directory: Path, name: str) -> bool:
+    """Delete the checkpoint of vector `name`'s graph (metadata first, then data files), so
+    that a graph made later is rebuilt from LMDB; True if there was one. For a vector whose
+    graph is off (m = 0 after a config update): while off, nothing keeps that checkpoint
+    current, and the dead labels it would need are purged."""
+    file_stem = "v-" + name.encode().hex()
+    meta_path = directory / f"{file_stem}.json"
+    data_paths = sorted(directory.glob(f"{file_stem}.*.hnsw"))
+    if not meta_path.exists() and not data_paths:
+        return False
+    if meta_path.exists():
+        files.unlink_durably(meta_path)
+    for path in data_paths:
+        files.unlink_durably(path)
+    return True
+
+
 class VectorIndex:
     """HNSW graph of one vector name. Mutations come from the applier thread only."""
 

@@ -41,7 +41,7 @@ from engine.errors import (
     ValidationError,
 )
 from engine.limits import REQUEST_BODY_BYTES_MAX
-from server import aliases, collections, not_implemented, points, service
+from server import aliases, collections, facet, not_implemented, payload_indexes, points, service
 from server.context import CATALOG_KEY, INFO_KEY, ServerInfo
 from server.responses import STARTED_S_KEY, ApiError, elapsed_s, error
 
@@ -99,7 +99,9 @@ def create_app(
         *service.ROUTES,
         *aliases.ROUTES,
         *collections.ROUTES,
+        *facet.ROUTES,
         *points.ROUTES,
+        *payload_indexes.ROUTES,
         *not_implemented.ROUTES,
     ]
     for method, path, handler in routes:

@@ -1,8 +1,9 @@
-"""Collection handlers: list, create, get (CollectionInfo), exists, delete.
+"""Collection handlers: list, create, get (CollectionInfo), update (PATCH), exists, delete.
 
-Owns: the five routes under `/collections` that manage collections; each parses, calls one
+Owns: the six routes under `/collections` that manage collections; each parses, calls one
 catalog method and shapes the answer.
-Not here: what a valid config is or how it is shown (collection_config.py).
+Not here: what a valid config is or how it is shown (collection_config.py), how a PATCH
+body changes a config (collection_update.py).
 
 Qdrant 1.19 (`src/actix/api/collections_api.rs`): creation checks the name strictly
 (`validate_collection_name`), the other routes with the legacy rule; DELETE of a missing
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from server.collection_config import collection_info_json, parse_create_collection
+from server.collection_update import parse_update_collection
 from server.context import catalog_of, read_json
 from server.responses import ApiError, ok
 from server.schemas import check_collection_name
@@ -40,6 +42,16 @@ async def get_collection(request: web.Request) -> web.Response:
     check_collection_name(name)
     collection = catalog_of(request).get(name)
     return ok(request, collection_info_json(collection.config, collection.stats()))
+
+
+async def update_collection(request: web.Request) -> web.Response:
+    """PATCH: merge the body into the config; durable (config.json replaced) when answered."""
+    name = request.match_info["collection_name"]
+    check_collection_name(name)
+    update = parse_update_collection(await read_json(request))
+    check_timeout_param(request.query)
+    await catalog_of(request).update_config(name, update.apply)
+    return ok(request, True)
 
 
 async def collection_exists(request: web.Request) -> web.Response:
@@ -71,6 +83,7 @@ ROUTES = [
     ("GET", "/collections", list_collections),
     ("PUT", "/collections/{collection_name}", create_collection),
     ("GET", "/collections/{collection_name}", get_collection),
+    ("PATCH", "/collections/{collection_name}", update_collection),
     ("DELETE", "/collections/{collection_name}", delete_collection),
     ("GET", "/collections/{collection_name}/exists", collection_exists),
 ]

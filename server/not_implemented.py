@@ -15,12 +15,8 @@ COLLECTION = "/collections/{collection_name}"
 POINTS = COLLECTION + "/points"
 
 ROUTES_NOT_IMPLEMENTED = [
-    ("PATCH", COLLECTION),
-    ("PUT", COLLECTION + "/index"),
-    ("DELETE", COLLECTION + "/index/{field_name}"),
     ("PUT", COLLECTION + "/vectors/{vector_name}"),
     ("DELETE", COLLECTION + "/vectors/{vector_name}"),
-    ("POST", COLLECTION + "/facet"),
     ("GET", COLLECTION + "/snapshots"),
     ("POST", COLLECTION + "/snapshots"),
     ("POST", COLLECTION + "/snapshots/upload"),
@@ -30,10 +26,6 @@ ROUTES_NOT_IMPLEMENTED = [
     ("GET", "/snapshots"),
     ("POST", "/snapshots"),
     ("GET", "/metrics"),
-    ("POST", POINTS + "/query/batch"),
-    ("POST", POINTS + "/query/groups"),
-    ("POST", POINTS + "/search/batch"),
-    ("POST", POINTS + "/search/groups"),
     ("POST", POINTS + "/search/matrix/pairs"),
     ("POST", POINTS + "/search/matrix/offsets"),
     ("POST", POINTS + "/recommend"),
