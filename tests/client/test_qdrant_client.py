@@ -111,3 +111,34 @@ def test_named_vectors_and_delete_points(keel_url: str) -> None:
         assert set(hits[0].vector) == {"text"}
     assert keel.get_collection("named").points_count == 1
     keel.delete_collection("named")
+
+
+def test_aliases_through_qdrant_client_agree_with_local_mode(keel_url: str) -> None:
+    keel, oracle = clients(keel_url)
+    actions = [
+        models.CreateAliasOperation(
+            create_alias=models.CreateAlias(collection_name="aliased", alias_name="current")
+        ),
+        models.CreateAliasOperation(
+            create_alias=models.CreateAlias(collection_name="aliased", alias_name="old")
+        ),
+    ]
+    for client in (keel, oracle):
+        client.create_collection(
+            "aliased", vectors_config=models.VectorParams(size=2, distance=models.Distance.DOT)
+        )
+        assert client.update_collection_aliases(change_aliases_operations=actions)
+        client.upsert("current", [models.PointStruct(id=1, vector=[1, 0])], wait=True)
+        client.update_collection_aliases(
+            change_aliases_operations=[
+                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name="old"))
+            ]
+        )
+    listed = [
+        sorted((a.alias_name, a.collection_name) for a in client.get_aliases().aliases)
+        for client in (keel, oracle)
+    ]
+    assert listed[0] == listed[1] == [("current", "aliased")]
+    assert [r.id for r in keel.retrieve("current", [1])] == [1]
+    keel.delete_collection("aliased")
+    assert keel.get_aliases().aliases == []
