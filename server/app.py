@@ -42,6 +42,7 @@ from engine.errors import (
 )
 from engine.limits import REQUEST_BODY_BYTES_MAX
 from server import aliases, collections, facet, not_implemented, payload_indexes, points, service
+from server.auth import auth_middleware
 from server.context import CATALOG_KEY, INFO_KEY, ServerInfo
 from server.responses import STARTED_S_KEY, ApiError, elapsed_s, error
 
@@ -83,10 +84,16 @@ def create_app(
     *,
     max_request_size_bytes: int = REQUEST_BODY_BYTES_MAX,
     keel_version: str,
+    api_key: str = "",
+    read_only_api_key: str = "",
 ) -> web.Application:
-    """The HTTP application over `catalog`; the caller opens and closes the catalog."""
+    """The HTTP application over `catalog`; the caller opens and closes the catalog.
+    With `api_key` or `read_only_api_key` set, requests need one (server/auth.py)."""
     assert 0 < max_request_size_bytes <= REQUEST_BODY_BYTES_MAX, max_request_size_bytes
-    app = web.Application(client_max_size=max_request_size_bytes, middlewares=[error_middleware])
+    middlewares = [error_middleware]
+    if api_key or read_only_api_key:
+        middlewares.insert(0, auth_middleware(api_key, read_only_api_key))
+    app = web.Application(client_max_size=max_request_size_bytes, middlewares=middlewares)
     app[CATALOG_KEY] = catalog
     app[INFO_KEY] = ServerInfo(
         keel_version=keel_version,

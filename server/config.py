@@ -73,6 +73,11 @@ class Settings:
     storage_path: Path = Path("./storage")
     log_level: str = "INFO"
     log_format: str = "text"
+    # Qdrant's service.api_key / service.read_only_api_key; empty means no key.
+    api_key: str = ""
+    read_only_api_key: str = ""
+    # Serving a non-loopback address with no key is refused unless this says it's on purpose.
+    unsafe_allow_public_without_api_key: bool = False
     engine: EngineSettings = field(default_factory=EngineSettings)
 
     @property
@@ -107,6 +112,9 @@ def to_nested(settings: Settings) -> dict[str, Any]:
             "host": settings.host,
             "http_port": settings.http_port,
             "max_request_size_mb": settings.max_request_size_mb,
+            "api_key": settings.api_key,
+            "read_only_api_key": settings.read_only_api_key,
+            "unsafe_allow_public_without_api_key": settings.unsafe_allow_public_without_api_key,
         },
         "storage": {"storage_path": str(settings.storage_path), "wal": {}, "performance": {}},
         "log": {"level": settings.log_level, "format": settings.log_format},
@@ -141,14 +149,26 @@ def from_nested(nested: Mapping[str, Any]) -> Settings:
         storage_path=Path(storage["storage_path"]),
         log_level=level,
         log_format=log_format,
+        api_key=service["api_key"],
+        read_only_api_key=service["read_only_api_key"],
+        unsafe_allow_public_without_api_key=service["unsafe_allow_public_without_api_key"],
         engine=_engine_settings(nested),
     )
 
 
-def render_toml(settings: Settings) -> str:
-    """The effective configuration as a TOML document that `load_settings` reads back."""
+SECRET_KEYS = ("api_key", "read_only_api_key")
+SECRET_MASK = "********"
+
+
+def render_toml(settings: Settings, is_masked: bool = True) -> str:
+    """The effective configuration as a TOML document that `load_settings` reads back;
+    API keys that are set are shown as a mask unless `is_masked` is False."""
+    nested = to_nested(settings)
+    for name in SECRET_KEYS:
+        if is_masked and nested["service"][name]:
+            nested["service"][name] = SECRET_MASK
     lines: list[str] = []
-    _render_table(to_nested(settings), (), lines)
+    _render_table(nested, (), lines)
     return "\n".join(lines).strip() + "\n"
 
 
@@ -232,6 +252,10 @@ def _convert(raw: Any, default: Any, key: tuple[str, ...], source: str, is_text:
     """`raw` (a TOML value, or text from the environment) as the type of `default`."""
     expected = type(default)
     name = ".".join(key)
+    if is_text and expected is bool:
+        if raw.strip().lower() not in ("true", "false", "1", "0"):
+            raise ConfigError(f"setting {name} in {source}: expected true or false, got {raw!r}")
+        return raw.strip().lower() in ("true", "1")
     if is_text and expected is not str:
         try:
             return expected(raw.strip())
@@ -286,7 +310,8 @@ def _render_table(table: Mapping[str, Any], path: tuple[str, ...], lines: list[s
 
 
 def _toml_value(value: Any) -> str:
-    assert not isinstance(value, bool), "no boolean settings exist yet"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, str):
         # A JSON string literal is a valid TOML basic string (same escapes).
         return json.dumps(value)

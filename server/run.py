@@ -13,6 +13,7 @@ queued writes and checkpoints.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 
@@ -37,6 +38,18 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 
 
+def is_exposure_allowed(settings: Settings) -> bool:
+    """Loopback, or a key, or the operator said explicitly that an open port is intended."""
+    if settings.api_key or settings.unsafe_allow_public_without_api_key:
+        return True
+    if settings.host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
 async def serve(settings: Settings) -> int:
     """Run Keel until SIGTERM/SIGINT; return the process exit code (0 after a clean stop).
 
@@ -44,6 +57,13 @@ async def serve(settings: Settings) -> int:
     recovery) are logged as one clear line and return EXIT_FAILED.
     """
     configure_logging(settings.log_level, settings.log_format)
+    if not is_exposure_allowed(settings):
+        log.error(
+            "refusing to listen on a non-loopback address without an API key host=%s; set "
+            "service.api_key, or service.unsafe_allow_public_without_api_key = true",
+            settings.host,
+        )
+        return EXIT_FAILED
     stop_requested = asyncio.Event()
     _install_stop_handlers(stop_requested)
     catalog = Catalog(settings.storage_path, settings.engine)
@@ -51,6 +71,8 @@ async def serve(settings: Settings) -> int:
         catalog,
         max_request_size_bytes=settings.max_request_size_bytes,
         keel_version=KEEL_VERSION,
+        api_key=settings.api_key,
+        read_only_api_key=settings.read_only_api_key,
     )
     # Access logs are per request; STYLE.md keeps per-operation lines at DEBUG.
     access_log = logging.getLogger("aiohttp.access") if settings.log_level == "DEBUG" else None

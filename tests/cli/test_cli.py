@@ -77,11 +77,23 @@ def test_config_command_prints_effective_config_with_precedence(tmp_path):
     config_path.write_text(
         '[service]\nhttp_port = 7001\nhost = "0.0.0.0"\n[storage]\nstorage_path = "/file"\n'
     )
-    env = {"KEEL__SERVICE__HTTP_PORT": "7002", "KEEL__STORAGE__STORAGE_PATH": "/env"}
+    env = {
+        "KEEL__SERVICE__HTTP_PORT": "7002",
+        "KEEL__STORAGE__STORAGE_PATH": "/env",
+        "KEEL__SERVICE__API_KEY": "top-secret",
+    }
     result = run_keel("config", "--config", str(config_path), "--port", "7003", env=env)
     assert result.returncode == 0, result.stderr
     effective = tomllib.loads(result.stdout)
-    assert effective["service"] == {"host": "0.0.0.0", "http_port": 7003, "max_request_size_mb": 32}
+    assert effective["service"] == {
+        "host": "0.0.0.0",
+        "http_port": 7003,
+        "max_request_size_mb": 32,
+        "api_key": "********",
+        "read_only_api_key": "",
+        "unsafe_allow_public_without_api_key": False,
+    }
+    assert "top-secret" not in result.stdout  # secrets are masked
     assert effective["storage"]["storage_path"] == "/env"
     assert effective["storage"]["wal"]["segment_mb_target"] == 128
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import socket
+import urllib.error
 import urllib.request
+
+import pytest
 
 from server.version import KEEL_VERSION
 from tests.keel_process import KeelProcess, free_port
@@ -75,3 +78,22 @@ def test_env_settings_reach_the_server(tmp_path):
     assert len(listening) == 1, entries
     assert listening[0]["port"] == str(port)
     assert listening[0]["level"] == "INFO"
+
+
+def test_a_public_address_without_an_api_key_is_refused(tmp_path):
+    server = KeelProcess.spawn(tmp_path / "storage", extra_args=["--host", "0.0.0.0"])
+    assert server.wait_exit() == 1
+    assert "refusing to listen on a non-loopback address without an API key" in server.log_text()
+
+
+def test_an_api_key_from_the_environment_protects_the_server(tmp_path):
+    env = {"KEEL__SERVICE__API_KEY": "s3cret"}
+    server = KeelProcess.start(tmp_path / "storage", extra_env=env)
+    request = urllib.request.Request(f"{server.url}/collections")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=5)
+    assert refused.value.code == 401
+    request.add_header("api-key", "s3cret")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert json.loads(response.read())["result"] == {"collections": []}
+    assert server.terminate() == 0
