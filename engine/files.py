@@ -2,7 +2,8 @@
 
 Owns: every file mutation the engine does outside LMDB (the WAL's segments, index checkpoints,
 collection directories, create/delete renames), the failpoints that let recovery tests
-SIGKILL the process between two of those steps, and a test-only recording hook.
+SIGKILL the process between two of those steps (or stall a thread there for good), and a
+test-only recording hook.
 Not here: what the bytes mean (wal.py, index.py). LMDB's own files (store.py): LMDB is
 crash-safe by itself, Keel replays the WAL from LMDB's applied_op_id and syncs LMDB before
 relying on it. The storage lock file (catalog.py) holds flock state and a pid for humans,
@@ -53,6 +54,8 @@ T = TypeVar("T")
 _ARMED_FAILPOINTS = frozenset(
     name.strip() for name in os.environ.get("KEEL_FAILPOINTS", "").split(",") if name.strip()
 )
+# How long a stalled thread sleeps between checks; it never leaves (stall_point).
+STALL_SLEEP_S = 3600.0
 _counter_lock = threading.Lock()
 fsync_count = 0  # every fsync/fdatasync this process did through this module
 _paths_by_fd: dict[int, str] = {}  # descriptors opened here, so events can name their file
@@ -176,6 +179,18 @@ def failpoint(name: str) -> None:
     if name in _ARMED_FAILPOINTS:
         log.warning("failpoint hit, killing process name=%s", name)
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def stall_point(name: str) -> None:
+    """Block the calling thread for good if KEEL_FAILPOINTS names `name`; otherwise nothing.
+
+    Stands in for a disk that stops answering (an fdatasync that never returns), so a test
+    can check that the systemd watchdog stops pinging. The process is expected to be killed.
+    """
+    if name in _ARMED_FAILPOINTS:
+        log.warning("failpoint hit, blocking thread name=%s", name)
+        while True:
+            time.sleep(STALL_SLEEP_S)
 
 
 # ---- descriptors -----------------------------------------------------------------------------

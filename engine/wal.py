@@ -29,6 +29,10 @@ for lack of space (ENOSPC, EDQUOT) is not fatal: the segment is cut back to its 
 the write and fsynced, so no half batch is ever replayed; the batch and every append queued
 behind it fail with StorageError, their op ids are handed out again (`on_rewound` tells the
 applier), and the next append is written normally once there is space.
+
+Liveness. `batch_started_at_s` is the monotonic time the batch now being written and synced
+was handed to the WAL's thread (None while idle). `stuck_writers` reads it for every log
+whose writer runs in this process, so a watchdog can tell a stuck fdatasync from an idle log.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import errno
 import logging
 import struct
 import time
+import weakref
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -59,6 +64,9 @@ SEGMENT_SUFFIX = ".wal"
 BROKEN_DIR_NAME = "broken"
 # A write refused for one of these reasons changed nothing that cutting it off cannot undo.
 OUT_OF_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# Logs whose writer task is running, for `stuck_writers`; weak so a log that is never
+# closed (a test's) does not live on here.
+_running_wals: weakref.WeakSet[Wal] = weakref.WeakSet()
 
 
 class ScanEnd(enum.Enum):
@@ -87,6 +95,19 @@ def frame_batch(first_op_id: int, bodies: list[bytes]) -> bytes:
     tail = struct.pack("<QI", first_op_id, len(bodies))
     crc = zlib.crc32(records, zlib.crc32(tail))
     return BATCH_HEADER.pack(len(records), crc, first_op_id, len(bodies)) + records
+
+
+def stuck_writers(in_flight_s_max: float) -> list[tuple[str, float]]:
+    """(collection name, seconds in flight) of every running log of this process whose
+    current batch (write + fdatasync) was handed to its thread over in_flight_s_max ago."""
+    assert in_flight_s_max > 0, in_flight_s_max
+    now_s = time.monotonic()
+    stuck = []
+    for wal in list(_running_wals):
+        started_s = wal.batch_started_at_s
+        if started_s is not None and now_s - started_s > in_flight_s_max:
+            stuck.append((wal.name, now_s - started_s))
+    return sorted(stuck)
 
 
 def scan_batches(data: bytes, first_op_id: int) -> ScanResult:
@@ -162,6 +183,7 @@ class Wal:
         self.on_rewound: list[Callable[[int], None]] = []
         self.batch_count = 0  # group commits (one write + one fdatasync each) since open
         self.record_count = 0
+        self.batch_started_at_s: float | None = None  # monotonic; None while no batch in flight
 
     @staticmethod
     def create(directory: Path) -> None:
@@ -221,6 +243,7 @@ class Wal:
         assert self._writer_task is None, "wal writer started twice"
         assert self._fd is not None, "wal started before open()"
         self._writer_task = asyncio.create_task(self._run_writer(), name=f"wal-writer:{self.name}")
+        _running_wals.add(self)
 
     @property
     def pending_count(self) -> int:
@@ -253,6 +276,7 @@ class Wal:
         if self._writer_task is not None:
             await self._writer_task
             self._writer_task = None
+        _running_wals.discard(self)
         self._executor.shutdown(wait=True)
         self._is_closed = True
         if self._fd is not None:
@@ -288,6 +312,7 @@ class Wal:
                 continue
             batch = self._take_batch()
             data = frame_batch(batch[0].op_id, [item.body for item in batch])
+            self.batch_started_at_s = time.monotonic()
             try:
                 await loop.run_in_executor(self._executor, self._write_batch, data, batch)
             except _BatchRefused as refused:
@@ -296,6 +321,8 @@ class Wal:
             except (OSError, StorageError) as error:
                 self._fail(error, batch)
                 return
+            finally:
+                self.batch_started_at_s = None
             self.durable_op_id = batch[-1].op_id
             self.batch_count += 1
             self.record_count += len(batch)
@@ -327,6 +354,7 @@ class Wal:
             self._roll(batch[0].op_id)
         self._append(data)
         files.failpoint("wal.after_write")
+        files.stall_point("wal.sync_blocks")
         try:
             took_s = files.fdatasync(self._fd)
         except OSError as error:

@@ -8,6 +8,11 @@ their WAL, the way Qdrant answers during its own startup; orchestrators can tell
 recovery from a dead process. Shutdown stops accepting, lets in-flight requests finish
 (their writes are durable and being applied), then closes the catalog, which finishes
 queued writes and checkpoints.
+
+Under systemd (`Type=notify`, see tools/keel.service and server/systemd.py) the same steps
+are reported over `$NOTIFY_SOCKET`: STATUS lines during recovery, READY=1 once recovery has
+finished *and* the port is bound, WATCHDOG=1 while the loop and every WAL writer are alive,
+STOPPING=1 when shutdown begins.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from engine.errors import KeelError
 from server.app import create_app
 from server.config import Settings
 from server.logs import configure_logging
+from server.systemd import Notifier, RecoveryStatus, run_liveness, watchdog_timeout_s
 from server.version import KEEL_VERSION
 
 log = logging.getLogger(__name__)
@@ -77,11 +83,29 @@ async def serve(settings: Settings) -> int:
     # Access logs are per request; STYLE.md keeps per-operation lines at DEBUG.
     access_log = logging.getLogger("aiohttp.access") if settings.log_level == "DEBUG" else None
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE_S, access_log=access_log)
+    if not await _run_until_stopped(runner, catalog, settings, stop_requested):
+        return EXIT_FAILED
+    log.info("closing storage storage=%s", settings.storage_path.resolve())
+    await catalog.close()
+    log.info("stopped keel_version=%s", KEEL_VERSION)
+    return EXIT_OK
+
+
+async def _run_until_stopped(
+    runner: web.AppRunner, catalog: Catalog, settings: Settings, stop_requested: asyncio.Event
+) -> bool:
+    """Listen, recover, serve until stop_requested, stop listening; False if startup failed.
+
+    Tells systemd (when `$NOTIFY_SOCKET` is set) READY=1 after both, STOPPING=1 at the end.
+    """
+    notifier = Notifier.from_environment()
+    liveness_stop = asyncio.Event()
+    liveness_task: asyncio.Task[None] | None = None
     await runner.setup()
     try:
         port = await _listen(runner, settings)
         if port is None:
-            return EXIT_FAILED
+            return False
         log.info(
             "listening host=%s port=%d storage=%s keel_version=%s",
             settings.host,
@@ -89,16 +113,44 @@ async def serve(settings: Settings) -> int:
             settings.storage_path.resolve(),
             KEEL_VERSION,
         )
-        if not await _recover(catalog):
-            return EXIT_FAILED
+        liveness_task = _start_liveness(notifier, catalog, port, liveness_stop)
+        if not await _recover(catalog, notifier):
+            return False
+        notifier.send("READY=1", f"STATUS={_live_status(catalog, port)}")
         await stop_requested.wait()
+        notifier.send("STOPPING=1", "STATUS=stopping: finishing requests, then checkpointing")
     finally:
         # Stops the listener first, then waits up to SHUTDOWN_GRACE_S for in-flight handlers.
         await runner.cleanup()
-    log.info("closing storage storage=%s", settings.storage_path.resolve())
-    await catalog.close()
-    log.info("stopped keel_version=%s", KEEL_VERSION)
-    return EXIT_OK
+        liveness_stop.set()
+        if liveness_task is not None:
+            await liveness_task
+        notifier.close()
+    return True
+
+
+def _start_liveness(
+    notifier: Notifier, catalog: Catalog, port: int, stop: asyncio.Event
+) -> asyncio.Task[None] | None:
+    """Start the watchdog/STATUS task when systemd listens; None otherwise.
+
+    Started before recovery: systemd arms the watchdog only once READY=1 arrives, and an
+    early ping is harmless. Stopped and awaited once the listener has closed.
+    """
+    if not notifier.is_enabled:
+        return None
+    timeout_s = watchdog_timeout_s()
+    return asyncio.create_task(
+        run_liveness(notifier, lambda: _live_status(catalog, port), timeout_s, stop),
+        name="systemd-liveness",
+    )
+
+
+def _live_status(catalog: Catalog, port: int) -> str | None:
+    """The short STATUS `systemctl status keel` shows while serving; None before that."""
+    if not catalog.is_ready:
+        return None
+    return f"serving port={port} collections={len(catalog.names())}"
 
 
 async def _listen(runner: web.AppRunner, settings: Settings) -> int | None:
@@ -122,15 +174,25 @@ async def _listen(runner: web.AppRunner, settings: Settings) -> int | None:
     return ports.pop()
 
 
-async def _recover(catalog: Catalog) -> bool:
-    """Open the catalog (lock the storage, replay every collection); False if that failed."""
+async def _recover(catalog: Catalog, notifier: Notifier) -> bool:
+    """Open the catalog (lock the storage, replay every collection); False if that failed.
+
+    While it runs, recovery's progress events also go to systemd as STATUS lines.
+    """
+    recovery_status = RecoveryStatus(notifier)
+    engine_log = logging.getLogger("engine")
+    if notifier.is_enabled:
+        engine_log.addHandler(recovery_status)
     try:
         await catalog.open()  # logs its own progress: recovery started/finished per collection
     except (KeelError, OSError) as error:
         # StorageLocked, CorruptionError, StorageError name the lock or the file and offset;
         # an OSError (permission denied, disk full) names the path.
         log.error("cannot open storage error_type=%s error=%r", type(error).__name__, str(error))
+        notifier.status(f"cannot open storage: {type(error).__name__}: {error}")
         return False
+    finally:
+        engine_log.removeHandler(recovery_status)
     assert catalog.is_ready, "catalog.open() returned without becoming ready"
     log.info("ready storage=%s", catalog.storage_path.resolve())
     return True

@@ -30,6 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 60.0  # recovery of a big WAL can take a while; a healthy start takes ~1 s
 EXIT_TIMEOUT_S = 60.0
 POLL_INTERVAL_S = 0.02
+SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 PORT_ATTEMPTS_MAX = 3  # a free port can be taken between our probe and the server's bind
 
 _log_numbers = itertools.count(1)
@@ -210,7 +211,13 @@ def kill_all_running() -> list[KeelProcess]:
 
 def _child_env(extra_env: Mapping[str, str] | None) -> dict[str, str]:
     # The parent's KEEL__ settings must not leak into a test's server; a test passes its own.
-    env = {name: value for name, value in os.environ.items() if not name.startswith("KEEL__")}
+    # Nor may systemd's variables, when the tests themselves run under systemd: a test's
+    # server would notify (and ping the watchdog of) the unit running the tests.
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("KEEL__") and name not in SYSTEMD_VARIABLES
+    }
     # Run this checkout's code even when another Keel is installed in the environment.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.update(extra_env or {})

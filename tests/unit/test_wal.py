@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from engine import files
 from engine.errors import CorruptionError, StorageError
-from engine.wal import BATCH_HEADER, ScanEnd, Wal, frame_batch, scan_batches
+from engine.wal import BATCH_HEADER, ScanEnd, Wal, frame_batch, scan_batches, stuck_writers
 
 SECTOR_BYTES = 512
 
@@ -280,3 +281,39 @@ async def test_append_queue_resolves_in_op_order_under_concurrency(tmp_path: Pat
     reopened = open_wal(tmp_path / "wal")
     assert [body for _, body in reopened.read_records(-1)] == [str(i).encode() for i in range(200)]
     await reopened.close()
+
+
+async def test_a_batch_stuck_in_fdatasync_is_reported_until_it_returns(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The watchdog's view (stuck_writers): idle is fine, a slow sync is stuck past the
+    limit, and it stops being stuck once the sync returns; a closed log is forgotten."""
+    Wal.create(tmp_path / "wal")
+    wal = open_wal(tmp_path / "wal")
+    wal.start()
+    await append_all(wal, [b"ok"])
+    assert wal.batch_started_at_s is None
+    assert stuck_writers(in_flight_s_max=0.001) == []
+    entered, release = threading.Event(), threading.Event()
+    real_fdatasync = files.fdatasync
+
+    def blocking_fdatasync(fd: int) -> float:
+        entered.set()
+        assert release.wait(timeout=30), "test never released the sync"
+        return real_fdatasync(fd)
+
+    monkeypatch.setattr(files, "fdatasync", blocking_fdatasync)
+    _, durable = wal.append(b"slow")
+    await asyncio.get_running_loop().run_in_executor(None, entered.wait, 30)
+    await asyncio.sleep(0.02)  # the in-flight age must pass the limit below
+    [(name, in_flight_s)] = stuck_writers(in_flight_s_max=0.01)
+    assert name == "test"
+    assert in_flight_s > 0.01
+    assert stuck_writers(in_flight_s_max=60.0) == []
+    release.set()
+    assert await durable == 1
+    assert wal.batch_started_at_s is None
+    assert stuck_writers(in_flight_s_max=0.001) == []
+    await wal.close()
+    wal.batch_started_at_s = 0.0  # even "stuck forever" is ignored once closed
+    assert stuck_writers(in_flight_s_max=0.001) == []
