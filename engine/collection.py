@@ -48,6 +48,7 @@ from engine.ops import (
     PointRecord,
     ScoredPoint,
     SearchRequest,
+    SparseColumn,
     UpdateResult,
     UpdateStatus,
     UpdateVectors,
@@ -314,6 +315,7 @@ class Collection:
             self.directory / "lmdb",
             list(self.config.vectors),
             self._settings.lmdb_map_bytes_initial,
+            tuple(self.config.sparse_vectors),
         )
         self._wal = Wal(
             self.directory / "wal",
@@ -422,14 +424,16 @@ class Collection:
                     f"number of ids and payloads must be equal "
                     f"({len(op.ids)} != {len(op.payloads)})"
                 )
+            self._check_sparse(op.sparse)
             return replace(op, vectors=self._validated_vectors(op.vectors))
         if isinstance(op, UpdateVectors):
             # Ids that don't exist when the op is applied are skipped (see mutations.py):
             # checking here would miss earlier unapplied ops and earlier ops of a batch.
+            self._check_sparse(op.sparse)
             return replace(op, vectors=self._validated_vectors(op.vectors))
         if isinstance(op, DeleteVectors):
             for name in op.names:
-                if name not in self.config.vectors:
+                if name not in self.config.vectors and name not in self.config.sparse_vectors:
                     raise BadRequest(f"Not existing vector name error: {name}")
         if isinstance(op, CreateFieldIndex):
             self._check_field_index(op)
@@ -448,6 +452,21 @@ class Collection:
         specs = self._store.index_specs
         if op.field_name not in specs and len(specs) >= limits.PAYLOAD_INDEXES_MAX:
             raise BadRequest(f"a collection has at most {limits.PAYLOAD_INDEXES_MAX} indexes")
+
+    def _check_sparse(self, sparse: dict[str, SparseColumn]) -> None:
+        for name, column in sparse.items():
+            if name not in self.config.sparse_vectors:
+                raise BadRequest(f"Not existing vector name error: {name}")
+            if column.indices.shape != column.values.shape:
+                raise BadRequest("Validation error: indices and values must have the same length")
+            if not np.isfinite(column.values).all():
+                raise BadRequest("sparse vector contains a non-finite number (NaN or infinity)")
+            steps = np.diff(column.indices.astype(np.int64))
+            row_starts = column.offsets[1:-1] - 1  # steps across rows are not compared
+            is_step_within_row = np.ones(len(steps), dtype=bool)
+            is_step_within_row[row_starts[(row_starts >= 0) & (row_starts < len(steps))]] = False
+            if (steps[is_step_within_row] <= 0).any():
+                raise BadRequest("sparse vector indices must be ascending and unique")
 
     def _validated_vectors(self, vectors: dict[str, NamedVectors]) -> dict[str, NamedVectors]:
         result = {}

@@ -7,6 +7,10 @@ payload index entries they change (payload_index.py), in the same transaction as
 Not here: the database layout and reads (store.py), evaluating a filter (filters.py: the
 caller passes `compile_filter`), when ops are applied (applier.py).
 
+Sparse vectors live beside dense ones under their own names (store.py's `s:` and `i:` dbs):
+writing a label's sparse vector puts one inverted-index entry per index, killing the label
+removes them, in the same transaction; they never enter the graphs' delta.
+
 Every change to a point's vectors gives the point a fresh label (store.py explains why);
 payload-only changes keep the label. Every change sets the point's version to the op id.
 Whenever a payload changes, the entries of the old payload leave every payload index and those
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -39,6 +43,8 @@ from engine.ops import (
     Operation,
     PayloadMode,
     PointId,
+    SparseColumn,
+    SparseVector,
     UpdateMode,
     UpdatePayload,
     UpdateVectors,
@@ -65,6 +71,13 @@ class Databases:
     vectors: dict[str, Any]
     schema: Any = None  # payload index definitions (payload_index.py)
     pindex: Any = None  # payload index entries
+    sparse: dict[str, Any] = field(default_factory=dict)  # label -> SparseVector bytes
+    inverted: dict[str, Any] = field(default_factory=dict)  # index u32 + label u64 -> f32
+
+
+def inverted_key(index: int, label: int) -> bytes:
+    """Inverted-index key: dimension index u32 BE + label u64 BE (a posting list per index)."""
+    return index.to_bytes(4, "big") + label.to_bytes(8, "big")
 
 
 class BatchWriter:
@@ -113,6 +126,7 @@ class BatchWriter:
 
     def _upsert(self, op_id: int, op: UpsertPoints) -> None:
         row_of = {name: _row_lookup(nv.rows, len(op.ids)) for name, nv in op.vectors.items()}
+        sparse_row_of = {name: _row_lookup(c.rows, len(op.ids)) for name, c in op.sparse.items()}
         predicate = None if op.update_filter is None else self._compile_filter(op.update_filter)
         for position, point_id in enumerate(op.ids):
             key = point_key(point_id)
@@ -123,11 +137,7 @@ class BatchWriter:
                 continue
             if old is not None and predicate is not None and not _matches(predicate, key, old):
                 continue  # conditional upsert: an existing point must match to be replaced
-            vectors = {
-                name: nv.matrix[row_of[name][position]]
-                for name, nv in op.vectors.items()
-                if row_of[name][position] >= 0
-            }
+            vectors = _point_vectors(op.vectors, row_of, op.sparse, sparse_row_of, position)
             if old is not None:
                 self._kill(op_id, key, old)
             self._write_new_version(op_id, key, op.payloads[position], vectors)
@@ -155,21 +165,18 @@ class BatchWriter:
 
     def _update_vectors(self, op_id: int, op: UpdateVectors) -> None:
         row_of = {name: _row_lookup(nv.rows, len(op.ids)) for name, nv in op.vectors.items()}
+        sparse_row_of = {name: _row_lookup(c.rows, len(op.ids)) for name, c in op.sparse.items()}
         predicate = None if op.update_filter is None else self._compile_filter(op.update_filter)
         for position, point_id in enumerate(op.ids):
             key = point_key(point_id)
             old = self._read(key)
             if old is None or (predicate is not None and not _matches(predicate, key, old)):
                 continue
-            new = {
-                name: nv.matrix[row_of[name][position]]
-                for name, nv in op.vectors.items()
-                if row_of[name][position] >= 0
-            }
+            new = _point_vectors(op.vectors, row_of, op.sparse, sparse_row_of, position)
             self._replace_vectors(op_id, key, drop_names=set(), new=new)
 
     def _replace_vectors(
-        self, op_id: int, key: bytes, drop_names: set[str], new: dict[str, np.ndarray]
+        self, op_id: int, key: bytes, drop_names: set[str], new: dict[str, Any]
     ) -> None:
         """New version of a point: old vectors kept unless dropped or replaced."""
         old = self._read(key)
@@ -179,9 +186,15 @@ class BatchWriter:
         vectors = {}
         for name in old_names:
             if name not in drop_names and name not in new:
-                raw = self._txn.get(label_key(old_label), db=self._dbs.vectors[name])
+                is_sparse = name in self._dbs.sparse
+                db = self._dbs.sparse[name] if is_sparse else self._dbs.vectors[name]
+                raw = self._txn.get(label_key(old_label), db=db)
                 assert raw is not None, (old_label, name)
-                vectors[name] = np.frombuffer(raw, dtype="<f4")
+                vectors[name] = (
+                    SparseVector.from_bytes(bytes(raw))
+                    if is_sparse
+                    else np.frombuffer(raw, dtype="<f4")
+                )
         vectors.update(new)
         self._kill(op_id, key, old)
         self._write_new_version(op_id, key, payload, vectors)
@@ -280,13 +293,16 @@ class BatchWriter:
         return None if value is None else cbor2.loads(value)
 
     def _write_new_version(
-        self, op_id: int, key: bytes, payload: dict[str, Any] | None, vectors: dict[str, np.ndarray]
+        self, op_id: int, key: bytes, payload: dict[str, Any] | None, vectors: dict[str, Any]
     ) -> None:
         label = self.next_label
         self.next_label += 1
         self.born_labels.add(label)
         encoded_label = label_key(label)
         for name, vector in vectors.items():
+            if isinstance(vector, SparseVector):
+                self._put_sparse(name, label, vector)
+                continue
             self._txn.put(
                 encoded_label,
                 vector.astype("<f4", copy=False).tobytes(),
@@ -305,10 +321,55 @@ class BatchWriter:
         is_deleted = self._txn.delete(encoded_label, db=self._dbs.labels)
         assert is_deleted, f"label {old_label} of point {point_id_from_key(key)} not in labels db"
         for name in old_names:
+            if name in self._dbs.sparse:
+                self._delete_sparse(name, old_label)
+                continue
             is_deleted = self._txn.delete(encoded_label, db=self._dbs.vectors[name])
             assert is_deleted, (old_label, name)
             self.delta.removed_labels.setdefault(name, []).append(old_label)
         self._txn.put(encoded_label, cbor2.dumps([op_id, old_names]), db=self._dbs.dead)
+
+    def _put_sparse(self, name: str, label: int, vector: SparseVector) -> None:
+        """The label's sparse vector and its inverted-index entries, in this transaction."""
+        assert vector.indices.shape == vector.values.shape, (name, label)
+        self._txn.put(label_key(label), vector.to_bytes(), db=self._dbs.sparse[name])
+        inverted = self._dbs.inverted[name]
+        raw_values = vector.values.astype("<f4").tobytes()
+        for position, index in enumerate(vector.indices.tolist()):
+            value = raw_values[4 * position : 4 * position + 4]
+            is_new = self._txn.put(inverted_key(index, label), value, db=inverted, overwrite=False)
+            assert is_new, (name, label, index)
+
+    def _delete_sparse(self, name: str, label: int) -> None:
+        raw = self._txn.get(label_key(label), db=self._dbs.sparse[name])
+        assert raw is not None, (label, name)
+        vector = SparseVector.from_bytes(bytes(raw))
+        inverted = self._dbs.inverted[name]
+        for index in vector.indices.tolist():
+            is_deleted = self._txn.delete(inverted_key(index, label), db=inverted)
+            assert is_deleted, (name, label, index)
+        is_deleted = self._txn.delete(label_key(label), db=self._dbs.sparse[name])
+        assert is_deleted, (name, label)
+
+
+def _point_vectors(
+    dense: dict[str, Any],
+    row_of: dict[str, np.ndarray],
+    sparse: dict[str, SparseColumn],
+    sparse_row_of: dict[str, np.ndarray],
+    position: int,
+) -> dict[str, Any]:
+    """The vectors an op gives the point at `position`: dense rows and SparseVectors."""
+    vectors: dict[str, Any] = {
+        name: nv.matrix[row_of[name][position]]
+        for name, nv in dense.items()
+        if row_of[name][position] >= 0
+    }
+    for name, column in sparse.items():
+        row = int(sparse_row_of[name][position])
+        if row >= 0:
+            vectors[name] = column.vector(row)
+    return vectors
 
 
 def edited_payload(payload: dict[str, Any], op: UpdatePayload) -> dict[str, Any] | None:

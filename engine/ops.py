@@ -16,6 +16,9 @@ Record body: a CBOR map, keys short on purpose (they are repeated in every recor
 | m   | upsert, payload     | update_mode / payload mode                                  |
 | v   | upsert, vectors     | name -> [rows, dim, matrix]: rows = LE int32 positions into |
 |     |                     | ids, matrix = LE float32, len(rows) x dim                   |
+| s   | upsert, vectors     | sparse name -> [rows, offsets, indices, values]: rows as in |
+|     |                     | v, offsets LE int64 (len(rows) + 1) into indices (LE uint32,|
+|     |                     | ascending per row) and values (LE float32); absent: none    |
 | p   | upsert, payload     | payload per id (upsert) / the payload to set (payload)      |
 | k   | payload             | keys to delete                                              |
 | key | payload             | nested path to set at                                       |
@@ -80,6 +83,64 @@ class VectorConfig:
     hnsw_ef_construct: int | None = None
 
 
+class SparseModifier(str, enum.Enum):
+    NONE = "none"
+    IDF = "idf"
+
+
+@dataclass(frozen=True)
+class SparseVectorConfig:
+    """A sparse vector name: dot product over an inverted index; `idf` weighs the query's
+    values by inverse document frequency, as Qdrant's `modifier: idf`."""
+
+    modifier: SparseModifier = SparseModifier.NONE
+
+
+@dataclass(frozen=True)
+class SparseVector:
+    """One sparse vector: indices ascending and unique (uint32), values float32, same length."""
+
+    indices: np.ndarray
+    values: np.ndarray
+
+    def to_bytes(self) -> bytes:
+        """LMDB value: LE uint32 indices then LE float32 values (count = len / 8)."""
+        return self.indices.astype("<u4").tobytes() + self.values.astype("<f4").tobytes()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> SparseVector:
+        assert len(raw) % 8 == 0, len(raw)
+        count = len(raw) // 8
+        indices = np.frombuffer(raw, dtype="<u4", count=count).astype(np.uint32)
+        values = np.frombuffer(raw, dtype="<f4", offset=4 * count).astype(np.float32)
+        return cls(indices, values)
+
+
+@dataclass(frozen=True)
+class SparseColumn:
+    """The sparse vectors of one name in an op: row i belongs to ids[rows[i]] and is
+    indices/values[offsets[i]:offsets[i + 1]]."""
+
+    rows: np.ndarray  # int32, strictly increasing positions into the op's ids
+    offsets: np.ndarray  # int64, len(rows) + 1, offsets[0] == 0
+    indices: np.ndarray  # uint32
+    values: np.ndarray  # float32
+
+    def vector(self, row: int) -> SparseVector:
+        start, end = int(self.offsets[row]), int(self.offsets[row + 1])
+        return SparseVector(self.indices[start:end], self.values[start:end])
+
+    @classmethod
+    def from_vectors(cls, rows: list[int], vectors: list[SparseVector]) -> SparseColumn:
+        lengths = [len(vector.indices) for vector in vectors]
+        offsets = np.zeros(len(vectors) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum(lengths, dtype=np.int64)
+        empty_u32, empty_f32 = np.empty(0, np.uint32), np.empty(0, np.float32)
+        indices = np.concatenate([v.indices for v in vectors] or [empty_u32]).astype(np.uint32)
+        values = np.concatenate([v.values for v in vectors] or [empty_f32]).astype(np.float32)
+        return cls(np.asarray(rows, dtype=np.int32), offsets, indices, values)
+
+
 @dataclass(frozen=True)
 class HnswSettings:
     m: int = 16
@@ -98,6 +159,7 @@ class CollectionConfig:
     vectors: dict[str, VectorConfig]
     hnsw: HnswSettings = field(default_factory=HnswSettings)
     echo: dict[str, Any] = field(default_factory=dict)
+    sparse_vectors: dict[str, SparseVectorConfig] = field(default_factory=dict)
 
     @property
     def is_single_unnamed(self) -> bool:
@@ -120,6 +182,9 @@ class CollectionConfig:
                 "full_scan_threshold": self.hnsw.full_scan_threshold,
             },
             "echo": self.echo,
+            "sparse_vectors": {
+                name: {"modifier": v.modifier.value} for name, v in self.sparse_vectors.items()
+            },
         }
 
     @classmethod
@@ -133,7 +198,16 @@ class CollectionConfig:
             )
             for name, v in data["vectors"].items()
         }
-        return cls(vectors=vectors, hnsw=HnswSettings(**data["hnsw"]), echo=data.get("echo", {}))
+        sparse_vectors = {
+            name: SparseVectorConfig(SparseModifier(v["modifier"]))
+            for name, v in data.get("sparse_vectors", {}).items()  # absent before sparse
+        }
+        return cls(
+            vectors=vectors,
+            hnsw=HnswSettings(**data["hnsw"]),
+            echo=data.get("echo", {}),
+            sparse_vectors=sparse_vectors,
+        )
 
 
 @dataclass(frozen=True)
@@ -154,6 +228,7 @@ class UpsertPoints:
     payloads: list[dict[str, Any] | None]
     update_mode: UpdateMode = UpdateMode.UPSERT
     update_filter: Any = None  # an engine.filters.Filter, or None
+    sparse: dict[str, SparseColumn] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -192,6 +267,7 @@ class UpdateVectors:
     ids: list[PointId]
     vectors: dict[str, NamedVectors]
     update_filter: Any = None
+    sparse: dict[str, SparseColumn] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -385,6 +461,35 @@ def _decode_vectors(data: dict[str, list[Any]]) -> dict[str, NamedVectors]:
     return vectors
 
 
+def _encode_sparse(sparse: dict[str, SparseColumn]) -> dict[str, list[bytes]]:
+    encoded = {}
+    for name, column in sparse.items():
+        assert column.offsets.shape[0] == column.rows.shape[0] + 1, (name, column.offsets.shape)
+        assert column.indices.shape == column.values.shape, (name, column.indices.shape)
+        encoded[name] = [
+            column.rows.astype("<i4", copy=False).tobytes(),
+            column.offsets.astype("<i8", copy=False).tobytes(),
+            column.indices.astype("<u4", copy=False).tobytes(),
+            column.values.astype("<f4", copy=False).tobytes(),
+        ]
+    return encoded
+
+
+def _decode_sparse(data: dict[str, list[bytes]]) -> dict[str, SparseColumn]:
+    columns = {}
+    for name, (rows, offsets, indices, values) in data.items():
+        column = SparseColumn(
+            np.frombuffer(rows, dtype="<i4").astype(np.int32),
+            np.frombuffer(offsets, dtype="<i8").astype(np.int64),
+            np.frombuffer(indices, dtype="<u4").astype(np.uint32),
+            np.frombuffer(values, dtype="<f4").astype(np.float32),
+        )
+        if column.offsets.shape[0] != column.rows.shape[0] + 1:
+            raise ValueError(f"sparse column {name!r} has bad offsets")
+        columns[name] = column
+    return columns
+
+
 def _encode_ids(ids: list[PointId] | None) -> list[int | bytes] | None:
     return None if ids is None else [_encode_id(point_id) for point_id in ids]
 
@@ -402,6 +507,7 @@ def _encode_upsert(op: UpsertPoints) -> dict[str, Any]:
         "v": _encode_vectors(op.vectors),
         "p": op.payloads,
         "f": encode_tree(op.update_filter),
+        **({"s": _encode_sparse(op.sparse)} if op.sparse else {}),
     }
 
 
@@ -412,6 +518,7 @@ def _decode_upsert(data: dict[str, Any], types: Mapping[str, type]) -> UpsertPoi
         payloads=data["p"],
         update_mode=UpdateMode(data["m"]),
         update_filter=decode_tree(data.get("f"), types),
+        sparse=_decode_sparse(data.get("s", {})),
     )
 
 
@@ -452,6 +559,7 @@ def _encode_update_vectors(op: UpdateVectors) -> dict[str, Any]:
         "ids": _encode_ids(op.ids),
         "v": _encode_vectors(op.vectors),
         "f": encode_tree(op.update_filter),
+        **({"s": _encode_sparse(op.sparse)} if op.sparse else {}),
     }
 
 
@@ -460,6 +568,7 @@ def _decode_update_vectors(data: dict[str, Any], types: Mapping[str, type]) -> U
         ids=_decode_ids(data["ids"]),
         vectors=_decode_vectors(data["v"]),
         update_filter=decode_tree(data["f"], types),
+        sparse=_decode_sparse(data.get("s", {})),
     )
 
 

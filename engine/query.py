@@ -16,6 +16,8 @@ Formulas read in Qdrant 1.19's source:
   `0.5 * (x / (1 + |x|) + 1)` of the best positive similarity when it beats the best negative,
   else minus that of the best negative; sum scores: positives minus negatives), on Qdrant's
   internal similarities (Euclid: minus the squared distance, Manhattan: minus the distance);
+- a sparse `using` is searched by `Reader.sparse_search` (dot product over the inverted index,
+  only points sharing an index with the query), in a node, a prefetch and under fusion alike;
 - examples given as point ids are excluded from the results (`collection_query.rs`
   adds a `must_not has_id` for them).
 """
@@ -30,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from engine import filters
-from engine.errors import BadRequest, NotFound
+from engine.errors import BadRequest, NotFound, NotImplementedYet
 from engine.ops import (
     Distance,
     PayloadSelector,
@@ -38,6 +40,7 @@ from engine.ops import (
     PointRecord,
     ScoredPoint,
     SearchRequest,
+    SparseVector,
     VectorSelector,
 )
 from engine.reads import Reader, score_matrix
@@ -46,7 +49,8 @@ RRF_K_DEFAULT = 2
 GROUP_SIZE_DEFAULT = 3
 GROUP_OVERFETCH = 4  # candidates fetched per wanted group member
 GROUP_FETCH_MIN = 100
-Example = Any  # an np.ndarray (float32) or a PointId to take the vector from
+Example = Any  # an np.ndarray (float32), a SparseVector, or a PointId to take the vector from
+SPARSE_DENSE_MISMATCH = "Conversion between sparse and regular vectors failed"
 
 
 @dataclass(frozen=True)
@@ -509,9 +513,14 @@ def _vector_hits(
     wanted: int,
 ) -> list[Hit]:
     reader = context.reader
+    if node.using in reader.config.sparse_vectors:
+        return _sparse_hits(context, node, query, candidates, wanted)
     vector_config = reader.config.vectors.get(node.using)
     if vector_config is None:
         raise BadRequest(f"Not existing vector name error: {node.using}")
+    examples = [query.example] if isinstance(query, Nearest) else [*query.positive, *query.negative]
+    if any(isinstance(example, SparseVector) for example in examples):
+        raise BadRequest(SPARSE_DENSE_MISMATCH)
     distance = vector_config.distance
     examples = _examples(context, node, query)
     _check_dimensions(examples, vector_config.size)
@@ -534,6 +543,32 @@ def _vector_hits(
         node.using, score, is_higher_better, node.filter, candidates, wanted
     )
     return _thresholded(pairs, node.score_threshold, is_higher_better)
+
+
+def _sparse_hits(
+    context: _Context,
+    node: QueryNode,
+    query: Nearest | Recommend,
+    candidates: list[PointId] | None,
+    wanted: int,
+) -> list[Hit]:
+    """A nearest query on a sparse vector name: dot product through the inverted index."""
+    if isinstance(query, Recommend):
+        raise NotImplementedYet("recommend on sparse vectors is not implemented yet")
+    example = query.example
+    if is_point_id(example):
+        if node.lookup_from is not None:
+            raise NotImplementedYet("lookup_from with sparse vectors is not implemented yet")
+        found = context.reader.sparse_vectors_of([example], node.using)
+        if example not in found:
+            raise NotFound(f"No point with id {example} found")
+        example = found[example]
+        if example is None:
+            raise NotFound(f'Vector with name "{node.using}" for point not found')
+    if not isinstance(example, SparseVector):
+        raise BadRequest(SPARSE_DENSE_MISMATCH)
+    pairs = context.reader.sparse_search(node.using, example, node.filter, candidates, wanted)
+    return _thresholded(pairs, node.score_threshold, True)
 
 
 def _searched(reader: Reader, node: QueryNode, vector: np.ndarray, wanted: int) -> list[Hit]:

@@ -5,6 +5,10 @@ shared across a graph search and the LMDB reads that follow it), exact scoring, 
 vector selection, filtered search planning.
 Not here: writes (collection.py, mutations.py), the graphs themselves (index.py).
 
+Sparse vectors are scored by dot product through the inverted index (store.py): the postings
+of the query's indices are summed per label in one read transaction, the filter is checked on
+the points that scored; with `modifier: idf` the query's values are weighted first.
+
 Scores follow Qdrant: Cosine and Dot are similarities (higher is better), Euclid and
 Manhattan distances (lower is better). Hits from the graph are rescored exactly from LMDB,
 so graph and exact search report the same numbers.
@@ -43,6 +47,8 @@ from engine.ops import (
     PointRecord,
     ScoredPoint,
     SearchRequest,
+    SparseModifier,
+    SparseVector,
     VectorSelector,
     point_id_from_key,
     point_key,
@@ -336,7 +342,45 @@ class Reader:
         if not selector.is_enabled:
             return None
         names = [n for n in point.names if selector.names is None or n in selector.names]
-        return {name: self._store.get_vectors(name, [point.label])[0] for name in names}
+        return {
+            name: self._store.get_sparse(name, [point.label])[0]
+            if name in self.config.sparse_vectors
+            else self._store.get_vectors(name, [point.label])[0]
+            for name in names
+        }
+
+    # ---- sparse vectors --------------------------------------------------------------------
+
+    def sparse_search(
+        self,
+        name: str,
+        query: SparseVector,
+        filter_: Any,
+        ids: list[PointId] | None,
+        limit: int,
+    ) -> list[tuple[PointId, float]]:
+        """Dot product of `query` with the points' sparse vector `name` through the inverted
+        index, best `limit` first: only points sharing an index with the query score (as
+        Qdrant). With `modifier: idf` the query's values are weighted by
+        ln((n - df + 0.5) / (df + 0.5) + 1), n the points with a vector `name`, df those
+        having the index (Qdrant's `lib/segment` and qdrant-client's local mode). `ids`
+        restricts the points (a prefetch's candidates); `filter_` is checked on each."""
+        predicate = None if filter_ is None else compile_filter(filter_)
+        is_idf = self.config.sparse_vectors[name].modifier is SparseModifier.IDF
+        points, scores = self._store.sparse_scores(name, query, idf if is_idf else None)
+        allowed = None if ids is None else set(map(point_key, ids))
+        kept = [
+            (point, score)
+            for point, score in zip(points, scores.tolist())
+            if point is not None
+            and (allowed is None or point.key in allowed)
+            and (
+                predicate is None
+                or predicate(point_id_from_key(point.key), point.payload or {}, point.names)
+            )
+        ]
+        kept.sort(key=lambda pair: (-pair[1], pair[0].key))
+        return [(point_id_from_key(point.key), score) for point, score in kept[:limit]]
 
     # ---- for the universal query (engine/query.py) -------------------------------------
 
@@ -350,6 +394,17 @@ class Reader:
                 vector = None
                 if name in point.names:
                     vector = self._store.get_vectors(name, [point.label])[0]
+                result[point_id_from_key(point.key)] = vector
+        return result
+
+    def sparse_vectors_of(self, ids: list[PointId], name: str) -> dict[PointId, Any]:
+        """Each existing point's sparse vector `name` (None if it has none)."""
+        result: dict[PointId, Any] = {}
+        for point in self._store.get_points([point_key(point_id) for point_id in ids]):
+            if point is not None:
+                vector = None
+                if name in point.names:
+                    vector = self._store.get_sparse(name, [point.label])[0]
                 result[point_id_from_key(point.key)] = vector
         return result
 
@@ -481,6 +536,11 @@ FILTER_TYPES = {name: value for name, value in vars(filters).items() if isinstan
 def compile_filter(filter_: Any) -> filters.Checker:
     """A predicate (point_id, payload dict, vector_names) -> bool for one filter."""
     return filters.compile_filter(filter_)
+
+
+def idf(frequencies: np.ndarray, documents_count: int) -> np.ndarray:
+    """Qdrant's inverse document frequency of each index: ln((n - df + 0.5) / (df + 0.5) + 1)."""
+    return np.log((documents_count - frequencies + 0.5) / (frequencies + 0.5) + 1.0)
 
 
 def normalize_rows(matrix: np.ndarray) -> np.ndarray:

@@ -15,6 +15,8 @@ labels born after it (`labels` from its next_label) and labels that died after i
 | labels     | label u64 big-endian        | point key (raw bytes)                          |
 | dead       | label u64 big-endian        | [death op_id, names]                           |
 | v:<name>   | label u64 big-endian        | float32 little-endian bytes (raw)              |
+| s:<name>   | label u64 big-endian        | sparse: u32 LE indices, then f32 LE values     |
+| i:<name>   | index u32 BE + label u64 BE | f32 LE value: sparse inverted index (postings) |
 | schema     | payload field name          | payload index definition (payload_index.py)    |
 | pindex     | field + encoded value       | point key, dupsort (payload_index.py)          |
 
@@ -40,7 +42,7 @@ from engine import files, limits, payload_index
 from engine.errors import StorageError
 from engine.locks import ReadWriteLock
 from engine.mutations import BatchWriter, CompileFilter, Databases, Predicate, label_key
-from engine.ops import Operation
+from engine.ops import Operation, SparseVector
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +81,22 @@ def _no_filters(filter_: object) -> Predicate:
 class Store:
     """One LMDB environment; write transactions come only from the applier thread."""
 
-    def __init__(self, path: Path, vector_names: list[str], map_bytes_initial: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        vector_names: list[str],
+        map_bytes_initial: int,
+        sparse_names: tuple[str, ...] = (),
+    ) -> None:
         self.path = path
         self.vector_names = list(vector_names)
+        self.sparse_names = list(sparse_names)
         self._map_bytes = map_bytes_initial
         self._lock = ReadWriteLock()  # exclusive only around set_mapsize
         self._env = lmdb.open(
             str(path),
             map_size=map_bytes_initial,
-            max_dbs=8 + len(vector_names),
+            max_dbs=8 + len(vector_names) + 2 * len(sparse_names),
             subdir=True,
             sync=True,
             metasync=False,
@@ -107,8 +116,17 @@ class Store:
         self._vectors = {name: self._env.open_db(b"v:" + name.encode()) for name in vector_names}
         self._schema = self._env.open_db(b"schema")
         self._pindex = self._env.open_db(b"pindex", dupsort=True)
+        self._sparse = {name: self._env.open_db(b"s:" + name.encode()) for name in sparse_names}
+        self._inverted = {name: self._env.open_db(b"i:" + name.encode()) for name in sparse_names}
         self._dbs = Databases(
-            self._points, self._labels, self._dead, self._vectors, self._schema, self._pindex
+            self._points,
+            self._labels,
+            self._dead,
+            self._vectors,
+            self._schema,
+            self._pindex,
+            self._sparse,
+            self._inverted,
         )
         with self._env.begin() as txn:
             self.applied_op_id = _read_u64(txn, self._meta, _APPLIED_KEY, _NO_OP_ID)
@@ -192,6 +210,43 @@ class Store:
         with self._lock.shared(), self._env.begin() as txn:
             raw = [txn.get(label_key(label), db=self._vectors[name]) for label in labels]
         return [None if value is None else np.frombuffer(value, dtype="<f4") for value in raw]
+
+    def get_sparse(self, name: str, labels: list[int]) -> list[SparseVector | None]:
+        with self._lock.shared(), self._env.begin() as txn:
+            raw = [txn.get(label_key(label), db=self._sparse[name]) for label in labels]
+        return [None if value is None else SparseVector.from_bytes(value) for value in raw]
+
+    def sparse_scores(
+        self,
+        name: str,
+        query: SparseVector,
+        weigh: Callable[[np.ndarray, int], np.ndarray] | None = None,
+    ) -> tuple[list[StoredPoint | None], np.ndarray]:
+        """(points, scores): dot product of `query` with every stored sparse vector `name`
+        sharing an index with it, from the inverted index. `weigh(frequencies, count)` may
+        rescale the query's values from each index's document frequency and the count of
+        points having a vector `name` (IDF). One read transaction: postings and points are
+        one snapshot."""
+        with self._lock.shared(), self._env.begin() as txn:
+            cursor = txn.cursor(self._inverted[name])
+            postings = [_posting(cursor, index) for index in query.indices.tolist()]
+            weights = query.values.astype(np.float32)
+            if weigh is not None:
+                frequencies = np.array([len(labels) for labels, _ in postings], dtype=np.int64)
+                documents_count = txn.stat(self._sparse[name])["entries"]
+                weights = (weights * weigh(frequencies, documents_count)).astype(np.float32)
+            empty_labels, empty_values = np.empty(0, np.uint64), np.empty(0, np.float32)
+            all_labels = np.concatenate([labels for labels, _ in postings] or [empty_labels])
+            products = [values * weight for (_, values), weight in zip(postings, weights)]
+            unique_labels, inverse = np.unique(all_labels, return_inverse=True)
+            scores = np.zeros(len(unique_labels), dtype=np.float32)
+            np.add.at(scores, inverse, np.concatenate(products or [empty_values]))
+            points = []
+            for label in unique_labels.tolist():
+                key = txn.get(label_key(label), db=self._labels)
+                assert key is not None, f"label {label} in the inverted index {name!r} is dead"
+                points.append(_stored_point(bytes(key), txn.get(key, db=self._points)))
+        return points, scores
 
     def iter_points(self, start_key: bytes | None) -> Iterator[StoredPoint]:
         """Every point from start_key on (all when None), in key order: integer ids
@@ -334,6 +389,21 @@ class Store:
 def _read_u64(txn: lmdb.Transaction, db: Any, key: bytes, default: int) -> int:
     value = txn.get(key, db=db)
     return default if value is None else int.from_bytes(value, "big")
+
+
+def _posting(cursor: Any, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, values) of one index's posting list, read from an inverted-index cursor."""
+    prefix = index.to_bytes(4, "big")
+    labels: list[int] = []
+    values: list[bytes] = []
+    if cursor.set_range(prefix):
+        for key, value in cursor:
+            if key[:4] != prefix:
+                break
+            labels.append(int.from_bytes(key[4:], "big"))
+            values.append(value)
+    matrix = np.frombuffer(b"".join(values), dtype="<f4").astype(np.float32)
+    return np.asarray(labels, dtype=np.uint64), matrix
 
 
 def _stored_point(key: bytes, value: bytes | None) -> StoredPoint | None:

@@ -21,7 +21,15 @@ from typing import Any
 
 from engine.errors import BadRequest, FormatError, NotImplementedYet
 from engine.limits import VECTOR_DIM_MAX, VECTOR_NAMES_MAX
-from engine.ops import UNNAMED_VECTOR, CollectionConfig, Distance, HnswSettings, VectorConfig
+from engine.ops import (
+    UNNAMED_VECTOR,
+    CollectionConfig,
+    Distance,
+    HnswSettings,
+    SparseModifier,
+    SparseVectorConfig,
+    VectorConfig,
+)
 from server.serde_text import (
     invalid_type,
     missing_field,
@@ -174,7 +182,44 @@ def parse_create_collection(data: Any) -> CollectionConfig:
         ef_construct=hnsw.get("ef_construct", defaults.ef_construct),
         full_scan_threshold=hnsw.get("full_scan_threshold", defaults.full_scan_threshold),
     )
-    return CollectionConfig(vectors=vectors, hnsw=hnsw_settings, echo=echo)
+    sparse_vectors, echo["sparse_vectors"] = _parse_sparse_vectors(data.get("sparse_vectors"))
+    for name in sparse_vectors:
+        if name in vectors:
+            raise BadRequest(f"Vector name {name} is used by both dense and sparse vectors")
+    return CollectionConfig(
+        vectors=vectors, hnsw=hnsw_settings, echo=echo, sparse_vectors=sparse_vectors
+    )
+
+
+def _parse_sparse_vectors(
+    raw: Any,
+) -> tuple[dict[str, SparseVectorConfig], dict[str, dict[str, Any]]]:
+    """`sparse_vectors`: name -> SparseVectorParams `{index?, modifier?}`; the configs and
+    their echo (what collection info shows, as Qdrant: only the fields given, nulls left out)."""
+    if raw is None:
+        return {}, {}
+    if type(raw) is not dict:
+        raise invalid_type(raw, "a map")
+    configs: dict[str, SparseVectorConfig] = {}
+    echo: dict[str, dict[str, Any]] = {}
+    for name, params in raw.items():
+        if type(params) is not dict:
+            raise invalid_type(params, "struct SparseVectorParams")
+        for key in params:
+            if key not in ("index", "modifier"):
+                raise FormatError(f"unknown field `{key}`, expected `index` or `modifier`")
+        modifier = params.get("modifier")
+        if modifier is not None and modifier not in ("none", "idf"):
+            raise unknown_variant(modifier, ("none", "idf"))
+        index = params.get("index")
+        if index is not None and type(index) is not dict:
+            raise invalid_type(index, "struct SparseIndexParams")
+        _check_vector_name(name, "sparse")
+        configs[name] = SparseVectorConfig(SparseModifier(modifier or "none"))
+        echo[name] = {key: value for key, value in params.items() if value is not None}
+    if len(configs) > VECTOR_NAMES_MAX:
+        raise BadRequest(f"too many sparse vectors: {len(configs)}, at most {VECTOR_NAMES_MAX}")
+    return configs, echo
 
 
 def collection_info_json(config: CollectionConfig, stats: Any) -> dict[str, Any]:
@@ -380,18 +425,20 @@ def _check_vector_names(vectors: dict[str, VectorConfig], is_single_form: bool) 
     if is_single_form:
         return
     for name in vectors:
-        if len(name.encode()) > VECTOR_NAME_BYTES_MAX:
-            reason = f"vector name must be at most {VECTOR_NAME_BYTES_MAX} bytes long"
-        elif bad := next((c for c in VECTOR_NAME_CHARS_FORBIDDEN if c in name), None):
-            reason = f'vector name cannot contain "{bad}" char'
-        else:
-            continue
-        raise BadRequest(f"Invalid dense vector name `{name}`: {reason}")
+        _check_vector_name(name, "dense")
+
+
+def _check_vector_name(name: str, kind: str) -> None:
+    if len(name.encode()) > VECTOR_NAME_BYTES_MAX:
+        reason = f"vector name must be at most {VECTOR_NAME_BYTES_MAX} bytes long"
+    elif bad := next((c for c in VECTOR_NAME_CHARS_FORBIDDEN if c in name), None):
+        reason = f'vector name cannot contain "{bad}" char'
+    else:
+        return
+    raise BadRequest(f"Invalid {kind} vector name `{name}`: {reason}")
 
 
 def _reject_unsupported(data: dict[str, Any]) -> None:
-    if data.get("sparse_vectors"):
-        raise NotImplementedYet("sparse vectors are not implemented yet")
     if data.get("sharding_method") == "custom":
         raise NotImplementedYet("custom sharding is not supported by single-node Keel")
     strict_mode = data.get("strict_mode_config")
@@ -415,7 +462,13 @@ def _params_json(config: CollectionConfig) -> dict[str, Any]:
         vectors: dict[str, Any] = vector_json(UNNAMED_VECTOR)
     else:
         vectors = {name: vector_json(name) for name in config.vectors}
-    return {"vectors": vectors, **DEFAULT_PARAMS, **echo.get("params", {})}
+    params = {"vectors": vectors, **DEFAULT_PARAMS, **echo.get("params", {})}
+    if config.sparse_vectors:
+        sparse_echo = echo.get("sparse_vectors", {})
+        params["sparse_vectors"] = {
+            name: sparse_echo.get(name, {}) for name in config.sparse_vectors
+        }
+    return params
 
 
 def _optimizer_json(diff: dict[str, Any]) -> dict[str, Any]:

@@ -62,9 +62,15 @@ class CollectionUpdate:
     vector_diffs: dict[str, dict[str, Any]]
     quantization: dict[str, Any] | str | None
     metadata: dict[str, Any] | None
+    sparse_names: tuple[str, ...] = ()  # names in the body's `sparse_vectors`
 
     def apply(self, config: CollectionConfig) -> CollectionConfig:
         """`config` with this update merged in; BadRequest for a vector it does not have."""
+        for name in sorted(self.sparse_names):
+            if name not in config.sparse_vectors:
+                raise BadRequest(f"Not existing vector name error: {name}")
+        if self.sparse_names:
+            raise NotImplementedYet("changing sparse vector params is not implemented yet")
         echo = copy.deepcopy(config.echo)
         echo["optimizers_config"] = {**echo.get("optimizers_config", {}), **self.optimizers}
         echo["params"] = _merged_params(echo.get("params", {}), self.params)
@@ -76,15 +82,17 @@ class CollectionUpdate:
             echo["metadata"] = merge_metadata(echo.get("metadata"), self.metadata)
         vectors = _merged_vectors(config, echo, self.vector_diffs)
         hnsw = _merged_hnsw(config.hnsw, self.hnsw)
-        return CollectionConfig(vectors=vectors, hnsw=hnsw, echo=echo)
+        return CollectionConfig(
+            vectors=vectors, hnsw=hnsw, echo=echo, sparse_vectors=config.sparse_vectors
+        )
 
 
 def parse_update_collection(data: Any) -> CollectionUpdate:
     """An UpdateCollection body, checked as Qdrant checks it before finding the collection.
 
     Raises FormatError (400) for a malformed body, ValidationError (422) for values out of
-    range, NotImplementedYet (501) for strict mode; BadRequest (400) for sparse vectors
-    (Keel has none, so every name is unknown).
+    range, NotImplementedYet (501) for strict mode; `apply` answers BadRequest (400) for an
+    unknown sparse vector name and 501 for changing a known one.
     """
     if not isinstance(data, dict):
         raise invalid_type(data, "struct UpdateCollection")
@@ -111,7 +119,11 @@ def parse_update_collection(data: Any) -> CollectionUpdate:
     if errors:
         raise validation_errors(errors)
     _reject_unsupported(data)
-    return CollectionUpdate(hnsw, optimizers, params, vector_diffs, quantization, metadata)
+    sparse = data.get("sparse_vectors")
+    sparse_names = tuple(sparse) if isinstance(sparse, dict) else ()
+    return CollectionUpdate(
+        hnsw, optimizers, params, vector_diffs, quantization, metadata, sparse_names
+    )
 
 
 def merge_metadata(current: dict[str, Any] | None, patch: dict[str, Any]) -> dict[str, Any]:
@@ -195,10 +207,6 @@ def _parse_quantization_diff(raw: Any) -> dict[str, Any] | str | None:
 
 
 def _reject_unsupported(data: dict[str, Any]) -> None:
-    sparse = data.get("sparse_vectors")
-    if isinstance(sparse, dict) and sparse:
-        # Keel collections have no sparse vectors, so every name is unknown (Qdrant's text).
-        raise BadRequest(f"Not existing vector name error: {min(sparse)}")
     strict_mode = data.get("strict_mode_config")
     if isinstance(strict_mode, dict) and strict_mode.get("enabled"):
         raise NotImplementedYet("strict mode is not implemented yet")

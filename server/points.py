@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from engine.errors import NotFound
-from engine.ops import PayloadSelector, UpdateResult, VectorSelector
+from engine.ops import PayloadSelector, SparseVector, UpdateResult, VectorSelector
 from server import query, updates
 from server.context import catalog_of, off_loop, parse_off_loop, read_body, read_json
 from server.responses import (
@@ -156,8 +156,11 @@ async def search_points(request: web.Request) -> web.Response:
     search = parse_search(await read_json(request))
     parse_read_params(request.query)
     collection = catalog_of(request).get(name)
-    scored = await collection.search(build_search(search, collection.config))
     is_single_unnamed = collection.config.is_single_unnamed
+    if isinstance(search.vector, SparseVector):  # a NamedSparseVector: the query engine's
+        result = await collection.query(query.search_as_query(search), {})
+        return ok(request, [scored_point_json(point, is_single_unnamed) for point in result.points])
+    scored = await collection.search(build_search(search, collection.config))
     return ok(request, [scored_point_json(point, is_single_unnamed) for point in scored])
 
 

@@ -55,9 +55,11 @@ from server.schemas import (
     ScrollBody,
     SearchBody,
     check_collection_name,
+    is_sparse_value,
     parse_point_id,
     parse_read_params,
     parse_search,
+    parse_sparse_vector,
     parse_usize,
     parse_with_payload,
     parse_with_vector,
@@ -281,7 +283,8 @@ def _is_vector_object(value: dict[str, Any]) -> bool:
 
 
 def _parse_vector_input(value: Any) -> Any:
-    """VectorInput: a dense vector (a list) or a point id; sparse, multi and inference 501."""
+    """VectorInput: a dense vector (a list), a sparse vector or a point id; multi and
+    inference 501."""
     if type(value) is list and all(type(item) in NUMBER_TYPES for item in value):
         return value
     if type(value) in (int, str):
@@ -289,7 +292,9 @@ def _parse_vector_input(value: Any) -> Any:
     if type(value) is list and all(type(item) is list for item in value):
         raise NotImplementedYet("multivectors are not implemented yet")
     if isinstance(value, dict) and "indices" in value and "values" in value:
-        raise NotImplementedYet("sparse vectors are not implemented yet")
+        if not is_sparse_value(value):
+            raise FormatError("Expected some form of vector, id, or a type of query")
+        return parse_sparse_vector(value)
     if isinstance(value, dict) and "model" in value:
         raise NotImplementedYet("inference objects are not implemented yet")
     raise FormatError("Expected some form of vector, id, or a type of query")

@@ -21,7 +21,14 @@ import numpy as np
 import orjson
 from aiohttp import web
 
-from engine.ops import UNNAMED_VECTOR, PointId, PointRecord, ScoredPoint, UpdateResult
+from engine.ops import (
+    UNNAMED_VECTOR,
+    PointId,
+    PointRecord,
+    ScoredPoint,
+    SparseVector,
+    UpdateResult,
+)
 
 JSON_CONTENT_TYPE = "application/json"
 ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
@@ -106,8 +113,14 @@ def scored_point_json(point: ScoredPoint, is_single_unnamed: bool) -> dict[str, 
     return body
 
 
-def vectors_json(vectors: dict[str, np.ndarray], is_single_unnamed: bool) -> Any:
-    """`[..]` for a collection's single unnamed vector, else `{name: [..]}` of those present."""
-    if is_single_unnamed and UNNAMED_VECTOR in vectors:
+def vectors_json(vectors: dict[str, Any], is_single_unnamed: bool) -> Any:
+    """`[..]` for a collection's single unnamed vector (when it is the only one present), else
+    `{name: [..] or {"indices": [..], "values": [..]}}` of those present."""
+    if is_single_unnamed and list(vectors) == [UNNAMED_VECTOR]:
         return vectors[UNNAMED_VECTOR]
-    return dict(vectors)
+    return {
+        name: {"indices": vector.indices, "values": vector.values}
+        if isinstance(vector, SparseVector)
+        else vector
+        for name, vector in vectors.items()
+    }

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from engine.errors import BadRequest, FormatError, NotImplementedYet
+from engine.errors import BadRequest, FormatError
 from engine.limits import COLLECTION_NAME_BYTES_MAX, POINTS_PER_REQUEST_MAX
 from engine.ops import (
     U64_MAX,
@@ -34,6 +34,7 @@ from engine.ops import (
     PayloadSelector,
     PointId,
     SearchRequest,
+    SparseVector,
     VectorSelector,
 )
 from engine.reads import SCROLL_LIMIT_MAX
@@ -65,6 +66,7 @@ WITH_PAYLOAD_EXPECTING = (
     "Expected a boolean, an array of strings, or an object with an include/exclude field"
 )
 WITH_VECTOR_EXPECTING = "Expected a boolean, or an array of strings"
+U32_MAX = 2**32 - 1  # sparse vector indices are u32 in Qdrant
 
 
 @dataclass(frozen=True)
@@ -423,16 +425,45 @@ def _is_number_list(value: Any) -> bool:
     return type(value) is list and NUMBER_TYPES.issuperset(map(type, value))
 
 
-def _parse_named_vector_struct(value: Any) -> tuple[str, list[Any]]:
-    """Search's `vector`: a list (unnamed) or `{"name": .., "vector": [..]}`."""
+def parse_sparse_vector(value: Any) -> SparseVector:
+    """A shape-checked, validated `{"indices", "values"}` -> SparseVector sorted by index."""
+    if len(value["indices"]) != len(value["values"]):
+        raise BadRequest("Validation error: values: must be the same length as indices")
+    if len(set(value["indices"])) != len(value["indices"]):
+        raise BadRequest("Validation error: indices: must be unique")
+    indices = np.asarray(value["indices"], dtype=np.uint32)
+    with np.errstate(over="ignore"):
+        values = np.asarray(value["values"], dtype=np.float32)
+    if not np.isfinite(values).all():
+        raise BadRequest("sparse vector has a value that is not a finite float32")
+    order = np.argsort(indices, kind="stable")
+    return SparseVector(indices[order], values[order])
+
+
+def is_sparse_value(value: Any) -> bool:
+    """The shape of Qdrant's SparseVector: indices u32, values numbers (phase 1)."""
+    if type(value) is not dict or set(value) != {"indices", "values"}:
+        return False
+    indices, values = value["indices"], value["values"]
+    return (
+        type(indices) is list
+        and type(values) is list
+        and all(type(i) is int and 0 <= i <= U32_MAX for i in indices)
+        and NUMBER_TYPES.issuperset(map(type, values))
+    )
+
+
+def _parse_named_vector_struct(value: Any) -> tuple[str, Any]:
+    """Search's `vector`: a list (unnamed), `{"name": .., "vector": [..]}` or a
+    NamedSparseVector `{"name": .., "vector": {"indices": [..], "values": [..]}}`."""
     if _is_number_list(value):
         return UNNAMED_VECTOR, value
     if isinstance(value, dict) and type(value.get("name")) is str:
         inner = value.get("vector")
         if _is_number_list(inner):
             return value["name"], inner
-        if isinstance(inner, dict) and "indices" in inner and "values" in inner:
-            raise NotImplementedYet("sparse vectors are not implemented yet")
+        if is_sparse_value(inner):
+            return value["name"], parse_sparse_vector(inner)
     raise untagged_mismatch("NamedVectorStruct")
 
 

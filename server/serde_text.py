@@ -39,8 +39,14 @@ def unknown_variant(value: Any, variants: tuple[str, ...]) -> FormatError:
     """serde's error for a string that names no variant of a (snake_case) enum."""
     if not isinstance(value, str):
         return invalid_type(value, "a string")
-    expected = ", ".join(f"`{variant}`" for variant in variants)
-    return FormatError(f"unknown variant `{value}`, expected one of {expected}")
+    # serde's `OneOf`: "`a`", "`a` or `b`", else "one of `a`, `b`, `c`".
+    if len(variants) == 1:
+        expected = f"`{variants[0]}`"
+    elif len(variants) == 2:
+        expected = f"`{variants[0]}` or `{variants[1]}`"
+    else:
+        expected = "one of " + ", ".join(f"`{variant}`" for variant in variants)
+    return FormatError(f"unknown variant `{value}`, expected {expected}")
 
 
 def validation_errors(errors: list[tuple[str, str]]) -> ValidationError:

@@ -66,6 +66,7 @@ from server.upsert import (
     check_point_vector,
     empty_vector_errors,
     parse_upsert_parts,
+    sparse_vector_errors,
 )
 
 # Qdrant sets no bound; every op of a batch becomes one WAL record, appended together.
@@ -284,7 +285,8 @@ def _update_vectors_write(data: Any, prefix: str) -> tuple[PointWrite, Errors]:
     errors.extend(filter_errors)
 
     def build_ops(config: CollectionConfig) -> list[Operation]:
-        return [UpdateVectors(ids, build_point_vectors(ids, vectors, config), update_filter)]
+        dense, sparse = build_point_vectors(ids, vectors, config)
+        return [UpdateVectors(ids, dense, update_filter, sparse)]
 
     return PointWrite(build_ops), errors
 
@@ -470,4 +472,5 @@ def _point_vector_errors(path: str, vector: Any) -> Errors:
     if all(value == [] for value in values):
         return [(f"{path}.vector", "must specify vectors to update for point")]
     empty_names = check_point_vector(vector)
-    return empty_vector_errors(path, vector, empty_names) if empty_names else []
+    errors = empty_vector_errors(path, vector, empty_names) if empty_names else []
+    return errors + sparse_vector_errors(f"{path}.vector", vector)

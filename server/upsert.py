@@ -37,6 +37,8 @@ from engine.ops import (
     CollectionConfig,
     NamedVectors,
     PointId,
+    SparseColumn,
+    SparseVector,
     UpdateMode,
     UpsertPoints,
 )
@@ -44,8 +46,10 @@ from server.filters import parse_filter_collecting
 from server.schemas import (
     NUMBER_TYPES,
     check_point_count,
+    is_sparse_value,
     load_json,
     parse_point_id,
+    parse_sparse_vector,
 )
 from server.serde_text import (
     invalid_type,
@@ -63,7 +67,8 @@ UPDATE_MODES = tuple(mode.value for mode in UpdateMode)
 EMPTY_DENSE = "dense vector must not be empty"
 MULTI_TO_REGULAR = "Conversion between multi and regular vectors failed"
 # Markers of a point's vector after phase 1.
-DENSE, MULTI, NAMED = "dense", "multi", "named"
+DENSE, MULTI, NAMED, SPARSE = "dense", "multi", "named", "sparse"
+SPARSE_TO_REGULAR = "Conversion between sparse and regular vectors failed"
 
 
 @dataclass(frozen=True)
@@ -122,17 +127,19 @@ def parse_upsert_parts(data: Any, prefix: str = "") -> tuple[UpsertBody, list[tu
 def build_upsert(body: UpsertBody, config: CollectionConfig) -> UpsertPoints:
     """Phase 2: check vectors against the collection and build columnar UpsertPoints."""
     if body.batch_vectors is not None:
-        vectors = _batch_columns(body, config)
+        vectors, sparse = _batch_columns(body, config)
     else:
-        vectors = _list_columns(body, config)
-    return UpsertPoints(body.ids, vectors, body.payloads, body.update_mode, body.update_filter)
+        vectors, sparse = _list_columns(body, config)
+    return UpsertPoints(
+        body.ids, vectors, body.payloads, body.update_mode, body.update_filter, sparse
+    )
 
 
 def check_point_vector(vector: Any) -> list[str | None]:
     """Shape of one point's vector (VectorStruct); returns the names of empty dense vectors.
 
     The unnamed vector is reported as the name None. Raises FormatError for a value that is
-    no VectorStruct, NotImplementedYet for sparse vectors and inference objects.
+    no VectorStruct, NotImplementedYet for inference objects.
     """
     if type(vector) is list:
         kind = _list_kind(vector)
@@ -162,9 +169,23 @@ def empty_vector_errors(path: str, vector: Any, empty_names: list[Any]) -> list[
     return [(f"{path}.?[{i}].vector", EMPTY_DENSE) for i in range(len(empty_names))]
 
 
+def sparse_vector_errors(path: str, vector: Any) -> list[tuple[str, str]]:
+    """`SparseVector::validate` of each sparse value in a point's vector (Qdrant's texts)."""
+    if type(vector) is not dict:
+        return []
+    errors = []
+    for value in vector.values():
+        if type(value) is dict:
+            if len(value["indices"]) != len(value["values"]):
+                errors.append((f"{path}.?.values", "must be the same length as indices"))
+            if len(set(value["indices"])) != len(value["indices"]):
+                errors.append((f"{path}.?.indices", "must be unique"))
+    return errors
+
+
 def build_point_vectors(
     ids: list[PointId], point_vectors: list[Any], config: CollectionConfig
-) -> dict[str, NamedVectors]:
+) -> tuple[dict[str, NamedVectors], dict[str, SparseColumn]]:
     """Phase 2 of per-point vectors (shape-checked by check_point_vector): the columns by name,
     checked against the collection in Qdrant's order (dimensions, then names), float32."""
     body = UpsertBody(ids, [None] * len(ids), point_vectors, None, UpdateMode.UPSERT)
@@ -194,6 +215,7 @@ def _parse_points(points: Any) -> tuple[UpsertBody, list[tuple[str, str]]]:
         empty_names = check_point_vector(vector)
         if empty_names:
             errors.extend(empty_vector_errors(f"points[{index}].vector", vector, empty_names))
+        errors.extend(sparse_vector_errors(f"points[{index}].vector", vector))
         vectors.append(vector)
     return UpsertBody(ids, payloads, vectors, None, UpdateMode.UPSERT), errors
 
@@ -259,8 +281,8 @@ def _list_kind(value: list[Any]) -> str | None:
 def _named_value_kind(value: Any) -> str | None:
     if type(value) is list:
         return _list_kind(value)
-    if type(value) is dict and "indices" in value and "values" in value:
-        raise NotImplementedYet("sparse vectors are not implemented yet")
+    if is_sparse_value(value):
+        return SPARSE
     return None
 
 
@@ -316,7 +338,9 @@ def _batch_errors(
 # ---- phase 2: against the collection -------------------------------------------------------
 
 
-def _list_columns(body: UpsertBody, config: CollectionConfig) -> dict[str, NamedVectors]:
+def _list_columns(
+    body: UpsertBody, config: CollectionConfig
+) -> tuple[dict[str, NamedVectors], dict[str, SparseColumn]]:
     """Group the list form's vectors by name, checking each as Qdrant does, in its order."""
     assert body.point_vectors is not None
     rows_by_name: dict[str, list[int]] = {}
@@ -327,6 +351,8 @@ def _list_columns(body: UpsertBody, config: CollectionConfig) -> dict[str, Named
         is_unnamed = type(vector) is list
         items = ((UNNAMED_VECTOR, vector),) if is_unnamed else vector.items()
         for name, value in items:
+            if _is_sparse_item(name, value, config):
+                continue
             vector_config = config.vectors.get(name)
             if vector_config is None:
                 unknown_name = name if unknown_name is None else unknown_name
@@ -339,19 +365,29 @@ def _list_columns(body: UpsertBody, config: CollectionConfig) -> dict[str, Named
             rows_by_name.setdefault(name, []).append(position)
             values_by_name.setdefault(name, []).append(value)
     _raise_for_names(unknown_name, has_multi)
-    if config.is_single_unnamed:
+    if config.is_single_unnamed and not config.sparse_vectors:
         _require_unnamed_vector(body.ids, rows_by_name.get(UNNAMED_VECTOR, []))
-    return {
+    dense = {
         name: _named_vectors(body.ids, rows_by_name[name], values, config.vectors[name].size)
         for name, values in values_by_name.items()
     }
+    named = [{} if type(vector) is list else vector for vector in body.point_vectors]
+    return dense, _sparse_columns(named, config)
 
 
-def _batch_columns(body: UpsertBody, config: CollectionConfig) -> dict[str, NamedVectors]:
+def _batch_columns(
+    body: UpsertBody, config: CollectionConfig
+) -> tuple[dict[str, NamedVectors], dict[str, SparseColumn]]:
     """The batch form's columns: every point carries every vector named in the batch."""
     vectors = body.batch_vectors
     is_unnamed = type(vectors) is list
     columns = {UNNAMED_VECTOR: vectors} if is_unnamed else vectors
+    sparse_names = [n for n, c in columns.items() if c and _is_sparse_item(n, c[0], config)]
+    points = [
+        {name: columns[name][position] for name in sparse_names}
+        for position in range(len(body.ids))
+    ]
+    columns = {n: c for n, c in columns.items() if n not in sparse_names}
     unknown_name: str | None = None
     has_multi = False
     for name, column in columns.items():
@@ -366,14 +402,41 @@ def _batch_columns(body: UpsertBody, config: CollectionConfig) -> dict[str, Name
                     raise _dimension_error(vector_config.size, len(row), name, is_unnamed)
             has_multi = has_multi or is_multi
     _raise_for_names(unknown_name, has_multi)
-    if config.is_single_unnamed:
+    if config.is_single_unnamed and not config.sparse_vectors:
         _require_unnamed_vector(body.ids, range(len(columns.get(UNNAMED_VECTOR, ()))))
     positions = list(range(len(body.ids)))
-    return {
+    dense = {
         name: _named_vectors(body.ids, positions, column, config.vectors[name].size)
         for name, column in columns.items()
         if column
     }
+    return dense, _sparse_columns(points, config)
+
+
+def _is_sparse_item(name: str, value: Any, config: CollectionConfig) -> bool:
+    """Whether (name, value) of a point's vectors is a sparse vector of the collection;
+    a sparse value under a dense name, or the reverse, is Qdrant's conversion error."""
+    is_sparse_name = name in config.sparse_vectors
+    is_sparse = type(value) is dict
+    if is_sparse_name != is_sparse and (is_sparse_name or name in config.vectors):
+        raise BadRequest(SPARSE_TO_REGULAR)
+    if is_sparse and not is_sparse_name:
+        raise BadRequest(f"Not existing vector name error: {name}")
+    return is_sparse
+
+
+def _sparse_columns(
+    points: list[dict[str, Any]], config: CollectionConfig
+) -> dict[str, SparseColumn]:
+    """The sparse vectors of each point's vectors map, by name: one column per name."""
+    rows: dict[str, list[int]] = {}
+    vectors: dict[str, list[SparseVector]] = {}
+    for position, named in enumerate(points):
+        for name, value in named.items():
+            if name in config.sparse_vectors and type(value) is dict:
+                rows.setdefault(name, []).append(position)
+                vectors.setdefault(name, []).append(parse_sparse_vector(value))
+    return {name: SparseColumn.from_vectors(rows[name], vectors[name]) for name in rows}
 
 
 def _dimension_error(expected: int, got: int, name: str, is_unnamed: bool) -> BadRequest:

@@ -214,9 +214,9 @@ async def test_accepted_options_are_echoed(api: Api):
             'Wrong input: Invalid dense vector name `a/b`: vector name cannot contain "/" char',
         ),
         (
-            {"vectors": {"size": 4, "distance": "Dot"}, "sparse_vectors": {"s": {}}},
-            501,
-            "Not implemented in Keel: sparse vectors are not implemented yet",
+            {"vectors": {"size": 4, "distance": "Dot"}, "sparse_vectors": {"s": {"modifier": "x"}}},
+            400,
+            "Format error in JSON body: unknown variant `x`, expected `none` or `idf`",
         ),
         (
             {

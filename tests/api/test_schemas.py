@@ -429,7 +429,6 @@ def test_format_errors_come_before_validation_errors():
 @pytest.mark.parametrize(
     "body",
     [
-        {"points": [{"id": 1, "vector": {"s": {"indices": [1], "values": [0.5]}}}]},
         {"points": [{"id": 1, "vector": {"text": "hello", "model": "bm25"}}]},
     ],
 )

@@ -169,8 +169,8 @@ async def test_query_uses_a_named_vector(api: Api):
         (
             QUERY,
             {"query": {"indices": [1], "values": [1.0]}},
-            501,
-            "Not implemented in Keel: sparse vectors are not implemented yet",
+            400,
+            "Wrong input: Conversion between sparse and regular vectors failed",
         ),
     ],
 )

@@ -191,8 +191,8 @@ async def test_delete_vectors_with_ids_and_filter_is_two_operations(named: Api):
             "PUT",
             UPDATE,
             {"points": [{"id": 1, "vector": {"text": {"indices": [1], "values": [1.0]}}}]},
-            501,
-            "Not implemented in Keel: sparse vectors are not implemented yet",
+            400,
+            "Wrong input: Conversion between sparse and regular vectors failed",
         ),
         (
             "PUT",
