@@ -30,6 +30,15 @@ from engine.ops import (
 from engine.reads import FILTER_TYPES
 from server.filters import parse_filter
 from tests.unit.engine_helpers import open_catalog, single_vector_config, upsert
+from tests.unit.test_filter_congruence import (
+    Scope,
+    random_datetime_range,
+    random_filter,
+    random_geo,
+    random_match,
+    random_payload,
+    random_range,
+)
 
 NONE = PayloadSelector(False)
 NO_VECTOR = VectorSelector(False)
@@ -210,14 +219,13 @@ INDEXES = [
 async def test_indexed_reads_equal_the_scan_on_random_data(tmp_path: Path, seed: int) -> None:
     """Random payloads and 400 random filters (the congruence test's generators): count,
     scroll and filtered search through the planner answer exactly what the scan answers."""
-    congruence = pytest.importorskip("tests.unit.test_filter_congruence")
     rng = random.Random(seed)
     catalog = await open_catalog(tmp_path)
     for name in ("plain", "indexed"):
         await catalog.create(name, single_vector_config())
     plain, indexed = catalog.get("plain"), catalog.get("indexed")
     ids = list(range(200))
-    payloads = [congruence.random_payload(rng) for _ in ids]
+    payloads = [random_payload(rng) for _ in ids]
     matrix = [[rng.random() for _ in range(4)] for _ in ids]
     half = len(ids) // 2
     await indexed.update(
@@ -231,16 +239,16 @@ async def test_indexed_reads_equal_the_scan_on_random_data(tmp_path: Path, seed:
     await plain.update(upsert(ids, matrix, payloads), wait=True, timeout_s=None)
     check_consistent(indexed)
     planned_count = 0
-    scope = congruence.Scope(depth=0)
+    scope = Scope(depth=0)
     simple_kinds = [
-        congruence.random_match,
-        congruence.random_range,
-        congruence.random_datetime_range,
-        congruence.random_geo,
+        random_match,
+        random_range,
+        random_datetime_range,
+        random_geo,
     ]
     for number in range(400):
         if number % 2:
-            filter_ = parse_filter(congruence.random_filter(rng, scope))
+            filter_ = parse_filter(random_filter(rng, scope))
         else:  # one condition of the kinds the planner serves
             filter_ = parse_filter({"must": [rng.choice(simple_kinds)(rng, scope)]})
         planned_count += planner.plan(filter_, indexed._store.index_specs) is not None
