@@ -306,6 +306,9 @@ async def test_broad_filtered_graph_search_checks_the_filter_and_falls_back(tmp_
             ]
         },
     ]
+    # HNSW is approximate: recall is asserted over all queries, not per query (a per-query
+    # bound failed once in CI with 8 of 9).
+    found_count = wanted_count = top_hits = 0
     for data in filters_:
         filter_ = parse_filter(data)
         for _ in range(10):
@@ -314,8 +317,12 @@ async def test_broad_filtered_graph_search_checks_the_filter_and_falls_back(tmp_
             exact = await collection.search(
                 SearchRequest("", query, limit=10, filter=filter_, is_exact=True)
             )
-            assert [h.id for h in graph][:1] == [h.id for h in exact][:1], data
-            assert len({h.id for h in graph} & {h.id for h in exact}) >= min(9, len(exact))
+            assert {h.id for h in graph} <= {i for i in ids if _matches(data, payloads[i])}
+            found_count += len({h.id for h in graph} & {h.id for h in exact})
+            wanted_count += len(exact)
+            top_hits += [h.id for h in graph][:1] == [h.id for h in exact][:1]
+    assert found_count >= 0.95 * wanted_count, (found_count, wanted_count)
+    assert top_hits >= 27, top_hits
     reader, query = collection._reader, np.ones(4, dtype=np.float32)
     for data, is_graph_used in [(filters_[0], True), (filters_[2], False)]:
         request = SearchRequest("", query, limit=10, filter=parse_filter(data))
@@ -390,3 +397,8 @@ def test_number_encoding_orders_as_filters_compare(numbers: list) -> None:
 @given(keys=st.lists(st.integers(-(2**120), 2**120), max_size=30))
 def test_instant_encoding_orders_as_the_keys(keys: list[int]) -> None:
     assert sorted(keys, key=payload_index.encode_instant) == sorted(keys)
+
+
+def _matches(data: dict, payload: dict) -> bool:
+    """The test's filters are conjunctions of match-value conditions."""
+    return all(payload[c["key"]] == c["match"]["value"] for c in data["must"])
