@@ -39,6 +39,10 @@ POINTS_PER_REQUEST_MAX = 100_000
 PLAN_CANDIDATES_MAX = 1_000_000  # point keys an index lookup may collect before a scan wins
 PAYLOAD_INDEXES_MAX = 256  # payload indexes per collection
 COLLECTION_NAME_BYTES_MAX = 255
+SCROLL_LIMIT_MAX = 100_000  # points in one scroll page (Qdrant has no maximum)
+BATCH_OPERATIONS_MAX = 1_000  # operations in one points/batch request
+FILTER_JSON_DEPTH_MAX = 100  # nesting of a filter's JSON (Qdrant's parser stops at 128)
+PREFETCH_DEPTH_MAX = 64  # nesting of query prefetch trees (Qdrant has none)
 REPLAY_PROGRESS_EVERY_S = 5.0  # recovery logs progress at most this often
 BROKEN_TAIL_BYTES_MAX = (
     GROUP_COMMIT_BYTES_MAX + 64 * KIB

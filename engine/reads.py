@@ -58,7 +58,6 @@ from engine.store import Store, StoredPoint
 log = logging.getLogger(__name__)
 
 EXACT_CHUNK_COUNT = 16_384  # vectors scored per numpy call in an exact search
-SCROLL_LIMIT_MAX = 100_000
 # Broad filtered search: fetch this many times wanted / selectivity from the graph, deepen
 # 4x while too few match, and give up (candidate set instead) past this share of the graph.
 OVERFETCH_FACTOR = 2.0
@@ -91,7 +90,7 @@ class Reader:
     ) -> tuple[list[PointRecord], PointId | None]:
         """Points in id order from `offset` (inclusive) matching `filter_`, and the id the
         next page starts at (None on the last page)."""
-        assert 1 <= limit <= SCROLL_LIMIT_MAX, limit
+        assert 1 <= limit <= limits.SCROLL_LIMIT_MAX, limit
         predicate = None if filter_ is None else compile_filter(filter_)
         start_key = None if offset is None else point_key(offset)
         page: list[StoredPoint] = []

@@ -65,6 +65,7 @@ from engine.filters import (
     ValuesCount,
     instant_key,
 )
+from engine.limits import FILTER_JSON_DEPTH_MAX
 from engine.ops import PointId
 from server.serde_text import (
     invalid_type,
@@ -85,7 +86,6 @@ CONDITION_EXPECTING = (
 NO_FIELD_CHECK = "At least one field condition must be specified"
 # JSON nesting allowed inside a filter. Qdrant's serde_json stops a whole body at depth 128;
 # Keel bounds the filter itself so evaluation (recursive) is bounded too.
-FILTER_JSON_DEPTH_MAX = 100
 U32_MAX = 2**32 - 1
 F64_EPSILON = 2.0**-52
 UUID_HYPHENATED = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")

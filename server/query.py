@@ -23,6 +23,7 @@ from engine import filters
 from engine.catalog import Catalog
 from engine.collection import Collection
 from engine.errors import FormatError, NotFound, NotImplementedYet
+from engine.limits import PREFETCH_DEPTH_MAX
 from engine.ops import UNNAMED_VECTOR
 from engine.query import (
     GROUP_SIZE_DEFAULT,
@@ -90,7 +91,6 @@ QUERY_KINDS = (
 )
 ORDER_BY_EXPECTING = "data did not match any variant of untagged enum OrderByInterface"
 QUERY_EXPECTING = "Expected some form of vector, id, or a type of query"
-PREFETCH_DEPTH_MAX = 64  # nesting bound; Qdrant has none, a deeper tree is surely a mistake
 NUMBER_TYPES = (int, float)
 Errors = list[tuple[str, str]]
 

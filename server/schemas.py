@@ -26,7 +26,7 @@ import numpy as np
 import orjson
 
 from engine.errors import BadRequest, FormatError
-from engine.limits import COLLECTION_NAME_BYTES_MAX, POINTS_PER_REQUEST_MAX
+from engine.limits import COLLECTION_NAME_BYTES_MAX, POINTS_PER_REQUEST_MAX, SCROLL_LIMIT_MAX
 from engine.ops import (
     U64_MAX,
     UNNAMED_VECTOR,
@@ -37,7 +37,6 @@ from engine.ops import (
     SparseVector,
     VectorSelector,
 )
-from engine.reads import SCROLL_LIMIT_MAX
 from server.filters import parse_filter, parse_filter_collecting
 from server.responses import ApiError
 from server.serde_text import (

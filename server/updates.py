@@ -45,6 +45,7 @@ from typing import Any
 
 from engine.errors import FormatError, NotImplementedYet
 from engine.filters import PayloadPath
+from engine.limits import BATCH_OPERATIONS_MAX
 from engine.ops import (
     CollectionConfig,
     DeletePoints,
@@ -70,7 +71,6 @@ from server.upsert import (
 )
 
 # Qdrant sets no bound; every op of a batch becomes one WAL record, appended together.
-BATCH_OPERATIONS_MAX = 1_000
 NO_SELECTOR = "Either list of point ids or filter must be provided"
 
 Errors = list[tuple[str, str]]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.updates import BATCH_OPERATIONS_MAX
+from engine.limits import BATCH_OPERATIONS_MAX
 from tests.api.conftest import Api
 
 BATCH = "/collections/{collection_name}/points/batch"

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from engine.reads import SCROLL_LIMIT_MAX
+from engine.limits import SCROLL_LIMIT_MAX
 from tests.api.conftest import Api
 
 SCROLL = "/collections/{collection_name}/points/scroll"
