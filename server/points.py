@@ -14,7 +14,7 @@ and `query_api.rs`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -57,40 +57,16 @@ async def upsert_points(request: web.Request) -> web.Response:
     return ok(request, update_result_json(result))
 
 
-async def delete_points(request: web.Request) -> web.Response:
-    """POST /points/delete: by ids or by filter."""
-    [result] = await _write(request, updates.parse_delete)
-    return ok(request, update_result_json(result))
+def single_write(parse: Callable[..., Any]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A handler for a write endpoint whose body is one operation (delete, payload and vector
+    edits): parse it with `parse`, log it, answer its UpdateResult."""
 
+    async def handler(request: web.Request) -> web.Response:
+        [result] = await _write(request, parse)
+        return ok(request, update_result_json(result))
 
-async def set_payload(request: web.Request) -> web.Response:
-    [result] = await _write(request, updates.parse_set_payload)
-    return ok(request, update_result_json(result))
-
-
-async def overwrite_payload(request: web.Request) -> web.Response:
-    [result] = await _write(request, updates.parse_overwrite_payload)
-    return ok(request, update_result_json(result))
-
-
-async def delete_payload(request: web.Request) -> web.Response:
-    [result] = await _write(request, updates.parse_delete_payload)
-    return ok(request, update_result_json(result))
-
-
-async def clear_payload(request: web.Request) -> web.Response:
-    [result] = await _write(request, updates.parse_clear_payload)
-    return ok(request, update_result_json(result))
-
-
-async def update_vectors(request: web.Request) -> web.Response:
-    [result] = await _write(request, updates.parse_update_vectors)
-    return ok(request, update_result_json(result))
-
-
-async def delete_vectors(request: web.Request) -> web.Response:
-    [result] = await _write(request, updates.parse_delete_vectors)
-    return ok(request, update_result_json(result))
+    handler.__name__ = parse.__name__.removeprefix("parse_")
+    return handler
 
 
 async def batch_update(request: web.Request) -> web.Response:
@@ -191,13 +167,13 @@ POINTS = "/collections/{collection_name}/points"
 ROUTES = [
     ("PUT", POINTS, upsert_points),
     ("POST", POINTS, retrieve_points),
-    ("POST", POINTS + "/delete", delete_points),
-    ("POST", POINTS + "/payload", set_payload),
-    ("PUT", POINTS + "/payload", overwrite_payload),
-    ("POST", POINTS + "/payload/delete", delete_payload),
-    ("POST", POINTS + "/payload/clear", clear_payload),
-    ("PUT", POINTS + "/vectors", update_vectors),
-    ("POST", POINTS + "/vectors/delete", delete_vectors),
+    ("POST", POINTS + "/delete", single_write(updates.parse_delete)),
+    ("POST", POINTS + "/payload", single_write(updates.parse_set_payload)),
+    ("PUT", POINTS + "/payload", single_write(updates.parse_overwrite_payload)),
+    ("POST", POINTS + "/payload/delete", single_write(updates.parse_delete_payload)),
+    ("POST", POINTS + "/payload/clear", single_write(updates.parse_clear_payload)),
+    ("PUT", POINTS + "/vectors", single_write(updates.parse_update_vectors)),
+    ("POST", POINTS + "/vectors/delete", single_write(updates.parse_delete_vectors)),
     ("POST", POINTS + "/batch", batch_update),
     ("POST", POINTS + "/scroll", scroll_points),
     ("POST", POINTS + "/count", count_points),

@@ -199,7 +199,7 @@ async def test_backpressure_answers_overloaded_past_the_deadline(
         for round_index in range(10):
             ids = list(range(round_index * 1000, (round_index + 1) * 1000))
             accepted.append(await collection.update(upsert(ids, big), wait=False, timeout_s=None))
-    assert 1 <= len(accepted) <= 4  # the budget held; memory did not grow without bound
+    assert 0 < len(accepted) <= 4  # the budget held; memory did not grow without bound
     gate.set()
     last = await collection.update(DeletePoints([10**9]), wait=True, timeout_s=None)
     assert last.status is UpdateStatus.COMPLETED

@@ -135,7 +135,7 @@ async def test_group_commit_shares_fsyncs_among_concurrent_appends(tmp_path: Pat
     fsyncs = files.fsync_count - fsyncs_before
     await wal.close()
     assert op_ids == list(range(500))
-    assert 1 <= fsyncs < 50, fsyncs  # 500 appends queued at once share a handful of fsyncs
+    assert 0 < fsyncs < 50, fsyncs  # 500 appends queued at once share a handful of fsyncs
 
 
 async def test_reopen_continues_op_ids_and_replays_everything(tmp_path: Path) -> None:
