@@ -44,51 +44,7 @@ NAMED = CollectionConfig(
     vectors={"text": VectorConfig(4, Distance.COSINE), "image": VectorConfig(2, Distance.DOT)}
 )
 
-# The seed's curl bodies, verbatim (seed/000_4a6f008ec25035c6.txt).
-SEED_SINGLE = """{
-    "points": [
-      {
-        "id": 1,
-        "vector": [0.05, 0.61, 0.76, 0.74],
-        "payload": {
-          "city": "Berlin",
-          "country": "Germany",
-          "population": 3645000,
-          "year": 2023
-        }
-      }
-    ]
-  }"""
-SEED_NAMED = """{
-    "points": [
-      {
-        "id": 1,
-        "vector": {
-          "text": [0.1, 0.2, 0.3, 0.4],
-          "image": [0.5, 0.6, 0.7, 0.8]
-        },
-        "payload": {
-          "title": "Product A",
-          "description": "High quality item"
-        }
-      }
-    ]
-  }"""
-SEED_BATCH = """{
-    "batch": {
-      "ids": [1, 2, 3],
-      "vectors": [
-        [0.05, 0.61, 0.76, 0.74],
-        [0.19, 0.81, 0.75, 0.11],
-        [0.36, 0.55, 0.47, 0.94]
-      ],
-      "payloads": [
-        {"city": "Berlin"},
-        {"city": "London"},
-        {"city": "Paris"}
-      ]
-    }
-  }"""
+from tests.api.seed_bodies import SEED_BATCH, SEED_NAMED, SEED_SINGLE
 
 
 def parse(text: str | bytes):
