@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from engine import limits
+from engine import limits, stats
 from engine.errors import StorageError
 from engine.index import VectorIndex
 from engine.locks import ReadWriteLock
@@ -110,12 +110,21 @@ class Applier:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"apply-{name}")
         self._checkpointed_op_id = self.applied_op_id
         self._checkpointed_at_s = time.monotonic()
+        # Observed in the applier's thread, read by metrics exporters at scrape time.
+        self.batch_op_count = stats.Histogram(stats.BATCH_SIZE_BUCKETS)
+        self.batch_latency_s = stats.Histogram(stats.LATENCY_BUCKETS_S)
         wal.on_durable.append(lambda _durable_op_id: self._wake.set())
         wal.on_rewound.append(self._drop_refused)
 
     def start(self) -> None:
         assert self._task is None, "applier started twice"
         self._task = asyncio.create_task(self._run(), name=f"applier:{self.name}")
+
+    @property
+    def checkpoint_age_s(self) -> float:
+        """Seconds since the last checkpoint this process wrote, or since the applier was
+        created (right after recovery) if it has written none yet."""
+        return time.monotonic() - self._checkpointed_at_s
 
     def submit(self, op_id: int, op: Operation, size_bytes: int) -> None:
         """Queue an op just appended to the WAL; it is applied once durable."""
@@ -200,10 +209,13 @@ class Applier:
         assert batch[0][0] == self.applied_op_id + 1, (batch[0][0], self.applied_op_id)
         assert batch[-1][0] <= self._wal.durable_op_id, "applying a record not yet durable"
         records = [(op_id, op) for op_id, op, _ in batch]
+        started_s = time.monotonic()
         apply_batch(
             self._store, self._indexes, self._visibility_lock, self._compile_filter, records
         )
         assert self._store.applied_op_id == batch[-1][0], (self._store.applied_op_id, batch[-1][0])
+        self.batch_latency_s.observe(time.monotonic() - started_s)
+        self.batch_op_count.observe(len(batch))
 
     def _finish(self, batch: list[tuple[int, Operation, int]]) -> None:
         self.applied_op_id = batch[-1][0]

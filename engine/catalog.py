@@ -4,6 +4,12 @@ Owns: `<storage>/.lock`, `<storage>/collections/<name>/` (one Collection each),
 `<storage>/aliases.json` (alias -> collection name, replaced atomically) and `<storage>/tmp/`, where a collection is built before it is renamed into place and where a
 deleted one is renamed before it is removed. A crash leaves the old or the new state, never
 half a collection; leftovers in tmp/ are removed at the next open.
+Also: taking a snapshot of a collection and restoring one (the file format is snapshot.py's).
+A restore stages the whole new collection in tmp/, opens it once there to prove it sound,
+marks it ready (`RESTORE_READY_FILE_NAME` holding the collection name), then renames the old
+collection into tmp/ and the staged one into collections/. A crash between those two renames
+would leave no collection; open() rolls a ready staged collection forward into its empty
+place instead of removing it, so a crash leaves the old or the new collection.
 Not here: anything inside a collection (collection.py).
 """
 
@@ -18,9 +24,10 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from engine import files, limits
+from engine import files, limits, snapshot
 from engine.collection import Collection
 from engine.errors import (
     BadRequest,
@@ -36,8 +43,27 @@ from engine.ops import CollectionConfig
 log = logging.getLogger(__name__)
 
 LOCK_FILE_NAME = ".lock"
+RESTORE_READY_FILE_NAME = ".restore-ready"
 ALIASES_FILE_NAME = "aliases.json"
 _FORBIDDEN_NAME_CHARACTERS = set('<>:"/\\|?*\0')
+
+
+def lock_storage(storage_path: Path) -> int:
+    """Take the storage directory's exclusive lock (one Keel process per storage, the
+    server or an offline tool); returns the fd holding it. Raises StorageLocked."""
+    path = storage_path / LOCK_FILE_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StorageLocked(
+            f"storage directory {storage_path} is in use by another Keel process "
+            f"(lock file {path} is held); stop it or choose another --storage"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
 
 
 def check_collection_name(name: str) -> None:
@@ -201,6 +227,10 @@ class Catalog:
                 raise Conflict(f"Collection `{name}` already exists!")
             if name in self._aliases:
                 raise Conflict(f"Alias `{name}` already exists!")
+            if len(self._collections) >= limits.COLLECTIONS_MAX:
+                raise BadRequest(
+                    f"Keel holds at most {limits.COLLECTIONS_MAX} collections; delete one first"
+                )
             loop = asyncio.get_running_loop()
             target = self.storage_path / "collections" / name
             await loop.run_in_executor(None, self._build, target, config)
@@ -246,26 +276,104 @@ class Catalog:
         log.info("collection deleted collection=%s", name)
         return True
 
+    async def create_snapshot(self, name: str, snapshots_path: Path) -> snapshot.SnapshotInfo:
+        """Write a snapshot of collection (or alias) `name` into `snapshots_path`/<collection>/.
+
+        It holds the collection as of one op id (LMDB's applied_op_id in the read transaction
+        the copy uses) while writes go on. Serialised with create/delete/restore, so the
+        collection cannot be closed under the copy and config.json is the current config.
+        """
+        self._require_ready()
+        loop = asyncio.get_running_loop()
+        async with self._create_lock:
+            collection = self.get(name)
+            config = collection.config
+            directory = snapshots_path / collection.name
+            staging = await loop.run_in_executor(None, snapshot.prepare_staging, directory)
+            op_id = await collection.copy_lmdb(staging / "lmdb")
+            created_at = datetime.now(UTC)
+            return await loop.run_in_executor(
+                None, snapshot.pack, staging, directory, collection.name, config, op_id, created_at
+            )
+
+    def new_upload_path(self) -> Path:
+        """A fresh path in tmp/ for an uploaded snapshot; the next open() removes leftovers."""
+        self._require_ready()
+        return self.storage_path / "tmp" / f"upload-{uuid.uuid4().hex}.snapshot"
+
+    async def restore(
+        self, name: str, snapshot_path: Path, expected_checksum: str | None = None
+    ) -> snapshot.Manifest:
+        """Replace collection (or alias) `name` by the snapshot at `snapshot_path`, or create
+        it; aliases keep pointing at it. Durable when it returns.
+
+        Everything is verified and the new collection is built and opened once in tmp/
+        before the old one is touched: NotFound (no such file) or BadRequest (checksum,
+        manifest or config wrong) leave the catalog as it was.
+        """
+        self._require_ready()
+        check_collection_name(name)
+        loop = asyncio.get_running_loop()
+        async with self._create_lock:
+            target_name = self._aliases.get(name, name)
+            staging = self.storage_path / "tmp" / f"restoring-{uuid.uuid4().hex}"
+            try:
+                manifest = await self._stage_restore(
+                    staging, target_name, snapshot_path, expected_checksum
+                )
+            except BaseException:
+                if staging.exists():
+                    await loop.run_in_executor(None, files.remove_tree, staging)
+                raise
+            old = self._collections.pop(target_name, None)
+            if old is not None:
+                await old.close()
+            target = self.storage_path / "collections" / target_name
+            tombstone = self.storage_path / "tmp" / f"replaced-{uuid.uuid4().hex}"
+            await loop.run_in_executor(None, _swap_in, staging, target, old is not None, tombstone)
+            collection = Collection(target, target_name, self._settings)
+            await collection.open()
+            self._collections[target_name] = collection
+            if old is not None:
+                await loop.run_in_executor(None, files.remove_tree, tombstone)
+        log.info(
+            "collection restored collection=%s op_id=%d snapshot=%s replaced=%s",
+            target_name,
+            manifest.op_id,
+            snapshot_path,
+            old is not None,
+        )
+        return manifest
+
     # ---- private ---------------------------------------------------------------------------
+
+    async def _stage_restore(
+        self, staging: Path, name: str, snapshot_path: Path, expected_checksum: str | None
+    ) -> snapshot.Manifest:
+        """Unpack into `staging`, open and close it there (WAL vs LMDB checks, index rebuild
+        and checkpoint), then mark it ready to be rolled forward."""
+        loop = asyncio.get_running_loop()
+        manifest, config = await loop.run_in_executor(
+            None, snapshot.unpack, snapshot_path, staging, expected_checksum
+        )
+        check_collection_config(config)
+        staged = Collection(staging, name, self._settings)
+        try:
+            await staged.open()
+        except CorruptionError as error:
+            raise BadRequest(f"snapshot {snapshot_path.name} does not open: {error}") from None
+        await staged.close()
+        await loop.run_in_executor(
+            None, files.create_file_durably, staging / RESTORE_READY_FILE_NAME, name.encode()
+        )
+        return manifest
 
     def _require_ready(self) -> None:
         if not self.is_ready:
             raise NotReady("storage is not open: recovery has not finished")
 
     def _take_lock(self) -> None:
-        path = self.storage_path / LOCK_FILE_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StorageLocked(
-                f"storage directory {self.storage_path} is in use by another Keel process "
-                f"(lock file {path} is held); stop it or choose another --storage"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
+        self._lock_fd = lock_storage(self.storage_path)
 
     def _load_aliases(self) -> dict[str, str]:
         path = self.storage_path / ALIASES_FILE_NAME
@@ -296,12 +404,40 @@ class Catalog:
 
     def _clean_tmp(self) -> None:
         for leftover in (self.storage_path / "tmp").iterdir():
+            if self._roll_restore_forward(leftover):
+                continue
             log.info("removing leftover from an interrupted create/delete path=%s", leftover)
             files.remove_tree(leftover)
         files.fsync_directory(self.storage_path / "tmp")
+
+    def _roll_restore_forward(self, leftover: Path) -> bool:
+        """Finish a restore interrupted between its two renames; True if it did."""
+        marker = leftover / RESTORE_READY_FILE_NAME
+        if not marker.is_file():
+            return False
+        target = self.storage_path / "collections" / marker.read_text()
+        if target.exists():
+            return False  # the old collection is still in place: drop the staged one
+        log.warning("finishing an interrupted restore collection=%s path=%s", target.name, leftover)
+        files.rename_durably(leftover, target)
+        files.unlink_durably(target / RESTORE_READY_FILE_NAME)
+        return True
 
     def _build(self, target: Path, config: CollectionConfig) -> None:
         staging = self.storage_path / "tmp" / f"creating-{uuid.uuid4().hex}"
         Collection.create_layout(staging, config)
         files.failpoint("catalog.before_create_rename")
         files.rename_durably(staging, target)
+
+
+def _swap_in(staging: Path, target: Path, has_old: bool, tombstone: Path) -> None:
+    """Move the old collection (if any) into tmp/, then the staged one into its place."""
+    assert (staging / RESTORE_READY_FILE_NAME).is_file(), f"staged restore not ready: {staging}"
+    assert target.exists() == has_old, (target, has_old)
+    if has_old:
+        files.rename_durably(target, tombstone)
+        # A crash here leaves no collection at `target`; open() rolls `staging` forward.
+        files.failpoint("catalog.restore_between_renames")
+    files.rename_durably(staging, target)
+    files.unlink_durably(target / RESTORE_READY_FILE_NAME)
+    assert not staging.exists(), staging

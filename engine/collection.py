@@ -49,6 +49,7 @@ from engine.ops import (
     ScoredPoint,
     SearchRequest,
     SparseColumn,
+    UpdatePayload,
     UpdateResult,
     UpdateStatus,
     UpdateVectors,
@@ -59,6 +60,7 @@ from engine.ops import (
 )
 from engine.payload_index import FIELD_NAME_BYTES_MAX, SCHEMA_TYPES, IndexSpec
 from engine.reads import FILTER_TYPES, Reader, compile_filter, normalize_rows
+from engine.stats import HistogramSnapshot
 from engine.store import Store
 from engine.wal import Wal
 
@@ -69,6 +71,23 @@ T = TypeVar("T")
 REPLAY_BATCH_OPS = 1_000
 
 
+def check_payload_depth(payload: object) -> None:
+    """Raise BadRequest for a payload nested deeper than PAYLOAD_DEPTH_MAX (iteratively:
+    the payload being checked is the deep thing)."""
+    stack = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if type(value) is dict else value if type(value) is list else ()
+        if not children:
+            continue
+        if depth > limits.PAYLOAD_DEPTH_MAX:
+            raise BadRequest(
+                f"payload is nested deeper than {limits.PAYLOAD_DEPTH_MAX} levels of objects "
+                "and arrays"
+            )
+        stack.extend((child, depth + 1) for child in children)
+
+
 @dataclass(frozen=True)
 class CollectionStats:
     points_count: int
@@ -76,6 +95,22 @@ class CollectionStats:
     segments_count: int
     status: str  # "green", or "red" once the write path is closed
     payload_indexes: tuple[IndexSpec, ...] = ()  # as of the last applied op
+
+
+@dataclass(frozen=True)
+class CollectionMetrics:
+    """Where the write path stands, read without I/O for metrics exporters."""
+
+    appended_op_id: int  # last op id handed out; -1 before the first
+    durable_op_id: int  # last op id fsynced in the WAL
+    applied_op_id: int  # last op id visible to reads
+    unapplied_bytes: int  # admission budget in use (acknowledged, not yet applied)
+    checkpoint_age_s: float
+    index_vector_counts: dict[str, int]  # vectors in each HNSW graph, by vector name
+    wal_fsync_latency_s: HistogramSnapshot
+    wal_batch_record_count: HistogramSnapshot
+    apply_batch_op_count: HistogramSnapshot
+    apply_batch_latency_s: HistogramSnapshot
 
 
 class Collection:
@@ -288,6 +323,14 @@ class Collection:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._read_executor, function, *args)
 
+    async def copy_lmdb(self, directory: Path) -> int:
+        """Compact copy of the LMDB store into `directory` (must exist) as of one op id, which
+        it returns; writes and reads go on meanwhile. Runs in the read pool, so close() waits
+        for a copy in progress before it closes the store."""
+        assert self._store is not None, "collection not open"
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._read_executor, self._store.copy_snapshot, directory)
+
     def stats(self) -> CollectionStats:
         assert self._store is not None
         is_failed = (
@@ -307,6 +350,27 @@ class Collection:
     def applied_op_id(self) -> int:
         assert self._applier is not None
         return self._applier.applied_op_id
+
+    def vector_counts(self) -> dict[str, int]:
+        """Dense vectors stored in LMDB, by vector name (an LMDB stat each, no scan)."""
+        assert self._store is not None, "collection not open"
+        return {name: self._store.count_vectors(name) for name in self.config.vectors}
+
+    def metrics(self) -> CollectionMetrics:
+        """Op ids, budget and histograms of the write path; cheap (no disk access)."""
+        assert self._wal is not None and self._applier is not None, "collection not open"
+        return CollectionMetrics(
+            appended_op_id=self._wal.appended_op_id,
+            durable_op_id=self._wal.durable_op_id,
+            applied_op_id=self._applier.applied_op_id,
+            unapplied_bytes=self._unapplied_bytes,
+            checkpoint_age_s=self._applier.checkpoint_age_s,
+            index_vector_counts={name: index.live_count for name, index in self._indexes.items()},
+            wal_fsync_latency_s=self._wal.fsync_latency_s.snapshot(),
+            wal_batch_record_count=self._wal.batch_record_count.snapshot(),
+            apply_batch_op_count=self._applier.batch_op_count.snapshot(),
+            apply_batch_latency_s=self._applier.batch_latency_s.snapshot(),
+        )
 
     # ---- private: recovery -----------------------------------------------------------------
 
@@ -424,8 +488,12 @@ class Collection:
                     f"number of ids and payloads must be equal "
                     f"({len(op.ids)} != {len(op.payloads)})"
                 )
+            for payload in op.payloads:
+                check_payload_depth(payload)
             self._check_sparse(op.sparse)
             return replace(op, vectors=self._validated_vectors(op.vectors))
+        if isinstance(op, UpdatePayload):
+            check_payload_depth(op.payload)
         if isinstance(op, UpdateVectors):
             # Ids that don't exist when the op is applied are skipped (see mutations.py):
             # checking here would miss earlier unapplied ops and earlier ops of a batch.

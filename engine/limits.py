@@ -43,10 +43,18 @@ SCROLL_LIMIT_MAX = 100_000  # points in one scroll page (Qdrant has no maximum)
 BATCH_OPERATIONS_MAX = 1_000  # operations in one points/batch request
 FILTER_JSON_DEPTH_MAX = 100  # nesting of a filter's JSON (Qdrant's parser stops at 128)
 PREFETCH_DEPTH_MAX = 64  # nesting of query prefetch trees (Qdrant has none)
+# Nesting of objects and arrays in one point's payload. Qdrant's JSON parser stops near 124
+# levels inside an upsert body; Keel's WAL decoder (cbor2) stops at 400 and Python's deepcopy
+# near 1000, so an unbounded payload could be acknowledged and then fail to apply.
+PAYLOAD_DEPTH_MAX = 100
+COLLECTIONS_MAX = 1_000  # each holds an LMDB environment, 4 threads and a WAL file open
 REPLAY_PROGRESS_EVERY_S = 5.0  # recovery logs progress at most this often
 BROKEN_TAIL_BYTES_MAX = (
     GROUP_COMMIT_BYTES_MAX + 64 * KIB
 )  # more than this after the last batch is corruption
+SNAPSHOT_SMALL_MEMBER_BYTES_MAX = MIB  # a snapshot's manifest.json or config.json
+# A snapshot is one compact LMDB copy (at most the map) plus small members and tar headers.
+SNAPSHOT_BYTES_MAX = LMDB_MAP_BYTES_MAX + 64 * MIB
 
 assert GROUP_COMMIT_BYTES_MAX >= RECORD_BYTES_MAX  # a batch can always take one record
 assert SEGMENT_BYTES_TARGET >= GROUP_COMMIT_BYTES_MAX
@@ -55,6 +63,7 @@ assert APPLY_BATCH_BYTES_MAX >= RECORD_BYTES_MAX  # an apply batch can always ta
 assert REQUEST_BODY_BYTES_MAX <= RECORD_BYTES_MAX  # float32 records are smaller than JSON
 assert LMDB_MAP_BYTES_MAX >= LMDB_MAP_BYTES_INITIAL
 assert BROKEN_TAIL_BYTES_MAX > GROUP_COMMIT_BYTES_MAX
+assert SNAPSHOT_BYTES_MAX > LMDB_MAP_BYTES_MAX + 2 * SNAPSHOT_SMALL_MEMBER_BYTES_MAX
 
 
 @dataclass(frozen=True)

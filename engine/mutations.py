@@ -34,6 +34,7 @@ import lmdb
 import numpy as np
 
 from engine import limits, payload_index, planner
+from engine.checksum import seal, unseal
 from engine.filters import PayloadPath
 from engine.ops import (
     CreateFieldIndex,
@@ -73,6 +74,11 @@ class Databases:
     pindex: Any = None  # payload index entries
     sparse: dict[str, Any] = field(default_factory=dict)  # label -> SparseVector bytes
     inverted: dict[str, Any] = field(default_factory=dict)  # index u32 + label u64 -> f32
+
+
+def load_point(key: bytes, raw: bytes | memoryview) -> list[Any]:
+    """[label, version op_id, payload, names] of a `points` value, its checksum verified."""
+    return cbor2.loads(unseal(raw, "points", key))
 
 
 def inverted_key(index: int, label: int) -> bytes:
@@ -159,7 +165,8 @@ class BatchWriter:
                 continue
             label, _, payload, names = old
             new_payload = edited_payload(payload or {}, op)
-            self._txn.put(key, cbor2.dumps([label, op_id, new_payload, names]), db=self._dbs.points)
+            value = seal(cbor2.dumps([label, op_id, new_payload, names]))
+            self._txn.put(key, value, db=self._dbs.points)
             self._reindex(key, payload, new_payload)
             self.delta.points_written += 1
 
@@ -190,14 +197,27 @@ class BatchWriter:
                 db = self._dbs.sparse[name] if is_sparse else self._dbs.vectors[name]
                 raw = self._txn.get(label_key(old_label), db=db)
                 assert raw is not None, (old_label, name)
+                value = unseal(raw, ("s:" if is_sparse else "v:") + name, label_key(old_label))
                 vectors[name] = (
-                    SparseVector.from_bytes(bytes(raw))
+                    SparseVector.from_bytes(value)
                     if is_sparse
-                    else np.frombuffer(raw, dtype="<f4")
+                    else np.frombuffer(value, dtype="<f4")
                 )
         vectors.update(new)
         self._kill(op_id, key, old)
         self._write_new_version(op_id, key, payload, vectors)
+
+    def rebuild_derived(self) -> None:
+        """Rebuild every payload index and sparse inverted index from the points and sparse
+        vectors, dropping whatever entries were there (`keel check --repair`)."""
+        self._txn.drop(self._dbs.pindex, delete=False)
+        for spec in list(self.index_specs.values()):
+            self._create_index(CreateFieldIndex(spec.field_name, spec.schema_type, spec.params))
+        for name, inverted in self._dbs.inverted.items():
+            self._txn.drop(inverted, delete=False)
+            for encoded_label, raw in self._txn.cursor(db=self._dbs.sparse[name]):
+                vector = SparseVector.from_bytes(unseal(raw, "s:" + name, encoded_label))
+                self._put_postings(name, int.from_bytes(encoded_label, "big"), vector)
 
     # ---- payload indexes -------------------------------------------------------------------
 
@@ -208,7 +228,7 @@ class BatchWriter:
         path = PayloadPath.parse(op.field_name)
         points_count = 0
         for key, value in self._txn.cursor(db=self._dbs.points):
-            payload = cbor2.loads(value)[2]
+            payload = load_point(key, value)[2]
             values = payload_index.index_values(op.schema_type, path, payload or {})
             if values:
                 payload_index.put_entries(
@@ -257,7 +277,7 @@ class BatchWriter:
         self._counted_fields.clear()
 
     def _put_spec(self, spec: payload_index.IndexSpec) -> None:
-        value = cbor2.dumps([spec.schema_type, spec.params, spec.points_count])
+        value = seal(cbor2.dumps([spec.schema_type, spec.params, spec.points_count]))
         self._txn.put(spec.field_name.encode(), value, db=self._dbs.schema)
 
     # ---- shared steps ----------------------------------------------------------------------
@@ -273,7 +293,7 @@ class BatchWriter:
             return [key for key, old in stored if old is not None and _matches(predicate, key, old)]
         keys = []
         for key, value in self._txn.cursor(db=self._dbs.points):
-            if _matches(predicate, bytes(key), cbor2.loads(value)):
+            if _matches(predicate, bytes(key), load_point(key, value)):
                 keys.append(bytes(key))
         return keys
 
@@ -290,7 +310,7 @@ class BatchWriter:
 
     def _read(self, key: bytes) -> list[Any] | None:
         value = self._txn.get(key, db=self._dbs.points)
-        return None if value is None else cbor2.loads(value)
+        return None if value is None else load_point(key, value)
 
     def _write_new_version(
         self, op_id: int, key: bytes, payload: dict[str, Any] | None, vectors: dict[str, Any]
@@ -305,14 +325,14 @@ class BatchWriter:
                 continue
             self._txn.put(
                 encoded_label,
-                vector.astype("<f4", copy=False).tobytes(),
+                seal(vector.astype("<f4", copy=False).tobytes()),
                 db=self._dbs.vectors[name],
             )
             self.delta.added_labels.setdefault(name, []).append(label)
             self.delta.added_vectors.setdefault(name, []).append(vector)
-        value = cbor2.dumps([label, op_id, payload, list(vectors)])
+        value = seal(cbor2.dumps([label, op_id, payload, list(vectors)]))
         self._txn.put(key, value, db=self._dbs.points)
-        self._txn.put(encoded_label, key, db=self._dbs.labels)
+        self._txn.put(encoded_label, seal(key), db=self._dbs.labels)
         self.delta.points_written += 1
 
     def _kill(self, op_id: int, key: bytes, old: list[Any]) -> None:
@@ -327,12 +347,15 @@ class BatchWriter:
             is_deleted = self._txn.delete(encoded_label, db=self._dbs.vectors[name])
             assert is_deleted, (old_label, name)
             self.delta.removed_labels.setdefault(name, []).append(old_label)
-        self._txn.put(encoded_label, cbor2.dumps([op_id, old_names]), db=self._dbs.dead)
+        self._txn.put(encoded_label, seal(cbor2.dumps([op_id, old_names])), db=self._dbs.dead)
 
     def _put_sparse(self, name: str, label: int, vector: SparseVector) -> None:
         """The label's sparse vector and its inverted-index entries, in this transaction."""
         assert vector.indices.shape == vector.values.shape, (name, label)
-        self._txn.put(label_key(label), vector.to_bytes(), db=self._dbs.sparse[name])
+        self._txn.put(label_key(label), seal(vector.to_bytes()), db=self._dbs.sparse[name])
+        self._put_postings(name, label, vector)
+
+    def _put_postings(self, name: str, label: int, vector: SparseVector) -> None:
         inverted = self._dbs.inverted[name]
         raw_values = vector.values.astype("<f4").tobytes()
         for position, index in enumerate(vector.indices.tolist()):
@@ -343,7 +366,7 @@ class BatchWriter:
     def _delete_sparse(self, name: str, label: int) -> None:
         raw = self._txn.get(label_key(label), db=self._dbs.sparse[name])
         assert raw is not None, (label, name)
-        vector = SparseVector.from_bytes(bytes(raw))
+        vector = SparseVector.from_bytes(unseal(raw, "s:" + name, label_key(label)))
         inverted = self._dbs.inverted[name]
         for index in vector.indices.tolist():
             is_deleted = self._txn.delete(inverted_key(index, label), db=inverted)

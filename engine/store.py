@@ -10,7 +10,7 @@ labels born after it (`labels` from its next_label) and labels that died after i
 
 | database   | key                         | value (CBOR unless said)                       |
 |------------|-----------------------------|------------------------------------------------|
-| meta       | b"applied_op_id", b"next_label" | u64 big-endian                             |
+| meta       | b"applied_op_id", b"next_label", b"format" | u64 big-endian                  |
 | points     | ops.point_key(id)           | [label, version op_id, payload or null, names] |
 | labels     | label u64 big-endian        | point key (raw bytes)                          |
 | dead       | label u64 big-endian        | [death op_id, names]                           |
@@ -19,6 +19,10 @@ labels born after it (`labels` from its next_label) and labels that died after i
 | i:<name>   | index u32 BE + label u64 BE | f32 LE value: sparse inverted index (postings) |
 | schema     | payload field name          | payload index definition (payload_index.py)    |
 | pindex     | field + encoded value       | point key, dupsort (payload_index.py)          |
+
+Values of points, labels, dead, v:, s: and schema are sealed with a CRC (checksum.py); the
+derived databases (i:, pindex) are not: `keel check` recomputes and compares them. `format`
+is STORE_FORMAT; a store without it (written before checksums) is refused, not misread.
 
 `applied_op_id` is written in the same transaction as the data it covers, so replaying the
 WAL from it is idempotent. The environment uses metasync=False: a power loss may roll back
@@ -39,16 +43,26 @@ import lmdb
 import numpy as np
 
 from engine import files, limits, payload_index
-from engine.errors import StorageError
+from engine.checksum import unseal
+from engine.errors import CorruptionError, StorageError
 from engine.locks import ReadWriteLock
-from engine.mutations import BatchWriter, CompileFilter, Databases, Predicate, label_key
+from engine.mutations import (
+    BatchWriter,
+    CompileFilter,
+    Databases,
+    Predicate,
+    label_key,
+    load_point,
+)
 from engine.ops import Operation, SparseVector
 
 log = logging.getLogger(__name__)
 
 _APPLIED_KEY = b"applied_op_id"
 _NEXT_LABEL_KEY = b"next_label"
+_FORMAT_KEY = b"format"
 _NO_OP_ID = -1
+STORE_FORMAT = 1  # 1: sealed values (checksum.py)
 
 
 @dataclass
@@ -128,19 +142,30 @@ class Store:
             self._sparse,
             self._inverted,
         )
+        self._check_format()
         with self._env.begin() as txn:
             self.applied_op_id = _read_u64(txn, self._meta, _APPLIED_KEY, _NO_OP_ID)
             self.next_label = _read_u64(txn, self._meta, _NEXT_LABEL_KEY, 0)
             # Replaced whole (never mutated) on commit, so readers may hold the old dict.
             self.index_specs: dict[str, payload_index.IndexSpec] = {
                 bytes(name).decode(): payload_index.IndexSpec(
-                    bytes(name).decode(), *cbor2.loads(value)
+                    bytes(name).decode(), *cbor2.loads(unseal(value, "schema", name))
                 )
                 for name, value in txn.cursor(self._schema)
             }
 
     def close(self) -> None:
         self._env.close()
+
+    def copy_snapshot(self, directory: Path) -> int:
+        """Write a compact copy of the environment (`directory`/data.mdb; the directory must
+        exist) as of ONE read transaction, and return the applied_op_id that transaction saw.
+        Writers go on meanwhile; a map resize waits for the copy (set_mapsize needs no open
+        transaction). Not durable: the caller fsyncs what it keeps."""
+        with self._lock.shared(), self._env.begin() as txn:
+            op_id = _read_u64(txn, self._meta, _APPLIED_KEY, _NO_OP_ID)
+            self._env.copy(str(directory), compact=True, txn=txn)
+        return op_id
 
     def sync(self) -> None:
         """Force everything committed (meta pages included) to disk."""
@@ -183,11 +208,22 @@ class Store:
         purged = 0
         with self._env.begin(write=True) as txn:
             cursor = txn.cursor(self._dead)
-            keys = [key for key, value in cursor if cbor2.loads(value)[0] <= up_to_op_id]
+            keys = [key for key, value in cursor if _load_dead(key, value)[0] <= up_to_op_id]
             for key in keys:
                 txn.delete(key, db=self._dead)
                 purged += 1
         return purged
+
+    def rebuild_derived(self) -> None:
+        """Rebuild the payload and sparse inverted indexes from the sealed values (offline:
+        `keel check --repair`; no applier may run)."""
+        with self._env.begin(write=True) as txn:
+            writer = BatchWriter(
+                txn, self._dbs, self.next_label, _no_filters, IndexDelta(), self.index_specs
+            )
+            writer.rebuild_derived()
+            writer.write_index_counts()
+        self.index_specs = writer.index_specs
 
     # ---- reading (any thread) --------------------------------------------------------------
 
@@ -200,7 +236,7 @@ class Store:
         with self._lock.shared(), self._env.begin() as txn:
             result = []
             for label in labels:
-                key = txn.get(label_key(label), db=self._labels)
+                key = _point_key_of(txn, self._labels, label)
                 result.append(
                     None if key is None else _stored_point(key, txn.get(key, db=self._points))
                 )
@@ -209,12 +245,18 @@ class Store:
     def get_vectors(self, name: str, labels: list[int]) -> list[np.ndarray | None]:
         with self._lock.shared(), self._env.begin() as txn:
             raw = [txn.get(label_key(label), db=self._vectors[name]) for label in labels]
-        return [None if value is None else np.frombuffer(value, dtype="<f4") for value in raw]
+        return [
+            None if value is None else np.frombuffer(unseal(value, "v:" + name, key), dtype="<f4")
+            for value, key in zip(raw, map(label_key, labels))
+        ]
 
     def get_sparse(self, name: str, labels: list[int]) -> list[SparseVector | None]:
         with self._lock.shared(), self._env.begin() as txn:
             raw = [txn.get(label_key(label), db=self._sparse[name]) for label in labels]
-        return [None if value is None else SparseVector.from_bytes(value) for value in raw]
+        return [
+            None if value is None else SparseVector.from_bytes(unseal(value, "s:" + name, key))
+            for value, key in zip(raw, map(label_key, labels))
+        ]
 
     def sparse_scores(
         self,
@@ -243,9 +285,9 @@ class Store:
             np.add.at(scores, inverse, np.concatenate(products or [empty_values]))
             points = []
             for label in unique_labels.tolist():
-                key = txn.get(label_key(label), db=self._labels)
+                key = _point_key_of(txn, self._labels, label)
                 assert key is not None, f"label {label} in the inverted index {name!r} is dead"
-                points.append(_stored_point(bytes(key), txn.get(key, db=self._points)))
+                points.append(_stored_point(key, txn.get(key, db=self._points)))
         return points, scores
 
     def iter_points(self, start_key: bytes | None) -> Iterator[StoredPoint]:
@@ -287,7 +329,11 @@ class Store:
         with self._lock.shared(), self._env.begin() as txn:
             for field_name in payload_index.lookup_fields(lookup):
                 raw = txn.get(field_name.encode(), db=self._schema)
-                if raw is None or cbor2.loads(raw)[0] != specs[field_name].schema_type:
+                if raw is None:
+                    yield False
+                    return
+                schema_type = cbor2.loads(unseal(raw, "schema", field_name.encode()))[0]
+                if schema_type != specs[field_name].schema_type:
                     yield False
                     return
             keys = payload_index.resolve(txn, self._pindex, lookup, keys_max)
@@ -324,7 +370,7 @@ class Store:
             chunks: list[bytes] = []
             for key, value in cursor:
                 labels.append(int.from_bytes(key, "big"))
-                chunks.append(value)
+                chunks.append(unseal(value, "v:" + name, key))
                 if len(labels) >= chunk_count:
                     yield _as_matrix(labels, chunks, dim)
                     labels, chunks = [], []
@@ -335,7 +381,7 @@ class Store:
         """(label, death op_id, names it had) of every dead label not yet purged."""
         with self._lock.shared(), self._env.begin() as txn:
             return [
-                (int.from_bytes(key, "big"), *cbor2.loads(value))
+                (int.from_bytes(key, "big"), *_load_dead(key, value))
                 for key, value in txn.cursor(self._dead)
             ]
 
@@ -375,6 +421,25 @@ class Store:
             on_committed(delta)
         return delta
 
+    def _check_format(self) -> None:
+        """Stamp a new store with STORE_FORMAT; refuse one written in another format."""
+        with self._env.begin(write=True) as txn:
+            store_format = _read_u64(txn, self._meta, _FORMAT_KEY, -1)
+            if store_format == -1:
+                is_new = txn.get(_APPLIED_KEY, db=self._meta) is None
+                if not is_new:
+                    store_format = 0
+                else:
+                    store_format = STORE_FORMAT
+                    txn.put(_FORMAT_KEY, STORE_FORMAT.to_bytes(8, "big"), db=self._meta)
+        if store_format != STORE_FORMAT:
+            raise CorruptionError(
+                f"LMDB store {self.path} has format {store_format}, this Keel reads format "
+                f"{STORE_FORMAT} (values with checksums); it was written by another Keel "
+                "version: export it with that version (snapshot or `keel migrate`) and "
+                "import it here"
+            )
+
     def _grow_map(self) -> None:
         new_map_bytes = min(self._map_bytes * 2, limits.LMDB_MAP_BYTES_MAX)
         if new_map_bytes == self._map_bytes:
@@ -406,10 +471,22 @@ def _posting(cursor: Any, index: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(labels, dtype=np.uint64), matrix
 
 
+def _point_key_of(txn: lmdb.Transaction, labels_db: Any, label: int) -> bytes | None:
+    """The key of the live point holding `label`, checksum verified; None if it died."""
+    encoded_label = label_key(label)
+    raw = txn.get(encoded_label, db=labels_db)
+    return None if raw is None else unseal(raw, "labels", encoded_label)
+
+
+def _load_dead(key: bytes, raw: bytes) -> list[Any]:
+    """[death op_id, names] of a `dead` value, checksum verified."""
+    return cbor2.loads(unseal(raw, "dead", key))
+
+
 def _stored_point(key: bytes, value: bytes | None) -> StoredPoint | None:
     if value is None:
         return None
-    label, version, payload, names = cbor2.loads(value)
+    label, version, payload, names = load_point(key, value)
     return StoredPoint(key, label, version, payload, names)
 
 

@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import files, limits
+from engine import files, limits, stats
 from engine.errors import CorruptionError, StorageError
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,13 @@ def stuck_writers(in_flight_s_max: float) -> list[tuple[str, float]]:
         if started_s is not None and now_s - started_s > in_flight_s_max:
             stuck.append((wal.name, now_s - started_s))
     return sorted(stuck)
+
+
+def list_segments(directory: Path) -> list[tuple[int, Path]]:
+    """(first op id, path) of every segment in `directory`, in op order; reads nothing else.
+    Raises CorruptionError for a file whose name is not a segment's."""
+    paths = sorted(directory.glob(f"*{SEGMENT_SUFFIX}"))
+    return [(_op_id_from_segment_name(path), path) for path in paths]
 
 
 def scan_batches(data: bytes, first_op_id: int) -> ScanResult:
@@ -184,12 +191,19 @@ class Wal:
         self.batch_count = 0  # group commits (one write + one fdatasync each) since open
         self.record_count = 0
         self.batch_started_at_s: float | None = None  # monotonic; None while no batch in flight
+        # Observed in the WAL's thread, read by metrics exporters at scrape time.
+        self.fsync_latency_s = stats.Histogram(stats.LATENCY_BUCKETS_S)
+        self.batch_record_count = stats.Histogram(stats.BATCH_SIZE_BUCKETS)
 
     @staticmethod
-    def create(directory: Path) -> None:
-        """Lay out an empty log (one empty segment starting at op 0), durably."""
+    def create(directory: Path, first_op_id: int = 0) -> None:
+        """Lay out an empty log (one empty segment starting at `first_op_id`), durably.
+
+        A collection restored from a snapshot of op N starts its log at N + 1, so op ids keep
+        increasing after the restore."""
+        assert first_op_id >= 0, first_op_id
         files.make_directory_durably(directory)
-        files.create_file_durably(directory / _segment_name(0))
+        files.create_file_durably(directory / _segment_name(first_op_id))
 
     # ---- recovery -------------------------------------------------------------------------
 
@@ -244,6 +258,11 @@ class Wal:
         assert self._fd is not None, "wal started before open()"
         self._writer_task = asyncio.create_task(self._run_writer(), name=f"wal-writer:{self.name}")
         _running_wals.add(self)
+
+    @property
+    def appended_op_id(self) -> int:
+        """The last op id handed out by `append` (-1 before the first); may not be durable."""
+        return self.next_op_id - 1
 
     @property
     def pending_count(self) -> int:
@@ -365,6 +384,8 @@ class Wal:
             raise self._failure from error
         files.failpoint("wal.after_sync")
         self._segments[-1].last_op_id = batch[-1].op_id
+        self.fsync_latency_s.observe(took_s)
+        self.batch_record_count.observe(len(batch))
         if took_s > self._fsync_slow_s:
             log.warning(
                 "slow fdatasync collection=%s took_s=%.3f records=%d bytes=%d",

@@ -41,9 +41,19 @@ from engine.errors import (
     ValidationError,
 )
 from engine.limits import REQUEST_BODY_BYTES_MAX
-from server import aliases, collections, facet, not_implemented, payload_indexes, points, service
+from server import (
+    aliases,
+    collections,
+    facet,
+    metrics,
+    not_implemented,
+    payload_indexes,
+    points,
+    service,
+    snapshots,
+)
 from server.auth import auth_middleware
-from server.context import CATALOG_KEY, INFO_KEY, ServerInfo
+from server.context import CATALOG_KEY, INFO_KEY, SNAPSHOTS_PATH_KEY, ServerInfo
 from server.responses import STARTED_S_KEY, ApiError, elapsed_s, error
 
 log = logging.getLogger(__name__)
@@ -86,15 +96,30 @@ def create_app(
     keel_version: str,
     api_key: str = "",
     read_only_api_key: str = "",
+    metrics_require_api_key: bool = True,
+    snapshots_path: Path | None = None,
 ) -> web.Application:
     """The HTTP application over `catalog`; the caller opens and closes the catalog.
-    With `api_key` or `read_only_api_key` set, requests need one (server/auth.py)."""
+    With `api_key` or `read_only_api_key` set, requests need one (server/auth.py), for
+    `/metrics` too unless `metrics_require_api_key` is False. Collection snapshots go to
+    `snapshots_path` (default: `snapshots` beside the storage directory, where the config's
+    defaults put it too)."""
     assert 0 < max_request_size_bytes <= REQUEST_BODY_BYTES_MAX, max_request_size_bytes
+    app_metrics = metrics.build_metrics(catalog, keel_version)
     middlewares = [error_middleware]
     if api_key or read_only_api_key:
-        middlewares.insert(0, auth_middleware(api_key, read_only_api_key))
+        middlewares.insert(
+            0,
+            auth_middleware(
+                api_key, read_only_api_key, metrics_require_api_key=metrics_require_api_key
+            ),
+        )
+    # Outermost: it must see the final status, auth's 401/403 included.
+    middlewares.insert(0, metrics.metrics_middleware(app_metrics.requests))
     app = web.Application(client_max_size=max_request_size_bytes, middlewares=middlewares)
     app[CATALOG_KEY] = catalog
+    app[SNAPSHOTS_PATH_KEY] = snapshots_path or catalog.storage_path.parent / "snapshots"
+    app[metrics.METRICS_KEY] = app_metrics
     app[INFO_KEY] = ServerInfo(
         keel_version=keel_version,
         commit=build_commit(keel_version),
@@ -104,11 +129,13 @@ def create_app(
     )
     routes = [
         *service.ROUTES,
+        *metrics.ROUTES,
         *aliases.ROUTES,
         *collections.ROUTES,
         *facet.ROUTES,
         *points.ROUTES,
         *payload_indexes.ROUTES,
+        *snapshots.ROUTES,
         *not_implemented.ROUTES,
     ]
     for method, path, handler in routes:

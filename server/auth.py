@@ -6,8 +6,8 @@ Not here: where the keys come from (config.py), the error body of other errors (
 
 Qdrant 1.19 (`src/common/auth/mod.rs`, `src/actix/auth.rs`): no key -> 401 "Must provide an
 API key or an Authorization bearer token"; a wrong key -> 401 "Invalid API key or JWT"; both
-as plain text. The health probes stay open. A read-only key may only read; Keel answers a
-write with it 403 in Qdrant's error shape.
+as plain text. The health probes stay open, and `/metrics` too when configured so. A
+read-only key may only read; Keel answers a write with it 403 in Qdrant's error shape.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from server.responses import error
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/healthz/", "/livez/", "/readyz/"})
+# Open too when service.metrics_require_api_key is false, so a Prometheus scraper needs no key.
+METRICS_PATHS = frozenset({"/metrics", "/metrics/"})
 MISSING_KEY_TEXT = "Must provide an API key or an Authorization bearer token"
 WRONG_KEY_TEXT = "Invalid API key or JWT"
 READ_ONLY_TEXT = "Forbidden: Write access is required"
@@ -50,12 +52,16 @@ READ_POST_ROUTES = frozenset(
 )
 
 
-def auth_middleware(api_key: str, read_only_api_key: str) -> Callable:
-    """A middleware enforcing the keys; every request passes when neither is set."""
+def auth_middleware(
+    api_key: str, read_only_api_key: str, *, metrics_require_api_key: bool = True
+) -> Callable:
+    """A middleware enforcing the keys; every request passes when neither is set.
+    `/metrics` needs a key like any read unless `metrics_require_api_key` is False."""
+    open_paths = OPEN_PATHS if metrics_require_api_key else OPEN_PATHS | METRICS_PATHS
 
     @web.middleware
     async def check_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS:
+        if request.path in open_paths:
             return await handler(request)
         key = _presented_key(request)
         if key is None:

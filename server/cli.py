@@ -1,10 +1,12 @@
-"""The `keel` command: `keel serve`, `keel config`, `keel crashtest`, `keel --version`.
+"""The `keel` command: `keel serve`, `keel config`, `keel check`, `keel wal dump`,
+`keel snapshot`, `keel crashtest`, `keel --version`.
 
 Owns: command-line parsing, turning flags into config overrides, exit codes.
 Not here: what the settings mean (config.py) or how the server runs (run.py).
 
 Exit codes: 0 clean stop, 1 the server failed (port in use, storage locked, corruption),
-2 usage or configuration error. `keel crashtest` exits with the tool's own codes
+2 usage or configuration error. `keel check` and `keel wal dump` exit 0 sound, 1 damage
+found, 2 could not check (server/check_cli.py); `keel crashtest` with the tool's own codes
 (tools/crashtest/cli.py).
 """
 
@@ -36,6 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "crashtest":
         return _crashtest(args.args)
+    if args.command == "snapshot":
+        from server.snapshot_cli import main as snapshot_main  # loads the engine: only here
+
+        return snapshot_main(args.args)
     try:
         settings = _settings(args)
     except ConfigError as error:
@@ -44,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config":
         sys.stdout.write(render_toml(settings))
         return 0
+    if args.command == "check":
+        return _check(settings, args)
+    if args.command == "wal":
+        return _wal(settings, args)
     assert args.command == "serve", args.command
     return _serve(settings)
 
@@ -68,6 +78,19 @@ def _serve(settings: Settings) -> int:
         return EXIT_FAILED
 
 
+def _check(settings: Settings, args: argparse.Namespace) -> int:
+    from server.check_cli import run_check
+
+    return run_check(settings.storage_path, settings.engine, args.collection, args.repair)
+
+
+def _wal(settings: Settings, args: argparse.Namespace) -> int:
+    from server.check_cli import run_wal_dump
+
+    assert args.wal_action == "dump", args.wal_action
+    return run_wal_dump(settings.storage_path, args.collection, args.from_op_id)
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[tuple[str, ...], Any] = {}
     if args.storage is not None:
@@ -88,7 +111,29 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server (default config: 127.0.0.1:6333)")
     serve.add_argument("--version", action="version", version=f"keel {KEEL_VERSION}")
     config = commands.add_parser("config", help="print the effective configuration as TOML")
-    for command in (serve, config):
+    check = commands.add_parser(
+        "check",
+        help="verify a stopped storage: WAL, LMDB, indexes (exit 1 on damage)",
+        description="Verify WAL framing and CRCs, every LMDB value's checksum, the id map "
+        "both ways, derived indexes, and that each HNSW checkpoint holds exactly what LMDB "
+        "says. Exit 0 sound, 1 damage found, 2 could not check (e.g. a server is running).",
+    )
+    check.add_argument(
+        "--collection", action="append", metavar="C", help="check only C (repeatable)"
+    )
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="rebuild derived data (vector, payload and sparse indexes) from LMDB",
+    )
+    wal_command = commands.add_parser("wal", help="inspect write-ahead logs (offline)")
+    wal_actions = wal_command.add_subparsers(dest="wal_action", metavar="ACTION", required=True)
+    dump = wal_actions.add_parser("dump", help="print WAL records: op id, kind, ids, bytes")
+    dump.add_argument("--collection", metavar="C", help="only collection C")
+    dump.add_argument(
+        "--from", dest="from_op_id", type=int, default=0, metavar="OP", help="first op id"
+    )
+    for command in (serve, config, check, dump):
         _add_setting_flags(command)
     # Every argument goes to the tool, which parses its own (prefix_chars: none are ours).
     crashtest = commands.add_parser(
@@ -98,6 +143,13 @@ def _parser() -> argparse.ArgumentParser:
         prefix_chars="\0",
     )
     crashtest.add_argument("args", nargs=argparse.REMAINDER)
+    snapshot = commands.add_parser(
+        "snapshot",
+        help="create, list, restore collection snapshots of a stopped server (offline)",
+        add_help=False,
+        prefix_chars="\0",
+    )
+    snapshot.add_argument("args", nargs=argparse.REMAINDER)  # server/snapshot_cli.py parses
     return parser
 
 

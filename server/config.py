@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import re
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -71,6 +72,8 @@ class Settings:
     http_port: int = 6333
     max_request_size_mb: int = REQUEST_SIZE_MB_MAX
     storage_path: Path = Path("./storage")
+    # Qdrant's storage.snapshots_path: collection snapshots, in <snapshots_path>/<collection>/.
+    snapshots_path: Path = Path("./snapshots")
     log_level: str = "INFO"
     log_format: str = "text"
     # Qdrant's service.api_key / service.read_only_api_key; empty means no key.
@@ -78,6 +81,12 @@ class Settings:
     read_only_api_key: str = ""
     # Serving a non-loopback address with no key is refused unless this says it's on purpose.
     unsafe_allow_public_without_api_key: bool = False
+    # With a key configured, /metrics needs it too; False leaves /metrics open like /healthz.
+    metrics_require_api_key: bool = True
+    # Qdrant's service.enable_tls with tls.cert / tls.key: PEM files, HTTPS on http_port.
+    enable_tls: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
     engine: EngineSettings = field(default_factory=EngineSettings)
 
     @property
@@ -115,8 +124,16 @@ def to_nested(settings: Settings) -> dict[str, Any]:
             "api_key": settings.api_key,
             "read_only_api_key": settings.read_only_api_key,
             "unsafe_allow_public_without_api_key": settings.unsafe_allow_public_without_api_key,
+            "metrics_require_api_key": settings.metrics_require_api_key,
+            "enable_tls": settings.enable_tls,
         },
-        "storage": {"storage_path": str(settings.storage_path), "wal": {}, "performance": {}},
+        "tls": {"cert": settings.tls_cert, "key": settings.tls_key},
+        "storage": {
+            "storage_path": str(settings.storage_path),
+            "snapshots_path": str(settings.snapshots_path),
+            "wal": {},
+            "performance": {},
+        },
         "log": {"level": settings.log_level, "format": settings.log_format},
     }
     for key, (field_name, unit_bytes) in ENGINE_KEYS.items():
@@ -138,6 +155,10 @@ def from_nested(nested: Mapping[str, Any]) -> Settings:
         f"must be 1..{REQUEST_SIZE_MB_MAX} (Keel's hard limit)",
     )
     _check(nested, ("storage", "storage_path"), storage["storage_path"] != "", "must not be empty")
+    is_snapshots_path_set = storage["snapshots_path"] != ""
+    _check(nested, ("storage", "snapshots_path"), is_snapshots_path_set, "must not be empty")
+    if service["enable_tls"]:
+        _check_tls(nested)
     level = log_table["level"].upper()
     _check(nested, ("log", "level"), level in LOG_LEVELS, f"must be one of {LOG_LEVELS}")
     log_format = log_table["format"].lower()
@@ -147,11 +168,16 @@ def from_nested(nested: Mapping[str, Any]) -> Settings:
         http_port=service["http_port"],
         max_request_size_mb=service["max_request_size_mb"],
         storage_path=Path(storage["storage_path"]),
+        snapshots_path=Path(storage["snapshots_path"]),
         log_level=level,
         log_format=log_format,
         api_key=service["api_key"],
         read_only_api_key=service["read_only_api_key"],
         unsafe_allow_public_without_api_key=service["unsafe_allow_public_without_api_key"],
+        metrics_require_api_key=service["metrics_require_api_key"],
+        enable_tls=service["enable_tls"],
+        tls_cert=nested["tls"]["cert"],
+        tls_key=nested["tls"]["key"],
         engine=_engine_settings(nested),
     )
 
@@ -170,6 +196,29 @@ def render_toml(settings: Settings, is_masked: bool = True) -> str:
     lines: list[str] = []
     _render_table(nested, (), lines)
     return "\n".join(lines).strip() + "\n"
+
+
+def tls_context(cert_path: str, key_path: str) -> ssl.SSLContext:
+    """A server-side TLS context from PEM files (raises OSError or ssl.SSLError)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+def _check_tls(nested: Mapping[str, Any]) -> None:
+    """With TLS on, both files must be set and load; fail start-up naming the key."""
+    tls = nested["tls"]
+    for name in ("cert", "key"):
+        _check(nested, ("tls", name), tls[name] != "", "must be set when service.enable_tls")
+        _check(nested, ("tls", name), Path(tls[name]).is_file(), "is not a readable file")
+    try:
+        tls_context(tls["cert"], tls["key"])
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigError(
+            f"setting tls.cert={tls['cert']!r} / tls.key={tls['key']!r} do not load as a "
+            f"PEM certificate chain and its private key: {error}"
+        ) from error
 
 
 def _engine_settings(nested: Mapping[str, Any]) -> EngineSettings:

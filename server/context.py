@@ -1,7 +1,7 @@
 """What every handler shares: the app's keys, the catalog, and reading a JSON body.
 
-Owns: `CATALOG_KEY`/`INFO_KEY` (set by app.create_app), `read_json`, and `parse_off_loop`,
-which moves the parsing of big bodies off the event loop.
+Owns: `CATALOG_KEY`/`INFO_KEY`/`SNAPSHOTS_PATH_KEY` (set by app.create_app), `read_json`,
+and `parse_off_loop`, which moves the parsing of big bodies off the event loop.
 Not here: routes or error mapping (app.py), validation rules (schemas.py).
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -38,6 +39,7 @@ class ServerInfo:
 
 CATALOG_KEY = web.AppKey("catalog", Catalog)
 INFO_KEY = web.AppKey("server_info", ServerInfo)
+SNAPSHOTS_PATH_KEY = web.AppKey("snapshots_path", Path)  # storage.snapshots_path
 
 
 def catalog_of(request: web.Request) -> Catalog:

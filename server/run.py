@@ -27,7 +27,7 @@ from aiohttp import web
 from engine.catalog import Catalog
 from engine.errors import KeelError
 from server.app import create_app
-from server.config import Settings
+from server.config import Settings, tls_context
 from server.logs import configure_logging
 from server.systemd import Notifier, RecoveryStatus, run_liveness, watchdog_timeout_s
 from server.version import KEEL_VERSION
@@ -79,6 +79,8 @@ async def serve(settings: Settings) -> int:
         keel_version=KEEL_VERSION,
         api_key=settings.api_key,
         read_only_api_key=settings.read_only_api_key,
+        snapshots_path=settings.snapshots_path,
+        metrics_require_api_key=settings.metrics_require_api_key,
     )
     # Access logs are per request; STYLE.md keeps per-operation lines at DEBUG.
     access_log = logging.getLogger("aiohttp.access") if settings.log_level == "DEBUG" else None
@@ -107,9 +109,10 @@ async def _run_until_stopped(
         if port is None:
             return False
         log.info(
-            "listening host=%s port=%d storage=%s keel_version=%s",
+            "listening host=%s port=%d scheme=%s storage=%s keel_version=%s",
             settings.host,
             port,
+            "https" if settings.enable_tls else "http",
             settings.storage_path.resolve(),
             KEEL_VERSION,
         )
@@ -155,8 +158,14 @@ def _live_status(catalog: Catalog, port: int) -> str | None:
 
 async def _listen(runner: web.AppRunner, settings: Settings) -> int | None:
     """Bind and listen; return the port (the real one when 0 was asked), None on failure."""
+    ssl_context = tls_context(settings.tls_cert, settings.tls_key) if settings.enable_tls else None
     site = web.TCPSite(
-        runner, settings.host, settings.http_port, backlog=LISTEN_BACKLOG, reuse_port=False
+        runner,
+        settings.host,
+        settings.http_port,
+        backlog=LISTEN_BACKLOG,
+        reuse_port=False,
+        ssl_context=ssl_context,
     )
     try:
         await site.start()

@@ -62,7 +62,8 @@ async def test_telemetry_has_keels_version_and_the_collection_count(api: Api):
     result = (await api.call("GET", "/telemetry")).result
     assert result["app"]["name"] == "keel"
     assert result["app"]["version"] == KEEL_VERSION
-    assert result["collections"] == {"number_of_collections": 1}
+    assert result["collections"]["number_of_collections"] == 1
+    assert [c["id"] for c in result["collections"]["collections"]] == ["a"]
 
 
 def _all_subclasses(cls: type) -> list[type]:

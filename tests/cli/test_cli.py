@@ -92,6 +92,8 @@ def test_config_command_prints_effective_config_with_precedence(tmp_path):
         "api_key": "********",
         "read_only_api_key": "",
         "unsafe_allow_public_without_api_key": False,
+        "metrics_require_api_key": True,
+        "enable_tls": False,
     }
     assert "top-secret" not in result.stdout  # secrets are masked
     assert effective["storage"]["storage_path"] == "/env"

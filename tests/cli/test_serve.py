@@ -97,3 +97,17 @@ def test_an_api_key_from_the_environment_protects_the_server(tmp_path):
     with urllib.request.urlopen(request, timeout=5) as response:
         assert json.loads(response.read())["result"] == {"collections": []}
     assert server.terminate() == 0
+
+
+def test_metrics_can_be_left_open_beside_an_api_key(tmp_path):
+    """service.metrics_require_api_key=false reaches the app: /metrics answers without a
+    key while every other read still needs one."""
+    env = {"KEEL__SERVICE__API_KEY": "s3cret", "KEEL__SERVICE__METRICS_REQUIRE_API_KEY": "false"}
+    server = KeelProcess.start(tmp_path / "storage", extra_env=env)
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        assert "keel_ready 1.0" in response.read().decode()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{server.url}/collections", timeout=5)
+    assert refused.value.code == 401
+    assert server.terminate() == 0

@@ -125,7 +125,8 @@ def test_keel_crashtest_refuses_bad_flags(capsys: pytest.CaptureFixture[str]) ->
 def _fake_acknowledged_upsert(ops: list[Op], plan: Plan) -> Op:
     """An upsert the writers never sent, claimed acknowledged after every real one, of a
     point that no op of the cycle touched (so nothing can explain its absence)."""
-    touched = {point_id for op in ops if op.collection == PLAIN for point_id in op.ids}
+    # Untouched in every collection: the check below looks at uncertain ops of all of them.
+    touched = {point_id for op in ops for point_id in op.ids}
     point_id = next(i for i in range(plan.stable_count, plan.id_space) if i not in touched)
     acked = [op for op in ops if op.is_acked and op.collection == PLAIN]
     assert not any(op.outcome in UNCERTAIN and point_id in op.ids for op in ops)

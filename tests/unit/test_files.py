@@ -51,7 +51,7 @@ MUTATING_CALLS = {
     ]
 } | {("shutil", name) for name in ["rmtree", "move", "copy", "copy2", "copyfile", "copytree"]}
 MUTATING_METHODS = {"unlink", "mkdir", "rmdir", "touch", "write_bytes", "write_text", "rename"}
-ALLOWED = {("catalog.py", "_take_lock")}
+ALLOWED = {("catalog.py", "lock_storage")}
 
 
 @pytest.fixture

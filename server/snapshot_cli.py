@@ -1,0 +1,107 @@
+"""`keel snapshot create|list|restore`: collection snapshots of a stopped server's storage.
+
+Owns: the offline snapshot commands, their flags, output and exit codes.
+Not here: the snapshot format and checks (engine/snapshot.py), taking and restoring one
+(engine/catalog.py), the HTTP endpoints (server/snapshots.py).
+
+`create` and `restore` open the storage the way `keel serve` does: they take its lock (a
+running server holds it: clear error, exit 1) and recover every collection first. `list`
+only reads the snapshots directory. Settings come from --config / KEEL__ variables like
+`keel serve`'s; --storage and --snapshots override them.
+
+Exit codes: 0 done, 1 failed (storage locked, no such collection, snapshot refused),
+2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from engine import snapshot
+from engine.catalog import Catalog
+from engine.errors import KeelError
+from server.config import ConfigError, Settings, load_settings
+from server.logs import configure_logging
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run `keel snapshot ARGV`; return the exit code."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse exits 2 on bad usage, 0 after --help
+        return int(exit_.code or 0)
+    try:
+        settings = _settings(args)
+    except ConfigError as error:
+        print(f"keel snapshot: config error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    # Engine INFO lines (recovery per collection) would drown the one result line.
+    configure_logging("WARNING", settings.log_format)
+    directory = settings.snapshots_path / args.collection
+    if args.action == "list":
+        for info in snapshot.list_snapshots(directory):
+            print(f"{info.name}\t{info.size_bytes}\t{info.checksum or '-'}")
+        return EXIT_OK
+    try:
+        return asyncio.run(_run_on_storage(args, settings))
+    except (KeelError, OSError) as error:
+        print(f"keel snapshot {args.action}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+async def _run_on_storage(args: argparse.Namespace, settings: Settings) -> int:
+    catalog = Catalog(settings.storage_path, settings.engine)
+    await catalog.open()  # StorageLocked while a server (or another keel) holds the storage
+    try:
+        if args.action == "create":
+            info = await catalog.create_snapshot(args.collection, settings.snapshots_path)
+            path = settings.snapshots_path / args.collection / info.name
+            print(f"created {path} bytes={info.size_bytes} sha256={info.checksum}")
+        else:
+            assert args.action == "restore", args.action
+            manifest = await catalog.restore(args.collection, args.file, args.checksum)
+            print(f"restored collection={args.collection} op_id={manifest.op_id}")
+    finally:
+        await catalog.close()
+    return EXIT_OK
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[tuple[str, ...], Any] = {}
+    if args.storage is not None:
+        overrides[("storage", "storage_path")] = args.storage
+    if args.snapshots is not None:
+        overrides[("storage", "snapshots_path")] = args.snapshots
+    return load_settings(args.config, overrides=overrides)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keel snapshot",
+        description="Collection snapshots of a stopped Keel (the server must not be running "
+        "on this storage; use the HTTP API against a running one).",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = actions.add_parser("create", help="snapshot a collection into the snapshots dir")
+    listing = actions.add_parser("list", help="list a collection's snapshots")
+    restore = actions.add_parser("restore", help="replace or create a collection from FILE")
+    restore.add_argument("file", type=Path, metavar="FILE", help="a .snapshot file")
+    restore.add_argument("--checksum", metavar="SHA256", help="expected sha256 of FILE")
+    for action in (create, listing, restore):
+        action.add_argument("--collection", required=True, metavar="C", help="collection name")
+        action.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
+        action.add_argument("--storage", metavar="DIR", help="storage directory")
+        action.add_argument("--snapshots", metavar="DIR", help="snapshots directory")
+    return parser

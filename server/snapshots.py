@@ -1,0 +1,201 @@
+"""Collection snapshot handlers: create, list, download, delete, recover, upload.
+
+Owns: the six routes under `/collections/{collection_name}/snapshots`; each parses, calls
+one engine function and shapes Qdrant's answer (SnapshotDescription, or `true`).
+Not here: the snapshot file format and its checks (engine/snapshot.py), taking a snapshot
+and replacing a collection by one (engine/catalog.py), where snapshots live (config.py
+`storage.snapshots_path`, handed over by app.py).
+
+Qdrant 1.19 (`src/actix/api/snapshot_api.rs`, `lib/storage/src/content_manager/snapshots/`):
+an alias names its collection everywhere; recover and upload create the collection or
+replace it; a `file://` location must lie inside the snapshots directory (403 otherwise).
+Keel differs in three ways: it does not download `http(s)://` locations (400: download the
+file, then recover it with `file://` or upload it); `wait=false` is accepted but Keel
+always answers once the work is done (200, never 202); `priority` and `api_key` are
+accepted and ignored (one node has no replicas to prefer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+
+from engine import snapshot
+from engine.errors import BadRequest
+from server.context import SNAPSHOTS_PATH_KEY, catalog_of, read_json
+from server.responses import ApiError, ok
+from server.schemas import check_collection_name, parse_update_params
+from server.serde_text import invalid_type, missing_field, unknown_variant
+
+SNAPSHOTS = "/collections/{collection_name}/snapshots"
+SNAPSHOT_PRIORITIES = ("no_sync", "snapshot", "replica")
+UPLOAD_FIELD_NAME = "snapshot"  # Qdrant's multipart field
+UPLOAD_PARTS_MAX = 16  # multipart parts looked at before giving up on finding the snapshot
+UPLOAD_CHUNK_BYTES = snapshot.CHUNK_BYTES
+
+
+async def create_snapshot(request: web.Request) -> web.Response:
+    name = _collection_name(request)
+    parse_update_params(request.query)  # `wait`: checked, then Keel waits either way
+    info = await catalog_of(request).create_snapshot(name, request.app[SNAPSHOTS_PATH_KEY])
+    return ok(request, snapshot_description_json(info))
+
+
+async def list_snapshots(request: web.Request) -> web.Response:
+    directory = _snapshot_directory(request)
+    loop = asyncio.get_running_loop()
+    infos = await loop.run_in_executor(None, snapshot.list_snapshots, directory)
+    return ok(request, [snapshot_description_json(info) for info in infos])
+
+
+async def download_snapshot(request: web.Request) -> web.StreamResponse:
+    directory = _snapshot_directory(request)
+    path = snapshot.find_snapshot(directory, request.match_info["snapshot_name"])
+    # Streamed by aiohttp (sendfile where it can), never read into memory.
+    return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+
+
+async def delete_snapshot(request: web.Request) -> web.Response:
+    directory = _snapshot_directory(request)
+    parse_update_params(request.query)
+    loop = asyncio.get_running_loop()
+    snapshot_name = request.match_info["snapshot_name"]
+    await loop.run_in_executor(None, snapshot.delete_snapshot, directory, snapshot_name)
+    return ok(request, True)
+
+
+async def recover_snapshot(request: web.Request) -> web.Response:
+    """PUT .../snapshots/recover {"location": "file:///...", "checksum": ...}."""
+    name = _collection_name(request)
+    parse_update_params(request.query)
+    location, checksum = parse_snapshot_recover(await read_json(request))
+    path = local_snapshot_path(location, request.app[SNAPSHOTS_PATH_KEY])
+    await catalog_of(request).restore(name, path, checksum)
+    return ok(request, True)
+
+
+async def upload_snapshot(request: web.Request) -> web.Response:
+    """POST .../snapshots/upload, multipart field `snapshot`; query `checksum`, `priority`."""
+    name = _collection_name(request)
+    parse_update_params(request.query)
+    _check_priority(request.query.get("priority"))
+    checksum = request.query.get("checksum")
+    if checksum is not None:
+        snapshot.check_checksum(checksum)
+    catalog = catalog_of(request)
+    upload = await _receive_upload(request, catalog.new_upload_path())
+    loop = asyncio.get_running_loop()
+    try:
+        await catalog.restore(name, upload.path, checksum)
+    finally:
+        await loop.run_in_executor(None, upload.discard)
+    return ok(request, True)
+
+
+def snapshot_description_json(info: snapshot.SnapshotInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "creation_time": info.created_at.strftime("%Y-%m-%dT%H:%M:%S"),
+        "size": info.size_bytes,
+        "checksum": info.checksum,
+    }
+
+
+def parse_snapshot_recover(data: Any) -> tuple[str, str | None]:
+    """SnapshotRecover -> (location, checksum); priority and api_key are checked, unused."""
+    if not isinstance(data, dict):
+        raise invalid_type(data, "struct SnapshotRecover")
+    if "location" not in data:
+        raise missing_field("location")
+    location, checksum = data["location"], data.get("checksum")
+    if not isinstance(location, str):
+        raise invalid_type(location, "a string")
+    if checksum is not None and not isinstance(checksum, str):
+        raise invalid_type(checksum, "a string")
+    if data.get("api_key") is not None and not isinstance(data["api_key"], str):
+        raise invalid_type(data["api_key"], "a string")
+    priority = data.get("priority")
+    if priority is not None and priority not in SNAPSHOT_PRIORITIES:
+        raise unknown_variant(priority, SNAPSHOT_PRIORITIES)
+    if checksum is not None:
+        snapshot.check_checksum(checksum)
+    return location, checksum
+
+
+def local_snapshot_path(location: str, snapshots_path: Path) -> Path:
+    """The file a `file://` location names; it must be inside the snapshots directory."""
+    url = urllib.parse.urlsplit(location)
+    if url.scheme in ("http", "https"):
+        raise BadRequest(
+            f"Keel recovers snapshots only from file:// locations, not {url.scheme}://; "
+            "download the file and upload it to .../snapshots/upload, or put it in the "
+            "snapshots directory and recover it with a file:// location"
+        )
+    if url.scheme != "file":
+        raise BadRequest(f"URL {location} with schema {url.scheme!r} is not supported")
+    if url.netloc not in ("", "localhost"):
+        raise BadRequest(f"file:// location {location} names a host; use file:///absolute/path")
+    path = Path(urllib.parse.unquote(url.path))
+    if not path.is_absolute():
+        raise BadRequest(f"file:// location {location} is not an absolute path")
+    # resolve(): neither `..` nor a symlink may lead out of the snapshots directory.
+    if not path.resolve().is_relative_to(snapshots_path.resolve()):
+        raise ApiError(403, f"Forbidden: Snapshot file {path} must be inside snapshots directory")
+    return path
+
+
+def _collection_name(request: web.Request) -> str:
+    name = request.match_info["collection_name"]
+    check_collection_name(name)
+    return name
+
+
+def _snapshot_directory(request: web.Request) -> Path:
+    """The snapshot directory of the collection (or alias) in the path; NotFound if none."""
+    collection = catalog_of(request).get(_collection_name(request))
+    return request.app[SNAPSHOTS_PATH_KEY] / collection.name
+
+
+def _check_priority(priority: str | None) -> None:
+    if priority is not None and priority not in SNAPSHOT_PRIORITIES:
+        message = unknown_variant(priority, SNAPSHOT_PRIORITIES).args[0]
+        raise ApiError(400, f"Deserialize error in query parameters: {message}")
+
+
+async def _receive_upload(request: web.Request, path: Path) -> snapshot.SnapshotUpload:
+    """Stream the multipart field `snapshot` into a new file at `path`, chunk by chunk."""
+    if not request.content_type.startswith("multipart/"):
+        raise BadRequest(f"expected a multipart/form-data body, got {request.content_type}")
+    reader = await request.multipart()
+    loop = asyncio.get_running_loop()
+    for _ in range(UPLOAD_PARTS_MAX):
+        part = await reader.next()
+        if part is None:
+            break
+        if not isinstance(part, BodyPartReader) or part.name != UPLOAD_FIELD_NAME:
+            await part.release()
+            continue
+        upload = await loop.run_in_executor(None, snapshot.SnapshotUpload, path)
+        try:
+            while chunk := await part.read_chunk(UPLOAD_CHUNK_BYTES):
+                await loop.run_in_executor(None, upload.write, chunk)
+            await loop.run_in_executor(None, upload.close)
+        except BaseException:
+            await loop.run_in_executor(None, upload.discard)
+            raise
+        return upload
+    raise BadRequest(f"multipart body has no `{UPLOAD_FIELD_NAME}` field")
+
+
+ROUTES = [
+    ("POST", SNAPSHOTS, create_snapshot),
+    ("GET", SNAPSHOTS, list_snapshots),
+    ("POST", SNAPSHOTS + "/upload", upload_snapshot),
+    ("PUT", SNAPSHOTS + "/recover", recover_snapshot),
+    ("GET", SNAPSHOTS + "/{snapshot_name}", download_snapshot),
+    ("DELETE", SNAPSHOTS + "/{snapshot_name}", delete_snapshot),
+]

@@ -1,0 +1,219 @@
+"""Collection snapshots over HTTP: create, list, download, delete, recover, upload.
+
+Every answer is checked against Qdrant's spec. The central test takes a snapshot while a
+writer keeps upserting and checks the restored collection is exactly the writes up to the
+snapshot's op id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.api.conftest import Api, ApiResponse
+from tests.api.openapi_check import check_response
+
+SNAPSHOTS = "/collections/{collection_name}/snapshots"
+ONE_SNAPSHOT = SNAPSHOTS + "/{snapshot_name}"
+RECOVER = SNAPSHOTS + "/recover"
+UPLOAD = SNAPSHOTS + "/upload"
+
+
+async def snapshot_call(
+    api: Api, method: str, name: str, snapshot_name: str, query: str = ""
+) -> ApiResponse:
+    """A call on /snapshots/{snapshot_name}, validated against the spec like Api.call."""
+    path = f"/collections/{name}/snapshots/{snapshot_name}{query}"
+    response = await api.client.request(method, path)
+    body = await response.json()
+    check_response(ONE_SNAPSHOT, method.lower(), response.status, body)
+    return ApiResponse(response.status, body, response.headers)
+
+
+async def upload(api: Api, name: str, data: bytes, query: str = "") -> ApiResponse:
+    form = aiohttp.FormData()
+    form.add_field("snapshot", data, filename="x.snapshot", content_type="application/octet-stream")
+    response = await api.client.post(f"/collections/{name}/snapshots/upload{query}", data=form)
+    body = await response.json()
+    check_response(UPLOAD, "post", response.status, body)
+    return ApiResponse(response.status, body, response.headers)
+
+
+async def create_snapshot(api: Api, name: str) -> dict[str, Any]:
+    return (await api.call("POST", SNAPSHOTS, name=name)).result
+
+
+async def create_alias(api: Api, alias: str, collection: str) -> None:
+    body = {"actions": [{"create_alias": {"alias_name": alias, "collection_name": collection}}]}
+    assert (await api.call("POST", "/collections/aliases", json=body)).result is True
+
+
+def point(i: int) -> dict[str, Any]:
+    return {"id": i, "vector": [float(i), 1.0, 0.0, 0.0], "payload": {"n": i}}
+
+
+def snapshot_op_id(snapshot_name: str) -> int:
+    """`<collection>-<op_id>-<Y-m-d-H-M-S>.snapshot`."""
+    return int(snapshot_name.removesuffix(".snapshot").rsplit("-", 7)[1])
+
+
+async def upsert_points(api: Api, ids: list[int], name: str = "c") -> int:
+    response = await api.upsert({"points": [point(i) for i in ids]}, name=name)
+    return response.result["operation_id"]
+
+
+async def test_create_list_download_delete_through_an_alias(api: Api, tmp_path: Path) -> None:
+    await api.create_collection("c")
+    await create_alias(api, "al", "c")
+    op_id = await upsert_points(api, [1, 2, 3])
+
+    description = await create_snapshot(api, "al")
+
+    assert description["name"].startswith(f"c-{op_id}-")
+    assert snapshot_op_id(description["name"]) == op_id
+    listed = (await api.call("GET", SNAPSHOTS, name="al")).result
+    assert listed == [{**description, "creation_time": listed[0]["creation_time"]}]
+    response = await api.client.get(f"/collections/al/snapshots/{description['name']}")
+    assert response.status == 200
+    assert response.content_type == "application/octet-stream"
+    data = await response.read()
+    assert len(data) == description["size"]
+    assert hashlib.sha256(data).hexdigest() == description["checksum"]
+    assert (tmp_path / "snapshots" / "c" / description["name"]).read_bytes() == data
+
+    deleted = await snapshot_call(api, "DELETE", "al", description["name"], "?wait=true")
+    assert deleted.result is True
+    assert (await api.call("GET", SNAPSHOTS, name="c")).result == []
+    missing = await snapshot_call(api, "GET", "c", description["name"])
+    assert missing.status == 404
+    assert (await snapshot_call(api, "DELETE", "c", description["name"])).status == 404
+
+
+async def test_unknown_collection_and_bad_names(api: Api) -> None:
+    assert (await api.call("POST", SNAPSHOTS, name="nope")).status == 404
+    assert (await api.call("GET", SNAPSHOTS, name="nope")).status == 404
+    await api.create_collection("c")
+    for bad_name in ("a..b.snapshot", ".hidden"):
+        response = await snapshot_call(api, "GET", "c", bad_name)
+        assert response.status == 400, response.body
+    assert (await api.call("POST", SNAPSHOTS, name="c", query={"wait": "maybe"})).status == 400
+
+
+async def test_a_snapshot_under_concurrent_writes_restores_to_its_exact_op_id(
+    api: Api, tmp_path: Path
+) -> None:
+    """A writer upserts point i (vector and payload derived from i) with wait=false, noting
+    each write's operation_id, while a snapshot is taken. The snapshot restored under a new
+    name must hold exactly the points whose write had operation_id <= the snapshot's op id
+    (acknowledged but unapplied writes included or not by that rule alone), with identical
+    payloads and vectors, and answer searches."""
+    await api.create_collection("c")
+    op_id_by_point: dict[int, int] = {}
+    stop = asyncio.Event()
+
+    async def writer() -> None:
+        i = 0
+        while not stop.is_set() and i < 2_000:
+            response = await api.upsert({"points": [point(i)]}, query={"wait": "false"})
+            op_id_by_point[i] = response.result["operation_id"]
+            i += 1
+
+    writer_task = asyncio.create_task(writer())
+    while len(op_id_by_point) < 20:
+        await asyncio.sleep(0.001)
+    description = await create_snapshot(api, "c")
+    written_at_snapshot = len(op_id_by_point)
+    while len(op_id_by_point) < written_at_snapshot + 20:
+        await asyncio.sleep(0.001)
+    stop.set()
+    await writer_task
+
+    op_id = snapshot_op_id(description["name"])
+    expected_ids = sorted(i for i, written in op_id_by_point.items() if written <= op_id)
+    assert 20 <= len(expected_ids) < len(op_id_by_point)
+    location = (tmp_path / "snapshots" / "c" / description["name"]).as_uri()
+    body = {"location": location, "checksum": description["checksum"], "priority": "snapshot"}
+    assert (await api.call("PUT", RECOVER, json=body, name="restored")).result is True
+
+    points = await api.scroll_all("restored")
+    assert [p["id"] for p in points] == expected_ids
+    for p in points:
+        assert p["payload"] == {"n": p["id"]}
+        assert p["vector"] == [float(p["id"]), 1.0, 0.0, 0.0]
+    search = {"vector": [1.0, 0.0, 0.0, 0.0], "limit": 3}
+    hits = (
+        await api.call(
+            "POST", "/collections/{collection_name}/points/search", json=search, name="restored"
+        )
+    ).result
+    assert [hit["id"] for hit in hits] == expected_ids[::-1][:3]
+    # Op ids continue after the snapshot's in the restored collection.
+    assert await upsert_points(api, [10_000], name="restored") == op_id + 1
+
+
+async def test_recover_replaces_an_existing_collection_and_a_bad_checksum_changes_nothing(
+    api: Api, tmp_path: Path
+) -> None:
+    await api.create_collection("c")
+    await create_alias(api, "al", "c")
+    await upsert_points(api, [1, 2])
+    description = await create_snapshot(api, "c")
+    await upsert_points(api, [3])
+    location = (tmp_path / "snapshots" / "c" / description["name"]).as_uri()
+
+    bad = {"location": location, "checksum": "0" * 64}
+    response = await api.call("PUT", RECOVER, json=bad, name="al")
+    assert response.status == 400
+    assert "checksum mismatch" in response.error
+    assert [p["id"] for p in await api.scroll_all("c")] == [1, 2, 3]
+
+    assert (await api.call("PUT", RECOVER, json={"location": location}, name="al")).result
+    assert [p["id"] for p in await api.scroll_all("al")] == [1, 2]
+    assert (await api.call("GET", "/collections/{collection_name}", name="c")).status == 200
+
+
+async def test_recover_refuses_other_locations(api: Api, tmp_path: Path) -> None:
+    remote = {"location": "https://example.com/c.snapshot"}
+    response = await api.call("PUT", RECOVER, json=remote, name="c")
+    assert response.status == 400
+    assert "file://" in response.error
+    outside = tmp_path / "outside.snapshot"
+    outside.write_bytes(b"x")
+    response = await api.call("PUT", RECOVER, json={"location": outside.as_uri()}, name="c")
+    assert response.status == 403
+    escape = (tmp_path / "snapshots" / ".." / "outside.snapshot").as_uri()
+    response = await api.call("PUT", RECOVER, json={"location": escape}, name="c")
+    assert response.status == 403
+    inside = (tmp_path / "snapshots" / "missing.snapshot").as_uri()
+    response = await api.call("PUT", RECOVER, json={"location": inside}, name="c")
+    assert response.status == 404
+    assert (await api.call("PUT", RECOVER, json={}, name="c")).status == 400
+    assert (await api.call("GET", "/collections/{collection_name}", name="c")).status == 404
+
+
+@pytest.mark.parametrize("target", ["new", "al"])
+async def test_upload_creates_or_replaces(api: Api, tmp_path: Path, target: str) -> None:
+    await api.create_collection("c")
+    await create_alias(api, "al", "c")
+    await upsert_points(api, [1, 2])
+    description = await create_snapshot(api, "c")
+    data = (tmp_path / "snapshots" / "c" / description["name"]).read_bytes()
+    await upsert_points(api, [3])
+
+    response = await upload(api, target, data, "?checksum=" + "1" * 64)
+    assert response.status == 400
+    assert [p["id"] for p in await api.scroll_all("c")] == [1, 2, 3]
+
+    response = await upload(
+        api, target, data, f"?priority=snapshot&checksum={description['checksum']}"
+    )
+    assert response.body["result"] is True
+    assert [p["id"] for p in await api.scroll_all(target)] == [1, 2]
+    assert list((tmp_path / "storage" / "tmp").iterdir()) == []
+    expected_c = [1, 2] if target == "al" else [1, 2, 3]
+    assert [p["id"] for p in await api.scroll_all("c")] == expected_c
