@@ -29,7 +29,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from engine import files, limits, query
+from engine import files, limits, query, text_match
 from engine.applier import Applier, apply_batch
 from engine.errors import BadRequest, CorruptionError, Overloaded, StorageError
 from engine.filters import PayloadPath
@@ -517,6 +517,8 @@ class Collection:
             raise BadRequest(f"bad payload index field name {op.field_name!r}: {error}") from None
         if len(op.field_name.encode()) > FIELD_NAME_BYTES_MAX:
             raise BadRequest(f"payload field name is longer than {FIELD_NAME_BYTES_MAX} bytes")
+        if op.schema_type == "text":
+            text_match.check_text_params(op.params or {})  # 501 for what Keel can't tokenize
         specs = self._store.index_specs
         if op.field_name not in specs and len(specs) >= limits.PAYLOAD_INDEXES_MAX:
             raise BadRequest(f"a collection has at most {limits.PAYLOAD_INDEXES_MAX} indexes")

@@ -28,8 +28,8 @@ and `struct_payload_index/read_view/condition_converter.rs` (the path a top-leve
   and has_id / has_vector / slice never match. Keel reproduces both.
 - Full-text match (`text`, `phrase`, `text_any`) without a text index is a substring test in
   Qdrant 1.19 (`text_any`: any whitespace-separated token is a substring). With a full-text
-  index Qdrant tokenizes instead, and newer Qdrant (1.20 dev, qdrant-edge 0.9) tokenizes even
-  without one. Keel has no text index, so it does what 1.19 does without one.
+  index Qdrant tokenizes instead (text_match.py rewrites such conditions before compiling),
+  and newer Qdrant (1.20 dev, qdrant-edge 0.9) tokenizes even without one.
 - Datetimes compare as chrono instants, to the nanosecond (qdrant-edge 0.9 and Qdrant's
   datetime payload index compare microseconds). The `is_null` condition is true for null
   only: 1.19 does not count `[null]` as null (qdrant-edge 0.9 does).
@@ -157,7 +157,29 @@ class MatchExcept:
     except_: frozenset[str] | frozenset[int]
 
 
-Match = MatchValue | MatchText | MatchPhrase | MatchTextAny | MatchPrefix | MatchAny | MatchExcept
+class CompiledMatch:
+    """A match the engine derives for one read, never parsed or logged: a subclass's
+    `compile()` returns the check of one element (text_match.TokenMatch: full-text matching
+    through a text index's tokenizer)."""
+
+    # True: compile() checks a whole selected value (an array as one value), not each
+    # element of it.
+    checks_whole_value = False
+
+    def compile(self) -> Callable[[Any], bool]:
+        raise NotImplementedError
+
+
+Match = (
+    MatchValue
+    | MatchText
+    | MatchPhrase
+    | MatchTextAny
+    | MatchPrefix
+    | MatchAny
+    | MatchExcept
+    | CompiledMatch
+)
 
 
 @dataclass(frozen=True)
@@ -494,6 +516,13 @@ def _field_value_check(condition: FieldCondition) -> tuple[Callable[[Any], bool]
     is_null = condition.is_null
     if is_null is not None:
         return (lambda value: _is_null_value(value) == is_null), not is_null
+    match = condition.match
+    is_match_only = condition.range is None and all(
+        area is None
+        for area in (condition.geo_bounding_box, condition.geo_radius, condition.geo_polygon)
+    )
+    if isinstance(match, CompiledMatch) and match.checks_whole_value and is_match_only:
+        return match.compile(), False
     element_check = _element_check(condition)
 
     def check_value(value: Any) -> bool:
@@ -526,6 +555,8 @@ def _element_check(condition: FieldCondition) -> Callable[[Any], bool]:
 
 
 def _match_check(match: Match) -> Callable[[Any], bool]:
+    if isinstance(match, CompiledMatch):
+        return match.compile()
     if isinstance(match, MatchValue):
         expected, expected_type = match.value, type(match.value)
         return lambda value: type(value) is expected_type and value == expected

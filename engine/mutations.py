@@ -55,7 +55,8 @@ from engine.ops import (
 )
 
 Predicate = Callable[[PointId, dict[str, Any], list[str]], bool]
-CompileFilter = Callable[[Any], Predicate]
+# (filter, the payload indexes as the batch left them) -> predicate; see reads.compile_filter.
+CompileFilter = Callable[[Any, dict[str, payload_index.IndexSpec]], Predicate]
 
 
 def label_key(label: int) -> bytes:
@@ -133,7 +134,11 @@ class BatchWriter:
     def _upsert(self, op_id: int, op: UpsertPoints) -> None:
         row_of = {name: _row_lookup(nv.rows, len(op.ids)) for name, nv in op.vectors.items()}
         sparse_row_of = {name: _row_lookup(c.rows, len(op.ids)) for name, c in op.sparse.items()}
-        predicate = None if op.update_filter is None else self._compile_filter(op.update_filter)
+        predicate = (
+            None
+            if op.update_filter is None
+            else self._compile_filter(op.update_filter, self.index_specs)
+        )
         for position, point_id in enumerate(op.ids):
             key = point_key(point_id)
             old = self._read(key)
@@ -173,7 +178,11 @@ class BatchWriter:
     def _update_vectors(self, op_id: int, op: UpdateVectors) -> None:
         row_of = {name: _row_lookup(nv.rows, len(op.ids)) for name, nv in op.vectors.items()}
         sparse_row_of = {name: _row_lookup(c.rows, len(op.ids)) for name, c in op.sparse.items()}
-        predicate = None if op.update_filter is None else self._compile_filter(op.update_filter)
+        predicate = (
+            None
+            if op.update_filter is None
+            else self._compile_filter(op.update_filter, self.index_specs)
+        )
         for position, point_id in enumerate(op.ids):
             key = point_key(point_id)
             old = self._read(key)
@@ -286,7 +295,7 @@ class BatchWriter:
         if filter_ is None:
             assert ids is not None, "an op selects points by ids or by filter"
             return list(dict.fromkeys(point_key(point_id) for point_id in ids))
-        predicate = self._compile_filter(filter_)
+        predicate = self._compile_filter(filter_, self.index_specs)
         candidates = self._index_candidates(filter_)
         if candidates is not None:
             stored = ((key, self._read(key)) for key in candidates)

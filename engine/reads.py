@@ -31,12 +31,12 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
-from engine import filters, limits, planner
+from engine import filters, limits, payload_index, planner, text_match
 from engine.index import VectorIndex
 from engine.locks import ReadWriteLock
 from engine.ops import (
@@ -80,6 +80,10 @@ class Reader:
         self._indexes = indexes
         self._visibility_lock = visibility_lock
 
+    def _compile(self, filter_: Any) -> filters.Checker:
+        """compile_filter with the payload indexes as of the last applied op."""
+        return compile_filter(filter_, self._store.index_specs)
+
     def scroll(
         self,
         filter_: Any,
@@ -91,7 +95,7 @@ class Reader:
         """Points in id order from `offset` (inclusive) matching `filter_`, and the id the
         next page starts at (None on the last page)."""
         assert 1 <= limit <= limits.SCROLL_LIMIT_MAX, limit
-        predicate = None if filter_ is None else compile_filter(filter_)
+        predicate = None if filter_ is None else self._compile(filter_)
         start_key = None if offset is None else point_key(offset)
         page: list[StoredPoint] = []
         for point in self._candidates(filter_, start_key):
@@ -109,7 +113,7 @@ class Reader:
         """Exact number of points matching `filter_` (all points when None)."""
         if filter_ is None:
             return self._store.count_points()
-        predicate = compile_filter(filter_)
+        predicate = self._compile(filter_)
         return sum(
             1
             for point in self._candidates(filter_, None)
@@ -179,7 +183,7 @@ class Reader:
         broad = self._broad_filtered_nearest(request, query, distance)
         if broad is not None:
             return broad
-        predicate = compile_filter(request.filter)
+        predicate = self._compile(request.filter)
         allowed = [
             point.label
             for point in self._candidates(request.filter, None)
@@ -227,7 +231,7 @@ class Reader:
         wanted_count = request.limit + request.offset
         selectivity = min(1.0, estimate / index.live_count)
         fetch_count = max(wanted_count, math.ceil(wanted_count / selectivity * OVERFETCH_FACTOR))
-        predicate = compile_filter(request.filter)
+        predicate = self._compile(request.filter)
         in_flight_count = max(0, index.live_count - self._store.count_vectors(name))
         while fetch_count <= index.live_count * POST_FILTER_SHARE_MAX:
             ef = max(request.hnsw_ef or max(index.ef_construct, 100), fetch_count)
@@ -364,7 +368,7 @@ class Reader:
         ln((n - df + 0.5) / (df + 0.5) + 1), n the points with a vector `name`, df those
         having the index (Qdrant's `lib/segment` and qdrant-client's local mode). `ids`
         restricts the points (a prefetch's candidates); `filter_` is checked on each."""
-        predicate = None if filter_ is None else compile_filter(filter_)
+        predicate = None if filter_ is None else self._compile(filter_)
         is_idf = self.config.sparse_vectors[name].modifier is SparseModifier.IDF
         points, scores = self._store.sparse_scores(name, query, idf if is_idf else None)
         allowed = None if ids is None else set(map(point_key, ids))
@@ -418,7 +422,7 @@ class Reader:
     ) -> list[tuple[PointId, float]]:
         """Exact scan: `score(matrix)` of every point with vector `name` (or only `ids`)
         matching `filter_`, best `limit` first."""
-        predicate = None if filter_ is None else compile_filter(filter_)
+        predicate = None if filter_ is None else self._compile(filter_)
         with self._visibility_lock.shared():
             if ids is None:
                 points: list[StoredPoint | None] = list(self._store.iter_points(None))
@@ -456,7 +460,7 @@ class Reader:
         self, filter_: Any, ids: list[PointId] | None
     ) -> list[tuple[PointId, dict[str, Any]]]:
         """(id, payload) of every point (or only `ids`) matching `filter_`, in id order."""
-        predicate = None if filter_ is None else compile_filter(filter_)
+        predicate = None if filter_ is None else self._compile(filter_)
         if ids is None:
             points: list[StoredPoint | None] = list(self._store.iter_points(None))
         else:
@@ -502,7 +506,7 @@ class Reader:
         `key`, only values of that type are counted, as Qdrant counts from that index.
         """
         assert limit >= 1, limit
-        predicate = None if filter_ is None else compile_filter(filter_)
+        predicate = None if filter_ is None else self._compile(filter_)
         spec = self._store.index_specs.get(str(key))
         only_tag = None if spec is None else FACET_TAG_BY_SCHEMA.get(spec.schema_type)
         counts: dict[tuple[int, Any], int] = {}
@@ -532,9 +536,17 @@ FACET_TAG_BY_SCHEMA = {
 FILTER_TYPES = {name: value for name, value in vars(filters).items() if isinstance(value, type)}
 
 
-def compile_filter(filter_: Any) -> filters.Checker:
-    """A predicate (point_id, payload dict, vector_names) -> bool for one filter."""
-    return filters.compile_filter(filter_)
+def compile_filter(
+    filter_: Any, index_specs: Mapping[str, payload_index.IndexSpec] | None = None
+) -> filters.Checker:
+    """A predicate (point_id, payload dict, vector_names) -> bool for one filter; `text`
+    matches on fields with a text index in `index_specs` tokenize (text_match.py)."""
+    tokenizers = {
+        name: text_match.Tokenizer.from_params(spec.params)
+        for name, spec in (index_specs or {}).items()
+        if spec.schema_type == "text"
+    }
+    return filters.compile_filter(text_match.with_text_indexes(filter_, tokenizers))
 
 
 def idf(frequencies: np.ndarray, documents_count: int) -> np.ndarray:

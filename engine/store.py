@@ -88,7 +88,7 @@ def _ignore_delta(delta: IndexDelta) -> None:
     """Default hook: a store used without vector indexes."""
 
 
-def _no_filters(filter_: object) -> Predicate:
+def _no_filters(filter_: object, index_specs: object) -> Predicate:
     raise AssertionError("an op with a filter reached a store applied without compile_filter")
 
 

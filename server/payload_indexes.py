@@ -22,6 +22,7 @@ from engine.errors import FormatError
 from engine.filters import PayloadPath
 from engine.ops import CreateFieldIndex, DeleteFieldIndex, Operation
 from engine.payload_index import SCHEMA_TYPES
+from engine.text_match import TOKENIZERS
 from server.context import catalog_of, read_json
 from server.responses import ApiError, ok, update_result_json
 from server.schemas import check_collection_name, parse_update_params
@@ -83,6 +84,8 @@ def _is_valid_params(params: dict[str, Any]) -> bool:
     for key in BOOL_PARAMS:
         if params.get(key) is not None and type(params[key]) is not bool:
             return False
+    if params.get("tokenizer") is not None and params["tokenizer"] not in TOKENIZERS:
+        return False
     for key in ("min_token_len", "max_token_len"):
         value = params.get(key)
         if value is not None and (type(value) is not int or value < 0):

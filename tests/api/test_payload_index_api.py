@@ -132,3 +132,44 @@ async def test_create_index_errors(cities: Api):
     response = await cities.call("DELETE", DROP, field_name="city", name="nope")
     assert response.status == 404
     assert await cities.next_op_id() == 1  # nothing was logged
+
+
+async def test_a_text_index_makes_text_matches_tokenized(api: Api):
+    """Without a text index `text` is a substring test (Qdrant 1.19); with one, every query
+    token must be one of the value's tokens (tests/unit/test_text_match.py compares the
+    tokenizers with Qdrant's own engine)."""
+    await api.create_collection()
+    texts = {1: "Hello World", 2: "hello-world again", 3: "helloworld", 4: "World of hello"}
+    points = [{"id": i, "vector": [1, 0, 0, 0], "payload": {"t": t}} for i, t in texts.items()]
+    await api.upsert({"points": points})
+
+    async def matching(match: dict) -> list[int]:
+        body = {"filter": {"must": [{"key": "t", "match": match}]}, "limit": 10}
+        return [p["id"] for p in (await api.call("POST", SCROLL, json=body)).result["points"]]
+
+    assert await matching({"text": "hello world"}) == []  # no value holds that substring
+    assert await matching({"text": "lo Wo"}) == [1]
+    body = {"field_name": "t", "field_schema": {"type": "text", "tokenizer": "word"}}
+    assert (await api.call("PUT", INDEX, json=body)).result["status"] == "completed"
+    assert await matching({"text": "hello world"}) == [1, 2, 4]
+    assert await matching({"text": "lo Wo"}) == []
+    assert await matching({"phrase": "hello world"}) == [1, 2]
+    assert await matching({"text_any": "again of"}) == [2, 4]
+
+
+async def test_text_index_params_keel_cannot_reproduce_answer_501(api: Api):
+    await api.create_collection()
+    op_id = await api.next_op_id()
+    for params in (
+        {"type": "text", "stemmer": {"type": "snowball", "language": "english"}},
+        {"type": "text", "tokenizer": "multilingual"},
+        {"type": "text", "stopwords": "english"},
+        {"type": "text", "ascii_folding": True},
+    ):
+        response = await api.call("PUT", INDEX, json={"field_name": "t", "field_schema": params})
+        assert response.status == 501, params
+        assert response.error.startswith("Not implemented in Keel: text index")
+    assert await payload_schema(api) == {}
+    assert await api.next_op_id() == op_id + 1  # nothing was logged in between
+    body = {"field_name": "t", "field_schema": {"type": "text", "tokenizer": "nope"}}
+    assert (await api.call("PUT", INDEX, json=body)).status == 400
