@@ -1,25 +1,18 @@
-"""Qdrant's universal query: nearest by vector or id, recommend, prefetch trees, fusion, groups.
+"""Qdrant's universal query: nearest by vector or id, recommend, discover, context, prefetch
+trees, fusion, order_by, groups.
 
-Owns: the query plan types, the pure composition functions (recommend's average vector and
-best-score objective, RRF and DBSF fusion, grouping) and a small executor that runs a plan
-against one collection's Reader in a read thread.
-Not here: HTTP parsing (server/query.py), nearest-neighbour search itself (reads.py).
+Owns: the query plan types, grouping, and a small executor that runs a plan against one
+collection's Reader in a read thread.
+Not here: HTTP parsing (server/query.py), how each kind scores (query_scores.py),
+nearest-neighbour search itself (reads.py).
 
-Formulas read in Qdrant 1.19's source:
-- RRF: `lib/segment/src/common/reciprocal_rank_fusion.rs`, score `1 / ((pos + 1) / weight + k -
-  1)` with `DEFAULT_RRF_K = 2`, summed over the prefetches;
-- DBSF: `lib/segment/src/common/score_fusion.rs`, each list normalised by mean ± 3 sample
-  standard deviations (a one-point list scores 0.5, equal extremes 0.5), then summed;
-- recommend: `lib/collection/src/recommendations.rs` (`avg_pos + avg_pos - avg_neg` of the
-  examples as given: `VectorInternal::preprocess` leaves dense vectors alone) and
-  `lib/segment/src/vector_storage/query/reco_query.rs` (best score: the sigmoid
-  `0.5 * (x / (1 + |x|) + 1)` of the best positive similarity when it beats the best negative,
-  else minus that of the best negative; sum scores: positives minus negatives), on Qdrant's
-  internal similarities (Euclid: minus the squared distance, Manhattan: minus the distance);
+From Qdrant 1.19's source (`lib/collection/src/operations/universal_query/`):
+- recommend with `average_vector` searches the averaged vector; `best_score`, `sum_scores`,
+  discover and context score every candidate (exactly, over the vectors in LMDB);
 - a sparse `using` is searched by `Reader.sparse_search` (dot product over the inverted index,
   only points sharing an index with the query), in a node, a prefetch and under fusion alike;
 - examples given as point ids are excluded from the results (`collection_query.rs`
-  adds a `must_not has_id` for them).
+  adds a `must_not has_id` for every referenced id: recommend's, discover's target and pairs).
 """
 
 from __future__ import annotations
@@ -43,6 +36,14 @@ from engine.ops import (
     SparseVector,
     VectorSelector,
 )
+from engine.query_scores import (
+    Hit,
+    average_vector,
+    dbsf,
+    discover_scorer,
+    recommend_scorer,
+    rrf,
+)
 from engine.reads import Reader, score_matrix
 
 RRF_K_DEFAULT = 2
@@ -63,6 +64,24 @@ class Recommend:
     positive: tuple[Example, ...]
     negative: tuple[Example, ...]
     strategy: str = "average_vector"  # or "best_score", "sum_scores"
+
+
+@dataclass(frozen=True)
+class Discover:
+    """Points on the positive side of as many pairs as possible, then nearest the target."""
+
+    target: Example
+    pairs: tuple[tuple[Example, Example], ...]  # (positive, negative)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Points on the positive side of every pair; no target (the score is 0 inside)."""
+
+    pairs: tuple[tuple[Example, Example], ...]  # (positive, negative)
+
+
+VectorQuery = Nearest | Recommend | Discover | Context
 
 
 @dataclass(frozen=True)
@@ -89,7 +108,7 @@ class LookupFrom:
 class QueryNode:
     """One level of a query: its prefetches, its query, and the limits on what it returns."""
 
-    query: Nearest | Recommend | Fusion | OrderBy | None
+    query: VectorQuery | Fusion | OrderBy | None
     using: str
     limit: int
     prefetch: tuple[QueryNode, ...] = ()
@@ -126,15 +145,6 @@ class QueryRequest:
 
 
 @dataclass(frozen=True)
-class Hit:
-    """An intermediate result: a point id, its score and, for order_by, the ordered value."""
-
-    id: PointId
-    score: float
-    order_value: Any = None
-
-
-@dataclass(frozen=True)
 class Group:
     id: Any  # str or int
     hits: list[ScoredPoint]
@@ -149,93 +159,6 @@ class QueryResult:
 
 
 # ---- pure functions ---------------------------------------------------------------------
-
-
-def rrf(responses: list[list[Hit]], k: int, weights: tuple[float, ...] | None) -> list[Hit]:
-    """Reciprocal rank fusion; only the order of each list matters."""
-    if weights is not None and len(weights) != len(responses):
-        raise BadRequest(
-            "Number of weights in RRF should match number of pre-fetches: "
-            f"got {len(weights)}, expected {len(responses)}"
-        )
-    scores: dict[Any, float] = {}
-    for index, response in enumerate(responses):
-        weight = 1.0 if weights is None else weights[index]
-        for position, hit in enumerate(response):
-            contribution = 0.0 if weight <= 0 else 1.0 / ((position + 1) / weight + k - 1.0)
-            scores[hit.id] = scores.get(hit.id, 0.0) + contribution
-    return sorted((Hit(i, s) for i, s in scores.items()), key=lambda hit: -hit.score)
-
-
-def dbsf(responses: list[list[Hit]]) -> list[Hit]:
-    """Distribution-based score fusion: normalise each list by mean ± 3σ, then sum."""
-    scores: dict[Any, float] = {}
-    for response in responses:
-        for hit_id, score in _distribution_normalised(response):
-            scores[hit_id] = scores.get(hit_id, 0.0) + score
-    return sorted((Hit(i, s) for i, s in scores.items()), key=lambda hit: -hit.score)
-
-
-def _distribution_normalised(response: list[Hit]) -> list[tuple[Any, float]]:
-    if len(response) < 2:
-        return [(hit.id, 0.5) for hit in response]
-    values = np.array([hit.score for hit in response], dtype=np.float64)
-    std_dev = float(np.std(values, ddof=1))
-    low, high = float(values.mean()) - 3 * std_dev, float(values.mean()) + 3 * std_dev
-    if low == high:
-        return [(hit.id, 0.5) for hit in response]
-    return [(hit.id, (hit.score - low) / (high - low)) for hit in response]
-
-
-def average_vector(positive: list[np.ndarray], negative: list[np.ndarray]) -> np.ndarray:
-    """Recommend's `average_vector` query: `avg_pos + avg_pos - avg_neg` (or `avg_pos`)."""
-    if not positive:
-        raise BadRequest("Positive vectors should not be empty with `average` strategy")
-    average_positive = np.mean(np.stack(positive), axis=0, dtype=np.float32)
-    if not negative:
-        return average_positive
-    average_negative = np.mean(np.stack(negative), axis=0, dtype=np.float32)
-    return (average_positive + average_positive - average_negative).astype(np.float32)
-
-
-def internal_similarity(matrix: np.ndarray, query: np.ndarray, distance: Distance) -> np.ndarray:
-    """Qdrant's internal score (higher is better): dot products, or minus the distance
-    (squared for Euclid) for the distances where lower is better."""
-    if distance in (Distance.COSINE, Distance.DOT):
-        return matrix @ query
-    if distance is Distance.EUCLID:
-        return -np.sum((matrix - query) ** 2, axis=1, dtype=np.float32)
-    return -np.sum(np.abs(matrix - query), axis=1, dtype=np.float32)
-
-
-def recommend_scorer(
-    strategy: str, positive: list[np.ndarray], negative: list[np.ndarray], distance: Distance
-) -> Callable[[np.ndarray], np.ndarray]:
-    """Score function of `best_score` or `sum_scores` over a matrix of candidate vectors."""
-
-    def score(matrix: np.ndarray) -> np.ndarray:
-        def similarities(examples: list[np.ndarray]) -> np.ndarray:
-            if not examples:
-                return np.empty((0, len(matrix)), dtype=np.float32)
-            return np.stack([internal_similarity(matrix, e, distance) for e in examples])
-
-        positives, negatives = similarities(positive), similarities(negative)
-        if strategy == "sum_scores":
-            return positives.sum(axis=0) - negatives.sum(axis=0)
-        best_positive = positives.max(axis=0) if len(positive) else np.full(len(matrix), -np.inf)
-        best_negative = negatives.max(axis=0) if len(negative) else np.full(len(matrix), -np.inf)
-        return np.where(
-            best_positive > best_negative,
-            _scaled_fast_sigmoid(best_positive),
-            -_scaled_fast_sigmoid(best_negative),
-        ).astype(np.float32)
-
-    return score
-
-
-def _scaled_fast_sigmoid(values: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        return 0.5 * (values / (1.0 + np.abs(values)) + 1.0)
 
 
 def group_hits(
@@ -312,15 +235,22 @@ def order_value_of(value: Any) -> int | float | None:
     return None
 
 
-def excluded_ids(query: Nearest | Recommend | Fusion | OrderBy | None) -> set[Any]:
+def excluded_ids(query: VectorQuery | Fusion | OrderBy | None) -> set[Any]:
     """Point ids given as examples: Qdrant leaves them out of the results."""
-    if isinstance(query, Nearest):
-        examples: tuple[Example, ...] = (query.example,)
-    elif isinstance(query, Recommend):
-        examples = query.positive + query.negative
-    else:
+    if isinstance(query, Fusion | OrderBy) or query is None:
         return set()
-    return {example for example in examples if is_point_id(example)}
+    return {example for example in examples_of(query) if is_point_id(example)}
+
+
+def examples_of(query: VectorQuery) -> list[Example]:
+    """Every example of a vector query, in a fixed order: the nearest one; recommend's
+    positives then negatives; discover's target then each pair's positive and negative."""
+    if isinstance(query, Nearest):
+        return [query.example]
+    if isinstance(query, Recommend):
+        return [*query.positive, *query.negative]
+    pairs = [example for pair in query.pairs for example in pair]
+    return [query.target, *pairs] if isinstance(query, Discover) else pairs
 
 
 def is_point_id(example: Example) -> bool:
@@ -508,7 +438,7 @@ def _fused(query: Fusion, responses: list[list[Hit]], threshold: float | None) -
 def _vector_hits(
     context: _Context,
     node: QueryNode,
-    query: Nearest | Recommend,
+    query: VectorQuery,
     candidates: list[PointId] | None,
     wanted: int,
 ) -> list[Hit]:
@@ -518,15 +448,13 @@ def _vector_hits(
     vector_config = reader.config.vectors.get(node.using)
     if vector_config is None:
         raise BadRequest(f"Not existing vector name error: {node.using}")
-    examples = [query.example] if isinstance(query, Nearest) else [*query.positive, *query.negative]
-    if any(isinstance(example, SparseVector) for example in examples):
+    if any(isinstance(example, SparseVector) for example in examples_of(query)):
         raise BadRequest(SPARSE_DENSE_MISMATCH)
     distance = vector_config.distance
     examples = _examples(context, node, query)
     _check_dimensions(examples, vector_config.size)
-    if isinstance(query, Recommend) and query.strategy != "average_vector":
-        positive, negative = examples[: len(query.positive)], examples[len(query.positive) :]
-        score = recommend_scorer(query.strategy, positive, negative, distance)
+    if _is_scored_directly(query):
+        score = _direct_scorer(query, examples, distance)
         pairs = reader.score_points(node.using, score, True, node.filter, candidates, wanted)
         return _thresholded(pairs, node.score_threshold, True)
     if isinstance(query, Recommend):
@@ -548,13 +476,14 @@ def _vector_hits(
 def _sparse_hits(
     context: _Context,
     node: QueryNode,
-    query: Nearest | Recommend,
+    query: VectorQuery,
     candidates: list[PointId] | None,
     wanted: int,
 ) -> list[Hit]:
     """A nearest query on a sparse vector name: dot product through the inverted index."""
-    if isinstance(query, Recommend):
-        raise NotImplementedYet("recommend on sparse vectors is not implemented yet")
+    if not isinstance(query, Nearest):
+        kind = type(query).__name__.lower()
+        raise NotImplementedYet(f"{kind} on sparse vectors is not implemented yet")
     example = query.example
     if is_point_id(example):
         if node.lookup_from is not None:
@@ -600,10 +529,10 @@ def _thresholded(
     ]
 
 
-def _examples(context: _Context, node: QueryNode, query: Nearest | Recommend) -> list[np.ndarray]:
-    """The query's examples as vectors (positives first), ids resolved, preprocessed as Qdrant
-    does: unit length for a Cosine vector."""
-    examples = [query.example] if isinstance(query, Nearest) else [*query.positive, *query.negative]
+def _examples(context: _Context, node: QueryNode, query: VectorQuery) -> list[np.ndarray]:
+    """The query's examples as vectors (in examples_of's order), ids resolved, preprocessed
+    as Qdrant does: unit length for a Cosine vector."""
+    examples = examples_of(query)
     ids = [example for example in examples if is_point_id(example)]
     found: dict[PointId, np.ndarray | None] = {}
     if ids:
@@ -624,10 +553,28 @@ def _examples(context: _Context, node: QueryNode, query: Nearest | Recommend) ->
         vectors.append(vector)
     # Qdrant's `VectorInternal::preprocess` leaves dense vectors alone: average_vector mixes
     # raw and stored (unit) vectors as given; the metric normalises whatever is scored.
-    is_scored_directly = isinstance(query, Recommend) and query.strategy != "average_vector"
-    if distance is Distance.COSINE and is_scored_directly:
+    if distance is Distance.COSINE and _is_scored_directly(query):
         vectors = [_unit(vector) for vector in vectors]
     return vectors
+
+
+def _is_scored_directly(query: VectorQuery) -> bool:
+    """Scored by a custom score over candidate vectors, not by one query vector's search."""
+    if isinstance(query, Recommend):
+        return query.strategy != "average_vector"
+    return isinstance(query, Discover | Context)
+
+
+def _direct_scorer(
+    query: VectorQuery, examples: list[np.ndarray], distance: Distance
+) -> Callable[[np.ndarray], np.ndarray]:
+    if isinstance(query, Recommend):
+        positive, negative = examples[: len(query.positive)], examples[len(query.positive) :]
+        return recommend_scorer(query.strategy, positive, negative, distance)
+    target = examples[0] if isinstance(query, Discover) else None
+    flat = examples[1:] if isinstance(query, Discover) else examples
+    pairs = list(zip(flat[0::2], flat[1::2]))
+    return discover_scorer(target, pairs, distance)
 
 
 def _lookup_reader(context: _Context, node: QueryNode) -> Reader:

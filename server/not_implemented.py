@@ -21,10 +21,6 @@ ROUTES_NOT_IMPLEMENTED = [
     ("POST", "/snapshots"),
     ("POST", POINTS + "/search/matrix/pairs"),
     ("POST", POINTS + "/search/matrix/offsets"),
-    ("POST", POINTS + "/recommend"),
-    ("POST", POINTS + "/recommend/batch"),
-    ("POST", POINTS + "/discover"),
-    ("POST", POINTS + "/discover/batch"),
 ]
 
 

@@ -1,9 +1,9 @@
 """Bodies of Qdrant's universal query and its relatives -> engine.query plans.
 
 Owns: parsing of `POST /points/query` (every query kind Keel runs: nearest by vector or id,
-recommend, fusion, rrf, order_by, none), its `prefetch` trees and `lookup_from`, the batch
-and groups forms of query and search, and scroll's `order_by`; the 501s for query kinds
-Keel does not run (sparse vectors, discover, context, formula, sample, MMR, feedback).
+recommend, discover, context, fusion, rrf, order_by, none), its `prefetch` trees and
+`lookup_from`, the batch and groups forms of query and search, and scroll's `order_by`; the
+501s for query kinds Keel does not run (formula, sample, MMR, feedback).
 Not here: how a plan runs (engine/query.py), filters (filters.py), response shapes.
 
 Qdrant 1.19: `lib/api/src/rest/schema.rs` (QueryRequestInternal, Prefetch, QueryInterface,
@@ -27,6 +27,8 @@ from engine.limits import PREFETCH_DEPTH_MAX
 from engine.ops import UNNAMED_VECTOR
 from engine.query import (
     GROUP_SIZE_DEFAULT,
+    Context,
+    Discover,
     Fusion,
     Group,
     GroupBy,
@@ -264,6 +266,15 @@ def _parse_query_variant(query: Any) -> Any:
         return Nearest(_parse_vector_input(value))
     if kind == "recommend":
         return _parse_recommend(value)
+    if kind == "discover":
+        if not isinstance(value, dict):
+            raise invalid_type(value, "struct DiscoverInput")
+        for name in ("target", "context"):
+            if name not in value:
+                raise missing_field(name)
+        return Discover(_parse_vector_input(value["target"]), parse_context(value["context"]))
+    if kind == "context":
+        return Context(parse_context(value))
     if kind == "order_by":
         return _parse_order_by(value)
     if kind == "fusion":
@@ -313,6 +324,22 @@ def _parse_recommend(value: Any) -> Recommend:
     if strategy not in STRATEGIES:
         raise unknown_variant(strategy, STRATEGIES)
     return Recommend(examples["positive"], examples["negative"], strategy)
+
+
+def parse_context(value: Any) -> tuple[tuple[Any, Any], ...]:
+    """ContextInput: one ContextPair, a list of them, or null (no pairs)."""
+    if value is None:
+        return ()
+    items = value if type(value) is list else [value]
+    pairs = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise invalid_type(item, "struct ContextPair")
+        for side in ("positive", "negative"):
+            if side not in item:
+                raise missing_field(side)
+        pairs.append((_parse_vector_input(item["positive"]), _parse_vector_input(item["negative"])))
+    return tuple(pairs)
 
 
 def _parse_rrf(value: Any) -> Fusion:
@@ -450,26 +477,26 @@ def _with_vector_field(data: dict[str, Any]) -> Any:
 
 async def query_points(request: web.Request) -> web.Response:
     """POST /points/query: `{"points": [ScoredPoint, ..]}`."""
-    return await _answer(request, parse_query_request, _query_response_json)
+    return await answer(request, parse_query_request, _query_response_json)
 
 
 async def query_batch(request: web.Request) -> web.Response:
     """POST /points/query/batch: one `{"points": [..]}` per search, in order."""
-    return await _answer(request, parse_query_batch, _query_response_json)
+    return await answer(request, parse_query_batch, _query_response_json)
 
 
 async def search_batch(request: web.Request) -> web.Response:
     """POST /points/search/batch: one list of ScoredPoints per search, in order."""
-    return await _answer(request, parse_search_batch, _points_json)
+    return await answer(request, parse_search_batch, points_json)
 
 
 async def query_groups(request: web.Request) -> web.Response:
     """POST /points/query/groups: `{"groups": [{"id", "hits"}, ..]}`."""
-    return await _answer(request, parse_query_groups, _groups_json)
+    return await answer(request, parse_query_groups, groups_json)
 
 
 async def search_groups(request: web.Request) -> web.Response:
-    return await _answer(request, parse_search_groups, _groups_json)
+    return await answer(request, parse_search_groups, groups_json)
 
 
 async def scroll_ordered(request: web.Request, name: str, scroll: ScrollBody) -> web.Response:
@@ -486,7 +513,7 @@ async def scroll_ordered(request: web.Request, name: str, scroll: ScrollBody) ->
     return ok(request, {"points": records, "next_page_offset": None})
 
 
-async def _answer(
+async def answer(
     request: web.Request,
     parse: Callable[[Any], Any],
     shape: Callable[[QueryRequest, QueryResult, bool], Any],
@@ -545,7 +572,7 @@ def _lookups(catalog: Catalog, request: QueryRequest) -> dict[str, Collection]:
     return lookups
 
 
-def _points_json(_: QueryRequest, result: QueryResult, is_single_unnamed: bool) -> list[Any]:
+def points_json(_: QueryRequest, result: QueryResult, is_single_unnamed: bool) -> list[Any]:
     points = [scored_point_json(point, is_single_unnamed) for point in result.points]
     if result.order_values is not None:
         points = [_with_order_value(p, v) for p, v in zip(points, result.order_values)]
@@ -555,10 +582,10 @@ def _points_json(_: QueryRequest, result: QueryResult, is_single_unnamed: bool) 
 def _query_response_json(
     request: QueryRequest, result: QueryResult, is_single_unnamed: bool
 ) -> dict[str, Any]:
-    return {"points": _points_json(request, result, is_single_unnamed)}
+    return {"points": points_json(request, result, is_single_unnamed)}
 
 
-def _groups_json(
+def groups_json(
     request: QueryRequest, result: QueryResult, is_single_unnamed: bool
 ) -> dict[str, Any]:
     assert result.groups is not None

@@ -162,9 +162,9 @@ async def test_query_uses_a_named_vector(api: Api):
         ),
         (
             QUERY,
-            {"query": {"discover": {"target": 1, "context": []}}},
+            {"query": {"sample": "random"}},
             501,
-            "Not implemented in Keel: `discover` queries are not implemented yet",
+            "Not implemented in Keel: `sample` queries are not implemented yet",
         ),
         (
             QUERY,

@@ -100,6 +100,39 @@ def test_recommend_matches_local_mode(clients, using, strategy):
     assert {1, 2}.isdisjoint(point_id for point_id, _ in hits)
 
 
+@pytest.mark.parametrize("using", list(DISTANCES))
+def test_discover_matches_local_mode(clients, using):
+    pairs = [
+        models.ContextPair(positive=1, negative=2),
+        models.ContextPair(positive=[0.5, -0.2, 0.1, 0.9], negative=7),
+    ]
+    query = models.DiscoverQuery(discover=models.DiscoverInput(target=9, context=pairs))
+    hits = compare_query(clients, query=query, using=using, limit=10, search_params=EXACT)
+    assert {1, 2, 7, 9}.isdisjoint(point_id for point_id, _ in hits)
+
+
+@pytest.mark.parametrize("using", list(DISTANCES))
+def test_context_matches_local_mode(clients, using):
+    """Points inside the context zone all score 0, so ties are compared as sets."""
+    pairs = [
+        models.ContextPair(positive=1, negative=2),
+        models.ContextPair(positive=3, negative=[0.5, -0.2, 0.1, 0.9]),
+    ]
+    query = models.ContextQuery(context=pairs)
+    answers = [
+        sorted(
+            (round(p.score, 4), p.id)
+            for p in client.query_points(
+                "q", query=query, using=using, limit=100, search_params=EXACT
+            ).points
+        )
+        for client in clients
+    ]
+    assert [point_id for _, point_id in answers[0]] == [point_id for _, point_id in answers[1]]
+    np.testing.assert_allclose([s for s, _ in answers[0]], [s for s, _ in answers[1]], atol=1e-4)
+    assert len(answers[0]) == 60 - 3  # every point but the three examples given by id
+
+
 def test_recommend_with_only_positives_and_a_filter(clients):
     query = models.RecommendQuery(recommend=models.RecommendInput(positive=[4, 5]))
     color = models.Filter(must=[models.FieldCondition(key="color", match={"value": "red"})])

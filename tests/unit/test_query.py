@@ -10,17 +10,8 @@ import numpy as np
 import pytest
 
 from engine.ops import Distance
-from engine.query import (
-    Hit,
-    OrderBy,
-    average_vector,
-    dbsf,
-    group_hits,
-    order_hits,
-    order_value_of,
-    recommend_scorer,
-    rrf,
-)
+from engine.query import OrderBy, group_hits, order_hits, order_value_of
+from engine.query_scores import Hit, average_vector, dbsf, recommend_scorer, rrf
 
 
 def test_rrf_sums_one_over_rank_plus_k_per_list():

@@ -1,0 +1,157 @@
+"""How the universal query scores points: fusion, recommend strategies, discovery, context.
+
+Owns: `Hit` (a point id and its score in an intermediate result) and the pure scoring
+functions query.py composes — RRF and DBSF fusion of ranked lists, recommend's average
+vector and its best-score / sum-scores objectives, the discovery and context scores — over
+Qdrant's internal similarities (Cosine and Dot: the dot product of unit or raw vectors;
+Euclid: minus the squared distance; Manhattan: minus the distance).
+Not here: running a plan (query.py), nearest-neighbour search (reads.py).
+
+Formulas read in Qdrant 1.19's source:
+- RRF: `lib/segment/src/common/reciprocal_rank_fusion.rs`, score `1 / ((pos + 1) / weight + k -
+  1)` with `DEFAULT_RRF_K = 2`, summed over the prefetches;
+- DBSF: `lib/segment/src/common/score_fusion.rs`, each list normalised by mean ± 3 sample
+  standard deviations (a one-point list scores 0.5, equal extremes 0.5), then summed;
+- recommend: `lib/collection/src/recommendations.rs` (`avg_pos + avg_pos - avg_neg` of the
+  examples as given: `VectorInternal::preprocess` leaves dense vectors alone) and
+  `lib/segment/src/vector_storage/query/reco_query.rs` (best score: the sigmoid
+  `0.5 * (x / (1 + |x|) + 1)` of the best positive similarity when it beats the best negative,
+  else minus that of the best negative; sum scores: positives minus negatives);
+- discovery: `discover_query.rs` (per pair +1 / -1 / 0 by which side is more similar, plus
+  the scaled sigmoid of the similarity to the target); context: `context_query.rs` (per
+  pair `fast_sigmoid(min(positive - negative - f32::EPSILON, 0))`, summed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.errors import BadRequest
+from engine.ops import Distance, PointId
+
+F32_EPSILON = float(np.finfo(np.float32).eps)  # Rust f32::EPSILON, the context margin
+
+
+@dataclass(frozen=True)
+class Hit:
+    """An intermediate result: a point id, its score and, for order_by, the ordered value."""
+
+    id: PointId
+    score: float
+    order_value: Any = None
+
+
+def rrf(responses: list[list[Hit]], k: int, weights: tuple[float, ...] | None) -> list[Hit]:
+    """Reciprocal rank fusion; only the order of each list matters."""
+    if weights is not None and len(weights) != len(responses):
+        raise BadRequest(
+            "Number of weights in RRF should match number of pre-fetches: "
+            f"got {len(weights)}, expected {len(responses)}"
+        )
+    scores: dict[Any, float] = {}
+    for index, response in enumerate(responses):
+        weight = 1.0 if weights is None else weights[index]
+        for position, hit in enumerate(response):
+            contribution = 0.0 if weight <= 0 else 1.0 / ((position + 1) / weight + k - 1.0)
+            scores[hit.id] = scores.get(hit.id, 0.0) + contribution
+    return sorted((Hit(i, s) for i, s in scores.items()), key=lambda hit: -hit.score)
+
+
+def dbsf(responses: list[list[Hit]]) -> list[Hit]:
+    """Distribution-based score fusion: normalise each list by mean ± 3σ, then sum."""
+    scores: dict[Any, float] = {}
+    for response in responses:
+        for hit_id, score in _distribution_normalised(response):
+            scores[hit_id] = scores.get(hit_id, 0.0) + score
+    return sorted((Hit(i, s) for i, s in scores.items()), key=lambda hit: -hit.score)
+
+
+def _distribution_normalised(response: list[Hit]) -> list[tuple[Any, float]]:
+    if len(response) < 2:
+        return [(hit.id, 0.5) for hit in response]
+    values = np.array([hit.score for hit in response], dtype=np.float64)
+    std_dev = float(np.std(values, ddof=1))
+    low, high = float(values.mean()) - 3 * std_dev, float(values.mean()) + 3 * std_dev
+    if low == high:
+        return [(hit.id, 0.5) for hit in response]
+    return [(hit.id, (hit.score - low) / (high - low)) for hit in response]
+
+
+def average_vector(positive: list[np.ndarray], negative: list[np.ndarray]) -> np.ndarray:
+    """Recommend's `average_vector` query: `avg_pos + avg_pos - avg_neg` (or `avg_pos`)."""
+    if not positive:
+        raise BadRequest("Positive vectors should not be empty with `average` strategy")
+    average_positive = np.mean(np.stack(positive), axis=0, dtype=np.float32)
+    if not negative:
+        return average_positive
+    average_negative = np.mean(np.stack(negative), axis=0, dtype=np.float32)
+    return (average_positive + average_positive - average_negative).astype(np.float32)
+
+
+def internal_similarity(matrix: np.ndarray, query: np.ndarray, distance: Distance) -> np.ndarray:
+    """Qdrant's internal score (higher is better): dot products, or minus the distance
+    (squared for Euclid) for the distances where lower is better."""
+    if distance in (Distance.COSINE, Distance.DOT):
+        return matrix @ query
+    if distance is Distance.EUCLID:
+        return -np.sum((matrix - query) ** 2, axis=1, dtype=np.float32)
+    return -np.sum(np.abs(matrix - query), axis=1, dtype=np.float32)
+
+
+def recommend_scorer(
+    strategy: str, positive: list[np.ndarray], negative: list[np.ndarray], distance: Distance
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Score function of `best_score` or `sum_scores` over a matrix of candidate vectors."""
+
+    def score(matrix: np.ndarray) -> np.ndarray:
+        def similarities(examples: list[np.ndarray]) -> np.ndarray:
+            if not examples:
+                return np.empty((0, len(matrix)), dtype=np.float32)
+            return np.stack([internal_similarity(matrix, e, distance) for e in examples])
+
+        positives, negatives = similarities(positive), similarities(negative)
+        if strategy == "sum_scores":
+            return positives.sum(axis=0) - negatives.sum(axis=0)
+        best_positive = positives.max(axis=0) if len(positive) else np.full(len(matrix), -np.inf)
+        best_negative = negatives.max(axis=0) if len(negative) else np.full(len(matrix), -np.inf)
+        return np.where(
+            best_positive > best_negative,
+            _scaled_fast_sigmoid(best_positive),
+            -_scaled_fast_sigmoid(best_negative),
+        ).astype(np.float32)
+
+    return score
+
+
+def _scaled_fast_sigmoid(values: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return 0.5 * (values / (1.0 + np.abs(values)) + 1.0)
+
+
+def discover_scorer(
+    target: np.ndarray | None, pairs: list[tuple[np.ndarray, np.ndarray]], distance: Distance
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Qdrant's discovery score (`discover_query.rs`): for each pair +1 if the point is more
+    similar to its positive, -1 if to its negative (0 if equal), plus the scaled sigmoid of
+    the similarity to the target. Without a target, the context score (`context_query.rs`):
+    the sum over pairs of fast_sigmoid(min(positive - negative - f32::EPSILON, 0))."""
+
+    def score(matrix: np.ndarray) -> np.ndarray:
+        total = np.zeros(len(matrix), dtype=np.float32)
+        for positive, negative in pairs:
+            positive_similarity = internal_similarity(matrix, positive, distance)
+            negative_similarity = internal_similarity(matrix, negative, distance)
+            if target is not None:
+                total += np.sign(positive_similarity - negative_similarity)
+                continue
+            loss = np.minimum(positive_similarity - negative_similarity - F32_EPSILON, 0.0)
+            total += (loss / (1.0 + np.abs(loss))).astype(np.float32)
+        if target is not None:
+            total += _scaled_fast_sigmoid(internal_similarity(matrix, target, distance))
+        return total.astype(np.float32)
+
+    return score
