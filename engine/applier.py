@@ -25,7 +25,7 @@ import numpy as np
 
 from engine import limits, stats
 from engine.errors import StorageError
-from engine.index import VectorIndex
+from engine.index import CheckpointNotWritten, VectorIndex
 from engine.locks import ReadWriteLock
 from engine.mutations import CompileFilter
 from engine.ops import Operation
@@ -246,7 +246,17 @@ class Applier:
         self._store.sync()
         for index in self._indexes.values():
             if index.checkpoint_op_id < applied_op_id:
-                index.save_checkpoint(applied_op_id, self._store.next_label)
+                try:
+                    index.save_checkpoint(applied_op_id, self._store.next_label)
+                except CheckpointNotWritten as skipped:
+                    # Not fatal: the old checkpoint and the WAL after it (kept: covered_op_id
+                    # below counts the old one) still hold everything. Retried next time.
+                    log.warning(
+                        "index checkpoint skipped collection=%s vector=%r reason=%s",
+                        self.name,
+                        index.name,
+                        skipped,
+                    )
         covered_op_id = min([applied_op_id] + [i.checkpoint_op_id for i in self._indexes.values()])
         self._store.purge_dead(covered_op_id)
         self._checkpointed_op_id = applied_op_id

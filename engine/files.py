@@ -37,6 +37,7 @@ raise OSError: that is how tests inject ENOSPC and EIO here.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -50,6 +51,8 @@ from typing import TypeVar
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# A write refused for one of these reasons changed nothing that cutting it off cannot undo.
+OUT_OF_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 _ARMED_FAILPOINTS = frozenset(
     name.strip() for name in os.environ.get("KEEL_FAILPOINTS", "").split(",") if name.strip()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import struct
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,31 @@ log = logging.getLogger(__name__)
 # acknowledgements) wait behind index building.
 ADD_THREADS = max(1, (os.cpu_count() or 2) - 1)
 _SPACE_BY_DISTANCE = {Distance.COSINE: "ip", Distance.DOT: "ip", Distance.EUCLID: "l2"}
+# hnswlib's saveIndex: 6 size_t, int maxlevel, uint32 entry point, 3 size_t, double mult,
+# size_t ef_construction; then count * size_data_per_element bytes of level 0; then per
+# element a uint32 byte count and that many bytes of upper-level links.
+_HNSW_HEADER = struct.Struct("<6QiI3QdQ")
+
+
+class CheckpointNotWritten(Exception):
+    """A checkpoint could not be written for lack of space; the previous one still stands
+    and the WAL still covers everything after it, so this is not a failure of the store."""
+
+
+def is_complete_hnsw_file(data: bytes) -> bool:
+    """Whether `data` is a whole hnswlib index file. hnswlib writes through an unchecked
+    std::ofstream, so a full disk leaves a short file behind without any error."""
+    if len(data) < _HNSW_HEADER.size:
+        return False
+    header = _HNSW_HEADER.unpack_from(data, 0)
+    count, bytes_per_element = header[2], header[3]
+    position = _HNSW_HEADER.size + count * bytes_per_element
+    for _ in range(count):
+        if position + 4 > len(data):
+            return False
+        (links_bytes,) = struct.unpack_from("<I", data, position)
+        position += 4 + links_bytes
+    return position == len(data)
 
 
 def has_graph(config: VectorConfig, hnsw: HnswSettings) -> bool:
@@ -127,10 +153,21 @@ class VectorIndex:
         assert op_id >= self.checkpoint_op_id, (op_id, self.checkpoint_op_id)
         data_name = f"{self._file_stem}.{op_id}.hnsw"
         temp_path = self.directory / f".{data_name}.tmp"
-        with self._lock.exclusive():
-            files.save_by_library(temp_path, self._graph.save_index)
-        files.fsync_file(temp_path)
-        data = temp_path.read_bytes()
+        try:
+            with self._lock.exclusive():
+                files.save_by_library(temp_path, self._graph.save_index)
+            data = temp_path.read_bytes()
+            if not is_complete_hnsw_file(data):
+                raise CheckpointNotWritten(f"hnswlib wrote a short file {temp_path} (disk full?)")
+            files.fsync_file(temp_path)
+        except OSError as error:
+            if error.errno not in files.OUT_OF_SPACE_ERRNOS:
+                raise
+            self._drop_temp(temp_path)
+            raise CheckpointNotWritten(f"no space for {temp_path}: {error}") from error
+        except CheckpointNotWritten:
+            self._drop_temp(temp_path)
+            raise
         files.rename_durably(temp_path, self.directory / data_name)
         files.failpoint("index.before_meta")
         meta = {
@@ -142,9 +179,16 @@ class VectorIndex:
             "dim": self.dim,
             "live_count": self.live_count,
         }
-        files.write_file_atomic(
-            self.directory / f"{self._file_stem}.json", json.dumps(meta).encode()
-        )
+        try:
+            files.write_file_atomic(
+                self.directory / f"{self._file_stem}.json", json.dumps(meta).encode()
+            )
+        except OSError as error:
+            # The old JSON still names the old data file, which is still there; the new
+            # data file is removed with the other stale ones by the next checkpoint.
+            if error.errno not in files.OUT_OF_SPACE_ERRNOS:
+                raise
+            raise CheckpointNotWritten(f"no space for the checkpoint's JSON: {error}") from error
         self.checkpoint_op_id = op_id
         self.checkpoint_next_label = next_label
         self._remove_stale_files(keep=data_name)
@@ -217,6 +261,10 @@ class VectorIndex:
         with self._lock.exclusive():
             self._graph.resize_index(capacity)
         log.debug("index resized vector=%r capacity=%d", self.name, capacity)
+
+    def _drop_temp(self, temp_path: Path) -> None:
+        if temp_path.exists():
+            files.unlink_durably(temp_path)
 
     def _remove_stale_files(self, keep: str) -> None:
         stale = [p for p in self.directory.glob(f"{self._file_stem}.*.hnsw") if p.name != keep]

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import errno
 import logging
 import struct
 import time
@@ -62,8 +61,7 @@ BATCH_HEADER = struct.Struct("<IIQI")
 RECORD_HEADER = struct.Struct("<IQ")
 SEGMENT_SUFFIX = ".wal"
 BROKEN_DIR_NAME = "broken"
-# A write refused for one of these reasons changed nothing that cutting it off cannot undo.
-OUT_OF_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+OUT_OF_SPACE_ERRNOS = files.OUT_OF_SPACE_ERRNOS
 # Logs whose writer task is running, for `stuck_writers`; weak so a log that is never
 # closed (a test's) does not live on here.
 _running_wals: weakref.WeakSet[Wal] = weakref.WeakSet()

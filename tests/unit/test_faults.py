@@ -13,12 +13,14 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import hnswlib
 import lmdb
 import numpy as np
 import pytest
 
 from engine import files
 from engine.errors import StorageError
+from engine.index import is_complete_hnsw_file
 from engine.ops import PayloadSelector, VectorSelector
 from engine.store import Store
 from engine.wal import Wal
@@ -241,6 +243,48 @@ async def test_fdatasync_eio_closes_the_write_path_and_acknowledged_ops_survive(
     for point in points:
         assert point.payload == {"id": point.id}
     await catalog.close()
+
+
+async def test_enospc_writing_a_checkpoint_skips_it_and_keeps_the_write_path(
+    tmp_path: Path, faults: Faults
+) -> None:
+    """A checkpoint is an optimisation: out of space, the old one and the WAL still cover
+    everything, so writes go on and the next checkpoint is tried later."""
+    catalog = await open_catalog(tmp_path / "s", checkpoint_every_ops=3, checkpoint_every_s=NEVER_S)
+    await catalog.create("c", single_vector_config())
+    collection = catalog.get("c")
+    faults.arm(lambda e: isinstance(e, files.Create) and ".hnsw" in e.path, errno.ENOSPC)
+    rng = np.random.default_rng(3)
+    for point_id in range(7):
+        await collection.update(
+            upsert([point_id], rng.normal(size=(1, 4))), wait=True, timeout_s=None
+        )
+    assert faults.hit_count >= 1
+    index_dir = collection.directory / "index"
+    assert not list(index_dir.glob("*.hnsw")) and not list(index_dir.glob(".*.tmp"))
+    assert collection.stats().status == "green"
+    faults.disarm()
+    for point_id in range(7, 10):
+        await collection.update(
+            upsert([point_id], rng.normal(size=(1, 4))), wait=True, timeout_s=None
+        )
+    await catalog.close()  # checkpoints again, now with space
+    assert len(list(index_dir.glob("*.hnsw"))) == 1
+    catalog = await open_catalog(tmp_path / "s")
+    assert catalog.get("c").stats().points_count == 10
+    await catalog.close()
+
+
+def test_a_short_hnswlib_file_is_recognised(tmp_path: Path) -> None:
+    """hnswlib's save_index ignores write errors; the checkpoint checks the file's structure."""
+    graph = hnswlib.Index(space="ip", dim=4)
+    graph.init_index(max_elements=100, M=8, allow_replace_deleted=True)
+    graph.add_items(np.random.default_rng(1).random((50, 4), dtype=np.float32), np.arange(50))
+    graph.save_index(str(tmp_path / "g.hnsw"))
+    data = (tmp_path / "g.hnsw").read_bytes()
+    assert is_complete_hnsw_file(data)
+    for cut in (1, 4, len(data) // 2, len(data) - 96):
+        assert not is_complete_hnsw_file(data[:-cut])
 
 
 async def test_eio_fsyncing_a_checkpoint_closes_the_write_path(
