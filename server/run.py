@@ -25,7 +25,7 @@ import signal
 from aiohttp import web
 
 from engine.catalog import Catalog
-from engine.errors import KeelError
+from engine.errors import CorruptionError, KeelError
 from server.app import create_app
 from server.config import Settings, tls_context
 from server.logs import configure_logging
@@ -198,6 +198,12 @@ async def _recover(catalog: Catalog, notifier: Notifier) -> bool:
         # StorageLocked, CorruptionError, StorageError name the lock or the file and offset;
         # an OSError (permission denied, disk full) names the path.
         log.error("cannot open storage error_type=%s error=%r", type(error).__name__, str(error))
+        if isinstance(error, CorruptionError):
+            log.error(
+                "to list everything damaged, stop here and run: keel check --storage %s "
+                "(it rebuilds derived data with --repair; damaged data needs a snapshot)",
+                catalog.storage_path,
+            )
         notifier.status(f"cannot open storage: {type(error).__name__}: {error}")
         return False
     finally:

@@ -9,6 +9,7 @@ import pytest
 
 from engine.catalog import lock_storage
 from tests.cli.test_cli import run_keel
+from tests.keel_process import KeelProcess
 from tests.unit.test_check import build_storage, collection_dir, flip_everywhere
 
 
@@ -83,3 +84,13 @@ def test_wal_dump_flags_damage(storage: Path) -> None:
     result = run_keel("wal", "dump", "--storage", str(storage), "--collection", "c")
     assert result.returncode == 1
     assert result.stdout.strip().splitlines()[-1].startswith("! collection=c file=")
+
+
+def test_a_server_refusing_corrupt_storage_points_at_keel_check(storage: Path) -> None:
+    segment = next((collection_dir(storage) / "wal").glob("*.wal"))
+    data = bytearray(segment.read_bytes())
+    data[30] ^= 0x01
+    segment.write_bytes(bytes(data))
+    server = KeelProcess.spawn(storage)
+    assert server.wait_exit() == 1
+    assert f"run: keel check --storage {storage}" in server.log_text()
