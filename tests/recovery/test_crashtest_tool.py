@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 import server.cli
+import tools.crashtest.lazyfs
 from server.cli import main as keel_main
 from tools.crashtest import Options, run_crashtest
 from tools.crashtest.cli import exit_code, summary_line
@@ -158,3 +160,53 @@ def _uncertain(
     op.update_mode, op.sent_s = mode, sent_s
     op.points = {point_id: make_point(payload, {UNNAMED: [0.25] * 8}) for point_id in ids}
     return op
+
+
+FAKE_LAZYFS = '''#!{python}
+"""Stands in for lazyfs: no FUSE and no cache, only the faults FIFO protocol."""
+import os, sys, tomllib
+config = tomllib.load(open(sys.argv[sys.argv.index("--config-path") + 1], "rb"))["faults"]
+for path in (config["fifo_path"], config["fifo_path_completed"]):
+    if not os.path.exists(path):
+        os.mkfifo(path)
+log_path = os.path.join(os.path.dirname(config["fifo_path"]), "fake-lazyfs-commands.log")
+while True:
+    with open(config["fifo_path"]) as faults:
+        for line in faults:
+            with open(log_path, "a") as log:
+                log.write(line)
+            if line.strip() == "lazyfs::clear-cache":
+                with open(config["fifo_path_completed"], "w") as done:
+                    done.write("done\\n")
+'''
+
+
+def test_power_loss_mode_clears_lazyfs_cache_after_every_kill(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The orchestration of --power-loss, with a stand-in for LazyFS (not installable here):
+    mounted before the storage is used, one clear-cache per kill (recovery kills included),
+    unmounted at the end. It says nothing about LazyFS itself."""
+    fake = tmp_path / "lazyfs"
+    fake.write_text(FAKE_LAZYFS.format(python=sys.executable))
+    fake.chmod(0o755)
+    monkeypatch.setattr(tools.crashtest.lazyfs, "is_mounted", lambda path: path.is_dir())
+    workdir = tmp_path / "work"
+    options = Options(cycles=2, duration_s=1.0, writers=2, seed=SEED, workdir=workdir, lazyfs=fake)
+    report = asyncio.run(run_crashtest(options))
+    assert report["ok"], report["findings"]
+    assert report["power_loss"] is True
+    kills = report["cycles"] + report["recovery_kills"]
+    assert report["unsynced_writes_dropped"] == kills
+    commands = (workdir / "fake-lazyfs-commands.log").read_text().split()
+    assert commands == ["lazyfs::clear-cache"] * kills
+    assert (workdir / "lazyfs-mount" / "storage" / "collections").is_dir()
+
+
+def test_power_loss_without_lazyfs_says_how_to_get_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["crashtest", "--power-loss", "--lazyfs", str(tmp_path / "no-such-lazyfs")]
+    assert keel_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "is not an executable file" in err and "github.com/dsrhaslab/lazyfs" in err

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .lazyfs import LazyFsMissing, find_lazyfs
 from .model import COMPONENT_OPS_MAX
 from .runner import Options, SetupError, dump_report, run_crashtest
 from .target import DEFAULT_COMMAND, ServerCommand
@@ -98,6 +99,14 @@ def _options(args: argparse.Namespace) -> Options:
     _check_range("--ids", args.ids, ID_SPACE_MIN, ID_SPACE_MAX)
     _check_range("--ready-timeout", args.ready_timeout, 1.0, DURATION_S_MAX)
     ServerCommand.parse(args.command)  # ValueError names a missing placeholder
+    lazyfs = None
+    if args.power_loss:
+        try:
+            lazyfs = find_lazyfs(args.lazyfs)
+        except LazyFsMissing as error:
+            raise ValueError(str(error)) from None
+    elif args.lazyfs is not None:
+        raise ValueError("--lazyfs is used only with --power-loss")
     seed = random.SystemRandom().randrange(2**32) if args.seed is None else args.seed
     return Options(
         cycles=args.cycles,
@@ -110,6 +119,7 @@ def _options(args: argparse.Namespace) -> Options:
         ready_timeout_s=args.ready_timeout,
         is_keep_going=args.keep_going,
         is_keep_workdir=args.keep,
+        lazyfs=lazyfs,
     )
 
 
@@ -168,6 +178,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds a restart may take to answer /readyz 200 (default 60)",
     )
+    add(
+        "--power-loss",
+        action="store_true",
+        help=(
+            "put the storage on LazyFS and drop every unsynced write after each kill, as a "
+            "power cut would (needs LazyFS built from source; the error says how)"
+        ),
+    )
+    add("--lazyfs", type=Path, metavar="PATH", help="the lazyfs binary (default: on PATH)")
     add("--keep-going", action="store_true", help="continue after a cycle with findings")
     add("--keep", action="store_true", help="keep the work directory after a passing run")
     return parser

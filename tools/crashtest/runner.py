@@ -34,6 +34,7 @@ import aiohttp
 import orjson
 
 from .client import ServerError, error_text, new_session, request_json
+from .lazyfs import LazyFs, LazyFsMissing
 from .model import Finding, Verdict, check_op_ids, judge
 from .ops import ACKED, PAYLOAD_KINDS, Kind, Op, Outcome, Point
 from .target import (
@@ -77,6 +78,8 @@ class Options:
     search_samples: int = 16  # points per vector name and cycle checked with search
     is_keep_going: bool = False
     is_keep_workdir: bool = False
+    # The lazyfs binary: storage on LazyFS, unsynced writes dropped after every kill.
+    lazyfs: Path | None = None
 
 
 class SetupError(Exception):
@@ -118,7 +121,9 @@ class CrashTest:
         self.options = options
         self.command = ServerCommand.parse(options.command)
         self.workdir = workdir
-        self.storage_dir = workdir / "storage"
+        self.lazyfs = None if options.lazyfs is None else LazyFs(options.lazyfs, workdir)
+        storage_parent = workdir if self.lazyfs is None else self.lazyfs.mount_dir
+        self.storage_dir = storage_parent / "storage"
         self.log_dir = workdir / "logs"
         self.tamper = tamper
         self.plan = Plan(options.id_space)
@@ -152,6 +157,8 @@ class CrashTest:
             if self.server is not None:
                 await self.server.kill()
                 self.server = None
+            if self.lazyfs is not None:
+                await self.lazyfs.unmount()
         return self.report()
 
     @property
@@ -159,6 +166,11 @@ class CrashTest:
         return sum(self.finding_counts.values())
 
     async def _setup(self) -> None:
+        if self.lazyfs is not None:
+            try:
+                await self.lazyfs.mount()
+            except LazyFsMissing as error:
+                raise SetupError(str(error)) from None
         if self.storage_dir.exists() and any(self.storage_dir.iterdir()):
             raise SetupError(f"storage directory {self.storage_dir} is not empty")
         self.storage_dir.mkdir(parents=True, exist_ok=True)
@@ -257,6 +269,7 @@ class CrashTest:
             killed_s = time.monotonic()
             exit_code = await server.kill()
             self.server = None
+            await self._cut_power()
             stop.set()
             _, pending = await asyncio.wait(tasks, timeout=WRITERS_STOP_TIMEOUT_S)
             for task in pending:
@@ -319,10 +332,16 @@ class CrashTest:
             pass  # the restart that follows reports a server that never answers
         await asyncio.sleep(kill_after_s)  # the fault's moment, not a synchronisation
         exit_code = await server.kill()
+        await self._cut_power()
         if exit_code != -signal.SIGKILL:
             detail = {"problem": f"the server exited with code {exit_code} while recovering"}
             self._add([Finding("restart", "*", detail | {"log": server.log_tail()})])
         return kill_after_s
+
+    async def _cut_power(self) -> None:
+        """With --power-loss: the writes the killed server did not fsync are gone."""
+        if self.lazyfs is not None:
+            await self.lazyfs.lose_unsynced()
 
     async def _restart(self, label: str) -> bool:
         try:
@@ -477,6 +496,8 @@ def build_report(run: CrashTest) -> dict[str, Any]:
         "acknowledged_upserts_by_update_mode": dict(run.acked_by_update_mode),
         "in_flight_at_kill": run.outcomes[Outcome.IN_FLIGHT.value],
         "recovery_kills": sum(e["recovery_killed_after_s"] is not None for e in run.cycle_log),
+        "power_loss": run.lazyfs is not None,
+        "unsynced_writes_dropped": 0 if run.lazyfs is None else run.lazyfs.clear_count,
         "uncertain_ops_applied": run.uncertain["applied"],
         "uncertain_ops_not_applied": run.uncertain["not_applied"],
         "uncertain_components_checked_per_point": run.uncertain["unresolved_components"],
