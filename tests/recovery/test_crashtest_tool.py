@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import server.cli
 import tools.crashtest.lazyfs
 from server.cli import main as keel_main
 from tools.crashtest import Options, run_crashtest
+from tools.crashtest.aliases import AliasChange, AliasModel, judge_aliases, next_change
 from tools.crashtest.cli import exit_code, summary_line
 from tools.crashtest.model import check_op_ids, judge
 from tools.crashtest.ops import UNCERTAIN, UNNAMED, Kind, Op, Outcome, make_point
@@ -42,6 +44,7 @@ def test_a_short_crashtest_run_loses_nothing(tmp_path: Path) -> None:
     assert report["acknowledged_ops"] > 50, report["ops_by_outcome"]
     assert [entry["cycle"] for entry in report["cycle_log"]] == [1, 2]
     assert report["hnsw_search_sampled"] > 0
+    assert report["alias_changes_acknowledged"] > 0
     # Checks the server cannot answer yet are listed as skipped, with the server's reason.
     for check, why in report["skipped"].items():
         assert "answered 501" in why, (check, why)
@@ -210,3 +213,28 @@ def test_power_loss_without_lazyfs_says_how_to_get_it(
     assert keel_main(argv) == 2
     err = capsys.readouterr().err
     assert "is not an executable file" in err and "github.com/dsrhaslab/lazyfs" in err
+
+
+def test_alias_changes_must_survive_whole_and_in_order() -> None:
+    """The alias checker on hand-made histories: an acknowledged change is never lost, the
+    one in flight may be applied or not, but a two-action change never half."""
+    model = AliasModel({"crashtest_alias_0": "a"})
+    rng = random.Random(5)
+    first = next_change(rng, model.aliases, ["a", "b"])
+    first.outcome = "acknowledged"
+    second = next_change(rng, first.after, ["a", "b"])
+    second.outcome = "in_flight"
+    assert judge_aliases(AliasModel(dict(model.aliases)), [first, second], first.after) == []
+    assert judge_aliases(AliasModel(dict(model.aliases)), [first, second], second.after) == []
+    lost = judge_aliases(AliasModel(dict(model.aliases)), [first, second], model.aliases)
+    assert [finding.check for finding in lost] == ["alias"]
+    move = AliasChange(
+        [
+            {"delete_alias": {"alias_name": "crashtest_alias_0"}},
+            {"create_alias": {"alias_name": "crashtest_alias_0", "collection_name": "b"}},
+        ],
+        {"crashtest_alias_0": "b"},
+        outcome="in_flight",
+    )
+    half = judge_aliases(AliasModel(dict(model.aliases)), [move], {})
+    assert [finding.check for finding in half] == ["alias"]

@@ -33,6 +33,14 @@ from typing import Any
 import aiohttp
 import orjson
 
+from .aliases import (
+    AliasChange,
+    AliasModel,
+    check_reads_through,
+    judge_aliases,
+    read_aliases,
+    run_alias_writer,
+)
 from .client import ServerError, error_text, new_session, request_json
 from .lazyfs import LazyFs, LazyFsMissing
 from .model import Finding, Verdict, check_op_ids, judge
@@ -128,6 +136,8 @@ class CrashTest:
         self.tamper = tamper
         self.plan = Plan(options.id_space)
         self.models = {spec.name: CollectionModel(spec) for spec in COLLECTIONS}
+        self.alias_model = AliasModel()
+        self.alias_changes: list[AliasChange] = []  # this cycle's, checked after the restart
         self.server: ServerProcess | None = None
         self.started_s = time.monotonic()
         self.cycles_done = 0
@@ -262,8 +272,19 @@ class CrashTest:
         stop = asyncio.Event()
         kill_rng = random.Random(f"{self.options.seed}/kill/{cycle}")
         kill_after_s = kill_rng.uniform(0, self.options.duration_s)
-        async with new_session(self.options.writers + 2) as session:
+        async with new_session(self.options.writers + 3) as session:
             tasks, ops_of = self._start_writers(session, server.url, cycle, stop)
+            self.alias_changes = []
+            alias_writer = run_alias_writer(
+                session,
+                server.url,
+                random.Random(f"{self.options.seed}/aliases/{cycle}"),
+                self.alias_model.aliases,
+                [spec.name for spec in COLLECTIONS],
+                self.alias_changes,
+                stop,
+            )
+            tasks.append(asyncio.create_task(alias_writer, name="crashtest-alias-writer"))
             # Writers end early only if the server fails them; then the kill comes sooner.
             await asyncio.wait(tasks, timeout=kill_after_s)
             killed_s = time.monotonic()
@@ -362,9 +383,19 @@ class CrashTest:
         )
 
     async def _verify(self, ops: list[Op], label: int) -> None:
-        """Every check, for every collection, against the model plus `ops`."""
+        """Every check, for every collection, against the model plus `ops`; the aliases
+        against their model plus this cycle's alias changes."""
         rng = random.Random(f"{self.options.seed}/verify/{label}")
         async with new_session(4) as session:
+            assert self.server is not None
+            try:
+                observed = await read_aliases(session, self.server.url)
+                self._add(judge_aliases(self.alias_model, self.alias_changes, observed))
+                self._add(await check_reads_through(session, self.server.url, observed))
+            except (ServerError, aiohttp.ClientError, OSError) as error:
+                detail = {"problem": "reading the aliases failed", "error": str(error)}
+                self._add([Finding("alias", "*", detail)])
+            self.alias_changes = []
             for model in self.models.values():
                 collection_ops = [op for op in ops if op.collection == model.spec.name]
                 try:
@@ -501,6 +532,7 @@ def build_report(run: CrashTest) -> dict[str, Any]:
         "uncertain_ops_applied": run.uncertain["applied"],
         "uncertain_ops_not_applied": run.uncertain["not_applied"],
         "uncertain_components_checked_per_point": run.uncertain["unresolved_components"],
+        "alias_changes_acknowledged": run.alias_model.acknowledged_count,
         "lost_op_count": run.lost_op_count,
         "lost_ops": [op.summary() for op in run.lost_ops],
         "wrong_point_count": run.finding_counts["point"],
