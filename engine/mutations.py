@@ -405,7 +405,14 @@ def _point_vectors(
 
 
 def edited_payload(payload: dict[str, Any], op: UpdatePayload) -> dict[str, Any] | None:
-    """The payload after a payload op (a new object; `payload` is not modified)."""
+    """The payload after a payload op (a new object; `payload` is not modified).
+
+    Paths follow Qdrant's JsonPath (`lib/segment/src/json_path/mod.rs`): `set` with a `key`
+    walks it, replacing what is not an object (for a key) or an array (for `[i]` / `[]`)
+    with an empty one, sets nothing under an index past the end, and merges the payload
+    into the object it reaches; `delete` removes keys, or every element for `a[]`, and
+    never an array element by index (not idempotent, Qdrant says).
+    """
     if op.mode is PayloadMode.CLEAR:
         return None
     if op.mode is PayloadMode.OVERWRITE:
@@ -413,27 +420,63 @@ def edited_payload(payload: dict[str, Any], op: UpdatePayload) -> dict[str, Any]
     result = copy.deepcopy(payload)
     if op.mode is PayloadMode.DELETE_KEYS:
         for path in op.keys or []:
-            _delete_path(result, path.split("."))
+            steps = PayloadPath.parse(path).steps
+            _remove_at(result, steps[0], steps[1:])
         return result
     assert op.mode is PayloadMode.SET and op.payload is not None, op.mode
-    target = result
-    if op.key:
-        for part in op.key.split("."):
-            if not isinstance(target.get(part), dict):
-                target[part] = {}
-            target = target[part]
-    target.update(copy.deepcopy(op.payload))
-    return result
+    if not op.key:
+        result.update(copy.deepcopy(op.payload))
+        return result
+    steps = PayloadPath.parse(op.key).steps
+    holder = [result]  # value_set may replace the top value; it stays an object here
+    _set_at(holder, 0, (steps[0], *steps[1:]), op.payload)
+    return holder[0]
 
 
-def _delete_path(payload: dict[str, Any], parts: list[str]) -> None:
-    target: Any = payload
-    for part in parts[:-1]:
-        if not isinstance(target, dict) or part not in target:
-            return
-        target = target[part]
-    if isinstance(target, dict):
-        target.pop(parts[-1], None)
+def _set_at(holder: list[Any], position: int, steps: tuple[Any, ...], src: dict) -> None:
+    """Qdrant's `value_set`: holder[position] is the value the path starts from."""
+    if not steps:
+        if not isinstance(holder[position], dict):
+            holder[position] = {}
+        holder[position].update(copy.deepcopy(src))
+        return
+    head, rest = steps[0], steps[1:]
+    if isinstance(head, str):
+        if not isinstance(holder[position], dict):
+            holder[position] = {}
+        target = holder[position]
+        box = [target.get(head)]
+        _set_at(box, 0, rest, src)
+        target[head] = box[0]
+    elif isinstance(head, int):
+        if not isinstance(holder[position], list):
+            holder[position] = []
+        array = holder[position]
+        if head < len(array):
+            _set_at(array, head, rest, src)
+    elif isinstance(holder[position], list):
+        array = holder[position]
+        for index in range(len(array)):
+            _set_at(array, index, rest, src)
+    else:
+        holder[position] = []
+
+
+def _remove_at(value: Any, head: Any, rest: tuple[Any, ...]) -> None:
+    """Qdrant's `value_remove` from `value` (a payload or a value inside it)."""
+    if rest:
+        if head is None:
+            children = value if isinstance(value, list) else []
+        elif isinstance(head, str):
+            children = [value[head]] if isinstance(value, dict) and head in value else []
+        else:
+            children = [value[head]] if isinstance(value, list) and head < len(value) else []
+        for child in children:
+            _remove_at(child, rest[0], rest[1:])
+    elif isinstance(head, str) and isinstance(value, dict):
+        value.pop(head, None)
+    elif head is None and isinstance(value, list):
+        value.clear()
 
 
 def _matches(predicate: Predicate, key: bytes, stored: list[Any]) -> bool:

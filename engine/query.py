@@ -180,10 +180,11 @@ def group_hits(
 
 
 def group_values(payload: dict, key: str) -> list[Any]:
-    """Distinct string or integer values at `key` (a dotted path; arrays are flattened)."""
+    """Distinct string or integer values at `key` (a JsonPath; a selected array counts as
+    its elements, as Qdrant's group_by flattens it)."""
     values: list[Any] = []
     seen: set[tuple[type, Any]] = set()
-    for value in _values_at(payload, key.split(".")):
+    for value in filters.PayloadPath.parse(key).values(payload):
         for item in value if isinstance(value, list) else [value]:
             if type(item) in (str, int) and (type(item), item) not in seen:
                 seen.add((type(item), item))
@@ -191,22 +192,13 @@ def group_values(payload: dict, key: str) -> list[Any]:
     return values
 
 
-def _values_at(value: Any, parts: list[str]) -> list[Any]:
-    if not parts:
-        return [value]
-    if isinstance(value, list):
-        return [found for item in value for found in _values_at(item, parts)]
-    if isinstance(value, dict) and parts[0] in value:
-        return _values_at(value[parts[0]], parts[1:])
-    return []
-
-
 def order_hits(points: list[tuple[PointId, dict]], order_by: OrderBy, limit: int) -> list[Hit]:
     """Qdrant's order_by: one entry per (number or datetime value, point) at the key, sorted
     by value only, from `start_from` on; score 1.0 (local_shard/scroll.rs)."""
     entries: dict[tuple[Any, Any], Hit] = {}
+    path = filters.PayloadPath.parse(order_by.key)
     for point_id, payload in points:
-        for value in _values_at(payload, order_by.key.split(".")):
+        for value in path.values(payload):
             for item in value if isinstance(value, list) else [value]:
                 order_value = order_value_of(item)
                 if order_value is not None:

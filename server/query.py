@@ -446,15 +446,11 @@ def _parse_with_lookup(value: Any) -> WithLookup | None:
 
 
 def _check_key_path(key: str) -> None:
-    """A payload key Qdrant parses (JsonPath); Keel reads dotted keys only, as elsewhere."""
+    """A payload key Qdrant parses (JsonPath)."""
     try:
         filters.PayloadPath.parse(key)
     except ValueError:
         raise FormatError(f"Invalid json path: '{key}'") from None
-    if "[" in key or '"' in key:
-        raise NotImplementedYet(
-            "payload paths with array indexes or quotes are not implemented yet"
-        )
 
 
 def _searches(data: Any, struct: str) -> list[Any]:

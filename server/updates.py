@@ -33,8 +33,7 @@ Qdrant 1.19, read in its source (not copied):
   error inside an operation reads "data did not match any variant of untagged enum
   UpdateOperation"; validation paths are `operations[i].<kind>.<field>`.
 Keel differs on purpose: a batch is validated whole and logged with consecutive op ids
-(Qdrant applies the operations before a bad one); at most BATCH_OPERATIONS_MAX operations;
-payload paths with array indexes or quoted keys are 501 (the engine walks dotted keys).
+(Qdrant applies the operations before a bad one); at most BATCH_OPERATIONS_MAX operations.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import FormatError, NotImplementedYet
+from engine.errors import FormatError
 from engine.filters import PayloadPath
 from engine.limits import BATCH_OPERATIONS_MAX
 from engine.ops import (
@@ -194,18 +193,13 @@ def parse_points_selector(
 
 
 def parse_json_path(value: Any) -> str:
-    """A payload key as Qdrant's JsonPath; Keel's engine walks only dotted plain keys."""
+    """A payload key as Qdrant's JsonPath, in its canonical form (what the WAL records)."""
     if type(value) is not str:
         raise invalid_type(value, "a string")
     try:
-        steps = PayloadPath.parse(value).steps
+        return str(PayloadPath.parse(value))
     except ValueError:
         raise FormatError(f"Invalid json path: '{value}'") from None
-    if ".".join(map(str, steps)) != value:
-        raise NotImplementedYet(
-            "payload paths with array indexes or quoted keys are not implemented yet"
-        )
-    return value
 
 
 # ---- phase 1 of each kind: (write, validation errors), paths under `prefix` ----------------

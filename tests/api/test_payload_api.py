@@ -77,6 +77,21 @@ async def test_set_payload_at_a_key_merges_into_the_nested_object(cities: Api):
     assert result[2]["meta"] == {"b": 20, "c": 30}  # created where it was missing
 
 
+async def test_set_and_delete_at_array_paths_and_quoted_keys(api: Api):
+    """JsonPath keys with `[i]`, `[]` and quotes (semantics compared with Qdrant's engine in
+    tests/unit/test_payload_paths.py)."""
+    await api.create_collection()
+    payload = {"a": [{"b": 1}, {"b": 2}], "c.d": {"e": 1}}
+    await api.upsert({"points": [{"id": 1, "vector": [1, 0, 0, 0], "payload": payload}]})
+    body = {"payload": {"x": 9}, "points": [1], "key": "a[1]"}
+    assert (await api.call("POST", SET, json=body)).status == 200
+    body = {"payload": {"y": 8}, "points": [1], "key": '"c.d"'}
+    assert (await api.call("POST", SET, json=body)).status == 200
+    await api.call("POST", DELETE_KEYS, json={"keys": ["a[].b"], "points": [1]})
+    [point] = await api.retrieve([1])
+    assert point["payload"] == {"a": [{}, {"x": 9}], "c.d": {"e": 1, "y": 8}}
+
+
 async def test_with_both_ids_and_filter_the_ids_win(cities: Api):
     """Qdrant applies the id list and ignores the filter (process_payload_operation)."""
     body = {"payload": {"x": 1}, "points": [4], "filter": CITY_PARIS}
@@ -322,22 +337,9 @@ async def test_operation_ids_continue_across_kinds_of_write(cities: Api):
         (
             "POST",
             SET,
-            {"payload": {}, "points": [1], "key": "meta[0]"},
-            501,
-            (
-                "Not implemented in Keel: payload paths with array indexes or quoted keys are not "
-                "implemented yet"
-            ),
-        ),
-        (
-            "POST",
-            DELETE_KEYS,
-            {"keys": ['"a.b"'], "points": [1]},
-            501,
-            (
-                "Not implemented in Keel: payload paths with array indexes or quoted keys are not "
-                "implemented yet"
-            ),
+            {"payload": {}, "points": [1], "key": "meta[x]"},
+            400,
+            "Format error in JSON body: Invalid json path: 'meta[x]'",
         ),
     ],
 )

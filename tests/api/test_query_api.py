@@ -267,3 +267,27 @@ async def test_groups_with_lookup_attach_the_point_named_by_the_group_id(points:
     body["with_lookup"] = {"collection": "rank", "with_payload": False, "with_vectors": True}
     groups = (await points.call("POST", QUERY_GROUPS, json=body)).result["groups"]
     assert groups[1]["lookup"] == {"id": 8, "vector": [1.0, 1.0]}
+
+
+async def test_order_by_and_group_by_take_json_paths_with_arrays(api: Api):
+    """Keys follow Qdrant's JsonPath: `p[0].v` is the first element's `v`, `p[].g` every
+    element's `g`; a key does not look into an array by itself (`p.v` selects nothing)."""
+    await api.create_collection()
+    payloads = {
+        1: {"p": [{"v": 3, "g": "x"}, {"v": 0, "g": "y"}]},
+        2: {"p": [{"v": 1, "g": "y"}]},
+        3: {"p": [{"v": 2}]},
+    }
+    points = [{"id": i, "vector": [i, 1, 0, 0], "payload": p} for i, p in payloads.items()]
+    await api.upsert({"points": points})
+    scroll = "/collections/{collection_name}/points/scroll"
+    body = {"order_by": "p[0].v", "limit": 10}
+    result = (await api.call("POST", scroll, json=body)).result
+    assert [point["id"] for point in result["points"]] == [2, 3, 1]
+    result = (await api.call("POST", scroll, json={"order_by": "p.v", "limit": 10})).result
+    assert result["points"] == []
+    groups_path = "/collections/{collection_name}/points/query/groups"
+    body = {"query": [1, 0, 0, 0], "group_by": "p[].g", "group_size": 5, "limit": 5}
+    groups = (await api.call("POST", groups_path, json=body)).result["groups"]
+    members = {group["id"]: sorted(hit["id"] for hit in group["hits"]) for group in groups}
+    assert members == {"x": [1], "y": [1, 2]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.errors import FormatError, NotImplementedYet
+from engine.errors import FormatError
 from engine.ops import (
     UNNAMED_VECTOR,
     CollectionConfig,
@@ -107,10 +107,12 @@ def test_dotted_json_paths_are_accepted(path):
     assert parse_json_path(path) == path
 
 
-@pytest.mark.parametrize("path", ["a[0]", "a[]", '"a.b"', 'a."b"'])
-def test_json_paths_beyond_dotted_keys_are_not_implemented(path):
-    with pytest.raises(NotImplementedYet):
-        parse_json_path(path)
+@pytest.mark.parametrize(
+    ("path", "canonical"),
+    [("a[0]", "a[0]"), ("a[]", "a[]"), ('"a.b"', '"a.b"'), ('a."b"', "a.b"), ("a[].b", "a[].b")],
+)
+def test_json_paths_with_indexes_and_quotes_are_kept_canonical(path, canonical):
+    assert parse_json_path(path) == canonical
 
 
 @pytest.mark.parametrize("path", ["", "a.", ".a", "a..b", "a b", "a[x]", "a["])
