@@ -25,6 +25,7 @@ import numpy as np
 
 from engine import limits, stats
 from engine.errors import StorageError
+from engine.followers import FollowerRegistry, SegmentExtent
 from engine.index import CheckpointNotWritten, VectorIndex
 from engine.locks import ReadWriteLock
 from engine.mutations import CompileFilter
@@ -88,8 +89,13 @@ class Applier:
         checkpoint_every_ops: int,
         checkpoint_every_s: float,
         on_applied: Callable[[int], None],
+        followers: FollowerRegistry | None = None,
+        follower_retention_bytes_max: int = 0,
     ) -> None:
         self.name = name
+        # Registered followers hold WAL segments back from truncation, up to the cap.
+        self._followers = followers
+        self._follower_retention_bytes_max = follower_retention_bytes_max
         self._wal = wal
         self._store = store
         self._indexes = indexes
@@ -235,9 +241,23 @@ class Applier:
     async def _checkpoint_and_truncate(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
             covered_op_id = await loop.run_in_executor(self._executor, self._checkpoint)
-            await self._wal.truncate_below(covered_op_id)
+            truncate_op_id = await loop.run_in_executor(
+                self._executor, self._retained_op_id, covered_op_id
+            )
+            await self._wal.truncate_below(truncate_op_id)
         except Exception as error:  # noqa: BLE001 - lmdb.Error too: any failure closes the path
             self._fail(error)
+
+    def _retained_op_id(self, covered_op_id: int) -> int:
+        """The op id to truncate below: covered_op_id, lowered for live followers."""
+        if self._followers is None:
+            return covered_op_id
+        sealed = [SegmentExtent(*extent) for extent in self._wal.sealed_segment_extents()]
+        truncate_op_id = self._followers.truncation_op_id(
+            covered_op_id, sealed, self._follower_retention_bytes_max
+        )
+        assert truncate_op_id <= covered_op_id, (truncate_op_id, covered_op_id)
+        return truncate_op_id
 
     def _checkpoint(self) -> int:
         """Sync LMDB, save every graph as of applied_op_id; return the op id all cover."""

@@ -33,6 +33,7 @@ from engine import files, limits, query, text_match
 from engine.applier import Applier, apply_batch
 from engine.errors import BadRequest, CorruptionError, Overloaded, StorageError
 from engine.filters import PayloadPath
+from engine.followers import Follower, FollowerRegistry
 from engine.index import VectorIndex, has_graph, remove_checkpoint
 from engine.limits import EngineSettings
 from engine.locks import ReadWriteLock
@@ -134,6 +135,7 @@ class Collection:
         self._unapplied_bytes = 0
         self._budget_freed = asyncio.Event()
         self._read_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"read-{name}")
+        self.followers = FollowerRegistry(directory)
 
     @staticmethod
     def create_layout(directory: Path, config: CollectionConfig) -> None:
@@ -191,6 +193,8 @@ class Collection:
             checkpoint_every_ops=self._settings.checkpoint_every_ops,
             checkpoint_every_s=self._settings.checkpoint_every_s,
             on_applied=self._release_budget,
+            followers=self.followers,
+            follower_retention_bytes_max=self._settings.follower_retention_bytes_max,
         )
         self._reader = Reader(self.config, self._store, self._indexes, self._visibility_lock)
         self._wal.start()
@@ -330,6 +334,39 @@ class Collection:
         assert self._store is not None, "collection not open"
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._read_executor, self._store.copy_snapshot, directory)
+
+    async def register_follower(self, name: str, next_op_id: int | None) -> Follower:
+        """Register (or ack) WAL follower `name` at next_op_id; None: from the next op not
+        yet applied, which no truncation can have removed (it only removes applied ops).
+        Durable on return. Raises Conflict for a lost follower or a truncated op id."""
+        assert self._wal is not None and self._applier is not None, "collection not open"
+        wal = self._wal
+        if next_op_id is None:
+            next_op_id = self._applier.applied_op_id + 1
+        if next_op_id > wal.durable_op_id + 1:
+            raise BadRequest(
+                f"next_op_id {next_op_id} is past the last durable op {wal.durable_op_id}"
+            )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._read_executor, self.followers.register, name, next_op_id, wal.first_op_id
+        )
+
+    async def read_wal(
+        self, from_op_id: int, count_max: int, bytes_max: int
+    ) -> list[tuple[int, Operation]]:
+        """Durable operations from from_op_id on (for followers); Conflict if truncated."""
+        assert self._wal is not None, "collection not open"
+        loop = asyncio.get_running_loop()
+        records = await loop.run_in_executor(
+            self._read_executor, self._wal.read_durable, from_op_id, count_max, bytes_max
+        )
+        return [(op_id, decode_op(body, FILTER_TYPES)) for op_id, body in records]
+
+    def wal_bounds(self) -> tuple[int, int]:
+        """(first op id the WAL holds, last durable op id)."""
+        assert self._wal is not None, "collection not open"
+        return self._wal.first_op_id, self._wal.durable_op_id
 
     def stats(self) -> CollectionStats:
         assert self._store is not None

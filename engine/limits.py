@@ -55,6 +55,10 @@ BROKEN_TAIL_BYTES_MAX = (
 SNAPSHOT_SMALL_MEMBER_BYTES_MAX = MIB  # a snapshot's manifest.json or config.json
 # A snapshot is one compact LMDB copy (at most the map) plus small members and tar headers.
 SNAPSHOT_BYTES_MAX = LMDB_MAP_BYTES_MAX + 64 * MIB
+# WAL kept back for registered followers (engine/followers.py) beyond what recovery needs;
+# past it the WAL is truncated anyway and the follower is marked lost (it must re-migrate).
+FOLLOWER_RETENTION_BYTES = 1 * GIB
+FOLLOWER_RETENTION_BYTES_MAX = 1024 * GIB
 
 assert GROUP_COMMIT_BYTES_MAX >= RECORD_BYTES_MAX  # a batch can always take one record
 assert SEGMENT_BYTES_TARGET >= GROUP_COMMIT_BYTES_MAX
@@ -78,6 +82,7 @@ class EngineSettings:
     apply_batch_ops_max: int = APPLY_BATCH_OPS_MAX
     fsync_slow_s: float = FSYNC_SLOW_S
     lmdb_map_bytes_initial: int = LMDB_MAP_BYTES_INITIAL
+    follower_retention_bytes_max: int = FOLLOWER_RETENTION_BYTES
 
     def validated(self) -> EngineSettings:
         """Return self, or raise ValueError naming the setting that breaks a hard limit."""
@@ -91,6 +96,10 @@ class EngineSettings:
             "apply_batch_ops_max": 1 <= self.apply_batch_ops_max <= 100 * APPLY_BATCH_OPS_MAX,
             "fsync_slow_s": 0 < self.fsync_slow_s <= 3600,
             "lmdb_map_bytes_initial": MIB <= self.lmdb_map_bytes_initial <= LMDB_MAP_BYTES_MAX,
+            # 0 is allowed: followers then never hold the WAL back (and are lost at once).
+            "follower_retention_bytes_max": (
+                0 <= self.follower_retention_bytes_max <= FOLLOWER_RETENTION_BYTES_MAX
+            ),
         }
         for name, is_ok in checks.items():
             if not is_ok:

@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import files, limits, stats
-from engine.errors import CorruptionError, StorageError
+from engine.errors import Conflict, CorruptionError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +248,37 @@ class Wal:
     def first_op_id(self) -> int:
         """The lowest op id still in the log (everything below was truncated)."""
         return self._segments[0].first_op_id
+
+    def read_durable(
+        self, from_op_id: int, count_max: int, bytes_max: int
+    ) -> list[tuple[int, bytes]]:
+        """(op_id, body) of durable records from from_op_id on, in order: at most count_max
+        of them and, past the first, at most bytes_max of bodies. Safe while the writer
+        runs (for followers): only bytes of records <= durable_op_id are trusted, and
+        segments are append-only. A segment truncated away meanwhile is re-listed. Raises
+        Conflict if from_op_id is below the first op id the log still holds. Blocking."""
+        assert count_max >= 1, count_max
+        durable_op_id = self.durable_op_id
+        for _attempt in range(8):
+            segments = list(self._segments)  # the writer appends, truncation pops: a copy
+            if from_op_id < segments[0].first_op_id:
+                raise Conflict(
+                    f"WAL of collection {self.name} starts at op {segments[0].first_op_id}, "
+                    f"op {from_op_id} was truncated"
+                )
+            try:
+                return _read_segments(segments, from_op_id, durable_op_id, count_max, bytes_max)
+            except FileNotFoundError:
+                continue  # truncated while we read: the next listing starts later
+        raise StorageError(f"WAL of collection {self.name} kept changing while being read")
+
+    def sealed_segment_extents(self) -> list[tuple[int, int, int]]:
+        """(first_op_id, last_op_id, size_bytes) of every sealed segment, oldest first
+        (what truncation could remove). Blocking: stats files."""
+        return [
+            (segment.first_op_id, segment.last_op_id, segment.path.stat().st_size)
+            for segment in list(self._segments)[:-1]
+        ]
 
     # ---- appending ------------------------------------------------------------------------
 
@@ -528,6 +559,32 @@ class Wal:
             len(data) - valid_bytes,
             copy_path,
         )
+
+
+def _read_segments(
+    segments: list[_Segment], from_op_id: int, durable_op_id: int, count_max: int, bytes_max: int
+) -> list[tuple[int, bytes]]:
+    found: list[tuple[int, bytes]] = []
+    found_bytes = 0
+    for index, segment in enumerate(segments):
+        next_first_op_id = segments[index + 1].first_op_id if index + 1 < len(segments) else None
+        if next_first_op_id is not None and next_first_op_id <= from_op_id:
+            continue
+        # Bytes past the last fdatasync may be a batch still being written: scan_batches
+        # stops there (torn or not), and nothing past durable_op_id is taken anyway.
+        result = scan_batches(segment.path.read_bytes(), segment.first_op_id)
+        for op_id, body in result.records:
+            if op_id < from_op_id:
+                continue
+            if op_id > durable_op_id:
+                return found
+            if found and (len(found) >= count_max or found_bytes + len(body) > bytes_max):
+                return found
+            found.append((op_id, body))
+            found_bytes += len(body)
+        if found and found[-1][0] == durable_op_id:
+            return found
+    return found
 
 
 def _segment_name(first_op_id: int) -> str:

@@ -45,6 +45,7 @@ from server import (
     aliases,
     collections,
     facet,
+    followers,
     legacy_query,
     metrics,
     not_implemented,
@@ -138,6 +139,7 @@ def create_app(
         *legacy_query.ROUTES,
         *payload_indexes.ROUTES,
         *snapshots.ROUTES,
+        *followers.ROUTES,
         *not_implemented.ROUTES,
     ]
     for method, path, handler in routes:

@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+TRANSFER_COMMANDS = {
+    "migrate": "copy collections of a running Keel to Qdrant or another Keel (see README)",
+    "follow": "replay a running Keel's new writes on the migration target, continuously",
+    "import": "copy collections from Qdrant (or another Keel) into a running Keel",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from server.snapshot_cli import main as snapshot_main  # loads the engine: only here
 
         return snapshot_main(args.args)
+    if args.command in TRANSFER_COMMANDS:
+        return _transfer(args.command, args.args)
     try:
         settings = _settings(args)
     except ConfigError as error:
@@ -150,7 +157,23 @@ def _parser() -> argparse.ArgumentParser:
         prefix_chars="\0",
     )
     snapshot.add_argument("args", nargs=argparse.REMAINDER)  # server/snapshot_cli.py parses
+    for command_name, help_text in TRANSFER_COMMANDS.items():
+        transfer = commands.add_parser(
+            command_name, help=help_text, add_help=False, prefix_chars="\0"
+        )
+        transfer.add_argument("args", nargs=argparse.REMAINDER)  # the command's module parses
     return parser
+
+
+def _transfer(command: str, argv: list[str]) -> int:
+    """`keel migrate`, `keel follow`, `keel import` (they need qdrant-client: imported here)."""
+    if command == "migrate":
+        from server.migrate import main as command_main
+    elif command == "follow":
+        from server.follow import main as command_main
+    else:
+        from server.import_cli import main as command_main
+    return command_main(argv)
 
 
 def _crashtest(argv: list[str]) -> int:

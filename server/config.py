@@ -14,6 +14,7 @@ in MiB in the file and in bytes in `EngineSettings`:
 |---------------------------------------------|---------------------------|
 | storage.wal.segment_mb_target               | segment_bytes_target      |
 | storage.wal.fsync_slow_s                    | fsync_slow_s              |
+| storage.wal.follower_retention_mb_max       | follower_retention_bytes_max |
 | storage.performance.unapplied_mb_max        | unapplied_bytes_max       |
 | storage.performance.backpressure_deadline_s | backpressure_deadline_s   |
 | storage.performance.apply_batch_ops_max     | apply_batch_ops_max       |
@@ -51,6 +52,7 @@ REQUEST_SIZE_MB_MAX = limits.REQUEST_BODY_BYTES_MAX // limits.MIB
 ENGINE_KEYS: dict[tuple[str, ...], tuple[str, int]] = {
     ("storage", "wal", "segment_mb_target"): ("segment_bytes_target", limits.MIB),
     ("storage", "wal", "fsync_slow_s"): ("fsync_slow_s", 1),
+    ("storage", "wal", "follower_retention_mb_max"): ("follower_retention_bytes_max", limits.MIB),
     ("storage", "performance", "unapplied_mb_max"): ("unapplied_bytes_max", limits.MIB),
     ("storage", "performance", "backpressure_deadline_s"): ("backpressure_deadline_s", 1),
     ("storage", "performance", "apply_batch_ops_max"): ("apply_batch_ops_max", 1),
