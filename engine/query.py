@@ -41,6 +41,8 @@ from engine.query_scores import (
     average_vector,
     dbsf,
     discover_scorer,
+    internal_similarity,
+    mmr_order,
     recommend_scorer,
     rrf,
 )
@@ -55,8 +57,17 @@ SPARSE_DENSE_MISMATCH = "Conversion between sparse and regular vectors failed"
 
 
 @dataclass(frozen=True)
+class Mmr:
+    """Re-rank the nearest `candidates_limit` hits for diversity (maximal marginal relevance)."""
+
+    diversity: float = 0.5  # 0: pure relevance, 1: pure diversity (lambda = 1 - diversity)
+    candidates_limit: int | None = None  # None: the node's limit
+
+
+@dataclass(frozen=True)
 class Nearest:
     example: Example
+    mmr: Mmr | None = None
 
 
 @dataclass(frozen=True)
@@ -397,7 +408,40 @@ def _node_hits(context: _Context, node: QueryNode, wanted: int) -> list[Hit]:
         return order_hits(context.reader.payload_points(node.filter, candidates), query, wanted)
     if query is None:
         return _by_id(context.reader.payload_points(node.filter, candidates), wanted)
+    if isinstance(query, Nearest) and query.mmr is not None:
+        return _mmr_hits(context, node, query, candidates, wanted)
     return _vector_hits(context, node, query, candidates, wanted)
+
+
+def _mmr_hits(
+    context: _Context,
+    node: QueryNode,
+    query: Nearest,
+    candidates: list[PointId] | None,
+    wanted: int,
+) -> list[Hit]:
+    """The nearest `candidates_limit` hits, re-ranked by MMR (query_scores.mmr_order)."""
+    assert query.mmr is not None
+    if node.using in context.reader.config.sparse_vectors:
+        raise NotImplementedYet("MMR on sparse vectors is not implemented yet")
+    plain = replace(query, mmr=None)
+    pool_size = query.mmr.candidates_limit or node.limit
+    # Excluded ids (the query's own point) never become candidates, as with Qdrant's filter.
+    pool = _vector_hits(context, node, plain, candidates, pool_size + len(context.excluded))
+    pool = [hit for hit in pool if hit.id not in context.excluded][:pool_size]
+    stored = context.reader.example_vectors([hit.id for hit in pool], node.using)
+    pool = [hit for hit in pool if stored.get(hit.id) is not None]  # Qdrant skips those too
+    if len(pool) < 2:
+        return pool[:wanted]
+    distance = context.reader.config.vectors[node.using].distance
+    [vector] = _examples(context, node, plain)
+    if distance is Distance.COSINE:
+        vector = _unit(vector)
+    matrix = np.stack([stored[hit.id] for hit in pool]).astype(np.float32)
+    relevance = internal_similarity(matrix, vector, distance)
+    similarity = np.stack([internal_similarity(matrix, row, distance) for row in matrix])
+    lambda_ = 1.0 - query.mmr.diversity
+    return [pool[index] for index in mmr_order(relevance, similarity, lambda_, wanted)]
 
 
 def _by_id(points: list[tuple[PointId, dict]], wanted: int) -> list[Hit]:

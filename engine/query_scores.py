@@ -17,6 +17,8 @@ Formulas read in Qdrant 1.19's source:
   `lib/segment/src/vector_storage/query/reco_query.rs` (best score: the sigmoid
   `0.5 * (x / (1 + |x|) + 1)` of the best positive similarity when it beats the best negative,
   else minus that of the best negative; sum scores: positives minus negatives);
+- MMR: `lib/shard/src/query/mmr/mod.rs` (relevance and pairwise similarities are the raw
+  similarities above; the hits keep their search scores, in MMR order);
 - discovery: `discover_query.rs` (per pair +1 / -1 / 0 by which side is more similar, plus
   the scaled sigmoid of the similarity to the target); context: `context_query.rs` (per
   pair `fast_sigmoid(min(positive - negative - f32::EPSILON, 0))`, summed).
@@ -155,3 +157,36 @@ def discover_scorer(
         return total.astype(np.float32)
 
     return score
+
+
+def mmr_order(
+    relevance: np.ndarray, similarity: np.ndarray, lambda_: float, count: int
+) -> list[int]:
+    """Maximal marginal relevance (Qdrant's `shard/src/query/mmr`): the first pick is the
+    most relevant candidate, each next one maximises
+    `lambda * relevance - (1 - lambda) * max similarity to those picked`. Ties go as in
+    Qdrant: pending candidates are kept in order with swap-remove, and the last maximum wins
+    (Rust's max_by_key)."""
+    pending = list(range(len(relevance)))
+    if not pending or count <= 0:
+        return []
+    picked = [_swap_remove(pending, _last_argmax(relevance[pending]))]
+    closest = similarity[picked[0]].astype(np.float64)  # max similarity to anything picked
+    while len(picked) < count and pending:
+        scores = lambda_ * relevance[pending] - (1.0 - lambda_) * closest[pending]
+        choice = _swap_remove(pending, _last_argmax(scores))
+        picked.append(choice)
+        closest = np.maximum(closest, similarity[choice])
+    return picked
+
+
+def _last_argmax(values: np.ndarray) -> int:
+    return int(len(values) - 1 - np.argmax(values[::-1]))
+
+
+def _swap_remove(items: list[int], position: int) -> int:
+    """Rust's Vec/IndexSet swap_remove: the last element takes the removed one's place."""
+    removed = items[position]
+    items[position] = items[-1]
+    items.pop()
+    return removed

@@ -33,6 +33,7 @@ from engine.query import (
     Group,
     GroupBy,
     LookupFrom,
+    Mmr,
     Nearest,
     OrderBy,
     QueryNode,
@@ -94,6 +95,7 @@ QUERY_KINDS = (
 ORDER_BY_EXPECTING = "data did not match any variant of untagged enum OrderByInterface"
 QUERY_EXPECTING = "Expected some form of vector, id, or a type of query"
 NUMBER_TYPES = (int, float)
+MMR_CANDIDATES_LIMIT_MAX = 16_384  # Qdrant's validation bound (rest/schema.rs Mmr)
 Errors = list[tuple[str, str]]
 
 
@@ -261,9 +263,7 @@ def _parse_query_variant(query: Any) -> Any:
     kind = next((kind for kind in QUERY_KINDS if kind in query), None)
     value = query.get(kind)
     if kind == "nearest":
-        if query.get("mmr") is not None:
-            raise NotImplementedYet("MMR queries are not implemented yet")
-        return Nearest(_parse_vector_input(value))
+        return Nearest(_parse_vector_input(value), _parse_mmr(query.get("mmr")))
     if kind == "recommend":
         return _parse_recommend(value)
     if kind == "discover":
@@ -324,6 +324,30 @@ def _parse_recommend(value: Any) -> Recommend:
     if strategy not in STRATEGIES:
         raise unknown_variant(strategy, STRATEGIES)
     return Recommend(examples["positive"], examples["negative"], strategy)
+
+
+def _parse_mmr(value: Any) -> Mmr | None:
+    """Mmr: `diversity` in [0, 1] (default 0.5), `candidates_limit` at most 16 384."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise invalid_type(value, "struct Mmr")
+    diversity = value.get("diversity")
+    if diversity is not None and type(diversity) not in NUMBER_TYPES:
+        raise invalid_type(diversity, "f32")
+    limit = (
+        None if value.get("candidates_limit") is None else parse_usize(value["candidates_limit"])
+    )
+    errors = []
+    if diversity is not None and not 0.0 <= diversity <= 1.0:
+        errors.append(("query.mmr.diversity", range_message(diversity, 0.0, 1.0)))
+    if limit is not None and limit > MMR_CANDIDATES_LIMIT_MAX:
+        errors.append(
+            ("query.mmr.candidates_limit", range_message(limit, None, MMR_CANDIDATES_LIMIT_MAX))
+        )
+    if errors:
+        raise validation_errors(errors)
+    return Mmr(0.5 if diversity is None else float(diversity), limit)
 
 
 def parse_context(value: Any) -> tuple[tuple[Any, Any], ...]:

@@ -133,6 +133,24 @@ def test_context_matches_local_mode(clients, using):
     assert len(answers[0]) == 60 - 3  # every point but the three examples given by id
 
 
+@pytest.mark.parametrize("using", list(DISTANCES))
+@pytest.mark.parametrize("diversity", [None, 0.0, 0.7, 1.0])
+def test_mmr_matches_local_mode(clients, using, diversity):
+    mmr = models.Mmr(diversity=diversity, candidates_limit=25)
+    query = models.NearestQuery(nearest=[0.3, -0.5, 0.8, 0.1], mmr=mmr)
+    compare_query(clients, query=query, using=using, limit=8, search_params=EXACT)
+
+
+def test_mmr_by_point_id_with_filter_and_offset(clients):
+    query = models.NearestQuery(nearest=5, mmr=models.Mmr(diversity=0.5))
+    color = models.Filter(must_not=[models.FieldCondition(key="color", match={"value": "red"})])
+    hits = compare_query(
+        clients, query=query, using="cos", query_filter=color, limit=6, offset=2,
+        search_params=EXACT,
+    )  # fmt: skip
+    assert 5 not in [point_id for point_id, _ in hits]
+
+
 def test_recommend_with_only_positives_and_a_filter(clients):
     query = models.RecommendQuery(recommend=models.RecommendInput(positive=[4, 5]))
     color = models.Filter(must=[models.FieldCondition(key="color", match={"value": "red"})])
