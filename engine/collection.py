@@ -31,6 +31,7 @@ import numpy as np
 
 from engine import files, limits, query, text_match
 from engine.applier import Applier, apply_batch
+from engine.distance_matrix import DistanceMatrix, distance_matrix
 from engine.errors import BadRequest, CorruptionError, Overloaded, StorageError
 from engine.filters import PayloadPath
 from engine.followers import Follower, FollowerRegistry
@@ -314,6 +315,13 @@ class Collection:
         `lookup_from`s name, opened by the caller."""
         readers = {name: other._reader for name, other in lookups.items()}
         return await self._read(query.execute, self._reader, request, readers, self.name)
+
+    async def distance_matrix(
+        self, filter_: object, sample_count: int, limit: int, using: str
+    ) -> DistanceMatrix:
+        """Qdrant's search matrix (engine/distance_matrix.py)."""
+        assert self._reader is not None, "collection not open"
+        return await self._read(distance_matrix, self._reader, filter_, sample_count, limit, using)
 
     async def facet(
         self, key: PayloadPath, filter_: object, limit: int

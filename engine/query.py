@@ -17,6 +17,7 @@ From Qdrant 1.19's source (`lib/collection/src/operations/universal_query/`):
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -103,6 +104,12 @@ class Fusion:
 
 
 @dataclass(frozen=True)
+class Sample:
+    """`{"sample": "random"}`: points matching the filter (or from the prefetches) drawn at
+    random, each scored 1.0 as a scroll is."""
+
+
+@dataclass(frozen=True)
 class OrderBy:
     key: str
     is_descending: bool = False
@@ -119,7 +126,7 @@ class LookupFrom:
 class QueryNode:
     """One level of a query: its prefetches, its query, and the limits on what it returns."""
 
-    query: VectorQuery | Fusion | OrderBy | None
+    query: VectorQuery | Fusion | OrderBy | Sample | None
     using: str
     limit: int
     prefetch: tuple[QueryNode, ...] = ()
@@ -238,9 +245,9 @@ def order_value_of(value: Any) -> int | float | None:
     return None
 
 
-def excluded_ids(query: VectorQuery | Fusion | OrderBy | None) -> set[Any]:
+def excluded_ids(query: VectorQuery | Fusion | OrderBy | Sample | None) -> set[Any]:
     """Point ids given as examples: Qdrant leaves them out of the results."""
-    if isinstance(query, Fusion | OrderBy) or query is None:
+    if isinstance(query, Fusion | OrderBy | Sample) or query is None:
         return set()
     return {example for example in examples_of(query) if is_point_id(example)}
 
@@ -308,11 +315,11 @@ def execute(
     points = reader.scored_points(
         [(hit.id, hit.score) for hit in hits], request.with_payload, request.with_vector
     )
-    if root.query is not None and not isinstance(root.query, OrderBy):
+    if root.query is not None and not isinstance(root.query, OrderBy | Sample):
         return QueryResult(points)
     # Qdrant answers scroll-shaped results with version 0 (local_shard/scroll.rs).
     points = [replace(point, version=0) for point in points]
-    if root.query is None:
+    if not isinstance(root.query, OrderBy):
         return QueryResult(points)
     values = {hit.id: hit.order_value for hit in hits}
     return QueryResult(points, [values[point.id] for point in points])
@@ -406,6 +413,10 @@ def _node_hits(context: _Context, node: QueryNode, wanted: int) -> list[Hit]:
         raise BadRequest("Validation failed: cannot apply Fusion without prefetches")
     if isinstance(query, OrderBy):
         return order_hits(context.reader.payload_points(node.filter, candidates), query, wanted)
+    if isinstance(query, Sample):
+        points = context.reader.payload_points(node.filter, candidates)
+        drawn = random.sample(points, min(wanted, len(points)))
+        return [Hit(point_id, 1.0) for point_id, _ in drawn]
     if query is None:
         return _by_id(context.reader.payload_points(node.filter, candidates), wanted)
     if isinstance(query, Nearest) and query.mmr is not None:

@@ -19,8 +19,6 @@ ROUTES_NOT_IMPLEMENTED = [
     ("DELETE", COLLECTION + "/vectors/{vector_name}"),
     ("GET", "/snapshots"),
     ("POST", "/snapshots"),
-    ("POST", POINTS + "/search/matrix/pairs"),
-    ("POST", POINTS + "/search/matrix/offsets"),
 ]
 
 

@@ -3,7 +3,7 @@
 Owns: parsing of `POST /points/query` (every query kind Keel runs: nearest by vector or id,
 recommend, discover, context, fusion, rrf, order_by, none), its `prefetch` trees and
 `lookup_from`, the batch and groups forms of query and search, and scroll's `order_by`; the
-501s for query kinds Keel does not run (formula, sample, MMR, feedback).
+501s for query kinds Keel does not run (formula, relevance feedback).
 Not here: how a plan runs (engine/query.py), filters (filters.py), response shapes.
 
 Qdrant 1.19: `lib/api/src/rest/schema.rs` (QueryRequestInternal, Prefetch, QueryInterface,
@@ -40,6 +40,7 @@ from engine.query import (
     QueryRequest,
     QueryResult,
     Recommend,
+    Sample,
     WithLookup,
     lookup_collections,
     with_lookup_collection,
@@ -77,6 +78,7 @@ from server.serde_text import (
 )
 
 FUSIONS = ("rrf", "dbsf")
+SAMPLES = ("random",)
 STRATEGIES = ("average_vector", "best_score", "sum_scores")
 DIRECTIONS = ("asc", "desc")
 # Qdrant's `Query` variants in declaration order (lib/api/src/rest/schema.rs).
@@ -283,6 +285,10 @@ def _parse_query_variant(query: Any) -> Any:
         return Fusion(value)
     if kind == "rrf":
         return _parse_rrf(value)
+    if kind == "sample":
+        if value not in SAMPLES:
+            raise unknown_variant(value, SAMPLES)
+        return Sample()
     if kind is not None:
         raise NotImplementedYet(f"`{kind}` queries are not implemented yet")
     raise FormatError(QUERY_EXPECTING)

@@ -188,7 +188,7 @@ async def test_lookup_from_reads_another_collection(points: Api):
                 "must be 1 or larger]"
             ),
         ),
-        (QUERY, {"query": {"sample": "random"}}, 501, None),
+        (QUERY, {"query": {"relevance_feedback": {"target": [1, 2, 3, 4]}}}, 501, None),
         (QUERY_BATCH, {}, 400, "Format error in JSON body: missing field `searches`"),
         (
             QUERY_GROUPS,

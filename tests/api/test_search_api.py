@@ -169,9 +169,9 @@ async def test_query_uses_a_named_vector(api: Api):
         ),
         (
             QUERY,
-            {"query": {"sample": "random"}},
+            {"query": {"formula": {"sum": [1]}}},
             501,
-            "Not implemented in Keel: `sample` queries are not implemented yet",
+            "Not implemented in Keel: `formula` queries are not implemented yet",
         ),
         (
             QUERY,

@@ -307,3 +307,33 @@ def test_groups_with_lookup(clients):
     )
     assert keel == oracle
     assert any(lookup is not None for _, lookup in keel)
+
+
+@pytest.mark.parametrize("using", list(DISTANCES))
+def test_distance_matrix_matches_local_mode(clients, using):
+    """With `sample` at least the points in play the sample is all of them: deterministic."""
+    answers = [
+        client.search_matrix_pairs("other", sample=10, limit=2, using=using) for client in clients
+    ]
+    keel, oracle = [[(p.a, p.b, p.score) for p in answer.pairs] for answer in answers]
+    assert [pair[:2] for pair in keel] == [pair[:2] for pair in oracle] and len(keel) == 10
+    np.testing.assert_allclose([p[2] for p in keel], [p[2] for p in oracle], atol=1e-4)
+    red = models.Filter(must=[models.FieldCondition(key="color", match={"value": "red"})])
+    offsets = [
+        client.search_matrix_offsets("q", query_filter=red, sample=60, limit=3, using=using)
+        for client in clients
+    ]
+    assert offsets[0].ids == offsets[1].ids and len(offsets[0].ids) == 20
+    assert offsets[0].offsets_row == offsets[1].offsets_row
+    assert offsets[0].offsets_col == offsets[1].offsets_col
+    np.testing.assert_allclose(offsets[0].scores, offsets[1].scores, atol=1e-4)
+
+
+def test_sample_query_draws_distinct_matching_points(clients):
+    keel = clients[0]
+    red = models.Filter(must=[models.FieldCondition(key="color", match={"value": "red"})])
+    points = keel.query_points(
+        "q", query=models.SampleQuery(sample=models.Sample.RANDOM), query_filter=red, limit=7
+    ).points
+    assert len({point.id for point in points}) == 7
+    assert all(point.id % 3 == 0 and point.score == 1.0 for point in points)

@@ -1,0 +1,67 @@
+"""Qdrant's distance matrix (`/points/search/matrix/pairs` and `/offsets`).
+
+Owns: drawing the sample and finding each sampled point's nearest neighbours among the
+other sampled points.
+Not here: the two answer shapes (server/matrix.py), search itself (reads.py).
+
+Qdrant 1.19 (`lib/collection/src/collection/distance_matrix.rs`): `sample` points having the
+vector `using` and matching `filter` are drawn at random (fewer than two: an empty answer);
+they are sorted by id; for each, the `limit` nearest of the other sampled points are found
+with the point's own vector, scored as a search scores them. Keel scores them exactly (the
+sample is small).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from engine import filters
+from engine.errors import BadRequest, NotImplementedYet
+from engine.ops import PointId, point_key
+from engine.query import merge_filters
+from engine.reads import Reader, score_matrix
+
+
+@dataclass(frozen=True)
+class DistanceMatrix:
+    ids: list[PointId]  # the sample, in id order
+    neighbours: list[list[tuple[PointId, float]]]  # per sampled point: (id, score), best first
+
+
+def distance_matrix(
+    reader: Reader, filter_: Any, sample_count: int, limit: int, using: str
+) -> DistanceMatrix:
+    """Run in a read thread (it scans and scores)."""
+    if using in reader.config.sparse_vectors:
+        raise NotImplementedYet("the distance matrix of sparse vectors")
+    vector_config = reader.config.vectors.get(using)
+    if vector_config is None:
+        raise BadRequest(f"Not existing vector name error: {using}")
+    having = merge_filters(filter_, filters.Filter(must=(filters.HasVectorCondition(using),)))
+    candidates = [point_id for point_id, _ in reader.payload_points(having, None)]
+    sample = random.sample(candidates, min(sample_count, len(candidates)))
+    if len(sample) < 2:
+        return DistanceMatrix([], [])
+    sample.sort(key=point_key)  # Keel's id order: integers, then UUIDs
+    vectors = reader.example_vectors(sample, using)
+    # A point may lose its vector between the draw and this read (a concurrent write).
+    sample = [point_id for point_id in sample if vectors.get(point_id) is not None]
+    if len(sample) < 2:
+        return DistanceMatrix([], [])
+    distance = vector_config.distance
+    neighbours = []
+    for point_id in sample:
+        vector = vectors[point_id]
+        others = [other for other in sample if other != point_id]
+        pairs = reader.score_points(
+            using,
+            lambda matrix, query=vector: score_matrix(matrix, query, distance),
+            distance.is_higher_better,
+            None,
+            others,
+            limit,
+        )
+        neighbours.append(pairs)
+    return DistanceMatrix(sample, neighbours)

@@ -1,0 +1,103 @@
+"""`POST /points/search/matrix/pairs` and `/offsets`: distances between sampled points.
+
+Owns: parsing Qdrant's SearchMatrixRequest (`filter`, `sample` default 10 and at least 2,
+`limit` default 3 and at least 1, `using`, `shard_key`) and shaping the two answers:
+`{"pairs": [{"a", "b", "score"}]}` and `{"offsets_row", "offsets_col", "scores", "ids"}`.
+Not here: sampling and scoring (engine/distance_matrix.py).
+
+The sample is random, as in Qdrant: two calls may answer differently unless `sample` is at
+least the number of points the filter selects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from engine.distance_matrix import DistanceMatrix
+from engine.errors import NotImplementedYet
+from engine.ops import UNNAMED_VECTOR
+from server.context import catalog_of, read_json
+from server.filters import parse_filter
+from server.responses import ok, point_id_json
+from server.schemas import check_collection_name, parse_read_params, parse_usize
+from server.serde_text import invalid_type, range_message, validation_errors
+
+SAMPLE_DEFAULT = 10
+LIMIT_DEFAULT = 3
+PREFIX = "search_request"
+
+
+@dataclass(frozen=True)
+class MatrixBody:
+    filter: Any
+    sample_count: int
+    limit: int
+    using: str
+
+
+async def matrix_pairs(request: web.Request) -> web.Response:
+    matrix = await _matrix(request)
+    pairs = [
+        {"a": point_id_json(point_id), "b": point_id_json(other), "score": score}
+        for point_id, row in zip(matrix.ids, matrix.neighbours)
+        for other, score in row
+    ]
+    return ok(request, {"pairs": pairs})
+
+
+async def matrix_offsets(request: web.Request) -> web.Response:
+    matrix = await _matrix(request)
+    offset_of = {point_id: offset for offset, point_id in enumerate(matrix.ids)}
+    rows, columns, scores = [], [], []
+    for row, neighbours in enumerate(matrix.neighbours):
+        for other, score in neighbours:
+            rows.append(row)
+            columns.append(offset_of[other])
+            scores.append(score)
+    result = {
+        "offsets_row": rows,
+        "offsets_col": columns,
+        "scores": scores,
+        "ids": [point_id_json(point_id) for point_id in matrix.ids],
+    }
+    return ok(request, result)
+
+
+async def _matrix(request: web.Request) -> DistanceMatrix:
+    name = request.match_info["collection_name"]
+    check_collection_name(name)
+    body = parse_matrix(await read_json(request))
+    parse_read_params(request.query)
+    collection = catalog_of(request).get(name)
+    return await collection.distance_matrix(body.filter, body.sample_count, body.limit, body.using)
+
+
+def parse_matrix(data: Any) -> MatrixBody:
+    if not isinstance(data, dict):
+        raise invalid_type(data, "struct SearchMatrixRequest")
+    sample = SAMPLE_DEFAULT if data.get("sample") is None else parse_usize(data["sample"])
+    limit = LIMIT_DEFAULT if data.get("limit") is None else parse_usize(data["limit"])
+    using = data.get("using")
+    if using is not None and type(using) is not str:
+        raise invalid_type(using, "a string")
+    filter_ = parse_filter(data.get("filter"), f"{PREFIX}.filter")
+    errors = []
+    if sample < 2:
+        errors.append((f"{PREFIX}.sample", range_message(sample, 2)))
+    if limit < 1:
+        errors.append((f"{PREFIX}.limit", range_message(limit, 1)))
+    if errors:
+        raise validation_errors(errors)
+    if data.get("shard_key") is not None:
+        raise NotImplementedYet("shard keys are not supported by single-node Keel")
+    return MatrixBody(filter_, sample, limit, using or UNNAMED_VECTOR)
+
+
+POINTS = "/collections/{collection_name}/points"
+ROUTES = [
+    ("POST", POINTS + "/search/matrix/pairs", matrix_pairs),
+    ("POST", POINTS + "/search/matrix/offsets", matrix_offsets),
+]
