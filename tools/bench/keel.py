@@ -1,0 +1,327 @@
+"""Keel over HTTP, driven the way a user drives it: a real server subprocess per phase group.
+
+Owns: every Keel measurement: durable ingest (wait=false until acknowledged and until
+indexed; wait=true), 1-point requests from 64 clients against the server's fsyncs, search
+QPS/latency/recall per concurrency and hnsw_ef, query/batch, filtered search with a keyword
+payload index, peak RSS, and restart time with N operations in the WAL.
+Not here: the load generator (client.py), the baselines, the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tests.keel_process import KeelProcess
+from tools.bench.client import (
+    LoadResult,
+    batch_ids,
+    encode,
+    request_json,
+    run_load,
+    search_ids,
+)
+from tools.bench.data import Dataset, K, filter_condition, filtered_truth, payload, recall_at_k
+from tools.bench.rss import peak_rss_bytes, rss_bytes
+
+COLLECTION = "bench"
+INGEST_BATCH_POINTS = 1_000
+INGEST_CLIENTS = 8
+SMALL_REQUEST_CLIENTS = 64
+QUERY_BATCH_SIZE = 100
+QUERY_BATCH_CLIENTS = 2  # one per core: a batch already keeps the server's CPU busy
+FILTER_CLIENTS = 8
+REPLAY_BATCH_OPS = 1_000  # operations per points/batch request (Keel's maximum)
+REPLAY_DIM = 8
+INDEXED_TIMEOUT_S = 1_800.0
+POLL_INTERVAL_S = 0.02
+# Checkpoints are what the replay phase must not have: it wants every op in the WAL.
+NO_CHECKPOINT_ENV = {
+    "KEEL__STORAGE__PERFORMANCE__CHECKPOINT_EVERY_S": "86400",
+    "KEEL__STORAGE__PERFORMANCE__CHECKPOINT_EVERY_OPS": "100000000",
+}
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    efs: list[int]
+    concurrencies: list[int]
+    seconds: float
+
+
+def start(storage_dir: Path, extra_env: dict[str, str] | None = None) -> KeelProcess:
+    """A Keel server on a fresh storage directory."""
+    return KeelProcess.start(storage_dir, extra_env=extra_env)
+
+
+async def create_collection(url: str, name: str, dim: int, keyword_fields: tuple = ()) -> None:
+    body = {
+        "vectors": {"size": dim, "distance": "Cosine"},
+        "hnsw_config": {"m": 16, "ef_construct": 100},
+    }
+    await request_json("PUT", f"{url}/collections/{name}", body)
+    for field_name in keyword_fields:
+        await create_keyword_index(url, name, field_name)
+
+
+async def create_keyword_index(url: str, name: str, field_name: str) -> None:
+    body = {"field_name": field_name, "field_schema": "keyword"}
+    await request_json("PUT", f"{url}/collections/{name}/index?wait=true", body)
+
+
+async def ingest(url: str, dataset: Dataset, is_wait: bool) -> dict:
+    """Batches of 1000 from 8 clients; time until every batch is acknowledged (wait=false)
+    or completed (wait=true), and until the graph holds every vector."""
+    await create_collection(url, COLLECTION, dataset.dim)
+    bodies = [
+        encode({"batch": {"ids": list(ids), "vectors": dataset.vectors[ids.start : ids.stop],
+                          "payloads": [payload(i) for i in ids]}})
+        for ids in _ranges(dataset.count, INGEST_BATCH_POINTS)
+    ]  # fmt: skip
+    wait = "true" if is_wait else "false"
+    expected_status = "completed" if is_wait else "acknowledged"
+
+    def check(answer):
+        status = answer["result"]["status"]
+        assert status == expected_status, answer
+        return status
+
+    started_s = time.perf_counter()
+    load = await run_load(
+        f"{url}/collections/{COLLECTION}/points?wait={wait}",
+        bodies,
+        INGEST_CLIENTS,
+        parse=check,
+        method="PUT",
+    )
+    acknowledged_s = time.perf_counter() - started_s
+    await wait_indexed(url, COLLECTION, dataset.count)
+    indexed_s = time.perf_counter() - started_s
+    return {
+        "wait": is_wait,
+        "clients": INGEST_CLIENTS,
+        "batch_points": INGEST_BATCH_POINTS,
+        "acknowledged_s": round(acknowledged_s, 3),
+        "acknowledged_points_per_s": round(dataset.count / acknowledged_s, 1),
+        "until_indexed_s": round(indexed_s, 3),
+        "until_indexed_points_per_s": round(dataset.count / indexed_s, 1),
+        "request_latency": load.summary(),
+    }
+
+
+async def wait_indexed(url: str, name: str, count: int) -> dict:
+    """Poll collection info until `count` points are stored and in the graph."""
+    deadline_s = time.monotonic() + INDEXED_TIMEOUT_S
+    while True:
+        info = await request_json("GET", f"{url}/collections/{name}")
+        if info["points_count"] >= count and info["indexed_vectors_count"] >= count:
+            return info
+        if time.monotonic() > deadline_s:
+            raise RuntimeError(f"not indexed within {INDEXED_TIMEOUT_S} s: {info}")
+        await asyncio.sleep(POLL_INTERVAL_S)
+
+
+async def small_requests(server: KeelProcess, dim: int, seconds: float) -> dict:
+    """1 point per request, wait=false, 64 clients for `seconds`. The server is stopped
+    afterwards so its `wal closed` log line tells how many group commits (fsyncs) it did."""
+    name = "small"
+    await create_collection(server.url, name, dim)
+    rng = np.random.default_rng(3)
+    bodies = [
+        encode({"points": [{"id": i, "vector": rng.standard_normal(dim, dtype=np.float32),
+                            "payload": payload(i)}]})
+        for i in range(10_000)
+    ]  # fmt: skip
+    load = await run_load(
+        f"{server.url}/collections/{name}/points?wait=false",
+        bodies,
+        SMALL_REQUEST_CLIENTS,
+        seconds=seconds,
+        method="PUT",
+    )
+    exit_code = server.terminate()
+    fsyncs = _wal_batches_written(server.log_text(), name)
+    return {
+        "clients": SMALL_REQUEST_CLIENTS,
+        "points_per_request": 1,
+        **load.summary(),
+        "server_fsyncs": fsyncs,
+        "server_fsyncs_per_s": None if fsyncs is None else round(fsyncs / load.took_s, 1),
+        "requests_per_fsync": None if not fsyncs else round(load.request_count / fsyncs, 1),
+        "server_exit_code": exit_code,
+    }
+
+
+async def search(url: str, dataset: Dataset, plan: SearchPlan) -> dict:
+    """POST /points/search, one vector per request, per concurrency and hnsw_ef."""
+    results: dict[str, dict] = {}
+    for concurrency in plan.concurrencies:
+        for ef in plan.efs:
+            bodies = [
+                encode({"vector": q, "limit": K, "params": {"hnsw_ef": ef}})
+                for q in dataset.queries
+            ]
+            load = await run_load(
+                f"{url}/collections/{COLLECTION}/points/search",
+                bodies,
+                concurrency,
+                seconds=plan.seconds,
+                parse=search_ids,
+            )
+            results.setdefault(str(concurrency), {})[str(ef)] = _with_recall(load, dataset.truth)
+    return results
+
+
+async def query_batch(url: str, dataset: Dataset, efs: list[int], seconds: float) -> dict:
+    """POST /points/query/batch with 100 queries per request, per hnsw_ef."""
+    starts = list(range(0, len(dataset.queries), QUERY_BATCH_SIZE))
+    results = {}
+    for ef in efs:
+        bodies = [
+            encode({"searches": [{"query": q, "limit": K, "params": {"hnsw_ef": ef}}
+                                 for q in dataset.queries[start : start + QUERY_BATCH_SIZE]]})
+            for start in starts
+        ]  # fmt: skip
+        load = await run_load(
+            f"{url}/collections/{COLLECTION}/points/query/batch",
+            bodies,
+            QUERY_BATCH_CLIENTS,
+            seconds=seconds,
+            parse=batch_ids,
+        )
+        found = {
+            starts[body_index] + offset: ids
+            for body_index, answer in load.answers.items()
+            for offset, ids in enumerate(answer)
+        }
+        query_count = sum(
+            min(QUERY_BATCH_SIZE, len(dataset.queries) - starts[i % len(starts)])
+            for i in range(load.request_count)
+        )
+        results[str(ef)] = {
+            "clients": QUERY_BATCH_CLIENTS,
+            "queries_per_request": QUERY_BATCH_SIZE,
+            **load.summary(),
+            "qps": round(query_count / load.took_s, 1),
+            "recall": _round(recall_at_k(found, dataset.truth)),
+        }
+    return results
+
+
+async def filtered(url: str, dataset: Dataset, ef: int, seconds: float) -> dict:
+    """Single-vector search with a keyword filter matching 1 % and 50 % of the points."""
+    started_s = time.perf_counter()
+    for field_name in ("tag", "half"):
+        await create_keyword_index(url, COLLECTION, field_name)
+    index_s = time.perf_counter() - started_s
+    results: dict = {"payload_index_build_s": round(index_s, 3), "hnsw_ef": ef}
+    for selectivity in ("1%", "50%"):
+        truth = filtered_truth(dataset, selectivity)
+        condition = filter_condition(selectivity)
+        bodies = [
+            encode({"vector": q, "limit": K, "filter": condition, "params": {"hnsw_ef": ef}})
+            for q in dataset.queries
+        ]
+        load = await run_load(
+            f"{url}/collections/{COLLECTION}/points/search",
+            bodies,
+            FILTER_CLIENTS,
+            seconds=seconds,
+            parse=search_ids,
+        )
+        results[selectivity] = {"clients": FILTER_CLIENTS, **_with_recall(load, truth)}
+    return results
+
+
+def memory(server: KeelProcess) -> dict:
+    pid = server.popen.pid
+    return {"peak_rss_bytes": peak_rss_bytes(pid), "rss_bytes": rss_bytes(pid)}
+
+
+async def replay(storage_dir: Path, op_count: int) -> dict:
+    """Restart time with `op_count` operations in the WAL that LMDB and the graph lack.
+
+    A fresh collection is created and the server stopped cleanly; its (empty) LMDB and
+    index directories are copied aside. The server is restarted, `op_count` 1-point upserts
+    (dim 8, small payload) are written with wait=false, 1000 per points/batch request, and
+    the server is SIGKILLed. The copies are put back, as if LMDB had lost every applied
+    transaction (which `metasync=False` plus a power loss may do to the last ones): now the
+    restart must replay every op from the WAL. Timed from spawn to /readyz answering 200.
+    """
+    name = "replay"
+    server = start(storage_dir, NO_CHECKPOINT_ENV)
+    await create_collection(server.url, name, REPLAY_DIM)
+    server.terminate()
+    collection_dir = storage_dir / "collections" / name
+    saved_dir = storage_dir.parent / "replay-saved"
+    for part in ("lmdb", "index"):
+        shutil.copytree(collection_dir / part, saved_dir / part)
+    server = start(storage_dir, NO_CHECKPOINT_ENV)
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((REPLAY_BATCH_OPS, REPLAY_DIM), dtype=np.float32)
+    bodies = [
+        encode({"operations": [
+            {"upsert": {"points": [{"id": first + i, "vector": vectors[i], "payload": {"n": i}}]}}
+            for i in range(min(REPLAY_BATCH_OPS, op_count - first))
+        ]})
+        for first in range(0, op_count, REPLAY_BATCH_OPS)
+    ]  # fmt: skip
+    load = await run_load(
+        f"{server.url}/collections/{name}/points/batch?wait=false", bodies, INGEST_CLIENTS
+    )
+    server.kill_9()
+    for part in ("lmdb", "index"):
+        shutil.rmtree(collection_dir / part)
+        shutil.copytree(saved_dir / part, collection_dir / part)
+    started_s = time.perf_counter()
+    server = start(storage_dir, NO_CHECKPOINT_ENV)
+    ready_s = time.perf_counter() - started_s
+    info = await request_json("GET", f"{server.url}/collections/{name}")
+    server.terminate()
+    replayed = _opened_line(server.log_text(), name)
+    return {
+        "ops_written": op_count,
+        "write_ops_per_s": round(op_count / load.took_s, 1),
+        "ops_replayed": replayed["ops_replayed"],
+        "open_took_s": replayed["took_s"],
+        "restart_until_ready_s": round(ready_s, 3),
+        # The target's number: ops replayed per second of restart, Python's start included.
+        "replay_ops_per_s": round(replayed["ops_replayed"] / ready_s, 1),
+        "replay_ops_per_s_open_only": round(
+            replayed["ops_replayed"] / max(replayed["took_s"], 1e-3), 1
+        ),
+        "points_after_restart": info["points_count"],
+    }
+
+
+def _with_recall(load: LoadResult, truth: np.ndarray) -> dict:
+    return {**load.summary(), "qps": round(load.requests_per_s, 1),
+            "recall": _round(recall_at_k(load.answers, truth))}  # fmt: skip
+
+
+def _wal_batches_written(log_text: str, name: str) -> int | None:
+    match = re.search(rf"wal closed collection={name} batches_written=(\d+)", log_text)
+    return int(match.group(1)) if match else None
+
+
+def _opened_line(log_text: str, name: str) -> dict:
+    matches = re.findall(
+        rf"collection opened collection={name} ops_replayed=(\d+) .*?took_s=([\d.]+)", log_text
+    )
+    assert matches, f"no `collection opened` line for {name} in the server log"
+    ops_replayed, took_s = matches[-1]
+    return {"ops_replayed": int(ops_replayed), "took_s": float(took_s)}
+
+
+def _ranges(count: int, size: int) -> list[range]:
+    return [range(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
