@@ -59,6 +59,12 @@ HNSW_FIELDS = {
     "inline_storage": ("bool", None, None),
 }
 HNSW_ALIASES = {"full_scan_threshold_kb": "full_scan_threshold"}
+SPARSE_INDEX_FIELDS = {
+    "full_scan_threshold": ("usize", None, None),
+    "on_disk": ("bool", None, None),
+    "memory": (MEMORY, None, None),
+    "datatype": (DATATYPES, None, None),
+}
 HNSW_CORE = ("m", "ef_construct", "full_scan_threshold")  # in HnswSettings, not in the echo
 WAL_FIELDS = {
     "wal_capacity_mb": ("usize", 1, None),
@@ -211,12 +217,16 @@ def _parse_sparse_vectors(
         modifier = params.get("modifier")
         if modifier is not None and modifier not in ("none", "idf"):
             raise unknown_variant(modifier, ("none", "idf"))
-        index = params.get("index")
-        if index is not None and type(index) is not dict:
-            raise invalid_type(index, "struct SparseIndexParams")
+        # Parsed field by field, not echoed raw: a mistyped field (`"on_disk": {}`) would
+        # otherwise be stored and shown in collection info, outside Qdrant's spec.
+        index = _parse_fields(
+            params.get("index"), SPARSE_INDEX_FIELDS, {}, "SparseIndexParams", "index", []
+        )
         _check_vector_name(name, "sparse")
         configs[name] = SparseVectorConfig(SparseModifier(modifier or "none"))
         echo[name] = {key: value for key, value in params.items() if value is not None}
+        if "index" in echo[name]:
+            echo[name]["index"] = index
     if len(configs) > VECTOR_NAMES_MAX:
         raise BadRequest(f"too many sparse vectors: {len(configs)}, at most {VECTOR_NAMES_MAX}")
     return configs, echo

@@ -23,6 +23,7 @@ from engine.filters import PayloadPath
 from engine.ops import CreateFieldIndex, DeleteFieldIndex, Operation
 from engine.payload_index import SCHEMA_TYPES
 from engine.text_match import TOKENIZERS
+from server.collection_config import MEMORY
 from server.context import catalog_of, read_json
 from server.responses import ApiError, ok, update_result_json
 from server.schemas import check_collection_name, parse_update_params
@@ -45,6 +46,30 @@ BOOL_PARAMS = (
     "ascii_folding",
     "phrase_matching",
 )
+
+# The fields of each `*IndexParams` in Qdrant 1.19's spec (besides `type` itself).
+_COMMON_PARAMS = ("type", "on_disk", "memory", "enable_hnsw")
+PARAMS_FIELDS_BY_TYPE = {
+    "keyword": (*_COMMON_PARAMS, "is_tenant", "prefix"),
+    "integer": (*_COMMON_PARAMS, "lookup", "range", "is_principal"),
+    "float": (*_COMMON_PARAMS, "is_principal"),
+    "geo": _COMMON_PARAMS,
+    "text": (
+        *_COMMON_PARAMS,
+        "tokenizer",
+        "min_token_len",
+        "max_token_len",
+        "lowercase",
+        "ascii_folding",
+        "phrase_matching",
+        "stopwords",
+        "stemmer",
+    ),
+    "bool": _COMMON_PARAMS,
+    "datetime": (*_COMMON_PARAMS, "is_principal"),
+    "uuid": (*_COMMON_PARAMS, "is_tenant"),
+}
+assert set(PARAMS_FIELDS_BY_TYPE) == set(SCHEMA_TYPES)
 
 
 async def create_field_index(request: web.Request) -> web.Response:
@@ -74,7 +99,7 @@ def parse_create_field_index(data: Any) -> CreateFieldIndex:
     if type(schema) is str and schema in SCHEMA_TYPES:
         return CreateFieldIndex(field_name, schema, None)
     if type(schema) is dict and _is_valid_params(schema):
-        return CreateFieldIndex(field_name, schema["type"], schema)
+        return CreateFieldIndex(field_name, schema["type"], _declared_params(schema))
     raise untagged_mismatch("PayloadFieldSchema")
 
 
@@ -86,11 +111,20 @@ def _is_valid_params(params: dict[str, Any]) -> bool:
             return False
     if params.get("tokenizer") is not None and params["tokenizer"] not in TOKENIZERS:
         return False
+    if params.get("memory") is not None and params["memory"] not in MEMORY:
+        return False
     for key in ("min_token_len", "max_token_len"):
         value = params.get(key)
         if value is not None and (type(value) is not int or value < 0):
             return False
     return True
+
+
+def _declared_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The params without the fields their type does not declare. Qdrant's serde ignores
+    those; keeping them would echo them in `payload_schema`, outside Qdrant's spec."""
+    declared = PARAMS_FIELDS_BY_TYPE[params["type"]]
+    return {key: value for key, value in params.items() if key in declared}
 
 
 def _field_path(text: str) -> str:

@@ -173,3 +173,25 @@ async def test_text_index_params_keel_cannot_reproduce_answer_501(api: Api):
     assert await api.next_op_id() == op_id + 1  # nothing was logged in between
     body = {"field_name": "t", "field_schema": {"type": "text", "tokenizer": "nope"}}
     assert (await api.call("PUT", INDEX, json=body)).status == 400
+
+
+async def test_params_keep_only_the_fields_of_their_type(cities: Api):
+    """Fuzz bug: unknown params fields were stored and echoed in `payload_schema`, outside
+    Qdrant's spec (`Api` validates the collection info); Qdrant's serde ignores them."""
+    params = {"type": "integer", "lookup": True, "params": [None], "is_tenant": True}
+    response = await cities.call("PUT", INDEX, json={"field_name": "n", "field_schema": params})
+    assert response.result["status"] == "completed"
+    schema = await payload_schema(cities)
+    assert schema["n"]["params"] == {"type": "integer", "lookup": True}
+
+
+async def test_params_with_a_bad_memory_placement_are_refused(cities: Api):
+    """Fuzz bug: `memory` was not checked, so any JSON value was stored and echoed."""
+    params = {"type": "keyword", "memory": {"x": 1}}
+    response = await cities.call("PUT", INDEX, json={"field_name": "city", "field_schema": params})
+    assert response.status == 400
+    assert response.error == (
+        "Format error in JSON body: data did not match any variant of untagged enum "
+        "PayloadFieldSchema"
+    )
+    assert await payload_schema(cities) == {}

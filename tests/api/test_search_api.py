@@ -164,8 +164,10 @@ async def test_query_uses_a_named_vector(api: Api):
             QUERY,
             {"query": {"nearest": [1, 2, 3, 4], "mmr": {"diversity": 1.5}}},
             422,
-            "Validation error in JSON body: [query.mmr.diversity: value 1.5 invalid, must be "
-            "from 0.0 to 1.0]",
+            (
+                "Validation error in JSON body: [query.mmr.diversity: value 1.5 invalid, must be "
+                "from 0.0 to 1.0]"
+            ),
         ),
         (
             QUERY,

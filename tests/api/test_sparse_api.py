@@ -40,6 +40,22 @@ async def test_info_echoes_sparse_vectors(hybrid: Api):
     assert await hybrid.points_count() == 4
 
 
+async def test_sparse_index_params_are_parsed_not_echoed_raw(api: Api):
+    """Fuzz bug: `sparse_vectors.*.index` was stored as sent, so `"on_disk": {}` was accepted
+    and collection info broke Qdrant's spec; now its fields are typed, unknown ones dropped."""
+    body = {"sparse_vectors": {"s": {"index": {"on_disk": {"value": False}}}}}
+    response = await api.call("PUT", INFO, json=body)
+    assert response.status == 400
+    assert response.error == "Format error in JSON body: invalid type: map, expected a boolean"
+    assert (await api.call("GET", INFO)).status == 404
+    index = {"on_disk": True, "full_scan_threshold": 10, "extra": 1, "datatype": None}
+    await api.create_collection(sparse_vectors={"s": {"index": index}})
+    params = (await api.call("GET", INFO)).result["config"]["params"]
+    assert params["sparse_vectors"] == {
+        "s": {"index": {"on_disk": True, "full_scan_threshold": 10}}
+    }
+
+
 async def test_retrieve_returns_sparse_sorted(hybrid: Api):
     points = await hybrid.retrieve([1, 3, 4], with_vector=True)
     vectors = {point["id"]: point["vector"] for point in points}
