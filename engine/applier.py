@@ -42,11 +42,13 @@ def add_to_indexes(indexes: dict[str, VectorIndex], delta: IndexDelta) -> None:
         added = delta.added_labels.get(name)
         if added:
             index.add(added, np.stack(delta.added_vectors[name]).astype(np.float32, copy=False))
+            index.pending_count += len(added)
 
 
 def remove_from_indexes(indexes: dict[str, VectorIndex], delta: IndexDelta) -> None:
     """Take a batch's replaced or deleted vectors out of the graphs (with its LMDB commit)."""
     for name, index in indexes.items():
+        index.pending_count = 0  # the batch's new vectors are committed now
         removed = delta.removed_labels.get(name)
         if removed:
             index.remove(removed)

@@ -90,6 +90,12 @@ def check_payload_depth(payload: object) -> None:
         stack.extend((child, depth + 1) for child in children)
 
 
+def _execute_all(
+    reader: Reader, jobs: list[tuple[query.QueryRequest, dict[str, Reader]]], name: str
+) -> list[query.QueryResult]:
+    return [query.execute(reader, request, lookups, name) for request, lookups in jobs]
+
+
 @dataclass(frozen=True)
 class CollectionStats:
     points_count: int
@@ -315,6 +321,17 @@ class Collection:
         `lookup_from`s name, opened by the caller."""
         readers = {name: other._reader for name, other in lookups.items()}
         return await self._read(query.execute, self._reader, request, readers, self.name)
+
+    async def query_many(
+        self, requests: list[tuple[query.QueryRequest, dict[str, Collection]]]
+    ) -> list[query.QueryResult]:
+        """Several queries (a batch request) in one read-pool job: one thread hop for the
+        whole batch, not one per query. Raises at the first query that fails."""
+        jobs = [
+            (request, {name: other._reader for name, other in lookups.items()})
+            for request, lookups in requests
+        ]
+        return await self._read(_execute_all, self._reader, jobs, self.name)
 
     async def distance_matrix(
         self, filter_: object, sample_count: int, limit: int, using: str

@@ -107,6 +107,9 @@ class VectorIndex:
         self._lock = ReadWriteLock()  # exclusive around resize_index and save_index
         self._graph: hnswlib.Index | None = None
         self.live_count = 0
+        # Vectors added for a batch whose LMDB commit has not happened yet: a search asks
+        # hnswlib for that many more, since LMDB does not know those labels yet.
+        self.pending_count = 0
         self.checkpoint_op_id = -1  # op id the last checkpoint covers; -1: none
         self.checkpoint_next_label = 0
 

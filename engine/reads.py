@@ -163,7 +163,7 @@ class Reader:
             return self._exact_top(request.vector_name, query, distance, wanted_count)
         # The graph may hold the next batch's vectors before LMDB commits them; those are
         # dropped below, so ask for that many more.
-        in_flight_count = max(0, index.live_count - self._store.count_vectors(request.vector_name))
+        in_flight_count = index.pending_count
         ef = request.hnsw_ef or max(index.ef_construct, 100)
         try:
             candidates = index.search(query, wanted_count + in_flight_count, ef)
@@ -232,7 +232,7 @@ class Reader:
         selectivity = min(1.0, estimate / index.live_count)
         fetch_count = max(wanted_count, math.ceil(wanted_count / selectivity * OVERFETCH_FACTOR))
         predicate = self._compile(request.filter)
-        in_flight_count = max(0, index.live_count - self._store.count_vectors(name))
+        in_flight_count = index.pending_count
         while fetch_count <= index.live_count * POST_FILTER_SHARE_MAX:
             ef = max(request.hnsw_ef or max(index.ef_construct, 100), fetch_count)
             try:

@@ -555,10 +555,12 @@ async def answer(
     for query_request in requests:
         check_query(query_request.root)
     is_single_unnamed = collection.config.is_single_unnamed
-    answers = []
-    for query_request in requests:
-        result = await collection.query(query_request, _lookups(catalog, query_request))
-        answers.append(shape(query_request, result, is_single_unnamed))
+    jobs = [(query_request, _lookups(catalog, query_request)) for query_request in requests]
+    results = await collection.query_many(jobs)
+    answers = [
+        shape(query_request, result, is_single_unnamed)
+        for query_request, result in zip(requests, results)
+    ]
     return ok(request, answers if isinstance(parsed, list) else answers[0])
 
 
