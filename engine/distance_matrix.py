@@ -8,7 +8,7 @@ Qdrant 1.19 (`lib/collection/src/collection/distance_matrix.rs`): `sample` point
 vector `using` and matching `filter` are drawn at random (fewer than two: an empty answer);
 they are sorted by id; for each, the `limit` nearest of the other sampled points are found
 with the point's own vector, scored as a search scores them. Keel scores them exactly (the
-sample is small).
+sample is small); for a sparse vector through the inverted index, like a sparse search.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import filters
-from engine.errors import BadRequest, NotImplementedYet
+from engine.errors import BadRequest
 from engine.ops import PointId, point_key
 from engine.query import merge_filters
 from engine.reads import Reader, score_matrix
@@ -34,10 +34,9 @@ def distance_matrix(
     reader: Reader, filter_: Any, sample_count: int, limit: int, using: str
 ) -> DistanceMatrix:
     """Run in a read thread (it scans and scores)."""
-    if using in reader.config.sparse_vectors:
-        raise NotImplementedYet("the distance matrix of sparse vectors")
+    is_sparse = using in reader.config.sparse_vectors
     vector_config = reader.config.vectors.get(using)
-    if vector_config is None:
+    if vector_config is None and not is_sparse:
         raise BadRequest(f"Not existing vector name error: {using}")
     having = merge_filters(filter_, filters.Filter(must=(filters.HasVectorCondition(using),)))
     candidates = [point_id for point_id, _ in reader.payload_points(having, None)]
@@ -45,20 +44,27 @@ def distance_matrix(
     if len(sample) < 2:
         return DistanceMatrix([], [])
     sample.sort(key=point_key)  # Keel's id order: integers, then UUIDs
-    vectors = reader.example_vectors(sample, using)
+    if is_sparse:
+        vectors = reader.sparse_vectors_of(sample, using)
+    else:
+        vectors = reader.example_vectors(sample, using)
     # A point may lose its vector between the draw and this read (a concurrent write).
     sample = [point_id for point_id in sample if vectors.get(point_id) is not None]
     if len(sample) < 2:
         return DistanceMatrix([], [])
-    distance = vector_config.distance
     neighbours = []
     for point_id in sample:
         vector = vectors[point_id]
         others = [other for other in sample if other != point_id]
+        if is_sparse:
+            # A sparse search: only points sharing an index with this one score.
+            neighbours.append(reader.sparse_search(using, vector, None, others, limit))
+            continue
+        assert vector_config is not None
         pairs = reader.score_points(
             using,
-            lambda matrix, query=vector: score_matrix(matrix, query, distance),
-            distance.is_higher_better,
+            lambda matrix, query=vector: score_matrix(matrix, query, vector_config.distance),
+            vector_config.distance.is_higher_better,
             None,
             others,
             limit,

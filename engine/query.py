@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from engine import filters
-from engine.errors import BadRequest, NotFound, NotImplementedYet
+from engine.errors import BadRequest, NotFound
 from engine.ops import (
     Distance,
     PayloadSelector,
@@ -46,6 +46,7 @@ from engine.query_scores import (
     mmr_order,
     recommend_scorer,
     rrf,
+    sparse_average,
 )
 from engine.reads import Reader, score_matrix
 
@@ -433,24 +434,32 @@ def _mmr_hits(
 ) -> list[Hit]:
     """The nearest `candidates_limit` hits, re-ranked by MMR (query_scores.mmr_order)."""
     assert query.mmr is not None
-    if node.using in context.reader.config.sparse_vectors:
-        raise NotImplementedYet("MMR on sparse vectors is not implemented yet")
     plain = replace(query, mmr=None)
     pool_size = query.mmr.candidates_limit or node.limit
     # Excluded ids (the query's own point) never become candidates, as with Qdrant's filter.
     pool = _vector_hits(context, node, plain, candidates, pool_size + len(context.excluded))
     pool = [hit for hit in pool if hit.id not in context.excluded][:pool_size]
-    stored = context.reader.example_vectors([hit.id for hit in pool], node.using)
+    is_sparse = node.using in context.reader.config.sparse_vectors
+    ids = [hit.id for hit in pool]
+    if is_sparse:
+        stored = context.reader.sparse_vectors_of(ids, node.using)
+    else:
+        stored = context.reader.example_vectors(ids, node.using)
     pool = [hit for hit in pool if stored.get(hit.id) is not None]  # Qdrant skips those too
     if len(pool) < 2:
         return pool[:wanted]
-    distance = context.reader.config.vectors[node.using].distance
-    [vector] = _examples(context, node, plain)
-    if distance is Distance.COSINE:
-        vector = _unit(vector)
-    matrix = np.stack([stored[hit.id] for hit in pool]).astype(np.float32)
-    relevance = internal_similarity(matrix, vector, distance)
-    similarity = np.stack([internal_similarity(matrix, row, distance) for row in matrix])
+    if is_sparse:
+        distance = Distance.DOT
+        [vector] = _sparse_examples(context, node, plain)
+        vectors: Any = [stored[hit.id] for hit in pool]
+    else:
+        distance = context.reader.config.vectors[node.using].distance
+        [vector] = _examples(context, node, plain)
+        if distance is Distance.COSINE:
+            vector = _unit(vector)
+        vectors = np.stack([stored[hit.id] for hit in pool]).astype(np.float32)
+    relevance = internal_similarity(vectors, vector, distance)
+    similarity = np.stack([internal_similarity(vectors, row, distance) for row in vectors])
     lambda_ = 1.0 - query.mmr.diversity
     return [pool[index] for index in mmr_order(relevance, similarity, lambda_, wanted)]
 
@@ -527,24 +536,50 @@ def _sparse_hits(
     candidates: list[PointId] | None,
     wanted: int,
 ) -> list[Hit]:
-    """A nearest query on a sparse vector name: dot product through the inverted index."""
-    if not isinstance(query, Nearest):
-        kind = type(query).__name__.lower()
-        raise NotImplementedYet(f"{kind} on sparse vectors is not implemented yet")
-    example = query.example
-    if is_point_id(example):
-        if node.lookup_from is not None:
-            raise NotImplementedYet("lookup_from with sparse vectors is not implemented yet")
-        found = context.reader.sparse_vectors_of([example], node.using)
-        if example not in found:
-            raise NotFound(f"No point with id {example} found")
-        example = found[example]
-        if example is None:
-            raise NotFound(f'Vector with name "{node.using}" for point not found')
-    if not isinstance(example, SparseVector):
-        raise BadRequest(SPARSE_DENSE_MISMATCH)
-    pairs = context.reader.sparse_search(node.using, example, node.filter, candidates, wanted)
+    """A query on a sparse vector name. Nearest and recommend's average vector: the dot
+    product through the inverted index (only points sharing an index with the query score).
+    The other recommend strategies, discover and context: every point having the vector
+    scored exactly, a missing overlap counting 0, as Qdrant's `search_scored` does."""
+    examples = _sparse_examples(context, node, query)
+    if isinstance(query, Nearest):
+        vector = examples[0]
+    elif isinstance(query, Recommend) and query.strategy == "average_vector":
+        split = len(query.positive)
+        vector = sparse_average(examples[:split], examples[split:])
+    else:
+        score = _direct_scorer(query, examples, Distance.DOT)
+        pairs = context.reader.score_points(
+            node.using, score, True, node.filter, candidates, wanted
+        )
+        return _thresholded(pairs, node.score_threshold, True)
+    pairs = context.reader.sparse_search(node.using, vector, node.filter, candidates, wanted)
     return _thresholded(pairs, node.score_threshold, True)
+
+
+def _sparse_examples(context: _Context, node: QueryNode, query: VectorQuery) -> list[SparseVector]:
+    """The query's examples as SparseVectors (in examples_of's order), ids resolved in the
+    collection `lookup_from` names, if any."""
+    examples = examples_of(query)
+    ids = [example for example in examples if is_point_id(example)]
+    name = _lookup_vector_name(node)
+    reader = _lookup_reader(context, node)
+    if ids and name not in reader.config.sparse_vectors:
+        if name in reader.config.vectors:
+            raise BadRequest(SPARSE_DENSE_MISMATCH)
+        raise BadRequest(f"Not existing vector name error: {name}")
+    found = reader.sparse_vectors_of(ids, name) if ids else {}
+    vectors = []
+    for example in examples:
+        if is_point_id(example):
+            if example not in found:
+                raise NotFound(f"No point with id {example} found")
+            example = found[example]
+            if example is None:
+                raise NotFound(f'Vector with name "{name}" for point not found')
+        if not isinstance(example, SparseVector):
+            raise BadRequest(SPARSE_DENSE_MISMATCH)
+        vectors.append(example)
+    return vectors
 
 
 def _searched(reader: Reader, node: QueryNode, vector: np.ndarray, wanted: int) -> list[Hit]:
@@ -583,7 +618,12 @@ def _examples(context: _Context, node: QueryNode, query: VectorQuery) -> list[np
     ids = [example for example in examples if is_point_id(example)]
     found: dict[PointId, np.ndarray | None] = {}
     if ids:
-        found = _lookup_reader(context, node).example_vectors(ids, _lookup_vector_name(node))
+        reader, name = _lookup_reader(context, node), _lookup_vector_name(node)
+        if name not in reader.config.vectors:
+            if name in reader.config.sparse_vectors:
+                raise BadRequest(SPARSE_DENSE_MISMATCH)
+            raise BadRequest(f"Not existing vector name error: {name}")
+        found = reader.example_vectors(ids, name)
     distance = context.reader.config.vectors[node.using].distance
     vectors = []
     for example in examples:

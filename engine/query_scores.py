@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import BadRequest
-from engine.ops import Distance, PointId
+from engine.ops import Distance, PointId, SparseVector
 
 F32_EPSILON = float(np.finfo(np.float32).eps)  # Rust f32::EPSILON, the context margin
 
@@ -94,9 +94,12 @@ def average_vector(positive: list[np.ndarray], negative: list[np.ndarray]) -> np
     return (average_positive + average_positive - average_negative).astype(np.float32)
 
 
-def internal_similarity(matrix: np.ndarray, query: np.ndarray, distance: Distance) -> np.ndarray:
+def internal_similarity(matrix: Any, query: Any, distance: Distance) -> np.ndarray:
     """Qdrant's internal score (higher is better): dot products, or minus the distance
-    (squared for Euclid) for the distances where lower is better."""
+    (squared for Euclid) for the distances where lower is better. For sparse vectors
+    (`matrix` a list of SparseVectors, `query` one) the dot product, 0 without overlap."""
+    if isinstance(query, SparseVector):
+        return np.array([sparse_dot(query, vector) for vector in matrix], dtype=np.float32)
     if distance in (Distance.COSINE, Distance.DOT):
         return matrix @ query
     if distance is Distance.EUCLID:
@@ -104,10 +107,40 @@ def internal_similarity(matrix: np.ndarray, query: np.ndarray, distance: Distanc
     return -np.sum(np.abs(matrix - query), axis=1, dtype=np.float32)
 
 
+def sparse_dot(a: SparseVector, b: SparseVector) -> float:
+    """Dot product of two sparse vectors with sorted unique indices; 0.0 without overlap."""
+    _, in_a, in_b = np.intersect1d(a.indices, b.indices, assume_unique=True, return_indices=True)
+    return float(np.dot(a.values[in_a].astype(np.float64), b.values[in_b]))
+
+
+def sparse_average(positive: list[SparseVector], negative: list[SparseVector]) -> SparseVector:
+    """Recommend's average vector for sparse examples: `avg_pos + avg_pos - avg_neg` index by
+    index over the union of indices (Qdrant's `combine_aggregate`; an index a side lacks
+    counts 0 there)."""
+    if not positive:
+        raise BadRequest("Positive vectors should not be empty with `average` strategy")
+
+    def mean(vectors: list[SparseVector]) -> dict[int, float]:
+        total: dict[int, float] = {}
+        for vector in vectors:
+            for index, value in zip(vector.indices.tolist(), vector.values.tolist()):
+                total[index] = total.get(index, 0.0) + value
+        return {index: value / len(vectors) for index, value in total.items()}
+
+    positive_mean = mean(positive)
+    negative_mean = mean(negative) if negative else {}
+    indices = sorted(positive_mean.keys() | negative_mean.keys())
+    values = [
+        2 * positive_mean.get(index, 0.0) - negative_mean.get(index, 0.0) for index in indices
+    ]
+    return SparseVector(np.asarray(indices, np.uint32), np.asarray(values, np.float32))
+
+
 def recommend_scorer(
-    strategy: str, positive: list[np.ndarray], negative: list[np.ndarray], distance: Distance
-) -> Callable[[np.ndarray], np.ndarray]:
-    """Score function of `best_score` or `sum_scores` over a matrix of candidate vectors."""
+    strategy: str, positive: list[Any], negative: list[Any], distance: Distance
+) -> Callable[[Any], np.ndarray]:
+    """Score function of `best_score` or `sum_scores` over candidate vectors (a matrix, or
+    a list of SparseVectors)."""
 
     def score(matrix: np.ndarray) -> np.ndarray:
         def similarities(examples: list[np.ndarray]) -> np.ndarray:
@@ -135,8 +168,8 @@ def _scaled_fast_sigmoid(values: np.ndarray) -> np.ndarray:
 
 
 def discover_scorer(
-    target: np.ndarray | None, pairs: list[tuple[np.ndarray, np.ndarray]], distance: Distance
-) -> Callable[[np.ndarray], np.ndarray]:
+    target: Any, pairs: list[tuple[Any, Any]], distance: Distance
+) -> Callable[[Any], np.ndarray]:
     """Qdrant's discovery score (`discover_query.rs`): for each pair +1 if the point is more
     similar to its positive, -1 if to its negative (0 if equal), plus the scaled sigmoid of
     the similarity to the target. Without a target, the context score (`context_query.rs`):

@@ -414,14 +414,15 @@ class Reader:
     def score_points(
         self,
         name: str,
-        score: Callable[[np.ndarray], np.ndarray],
+        score: Callable[[Any], np.ndarray],
         is_higher_better: bool,
         filter_: Any,
         ids: list[PointId] | None,
         limit: int,
     ) -> list[tuple[PointId, float]]:
         """Exact scan: `score(matrix)` of every point with vector `name` (or only `ids`)
-        matching `filter_`, best `limit` first."""
+        matching `filter_`, best `limit` first. For a sparse `name`, `score` gets a list of
+        SparseVectors instead of a matrix."""
         predicate = None if filter_ is None else self._compile(filter_)
         with self._visibility_lock.shared():
             if ids is None:
@@ -440,14 +441,17 @@ class Reader:
             ]
             scored: list[StoredPoint] = []
             all_scores = []
+            is_sparse = name in self.config.sparse_vectors
+            fetch = self._store.get_sparse if is_sparse else self._store.get_vectors
             for start in range(0, len(kept), EXACT_CHUNK_COUNT):
                 chunk = kept[start : start + EXACT_CHUNK_COUNT]
-                vectors = self._store.get_vectors(name, [point.label for point in chunk])
+                vectors = fetch(name, [point.label for point in chunk])
                 # A point deleted since it was read has no vector any more: leave it out.
                 pairs = [(p, v) for p, v in zip(chunk, vectors) if v is not None]
                 if pairs:
                     scored.extend(p for p, _ in pairs)
-                    all_scores.append(score(np.stack([v for _, v in pairs])))
+                    found = [v for _, v in pairs]
+                    all_scores.append(score(found if is_sparse else np.stack(found)))
         if not scored:
             return []
         kept = scored

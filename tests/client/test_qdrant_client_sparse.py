@@ -124,3 +124,66 @@ def test_sparse_query_rescoring_a_dense_prefetch(clients):
             using="text",
             limit=8,
         )
+
+
+@pytest.mark.parametrize("strategy", ["average_vector", "best_score", "sum_scores"])
+def test_sparse_recommend(clients, strategy):
+    query = models.RecommendQuery(
+        recommend=models.RecommendInput(
+            positive=[1, random_sparse(np.random.default_rng(3))],
+            negative=[2],
+            strategy=models.RecommendStrategy(strategy),
+        )
+    )
+    compare(clients, query=query, using="text", limit=5)
+
+
+def test_sparse_recommend_average_with_idf(clients):
+    query = models.RecommendQuery(recommend=models.RecommendInput(positive=[4, 7], negative=[5]))
+    compare(clients, query=query, using="bm", limit=6)
+
+
+def test_sparse_discover(clients):
+    """A point with no index in common with the target scores rank + 0.5: ties, whose
+    order is not compared (the full answers are compared as sorted (score, id) lists)."""
+    pairs = [models.ContextPair(positive=1, negative=2), models.ContextPair(positive=3, negative=4)]
+    query = models.DiscoverQuery(discover=models.DiscoverInput(target=6, context=pairs))
+    compare(clients, query=query, using="text", limit=4)
+    answers = [
+        sorted(
+            (round(p.score, 4), p.id)
+            for p in client.query_points("s", query=query, using="text", limit=100).points
+        )
+        for client in clients
+    ]
+    assert answers[0] == answers[1] and len(answers[0]) == 75
+
+
+def test_sparse_context_and_mmr(clients):
+    """Context scores tie at 0 inside the zone: compared as sorted (score, id) lists."""
+    pairs = [models.ContextPair(positive=1, negative=2)]
+    answers = [
+        sorted(
+            (round(p.score, 4), p.id)
+            for p in client.query_points(
+                "s", query=models.ContextQuery(context=pairs), using="text", limit=100
+            ).points
+        )
+        for client in clients
+    ]
+    assert answers[0] == answers[1] and len(answers[0]) == 78
+    mmr = models.NearestQuery(nearest=3, mmr=models.Mmr(diversity=0.6, candidates_limit=20))
+    compare(clients, query=mmr, using="text", limit=6)
+
+
+def test_sparse_distance_matrix(clients):
+    red = models.Filter(must=[models.FieldCondition(key="n", match=models.MatchValue(value=1))])
+    answers = [
+        client.search_matrix_offsets("s", query_filter=red, sample=80, limit=2, using="text")
+        for client in clients
+    ]
+    assert answers[0].ids == answers[1].ids and len(answers[0].ids) == 20
+    keel = sorted(zip(answers[0].offsets_row, answers[0].offsets_col, answers[0].scores))
+    oracle = sorted(zip(answers[1].offsets_row, answers[1].offsets_col, answers[1].scores))
+    assert [pair[:2] for pair in keel] == [pair[:2] for pair in oracle]
+    np.testing.assert_allclose([p[2] for p in keel], [p[2] for p in oracle], atol=1e-4)
