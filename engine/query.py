@@ -593,7 +593,7 @@ def _searched(reader: Reader, node: QueryNode, vector: np.ndarray, wanted: int) 
         with_payload=PayloadSelector(False),
         filter=node.filter,
     )
-    return [Hit(point.id, point.score) for point in reader.search(request)]
+    return [Hit(point_id, score) for point_id, score in reader.search_hits(request)]
 
 
 def _nearest_scorer(vector: np.ndarray, distance: Distance) -> Callable[[np.ndarray], np.ndarray]:

@@ -143,15 +143,36 @@ class Reader:
 
     def search(self, request: SearchRequest) -> list[ScoredPoint]:
         distance = self.config.vectors[request.vector_name].distance
+        with self._visibility_lock.shared():
+            labels, scores = self._searched_labels(request, distance)
+            return self._scored_points(labels, scores, distance, request)
+
+    def search_hits(self, request: SearchRequest) -> list[tuple[PointId, float]]:
+        """`search` as (id, score) pairs: labels map to ids through the labels database
+        only, so no point (payload) is decoded; for callers that fetch the points later."""
+        distance = self.config.vectors[request.vector_name].distance
+        threshold = request.score_threshold
+        with self._visibility_lock.shared():
+            labels, scores = self._searched_labels(request, distance)
+            keys = self._store.point_keys_of_labels(labels)
+        hits = [
+            (point_id_from_key(key), score)
+            for key, score in zip(keys, scores.tolist())
+            if key is not None
+            and (threshold is None or _passes_threshold(score, threshold, distance))
+        ]
+        return hits[request.offset : request.offset + request.limit]
+
+    def _searched_labels(
+        self, request: SearchRequest, distance: Distance
+    ) -> tuple[list[int], np.ndarray]:
+        """Best labels and exact scores; caller holds the visibility lock."""
         query = request.vector.astype(np.float32)
         if distance is Distance.COSINE:
             query = normalize_rows(query.reshape(1, -1))[0]
-        with self._visibility_lock.shared():
-            if request.filter is not None:
-                labels, scores = self._filtered_nearest(request, query, distance)
-            else:
-                labels, scores = self._nearest(request, query, distance)
-            return self._scored_points(labels, scores, distance, request)
+        if request.filter is not None:
+            return self._filtered_nearest(request, query, distance)
+        return self._nearest(request, query, distance)
 
     def _nearest(
         self, request: SearchRequest, query: np.ndarray, distance: Distance

@@ -242,6 +242,11 @@ class Store:
                 )
             return result
 
+    def point_keys_of_labels(self, labels: list[int]) -> list[bytes | None]:
+        """The key of the live point holding each label, or None where the label died."""
+        with self._lock.shared(), self._env.begin() as txn:
+            return [_point_key_of(txn, self._labels, label) for label in labels]
+
     def get_vectors(self, name: str, labels: list[int]) -> list[np.ndarray | None]:
         with self._lock.shared(), self._env.begin() as txn:
             raw = [txn.get(label_key(label), db=self._vectors[name]) for label in labels]
