@@ -90,12 +90,6 @@ def check_payload_depth(payload: object) -> None:
         stack.extend((child, depth + 1) for child in children)
 
 
-def _execute_all(
-    reader: Reader, jobs: list[tuple[query.QueryRequest, dict[str, Reader]]], name: str
-) -> list[query.QueryResult]:
-    return [query.execute(reader, request, lookups, name) for request, lookups in jobs]
-
-
 @dataclass(frozen=True)
 class CollectionStats:
     points_count: int
@@ -331,7 +325,7 @@ class Collection:
             (request, {name: other._reader for name, other in lookups.items()})
             for request, lookups in requests
         ]
-        return await self._read(_execute_all, self._reader, jobs, self.name)
+        return await self._read(query.execute_many, self._reader, jobs, self.name)
 
     async def distance_matrix(
         self, filter_: object, sample_count: int, limit: int, using: str

@@ -237,6 +237,18 @@ class VectorIndex:
             )
         return labels[0]
 
+    def search_many(self, matrix: np.ndarray, k: int, ef: int) -> np.ndarray:
+        """Labels of the k nearest live vectors of each row, one row per query, in one
+        hnswlib call on every core. RuntimeError if hnswlib can't fill k for some row."""
+        assert self._graph is not None
+        k = min(k, self.live_count)
+        if k <= 0:
+            return np.empty((len(matrix), 0), dtype=np.uint64)
+        with self._lock.shared():
+            self._graph.set_ef(max(ef, k))
+            labels, _ = self._graph.knn_query(matrix, k=k, num_threads=-1)
+        return labels
+
     # ---- private ---------------------------------------------------------------------------
 
     def _init_empty(self) -> None:

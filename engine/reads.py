@@ -151,10 +151,52 @@ class Reader:
         """`search` as (id, score) pairs: labels map to ids through the labels database
         only, so no point (payload) is decoded; for callers that fetch the points later."""
         distance = self.config.vectors[request.vector_name].distance
-        threshold = request.score_threshold
         with self._visibility_lock.shared():
             labels, scores = self._searched_labels(request, distance)
             keys = self._store.point_keys_of_labels(labels)
+        return self._hits(keys, scores, distance, request)
+
+    def search_hits_many(self, requests: list[SearchRequest]) -> list[list[tuple[PointId, float]]]:
+        """`search_hits` of each request; unfiltered graph searches of the same vector, k and
+        ef go to hnswlib together (one knn_query over the matrix of queries)."""
+        results: list[list[tuple[PointId, float]] | None] = [None] * len(requests)
+        groups: dict[tuple[str, int, int | None], list[int]] = {}
+        for position, request in enumerate(requests):
+            is_graph_search = request.filter is None and not request.is_exact
+            if is_graph_search and request.vector_name in self._indexes:
+                key = (request.vector_name, request.limit + request.offset, request.hnsw_ef)
+                groups.setdefault(key, []).append(position)
+        for (name, wanted_count, hnsw_ef), positions in groups.items():
+            if len(positions) < 2:
+                continue
+            index = self._indexes[name]
+            distance = self.config.vectors[name].distance
+            queries = np.stack([requests[p].vector for p in positions]).astype(np.float32)
+            if distance is Distance.COSINE:
+                queries = normalize_rows(queries)
+            ef = hnsw_ef or max(index.ef_construct, 100)
+            with self._visibility_lock.shared():
+                try:
+                    rows = index.search_many(queries, wanted_count + index.pending_count, ef)
+                except RuntimeError:
+                    continue  # some row can't be filled: each request takes its own path
+                for position, query, row in zip(positions, queries, rows):
+                    labels, scores = self._rescore(name, query, distance, row)
+                    keys = self._store.point_keys_of_labels(labels)
+                    results[position] = self._hits(keys, scores, distance, requests[position])
+        return [
+            self.search_hits(request) if hits is None else hits
+            for request, hits in zip(requests, results)
+        ]
+
+    def _hits(
+        self,
+        keys: list[bytes | None],
+        scores: np.ndarray,
+        distance: Distance,
+        request: SearchRequest,
+    ) -> list[tuple[PointId, float]]:
+        threshold = request.score_threshold
         hits = [
             (point_id_from_key(key), score)
             for key, score in zip(keys, scores.tolist())

@@ -1,0 +1,56 @@
+"""engine/query.py `execute_many`: a batch answers exactly what each query alone answers,
+whether its plain nearest queries are searched together or not."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from engine import query
+from engine.filters import FieldCondition, Filter, MatchValue, PayloadPath
+from engine.index import VectorIndex
+from engine.ops import CollectionConfig, Distance, NamedVectors, PayloadSelector, VectorConfig
+from tests.unit.engine_helpers import open_catalog, upsert
+
+
+async def test_a_batch_answers_what_each_query_answers(tmp_path, monkeypatch) -> None:
+    catalog = await open_catalog(tmp_path / "s")
+    config = CollectionConfig(
+        vectors={"a": VectorConfig(8, Distance.COSINE), "b": VectorConfig(8, Distance.EUCLID)}
+    )
+    await catalog.create("c", config)
+    collection = catalog.get("c")
+    rng = np.random.default_rng(9)
+    ids = list(range(400))
+    op = upsert(ids, rng.normal(size=(400, 8)), [{"g": i % 3} for i in ids], name="a")
+    rows = np.arange(400, dtype=np.int32)
+    both = {**op.vectors, "b": NamedVectors(rows, rng.normal(size=(400, 8)).astype(np.float32))}
+    await collection.update(replace(op, vectors=both), wait=True, timeout_s=None)
+    red = Filter(must=(FieldCondition(PayloadPath.parse("g"), match=MatchValue(1)),))
+
+    def nearest(using: str, **node: object) -> query.QueryRequest:
+        vector = rng.normal(size=8).tolist()
+        root = query.QueryNode(query.Nearest(vector), using, node.pop("limit", 10), **node)
+        return query.QueryRequest(root)
+
+    requests = [nearest("a") for _ in range(6)] + [nearest("b") for _ in range(4)]
+    requests += [nearest("a", limit=3, hnsw_ef=16), nearest("a", limit=3, hnsw_ef=16)]
+    requests += [nearest("a", filter=red), nearest("b", is_exact=True), nearest("a", limit=1)]
+    requests += [query.QueryRequest(query.QueryNode(query.Nearest(5), "a", 4))]
+    requests += [query.QueryRequest(requests[0].root, offset=2, with_payload=PayloadSelector(True))]
+    reader = collection._reader
+    jobs = [(request, {}) for request in requests]
+    calls = []
+    original = VectorIndex.search_many
+    monkeypatch.setattr(
+        VectorIndex,
+        "search_many",
+        lambda self, *args: calls.append(len(args[0])) or original(self, *args),
+    )
+    batched = query.execute_many(reader, jobs, "c")
+    assert sorted(calls) == [2, 4, 6]  # a x6, b x4, a with ef 16 x2; the others alone
+    alone = [query.execute(reader, request, {}, "c") for request in requests]
+    assert batched == alone
+    assert all(result.points for result in batched)
+    await catalog.close()
