@@ -111,3 +111,35 @@ def test_metrics_can_be_left_open_beside_an_api_key(tmp_path):
         urllib.request.urlopen(f"{server.url}/collections", timeout=5)
     assert refused.value.code == 401
     assert server.terminate() == 0
+
+
+def test_slow_clients_do_not_hold_up_others(tmp_path):
+    """Hostile input: connections that send nothing, or a body a few bytes at a time, while
+    other clients are served; the slow body is answered once it has all arrived."""
+    server = KeelProcess.start(tmp_path / "storage")
+    body = json.dumps({"vectors": {"size": 2, "distance": "Dot"}}).encode()
+    request = urllib.request.Request(f"{server.url}/collections/c", data=body, method="PUT")
+    request.add_header("Content-Type", "application/json")
+    urllib.request.urlopen(request, timeout=5).read()
+    idle = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(20)]
+    upsert = json.dumps({"points": [{"id": 1, "vector": [1, 2]}]}).encode()
+    slow = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    slow.sendall(
+        b"PUT /collections/c/points?wait=true HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: "
+        + str(len(upsert)).encode()
+        + b"\r\n\r\n"
+        + upsert[:5]
+    )
+    for _ in range(5):  # others are answered meanwhile, promptly
+        with urllib.request.urlopen(f"{server.url}/collections/c", timeout=5) as answer:
+            assert json.loads(answer.read())["result"]["points_count"] == 0
+    for byte in upsert[5:]:
+        slow.sendall(bytes([byte]))
+    answer = slow.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    for connection in [*idle, slow]:
+        connection.close()
+    with urllib.request.urlopen(f"{server.url}/collections/c", timeout=5) as answer:
+        assert json.loads(answer.read())["result"]["points_count"] == 1
+    assert server.terminate() == 0
