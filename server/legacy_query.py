@@ -84,22 +84,12 @@ def _shared(data: Any, struct: str) -> dict[str, Any]:
     return body
 
 
-def _batch(data: Any, struct: str) -> list[Any]:
-    if not isinstance(data, dict):
-        raise invalid_type(data, struct)
-    if "searches" not in data:
-        raise missing_field("searches")
-    if type(data["searches"]) is not list:
-        raise invalid_type(data["searches"], "a sequence")
-    return data["searches"]
-
-
 def _parse_recommend(data: Any) -> Any:
     return query.parse_query_request(recommend_as_query(data))
 
 
 def _parse_recommend_batch(data: Any) -> list[Any]:
-    searches = _batch(data, "struct RecommendRequestBatch")
+    searches = query.searches_of(data, "struct RecommendRequestBatch")
     return [query.parse_query_request(recommend_as_query(item)) for item in searches]
 
 
@@ -116,7 +106,7 @@ def _parse_discover(data: Any) -> Any:
 
 
 def _parse_discover_batch(data: Any) -> list[Any]:
-    searches = _batch(data, "struct DiscoverRequestBatch")
+    searches = query.searches_of(data, "struct DiscoverRequestBatch")
     return [query.parse_query_request(discover_as_query(item)) for item in searches]
 
 

@@ -121,7 +121,7 @@ def parse_query_request(data: Any, prefix: str = "internal") -> QueryRequest:
 
 def parse_query_batch(data: Any) -> list[QueryRequest]:
     """POST /points/query/batch: `{"searches": [QueryRequest, ..]}`."""
-    searches = _searches(data, "struct QueryRequestBatch")
+    searches = searches_of(data, "struct QueryRequestBatch")
     return [parse_query_request(item, f"searches[{i}].internal") for i, item in enumerate(searches)]
 
 
@@ -151,7 +151,8 @@ def parse_query_groups(data: Any) -> QueryRequest:
 def parse_search_batch(data: Any) -> list[QueryRequest]:
     """POST /points/search/batch: `{"searches": [SearchRequest, ..]}`, each as a query."""
     return [
-        search_as_query(parse_search(item)) for item in _searches(data, "struct SearchRequestBatch")
+        search_as_query(parse_search(item))
+        for item in searches_of(data, "struct SearchRequestBatch")
     ]
 
 
@@ -483,7 +484,8 @@ def _check_key_path(key: str) -> None:
         raise FormatError(f"Invalid json path: '{key}'") from None
 
 
-def _searches(data: Any, struct: str) -> list[Any]:
+def searches_of(data: Any, struct: str) -> list[Any]:
+    """The `searches` list of a batch body (query, search, recommend or discover)."""
     if not isinstance(data, dict):
         raise invalid_type(data, struct)
     if "searches" not in data:
