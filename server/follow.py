@@ -216,13 +216,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Replay every op a running Keel logs after a migration on the target, "
         "in order, continuously; show the lag.",
     )
-    parser.add_argument("--to", required=True, metavar="URL", help="target Qdrant/Keel URL")
-    parser.add_argument("--to-api-key", metavar="K", help="API key of the target")
-    parser.add_argument(
-        "--from", dest="source", default="http://127.0.0.1:6333", metavar="URL",
-        help="the running Keel to follow (default http://127.0.0.1:6333)",
-    )  # fmt: skip
-    parser.add_argument("--api-key", metavar="K", help="API key of the source Keel")
+    transfer.add_endpoint_flags(parser, "the running Keel to follow")
     parser.add_argument("--state", type=Path, metavar="FILE", help="the migration's state file")
     parser.add_argument(
         "--from-op", action="append", metavar="C=N", help="replay ops of C after op N"

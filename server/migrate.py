@@ -411,13 +411,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Copy collections of a running Keel to Qdrant or another Keel, as of one "
         "op id each (a snapshot), resumably; verify; print the op ids for `keel follow`.",
     )
-    parser.add_argument("--to", required=True, metavar="URL", help="target Qdrant/Keel URL")
-    parser.add_argument("--to-api-key", metavar="K", help="API key of the target")
-    parser.add_argument(
-        "--from", dest="source", default="http://127.0.0.1:6333", metavar="URL",
-        help="the running Keel to copy from (default http://127.0.0.1:6333)",
-    )  # fmt: skip
-    parser.add_argument("--api-key", metavar="K", help="API key of the source Keel")
+    transfer.add_endpoint_flags(parser, "the running Keel to copy from")
     parser.add_argument("--collection", action="append", metavar="C", help="only C (repeatable)")
     parser.add_argument("--state", type=Path, metavar="FILE", help="resume state file")
     parser.add_argument("--name", metavar="N", help="follower name (default from the target)")

@@ -11,6 +11,7 @@ Not here: the migration steps (migrate.py), the WAL tail (follow.py), import (im
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import re
@@ -43,6 +44,17 @@ class TransferError(Exception):
 
 
 # ---- REST -----------------------------------------------------------------------------------
+
+
+def add_endpoint_flags(parser: argparse.ArgumentParser, source_help: str) -> None:
+    """`--to`, `--to-api-key`, `--from` (a running Keel) and `--api-key` (its key)."""
+    parser.add_argument("--to", required=True, metavar="URL", help="target Qdrant/Keel URL")
+    parser.add_argument("--to-api-key", metavar="K", help="API key of the target")
+    parser.add_argument(
+        "--from", dest="source", default="http://127.0.0.1:6333", metavar="URL",
+        help=f"{source_help} (default http://127.0.0.1:6333)",
+    )  # fmt: skip
+    parser.add_argument("--api-key", metavar="K", help="API key of the source Keel")
 
 
 def rest_client(url: str, api_key: str | None) -> httpx.Client:
