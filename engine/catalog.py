@@ -227,10 +227,7 @@ class Catalog:
                 raise Conflict(f"Collection `{name}` already exists!")
             if name in self._aliases:
                 raise Conflict(f"Alias `{name}` already exists!")
-            if len(self._collections) >= limits.COLLECTIONS_MAX:
-                raise BadRequest(
-                    f"Keel holds at most {limits.COLLECTIONS_MAX} collections; delete one first"
-                )
+            self._check_room_for(name)
             loop = asyncio.get_running_loop()
             target = self.storage_path / "collections" / name
             await loop.run_in_executor(None, self._build, target, config)
@@ -316,6 +313,7 @@ class Catalog:
         loop = asyncio.get_running_loop()
         async with self._create_lock:
             target_name = self._aliases.get(name, name)
+            self._check_room_for(target_name)
             staging = self.storage_path / "tmp" / f"restoring-{uuid.uuid4().hex}"
             try:
                 manifest = await self._stage_restore(
@@ -367,6 +365,13 @@ class Catalog:
             None, files.create_file_durably, staging / RESTORE_READY_FILE_NAME, name.encode()
         )
         return manifest
+
+    def _check_room_for(self, name: str) -> None:
+        """BadRequest if a new collection `name` would pass COLLECTIONS_MAX."""
+        if name not in self._collections and len(self._collections) >= limits.COLLECTIONS_MAX:
+            raise BadRequest(
+                f"Keel holds at most {limits.COLLECTIONS_MAX} collections; delete one first"
+            )
 
     def _require_ready(self) -> None:
         if not self.is_ready:

@@ -105,3 +105,18 @@ async def test_the_collection_count_is_bounded(api: Api, monkeypatch: pytest.Mon
     assert response.error == "Wrong input: Keel holds at most 2 collections; delete one first"
     response = await api.call("GET", "/collections/{collection_name}", name="c")
     assert response.status == 404
+
+
+async def test_recovering_a_snapshot_into_a_new_name_counts_toward_the_limit(
+    api: Api, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    monkeypatch.setattr(limits, "COLLECTIONS_MAX", 2)
+    for name in ("a", "b"):
+        await api.create_collection(name, vectors={"size": 2, "distance": "Dot"})
+    snapshots = "/collections/{collection_name}/snapshots"
+    description = (await api.call("POST", snapshots, name="a")).result
+    location = (tmp_path / "snapshots" / "a" / description["name"]).as_uri()
+    recover = snapshots + "/recover"
+    response = await api.call("PUT", recover, json={"location": location}, name="c")
+    assert response.status == 400 and "at most 2 collections" in response.error
+    assert (await api.call("PUT", recover, json={"location": location}, name="b")).result
