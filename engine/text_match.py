@@ -33,9 +33,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from engine import filters
-from engine.errors import NotImplementedYet
+from engine.errors import BadRequest, NotImplementedYet
 
 TOKENIZERS = ("word", "whitespace", "prefix", "multilingual")
+STOPWORDS_KEYS = frozenset({"languages", "custom"})
 _NOT_ALPHANUMERIC = re.compile(r"[^\w]|_")  # \w is alphanumeric plus "_" in Python
 
 
@@ -172,8 +173,18 @@ def check_text_params(params: Mapping[str, Any]) -> None:
     if params.get("stemmer") is not None:
         raise NotImplementedYet("text index option `stemmer`")
     stopwords = params.get("stopwords")
-    if stopwords is not None and (type(stopwords) is not dict or stopwords.get("languages")):
+    if stopwords is None:
+        return
+    if type(stopwords) is str or (type(stopwords) is dict and stopwords.get("languages")):
         raise NotImplementedYet("text index stopwords by language (a `custom` list works)")
+    custom = stopwords.get("custom") if type(stopwords) is dict else None
+    is_custom_list = custom is None or (
+        type(custom) is list and all(type(word) is str for word in custom)
+    )
+    if type(stopwords) is not dict or not is_custom_list or set(stopwords) - STOPWORDS_KEYS:
+        # Checked before the index is logged: a tokenizer that cannot be built would fail
+        # every filter on the field, writes by filter included, at apply time.
+        raise BadRequest("text index `stopwords` must be a language or {languages, custom}")
 
 
 def with_text_indexes(filter_: Any, tokenizers: Mapping[str, Tokenizer]) -> Any:

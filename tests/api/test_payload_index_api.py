@@ -195,3 +195,13 @@ async def test_params_with_a_bad_memory_placement_are_refused(cities: Api):
         "PayloadFieldSchema"
     )
     assert await payload_schema(cities) == {}
+
+
+async def test_malformed_text_stopwords_answer_400_and_write_nothing(api: Api):
+    await api.create_collection()
+    op_id = await api.next_op_id()
+    params = {"type": "text", "stopwords": {"custom": [1, 2]}}
+    response = await api.call("PUT", INDEX, json={"field_name": "t", "field_schema": params})
+    assert response.status == 400 and "stopwords" in response.error
+    assert await payload_schema(api) == {}
+    assert await api.next_op_id() == op_id + 1

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import qdrant_edge
 
-from engine.errors import NotImplementedYet
+from engine.errors import BadRequest, NotImplementedYet
 from engine.filters import FieldCondition, Filter, MatchPhrase, MatchText, MatchTextAny, PayloadPath
 from engine.payload_index import IndexSpec
 from engine.reads import compile_filter
@@ -124,3 +124,14 @@ def test_the_prefix_tokenizer_keeps_every_prefix_of_a_document_word() -> None:
 def test_params_keel_cannot_reproduce_are_refused(params: dict[str, Any]) -> None:
     with pytest.raises(NotImplementedYet):
         check_text_params(params)
+
+
+@pytest.mark.parametrize(
+    "stopwords", [{"custom": [1]}, {"custom": "the"}, {"other": []}, ["the"], 3]
+)
+def test_malformed_stopwords_are_refused_before_the_index_exists(stopwords: object) -> None:
+    """A tokenizer that could not be built would fail every filter on the field at apply
+    time (writes by filter included): refused up front."""
+    with pytest.raises(BadRequest, match="stopwords"):
+        check_text_params({"stopwords": stopwords})
+    check_text_params({"stopwords": {"custom": ["the", "a"]}})
