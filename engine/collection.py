@@ -73,10 +73,11 @@ T = TypeVar("T")
 REPLAY_BATCH_OPS = 1_000
 
 
-def check_payload_depth(payload: object) -> None:
+def check_payload_depth(payload: object, depth: int = 1) -> None:
     """Raise BadRequest for a payload nested deeper than PAYLOAD_DEPTH_MAX (iteratively:
-    the payload being checked is the deep thing)."""
-    stack = [(payload, 1)]
+    the payload being checked is the deep thing). `depth`: the level `payload` lands at
+    (a payload set at a key of k steps lands at k + 1)."""
+    stack = [(payload, depth)]
     while stack:
         value, depth = stack.pop()
         children = value.values() if type(value) is dict else value if type(value) is list else ()
@@ -549,7 +550,10 @@ class Collection:
             self._check_sparse(op.sparse)
             return replace(op, vectors=self._validated_vectors(op.vectors))
         if isinstance(op, UpdatePayload):
-            check_payload_depth(op.payload)
+            key_steps = len(PayloadPath.parse(op.key).steps) if op.key else 0
+            if key_steps > limits.PAYLOAD_DEPTH_MAX:
+                check_payload_depth({"": {}}, depth=key_steps)  # raises: the path alone
+            check_payload_depth(op.payload, depth=1 + key_steps)
         if isinstance(op, UpdateVectors):
             # Ids that don't exist when the op is applied are skipped (see mutations.py):
             # checking here would miss earlier unapplied ops and earlier ops of a batch.

@@ -120,3 +120,18 @@ async def test_recovering_a_snapshot_into_a_new_name_counts_toward_the_limit(
     response = await api.call("PUT", recover, json={"location": location}, name="c")
     assert response.status == 400 and "at most 2 collections" in response.error
     assert (await api.call("PUT", recover, json={"location": location}, name="b")).result
+
+
+async def test_set_payload_at_a_deep_key_counts_the_key_toward_the_depth(collection: Api) -> None:
+    await collection.upsert({"points": [{"id": 1, "vector": [1, 2]}]}, query={"wait": "true"})
+    deep_key = ".".join(["k"] * limits.PAYLOAD_DEPTH_MAX)
+    for body in (
+        {"payload": {"x": 1}, "points": [1], "key": deep_key},
+        {"payload": {}, "points": [1], "key": deep_key + ".k"},
+        {"payload": {"x": {"y": 1}}, "points": [1], "key": ".".join(["k"] * 99)},
+    ):
+        response = await collection.call("POST", SET_PAYLOAD, json=body, query={"wait": "true"})
+        assert response.status == 400, body["key"][:20]
+        assert "nested deeper" in response.error
+    body = {"payload": {"x": 1}, "points": [1], "key": ".".join(["k"] * 99)}
+    assert (await collection.call("POST", SET_PAYLOAD, json=body)).status == 200
