@@ -25,9 +25,9 @@ import numpy as np
 
 from engine import payload_index
 from engine.checksum import is_intact
-from engine.filters import PayloadPath
 from engine.mutations import inverted_key, label_key
 from engine.ops import CollectionConfig, SparseVector, point_id_from_key
+from engine.payload_path import PayloadPath
 
 FINDINGS_PER_KIND_MAX = 20  # one damaged page can fail thousands of values: show a sample
 PROGRESS_EVERY_POINTS = 100_000

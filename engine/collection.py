@@ -33,7 +33,6 @@ from engine import files, limits, query, text_match
 from engine.applier import Applier, apply_batch
 from engine.distance_matrix import DistanceMatrix, distance_matrix
 from engine.errors import BadRequest, CorruptionError, Overloaded, StorageError
-from engine.filters import PayloadPath
 from engine.followers import Follower, FollowerRegistry
 from engine.index import VectorIndex, has_graph, remove_checkpoint
 from engine.limits import EngineSettings
@@ -61,6 +60,7 @@ from engine.ops import (
     encode_op,
 )
 from engine.payload_index import FIELD_NAME_BYTES_MAX, SCHEMA_TYPES, IndexSpec
+from engine.payload_path import PayloadPath
 from engine.reads import FILTER_TYPES, Reader, compile_filter, normalize_rows
 from engine.stats import HistogramSnapshot
 from engine.store import Store

@@ -1,8 +1,10 @@
 """Qdrant's filter language: typed conditions and what it means for one point to match them.
 
-Owns: the condition objects (`Filter`, `FieldCondition`, `NestedCondition`, ...), payload paths
-(`a.b[].c`, `a[0]`, `"quoted.key"`), RFC 3339 instants, and the evaluation of a filter on one
-point (id, payload, names of the vectors it has), compiled once into closures.
+Owns: the condition objects (`Filter`, `FieldCondition`, `NestedCondition`, ...) and the
+evaluation of a filter on one
+point (id, payload, names of the vectors it has), compiled once into closures. Payload paths
+(payload_path.py), datetimes (instants.py), geometry (geo.py) and the slice hash
+(siphash.py) are their own modules.
 Not here: Qdrant's JSON shapes and error texts (server/filters.py), choosing candidate points
 through payload indexes (the planner, which will use `referenced_keys`).
 
@@ -37,39 +39,20 @@ and `struct_payload_index/read_view/condition_converter.rs` (the path a top-leve
 
 from __future__ import annotations
 
-import itertools
-import math
 import re
-import uuid
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
-from datetime import date
-from fractions import Fraction
-from functools import lru_cache
 from typing import Any
 
+from engine import geo
+from engine.instants import instant_key
 from engine.ops import PointId
+from engine.payload_path import PayloadPath
+from engine.siphash import point_id_slice_hash
 
 U64_MAX = 2**64 - 1
-MASK64 = U64_MAX
 I64_MIN = -(2**63)
 I64_MAX = 2**63 - 1
-EARTH_RADIUS_M = 6371008.8  # the `geo` crate's MEAN_EARTH_RADIUS, used by Qdrant's Haversine
-DATETIME_CACHE_MAX = 65_536  # payload strings parsed as instants, memoized
-NS_PER_S = 1_000_000_000
-# An instant key holds the nanosecond of the second in [0, 2e9): chrono puts a leap second's
-# nanoseconds past 1e9, and orders 10:00:60 after 10:00:59.9 and before 10:01:00.
-INSTANT_KEY_SPAN = 2 * NS_PER_S
-EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-# Qdrant's datetime forms (see instant_key): date, optional time, optional offset.
-DATETIME_FORM = re.compile(
-    r"\s*(\d{1,4})-(\d{1,2})-(\d{1,2})"
-    r"(?:[Tt ](\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d+))?)?)?"
-    r"(?:\s*([Zz]|UTC|utc|[+-]\d\d(?::?\d\d)?))?"
-)
-# Shewchuk's ccwerrboundA: below this the float orientation may have the wrong sign.
-ORIENT_ERROR_BOUND = (3.0 + 16.0 * 2.0**-53) * 2.0**-53
-OUTSIDE, BOUNDARY, INSIDE = 0, 1, 2  # where a point lies relative to a polygon ring
 # Rust's char::is_whitespace (Unicode White_Space), which `split_whitespace` uses; Python's
 # str.split() also splits at U+001C..U+001F, which Rust does not.
 RUST_WHITESPACE = re.compile(
@@ -78,48 +61,6 @@ RUST_WHITESPACE = re.compile(
 
 _ABSENT = object()  # a payload key that is not there
 Checker = Callable[[PointId, dict[str, Any], Collection[str]], bool]
-PathStep = str | int | None  # key, array index, or None for `[]` (every element)
-
-
-@dataclass(frozen=True)
-class PayloadPath:
-    """A parsed payload key: `steps[0]` is a key, then keys, indexes and None for `[]`."""
-
-    steps: tuple[PathStep, ...]
-
-    @classmethod
-    def parse(cls, text: str) -> PayloadPath:
-        """Qdrant's JsonPath syntax (json_path/parse.rs); ValueError if `text` is not one."""
-        return cls(_parse_path_steps(text))
-
-    def __str__(self) -> str:
-        parts = [_format_key(self.steps[0])]
-        for step in self.steps[1:]:
-            if step is None:
-                parts.append("[]")
-            elif isinstance(step, int):
-                parts.append(f"[{step}]")
-            else:
-                parts.append("." + _format_key(step))
-        return "".join(parts)
-
-    def array_key(self) -> PayloadPath:
-        """The path with `[]` appended unless it ends in one (what `nested` iterates)."""
-        return self if self.steps[-1] is None else self.extend_steps(None)
-
-    def extend_steps(self, *steps: PathStep) -> PayloadPath:
-        return PayloadPath(self.steps + steps)
-
-    def values(self, payload: dict[str, Any]) -> list[Any]:
-        """Every value the path selects in `payload`, in document order."""
-        first = self.steps[0]
-        if first not in payload:
-            return []
-        if len(self.steps) == 1:
-            return [payload[first]]
-        found: list[Any] = []
-        _collect(self.steps, 1, payload[first], found)
-        return found
 
 
 @dataclass(frozen=True)
@@ -356,44 +297,6 @@ def referenced_keys(filter: Filter) -> set[str]:
     for condition in _conditions_of(filter):
         keys.update(_condition_keys(condition))
     return keys
-
-
-@lru_cache(maxsize=DATETIME_CACHE_MAX)
-def instant_key(text: str) -> int | None:
-    """An ordering key for a datetime in a form Qdrant accepts, else None.
-
-    Keys order like chrono's DateTime<Utc>: seconds since the epoch, then nanoseconds
-    (`INSTANT_KEY_SPAN` per second, so a leap second sorts inside its minute). Qdrant
-    (`DateTimeWrapper::from_str`) tries RFC 3339, chrono's relaxed form, offsets without a
-    colon or minutes, then naive `YYYY-MM-DD[( |T)HH:MM[:SS[.f]]]` taken as UTC. Keel reads
-    these shapes with one expression; chrono's rarer leniencies (spaces inside the date,
-    five-digit or signed years) are not accepted.
-    """
-    found = DATETIME_FORM.fullmatch(text)
-    if found is None:
-        return None
-    year, month, day, hour, minute, second, fraction, zone = found.groups()
-    if zone is not None and second is None:
-        return None  # every form with an offset has seconds
-    try:
-        days = date(int(year), int(month), int(day)).toordinal() - EPOCH_ORDINAL
-    except ValueError:
-        return None
-    hours, minutes, seconds = int(hour or 0), int(minute or 0), int(second or 0)
-    offset_s = _zone_offset_s(zone)
-    if hours > 23 or minutes > 59 or seconds > 60 or offset_s is None:
-        return None
-    # chrono keeps nine fraction digits and ignores the rest; second 60 is a leap second.
-    nanos = int((fraction or "")[:9].ljust(9, "0")) + (NS_PER_S if seconds == 60 else 0)
-    total_s = ((days * 24 + hours) * 60 + minutes) * 60 + min(seconds, 59) - offset_s
-    return total_s * INSTANT_KEY_SPAN + nanos
-
-
-def point_id_slice_hash(point_id: PointId) -> int:
-    """Qdrant's `slice_point_id_hash`: SipHash-2-4, zero key, over the id's canonical bytes."""
-    if isinstance(point_id, uuid.UUID):
-        return _siphash24(point_id.bytes)
-    return _siphash24(point_id.to_bytes(8, "little"))
 
 
 # --- compiling -----------------------------------------------------------------------------
@@ -639,18 +542,20 @@ def _box_contains(box: GeoBoundingBox) -> Callable[[float, float], bool]:
 
 def _radius_contains(circle: GeoRadius) -> Callable[[float, float], bool]:
     center_lon, center_lat, radius_m = circle.center.lon, circle.center.lat, circle.radius_m
-    return lambda lon, lat: _haversine_m(center_lon, center_lat, lon, lat) < radius_m
+    return lambda lon, lat: geo.haversine_m(center_lon, center_lat, lon, lat) < radius_m
 
 
 def _polygon_contains(polygon: GeoPolygon) -> Callable[[float, float], bool]:
-    exterior = _closed_ring(polygon.exterior)
-    interiors = [_closed_ring(ring) for ring in polygon.interiors]
+    exterior = geo.closed_ring([(point.lon, point.lat) for point in polygon.exterior])
+    interiors = [
+        geo.closed_ring([(point.lon, point.lat) for point in ring]) for ring in polygon.interiors
+    ]
 
     def contains(lon: float, lat: float) -> bool:
         # geo's Polygon::contains: strictly inside the exterior, outside and off every hole.
-        if _ring_position(lon, lat, exterior) != INSIDE:
+        if geo.ring_position(lon, lat, exterior) != geo.INSIDE:
             return False
-        return all(_ring_position(lon, lat, ring) == OUTSIDE for ring in interiors)
+        return all(geo.ring_position(lon, lat, ring) == geo.OUTSIDE for ring in interiors)
 
     return contains
 
@@ -660,25 +565,6 @@ def _compile_values(path: PayloadPath) -> Callable[[dict[str, Any]], list[Any]]:
         key = path.steps[0]
         return lambda payload: [payload[key]] if key in payload else []
     return path.values
-
-
-# --- values --------------------------------------------------------------------------------
-
-
-def _collect(steps: tuple[PathStep, ...], position: int, value: Any, found: list[Any]) -> None:
-    if position == len(steps):
-        found.append(value)
-        return
-    step = steps[position]
-    if step is None:
-        if type(value) is list:
-            for element in value:
-                _collect(steps, position + 1, element, found)
-    elif isinstance(step, str):
-        if type(value) is dict and step in value:
-            _collect(steps, position + 1, value[step], found)
-    elif type(value) is list and step < len(value):
-        _collect(steps, position + 1, value[step], found)
 
 
 def _is_empty_value(value: Any) -> bool:
@@ -734,162 +620,3 @@ def _condition_keys(condition: Condition) -> Iterator[str]:
 
 
 # --- paths ---------------------------------------------------------------------------------
-
-
-def _parse_path_steps(text: str) -> tuple[PathStep, ...]:
-    first, position = _scan_key(text, 0)
-    steps: list[PathStep] = [first]
-    while position < len(text):
-        if text[position] == ".":
-            key, position = _scan_key(text, position + 1)
-            steps.append(key)
-        elif text.startswith("[]", position):
-            steps.append(None)
-            position += 2
-        elif text[position] == "[":
-            end = text.find("]", position)
-            digits = text[position + 1 : end] if end > 0 else ""
-            if not (digits.isascii() and digits.isdigit()) or int(digits) > U64_MAX:
-                raise ValueError(f"bad array index in path {text!r}")
-            steps.append(int(digits))
-            position = end + 1
-        else:
-            raise ValueError(f"unexpected {text[position]!r} in path {text!r}")
-    return tuple(steps)
-
-
-def _scan_key(text: str, position: int) -> tuple[str, int]:
-    if text.startswith('"', position):
-        end = text.find('"', position + 1)
-        if end < 0 or "\\" in text[position + 1 : end]:
-            raise ValueError(f"unterminated quoted key in path {text!r}")
-        return text[position + 1 : end], end + 1
-    end = position
-    while end < len(text) and _is_raw_key_char(text[end]):
-        end += 1
-    if end == position:
-        raise ValueError(f"empty key in path {text!r}")
-    return text[position:end], end
-
-
-def _is_raw_key_char(char: str) -> bool:
-    # Rust's char::is_alphanumeric is close to str.isalnum (they differ on a few marks).
-    return char.isalnum() or char in "_-"
-
-
-def _format_key(key: PathStep) -> str:
-    assert isinstance(key, str), key
-    if key and all(_is_raw_key_char(char) for char in key):
-        return key
-    return f'"{key}"'
-
-
-# --- datetimes -----------------------------------------------------------------------------
-
-
-def _zone_offset_s(zone: str | None) -> int | None:
-    if zone is None or zone in ("Z", "z", "UTC", "utc"):
-        return 0
-    sign = -1 if zone[0] == "-" else 1
-    digits = zone[1:].replace(":", "")
-    hours, minutes = int(digits[:2]), int(digits[2:] or 0)
-    if hours > 23 or minutes > 59:
-        return None
-    return sign * (hours * 3600 + minutes * 60)
-
-
-# --- geometry ------------------------------------------------------------------------------
-
-
-def _haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
-    """The `geo` crate's Haversine distance, in the same order of operations."""
-    theta1 = math.radians(lat1)
-    theta2 = math.radians(lat2)
-    delta_theta = math.radians(lat2 - lat1)
-    delta_lambda = math.radians(lon2 - lon1)
-    half_theta = math.sin(delta_theta / 2.0)
-    half_lambda = math.sin(delta_lambda / 2.0)
-    a = half_theta * half_theta + math.cos(theta1) * math.cos(theta2) * (half_lambda * half_lambda)
-    return EARTH_RADIUS_M * (2.0 * math.asin(math.sqrt(a)))
-
-
-def _closed_ring(points: tuple[GeoPoint, ...]) -> list[tuple[float, float]]:
-    ring = [(point.lon, point.lat) for point in points]
-    if ring and ring[0] != ring[-1]:
-        ring.append(ring[0])  # geo's Polygon::new closes an open ring
-    return ring
-
-
-def _ring_position(x: float, y: float, ring: list[tuple[float, float]]) -> int:
-    """geo's `coord_pos_relative_to_ring`: winding number with an on-boundary short cut."""
-    if len(ring) < 2:
-        return BOUNDARY if ring and ring[0] == (x, y) else OUTSIDE
-    winding_number = 0
-    for (start_x, start_y), (end_x, end_y) in itertools.pairwise(ring):
-        if start_y <= y:
-            if end_y < y:
-                continue
-            orientation = _orient2d(start_x, start_y, end_x, end_y, x, y)
-            if orientation > 0 and end_y != y:
-                winding_number += 1
-                continue
-        elif end_y <= y:
-            orientation = _orient2d(start_x, start_y, end_x, end_y, x, y)
-            if orientation < 0:
-                winding_number -= 1
-                continue
-        else:
-            continue
-        if orientation == 0 and min(start_x, end_x) <= x <= max(start_x, end_x):
-            return BOUNDARY
-    return INSIDE if winding_number else OUTSIDE
-
-
-def _orient2d(ax: float, ay: float, bx: float, by: float, cx: float, cy: float) -> int:
-    """Sign of the turn a->b->c (1 counterclockwise), exact like geo's robust predicate."""
-    left = (ax - cx) * (by - cy)
-    right = (ay - cy) * (bx - cx)
-    determinant = left - right
-    if abs(determinant) > ORIENT_ERROR_BOUND * (abs(left) + abs(right)):
-        return 1 if determinant > 0 else -1
-    # Too close to call in floats: decide exactly (floats are exact fractions).
-    ax_, ay_, bx_, by_, cx_, cy_ = (Fraction(v) for v in (ax, ay, bx, by, cx, cy))
-    exact = (ax_ - cx_) * (by_ - cy_) - (ay_ - cy_) * (bx_ - cx_)
-    return (exact > 0) - (exact < 0)
-
-
-# --- slices --------------------------------------------------------------------------------
-
-
-def _siphash24(data: bytes) -> int:
-    """SipHash-2-4 with a zero key (the `siphasher` crate's SipHasher24::new())."""
-    v0, v1, v2, v3 = 0x736F6D6570736575, 0x646F72616E646F6D, 0x6C7967656E657261, 0x7465646279746573
-    whole = len(data) - len(data) % 8
-    words = [int.from_bytes(data[i : i + 8], "little") for i in range(0, whole, 8)]
-    words.append(((len(data) & 0xFF) << 56) | int.from_bytes(data[whole:], "little"))
-    for word in words:
-        v3 ^= word
-        v0, v1, v2, v3 = _sip_rounds(v0, v1, v2, v3, 2)
-        v0 ^= word
-    v2 ^= 0xFF
-    v0, v1, v2, v3 = _sip_rounds(v0, v1, v2, v3, 4)
-    return v0 ^ v1 ^ v2 ^ v3
-
-
-def _sip_rounds(v0: int, v1: int, v2: int, v3: int, count: int) -> tuple[int, int, int, int]:
-    for _ in range(count):
-        v0 = (v0 + v1) & MASK64
-        v1 = _rotl(v1, 13) ^ v0
-        v0 = _rotl(v0, 32)
-        v2 = (v2 + v3) & MASK64
-        v3 = _rotl(v3, 16) ^ v2
-        v0 = (v0 + v3) & MASK64
-        v3 = _rotl(v3, 21) ^ v0
-        v2 = (v2 + v1) & MASK64
-        v1 = _rotl(v1, 17) ^ v2
-        v2 = _rotl(v2, 32)
-    return v0, v1, v2, v3
-
-
-def _rotl(value: int, bits: int) -> int:
-    return ((value << bits) | (value >> (64 - bits))) & MASK64

@@ -35,7 +35,6 @@ import numpy as np
 
 from engine import limits, payload_index, planner
 from engine.checksum import seal, unseal
-from engine.filters import PayloadPath
 from engine.ops import (
     CreateFieldIndex,
     DeleteFieldIndex,
@@ -53,6 +52,7 @@ from engine.ops import (
     point_id_from_key,
     point_key,
 )
+from engine.payload_path import PayloadPath
 
 Predicate = Callable[[PointId, dict[str, Any], list[str]], bool]
 # (filter, the payload indexes as the batch left them) -> predicate; see reads.compile_filter.

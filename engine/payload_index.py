@@ -22,7 +22,7 @@ contiguous key range. Encoded values (all sort as the values they encode):
 |                         |                                      | when longer than 256 bytes)  |
 | integer, float          | numbers (not bools), as f64          | 8 bytes: sortable f64        |
 | bool                    | booleans                             | 1 byte                       |
-| datetime                | strings filters.instant_key parses   | 16 bytes: key + 2**127, BE   |
+| datetime                | strings instants.instant_key parses  | 16 bytes: key + 2**127, BE   |
 | geo                     | {"lon": n, "lat": n} objects         | sortable f64 lat + f64 lon   |
 
 An index holds a superset of what a condition on the field can match: every value the
@@ -44,7 +44,8 @@ from typing import Any
 
 import lmdb
 
-from engine import filters
+from engine import filters, instants
+from engine.payload_path import PayloadPath
 
 SCHEMA_TYPES = ("keyword", "integer", "float", "geo", "text", "bool", "datetime", "uuid")
 KEYWORD_BYTES_MAX = 256  # longer strings are indexed by hash: equality only, keys stay short
@@ -134,7 +135,7 @@ def encode_bool(value: bool) -> bytes:
     return b"\x01" if value else b"\x00"
 
 
-def index_values(spec_type: str, path: filters.PayloadPath, payload: dict[str, Any]) -> set[bytes]:
+def index_values(spec_type: str, path: PayloadPath, payload: dict[str, Any]) -> set[bytes]:
     """The encoded values an index of `spec_type` on `path` holds for one payload."""
     encode = _ENCODERS[spec_type]
     encoded: set[bytes] = set()
@@ -146,7 +147,7 @@ def index_values(spec_type: str, path: filters.PayloadPath, payload: dict[str, A
     return encoded
 
 
-def is_counted(spec_type: str, path: filters.PayloadPath, payload: dict[str, Any]) -> bool:
+def is_counted(spec_type: str, path: PayloadPath, payload: dict[str, Any]) -> bool:
     """Whether a point counts in the index's `points` (payload_schema) as Qdrant counts it:
     an integer index counts integers only, a uuid index only strings that are UUIDs, though
     both hold more entries (floats, any string) for the planner's superset."""
@@ -194,7 +195,7 @@ def _bool_value(value: Any) -> bytes | None:
 def _datetime_value(value: Any) -> bytes | None:
     if type(value) is not str:
         return None
-    key = filters.instant_key(value)
+    key = instants.instant_key(value)
     return None if key is None else encode_instant(key)
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from engine import filters, payload_index
+from engine import geo, payload_index
 from engine.filters import (
     DatetimeRange,
     FieldCondition,
@@ -40,6 +40,7 @@ from engine.filters import (
 )
 from engine.ops import point_key
 from engine.payload_index import AllOf, AnyOf, IndexSpec, KeySet, Lookup, ValueEqual, ValueRange
+from engine.payload_path import PayloadPath
 
 Specs = dict[str, IndexSpec]
 FLOAT_MIN = payload_index.encode_float(-math.inf)
@@ -55,7 +56,7 @@ def plan(filter_: Filter, specs: Specs) -> Lookup | None:
     """Lookups selecting a superset of the points `filter_` matches; None: scan everything."""
     if not specs and not _has_id_in_must(filter_):
         return None
-    by_path = {str(filters.PayloadPath.parse(name)): spec for name, spec in specs.items()}
+    by_path = {str(PayloadPath.parse(name)): spec for name, spec in specs.items()}
     return _plan_filter(filter_, by_path, 0)
 
 
@@ -163,7 +164,7 @@ def _latitude_span(condition: FieldCondition) -> tuple[float, float]:
         return area.bottom_right.lat, area.top_left.lat
     if isinstance(area, GeoRadius):
         # A point within distance d of the centre differs from it in latitude by at most d.
-        span_deg = math.degrees(area.radius_m / filters.EARTH_RADIUS_M) + GEO_MARGIN_DEG
+        span_deg = math.degrees(area.radius_m / geo.EARTH_RADIUS_M) + GEO_MARGIN_DEG
         return area.center.lat - span_deg, area.center.lat + span_deg
     assert isinstance(area, GeoPolygon), area
     latitudes = [point.lat for point in area.exterior]

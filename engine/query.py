@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from engine import filters
+from engine import filters, instants
 from engine.errors import BadRequest, NotFound
 from engine.ops import (
     Distance,
@@ -37,6 +37,7 @@ from engine.ops import (
     SparseVector,
     VectorSelector,
 )
+from engine.payload_path import PayloadPath
 from engine.query_scores import (
     Hit,
     average_vector,
@@ -203,7 +204,7 @@ def group_values(payload: dict, key: str) -> list[Any]:
     its elements, as Qdrant's group_by flattens it)."""
     values: list[Any] = []
     seen: set[tuple[type, Any]] = set()
-    for value in filters.PayloadPath.parse(key).values(payload):
+    for value in PayloadPath.parse(key).values(payload):
         for item in value if isinstance(value, list) else [value]:
             if type(item) in (str, int) and (type(item), item) not in seen:
                 seen.add((type(item), item))
@@ -215,7 +216,7 @@ def order_hits(points: list[tuple[PointId, dict]], order_by: OrderBy, limit: int
     """Qdrant's order_by: one entry per (number or datetime value, point) at the key, sorted
     by value only, from `start_from` on; score 1.0 (local_shard/scroll.rs)."""
     entries: dict[tuple[Any, Any], Hit] = {}
-    path = filters.PayloadPath.parse(order_by.key)
+    path = PayloadPath.parse(order_by.key)
     for point_id, payload in points:
         for value in path.values(payload):
             for item in value if isinstance(value, list) else [value]:
@@ -239,9 +240,9 @@ def order_value_of(value: Any) -> int | float | None:
     if type(value) in (int, float):
         return value
     if type(value) is str:
-        key = filters.instant_key(value)
+        key = instants.instant_key(value)
         if key is not None:
-            seconds, nanos = divmod(key, filters.INSTANT_KEY_SPAN)
+            seconds, nanos = divmod(key, instants.INSTANT_KEY_SPAN)
             return seconds * 1_000_000 + nanos // 1000
     return None
 
@@ -385,7 +386,7 @@ def _root_with_group_filter(request: QueryRequest) -> QueryNode:
     """The root; with group_by, only points that have the key are candidates."""
     if request.group_by is None:
         return request.root
-    path = filters.PayloadPath.parse(request.group_by.key)
+    path = PayloadPath.parse(request.group_by.key)
     extra = filters.Filter(must_not=(filters.IsEmptyCondition(path),))
     return replace(request.root, filter=merge_filters(extra, request.root.filter))
 

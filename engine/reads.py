@@ -53,6 +53,7 @@ from engine.ops import (
     point_id_from_key,
     point_key,
 )
+from engine.payload_path import PayloadPath
 from engine.store import Store, StoredPoint
 
 log = logging.getLogger(__name__)
@@ -562,7 +563,7 @@ class Reader:
             if point is not None
         ]
 
-    def facet(self, key: filters.PayloadPath, filter_: Any, limit: int) -> list[tuple[Any, int]]:
+    def facet(self, key: PayloadPath, filter_: Any, limit: int) -> list[tuple[Any, int]]:
         """The `limit` most frequent values at `key` among points matching `filter_`, as
         (value, count), count descending, then value ascending (Qdrant's FacetHit order).
 

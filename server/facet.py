@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from engine.errors import FormatError, NotImplementedYet
-from engine.filters import PayloadPath
+from engine.payload_path import PayloadPath
 from server.context import catalog_of, read_json
 from server.filters import parse_filter
 from server.responses import ok

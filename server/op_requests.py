@@ -13,7 +13,7 @@ Choices, each because the target may be Qdrant as well as Keel:
   when not the default, so an older Qdrant without that field still takes plain upserts.
 - Dense vectors are sent as the float32 values the WAL holds (Cosine ones were normalised
   at admission; Qdrant normalises again, which changes at most the last bit).
-- Datetime ranges hold chrono-ordered instant keys (engine/filters.py `instant_key`); they
+- Datetime ranges hold chrono-ordered instant keys (engine/instants.py `instant_key`); they
   are written back as RFC 3339 UTC with nine fraction digits, which parses to the same key.
 """
 
@@ -27,8 +27,6 @@ from typing import Any
 import numpy as np
 
 from engine.filters import (
-    INSTANT_KEY_SPAN,
-    NS_PER_S,
     DatetimeRange,
     FieldCondition,
     Filter,
@@ -53,6 +51,7 @@ from engine.filters import (
     SliceCondition,
     ValuesCount,
 )
+from engine.instants import INSTANT_KEY_SPAN, NS_PER_S
 from engine.ops import (
     UNNAMED_VECTOR,
     CreateFieldIndex,
@@ -147,7 +146,7 @@ def point_id_json(point_id: PointId) -> int | str:
 
 
 def instant_text(key: int) -> str:
-    """RFC 3339 UTC text of an instant key (engine/filters.py `instant_key` inverts it)."""
+    """RFC 3339 UTC text of an instant key (engine/instants.py `instant_key` inverts it)."""
     seconds, nanos = divmod(key, INSTANT_KEY_SPAN)
     moment = EPOCH + timedelta(seconds=seconds)
     second = moment.second

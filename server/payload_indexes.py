@@ -19,9 +19,9 @@ from typing import Any
 from aiohttp import web
 
 from engine.errors import FormatError
-from engine.filters import PayloadPath
 from engine.ops import CreateFieldIndex, DeleteFieldIndex, Operation
 from engine.payload_index import SCHEMA_TYPES
+from engine.payload_path import PayloadPath
 from engine.text_match import TOKENIZERS
 from server.collection_config import MEMORY
 from server.context import catalog_of, read_json

@@ -19,12 +19,13 @@ from typing import Any
 
 from aiohttp import web
 
-from engine import filters
+from engine import instants
 from engine.catalog import Catalog
 from engine.collection import Collection
 from engine.errors import FormatError, NotFound, NotImplementedYet
 from engine.limits import PREFETCH_DEPTH_MAX
 from engine.ops import UNNAMED_VECTOR
+from engine.payload_path import PayloadPath
 from engine.query import (
     GROUP_SIZE_DEFAULT,
     Context,
@@ -408,9 +409,9 @@ def _parse_start_from(value: Any) -> float | None:
     if value is None or type(value) in NUMBER_TYPES:
         return value
     if type(value) is str:
-        key = filters.instant_key(value)
+        key = instants.instant_key(value)
         if key is not None:
-            seconds, nanos = divmod(key, filters.INSTANT_KEY_SPAN)
+            seconds, nanos = divmod(key, instants.INSTANT_KEY_SPAN)
             return seconds * 1_000_000 + nanos // 1000
     raise FormatError("data did not match any variant of untagged enum StartFrom")
 
@@ -479,7 +480,7 @@ def _parse_with_lookup(value: Any) -> WithLookup | None:
 def _check_key_path(key: str) -> None:
     """A payload key Qdrant parses (JsonPath)."""
     try:
-        filters.PayloadPath.parse(key)
+        PayloadPath.parse(key)
     except ValueError:
         raise FormatError(f"Invalid json path: '{key}'") from None
 

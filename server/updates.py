@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import FormatError
-from engine.filters import PayloadPath
 from engine.limits import BATCH_OPERATIONS_MAX
 from engine.ops import (
     CollectionConfig,
@@ -56,6 +55,7 @@ from engine.ops import (
     UpdateResult,
     UpdateVectors,
 )
+from engine.payload_path import PayloadPath
 from server.filters import parse_filter_collecting
 from server.responses import ApiError
 from server.schemas import check_point_count, parse_point_id, parse_point_ids

@@ -35,8 +35,8 @@ from engine.filters import (
     Range,
     SliceCondition,
     ValuesCount,
-    instant_key,
 )
+from engine.instants import instant_key
 from server.app import describe_error
 from server.filters import (
     CONDITION_EXPECTING,

@@ -181,7 +181,7 @@ def test_a_filter_renders_to_json_that_parses_back_to_it(data):
 
 
 def test_instant_text_parses_back_to_the_same_key():
-    from engine.filters import instant_key
+    from engine.instants import instant_key
 
     for text in ("1970-01-01T00:00:00Z", "2016-12-31T23:59:60.999Z", "1969-07-20T20:17:40.5-05:00"):
         assert instant_key(instant_text(instant_key(text))) == instant_key(text)

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from engine.filters import (
-    INSTANT_KEY_SPAN,
     Condition,
     DatetimeRange,
     FieldCondition,
@@ -40,11 +39,11 @@ from engine.filters import (
     SliceCondition,
     ValuesCount,
     compile_filter,
-    instant_key,
     matches,
-    point_id_slice_hash,
     referenced_keys,
 )
+from engine.instants import INSTANT_KEY_SPAN, instant_key
+from engine.siphash import point_id_slice_hash
 
 MISSING = object()  # a payload without the key
 

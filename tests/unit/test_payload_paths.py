@@ -9,9 +9,9 @@ from typing import Any
 
 import qdrant_edge
 
-from engine.filters import PayloadPath
 from engine.mutations import edited_payload
 from engine.ops import PayloadMode, UpdatePayload
+from engine.payload_path import PayloadPath
 
 KEYS = ["a", "b", "c.d"]
 PATHS = [
