@@ -29,7 +29,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from engine import files, limits, query, text_match
+from engine import files, limits, query, query_plan, text_match
 from engine.applier import Applier, apply_batch
 from engine.distance_matrix import DistanceMatrix, distance_matrix
 from engine.errors import BadRequest, CorruptionError, Overloaded, StorageError
@@ -310,16 +310,16 @@ class Collection:
         return await self._read(self._reader.count, filter_)
 
     async def query(
-        self, request: query.QueryRequest, lookups: dict[str, Collection]
-    ) -> query.QueryResult:
+        self, request: query_plan.QueryRequest, lookups: dict[str, Collection]
+    ) -> query_plan.QueryResult:
         """Qdrant's universal query (engine/query.py); `lookups` are the collections its
         `lookup_from`s name, opened by the caller."""
         readers = {name: other._reader for name, other in lookups.items()}
         return await self._read(query.execute, self._reader, request, readers, self.name)
 
     async def query_many(
-        self, requests: list[tuple[query.QueryRequest, dict[str, Collection]]]
-    ) -> list[query.QueryResult]:
+        self, requests: list[tuple[query_plan.QueryRequest, dict[str, Collection]]]
+    ) -> list[query_plan.QueryResult]:
         """Several queries (a batch request) in one read-pool job: one thread hop for the
         whole batch, not one per query. Raises at the first query that fails."""
         jobs = [

@@ -20,7 +20,7 @@ from typing import Any
 from engine import filters
 from engine.errors import BadRequest
 from engine.ops import PointId, point_key
-from engine.query import merge_filters
+from engine.query_plan import merge_filters
 from engine.reads import Reader, score_matrix
 
 

@@ -1,10 +1,11 @@
 """Qdrant's universal query: nearest by vector or id, recommend, discover, context, prefetch
 trees, fusion, order_by, groups.
 
-Owns: the query plan types, grouping, and a small executor that runs a plan against one
-collection's Reader in a read thread.
-Not here: HTTP parsing (server/query.py), how each kind scores (query_scores.py),
-nearest-neighbour search itself (reads.py).
+Owns: running a plan (query_plan.py) against one collection's Reader in a read thread:
+nodes and prefetches, fusion, order_by, groups and lookups, MMR, sparse and dense vector
+queries, and batches (`execute_many`).
+Not here: the plan types (query_plan.py), HTTP parsing (server/query.py), how each kind
+scores (query_scores.py), nearest-neighbour search itself (reads.py).
 
 From Qdrant 1.19's source (`lib/collection/src/operations/universal_query/`):
 - recommend with `average_vector` searches the averaged vector; `best_score`, `sum_scores`,
@@ -20,7 +21,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,13 +32,30 @@ from engine.ops import (
     Distance,
     PayloadSelector,
     PointId,
-    PointRecord,
-    ScoredPoint,
     SearchRequest,
     SparseVector,
-    VectorSelector,
 )
 from engine.payload_path import PayloadPath
+from engine.query_plan import (
+    Context,
+    Discover,
+    Fusion,
+    Group,
+    Nearest,
+    OrderBy,
+    QueryNode,
+    QueryRequest,
+    QueryResult,
+    Recommend,
+    Sample,
+    VectorQuery,
+    WithLookup,
+    examples_of,
+    excluded_ids,
+    is_point_id,
+    merge_filters,
+    push_filters_down,
+)
 from engine.query_scores import (
     Hit,
     average_vector,
@@ -51,134 +69,9 @@ from engine.query_scores import (
 )
 from engine.reads import Reader, score_matrix
 
-RRF_K_DEFAULT = 2
-GROUP_SIZE_DEFAULT = 3
 GROUP_OVERFETCH = 4  # candidates fetched per wanted group member
 GROUP_FETCH_MIN = 100
-Example = Any  # an np.ndarray (float32), a SparseVector, or a PointId to take the vector from
 SPARSE_DENSE_MISMATCH = "Conversion between sparse and regular vectors failed"
-
-
-@dataclass(frozen=True)
-class Mmr:
-    """Re-rank the nearest `candidates_limit` hits for diversity (maximal marginal relevance)."""
-
-    diversity: float = 0.5  # 0: pure relevance, 1: pure diversity (lambda = 1 - diversity)
-    candidates_limit: int | None = None  # None: the node's limit
-
-
-@dataclass(frozen=True)
-class Nearest:
-    example: Example
-    mmr: Mmr | None = None
-
-
-@dataclass(frozen=True)
-class Recommend:
-    positive: tuple[Example, ...]
-    negative: tuple[Example, ...]
-    strategy: str = "average_vector"  # or "best_score", "sum_scores"
-
-
-@dataclass(frozen=True)
-class Discover:
-    """Points on the positive side of as many pairs as possible, then nearest the target."""
-
-    target: Example
-    pairs: tuple[tuple[Example, Example], ...]  # (positive, negative)
-
-
-@dataclass(frozen=True)
-class Context:
-    """Points on the positive side of every pair; no target (the score is 0 inside)."""
-
-    pairs: tuple[tuple[Example, Example], ...]  # (positive, negative)
-
-
-VectorQuery = Nearest | Recommend | Discover | Context
-
-
-@dataclass(frozen=True)
-class Fusion:
-    method: str  # "rrf" or "dbsf"
-    k: int = RRF_K_DEFAULT
-    weights: tuple[float, ...] | None = None
-
-
-@dataclass(frozen=True)
-class Sample:
-    """`{"sample": "random"}`: points matching the filter (or from the prefetches) drawn at
-    random, each scored 1.0 as a scroll is."""
-
-
-@dataclass(frozen=True)
-class OrderBy:
-    key: str
-    is_descending: bool = False
-    start_from: float | None = None
-
-
-@dataclass(frozen=True)
-class LookupFrom:
-    collection: str
-    vector_name: str | None
-
-
-@dataclass(frozen=True)
-class QueryNode:
-    """One level of a query: its prefetches, its query, and the limits on what it returns."""
-
-    query: VectorQuery | Fusion | OrderBy | Sample | None
-    using: str
-    limit: int
-    prefetch: tuple[QueryNode, ...] = ()
-    filter: Any = None  # an engine.filters.Filter
-    score_threshold: float | None = None
-    hnsw_ef: int | None = None
-    is_exact: bool = False
-    lookup_from: LookupFrom | None = None
-
-
-@dataclass(frozen=True)
-class WithLookup:
-    """Groups' `with_lookup`: each group id is read as a point id in `collection`."""
-
-    collection: str
-    with_payload: PayloadSelector = field(default_factory=lambda: PayloadSelector(True))
-    with_vector: VectorSelector = field(default_factory=VectorSelector)
-
-
-@dataclass(frozen=True)
-class GroupBy:
-    key: str
-    group_size: int = GROUP_SIZE_DEFAULT
-    with_lookup: WithLookup | None = None
-
-
-@dataclass(frozen=True)
-class QueryRequest:
-    root: QueryNode
-    offset: int = 0
-    with_payload: PayloadSelector = field(default_factory=lambda: PayloadSelector(False))
-    with_vector: VectorSelector = field(default_factory=VectorSelector)
-    group_by: GroupBy | None = None
-
-
-@dataclass(frozen=True)
-class Group:
-    id: Any  # str or int
-    hits: list[ScoredPoint]
-    lookup: PointRecord | None = None  # with_lookup: the point whose id is the group id
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    points: list[ScoredPoint]
-    order_values: list[Any] | None = None  # parallel to points when the query was order_by
-    groups: list[Group] | None = None  # with group_by (points is empty then)
-
-
-# ---- pure functions ---------------------------------------------------------------------
 
 
 def group_hits(
@@ -245,48 +138,6 @@ def order_value_of(value: Any) -> int | float | None:
             seconds, nanos = divmod(key, instants.INSTANT_KEY_SPAN)
             return seconds * 1_000_000 + nanos // 1000
     return None
-
-
-def excluded_ids(query: VectorQuery | Fusion | OrderBy | Sample | None) -> set[Any]:
-    """Point ids given as examples: Qdrant leaves them out of the results."""
-    if isinstance(query, Fusion | OrderBy | Sample) or query is None:
-        return set()
-    return {example for example in examples_of(query) if is_point_id(example)}
-
-
-def examples_of(query: VectorQuery) -> list[Example]:
-    """Every example of a vector query, in a fixed order: the nearest one; recommend's
-    positives then negatives; discover's target then each pair's positive and negative."""
-    if isinstance(query, Nearest):
-        return [query.example]
-    if isinstance(query, Recommend):
-        return [*query.positive, *query.negative]
-    pairs = [example for pair in query.pairs for example in pair]
-    return [query.target, *pairs] if isinstance(query, Discover) else pairs
-
-
-def is_point_id(example: Example) -> bool:
-    return isinstance(example, (int, uuid.UUID))
-
-
-def merge_filters(outer: Any, inner: Any) -> Any:
-    """Both filters (either may be None): a prefetch sees its parent's filter too."""
-    if outer is None:
-        return inner
-    if inner is None:
-        return outer
-    return filters.Filter(must=(outer, inner))
-
-
-def push_filters_down(node: QueryNode, parent_filter: Any = None) -> QueryNode:
-    """Every prefetch gets its ancestors' filters, as Qdrant's planner does."""
-    merged = merge_filters(parent_filter, node.filter)
-    children = tuple(push_filters_down(child, merged) for child in node.prefetch)
-    return replace(node, filter=merged, prefetch=children)
-
-
-def missing_vector_error(point_id: PointId) -> NotFound:
-    return NotFound(f"No point with id {point_id} found")
 
 
 # ---- the executor: runs in a read thread ----------------------------------------------------
@@ -746,18 +597,3 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     if norm == 0 or abs(norm - 1.0) < 1e-6:
         return vector.astype(np.float32)
     return (vector / norm).astype(np.float32)
-
-
-def lookup_collections(node: QueryNode) -> set[str]:
-    """Names of the collections the query's `lookup_from`s read."""
-    names = {node.lookup_from.collection} if node.lookup_from is not None else set()
-    for child in node.prefetch:
-        names |= lookup_collections(child)
-    return names
-
-
-def with_lookup_collection(request: QueryRequest) -> str | None:
-    """The collection groups' `with_lookup` reads, if any."""
-    if request.group_by is None or request.group_by.with_lookup is None:
-        return None
-    return request.group_by.with_lookup.collection

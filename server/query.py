@@ -26,7 +26,7 @@ from engine.errors import FormatError, NotFound, NotImplementedYet
 from engine.limits import PREFETCH_DEPTH_MAX
 from engine.ops import UNNAMED_VECTOR
 from engine.payload_path import PayloadPath
-from engine.query import (
+from engine.query_plan import (
     GROUP_SIZE_DEFAULT,
     Context,
     Discover,

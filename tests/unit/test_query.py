@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from engine.ops import Distance
-from engine.query import OrderBy, group_hits, order_hits, order_value_of
+from engine.query import group_hits, order_hits, order_value_of
+from engine.query_plan import OrderBy
 from engine.query_scores import Hit, average_vector, dbsf, recommend_scorer, rrf
 
 

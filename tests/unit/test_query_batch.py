@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from engine import query
+from engine import query, query_plan
 from engine.filters import FieldCondition, Filter, MatchValue, PayloadPath
 from engine.index import VectorIndex
 from engine.ops import CollectionConfig, Distance, NamedVectors, PayloadSelector, VectorConfig
@@ -29,16 +29,20 @@ async def test_a_batch_answers_what_each_query_answers(tmp_path, monkeypatch) ->
     await collection.update(replace(op, vectors=both), wait=True, timeout_s=None)
     red = Filter(must=(FieldCondition(PayloadPath.parse("g"), match=MatchValue(1)),))
 
-    def nearest(using: str, **node: object) -> query.QueryRequest:
+    def nearest(using: str, **node: object) -> query_plan.QueryRequest:
         vector = rng.normal(size=8).tolist()
-        root = query.QueryNode(query.Nearest(vector), using, node.pop("limit", 10), **node)
-        return query.QueryRequest(root)
+        root = query_plan.QueryNode(
+            query_plan.Nearest(vector), using, node.pop("limit", 10), **node
+        )
+        return query_plan.QueryRequest(root)
 
     requests = [nearest("a") for _ in range(6)] + [nearest("b") for _ in range(4)]
     requests += [nearest("a", limit=3, hnsw_ef=16), nearest("a", limit=3, hnsw_ef=16)]
     requests += [nearest("a", filter=red), nearest("b", is_exact=True), nearest("a", limit=1)]
-    requests += [query.QueryRequest(query.QueryNode(query.Nearest(5), "a", 4))]
-    requests += [query.QueryRequest(requests[0].root, offset=2, with_payload=PayloadSelector(True))]
+    requests += [query_plan.QueryRequest(query_plan.QueryNode(query_plan.Nearest(5), "a", 4))]
+    requests += [
+        query_plan.QueryRequest(requests[0].root, offset=2, with_payload=PayloadSelector(True))
+    ]
     reader = collection._reader
     jobs = [(request, {}) for request in requests]
     calls = []
