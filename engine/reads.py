@@ -27,16 +27,16 @@ with the matching labels as its filter. tools/bench_filtered.py measured the cho
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from engine import filters, limits, payload_index, planner, text_match
+from engine import filters, limits, payload_index, payload_selection, planner, text_match
 from engine.index import VectorIndex
 from engine.locks import ReadWriteLock
 from engine.ops import (
@@ -398,9 +398,9 @@ class Reader:
             return None
         payload = point.payload or {}
         if selector.include is not None:
-            return select_keys(payload, selector.include)
+            return payload_selection.include(payload, _paths(selector.include))
         if selector.exclude is not None:
-            return drop_keys(payload, selector.exclude)
+            return payload_selection.exclude(payload, _paths(selector.exclude))
         return payload
 
     def _select_vectors(
@@ -640,39 +640,9 @@ def score_matrix(matrix: np.ndarray, query: np.ndarray, distance: Distance) -> n
     return np.sum(np.abs(matrix - query), axis=1, dtype=np.float32)
 
 
-def select_keys(payload: dict, keys: tuple[str, ...]) -> dict:
-    """Only the given keys (dotted paths reach into nested objects)."""
-    result: dict = {}
-    for key in keys:
-        value, is_found = _lookup_path(payload, key.split("."))
-        if is_found:
-            _set_path(result, key.split("."), value)
-    return result
-
-
-def drop_keys(payload: dict, keys: tuple[str, ...]) -> dict:
-    result = json.loads(json.dumps(payload))
-    for key in keys:
-        parts = key.split(".")
-        parent, is_found = _lookup_path(result, parts[:-1])
-        if is_found and isinstance(parent, dict):
-            parent.pop(parts[-1], None)
-    return result
-
-
-def _lookup_path(payload: dict, parts: list[str]) -> tuple[object, bool]:
-    value: object = payload
-    for part in parts:
-        if not isinstance(value, dict) or part not in value:
-            return None, False
-        value = value[part]
-    return value, True
-
-
-def _set_path(target: dict, parts: list[str], value: object) -> None:
-    for part in parts[:-1]:
-        target = target.setdefault(part, {})
-    target[parts[-1]] = value
+@lru_cache(maxsize=1024)
+def _paths(keys: tuple[str, ...]) -> tuple[PayloadPath, ...]:
+    return tuple(PayloadPath.parse(key) for key in keys)
 
 
 def _best_order(scores: np.ndarray, distance: Distance, count: int) -> np.ndarray:

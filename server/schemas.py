@@ -37,6 +37,7 @@ from engine.ops import (
     SparseVector,
     VectorSelector,
 )
+from engine.payload_path import PayloadPath
 from server.filters import parse_filter, parse_filter_collecting
 from server.responses import ApiError
 from server.serde_text import (
@@ -325,14 +326,26 @@ def parse_with_payload(value: Any, *, default: bool) -> PayloadSelector:
         return PayloadSelector(is_enabled=default)
     if type(value) is bool:
         return PayloadSelector(is_enabled=value)
-    if _is_string_list(value):
+    if _is_path_list(value):
         return PayloadSelector(is_enabled=True, include=tuple(value))
     if isinstance(value, dict) and len(value) == 1:
-        if _is_string_list(value.get("include")):
+        if _is_path_list(value.get("include")):
             return PayloadSelector(is_enabled=True, include=tuple(value["include"]))
-        if _is_string_list(value.get("exclude")):
+        if _is_path_list(value.get("exclude")):
             return PayloadSelector(is_enabled=True, exclude=tuple(value["exclude"]))
     raise FormatError(WITH_PAYLOAD_EXPECTING)
+
+
+def _is_path_list(value: Any) -> bool:
+    """A list of Qdrant JsonPaths (engine/payload_selection.py applies them)."""
+    if not _is_string_list(value):
+        return False
+    try:
+        for key in value:
+            PayloadPath.parse(key)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_with_vector(value: Any) -> VectorSelector:

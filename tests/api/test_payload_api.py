@@ -379,3 +379,18 @@ async def test_bad_query_parameters_write_nothing(cities: Api):
     response = await cities.call("POST", SET, json=body, query={"timeout": "0"})
     assert response.status == 400
     await assert_unchanged(cities, next_op_id=1)
+
+
+async def test_with_payload_include_and_exclude_take_json_paths(api: Api):
+    """Semantics compared with Qdrant's engine in tests/unit/test_payload_paths.py."""
+    await api.create_collection()
+    payload = {"a": [{"b": 1, "c": 2}, {"b": 3}], "d": {"e": 4, "f": 5}, "g.h": 6}
+    await api.upsert({"points": [{"id": 1, "vector": [1, 0, 0, 0], "payload": payload}]})
+    [point] = await api.retrieve([1], with_payload={"include": ["a[].b", '"g.h"']})
+    assert point["payload"] == {"a": [{"b": 1}, {"b": 3}], "g.h": 6}
+    [point] = await api.retrieve([1], with_payload={"exclude": ["d.e", "a"]})
+    assert point["payload"] == {"d": {"f": 5}, "g.h": 6}
+    response = await api.call(
+        "POST", "/collections/{collection_name}/points", json={"ids": [1], "with_payload": ["a[x]"]}
+    )
+    assert response.status == 400

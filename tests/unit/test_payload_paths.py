@@ -96,3 +96,33 @@ def test_qdrants_documented_cases() -> None:
     assert delete({"i": [{"j": 1, "k": 2}, {"j": 3}]}, "i[].j") == {"i": [{"k": 2}, {}]}
     assert delete({"i": [1, 2]}, "i[0]") == {"i": [1, 2]}  # by index: never (not idempotent)
     assert delete({"i": [1, 2]}, "i[]") == {"i": []}
+
+
+SELECT_PATTERNS = ["a", "b", "a.b", "a[].b", "a[0].b", '"c.d"', "c", "a.b.c", "b[]", "a[]"]
+
+
+def test_payload_include_and_exclude_agree_with_qdrant_edge(tmp_path: Path) -> None:
+    """with_payload include/exclude (engine/payload_selection.py) against qdrant-edge."""
+    from engine import payload_selection
+
+    rng = random.Random(11)
+    payloads = [random_payload(rng) for _ in range(150)]
+    vectors = {"": qdrant_edge.EdgeVectorParams(size=1, distance=qdrant_edge.Distance.Dot)}
+    shard = qdrant_edge.EdgeShard.create(str(tmp_path), qdrant_edge.EdgeConfig(vectors=vectors))
+    points = [qdrant_edge.Point(i, [1.0], payload) for i, payload in enumerate(payloads)]
+    shard.update(qdrant_edge.UpdateOperation.upsert_points(points))
+    disagreements = []
+    for _ in range(40):
+        keys = rng.sample(SELECT_PATTERNS, rng.randint(1, 3))
+        patterns = tuple(PayloadPath.parse(key) for key in keys)
+        for kind in ("include", "exclude"):
+            selector = getattr(qdrant_edge.PayloadSelector, kind.capitalize())(keys)
+            records = shard.retrieve(list(range(len(payloads))), selector, False)
+            expected = {record.id: record.payload or {} for record in records}
+            select = getattr(payload_selection, kind)
+            for point_id, payload in enumerate(payloads):
+                observed = select(payload, patterns)
+                if observed != expected[point_id]:
+                    disagreements.append((kind, keys, payload, expected[point_id], observed))
+    shard.close()
+    assert disagreements == []
