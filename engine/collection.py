@@ -61,9 +61,10 @@ from engine.ops import (
 )
 from engine.payload_index import FIELD_NAME_BYTES_MAX, SCHEMA_TYPES, IndexSpec
 from engine.payload_path import PayloadPath
-from engine.reads import FILTER_TYPES, Reader, compile_filter, normalize_rows
+from engine.reads import FILTER_TYPES, Reader, compile_filter
 from engine.stats import HistogramSnapshot
 from engine.store import Store
+from engine.vector_scores import normalize_rows
 from engine.wal import Wal
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,8 @@ from engine import filters
 from engine.errors import BadRequest
 from engine.ops import PointId, point_key
 from engine.query_plan import merge_filters
-from engine.reads import Reader, score_matrix
+from engine.reads import Reader
+from engine.vector_scores import score_matrix
 
 
 @dataclass(frozen=True)

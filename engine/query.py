@@ -67,7 +67,8 @@ from engine.query_scores import (
     rrf,
     sparse_average,
 )
-from engine.reads import Reader, score_matrix
+from engine.reads import Reader
+from engine.vector_scores import score_matrix
 
 GROUP_OVERFETCH = 4  # candidates fetched per wanted group member
 GROUP_FETCH_MIN = 100

@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import logging
 import math
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from engine import filters, limits, payload_index, payload_selection, planner, text_match
+from engine import facets, filters, limits, payload_index, payload_selection, planner, text_match
 from engine.index import VectorIndex
 from engine.locks import ReadWriteLock
 from engine.ops import (
@@ -55,6 +54,7 @@ from engine.ops import (
 )
 from engine.payload_path import PayloadPath
 from engine.store import Store, StoredPoint
+from engine.vector_scores import best_order, idf, normalize_rows, passes_threshold, score_matrix
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class Reader:
             (point_id_from_key(key), score)
             for key, score in zip(keys, scores.tolist())
             if key is not None
-            and (threshold is None or _passes_threshold(score, threshold, distance))
+            and (threshold is None or passes_threshold(score, threshold, distance))
         ]
         return hits[request.offset : request.offset + request.limit]
 
@@ -326,7 +326,7 @@ class Reader:
         if not kept:
             return [], np.empty(0, dtype=np.float32)
         scores = score_matrix(np.stack([v for _, v in kept]), query, distance)
-        order = _best_order(scores, distance, min(wanted_count, len(kept)))
+        order = best_order(scores, distance, min(wanted_count, len(kept)))
         return [kept[i][0] for i in order], scores[order]
 
     def _records(
@@ -351,7 +351,7 @@ class Reader:
             scores = score_matrix(matrix, query, distance)
             best_labels = np.concatenate([best_labels, labels])
             best_scores = np.concatenate([best_scores, scores])
-            order = _best_order(best_scores, distance, wanted_count)
+            order = best_order(best_scores, distance, wanted_count)
             best_labels, best_scores = best_labels[order], best_scores[order]
         return best_labels.tolist(), best_scores
 
@@ -366,7 +366,7 @@ class Reader:
             return [], np.empty(0, dtype=np.float32)
         matrix = np.stack([vector for _, vector in kept])
         scores = score_matrix(matrix, query, distance)
-        order = _best_order(scores, distance, len(kept))
+        order = best_order(scores, distance, len(kept))
         return [kept[i][0] for i in order], scores[order]
 
     def _scored_points(
@@ -378,7 +378,7 @@ class Reader:
         for point, score in zip(points, scores.tolist()):
             if point is None:
                 continue
-            if threshold is not None and not _passes_threshold(score, threshold, distance):
+            if threshold is not None and not passes_threshold(score, threshold, distance):
                 continue
             result.append((point, score))
         result = result[request.offset : request.offset + request.limit]
@@ -576,29 +576,15 @@ class Reader:
         assert limit >= 1, limit
         predicate = None if filter_ is None else self._compile(filter_)
         spec = self._store.index_specs.get(str(key))
-        only_tag = None if spec is None else FACET_TAG_BY_SCHEMA.get(spec.schema_type)
-        counts: dict[tuple[int, Any], int] = {}
-        for point in self._candidates(filter_, None):
-            payload = point.payload or {}
-            if predicate is not None and not predicate(
-                point_id_from_key(point.key), payload, point.names
-            ):
-                continue
-            for value in _facet_values(key.values(payload), only_tag):
-                counts[value] = counts.get(value, 0) + 1
-        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-        return [(value, count) for (_, value), count in ranked[:limit]]
+        matching = (
+            point.payload or {}
+            for point in self._candidates(filter_, None)
+            if predicate is None
+            or predicate(point_id_from_key(point.key), point.payload or {}, point.names)
+        )
+        schema_type = None if spec is None else spec.schema_type
+        return facets.top_values(matching, key, schema_type, limit)
 
-
-# Facet value types in the order of Qdrant's FacetValue enum (lib/segment/src/data_types/
-# facets.rs), which is how values of different types compare on equal counts.
-KEYWORD_TAG, INTEGER_TAG, UUID_TAG, BOOL_TAG = range(4)
-FACET_TAG_BY_SCHEMA = {
-    "keyword": KEYWORD_TAG,
-    "integer": INTEGER_TAG,
-    "uuid": UUID_TAG,
-    "bool": BOOL_TAG,
-}
 
 # The classes a filter is built of, for decoding filters kept in WAL records.
 FILTER_TYPES = {name: value for name, value in vars(filters).items() if isinstance(value, type)}
@@ -617,71 +603,6 @@ def compile_filter(
     return filters.compile_filter(text_match.with_text_indexes(filter_, tokenizers))
 
 
-def idf(frequencies: np.ndarray, documents_count: int) -> np.ndarray:
-    """Qdrant's inverse document frequency of each index: ln((n - df + 0.5) / (df + 0.5) + 1)."""
-    return np.log((documents_count - frequencies + 0.5) / (frequencies + 0.5) + 1.0)
-
-
-def normalize_rows(matrix: np.ndarray) -> np.ndarray:
-    """Unit-length rows, as Qdrant stores Cosine vectors; zero rows stay zero."""
-    matrix = matrix.astype(np.float32, copy=False)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    # Qdrant leaves zero vectors and ones already within 1e-6 of unit length as they are.
-    is_kept = (norms == 0) | (np.abs(norms - 1.0) < 1e-6)
-    return np.where(is_kept, matrix, matrix / np.where(norms == 0, 1, norms)).astype(np.float32)
-
-
-def score_matrix(matrix: np.ndarray, query: np.ndarray, distance: Distance) -> np.ndarray:
-    """Qdrant's score of each row against query: similarity or distance."""
-    if distance in (Distance.COSINE, Distance.DOT):
-        return matrix @ query
-    if distance is Distance.EUCLID:
-        return np.sqrt(np.sum((matrix - query) ** 2, axis=1, dtype=np.float32))
-    return np.sum(np.abs(matrix - query), axis=1, dtype=np.float32)
-
-
 @lru_cache(maxsize=1024)
 def _paths(keys: tuple[str, ...]) -> tuple[PayloadPath, ...]:
     return tuple(PayloadPath.parse(key) for key in keys)
-
-
-def _best_order(scores: np.ndarray, distance: Distance, count: int) -> np.ndarray:
-    keys = -scores if distance.is_higher_better else scores
-    if count < len(keys):
-        part = np.argpartition(keys, count - 1)[:count]
-        return part[np.argsort(keys[part], kind="stable")]
-    return np.argsort(keys, kind="stable")
-
-
-def _passes_threshold(score: float, threshold: float, distance: Distance) -> bool:
-    # Qdrant's comparison is strict both ways (Distance::check_threshold).
-    return score > threshold if distance.is_higher_better else score < threshold
-
-
-def _facet_values(found: list[Any], only_tag: int | None) -> set[tuple[int, Any]]:
-    """The distinct facet values among `found` (arrays flattened one level), each tagged by
-    type so that True and 1 stay apart and types order as Qdrant's FacetValue; with
-    `only_tag`, only values of that type (UUID_TAG: strings that are UUIDs, normalised)."""
-    values: set[tuple[int, Any]] = set()
-    for item in found:
-        for value in item if type(item) is list else (item,):
-            if type(value) is str:
-                tagged = (KEYWORD_TAG, value)
-                if only_tag == UUID_TAG:
-                    tagged = (UUID_TAG, _uuid_text(value))
-            elif type(value) is int and -(2**63) <= value < 2**63:
-                tagged = (INTEGER_TAG, value)
-            elif type(value) is bool:
-                tagged = (BOOL_TAG, value)
-            else:
-                continue
-            if only_tag is None or tagged[0] == only_tag and tagged[1] is not None:
-                values.add(tagged)
-    return values
-
-
-def _uuid_text(text: str) -> str | None:
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        return None

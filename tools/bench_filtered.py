@@ -75,7 +75,8 @@ from engine.ops import (
     UpsertPoints,
     VectorConfig,
 )
-from engine.reads import compile_filter, normalize_rows
+from engine.reads import compile_filter
+from engine.vector_scores import normalize_rows
 
 K = 10
 EF = 100
