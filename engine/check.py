@@ -27,7 +27,7 @@ import hnswlib
 import lmdb
 import numpy as np
 
-from engine import wal
+from engine import wal_format
 from engine.check_store import StoreFacts, StoreView
 from engine.collection import Collection
 from engine.errors import CorruptionError
@@ -179,7 +179,7 @@ def _check_wal(
 ) -> tuple[int, int] | None:
     """(first op id, last op id) the WAL holds; None if it cannot be read."""
     try:
-        segments = wal.list_segments(directory)
+        segments = wal_format.list_segments(directory)
     except (CorruptionError, OSError) as error:
         add(Severity.DAMAGE, f"{directory}: {error}")
         return None
@@ -190,13 +190,13 @@ def _check_wal(
     for position, (first_op_id, path) in enumerate(segments):
         if first_op_id != expected_op_id:
             add(Severity.DAMAGE, f"{path}: starts at op {first_op_id}, expected {expected_op_id}")
-        result = wal.scan_batches(path.read_bytes(), first_op_id)
+        result = wal_format.scan_batches(path.read_bytes(), first_op_id)
         is_last = position == len(segments) - 1
-        if result.end is wal.ScanEnd.CORRUPT or (
-            result.end is wal.ScanEnd.TORN_TAIL and not is_last
+        if result.end is wal_format.ScanEnd.CORRUPT or (
+            result.end is wal_format.ScanEnd.TORN_TAIL and not is_last
         ):
             add(Severity.DAMAGE, f"{path}: {result.problem}")
-        elif result.end is wal.ScanEnd.TORN_TAIL:
+        elif result.end is wal_format.ScanEnd.TORN_TAIL:
             add(Severity.NOTE, f"{path}: torn tail, cut at start: {result.problem}")
         for op_id, body in result.records:
             try:

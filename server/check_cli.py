@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from engine import check, wal
+from engine import check, wal_format
 from engine.catalog import lock_storage
 from engine.errors import CorruptionError, StorageLocked
 from engine.limits import EngineSettings
@@ -140,7 +140,7 @@ def describe_op(op: Operation) -> str:
 def _dump_lines(directory: Path, name: str, from_op_id: int) -> Iterator[str]:
     """A line per record with op id >= from_op_id; lines of damage start with `!`."""
     try:
-        segments = wal.list_segments(directory)
+        segments = wal_format.list_segments(directory)
     except CorruptionError as error:
         yield f"! collection={name} {error}"
         return
@@ -148,7 +148,7 @@ def _dump_lines(directory: Path, name: str, from_op_id: int) -> Iterator[str]:
         next_first = segments[position + 1][0] if position + 1 < len(segments) else None
         if next_first is not None and next_first <= from_op_id:
             continue
-        result = wal.scan_batches(path.read_bytes(), first_op_id)
+        result = wal_format.scan_batches(path.read_bytes(), first_op_id)
         for op_id, body in result.records:
             if op_id < from_op_id:
                 continue
@@ -157,7 +157,7 @@ def _dump_lines(directory: Path, name: str, from_op_id: int) -> Iterator[str]:
             except CorruptionError as error:
                 text = f"undecodable: {error}"
             yield f"collection={name} op_id={op_id} bytes={len(body)} {text}"
-        if result.end is not wal.ScanEnd.CLEAN:
+        if result.end is not wal_format.ScanEnd.CLEAN:
             yield f"! collection={name} file={path} {result.end.value}: {result.problem}"
 
 

@@ -23,7 +23,8 @@ from engine.files import (
     Unlink,
     Write,
 )
-from engine.wal import Wal, frame_batch
+from engine.wal import Wal
+from engine.wal_format import frame_batch
 
 ENGINE_DIR = Path(__file__).resolve().parents[2] / "engine"
 # Calls that change files. Outside files.py only the storage lock may use them (files.py's

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from engine import files
 from engine.errors import CorruptionError, StorageError
-from engine.wal import BATCH_HEADER, ScanEnd, Wal, frame_batch, scan_batches, stuck_writers
+from engine.wal import Wal, stuck_writers
+from engine.wal_format import BATCH_HEADER, ScanEnd, frame_batch, scan_batches
 
 SECTOR_BYTES = 512
 
