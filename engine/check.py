@@ -33,7 +33,8 @@ from engine.collection import Collection
 from engine.errors import CorruptionError
 from engine.index import has_graph, remove_checkpoint
 from engine.limits import EngineSettings
-from engine.ops import CollectionConfig, Distance, decode_op
+from engine.op_codec import decode_op
+from engine.ops import CollectionConfig, Distance
 from engine.reads import FILTER_TYPES
 from engine.store import STORE_FORMAT, Store
 

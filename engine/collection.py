@@ -37,6 +37,7 @@ from engine.followers import Follower, FollowerRegistry
 from engine.index import VectorIndex, has_graph, remove_checkpoint
 from engine.limits import EngineSettings
 from engine.locks import ReadWriteLock
+from engine.op_codec import decode_op, encode_op
 from engine.ops import (
     CollectionConfig,
     CreateFieldIndex,
@@ -56,8 +57,6 @@ from engine.ops import (
     UpdateVectors,
     UpsertPoints,
     VectorSelector,
-    decode_op,
-    encode_op,
 )
 from engine.payload_index import FIELD_NAME_BYTES_MAX, SCHEMA_TYPES, IndexSpec
 from engine.payload_path import PayloadPath

@@ -8,7 +8,7 @@ point (id, payload, names of the vectors it has), compiled once into closures. P
 Not here: Qdrant's JSON shapes and error texts (server/filters.py), choosing candidate points
 through payload indexes (the planner, which will use `referenced_keys`).
 
-Filters are logged in WAL records (ops.encode_tree: class names, init fields, instant keys),
+Filters are logged in WAL records (op_codec.encode_tree: class names, init fields, instant keys),
 so renaming a class or field here, or changing INSTANT_KEY_SPAN, breaks replay of old logs.
 
 Semantics are Qdrant 1.19's on a collection without payload indexes, read in its source

@@ -4,7 +4,7 @@ Owns: `instant_key` (a payload or filter string -> an int that orders like chron
 DateTime<Utc>, to the nanosecond) and its constants.
 Not here: how filters and payload indexes use the keys (filters.py, payload_index.py).
 
-Keys are logged in WAL records inside filters (ops.encode_tree), and stored in datetime
+Keys are logged in WAL records inside filters (op_codec.encode_tree), and stored in datetime
 payload indexes: changing INSTANT_KEY_SPAN breaks replay of old logs and old indexes.
 """
 

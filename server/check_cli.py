@@ -23,6 +23,7 @@ from engine import check, wal_format
 from engine.catalog import lock_storage
 from engine.errors import CorruptionError, StorageLocked
 from engine.limits import EngineSettings
+from engine.op_codec import decode_op
 from engine.ops import (
     CreateFieldIndex,
     DeleteFieldIndex,
@@ -32,7 +33,6 @@ from engine.ops import (
     UpdatePayload,
     UpdateVectors,
     UpsertPoints,
-    decode_op,
 )
 from engine.reads import FILTER_TYPES
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from engine.ops import CreateFieldIndex, DeleteFieldIndex, encode_op
+from engine.op_codec import encode_op
+from engine.ops import CreateFieldIndex, DeleteFieldIndex
 from server import updates
 from server.collection_config import parse_create_collection
 from server.filters import parse_filter

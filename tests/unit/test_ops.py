@@ -10,13 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.errors import CorruptionError
+from engine.op_codec import decode_op, encode_op
 from engine.ops import (
     DeletePoints,
     NamedVectors,
     UpdateMode,
     UpsertPoints,
-    decode_op,
-    encode_op,
     point_id_from_key,
     point_key,
 )

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine import payload_index, planner
+from engine.op_codec import decode_op, encode_op
 from engine.ops import (
     CreateFieldIndex,
     DeleteFieldIndex,
@@ -24,8 +25,6 @@ from engine.ops import (
     SearchRequest,
     UpdatePayload,
     VectorSelector,
-    decode_op,
-    encode_op,
 )
 from engine.reads import FILTER_TYPES
 from server.filters import parse_filter

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.op_codec import decode_op, encode_op
 from engine.ops import (
     CollectionConfig,
     DeletePoints,
@@ -21,8 +22,6 @@ from engine.ops import (
     UpsertPoints,
     VectorConfig,
     VectorSelector,
-    decode_op,
-    encode_op,
 )
 from engine.store import Store
 from tests.unit.engine_helpers import open_catalog
