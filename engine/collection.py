@@ -23,13 +23,11 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import numpy as np
-
-from engine import files, limits, query, query_plan, text_match
+from engine import files, limits, query, query_plan, validation
 from engine.applier import Applier, apply_batch
 from engine.distance_matrix import DistanceMatrix, distance_matrix
 from engine.errors import BadRequest, CorruptionError, Overloaded, StorageError
@@ -40,30 +38,21 @@ from engine.locks import ReadWriteLock
 from engine.op_codec import decode_op, encode_op
 from engine.ops import (
     CollectionConfig,
-    CreateFieldIndex,
-    DeleteVectors,
-    Distance,
-    NamedVectors,
     Operation,
     PayloadSelector,
     PointId,
     PointRecord,
     ScoredPoint,
     SearchRequest,
-    SparseColumn,
-    UpdatePayload,
     UpdateResult,
     UpdateStatus,
-    UpdateVectors,
-    UpsertPoints,
     VectorSelector,
 )
-from engine.payload_index import FIELD_NAME_BYTES_MAX, SCHEMA_TYPES, IndexSpec
+from engine.payload_index import IndexSpec
 from engine.payload_path import PayloadPath
 from engine.reads import FILTER_TYPES, Reader, compile_filter
 from engine.stats import HistogramSnapshot
 from engine.store import Store
-from engine.vector_scores import normalize_rows
 from engine.wal import Wal
 
 log = logging.getLogger(__name__)
@@ -71,24 +60,6 @@ log = logging.getLogger(__name__)
 CONFIG_FILE_NAME = "config.json"
 T = TypeVar("T")
 REPLAY_BATCH_OPS = 1_000
-
-
-def check_payload_depth(payload: object, depth: int = 1) -> None:
-    """Raise BadRequest for a payload nested deeper than PAYLOAD_DEPTH_MAX (iteratively:
-    the payload being checked is the deep thing). `depth`: the level `payload` lands at
-    (a payload set at a key of k steps lands at k + 1)."""
-    stack = [(payload, depth)]
-    while stack:
-        value, depth = stack.pop()
-        children = value.values() if type(value) is dict else value if type(value) is list else ()
-        if not children:
-            continue
-        if depth > limits.PAYLOAD_DEPTH_MAX:
-            raise BadRequest(
-                f"payload is nested deeper than {limits.PAYLOAD_DEPTH_MAX} levels of objects "
-                "and arrays"
-            )
-        stack.extend((child, depth + 1) for child in children)
 
 
 @dataclass(frozen=True)
@@ -538,85 +509,8 @@ class Collection:
     # ---- private: writes -------------------------------------------------------------------
 
     def _validated(self, op: Operation) -> Operation:
-        """Check op against the config; normalise Cosine vectors. Raises BadRequest."""
-        if isinstance(op, UpsertPoints):
-            if len(op.payloads) != len(op.ids):
-                raise BadRequest(
-                    f"number of ids and payloads must be equal "
-                    f"({len(op.ids)} != {len(op.payloads)})"
-                )
-            for payload in op.payloads:
-                check_payload_depth(payload)
-            self._check_sparse(op.sparse)
-            return replace(op, vectors=self._validated_vectors(op.vectors))
-        if isinstance(op, UpdatePayload):
-            key_steps = len(PayloadPath.parse(op.key).steps) if op.key else 0
-            if key_steps > limits.PAYLOAD_DEPTH_MAX:
-                check_payload_depth({"": {}}, depth=key_steps)  # raises: the path alone
-            check_payload_depth(op.payload, depth=1 + key_steps)
-        if isinstance(op, UpdateVectors):
-            # Ids that don't exist when the op is applied are skipped (see mutations.py):
-            # checking here would miss earlier unapplied ops and earlier ops of a batch.
-            self._check_sparse(op.sparse)
-            return replace(op, vectors=self._validated_vectors(op.vectors))
-        if isinstance(op, DeleteVectors):
-            for name in op.names:
-                if name not in self.config.vectors and name not in self.config.sparse_vectors:
-                    raise BadRequest(f"Not existing vector name error: {name}")
-        if isinstance(op, CreateFieldIndex):
-            self._check_field_index(op)
-        return op
-
-    def _check_field_index(self, op: CreateFieldIndex) -> None:
         assert self._store is not None
-        if op.schema_type not in SCHEMA_TYPES:
-            raise BadRequest(f"unknown payload index type {op.schema_type!r}")
-        try:
-            PayloadPath.parse(op.field_name)
-        except ValueError as error:
-            raise BadRequest(f"bad payload index field name {op.field_name!r}: {error}") from None
-        if len(op.field_name.encode()) > FIELD_NAME_BYTES_MAX:
-            raise BadRequest(f"payload field name is longer than {FIELD_NAME_BYTES_MAX} bytes")
-        if op.schema_type == "text":
-            text_match.check_text_params(op.params or {})  # 501 for what Keel can't tokenize
-        specs = self._store.index_specs
-        if op.field_name not in specs and len(specs) >= limits.PAYLOAD_INDEXES_MAX:
-            raise BadRequest(f"a collection has at most {limits.PAYLOAD_INDEXES_MAX} indexes")
-
-    def _check_sparse(self, sparse: dict[str, SparseColumn]) -> None:
-        for name, column in sparse.items():
-            if name not in self.config.sparse_vectors:
-                raise BadRequest(f"Not existing vector name error: {name}")
-            if column.indices.shape != column.values.shape:
-                raise BadRequest("Validation error: indices and values must have the same length")
-            if not np.isfinite(column.values).all():
-                raise BadRequest("sparse vector contains a non-finite number (NaN or infinity)")
-            steps = np.diff(column.indices.astype(np.int64))
-            row_starts = column.offsets[1:-1] - 1  # steps across rows are not compared
-            is_step_within_row = np.ones(len(steps), dtype=bool)
-            is_step_within_row[row_starts[(row_starts >= 0) & (row_starts < len(steps))]] = False
-            if (steps[is_step_within_row] <= 0).any():
-                raise BadRequest("sparse vector indices must be ascending and unique")
-
-    def _validated_vectors(self, vectors: dict[str, NamedVectors]) -> dict[str, NamedVectors]:
-        result = {}
-        for name, named in vectors.items():
-            vector_config = self.config.vectors.get(name)
-            if vector_config is None:
-                raise BadRequest(f"Not existing vector name error: {name}")
-            matrix = named.matrix
-            if matrix.ndim != 2 or matrix.shape[1] != vector_config.size:
-                got = matrix.shape[-1] if matrix.ndim else 0
-                suffix = "" if self.config.is_single_unnamed else f" for vector '{name}'"
-                raise BadRequest(
-                    f"Vector dimension error: expected dim: {vector_config.size}, got {got}{suffix}"
-                )
-            if not np.isfinite(matrix).all():
-                raise BadRequest("vector contains a non-finite number (NaN or infinity)")
-            if vector_config.distance is Distance.COSINE:
-                matrix = normalize_rows(matrix)
-            result[name] = NamedVectors(named.rows, matrix)
-        return result
+        return validation.validated(op, self.config, self._store.index_specs)
 
     async def _admit(self, size_bytes: int) -> None:
         """Wait until the unapplied budget has room; Overloaded past the deadline."""

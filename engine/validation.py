@@ -1,0 +1,140 @@
+"""Checking a write operation against its collection before it is logged.
+
+Owns: what makes an op unacceptable for a collection (vector names, dimensions, non-finite
+numbers, sparse indices, payload nesting depth, payload index definitions) and the one
+change made on the way in (Cosine vectors normalised to unit length).
+Not here: parsing requests (server/), applying ops (mutations.py).
+
+Everything an op could fail on when applied must be refused here: a logged op that fails
+to apply closes the write path and fails every replay after a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+import numpy as np
+
+from engine import limits, text_match
+from engine.errors import BadRequest
+from engine.ops import (
+    CollectionConfig,
+    CreateFieldIndex,
+    DeleteVectors,
+    Distance,
+    NamedVectors,
+    Operation,
+    SparseColumn,
+    UpdatePayload,
+    UpdateVectors,
+    UpsertPoints,
+)
+from engine.payload_index import FIELD_NAME_BYTES_MAX, SCHEMA_TYPES, IndexSpec
+from engine.payload_path import PayloadPath
+from engine.vector_scores import normalize_rows
+
+
+def validated(
+    op: Operation, config: CollectionConfig, index_specs: Mapping[str, IndexSpec]
+) -> Operation:
+    """`op` checked against the collection's config and payload indexes, Cosine vectors
+    normalised; BadRequest (or NotImplementedYet) for an op that must not be logged."""
+    if isinstance(op, UpsertPoints):
+        if len(op.payloads) != len(op.ids):
+            raise BadRequest(
+                f"number of ids and payloads must be equal ({len(op.ids)} != {len(op.payloads)})"
+            )
+        for payload in op.payloads:
+            check_payload_depth(payload)
+        _check_sparse(op.sparse, config)
+        return replace(op, vectors=_validated_vectors(op.vectors, config))
+    if isinstance(op, UpdatePayload):
+        key_steps = len(PayloadPath.parse(op.key).steps) if op.key else 0
+        if key_steps > limits.PAYLOAD_DEPTH_MAX:
+            check_payload_depth({"": {}}, depth=key_steps)  # raises: the path alone
+        check_payload_depth(op.payload, depth=1 + key_steps)
+    if isinstance(op, UpdateVectors):
+        # Ids that don't exist when the op is applied are skipped (see mutations.py):
+        # checking here would miss earlier unapplied ops and earlier ops of a batch.
+        _check_sparse(op.sparse, config)
+        return replace(op, vectors=_validated_vectors(op.vectors, config))
+    if isinstance(op, DeleteVectors):
+        for name in op.names:
+            if name not in config.vectors and name not in config.sparse_vectors:
+                raise BadRequest(f"Not existing vector name error: {name}")
+    if isinstance(op, CreateFieldIndex):
+        _check_field_index(op, index_specs)
+    return op
+
+
+def _check_field_index(op: CreateFieldIndex, index_specs: Mapping[str, IndexSpec]) -> None:
+    if op.schema_type not in SCHEMA_TYPES:
+        raise BadRequest(f"unknown payload index type {op.schema_type!r}")
+    try:
+        PayloadPath.parse(op.field_name)
+    except ValueError as error:
+        raise BadRequest(f"bad payload index field name {op.field_name!r}: {error}") from None
+    if len(op.field_name.encode()) > FIELD_NAME_BYTES_MAX:
+        raise BadRequest(f"payload field name is longer than {FIELD_NAME_BYTES_MAX} bytes")
+    if op.schema_type == "text":
+        text_match.check_text_params(op.params or {})  # 501 for what Keel can't tokenize
+    if op.field_name not in index_specs and len(index_specs) >= limits.PAYLOAD_INDEXES_MAX:
+        raise BadRequest(f"a collection has at most {limits.PAYLOAD_INDEXES_MAX} indexes")
+
+
+def _check_sparse(sparse: dict[str, SparseColumn], config: CollectionConfig) -> None:
+    for name, column in sparse.items():
+        if name not in config.sparse_vectors:
+            raise BadRequest(f"Not existing vector name error: {name}")
+        if column.indices.shape != column.values.shape:
+            raise BadRequest("Validation error: indices and values must have the same length")
+        if not np.isfinite(column.values).all():
+            raise BadRequest("sparse vector contains a non-finite number (NaN or infinity)")
+        steps = np.diff(column.indices.astype(np.int64))
+        row_starts = column.offsets[1:-1] - 1  # steps across rows are not compared
+        is_step_within_row = np.ones(len(steps), dtype=bool)
+        is_step_within_row[row_starts[(row_starts >= 0) & (row_starts < len(steps))]] = False
+        if (steps[is_step_within_row] <= 0).any():
+            raise BadRequest("sparse vector indices must be ascending and unique")
+
+
+def _validated_vectors(
+    vectors: dict[str, NamedVectors], config: CollectionConfig
+) -> dict[str, NamedVectors]:
+    result = {}
+    for name, named in vectors.items():
+        vector_config = config.vectors.get(name)
+        if vector_config is None:
+            raise BadRequest(f"Not existing vector name error: {name}")
+        matrix = named.matrix
+        if matrix.ndim != 2 or matrix.shape[1] != vector_config.size:
+            got = matrix.shape[-1] if matrix.ndim else 0
+            suffix = "" if config.is_single_unnamed else f" for vector '{name}'"
+            raise BadRequest(
+                f"Vector dimension error: expected dim: {vector_config.size}, got {got}{suffix}"
+            )
+        if not np.isfinite(matrix).all():
+            raise BadRequest("vector contains a non-finite number (NaN or infinity)")
+        if vector_config.distance is Distance.COSINE:
+            matrix = normalize_rows(matrix)
+        result[name] = NamedVectors(named.rows, matrix)
+    return result
+
+
+def check_payload_depth(payload: object, depth: int = 1) -> None:
+    """Raise BadRequest for a payload nested deeper than PAYLOAD_DEPTH_MAX (iteratively:
+    the payload being checked is the deep thing). `depth`: the level `payload` lands at
+    (a payload set at a key of k steps lands at k + 1)."""
+    stack = [(payload, depth)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if type(value) is dict else value if type(value) is list else ()
+        if not children:
+            continue
+        if depth > limits.PAYLOAD_DEPTH_MAX:
+            raise BadRequest(
+                f"payload is nested deeper than {limits.PAYLOAD_DEPTH_MAX} levels of objects "
+                "and arrays"
+            )
+        stack.extend((child, depth + 1) for child in children)
