@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from server import query
+from server import query, query_api
 from server.responses import ApiError
 from server.serde_text import invalid_type, missing_field
 
@@ -111,23 +111,23 @@ def _parse_discover_batch(data: Any) -> list[Any]:
 
 
 async def recommend(request: web.Request) -> web.Response:
-    return await query.answer(request, _parse_recommend, query.points_json)
+    return await query_api.answer(request, _parse_recommend, query_api.points_json)
 
 
 async def recommend_batch(request: web.Request) -> web.Response:
-    return await query.answer(request, _parse_recommend_batch, query.points_json)
+    return await query_api.answer(request, _parse_recommend_batch, query_api.points_json)
 
 
 async def recommend_groups(request: web.Request) -> web.Response:
-    return await query.answer(request, _parse_recommend_groups, query.groups_json)
+    return await query_api.answer(request, _parse_recommend_groups, query_api.groups_json)
 
 
 async def discover(request: web.Request) -> web.Response:
-    return await query.answer(request, _parse_discover, query.points_json)
+    return await query_api.answer(request, _parse_discover, query_api.points_json)
 
 
 async def discover_batch(request: web.Request) -> web.Response:
-    return await query.answer(request, _parse_discover_batch, query.points_json)
+    return await query_api.answer(request, _parse_discover_batch, query_api.points_json)
 
 
 POINTS = "/collections/{collection_name}/points"

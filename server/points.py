@@ -21,7 +21,7 @@ from aiohttp import web
 
 from engine.errors import NotFound
 from engine.ops import PayloadSelector, SparseVector, UpdateResult, VectorSelector
-from server import query, updates
+from server import query, query_api, updates
 from server.context import catalog_of, off_loop, parse_off_loop, read_body, read_json
 from server.responses import (
     ok,
@@ -104,7 +104,7 @@ async def scroll_points(request: web.Request) -> web.Response:
     scroll = parse_scroll(await read_json(request))
     parse_read_params(request.query)
     if scroll.order_by is not None:
-        return await query.scroll_ordered(request, name, scroll)
+        return await query_api.scroll_ordered(request, name, scroll)
     collection = catalog_of(request).get(name)
     records, next_offset = await collection.scroll(
         scroll.filter, scroll.limit, scroll.offset, scroll.with_payload, scroll.with_vector
@@ -178,10 +178,10 @@ ROUTES = [
     ("POST", POINTS + "/scroll", scroll_points),
     ("POST", POINTS + "/count", count_points),
     ("POST", POINTS + "/search", search_points),
-    ("POST", POINTS + "/search/batch", query.search_batch),
-    ("POST", POINTS + "/search/groups", query.search_groups),
-    ("POST", POINTS + "/query", query.query_points),
-    ("POST", POINTS + "/query/batch", query.query_batch),
-    ("POST", POINTS + "/query/groups", query.query_groups),
+    ("POST", POINTS + "/search/batch", query_api.search_batch),
+    ("POST", POINTS + "/search/groups", query_api.search_groups),
+    ("POST", POINTS + "/query", query_api.query_points),
+    ("POST", POINTS + "/query/batch", query_api.query_batch),
+    ("POST", POINTS + "/query/groups", query_api.query_groups),
     ("GET", POINTS + "/{point_id}", get_point),
 ]

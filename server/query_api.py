@@ -1,0 +1,191 @@
+"""The universal query's HTTP handlers: run parsed queries and shape Qdrant's answers.
+
+Owns: `POST /points/query`, `/query/batch`, `/query/groups`, `/search/batch`,
+`/search/groups`, scroll with `order_by`, Qdrant's checks after the collection is found
+(`check_query`), the collections a query looks up, and the answer shapes (ScoredPoints,
+groups, records with their `order_value`).
+Not here: parsing bodies into plans (query.py), running plans (engine/query.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from engine.catalog import Catalog
+from engine.collection import Collection
+from engine.errors import NotFound
+from engine.ops import UNNAMED_VECTOR
+from engine.query_plan import (
+    Fusion,
+    Group,
+    OrderBy,
+    QueryNode,
+    QueryRequest,
+    QueryResult,
+    lookup_collections,
+    with_lookup_collection,
+)
+from server.context import catalog_of, read_json
+from server.query import (
+    parse_query_batch,
+    parse_query_groups,
+    parse_query_request,
+    parse_search_batch,
+    parse_search_groups,
+    scroll_as_query,
+)
+from server.responses import (
+    ApiError,
+    ok,
+    point_id_json,
+    record_json,
+    scored_point_json,
+    vectors_json,
+)
+from server.schemas import ScrollBody, check_collection_name, parse_read_params
+
+
+async def query_points(request: web.Request) -> web.Response:
+    """POST /points/query: `{"points": [ScoredPoint, ..]}`."""
+    return await answer(request, parse_query_request, _query_response_json)
+
+
+async def query_batch(request: web.Request) -> web.Response:
+    """POST /points/query/batch: one `{"points": [..]}` per search, in order."""
+    return await answer(request, parse_query_batch, _query_response_json)
+
+
+async def search_batch(request: web.Request) -> web.Response:
+    """POST /points/search/batch: one list of ScoredPoints per search, in order."""
+    return await answer(request, parse_search_batch, points_json)
+
+
+async def query_groups(request: web.Request) -> web.Response:
+    """POST /points/query/groups: `{"groups": [{"id", "hits"}, ..]}`."""
+    return await answer(request, parse_query_groups, groups_json)
+
+
+async def search_groups(request: web.Request) -> web.Response:
+    return await answer(request, parse_search_groups, groups_json)
+
+
+async def scroll_ordered(request: web.Request, name: str, scroll: ScrollBody) -> web.Response:
+    """POST /points/scroll with `order_by`: one page of Records with their `order_value`;
+    `next_page_offset` is always null, as in Qdrant."""
+    query_request = scroll_as_query(scroll)
+    collection = catalog_of(request).get(name)
+    result = await collection.query(query_request, {})
+    is_single_unnamed = collection.config.is_single_unnamed
+    records = [
+        _with_order_value(_record_json(point, is_single_unnamed), value)
+        for point, value in zip(result.points, result.order_values or [])
+    ]
+    return ok(request, {"points": records, "next_page_offset": None})
+
+
+async def answer(
+    request: web.Request,
+    parse: Callable[[Any], Any],
+    shape: Callable[[QueryRequest, QueryResult, bool], Any],
+) -> web.Response:
+    """Parse the body (one request or a batch), run each query, shape each result."""
+    name = request.match_info["collection_name"]
+    check_collection_name(name)
+    parsed = parse(await read_json(request))
+    parse_read_params(request.query)
+    catalog = catalog_of(request)
+    collection = catalog.get(name)
+    requests = parsed if isinstance(parsed, list) else [parsed]
+    for query_request in requests:
+        check_query(query_request.root)
+    is_single_unnamed = collection.config.is_single_unnamed
+    jobs = [(query_request, _lookups(catalog, query_request)) for query_request in requests]
+    results = await collection.query_many(jobs)
+    answers = [
+        shape(query_request, result, is_single_unnamed)
+        for query_request, result in zip(requests, results)
+    ]
+    return ok(request, answers if isinstance(parsed, list) else answers[0])
+
+
+def check_query(node: QueryNode) -> None:
+    """Qdrant's `CollectionQueryRequest::validation` (collection_query.rs), after the
+    collection is found, in its order and words, for the node and its prefetches."""
+    if node.prefetch and node.query is None:
+        raise ApiError(
+            400,
+            "Bad request: A query is needed to merge the prefetches. "
+            "Can't have prefetches without defining a query.",
+        )
+    if node.score_threshold is not None and isinstance(node.query, OrderBy):
+        raise ApiError(400, "Bad request: Can't use score_threshold with an order_by query.")
+    if node.score_threshold is not None and node.query is None:
+        raise ApiError(
+            400,
+            "Bad request: A query is needed to use the score_threshold. "
+            "Can't have score_threshold without defining a query.",
+        )
+    if isinstance(node.query, Fusion) and node.using != UNNAMED_VECTOR:
+        raise ApiError(
+            400, "Bad request: Fusion queries cannot be combined with the 'using' field."
+        )
+    for child in node.prefetch:
+        check_query(child)
+
+
+def _lookups(catalog: Catalog, request: QueryRequest) -> dict[str, Collection]:
+    # Qdrant answers 404 naming a `lookup_from` collection that does not exist.
+    lookups = {name: catalog.get(name) for name in lookup_collections(request.root)}
+    name = with_lookup_collection(request)
+    if name is not None and name not in lookups:
+        if not catalog.exists(name):
+            raise NotFound(f"Collection {name} not found")  # lookup/mod.rs words it so
+        lookups[name] = catalog.get(name)
+    return lookups
+
+
+def points_json(_: QueryRequest, result: QueryResult, is_single_unnamed: bool) -> list[Any]:
+    points = [scored_point_json(point, is_single_unnamed) for point in result.points]
+    if result.order_values is not None:
+        points = [_with_order_value(p, v) for p, v in zip(points, result.order_values)]
+    return points
+
+
+def _query_response_json(
+    request: QueryRequest, result: QueryResult, is_single_unnamed: bool
+) -> dict[str, Any]:
+    return {"points": points_json(request, result, is_single_unnamed)}
+
+
+def groups_json(
+    request: QueryRequest, result: QueryResult, is_single_unnamed: bool
+) -> dict[str, Any]:
+    assert result.groups is not None
+    groups: list[Group] = result.groups
+    return {"groups": [_group_json(group, is_single_unnamed) for group in groups]}
+
+
+def _group_json(group: Group, is_single_unnamed: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": group.id,
+        "hits": [scored_point_json(point, is_single_unnamed) for point in group.hits],
+    }
+    if group.lookup is not None:
+        body["lookup"] = record_json(group.lookup, is_single_unnamed)
+    return body
+
+
+def _record_json(point: Any, is_single_unnamed: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": point_id_json(point.id)}
+    if point.payload is not None:
+        body["payload"] = point.payload
+    if point.vectors is not None:
+        body["vector"] = vectors_json(point.vectors, is_single_unnamed)
+    return body
+
+
+def _with_order_value(body: dict[str, Any], value: Any) -> dict[str, Any]:
+    return {**body, "order_value": value}
