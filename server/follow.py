@@ -13,6 +13,9 @@ an earlier follow stopped) or `--from-op C=N` (replay ops after N). A follower w
 truncated (past `storage.wal.follower_retention_mb_max`) is refused by the source with 409:
 this command says so and exits 3; run `keel migrate` again. It never skips an op.
 
+Aliases are not WAL ops: every ALIAS_SYNC_EVERY_S, and whenever the lag is 0, the aliases
+of the followed collections are compared on both sides and the target's made equal.
+
 Delivery is at least once: the position is acked after each read batch, so a follow killed
 mid-batch sends that batch's first ops again when restarted. Replaying an op sequence from
 the same starting point in order converges for Qdrant's point operations.
@@ -42,6 +45,7 @@ EXIT_LOST = 3
 READ_COUNT_DEFAULT = 256
 POLL_S_DEFAULT = 0.5
 LAG_LOG_EVERY_S = 5.0
+ALIAS_SYNC_EVERY_S = 2.0  # aliases are compared, not replayed (they are not in the WAL)
 
 
 @dataclass
@@ -107,6 +111,7 @@ class Follower:
         if not self.streams:
             raise TransferError("nothing to follow: give --state FILE or --from-op C=N")
         self._logged_s = 0.0
+        self._aliases_synced_s = -ALIAS_SYNC_EVERY_S
         self._is_terminal = sys.stderr.isatty()
 
     def run(self) -> int:
@@ -115,7 +120,10 @@ class Follower:
         try:
             while True:
                 replayed_count = sum(self._step(stream) for stream in self.streams)
-                if self.args.until_caught_up and all(s.lag_ops == 0 for s in self.streams):
+                is_caught_up = all(s.lag_ops == 0 for s in self.streams)
+                if is_caught_up or time.monotonic() - self._aliases_synced_s >= ALIAS_SYNC_EVERY_S:
+                    self._sync_aliases()
+                if self.args.until_caught_up and is_caught_up:
                     self._show(is_final=True)
                     return 0
                 self._show()
@@ -160,6 +168,36 @@ class Follower:
                 f"replaying op {record['op_id']} of collection {stream.collection_name} on "
                 f"the target failed; nothing after it was sent: {error}"
             ) from None
+
+    def _sync_aliases(self) -> None:
+        """Make the target's aliases of the followed collections the source's. Alias changes
+        are not WAL operations, so they are compared, not replayed: every
+        ALIAS_SYNC_EVERY_S and whenever the lag is 0, in one all-or-none request."""
+        names = {stream.collection_name for stream in self.streams}
+        source = {
+            alias["alias_name"]: alias["collection_name"]
+            for alias in self._source_call("GET", "/aliases")["aliases"]
+            if alias["collection_name"] in names
+        }
+        target = {
+            alias["alias_name"]: alias["collection_name"]
+            for alias in transfer.call(self.target, "GET", "/aliases")["aliases"]
+        }
+        deletes = [
+            alias
+            for alias, collection in target.items()
+            if (collection in names or alias in source) and source.get(alias) != collection
+        ]
+        creates = [alias for alias, collection in source.items() if target.get(alias) != collection]
+        actions: list[dict[str, Any]] = [{"delete_alias": {"alias_name": a}} for a in deletes]
+        actions += [
+            {"create_alias": {"alias_name": alias, "collection_name": source[alias]}}
+            for alias in creates
+        ]
+        if actions:
+            transfer.call(self.target, "POST", "/collections/aliases", json={"actions": actions})
+            log.info("aliases synced on the target actions=%d", len(actions))
+        self._aliases_synced_s = time.monotonic()
 
     def _ack(self, stream: Stream) -> None:
         path = f"/keel/collections/{stream.collection_name}/followers/{self.name}"

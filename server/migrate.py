@@ -21,7 +21,7 @@ Steps, per collection:
 5. Verify: the target's exact count equals the snapshot's, and a sample of points has equal
    payloads and vectors (within FLOAT_RTOL); payload index types match. Exit 1 if not.
 Then aliases of the migrated collections are copied (aliases are not in the WAL: `follow`
-does not replay later alias changes; copy them again, or change them on both sides).
+keeps them equal by comparing both sides, not by replaying).
 The op id of each collection is printed at the end: `keel follow --from-op C=S` replays
 every op after it.
 

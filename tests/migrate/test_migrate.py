@@ -202,6 +202,17 @@ def test_migrate_under_writes_then_follow_to_zero_lag(servers, tmp_path):
     writer.join(30)
     assert writer.error is None, writer.error
     assert writer.op_count > 10
+    # Aliases are not WAL ops: follow compares them and makes the target's match.
+    source_client.update_collection_aliases(
+        change_aliases_operations=[
+            models.RenameAliasOperation(
+                rename_alias=models.RenameAlias(old_alias_name=ALIAS, new_alias_name="renamed")
+            ),
+            models.CreateAliasOperation(
+                create_alias=models.CreateAlias(alias_name="second", collection_name=COLLECTION)
+            ),
+        ]
+    )
     followed = run_keel(
         "follow",
         "--from",
