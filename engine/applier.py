@@ -2,8 +2,14 @@
 
 Owns: the queue of acknowledged-but-unapplied operations (in op order), applying them in
 batches (one LMDB transaction and one `add_items` per vector name per batch), resolving
-`wait=true` waiters once their op is visible to reads, and periodic checkpoints followed by
-WAL truncation.
+`wait=true` waiters once their op is visible to reads, periodic checkpoints followed by
+WAL truncation, and, first of all, catching graphs loaded from checkpoints up with LMDB.
+
+Recovery replays the WAL into LMDB only; the graphs catch up here, after the collection is
+open, so a restart is ready as soon as LMDB is. Until a graph is caught up and made visible,
+reads of its vector score exactly from LMDB (the path a collection without a graph takes):
+answers are exact, only slower, and collection info says "yellow" as Qdrant's does while
+an index is built.
 Not here: the WAL's group commit (wal.py), admission and backpressure (collection.py).
 
 Apply failures are fatal for the collection's write path: an index that silently drifts from
@@ -20,10 +26,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 
 import numpy as np
 
-from engine import limits, stats
+from engine import files, limits, stats
 from engine.errors import StorageError
 from engine.followers import FollowerRegistry, SegmentExtent
 from engine.index import CheckpointNotWritten, VectorIndex
@@ -34,6 +41,8 @@ from engine.store import IndexDelta, Store
 from engine.wal import Wal
 
 log = logging.getLogger(__name__)
+
+CATCH_UP_CHUNK_COUNT = 65_536  # vectors read from LMDB per add_items call in a catch-up
 
 
 def add_to_indexes(indexes: dict[str, VectorIndex], delta: IndexDelta) -> None:
@@ -93,8 +102,13 @@ class Applier:
         on_applied: Callable[[int], None],
         followers: FollowerRegistry | None = None,
         follower_retention_bytes_max: int = 0,
+        lagging_indexes: dict[str, VectorIndex] | None = None,
     ) -> None:
         self.name = name
+        # Graphs as of their checkpoints, behind LMDB: caught up before any new op is
+        # applied, then moved into `indexes` (which reads see).
+        self.lagging_indexes = dict(lagging_indexes or {})
+        self._catch_up_ended = asyncio.Event()
         # Registered followers hold WAL segments back from truncation, up to the cap.
         self._followers = followers
         self._follower_retention_bytes_max = follower_retention_bytes_max
@@ -164,6 +178,12 @@ class Applier:
         waiter.result()  # raises the write path's failure, if that is what woke us
         return True
 
+    async def wait_caught_up(self) -> None:
+        """Until no graph lags LMDB (or the catch-up stopped: raises the failure, if any)."""
+        await self._catch_up_ended.wait()
+        if self.failure is not None:
+            raise self.failure
+
     async def close(self) -> None:
         """Apply everything durable, checkpoint, stop. The WAL must be closed first."""
         self._is_closing = True
@@ -179,6 +199,21 @@ class Applier:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        try:
+            added_count = 0
+            for name in list(self.lagging_indexes):
+                added = await loop.run_in_executor(self._executor, self._catch_up, name)
+                if added is None:
+                    break
+                added_count += added
+        except Exception as error:  # noqa: BLE001 - any failure closes the write path
+            self._fail(error)
+            return
+        finally:
+            self._catch_up_ended.set()
+        if added_count >= self._checkpoint_every_ops:
+            # A long catch-up (a big replay, a lost checkpoint): keep the next restart short.
+            await self._checkpoint_and_truncate(loop)
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -197,6 +232,44 @@ class Applier:
                 return
             if self._is_closing and self._wal.is_failed:
                 return
+
+    def _catch_up(self, name: str) -> int | None:
+        """Bring a graph loaded as of its checkpoint up to LMDB's applied state, make it
+        visible, and return how many vectors it took. None if the collection began closing
+        first: the graph stays lagging, is not checkpointed, and the next open catches up
+        from the same checkpoint."""
+        index = self.lagging_indexes[name]
+        started_s = time.monotonic()
+        for label, death_op_id, names in self._store.dead_labels():
+            is_in_graph = label < index.checkpoint_next_label and name in names
+            if is_in_graph and death_op_id > index.checkpoint_op_id:
+                index.remove([label])
+        added_count = 0
+        chunks = self._store.iter_vectors(
+            name, index.dim, CATCH_UP_CHUNK_COUNT, index.checkpoint_next_label
+        )
+        with closing(chunks):
+            for labels, matrix in chunks:
+                if self._is_closing:
+                    log.info(
+                        "index catch-up stopped by close collection=%s vector=%r", self.name, name
+                    )
+                    return None
+                index.add(labels, matrix)
+                added_count += len(labels)
+                files.failpoint("applier.catch_up_after_add")
+        with self._visibility_lock.exclusive():
+            self._indexes[name] = index
+            del self.lagging_indexes[name]
+        log.info(
+            "index caught up collection=%s vector=%r from_op_id=%d vectors_added=%d took_s=%.3f",
+            self.name,
+            name,
+            index.checkpoint_op_id,
+            added_count,
+            time.monotonic() - started_s,
+        )
+        return added_count
 
     def _take_durable_batch(self) -> list[tuple[int, Operation, int]]:
         durable_op_id = self._wal.durable_op_id
@@ -279,7 +352,10 @@ class Applier:
                         index.name,
                         skipped,
                     )
-        covered_op_id = min([applied_op_id] + [i.checkpoint_op_id for i in self._indexes.values()])
+        # A lagging graph's checkpoint still counts: its catch-up needs the dead labels
+        # that died after it.
+        all_indexes = [*self._indexes.values(), *self.lagging_indexes.values()]
+        covered_op_id = min([applied_op_id] + [i.checkpoint_op_id for i in all_indexes])
         self._store.purge_dead(covered_op_id)
         self._checkpointed_op_id = applied_op_id
         self._checkpointed_at_s = time.monotonic()

@@ -134,7 +134,10 @@ async def repair(
         done.append(f"{name}: payload indexes and sparse inverted indexes rebuilt from LMDB")
         collection = Collection(directory, name, settings)
         await collection.open()
-        await collection.close()
+        try:
+            await collection.wait_indexed()
+        finally:
+            await collection.close()
         done.append(f"{name}: vector indexes rebuilt from LMDB and checkpointed")
     return done
 

@@ -1,6 +1,7 @@
 """One collection: owns its WAL, LMDB store, vector indexes and applier.
 
-Owns: the collection's directory layout, recovery (WAL validation, index catch-up, replay),
+Owns: the collection's directory layout, recovery (WAL validation, checkpoint loading, replay
+into LMDB; the graphs catch up afterwards, in the applier),
 validation of operations against the config, admission with a byte budget (backpressure),
 the wait/timeout contract, and reads (retrieve, search with exact rescoring).
 Not here: how bytes are framed (wal.py) or stored (store.py); HTTP (server/).
@@ -99,7 +100,8 @@ class Collection:
         )
         self._store: Store | None = None
         self._wal: Wal | None = None
-        self._indexes: dict[str, VectorIndex] = {}
+        self._indexes: dict[str, VectorIndex] = {}  # caught-up graphs, the ones reads use
+        self._lagging_indexes: dict[str, VectorIndex] = {}  # loaded, left to the applier
         self._applier: Applier | None = None
         self._reader: Reader | None = None
         # Readers hold it shared across graph search + LMDB reads; the applier's commit
@@ -168,7 +170,9 @@ class Collection:
             on_applied=self._release_budget,
             followers=self.followers,
             follower_retention_bytes_max=self._settings.follower_retention_bytes_max,
+            lagging_indexes=self._lagging_indexes,
         )
+        self._lagging_indexes = {}
         self._reader = Reader(self.config, self._store, self._indexes, self._visibility_lock)
         self._wal.start()
         self._applier.start()
@@ -370,9 +374,19 @@ class Collection:
             points_count=self._store.count_points(),
             indexed_vectors_count=sum(index.live_count for index in self._indexes.values()),
             segments_count=1,
-            status="red" if is_failed else "green",
+            status="red" if is_failed else "yellow" if self.is_indexing else "green",
             payload_indexes=tuple(self._store.index_specs.values()),
         )
+
+    async def wait_indexed(self) -> None:
+        """Until every graph has caught up with LMDB after the open (reads use them then)."""
+        assert self._applier is not None, "collection not open"
+        await self._applier.wait_caught_up()
+
+    @property
+    def is_indexing(self) -> bool:
+        """Whether a graph is still catching up after the open (reads of it score exactly)."""
+        return self._applier is not None and bool(self._applier.lagging_indexes)
 
     @property
     def applied_op_id(self) -> int:
@@ -450,30 +464,7 @@ class Collection:
                     name,
                 )
                 index.discard_checkpoint()
-            self._catch_up_index(name, index)
-            self._indexes[name] = index
-
-    def _catch_up_index(self, name: str, index: VectorIndex) -> None:
-        """Bring a graph loaded as of its checkpoint up to LMDB's applied state."""
-        assert self._store is not None
-        for label, death_op_id, names in self._store.dead_labels():
-            is_in_graph = label < index.checkpoint_next_label and name in names
-            if is_in_graph and death_op_id > index.checkpoint_op_id:
-                index.remove([label])
-        added_count = 0
-        dim = self.config.vectors[name].size
-        for labels, matrix in self._store.iter_vectors(
-            name, dim, 65_536, index.checkpoint_next_label
-        ):
-            index.add(labels, matrix)
-            added_count += len(labels)
-        log.info(
-            "index caught up collection=%s vector=%r from_op_id=%d vectors_added=%d",
-            self.name,
-            name,
-            index.checkpoint_op_id,
-            added_count,
-        )
+            self._lagging_indexes[name] = index
 
     def _replay_wal(self) -> int:
         assert self._wal is not None and self._store is not None
@@ -502,8 +493,10 @@ class Collection:
         return replayed_count
 
     def _replay_batch(self, batch: list[tuple[int, Operation]]) -> int:
-        assert self._store is not None
-        apply_batch(self._store, self._indexes, self._visibility_lock, compile_filter, batch)
+        assert self._store is not None and not self._indexes
+        # LMDB only: the graphs catch up from LMDB afterwards (Applier._catch_up), each
+        # vector added once however often the WAL overwrote its point.
+        apply_batch(self._store, {}, self._visibility_lock, compile_filter, batch)
         return len(batch)
 
     # ---- private: writes -------------------------------------------------------------------

@@ -214,6 +214,7 @@ async def _check_collection(
     found = {r.id: (r.payload, r.vectors[""].tolist()) for r in records}
     expected = incarnation.model(last_op_id)
     assert found == expected, f"points differ from ops 0..{last_op_id}: {where}"
+    await collection.wait_indexed()
     stats = collection.stats()
     assert stats.points_count == len(expected), where
     assert stats.indexed_vectors_count == len(expected), f"graph is not caught up: {where}"

@@ -114,6 +114,27 @@ def test_sigterm_finishes_queued_writes_and_exits_zero(tmp_path: Path) -> None:
     assert server.terminate() == 0
 
 
+def test_a_kill_while_graphs_catch_up_after_a_restart_loses_nothing(tmp_path: Path) -> None:
+    """Graphs catch up with LMDB after the open, in memory only: a kill in the middle of
+    it leaves LMDB and the WAL as they were, and the next start catches up again."""
+    storage = tmp_path / "storage"
+    server = KeelProcess.start(storage)
+    create_collection(server.url)
+    log = Upserter(server.url, COLLECTION, writer_count=2, requests_max=100).start().join()
+    assert server.kill_9() == -9  # no checkpoint yet: the restart rebuilds the graph
+    server = KeelProcess.spawn(storage, extra_env={"KEEL_FAILPOINTS": "applier.catch_up_after_add"})
+    assert server.wait_exit() == -9, server.log_text()
+    assert "failpoint hit, killing process name=applier.catch_up_after_add" in server.log_text()
+    server = KeelProcess.start(storage)
+    check_everything_acknowledged_is_there(server.url, log)
+    wait_until(lambda: "index caught up" in server.log_text(), timeout_s=30)
+    status, info = request_json(server.url, "GET", f"/collections/{COLLECTION}")
+    assert status == 200, info
+    assert info["result"]["status"] == "green"
+    assert info["result"]["points_count"] == info["result"]["indexed_vectors_count"]
+    assert server.terminate() == 0
+
+
 @pytest.mark.parametrize(
     "failpoint",
     [

@@ -241,6 +241,7 @@ async def test_corrupt_index_checkpoint_is_rebuilt_from_lmdb(tmp_path: Path) -> 
     data_file.write_bytes(bytes(data))
     catalog = await open_catalog(tmp_path)
     collection = catalog.get("c")
+    await collection.wait_indexed()
     assert collection.stats().indexed_vectors_count == 200
     hits = await collection.search(SearchRequest("", np.ones(4, np.float32), limit=200))
     assert len(hits) == 200
@@ -331,6 +332,7 @@ async def test_a_missing_index_checkpoint_is_rebuilt_from_lmdb(tmp_path: Path) -
         path.unlink()
     catalog = await open_catalog(tmp_path)
     collection = catalog.get("c")
+    await collection.wait_indexed()
     assert collection.stats().indexed_vectors_count == 50
     hits = await collection.search(SearchRequest("", np.ones(4, np.float32), limit=50))
     assert sorted(hit.id for hit in hits) == list(range(50))

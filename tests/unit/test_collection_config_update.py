@@ -145,6 +145,7 @@ async def test_a_graph_turned_off_and_on_again_is_rebuilt_from_lmdb(tmp_path: Pa
     catalog = await open_catalog(tmp_path)
     collection = catalog.get("c")
     live_ids = sorted(set(range(60)) - set(range(10, 30)) | {100})
+    await collection.wait_indexed()
     assert collection.stats().indexed_vectors_count == len(live_ids)
     query = np.ones(4, np.float32)
     graph_hits = await collection.search(SearchRequest("", query, limit=100, hnsw_ef=400))

@@ -186,7 +186,8 @@ def _replay(results: dict) -> Target:
         value = replay["replay_ops_per_s"]
         detail = (f"{replay['ops_replayed']} ops replayed, restart until /readyz "
                   f"{replay['restart_until_ready_s']:.2f} s (collection open "
-                  f"{replay['open_took_s']:.2f} s)")  # fmt: skip
+                  f"{replay['open_took_s']:.2f} s); every point in the graph after "
+                  f"{replay.get('restart_until_indexed_s') or 0:.2f} s")  # fmt: skip
     return Target("replay", "WAL replay ops/s (restart until /readyz)", True, 50_000.0,
                   value, detail or "skipped")  # fmt: skip
 
@@ -273,7 +274,8 @@ def _keel_lines(results: dict) -> list[str]:
     if replay := keel.get("replay"):
         lines.append(f"  restart with {replay['ops_replayed']} ops in WAL: "
                      f"{replay['restart_until_ready_s']:.2f} s until /readyz = "
-                     f"{replay['replay_ops_per_s']:.0f} ops/s")  # fmt: skip
+                     f"{replay['replay_ops_per_s']:.0f} ops/s; until indexed "
+                     f"{replay.get('restart_until_indexed_s') or 0:.2f} s")  # fmt: skip
     return lines
 
 
