@@ -52,6 +52,7 @@ from engine.ops import (
 from engine.payload_index import IndexSpec
 from engine.payload_path import PayloadPath
 from engine.reads import FILTER_TYPES, Reader, compile_filter
+from engine.search_coalescer import SearchCoalescer
 from engine.stats import HistogramSnapshot
 from engine.store import Store
 from engine.wal import Wal
@@ -61,6 +62,8 @@ log = logging.getLogger(__name__)
 CONFIG_FILE_NAME = "config.json"
 T = TypeVar("T")
 REPLAY_BATCH_OPS = 1_000
+READ_THREADS = 2
+SEARCH_BATCH_MAX = 64  # coalesced searches per read-pool job
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,10 @@ class Collection:
         self._visibility_lock = ReadWriteLock()
         self._unapplied_bytes = 0
         self._budget_freed = asyncio.Event()
-        self._read_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"read-{name}")
+        self._read_executor = ThreadPoolExecutor(
+            max_workers=READ_THREADS, thread_name_prefix=f"read-{name}"
+        )
+        self._search_coalescer: SearchCoalescer | None = None
         self.followers = FollowerRegistry(directory)
 
     @staticmethod
@@ -174,6 +180,9 @@ class Collection:
         )
         self._lagging_indexes = {}
         self._reader = Reader(self.config, self._store, self._indexes, self._visibility_lock)
+        self._search_coalescer = SearchCoalescer(
+            self._reader.search_many, self._read_executor, READ_THREADS, SEARCH_BATCH_MAX
+        )
         self._wal.start()
         self._applier.start()
         log.info(
@@ -265,7 +274,8 @@ class Collection:
                 f"Vector dimension error: expected dim: {vector_config.size}, "
                 f"got {request.vector.shape[0]}"
             )
-        return await self._read(self._reader.search, request)
+        assert self._search_coalescer is not None, "collection not open"
+        return await self._search_coalescer.search(request)
 
     async def scroll(
         self,

@@ -31,7 +31,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -56,6 +56,7 @@ from engine.payload_path import PayloadPath
 from engine.store import Store, StoredPoint
 from engine.vector_scores import best_order, idf, normalize_rows, passes_threshold, score_matrix
 
+R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 EXACT_CHUNK_COUNT = 16_384  # vectors scored per numpy call in an exact search
@@ -160,7 +161,34 @@ class Reader:
     def search_hits_many(self, requests: list[SearchRequest]) -> list[list[tuple[PointId, float]]]:
         """`search_hits` of each request; unfiltered graph searches of the same vector, k and
         ef go to hnswlib together (one knn_query over the matrix of queries)."""
-        results: list[list[tuple[PointId, float]] | None] = [None] * len(requests)
+        results = self._searched_many(requests, self._keyed_hits)
+        return [
+            self.search_hits(request) if hits is None else hits
+            for request, hits in zip(requests, results)
+        ]
+
+    def search_many(self, requests: list[SearchRequest]) -> list[list[ScoredPoint] | Exception]:
+        """`search` of each request (concurrent searches, coalesced): graph searches grouped
+        as in `search_hits_many`. A request that fails gives its error, the others their
+        points."""
+        results: list[list[ScoredPoint] | Exception | None]
+        results = list(self._searched_many(requests, self._scored_points))
+        for position, request in enumerate(requests):
+            if results[position] is None:
+                try:
+                    results[position] = self.search(request)
+                except Exception as error:  # noqa: BLE001 - handed to that request's caller
+                    results[position] = error
+        return results  # type: ignore[return-value]  # no None is left
+
+    def _searched_many(
+        self,
+        requests: list[SearchRequest],
+        finish: Callable[[list[int], np.ndarray, Distance, SearchRequest], R],
+    ) -> list[R | None]:
+        """`finish(labels, scores, ...)` of every plain graph search that shares a vector, k
+        and ef with another request, searched together; None for the rest."""
+        results: list[R | None] = [None] * len(requests)
         groups: dict[tuple[str, int, int | None], list[int]] = {}
         for position, request in enumerate(requests):
             is_graph_search = request.filter is None and not request.is_exact
@@ -183,12 +211,13 @@ class Reader:
                     continue  # some row can't be filled: each request takes its own path
                 for position, query, row in zip(positions, queries, rows):
                     labels, scores = self._rescore(name, query, distance, row)
-                    keys = self._store.point_keys_of_labels(labels)
-                    results[position] = self._hits(keys, scores, distance, requests[position])
-        return [
-            self.search_hits(request) if hits is None else hits
-            for request, hits in zip(requests, results)
-        ]
+                    results[position] = finish(labels, scores, distance, requests[position])
+        return results
+
+    def _keyed_hits(
+        self, labels: list[int], scores: np.ndarray, distance: Distance, request: SearchRequest
+    ) -> list[tuple[PointId, float]]:
+        return self._hits(self._store.point_keys_of_labels(labels), scores, distance, request)
 
     def _hits(
         self,
