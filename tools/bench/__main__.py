@@ -107,6 +107,7 @@ def run_keel(temp_dir: Path, dataset: Dataset, args, skip: set[str]) -> dict:
     server = keel.start(temp_dir / "keel-main")
     idle = keel.memory(server)
     out["ingest_wait_false"] = asyncio.run(keel.ingest(server.url, dataset, is_wait=False))
+    out["memory_after_ingest"] = keel.memory(server)
     try:
         if "search" not in skip:
             _say("keel: search")

@@ -28,7 +28,7 @@ from tools.bench.client import (
     search_ids,
 )
 from tools.bench.data import Dataset, K, filter_condition, filtered_truth, payload, recall_at_k
-from tools.bench.rss import peak_rss_bytes, rss_bytes
+from tools.bench.rss import peak_rss_bytes, rss_bytes, rss_parts_bytes
 
 COLLECTION = "bench"
 INGEST_BATCH_POINTS = 1_000
@@ -241,7 +241,8 @@ async def filtered(url: str, dataset: Dataset, ef: int, seconds: float) -> dict:
 
 def memory(server: KeelProcess) -> dict:
     pid = server.popen.pid
-    return {"peak_rss_bytes": peak_rss_bytes(pid), "rss_bytes": rss_bytes(pid)}
+    return {"peak_rss_bytes": peak_rss_bytes(pid), "rss_bytes": rss_bytes(pid),
+            **rss_parts_bytes(pid)}  # fmt: skip
 
 
 async def replay(storage_dir: Path, op_count: int) -> dict:

@@ -271,6 +271,11 @@ def _keel_lines(results: dict) -> list[str]:
     if memory := keel.get("memory"):
         lines.append(f"  peak RSS {(memory['peak_rss_bytes'] or 0) / 2**20:.0f} MiB; idle server "
                      f"{(memory.get('idle_peak_rss_bytes') or 0) / 2**20:.0f} MiB")  # fmt: skip
+    for label, key in (("after ingest", "memory_after_ingest"), ("at the end", "memory")):
+        if (memory := keel.get(key)) and memory.get("rss_anon_bytes") is not None:
+            lines.append(f"  RSS {label} {(memory['rss_bytes'] or 0) / 2**20:.0f} MiB: heap "
+                         f"{memory['rss_anon_bytes'] / 2**20:.0f} MiB, mapped files (LMDB, "
+                         f"libraries) {(memory['rss_file_bytes'] or 0) / 2**20:.0f} MiB")  # fmt: skip
     if replay := keel.get("replay"):
         lines.append(f"  restart with {replay['ops_replayed']} ops in WAL: "
                      f"{replay['restart_until_ready_s']:.2f} s until /readyz = "

@@ -15,6 +15,13 @@ def rss_bytes(pid: int) -> int | None:
     return _status_kib(pid, "VmRSS")
 
 
+def rss_parts_bytes(pid: int) -> dict[str, int | None]:
+    """RssAnon (the heap: Python objects, hnswlib's graph) and RssFile (mapped files: LMDB's
+    pages, shared libraries) now, in bytes."""
+    return {"rss_anon_bytes": _status_kib(pid, "RssAnon"),
+            "rss_file_bytes": _status_kib(pid, "RssFile")}  # fmt: skip
+
+
 def _status_kib(pid: int, field_name: str) -> int | None:
     try:
         text = Path(f"/proc/{pid}/status").read_text()
