@@ -6,7 +6,9 @@ Phases, in order (each can be left out with --skip NAME[,NAME...]):
   edge      qdrant-edge-py in process
   chroma    Chroma's server in its own virtualenv (installed on first use)
   floor     a bare aiohttp server with a canned search answer, same client as Keel
-  keel      everything Keel (or, one by one: wait-true, small, search, batch, filtered, replay)
+  keel      everything Keel (or, one by one: wait-true, small, ingest, search, batch, filtered,
+            replay; search, batch and filtered read what ingest wrote, so skipping ingest skips
+            them too)
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from tools.bench.floor import FloorProcess
 
 EFS = [16, 32, 64, 128, 256]
 CONCURRENCIES = [1, 8, 32]
-PHASES = ("fsync", "hnswlib", "edge", "chroma", "floor", "keel", "wait-true", "small", "search",
-          "batch", "filtered", "replay")  # fmt: skip
+PHASES = ("fsync", "hnswlib", "edge", "chroma", "floor", "keel", "wait-true", "small", "ingest",
+          "search", "batch", "filtered", "replay")  # fmt: skip
 QUICK = {"vectors": 2_000, "dim": 32, "queries": 100, "seconds": 0.4, "replay_ops": 5_000}
 CHROMA_CLIENTS = 8
 
@@ -103,6 +105,17 @@ def run_keel(temp_dir: Path, dataset: Dataset, args, skip: set[str]) -> dict:
         _say("keel: 1-point requests, 64 clients")
         server = keel.start(temp_dir / "keel-small")
         out["small_requests"] = asyncio.run(keel.small_requests(server, dataset.dim, seconds))
+    if "ingest" not in skip:
+        run_keel_main(temp_dir, dataset, args, skip, out)
+    if "replay" not in skip:
+        _say(f"keel: restart with {args.replay_ops} ops in the WAL")
+        out["replay"] = asyncio.run(keel.replay(temp_dir / "keel-replay", args.replay_ops))
+    return out
+
+
+def run_keel_main(temp_dir: Path, dataset: Dataset, args, skip: set[str], out: dict) -> None:
+    """The main server: the wait=false ingest, then every read phase on its data."""
+    seconds = args.seconds
     _say("keel: ingest wait=false")
     server = keel.start(temp_dir / "keel-main")
     idle = keel.memory(server)
@@ -123,10 +136,6 @@ def run_keel(temp_dir: Path, dataset: Dataset, args, skip: set[str]) -> dict:
         out["memory"] = {**keel.memory(server), "idle_peak_rss_bytes": idle["peak_rss_bytes"]}
     finally:
         server.terminate()
-    if "replay" not in skip:
-        _say(f"keel: restart with {args.replay_ops} ops in the WAL")
-        out["replay"] = asyncio.run(keel.replay(temp_dir / "keel-replay", args.replay_ops))
-    return out
 
 
 async def _floor(dataset: Dataset, seconds: float) -> dict:
