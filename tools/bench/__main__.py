@@ -172,8 +172,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--queries", type=int, default=1_000)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each timed phase")
-    parser.add_argument("--replay-ops", type=int, default=200_000,
-                        help="ops in the WAL at the restart (the issue says 1M; slow here)")  # fmt: skip
+    parser.add_argument("--replay-ops", type=int, default=1_000_000,
+                        help="ops in the WAL at the restart (about 1.5 min at 1M)")  # fmt: skip
     parser.add_argument("--skip", default="", help=f"comma-separated: {','.join(PHASES)}")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")

@@ -55,9 +55,11 @@ class SearchPlan:
     seconds: float
 
 
-def start(storage_dir: Path, extra_env: dict[str, str] | None = None) -> KeelProcess:
-    """A Keel server on a fresh storage directory."""
-    return KeelProcess.start(storage_dir, extra_env=extra_env)
+def start(
+    storage_dir: Path, extra_env: dict[str, str] | None = None, ready_timeout_s: float = 60.0
+) -> KeelProcess:
+    """A Keel server on a fresh storage directory (or restarted on one)."""
+    return KeelProcess.start(storage_dir, extra_env=extra_env, ready_timeout_s=ready_timeout_s)
 
 
 async def create_collection(url: str, name: str, dim: int, keyword_fields: tuple = ()) -> None:
@@ -282,7 +284,7 @@ async def replay(storage_dir: Path, op_count: int) -> dict:
         shutil.rmtree(collection_dir / part)
         shutil.copytree(saved_dir / part, collection_dir / part)
     started_s = time.perf_counter()
-    server = start(storage_dir, NO_CHECKPOINT_ENV)
+    server = start(storage_dir, NO_CHECKPOINT_ENV, ready_timeout_s=INDEXED_TIMEOUT_S)
     ready_s = time.perf_counter() - started_s
     # Ready means replayed into LMDB; the graph catches up after that (searches are exact
     # meanwhile), so the time until it is indexed is reported beside it.
