@@ -42,6 +42,7 @@ from engine.wal_format import (
     scan_batches,
     segment_name,
 )
+from engine.wal_reader import LiveReader, SegmentRef
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class Wal:
         self._segment_bytes_target = segment_bytes_target
         self._fsync_slow_s = fsync_slow_s
         self._segments: list[_Segment] = []
+        self._live_reader = LiveReader()  # followers' reads, resumed where they stopped
         self._fd: int | None = None
         self._active_bytes = 0
         self.next_op_id = 0
@@ -194,8 +196,9 @@ class Wal:
                     f"WAL of collection {self.name} starts at op {segments[0].first_op_id}, "
                     f"op {from_op_id} was truncated"
                 )
+            refs = [SegmentRef(segment.first_op_id, segment.path) for segment in segments]
             try:
-                return _read_segments(segments, from_op_id, durable_op_id, count_max, bytes_max)
+                return self._live_reader.read(refs, from_op_id, durable_op_id, count_max, bytes_max)
             except FileNotFoundError:
                 continue  # truncated while we read: the next listing starts later
         raise StorageError(f"WAL of collection {self.name} kept changing while being read")
@@ -487,29 +490,3 @@ class Wal:
             len(data) - valid_bytes,
             copy_path,
         )
-
-
-def _read_segments(
-    segments: list[_Segment], from_op_id: int, durable_op_id: int, count_max: int, bytes_max: int
-) -> list[tuple[int, bytes]]:
-    found: list[tuple[int, bytes]] = []
-    found_bytes = 0
-    for index, segment in enumerate(segments):
-        next_first_op_id = segments[index + 1].first_op_id if index + 1 < len(segments) else None
-        if next_first_op_id is not None and next_first_op_id <= from_op_id:
-            continue
-        # Bytes past the last fdatasync may be a batch still being written: scan_batches
-        # stops there (torn or not), and nothing past durable_op_id is taken anyway.
-        result = scan_batches(segment.path.read_bytes(), segment.first_op_id)
-        for op_id, body in result.records:
-            if op_id < from_op_id:
-                continue
-            if op_id > durable_op_id:
-                return found
-            if found and (len(found) >= count_max or found_bytes + len(body) > bytes_max):
-                return found
-            found.append((op_id, body))
-            found_bytes += len(body)
-        if found and found[-1][0] == durable_op_id:
-            return found
-    return found

@@ -83,7 +83,7 @@ def scan_batches(data: bytes, first_op_id: int) -> ScanResult:
     offset = 0
     expected_op_id = first_op_id
     while offset < len(data):
-        batch = _parse_batch(data, offset)
+        batch = parse_batch(data, offset)
         if batch is None:
             return _classify_invalid_batch(data, offset, expected_op_id, records)
         batch_first_op_id, batch_records, next_offset = batch
@@ -110,7 +110,7 @@ def op_id_from_segment_name(path: Path) -> int:
     return int(stem)
 
 
-def _parse_batch(data: bytes, offset: int) -> tuple[int, list[tuple[int, bytes]], int] | None:
+def parse_batch(data: bytes, offset: int) -> tuple[int, list[tuple[int, bytes]], int] | None:
     """(first_op_id, records, next_offset) of a valid batch at offset, else None."""
     if len(data) - offset < BATCH_HEADER.size:
         return None
@@ -183,7 +183,7 @@ def _find_valid_batch_after(data: bytes, offset: int, min_op_id: int) -> int | N
         batch_counts = _u32_at(buffer, starts + 16)
         starts = starts[batch_counts >= 1]
         for start in starts.tolist():
-            if _parse_batch(data, start) is not None:
+            if parse_batch(data, start) is not None:
                 return start
     return None
 
