@@ -13,7 +13,6 @@ one at a time under the GIL, so they hardly contend for malloc's locks).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 
@@ -28,11 +27,9 @@ def limit_arenas(count: int = ARENAS_MAX) -> bool:
     can't (not glibc) or shouldn't (MALLOC_ARENA_MAX is set): nothing changes then."""
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):  # no libc to load, or one without mallopt (musl)
+        # The process's own symbols (dlopen(NULL)) hold libc's; no library search needed.
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # no dlopen, or a libc without mallopt (musl)
         return False
     return mallopt(_M_ARENA_MAX, count) == 1

@@ -97,6 +97,10 @@ def hold_catch_up(monkeypatch) -> tuple[threading.Event, threading.Event]:
     return started, release
 
 
+async def wait_started(started: threading.Event) -> None:
+    assert await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+
+
 async def write_and_drop_checkpoints(path: Path, count: int) -> np.ndarray:
     catalog = await open_catalog(path)
     await catalog.create("c", single_vector_config(dim=4))
@@ -115,8 +119,7 @@ async def test_reads_are_exact_and_writes_wait_while_the_graph_catches_up(
     started, release = hold_catch_up(monkeypatch)
     catalog = await open_catalog(tmp_path)
     collection = catalog.get("c")
-    loop = asyncio.get_running_loop()
-    assert await loop.run_in_executor(None, started.wait, 10)
+    await wait_started(started)
     assert collection.stats().status == "yellow"
     assert collection.stats().indexed_vectors_count == 0
     query = np.ones(4, np.float32)
@@ -145,8 +148,7 @@ async def test_a_close_during_the_catch_up_stops_it_and_the_next_open_finishes_i
     catalog = await open_catalog(tmp_path)
     collection = catalog.get("c")
     await collection.update(DeletePoints(list(range(50))), wait=False, timeout_s=None)
-    loop = asyncio.get_running_loop()
-    assert await loop.run_in_executor(None, started.wait, 10)
+    await wait_started(started)
     closing = asyncio.create_task(catalog.close())
     await asyncio.sleep(0.1)
     release.set()
