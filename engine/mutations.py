@@ -132,8 +132,13 @@ class BatchWriter:
     # ---- one op kind each ------------------------------------------------------------------
 
     def _upsert(self, op_id: int, op: UpsertPoints) -> None:
-        row_of = {name: _row_lookup(nv.rows, len(op.ids)) for name, nv in op.vectors.items()}
-        sparse_row_of = {name: _row_lookup(c.rows, len(op.ids)) for name, c in op.sparse.items()}
+        point_count = len(op.ids)
+        row_of = {name: _row_lookup(nv.rows, point_count) for name, nv in op.vectors.items()}
+        sparse_row_of = (
+            {name: _row_lookup(c.rows, point_count) for name, c in op.sparse.items()}
+            if op.sparse
+            else {}
+        )
         predicate = (
             None
             if op.update_filter is None
@@ -176,8 +181,13 @@ class BatchWriter:
             self.delta.points_written += 1
 
     def _update_vectors(self, op_id: int, op: UpdateVectors) -> None:
-        row_of = {name: _row_lookup(nv.rows, len(op.ids)) for name, nv in op.vectors.items()}
-        sparse_row_of = {name: _row_lookup(c.rows, len(op.ids)) for name, c in op.sparse.items()}
+        point_count = len(op.ids)
+        row_of = {name: _row_lookup(nv.rows, point_count) for name, nv in op.vectors.items()}
+        sparse_row_of = (
+            {name: _row_lookup(c.rows, point_count) for name, c in op.sparse.items()}
+            if op.sparse
+            else {}
+        )
         predicate = (
             None
             if op.update_filter is None
@@ -328,21 +338,26 @@ class BatchWriter:
         self.next_label += 1
         self.born_labels.add(label)
         encoded_label = label_key(label)
+        put = self._txn.put
+        delta = self.delta
         for name, vector in vectors.items():
             if isinstance(vector, SparseVector):
                 self._put_sparse(name, label, vector)
                 continue
-            self._txn.put(
+            put(
                 encoded_label,
                 seal(vector.astype("<f4", copy=False).tobytes()),
                 db=self._dbs.vectors[name],
             )
-            self.delta.added_labels.setdefault(name, []).append(label)
-            self.delta.added_vectors.setdefault(name, []).append(vector)
-        value = seal(cbor2.dumps([label, op_id, payload, list(vectors)]))
-        self._txn.put(key, value, db=self._dbs.points)
-        self._txn.put(encoded_label, seal(key), db=self._dbs.labels)
-        self.delta.points_written += 1
+            if name in delta.added_labels:
+                delta.added_labels[name].append(label)
+                delta.added_vectors[name].append(vector)
+            else:
+                delta.added_labels[name] = [label]
+                delta.added_vectors[name] = [vector]
+        put(key, seal(cbor2.dumps([label, op_id, payload, list(vectors)])), db=self._dbs.points)
+        put(encoded_label, seal(key), db=self._dbs.labels)
+        delta.points_written += 1
 
     def _kill(self, op_id: int, key: bytes, old: list[Any]) -> None:
         old_label, _, _, old_names = old

@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"bench: unknown --skip {sorted(unknown)}; phases: {', '.join(PHASES)}")
         return 2
+    if "edge" not in skip and importlib.util.find_spec("qdrant_edge") is None:
+        # Qdrant's own engine is the bar Keel is measured against: no silent skip.
+        print("bench: qdrant-edge-py is missing: pip install -e '.[bench]' (or --skip edge)")
+        return 2
     has_matplotlib = importlib.util.find_spec("matplotlib") is not None
     if not has_matplotlib:
         print("bench: matplotlib is missing, so no plot will be drawn; install it with "
