@@ -51,7 +51,8 @@ from engine.ops import (
 )
 from engine.payload_index import IndexSpec
 from engine.payload_path import PayloadPath
-from engine.reads import FILTER_TYPES, Reader, compile_filter
+from engine.query_reads import QueryReader
+from engine.reads import FILTER_TYPES, compile_filter
 from engine.search_coalescer import SearchCoalescer
 from engine.stats import HistogramSnapshot
 from engine.store import Store
@@ -106,7 +107,7 @@ class Collection:
         self._indexes: dict[str, VectorIndex] = {}  # caught-up graphs, the ones reads use
         self._lagging_indexes: dict[str, VectorIndex] = {}  # loaded, left to the applier
         self._applier: Applier | None = None
-        self._reader: Reader | None = None
+        self._reader: QueryReader | None = None
         # Readers hold it shared across graph search + LMDB reads; the applier's commit
         # holds it exclusively, so a search sees a batch entirely or not at all.
         self._visibility_lock = ReadWriteLock()
@@ -179,7 +180,7 @@ class Collection:
             lagging_indexes=self._lagging_indexes,
         )
         self._lagging_indexes = {}
-        self._reader = Reader(self.config, self._store, self._indexes, self._visibility_lock)
+        self._reader = QueryReader(self.config, self._store, self._indexes, self._visibility_lock)
         self._search_coalescer = SearchCoalescer(
             self._reader.search_many, self._read_executor, READ_THREADS, SEARCH_BATCH_MAX
         )

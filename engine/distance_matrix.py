@@ -21,7 +21,7 @@ from engine import filters
 from engine.errors import BadRequest
 from engine.ops import PointId, point_key
 from engine.query_plan import merge_filters
-from engine.reads import Reader
+from engine.query_reads import QueryReader
 from engine.vector_scores import score_matrix
 
 
@@ -32,7 +32,7 @@ class DistanceMatrix:
 
 
 def distance_matrix(
-    reader: Reader, filter_: Any, sample_count: int, limit: int, using: str
+    reader: QueryReader, filter_: Any, sample_count: int, limit: int, using: str
 ) -> DistanceMatrix:
     """Run in a read thread (it scans and scores)."""
     is_sparse = using in reader.config.sparse_vectors

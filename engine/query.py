@@ -1,16 +1,16 @@
 """Qdrant's universal query: nearest by vector or id, recommend, discover, context, prefetch
 trees, fusion, order_by, groups.
 
-Owns: running a plan (query_plan.py) against one collection's Reader in a read thread:
+Owns: running a plan (query_plan.py) against one collection's reader in a read thread:
 nodes and prefetches, fusion, order_by, groups and lookups, MMR, sparse and dense vector
 queries, and batches (`execute_many`).
 Not here: the plan types (query_plan.py), HTTP parsing (server/query.py), how each kind
-scores (query_scores.py), nearest-neighbour search itself (reads.py).
+scores (query_scores.py), the reads it makes (reads.py, query_reads.py).
 
 From Qdrant 1.19's source (`lib/collection/src/operations/universal_query/`):
 - recommend with `average_vector` searches the averaged vector; `best_score`, `sum_scores`,
   discover and context score every candidate (exactly, over the vectors in LMDB);
-- a sparse `using` is searched by `Reader.sparse_search` (dot product over the inverted index,
+- a sparse `using` is searched by `sparse_search` (dot product over the inverted index,
   only points sharing an index with the query), in a node, a prefetch and under fusion alike;
 - examples given as point ids are excluded from the results (`collection_query.rs`
   adds a `must_not has_id` for every referenced id: recommend's, discover's target and pairs).
@@ -56,6 +56,7 @@ from engine.query_plan import (
     merge_filters,
     push_filters_down,
 )
+from engine.query_reads import QueryReader
 from engine.query_scores import (
     Hit,
     average_vector,
@@ -67,9 +68,9 @@ from engine.query_scores import (
     rrf,
     sparse_average,
 )
-from engine.reads import Reader
 from engine.vector_scores import score_matrix
 
+Lookups = dict[str, QueryReader]  # collection name -> reader, for lookup_from and with_lookup
 GROUP_OVERFETCH = 4  # candidates fetched per wanted group member
 GROUP_FETCH_MIN = 100
 SPARSE_DENSE_MISMATCH = "Conversion between sparse and regular vectors failed"
@@ -146,8 +147,8 @@ def order_value_of(value: Any) -> int | float | None:
 
 @dataclass
 class _Context:
-    reader: Reader  # of the queried collection
-    lookups: dict[str, Reader]  # collection name -> Reader, for lookup_from and with_lookup
+    reader: QueryReader  # of the queried collection
+    lookups: Lookups
     # Ids used as examples in the queried collection: Qdrant adds `must_not has_id` for them
     # to the root filter, which reaches every prefetch. Keel drops them from each node's hits
     # instead (fetching that many more), so a plain search stays a graph search.
@@ -155,7 +156,7 @@ class _Context:
 
 
 def execute(
-    reader: Reader, request: QueryRequest, lookups: dict[str, Reader], collection_name: str
+    reader: QueryReader, request: QueryRequest, lookups: Lookups, collection_name: str
 ) -> QueryResult:
     """Run `request` against `reader`, in a read thread; `lookups` holds the Readers
     of the collections named by `lookup_from`. Raises BadRequest or NotFound like Qdrant."""
@@ -180,10 +181,10 @@ def execute(
 
 
 def execute_many(
-    reader: Reader, jobs: list[tuple[QueryRequest, dict[str, Reader]]], collection_name: str
+    reader: QueryReader, jobs: list[tuple[QueryRequest, Lookups]], collection_name: str
 ) -> list[QueryResult]:
     """`execute` of each job, in order. Plain nearest queries by a dense vector (no filter,
-    prefetch, groups or MMR) are searched together (`Reader.search_hits_many`); the same
+    prefetch, groups or MMR) are searched together (`QueryReader.search_hits_many`); the same
     hits, in less time than one search each. Raises at the first query that fails."""
     plain = [position for position, (request, _) in enumerate(jobs) if _is_plain(reader, request)]
     hits_of: dict[int, list[tuple[PointId, float]]] = {}
@@ -202,7 +203,7 @@ def execute_many(
     return results
 
 
-def _is_plain(reader: Reader, request: QueryRequest) -> bool:
+def _is_plain(reader: QueryReader, request: QueryRequest) -> bool:
     root, query = request.root, request.root.query
     return (
         isinstance(query, Nearest)
@@ -216,7 +217,7 @@ def _is_plain(reader: Reader, request: QueryRequest) -> bool:
     )
 
 
-def _plain_search(reader: Reader, request: QueryRequest) -> SearchRequest:
+def _plain_search(reader: QueryReader, request: QueryRequest) -> SearchRequest:
     """The search `execute` would run for a plain nearest query (see `_searched`)."""
     root = request.root
     assert isinstance(root.query, Nearest)
@@ -490,7 +491,7 @@ def _sparse_examples(context: _Context, node: QueryNode, query: VectorQuery) -> 
     return vectors
 
 
-def _searched(reader: Reader, node: QueryNode, vector: np.ndarray, wanted: int) -> list[Hit]:
+def _searched(reader: QueryReader, node: QueryNode, vector: np.ndarray, wanted: int) -> list[Hit]:
     request = SearchRequest(
         vector_name=node.using,
         vector=vector.astype(np.float32),
@@ -572,7 +573,7 @@ def _direct_scorer(
     return discover_scorer(target, pairs, distance)
 
 
-def _lookup_reader(context: _Context, node: QueryNode) -> Reader:
+def _lookup_reader(context: _Context, node: QueryNode) -> QueryReader:
     if node.lookup_from is None:
         return context.reader
     return context.lookups[node.lookup_from.collection]

@@ -1,0 +1,176 @@
+"""The reads only the universal query (query.py) and the distance matrix make, on top of
+`Reader`: exact scans scoring every matching point, the stored vectors of example points,
+sparse search, payloads by id, and (id, score) hits turned into answers.
+
+Sparse vectors are scored by dot product through the inverted index (store.py): the postings
+of the query's indices are summed per label in one read transaction, the filter is checked on
+the points that scored; with `modifier: idf` the query's values are weighted first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from engine.ops import (
+    PayloadSelector,
+    PointId,
+    ScoredPoint,
+    SparseModifier,
+    SparseVector,
+    VectorSelector,
+    point_id_from_key,
+    point_key,
+)
+from engine.reads import EXACT_CHUNK_COUNT, Reader
+from engine.store import StoredPoint
+from engine.vector_scores import idf
+
+
+class QueryReader(Reader):
+    """A collection's Reader with the reads of the universal query; any thread."""
+
+    def sparse_search(
+        self,
+        name: str,
+        query: SparseVector,
+        filter_: Any,
+        ids: list[PointId] | None,
+        limit: int,
+    ) -> list[tuple[PointId, float]]:
+        """Dot product of `query` with the points' sparse vector `name` through the inverted
+        index, best `limit` first: only points sharing an index with the query score (as
+        Qdrant). With `modifier: idf` the query's values are weighted by
+        ln((n - df + 0.5) / (df + 0.5) + 1), n the points with a vector `name`, df those
+        having the index (Qdrant's `lib/segment` and qdrant-client's local mode). `ids`
+        restricts the points (a prefetch's candidates); `filter_` is checked on each."""
+        predicate = None if filter_ is None else self._compile(filter_)
+        is_idf = self.config.sparse_vectors[name].modifier is SparseModifier.IDF
+        points, scores = self._store.sparse_scores(name, query, idf if is_idf else None)
+        allowed = None if ids is None else set(map(point_key, ids))
+        kept = [
+            (point, score)
+            for point, score in zip(points, scores.tolist())
+            if point is not None
+            and (allowed is None or point.key in allowed)
+            and (
+                predicate is None
+                or predicate(point_id_from_key(point.key), point.payload or {}, point.names)
+            )
+        ]
+        kept.sort(key=lambda pair: (-pair[1], pair[0].key))
+        return [(point_id_from_key(point.key), score) for point, score in kept[:limit]]
+
+    def example_vectors(self, ids: list[PointId], name: str) -> dict[PointId, np.ndarray | None]:
+        """Each existing point's stored vector `name` (None if it has none); absent ids are
+        left out. Stored Cosine vectors are already unit length."""
+        keys = [point_key(point_id) for point_id in ids]
+        result: dict[PointId, np.ndarray | None] = {}
+        for point in self._store.get_points(keys):
+            if point is not None:
+                vector = None
+                if name in point.names:
+                    vector = self._store.get_vectors(name, [point.label])[0]
+                result[point_id_from_key(point.key)] = vector
+        return result
+
+    def sparse_vectors_of(self, ids: list[PointId], name: str) -> dict[PointId, Any]:
+        """Each existing point's sparse vector `name` (None if it has none)."""
+        result: dict[PointId, Any] = {}
+        for point in self._store.get_points([point_key(point_id) for point_id in ids]):
+            if point is not None:
+                vector = None
+                if name in point.names:
+                    vector = self._store.get_sparse(name, [point.label])[0]
+                result[point_id_from_key(point.key)] = vector
+        return result
+
+    def score_points(
+        self,
+        name: str,
+        score: Callable[[Any], np.ndarray],
+        is_higher_better: bool,
+        filter_: Any,
+        ids: list[PointId] | None,
+        limit: int,
+    ) -> list[tuple[PointId, float]]:
+        """Exact scan: `score(matrix)` of every point with vector `name` (or only `ids`)
+        matching `filter_`, best `limit` first. For a sparse `name`, `score` gets a list of
+        SparseVectors instead of a matrix."""
+        predicate = None if filter_ is None else self._compile(filter_)
+        with self._visibility_lock.shared():
+            if ids is None:
+                points: list[StoredPoint | None] = list(self._store.iter_points(None))
+            else:
+                points = self._store.get_points(list(dict.fromkeys(map(point_key, ids))))
+            kept = [
+                point
+                for point in points
+                if point is not None
+                and name in point.names
+                and (
+                    predicate is None
+                    or predicate(point_id_from_key(point.key), point.payload or {}, point.names)
+                )
+            ]
+            scored: list[StoredPoint] = []
+            all_scores = []
+            is_sparse = name in self.config.sparse_vectors
+            fetch = self._store.get_sparse if is_sparse else self._store.get_vectors
+            for start in range(0, len(kept), EXACT_CHUNK_COUNT):
+                chunk = kept[start : start + EXACT_CHUNK_COUNT]
+                vectors = fetch(name, [point.label for point in chunk])
+                # A point deleted since it was read has no vector any more: leave it out.
+                pairs = [(p, v) for p, v in zip(chunk, vectors) if v is not None]
+                if pairs:
+                    scored.extend(p for p, _ in pairs)
+                    found = [v for _, v in pairs]
+                    all_scores.append(score(found if is_sparse else np.stack(found)))
+        if not scored:
+            return []
+        kept = scored
+        scores = np.concatenate(all_scores).astype(np.float32)
+        keys = -scores if is_higher_better else scores
+        order = np.argsort(keys, kind="stable")[:limit]
+        return [(point_id_from_key(kept[i].key), float(scores[i])) for i in order]
+
+    def payload_points(
+        self, filter_: Any, ids: list[PointId] | None
+    ) -> list[tuple[PointId, dict[str, Any]]]:
+        """(id, payload) of every point (or only `ids`) matching `filter_`, in id order."""
+        predicate = None if filter_ is None else self._compile(filter_)
+        if ids is None:
+            points: list[StoredPoint | None] = list(self._store.iter_points(None))
+        else:
+            points = self._store.get_points(sorted(set(map(point_key, ids))))
+        return [
+            (point_id_from_key(point.key), point.payload or {})
+            for point in points
+            if point is not None
+            and (
+                predicate is None
+                or predicate(point_id_from_key(point.key), point.payload or {}, point.names)
+            )
+        ]
+
+    def scored_points(
+        self,
+        hits: list[tuple[PointId, float]],
+        with_payload: PayloadSelector,
+        with_vector: VectorSelector,
+    ) -> list[ScoredPoint]:
+        """ScoredPoints for (id, score) pairs, in order; points deleted meanwhile are left out."""
+        stored = self._store.get_points([point_key(point_id) for point_id, _ in hits])
+        return [
+            ScoredPoint(
+                point_id,
+                point.version,
+                score,
+                self._select_payload(point, with_payload),
+                self._select_vectors(point, with_vector),
+            )
+            for (point_id, score), point in zip(hits, stored)
+            if point is not None
+        ]
