@@ -40,6 +40,7 @@ from engine.ops import (
     DeleteFieldIndex,
     DeletePoints,
     DeleteVectors,
+    NamedVectors,
     Operation,
     PayloadMode,
     PointId,
@@ -132,18 +133,8 @@ class BatchWriter:
     # ---- one op kind each ------------------------------------------------------------------
 
     def _upsert(self, op_id: int, op: UpsertPoints) -> None:
-        point_count = len(op.ids)
-        row_of = {name: _row_lookup(nv.rows, point_count) for name, nv in op.vectors.items()}
-        sparse_row_of = (
-            {name: _row_lookup(c.rows, point_count) for name, c in op.sparse.items()}
-            if op.sparse
-            else {}
-        )
-        predicate = (
-            None
-            if op.update_filter is None
-            else self._compile_filter(op.update_filter, self.index_specs)
-        )
+        row_of, sparse_row_of = _row_lookups(op.vectors, op.sparse, len(op.ids))
+        predicate = self._update_predicate(op.update_filter)
         for position, point_id in enumerate(op.ids):
             key = point_key(point_id)
             old = self._read(key)
@@ -181,18 +172,8 @@ class BatchWriter:
             self.delta.points_written += 1
 
     def _update_vectors(self, op_id: int, op: UpdateVectors) -> None:
-        point_count = len(op.ids)
-        row_of = {name: _row_lookup(nv.rows, point_count) for name, nv in op.vectors.items()}
-        sparse_row_of = (
-            {name: _row_lookup(c.rows, point_count) for name, c in op.sparse.items()}
-            if op.sparse
-            else {}
-        )
-        predicate = (
-            None
-            if op.update_filter is None
-            else self._compile_filter(op.update_filter, self.index_specs)
-        )
+        row_of, sparse_row_of = _row_lookups(op.vectors, op.sparse, len(op.ids))
+        predicate = self._update_predicate(op.update_filter)
         for position, point_id in enumerate(op.ids):
             key = point_key(point_id)
             old = self._read(key)
@@ -327,6 +308,12 @@ class BatchWriter:
         )
         return None if keys is None else sorted(keys)
 
+    def _update_predicate(self, update_filter: Any) -> Predicate | None:
+        """A conditional write's filter, compiled; None for an unconditional one."""
+        if update_filter is None:
+            return None
+        return self._compile_filter(update_filter, self.index_specs)
+
     def _read(self, key: bytes) -> list[Any] | None:
         value = self._txn.get(key, db=self._dbs.points)
         return None if value is None else load_point(key, value)
@@ -401,9 +388,9 @@ class BatchWriter:
 
 def _point_vectors(
     dense: dict[str, Any],
-    row_of: dict[str, np.ndarray],
+    row_of: dict[str, list[int]],
     sparse: dict[str, SparseColumn],
-    sparse_row_of: dict[str, np.ndarray],
+    sparse_row_of: dict[str, list[int]],
     position: int,
 ) -> dict[str, Any]:
     """The vectors an op gives the point at `position`: dense rows and SparseVectors."""
@@ -497,6 +484,16 @@ def _remove_at(value: Any, head: Any, rest: tuple[Any, ...]) -> None:
 def _matches(predicate: Predicate, key: bytes, stored: list[Any]) -> bool:
     _, _, payload, names = stored
     return predicate(point_id_from_key(key), payload or {}, names)
+
+
+def _row_lookups(
+    dense: dict[str, NamedVectors], sparse: dict[str, SparseColumn], point_count: int
+) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """Per vector name, the op's row for each point position (-1: none), dense and sparse."""
+    row_of = {name: _row_lookup(nv.rows, point_count) for name, nv in dense.items()}
+    if not sparse:
+        return row_of, {}
+    return row_of, {name: _row_lookup(c.rows, point_count) for name, c in sparse.items()}
 
 
 def _row_lookup(rows: np.ndarray, point_count: int) -> list[int]:
