@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import cbor2
 import numpy as np
 import pytest
 from hypothesis import given
@@ -83,3 +84,21 @@ def test_point_keys_round_trip_and_never_collide_across_kinds(point_id) -> None:
 def test_a_body_no_version_of_keel_wrote_is_corruption() -> None:
     with pytest.raises(CorruptionError):
         decode_op(b"\xa1\x61t\x63xyz")
+
+
+@pytest.mark.parametrize("bad_id", [-1, 2**64, "7", 1.0, b"too short"])
+def test_a_record_with_an_id_keel_never_writes_is_corruption(bad_id) -> None:
+    # The decoder's fast path for integer ids must refuse what the slow path refuses.
+    body = cbor2.loads(encode_op(DeletePoints([3, 4])))
+    body["ids"] = [3, bad_id]
+    with pytest.raises(CorruptionError):
+        decode_op(cbor2.dumps(body))
+
+
+def test_decoded_vectors_are_read_only_views_that_round_trip() -> None:
+    matrix = np.arange(6, dtype=np.float32).reshape(2, 3)
+    op = UpsertPoints([1, 2], {"v": NamedVectors(np.array([0, 1], np.int32), matrix)}, [None, None])
+    decoded = decode_op(encode_op(op))
+    np.testing.assert_array_equal(decoded.vectors["v"].matrix, matrix)
+    with pytest.raises(ValueError):
+        decoded.vectors["v"].matrix[0, 0] = 1.0  # nothing may write into a logged op
