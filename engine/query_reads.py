@@ -66,24 +66,19 @@ class QueryReader(Reader):
     def example_vectors(self, ids: list[PointId], name: str) -> dict[PointId, np.ndarray | None]:
         """Each existing point's stored vector `name` (None if it has none); absent ids are
         left out. Stored Cosine vectors are already unit length."""
-        keys = [point_key(point_id) for point_id in ids]
-        result: dict[PointId, np.ndarray | None] = {}
-        for point in self._store.get_points(keys):
-            if point is not None:
-                vector = None
-                if name in point.names:
-                    vector = self._store.get_vectors(name, [point.label])[0]
-                result[point_id_from_key(point.key)] = vector
-        return result
+        return self._stored_vectors(ids, name, self._store.get_vectors)
 
     def sparse_vectors_of(self, ids: list[PointId], name: str) -> dict[PointId, Any]:
         """Each existing point's sparse vector `name` (None if it has none)."""
+        return self._stored_vectors(ids, name, self._store.get_sparse)
+
+    def _stored_vectors(
+        self, ids: list[PointId], name: str, fetch: Callable[[str, list[int]], list[Any]]
+    ) -> dict[PointId, Any]:
         result: dict[PointId, Any] = {}
         for point in self._store.get_points([point_key(point_id) for point_id in ids]):
             if point is not None:
-                vector = None
-                if name in point.names:
-                    vector = self._store.get_sparse(name, [point.label])[0]
+                vector = fetch(name, [point.label])[0] if name in point.names else None
                 result[point_id_from_key(point.key)] = vector
         return result
 
