@@ -75,12 +75,12 @@ class QueryReader(Reader):
     def _stored_vectors(
         self, ids: list[PointId], name: str, fetch: Callable[[str, list[int]], list[Any]]
     ) -> dict[PointId, Any]:
-        result: dict[PointId, Any] = {}
-        for point in self._store.get_points([point_key(point_id) for point_id in ids]):
-            if point is not None:
-                vector = fetch(name, [point.label])[0] if name in point.names else None
-                result[point_id_from_key(point.key)] = vector
-        return result
+        found = self._store.get_points([point_key(point_id) for point_id in ids])
+        points = [point for point in found if point is not None]
+        having = [point for point in points if name in point.names]
+        # One read of every vector at once, not a transaction per point.
+        vectors = dict(zip((p.key for p in having), fetch(name, [p.label for p in having])))
+        return {point_id_from_key(p.key): vectors.get(p.key) for p in points}
 
     def score_points(
         self,
