@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
@@ -185,31 +184,13 @@ def _transfer(command: str, argv: list[str]) -> int:
 
 
 def _crashtest(argv: list[str]) -> int:
-    """Run tools/crashtest from the source checkout this `server` package lives in.
+    """Run the crash-test tool, installed with Keel as `keel_crashtest` (tools/crashtest/).
 
-    The tool is not part of the installed distribution (pyproject.toml packages engine and
-    server only), so it is found next to this package: present in a checkout and in an
-    editable install, absent from a wheel. It is loaded by path under a private name, so
-    an unrelated installed package called `tools` cannot stand in for it.
+    Imported here, not at the top: the tool is only loaded when asked for.
     """
-    package_dir = Path(__file__).resolve().parents[1] / "tools" / "crashtest"
-    init_path = package_dir / "__init__.py"
-    if not init_path.is_file():
-        print(
-            f"keel: crashtest runs from a Keel source checkout and {package_dir} is not there "
-            "(this Keel was installed from a wheel); clone the repository and run "
-            "`pip install -e .` there, or `python -m tools.crashtest` from the checkout",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    spec = importlib.util.spec_from_file_location(
-        "keel_crashtest", init_path, submodule_search_locations=[str(package_dir)]
-    )
-    assert spec is not None and spec.loader is not None, init_path
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its modules import each other relatively
-    spec.loader.exec_module(module)
-    return module.main(argv)
+    from keel_crashtest import main as crashtest_main
+
+    return crashtest_main(argv)
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
