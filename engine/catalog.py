@@ -1,6 +1,8 @@
 """The set of collections in a storage directory: lock, recovery of each, create and delete.
 
-Owns: `<storage>/.lock`, `<storage>/collections/<name>/` (one Collection each),
+Owns: `<storage>/.lock`, `<storage>/storage_id` (a random UUID written once, when the
+directory is first opened: the storage's identity, which `/telemetry` reports as its `id`),
+`<storage>/collections/<name>/` (one Collection each),
 `<storage>/aliases.json` (alias -> collection name, replaced atomically) and `<storage>/tmp/`, where a collection is built before it is renamed into place and where a
 deleted one is renamed before it is removed. A crash leaves the old or the new state, never
 half a collection; leftovers in tmp/ are removed at the next open.
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 LOCK_FILE_NAME = ".lock"
 RESTORE_READY_FILE_NAME = ".restore-ready"
 ALIASES_FILE_NAME = "aliases.json"
+STORAGE_ID_FILE_NAME = "storage_id"
 _FORBIDDEN_NAME_CHARACTERS = set('<>:"/\\|?*\0')
 
 
@@ -135,6 +138,7 @@ class Catalog:
         self._collections: dict[str, Collection] = {}
         self._aliases: dict[str, str] = {}  # alias -> collection name
         self._lock_fd: int | None = None
+        self.storage_id: str | None = None  # set by open(), under the lock
         self._create_lock = asyncio.Lock()  # create/delete one at a time
         self.is_ready = False
 
@@ -142,6 +146,7 @@ class Catalog:
         """Lock the directory, clean tmp/, and recover every collection (logged)."""
         files.make_directories(self.storage_path)
         self._take_lock()
+        self.storage_id = self._load_or_create_storage_id()
         for directory_name in ("collections", "tmp"):
             if not (self.storage_path / directory_name).exists():
                 files.make_directory_durably(self.storage_path / directory_name)
@@ -379,6 +384,22 @@ class Catalog:
 
     def _take_lock(self) -> None:
         self._lock_fd = lock_storage(self.storage_path)
+
+    def _load_or_create_storage_id(self) -> str:
+        """The storage's UUID; written once, the first time the directory is opened. A copy
+        of the directory keeps it: remove the file in the copy to give that one its own."""
+        path = self.storage_path / STORAGE_ID_FILE_NAME
+        if not path.exists():
+            files.write_file_atomic(path, f"{uuid.uuid4()}\n".encode())
+            log.info("storage id created path=%s", path)
+        text = path.read_text(errors="replace").strip()
+        try:
+            return str(uuid.UUID(text))
+        except ValueError:
+            raise CorruptionError(
+                f"storage id file does not hold a UUID: {path}; remove it and the storage "
+                "gets a new id"
+            ) from None
 
     def _load_aliases(self) -> dict[str, str]:
         path = self.storage_path / ALIASES_FILE_NAME

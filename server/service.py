@@ -51,10 +51,17 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def telemetry(request: web.Request) -> web.Response:
-    """TelemetryData: an id, the app (name `keel`, Keel's version), collections, requests."""
+    """TelemetryData: an id, the app (name `keel`, Keel's version), collections, requests.
+
+    The id is the storage's (engine/catalog.py), stable across restarts, so `keel migrate`
+    and `keel import` can tell whether two URLs reach one server. Qdrant's is per process.
+    """
     info = request.app[INFO_KEY]
+    # The catalog reads its id right after taking the lock, before the server answers
+    # anything; only an app built in process over an unopened catalog falls back.
+    storage_id = catalog_of(request).storage_id
     result = {
-        "id": info.telemetry_id,
+        "id": storage_id or info.telemetry_id,
         "app": {"name": "keel", "version": info.keel_version, "startup": info.started_at},
         "collections": _collections_telemetry(catalog_of(request)),
         "requests": _requests_telemetry(request.app[METRICS_KEY].requests.snapshot()),
