@@ -1,12 +1,18 @@
 """The set of collections in a storage directory: lock, recovery of each, create and delete.
 
-Owns: `<storage>/.lock`, `<storage>/storage_id` (a random UUID written once, when the
+Owns: `<storage>/.lock`,
+`<storage>/.stopped-cleanly` (present only from a clean close to the next open, so a start
+can tell that it follows a crash), `<storage>/storage_id` (a random UUID written once, when the
 directory is first opened: the storage's identity, which `/telemetry` reports as its `id`),
 `<storage>/collections/<name>/` (one Collection each),
 `<storage>/aliases.json` (alias -> collection name, replaced atomically) and `<storage>/tmp/`, where a collection is built before it is renamed into place and where a
 deleted one is renamed before it is removed. A crash leaves the old or the new state, never
 half a collection; leftovers in tmp/ are removed at the next open.
-Also: taking a snapshot of a collection and restoring one (the file format is snapshot.py's).
+Also: taking a snapshot of a collection and restoring one (the file format is snapshot.py's);
+`<storage>/op_id_floors.json`, for each name whose collection was deleted or replaced, the
+last op id that collection handed out: a collection created or restored under that name
+hands out op ids above it only, so op ids of a name never repeat (clients use them as
+versions) and a restored history can never be mistaken for the one it replaced.
 A restore stages the whole new collection in tmp/, opens it once there to prove it sound,
 marks it ready (`RESTORE_READY_FILE_NAME` holding the collection name), then renames the old
 collection into tmp/ and the staged one into collections/. A crash between those two renames
@@ -40,6 +46,7 @@ from engine.errors import (
     StorageLocked,
 )
 from engine.limits import EngineSettings
+from engine.logfmt import log_event
 from engine.ops import CollectionConfig
 
 log = logging.getLogger(__name__)
@@ -47,8 +54,14 @@ log = logging.getLogger(__name__)
 LOCK_FILE_NAME = ".lock"
 RESTORE_READY_FILE_NAME = ".restore-ready"
 ALIASES_FILE_NAME = "aliases.json"
+OP_ID_FLOORS_FILE_NAME = "op_id_floors.json"
 STORAGE_ID_FILE_NAME = "storage_id"
-_FORBIDDEN_NAME_CHARACTERS = set('<>:"/\\|?*\0')
+# Qdrant's validate_collection_name (lib/common/common/src/validation.rs). Other control
+# characters, a newline included, are allowed as in Qdrant; logs escape them (logfmt.py).
+_FORBIDDEN_NAME_CHARACTERS = set('<>:"/\\|?*\0\x1f')
+# Written by close() once every collection is closed and checkpointed, removed by open():
+# a storage that has collections but no marker was not closed by the last process using it.
+STOPPED_CLEANLY_FILE_NAME = ".stopped-cleanly"
 
 
 def lock_storage(storage_path: Path) -> int:
@@ -133,10 +146,12 @@ class Catalog:
     """Every collection of one storage directory. Only one process may open it."""
 
     def __init__(self, storage_path: Path, settings: EngineSettings) -> None:
-        self.storage_path = Path(storage_path)
+        self.storage_path = Path(storage_path).absolute()  # logs name absolute paths
         self._settings = settings.validated()
         self._collections: dict[str, Collection] = {}
         self._aliases: dict[str, str] = {}  # alias -> collection name
+        # name -> last op id handed out by a deleted or replaced collection of that name
+        self._op_id_floors: dict[str, int] = {}
         self._lock_fd: int | None = None
         self.storage_id: str | None = None  # set by open(), under the lock
         self._create_lock = asyncio.Lock()  # create/delete one at a time
@@ -146,34 +161,55 @@ class Catalog:
         """Lock the directory, clean tmp/, and recover every collection (logged)."""
         files.make_directories(self.storage_path)
         self._take_lock()
+        is_new_storage = not (self.storage_path / "collections").exists()
+        was_stopped_cleanly = self._take_stopped_cleanly_marker()
         self.storage_id = self._load_or_create_storage_id()
         for directory_name in ("collections", "tmp"):
             if not (self.storage_path / directory_name).exists():
                 files.make_directory_durably(self.storage_path / directory_name)
         self._clean_tmp()
         self._aliases = self._load_aliases()
+        self._op_id_floors = self._load_op_id_floors()
         started_s = time.monotonic()
         names = sorted(p.name for p in (self.storage_path / "collections").iterdir() if p.is_dir())
-        log.info("recovery started storage=%s collections=%d", self.storage_path, len(names))
+        log_event(
+            log,
+            logging.INFO,
+            "recovery started",
+            storage=self.storage_path,
+            collections=len(names),
+        )
         for name in names:
             collection = Collection(self.storage_path / "collections" / name, name, self._settings)
             await collection.open()
             self._collections[name] = collection
         self._drop_dangling_aliases()
         self.is_ready = True
-        log.info(
-            "recovery finished storage=%s collections=%d took_s=%.3f",
-            self.storage_path,
-            len(names),
-            time.monotonic() - started_s,
+        log_event(
+            log,
+            logging.INFO,
+            "recovery finished",
+            storage=self.storage_path,
+            collections=len(names),
+            took_s=round(time.monotonic() - started_s, 3),
         )
+        if not is_new_storage and not was_stopped_cleanly:
+            self._log_unclean_shutdown()
 
     async def close(self) -> None:
         """Finish every collection's queued writes, checkpoint, release the lock."""
+        was_open = self.is_ready
         self.is_ready = False
+        is_clean = was_open
         for collection in self._collections.values():
             await collection.close()
+            is_clean = is_clean and not collection.is_write_path_failed
         self._collections.clear()
+        if is_clean:
+            marker = self.storage_path / STOPPED_CLEANLY_FILE_NAME
+            await asyncio.get_running_loop().run_in_executor(
+                None, files.write_file_atomic, marker, b""
+            )
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing the descriptor releases the flock
             self._lock_fd = None
@@ -235,11 +271,12 @@ class Catalog:
             self._check_room_for(name)
             loop = asyncio.get_running_loop()
             target = self.storage_path / "collections" / name
-            await loop.run_in_executor(None, self._build, target, config)
+            op_id_floor = self._op_id_floors.get(name, -1)
+            await loop.run_in_executor(None, self._build, target, config, op_id_floor)
             collection = Collection(target, name, self._settings)
             await collection.open()
             self._collections[name] = collection
-        log.info("collection created collection=%s", name)
+        log_event(log, logging.INFO, "collection created", collection=name)
 
     async def update_config(
         self, name: str, change: Callable[[CollectionConfig], CollectionConfig]
@@ -265,8 +302,12 @@ class Catalog:
             if collection is None:
                 return False
             await collection.close()
-            tombstone = self.storage_path / "tmp" / f"deleted-{uuid.uuid4().hex}"
             loop = asyncio.get_running_loop()
+            # Before the collection goes: a crash in between leaves it, and a floor it is at.
+            await loop.run_in_executor(
+                None, self._raise_op_id_floor, name, collection.appended_op_id
+            )
+            tombstone = self.storage_path / "tmp" / f"deleted-{uuid.uuid4().hex}"
             await loop.run_in_executor(None, files.rename_durably, collection.directory, tombstone)
             # Qdrant drops a deleted collection's aliases with it. After the rename: a crash
             # in between leaves aliases to a missing collection, which open() drops.
@@ -275,7 +316,7 @@ class Catalog:
                 await loop.run_in_executor(None, self._save_aliases, aliases)
                 self._aliases = aliases
             await loop.run_in_executor(None, files.remove_tree, tombstone)
-        log.info("collection deleted collection=%s", name)
+        log_event(log, logging.INFO, "collection deleted", collection=name)
         return True
 
     async def create_snapshot(self, name: str, snapshots_path: Path) -> snapshot.SnapshotInfo:
@@ -332,6 +373,18 @@ class Catalog:
             if old is not None:
                 await old.close()
             target = self.storage_path / "collections" / target_name
+            old_last_op_id = old.appended_op_id if old is not None else -1
+            try:
+                op_id_floor = await loop.run_in_executor(
+                    None, self._continue_history, staging, target_name, manifest, old_last_op_id
+                )
+            except BaseException:
+                await loop.run_in_executor(None, files.remove_tree, staging)
+                if old is not None:  # untouched: serve it again
+                    reopened = Collection(target, target_name, self._settings)
+                    await reopened.open()
+                    self._collections[target_name] = reopened
+                raise
             tombstone = self.storage_path / "tmp" / f"replaced-{uuid.uuid4().hex}"
             await loop.run_in_executor(None, _swap_in, staging, target, old is not None, tombstone)
             collection = Collection(target, target_name, self._settings)
@@ -339,12 +392,16 @@ class Catalog:
             self._collections[target_name] = collection
             if old is not None:
                 await loop.run_in_executor(None, files.remove_tree, tombstone)
-        log.info(
-            "collection restored collection=%s op_id=%d snapshot=%s replaced=%s",
-            target_name,
-            manifest.op_id,
-            snapshot_path,
-            old is not None,
+        log_event(
+            log,
+            logging.INFO,
+            "collection restored",
+            collection=target_name,
+            op_id=manifest.op_id,
+            snapshot=Path(snapshot_path),
+            replaced=old is not None,
+            next_op_id=max(op_id_floor, manifest.op_id) + 1,
+            incarnation=collection.incarnation,
         )
         return manifest
 
@@ -353,8 +410,9 @@ class Catalog:
     async def _stage_restore(
         self, staging: Path, name: str, snapshot_path: Path, expected_checksum: str | None
     ) -> snapshot.Manifest:
-        """Unpack into `staging`, open and close it there (WAL vs LMDB checks, index rebuild
-        and checkpoint), then mark it ready to be rolled forward."""
+        """Unpack into `staging` and open and close it there (WAL vs LMDB checks, index
+        rebuild and checkpoint; it gets a new incarnation id). Not yet ready to roll
+        forward: _continue_history marks it so."""
         loop = asyncio.get_running_loop()
         manifest, config = await loop.run_in_executor(
             None, snapshot.unpack, snapshot_path, staging, expected_checksum
@@ -366,10 +424,41 @@ class Catalog:
         except CorruptionError as error:
             raise BadRequest(f"snapshot {snapshot_path.name} does not open: {error}") from None
         await staged.close()
-        await loop.run_in_executor(
-            None, files.create_file_durably, staging / RESTORE_READY_FILE_NAME, name.encode()
-        )
         return manifest
+
+    def _continue_history(
+        self, staging: Path, name: str, manifest: snapshot.Manifest, old_last_op_id: int
+    ) -> int:
+        """Record the replaced collection's last op id as `name`'s floor, make the staged
+        collection hand out op ids above it, then mark the staging ready to roll forward.
+        Returns the floor (-1: none)."""
+        op_id_floor = self._raise_op_id_floor(name, old_last_op_id)
+        if op_id_floor > manifest.op_id:
+            Collection.continue_op_ids_above(staging, op_id_floor)
+        files.create_file_durably(staging / RESTORE_READY_FILE_NAME, name.encode())
+        return op_id_floor
+
+    def _raise_op_id_floor(self, name: str, last_op_id: int) -> int:
+        """Make `name`'s floor at least last_op_id, durably; returns the floor."""
+        floor = max(self._op_id_floors.get(name, -1), last_op_id)
+        if floor != self._op_id_floors.get(name, -1):
+            floors = {**self._op_id_floors, name: floor}
+            data = json.dumps(floors, sort_keys=True).encode()
+            files.write_file_atomic(self.storage_path / OP_ID_FLOORS_FILE_NAME, data)
+            self._op_id_floors = floors
+        return floor
+
+    def _load_op_id_floors(self) -> dict[str, int]:
+        path = self.storage_path / OP_ID_FLOORS_FILE_NAME
+        if not path.exists():
+            return {}
+        try:
+            floors = json.loads(path.read_bytes())
+        except ValueError as error:
+            raise CorruptionError(f"op id floors file is not JSON: {path}: {error}") from error
+        if not isinstance(floors, dict) or not all(type(v) is int for v in floors.values()):
+            raise CorruptionError(f"op id floors file is not a map of op ids: {path}")
+        return floors
 
     def _check_room_for(self, name: str) -> None:
         """BadRequest if a new collection `name` would pass COLLECTIONS_MAX."""
@@ -385,13 +474,42 @@ class Catalog:
     def _take_lock(self) -> None:
         self._lock_fd = lock_storage(self.storage_path)
 
+    def _take_stopped_cleanly_marker(self) -> bool:
+        """Whether the last process closed this storage cleanly; removes the marker durably,
+        before recovery writes anything, so a crash from here on is seen at the next open."""
+        marker = self.storage_path / STOPPED_CLEANLY_FILE_NAME
+        if not marker.exists():
+            return False
+        files.unlink_durably(marker)
+        assert not marker.exists(), marker
+        return True
+
+    def _log_unclean_shutdown(self) -> None:
+        """One WARNING for the whole storage: the last run was killed, crashed or lost
+        power. Nothing acknowledged is lost (it is in the WAL); the counts say what recovery
+        redid. Graphs behind LMDB catch up afterwards, logged per vector."""
+        replayed = {
+            name: collection.ops_replayed_count
+            for name, collection in self._collections.items()
+            if collection.ops_replayed_count
+        }
+        log_event(
+            log,
+            logging.WARNING,
+            "unclean shutdown: the last run was not stopped cleanly",
+            storage=self.storage_path,
+            ops_replayed=sum(replayed.values()),
+            collections_replayed=len(replayed),
+            collections=len(self._collections),
+        )
+
     def _load_or_create_storage_id(self) -> str:
         """The storage's UUID; written once, the first time the directory is opened. A copy
         of the directory keeps it: remove the file in the copy to give that one its own."""
         path = self.storage_path / STORAGE_ID_FILE_NAME
         if not path.exists():
             files.write_file_atomic(path, f"{uuid.uuid4()}\n".encode())
-            log.info("storage id created path=%s", path)
+            log_event(log, logging.INFO, "storage id created", path=path)
         text = path.read_text(errors="replace").strip()
         try:
             return str(uuid.UUID(text))
@@ -417,9 +535,11 @@ class Catalog:
         """Aliases of a collection whose delete was interrupted after its rename."""
         aliases = {a: c for a, c in self._aliases.items() if c in self._collections}
         if aliases != self._aliases:
-            log.info(
-                "dropping aliases of a deleted collection count=%d",
-                len(self._aliases) - len(aliases),
+            log_event(
+                log,
+                logging.INFO,
+                "dropping aliases of a deleted collection",
+                count=len(self._aliases) - len(aliases),
             )
             self._save_aliases(aliases)
             self._aliases = aliases
@@ -432,7 +552,12 @@ class Catalog:
         for leftover in (self.storage_path / "tmp").iterdir():
             if self._roll_restore_forward(leftover):
                 continue
-            log.info("removing leftover from an interrupted create/delete path=%s", leftover)
+            log_event(
+                log,
+                logging.INFO,
+                "removing leftover from an interrupted create/delete",
+                path=leftover,
+            )
             files.remove_tree(leftover)
         files.fsync_directory(self.storage_path / "tmp")
 
@@ -444,14 +569,22 @@ class Catalog:
         target = self.storage_path / "collections" / marker.read_text()
         if target.exists():
             return False  # the old collection is still in place: drop the staged one
-        log.warning("finishing an interrupted restore collection=%s path=%s", target.name, leftover)
+        log_event(
+            log,
+            logging.WARNING,
+            "finishing an interrupted restore",
+            collection=target.name,
+            path=leftover,
+        )
         files.rename_durably(leftover, target)
         files.unlink_durably(target / RESTORE_READY_FILE_NAME)
         return True
 
-    def _build(self, target: Path, config: CollectionConfig) -> None:
+    def _build(self, target: Path, config: CollectionConfig, op_id_floor: int) -> None:
         staging = self.storage_path / "tmp" / f"creating-{uuid.uuid4().hex}"
         Collection.create_layout(staging, config)
+        if op_id_floor >= 0:
+            Collection.continue_op_ids_above(staging, op_id_floor)
         files.failpoint("catalog.before_create_rename")
         files.rename_durably(staging, target)
 

@@ -10,10 +10,16 @@ Directory:
 | path          | what                                              |
 |---------------|---------------------------------------------------|
 | config.json   | CollectionConfig (replaced atomically on update)   |
+| incarnation   | random hex id of this collection's history (below) |
 | wal/          | segments (wal.py)                                 |
 | broken/       | bytes cut from a torn WAL tail, kept for forensics |
 | lmdb/         | LMDB environment (store.py)                       |
 | index/        | HNSW checkpoints (index.py)                       |
+
+Incarnation: a collection restored from a snapshot, or deleted and created again under the
+same name, is another history of ops than the one before it. Its op ids continue above the
+old ones (the catalog's op_id_floors.json), and it gets a new incarnation id, so that a WAL
+follower of the old history is refused instead of resumed (server/followers.py).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,11 +38,12 @@ from typing import TypeVar
 from engine import files, limits, query, query_plan, validation
 from engine.applier import Applier, apply_batch
 from engine.distance_matrix import DistanceMatrix, distance_matrix
-from engine.errors import BadRequest, CorruptionError, Overloaded, StorageError
-from engine.followers import Follower, FollowerRegistry
-from engine.index import VectorIndex, has_graph, remove_checkpoint
+from engine.errors import BadRequest, Conflict, CorruptionError, Overloaded, StorageError
+from engine.followers import REMIGRATE_HINT, Follower, FollowerRegistry
+from engine.index import VectorIndex, advance_checkpoints, has_graph, remove_checkpoint
 from engine.limits import EngineSettings
 from engine.locks import ReadWriteLock
+from engine.logfmt import log_event
 from engine.op_codec import decode_op, encode_op
 from engine.ops import (
     CollectionConfig,
@@ -61,10 +69,13 @@ from engine.wal import Wal
 log = logging.getLogger(__name__)
 
 CONFIG_FILE_NAME = "config.json"
+INCARNATION_FILE_NAME = "incarnation"
 T = TypeVar("T")
 REPLAY_BATCH_OPS = 1_000
 READ_THREADS = 2
 SEARCH_BATCH_MAX = 64  # coalesced searches per read-pool job
+# LMDB map size for opening a store outside the server (it grows on the next real open).
+STORE_MAP_BYTES_SMALL = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -112,12 +123,14 @@ class Collection:
         # holds it exclusively, so a search sees a batch entirely or not at all.
         self._visibility_lock = ReadWriteLock()
         self._unapplied_bytes = 0
+        self.ops_replayed_count = 0  # WAL records open() applied to LMDB
         self._budget_freed = asyncio.Event()
         self._read_executor = ThreadPoolExecutor(
             max_workers=READ_THREADS, thread_name_prefix=f"read-{name}"
         )
         self._search_coalescer: SearchCoalescer | None = None
         self.followers = FollowerRegistry(directory)
+        self.incarnation = read_incarnation(directory)
 
     @staticmethod
     def create_layout(directory: Path, config: CollectionConfig) -> None:
@@ -126,9 +139,41 @@ class Collection:
         files.create_file_durably(
             directory / CONFIG_FILE_NAME, json.dumps(config.to_json_dict()).encode()
         )
+        files.create_file_durably(directory / INCARNATION_FILE_NAME, new_incarnation().encode())
         Wal.create(directory / "wal")
         files.make_directory_durably(directory / "lmdb")
         files.make_directory_durably(directory / "index")
+
+    @staticmethod
+    def continue_op_ids_above(directory: Path, op_id: int) -> None:
+        """Make the closed collection in `directory` hand out op ids above `op_id` only.
+
+        For a collection being created or restored in tmp/, under a name whose earlier
+        collection handed out op ids up to `op_id`: its LMDB and index checkpoints say they
+        cover `op_id` (no op exists in between) and its WAL starts at op_id + 1. Its WAL must
+        hold nothing past LMDB's applied op (a fresh layout, or one closed cleanly); then
+        those records are applied and dropped with the old WAL. Durable on return; a crash
+        midway leaves a half-done directory in tmp/, which the next open removes.
+        """
+        config = CollectionConfig.from_json_dict(
+            json.loads((directory / CONFIG_FILE_NAME).read_bytes())
+        )
+        store = Store(
+            directory / "lmdb",
+            list(config.vectors),
+            STORE_MAP_BYTES_SMALL,
+            tuple(config.sparse_vectors),
+        )
+        try:
+            applied_op_id = store.applied_op_id
+            if op_id <= applied_op_id:
+                return
+            store.skip_op_ids_through(op_id)
+        finally:
+            store.close()
+        advance_checkpoints(directory / "index", applied_op_id, op_id)
+        files.remove_tree(directory / "wal")
+        Wal.create(directory / "wal", first_op_id=op_id + 1)
 
     @staticmethod
     def write_config(directory: Path, config: CollectionConfig) -> None:
@@ -154,7 +199,7 @@ class Collection:
         self.config = config
         if self._reader is not None:
             self._reader.config = config
-        log.info("collection config updated collection=%s", self.name)
+        log_event(log, logging.INFO, "collection config updated", collection=self.name)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -163,6 +208,7 @@ class Collection:
         loop = asyncio.get_running_loop()
         started_s = time.monotonic()
         replayed_count = await loop.run_in_executor(self._read_executor, self._recover)
+        self.ops_replayed_count = replayed_count
         assert self._wal is not None and self._store is not None
         self._applier = Applier(
             self.name,
@@ -186,12 +232,14 @@ class Collection:
         )
         self._wal.start()
         self._applier.start()
-        log.info(
-            "collection opened collection=%s ops_replayed=%d applied_op_id=%d took_s=%.3f",
-            self.name,
-            replayed_count,
-            self._store.applied_op_id,
-            time.monotonic() - started_s,
+        log_event(
+            log,
+            logging.INFO,
+            "collection opened",
+            collection=self.name,
+            ops_replayed=replayed_count,
+            applied_op_id=self._store.applied_op_id,
+            took_s=round(time.monotonic() - started_s, 3),
         )
 
     async def close(self) -> None:
@@ -203,7 +251,7 @@ class Collection:
         self._read_executor.shutdown(wait=True)
         if self._store is not None:
             self._store.close()
-        log.info("collection closed collection=%s", self.name)
+        log_event(log, logging.INFO, "collection closed", collection=self.name)
 
     # ---- writes ----------------------------------------------------------------------------
 
@@ -341,11 +389,16 @@ class Collection:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._read_executor, self._store.copy_snapshot, directory)
 
-    async def register_follower(self, name: str, next_op_id: int | None) -> Follower:
+    async def register_follower(
+        self, name: str, next_op_id: int | None, incarnation: str | None = None
+    ) -> Follower:
         """Register (or ack) WAL follower `name` at next_op_id; None: from the next op not
         yet applied, which no truncation can have removed (it only removes applied ops).
-        Durable on return. Raises Conflict for a lost follower or a truncated op id."""
+        Durable on return. Raises Conflict for a lost follower, a truncated op id, or an
+        `incarnation` that is not this collection's (it was restored or re-created since
+        the follower copied it)."""
         assert self._wal is not None and self._applier is not None, "collection not open"
+        self.check_incarnation(incarnation)
         wal = self._wal
         if next_op_id is None:
             next_op_id = self._applier.applied_op_id + 1
@@ -368,6 +421,21 @@ class Collection:
             self._read_executor, self._wal.read_durable, from_op_id, count_max, bytes_max
         )
         return [(op_id, decode_op(body, FILTER_TYPES)) for op_id, body in records]
+
+    def check_incarnation(self, incarnation: str | None) -> None:
+        """Conflict unless `incarnation` (None: not asked) is this collection's."""
+        if incarnation is not None and incarnation != self.incarnation:
+            raise Conflict(
+                f"collection {self.name} is not the one this follower copied: it was restored "
+                f"from a snapshot, or deleted and created again, since (incarnation "
+                f"{incarnation}, now {self.incarnation}); {REMIGRATE_HINT}"
+            )
+
+    @property
+    def appended_op_id(self) -> int:
+        """The last op id this collection handed out (-1: none); final once closed."""
+        assert self._wal is not None, "collection not open"
+        return self._wal.appended_op_id
 
     def wal_bounds(self) -> tuple[int, int]:
         """(first op id the WAL holds, last durable op id)."""
@@ -393,6 +461,12 @@ class Collection:
         """Until every graph has caught up with LMDB after the open (reads use them then)."""
         assert self._applier is not None, "collection not open"
         await self._applier.wait_caught_up()
+
+    @property
+    def is_write_path_failed(self) -> bool:
+        """Whether the WAL or the applier stopped on an error (reads still work)."""
+        is_wal_failed = self._wal is not None and self._wal.is_failed
+        return is_wal_failed or (self._applier is not None and self._applier.failure is not None)
 
     @property
     def is_indexing(self) -> bool:
@@ -461,18 +535,24 @@ class Collection:
         for name, vector_config in self.config.vectors.items():
             if not has_graph(vector_config, self.config.hnsw):
                 if remove_checkpoint(self.directory / "index", name):
-                    log.info(
-                        "stale index checkpoint removed collection=%s vector=%r", self.name, name
+                    log_event(
+                        log,
+                        logging.INFO,
+                        "stale index checkpoint removed",
+                        collection=self.name,
+                        vector=name,
                     )
                 continue
             index = VectorIndex(self.directory / "index", name, vector_config, self.config.hnsw)
             index.load_checkpoint()
             if index.checkpoint_op_id > self._store.applied_op_id:
                 # LMDB lost its last transactions to a power loss; the graph is ahead of it.
-                log.warning(
-                    "index checkpoint ahead of lmdb, rebuilding collection=%s vector=%r",
-                    self.name,
-                    name,
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "index checkpoint ahead of lmdb, rebuilding",
+                    collection=self.name,
+                    vector=name,
                 )
                 index.discard_checkpoint()
             self._lagging_indexes[name] = index
@@ -488,11 +568,13 @@ class Collection:
                 replayed_count += self._replay_batch(batch)
                 batch = []
                 if time.monotonic() - last_log_s > limits.REPLAY_PROGRESS_EVERY_S:
-                    log.info(
-                        "replay progress collection=%s op_id=%d last_op_id=%d",
-                        self.name,
-                        op_id,
-                        self._wal.durable_op_id,
+                    log_event(
+                        log,
+                        logging.INFO,
+                        "replay progress",
+                        collection=self.name,
+                        op_id=op_id,
+                        last_op_id=self._wal.durable_op_id,
                     )
                     last_log_s = time.monotonic()
         if batch:
@@ -521,8 +603,12 @@ class Collection:
         budget_bytes = self._settings.unapplied_bytes_max
         if self._has_room(size_bytes, budget_bytes):
             return
-        log.warning(
-            "backpressure collection=%s unapplied_bytes=%d", self.name, self._unapplied_bytes
+        log_event(
+            log,
+            logging.WARNING,
+            "backpressure",
+            collection=self.name,
+            unapplied_bytes=self._unapplied_bytes,
         )
         loop = asyncio.get_running_loop()
         deadline_s = loop.time() + self._settings.backpressure_deadline_s
@@ -559,3 +645,21 @@ class Collection:
             raise StorageError(f"write path of collection {self.name} is closed")
 
     # ---- private: reads --------------------------------------------------------------------
+
+
+def new_incarnation() -> str:
+    return uuid.uuid4().hex
+
+
+def read_incarnation(directory: Path) -> str:
+    """The collection's incarnation id. A collection laid out before Keel had them (or a
+    restore being staged) gets one now; atomically, so a crash never leaves an empty file."""
+    path = directory / INCARNATION_FILE_NAME
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        text = new_incarnation()
+        files.write_file_atomic(path, text.encode())
+    if not text or len(text) > 64 or not text.isalnum():
+        raise CorruptionError(f"incarnation file {path} is unreadable: {text[:80]!r}")
+    return text

@@ -33,6 +33,7 @@ import numpy as np
 
 from engine import files, limits
 from engine.locks import ReadWriteLock
+from engine.logfmt import log_event
 from engine.ops import Distance, HnswSettings, VectorConfig
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,17 @@ def has_graph(config: VectorConfig, hnsw: HnswSettings) -> bool:
     """False for Manhattan (no hnswlib space) and for m == 0 (Qdrant: "no HNSW graph")."""
     m = hnsw.m if config.hnsw_m is None else config.hnsw_m
     return config.distance in _SPACE_BY_DISTANCE and m > 0
+
+
+def advance_checkpoints(directory: Path, from_op_id: int, to_op_id: int) -> None:
+    """Say of every checkpoint in `directory` that covers exactly op `from_op_id` that it
+    covers op `to_op_id` (no op exists in between: see Collection.continue_op_ids_above).
+    A checkpoint at another op id is left alone: recovery replays or rebuilds it."""
+    for meta_path in sorted(directory.glob("v-*.json")):
+        meta = json.loads(meta_path.read_bytes())
+        if meta["op_id"] == from_op_id:
+            meta["op_id"] = to_op_id
+            files.write_file_atomic(meta_path, json.dumps(meta).encode())
 
 
 def remove_checkpoint(directory: Path, name: str) -> bool:
@@ -128,11 +140,13 @@ class VectorIndex:
             graph = hnswlib.Index(space=self._space, dim=self.dim)
             graph.load_index(str(data_path), max_elements=0, allow_replace_deleted=True)
         except (OSError, ValueError, KeyError, RuntimeError) as error:
-            log.warning(
-                "index checkpoint unusable, rebuilding collection_dir=%s vector=%r error=%s",
-                self.directory.parent,
-                self.name,
-                error,
+            log_event(
+                log,
+                logging.WARNING,
+                "index checkpoint unusable, rebuilding",
+                collection_dir=self.directory.parent,
+                vector=self.name,
+                error=str(error),
             )
             self._init_empty()
             return False
@@ -274,7 +288,7 @@ class VectorIndex:
             capacity *= 2
         with self._lock.exclusive():
             self._graph.resize_index(capacity)
-        log.debug("index resized vector=%r capacity=%d", self.name, capacity)
+        log_event(log, logging.DEBUG, "index resized", vector=self.name, capacity=capacity)
 
     def _drop_temp(self, temp_path: Path) -> None:
         if temp_path.exists():

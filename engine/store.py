@@ -46,6 +46,7 @@ from engine import files, limits, payload_index
 from engine.checksum import unseal
 from engine.errors import CorruptionError, StorageError
 from engine.locks import ReadWriteLock
+from engine.logfmt import log_event
 from engine.mutations import (
     BatchWriter,
     CompileFilter,
@@ -156,6 +157,18 @@ class Store:
 
     def close(self) -> None:
         self._env.close()
+
+    def skip_op_ids_through(self, op_id: int) -> None:
+        """Record ops up to `op_id` as applied without any data, durably: the collection's
+        next op is op_id + 1. Only for a store no applier uses (a collection being created
+        or restored in tmp/) whose WAL holds nothing past applied_op_id; op ids in between
+        were handed out by an earlier collection of the same name and must never be reused.
+        """
+        assert op_id >= self.applied_op_id, (op_id, self.applied_op_id)
+        with self._env.begin(write=True) as txn:
+            txn.put(_APPLIED_KEY, op_id.to_bytes(8, "big"), db=self._meta)
+        self._env.sync(True)
+        self.applied_op_id = op_id
 
     def copy_snapshot(self, directory: Path) -> int:
         """Write a compact copy of the environment (`directory`/data.mdb; the directory must
@@ -452,7 +465,9 @@ class Store:
         # set_mapsize needs no transaction open in this process: hold readers off.
         with self._lock.exclusive():
             self._env.set_mapsize(new_map_bytes)
-        log.info("lmdb map grown path=%s map_bytes=%d", self.path, new_map_bytes)
+        log_event(
+            log, logging.INFO, "lmdb map grown", path=Path(self.path), map_bytes=new_map_bytes
+        )
         self._map_bytes = new_map_bytes
 
 

@@ -13,6 +13,14 @@ an earlier follow stopped) or `--from-op C=N` (replay ops after N). A follower w
 truncated (past `storage.wal.follower_retention_mb_max`) is refused by the source with 409:
 this command says so and exits 3; run `keel migrate` again. It never skips an op.
 
+Each collection is followed in one incarnation (the source's id for one history of it: a
+restore from a snapshot or a delete + create starts another). The migration's state file
+records it; without one, the first registration tells it. Every read and ack names it, and
+the source answers 409 once the collection is another history: this command exits 3.
+
+`--until-caught-up` stops once the lag is 0; the follower stays registered (holding WAL on
+the source for a later run) unless `--release` also removes its registration.
+
 Aliases are not WAL ops: every ALIAS_SYNC_EVERY_S, and whenever the lag is 0, the aliases
 of the followed collections are compared on both sides and the target's made equal.
 
@@ -54,6 +62,7 @@ class Stream:
 
     collection_name: str
     next_op_id: int
+    incarnation: str | None = None  # the source collection's history; None: not known yet
     last_op_id: int = -1  # the source's last durable op, as last seen
     # (op id, monotonic time it was first seen to exist), oldest first; for lag in seconds.
     seen: deque[tuple[int, float]] = field(default_factory=deque)
@@ -75,6 +84,9 @@ class Stream:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if args.release and not args.until_caught_up:
+        print("keel follow: --release needs --until-caught-up", file=sys.stderr)
+        return EXIT_USAGE
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     try:
@@ -125,6 +137,7 @@ class Follower:
                     self._sync_aliases()
                 if self.args.until_caught_up and is_caught_up:
                     self._show(is_final=True)
+                    self._finish()
                     return 0
                 self._show()
                 if replayed_count == 0:
@@ -138,6 +151,8 @@ class Follower:
         """Read one batch of ops for `stream` and replay it; return how many."""
         path = f"/keel/collections/{stream.collection_name}/wal"
         params = {"from_op_id": stream.next_op_id, "limit": self.args.batch, "follower": self.name}
+        if stream.incarnation is not None:
+            params["incarnation"] = stream.incarnation
         answer = self._source_call("GET", path, params=params)
         stream.observe(answer["last_op_id"], time.monotonic())
         records = answer["records"]
@@ -201,10 +216,35 @@ class Follower:
 
     def _ack(self, stream: Stream) -> None:
         path = f"/keel/collections/{stream.collection_name}/followers/{self.name}"
-        self._source_call("PUT", path, json={"next_op_id": stream.next_op_id})
+        body: dict[str, Any] = {"next_op_id": stream.next_op_id}
+        if stream.incarnation is not None:
+            body["incarnation"] = stream.incarnation
+        answer = self._source_call("PUT", path, json=body)
+        stream.incarnation = answer["incarnation"]  # learnt here when the state had none
         if self.state is not None and self.state_path is not None:
             self.state.setdefault("follow", {})[stream.collection_name] = stream.next_op_id
+            entry = self.state["collections"].get(stream.collection_name)
+            if entry is not None:
+                entry["incarnation"] = stream.incarnation
             transfer.save_state(self.state_path, self.state)
+
+    def _finish(self) -> None:
+        """After --until-caught-up: release the registrations, or say what they hold."""
+        names = ", ".join(stream.collection_name for stream in self.streams)
+        if not self.args.release:
+            print(
+                f"keel follow: follower {self.name!r} stays registered on {names}: the source "
+                "keeps the WAL it has not replayed (up to storage.wal."
+                "follower_retention_mb_max per collection) for the next `keel follow`; once "
+                "you have cut over, run this command again with --release (or DELETE "
+                f"/keel/collections/C/followers/{self.name})",
+                file=sys.stderr,
+            )
+            return
+        for stream in self.streams:
+            path = f"/keel/collections/{stream.collection_name}/followers/{self.name}"
+            self._source_call("DELETE", path)
+        print(f"keel follow: follower {self.name!r} released on {names}", file=sys.stderr)
 
     def _source_call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -236,16 +276,21 @@ class Follower:
 
     def _streams(self) -> list[Stream]:
         positions: dict[str, int] = {}
+        incarnations: dict[str, str | None] = {}
         if self.state is not None:
             follow = self.state.get("follow", {})
             for name, entry in self.state["collections"].items():
                 positions[name] = follow.get(name, entry["op_id"] + 1)
+                incarnations[name] = entry.get("incarnation")
         for text in self.args.from_op or []:
             name, _, op_id = text.rpartition("=")
             if not name or not op_id.isdigit():
                 raise TransferError(f"--from-op wants COLLECTION=OP_ID, got {text!r}")
             positions[name] = int(op_id) + 1
-        return [Stream(name, next_op_id) for name, next_op_id in sorted(positions.items())]
+        return [
+            Stream(name, next_op_id, incarnations.get(name))
+            for name, next_op_id in sorted(positions.items())
+        ]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -264,5 +309,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--poll-s", type=float, default=POLL_S_DEFAULT, metavar="S")
     parser.add_argument(
         "--until-caught-up", action="store_true", help="exit 0 once the lag is 0 ops"
+    )
+    parser.add_argument(
+        "--release",
+        action="store_true",
+        help="with --until-caught-up: remove the follower's registration on the source when "
+        "done (after the cut-over), so it no longer holds WAL there",
     )
     return parser

@@ -3,16 +3,18 @@ clash with a path of Qdrant's API.
 
 Owns:
 - `PUT /keel/collections/{c}/followers/{name}` body `{"next_op_id": N}` (or `null`: the
-  next op not yet applied): register a follower, or ack its progress. A write (needs the
-  read-write key). Answers `{"name", "next_op_id", "lost_reason"}`.
+  next op not yet applied), optionally `"incarnation": ID`: register a follower, or ack its
+  progress. A write (needs the read-write key). Answers `{"name", "next_op_id",
+  "lost_reason", "incarnation"}` (the collection's incarnation id: it changes when the
+  collection is restored from a snapshot or deleted and created again).
 - `GET /keel/collections/{c}/followers`: every follower (a read).
 - `DELETE /keel/collections/{c}/followers/{name}`: forget it (a write); true if it existed.
 - `GET /keel/collections/{c}/wal?from_op_id=N&limit=M`: durable ops from N on, each as
   `{"op_id", "request": {"method", "path", "body"}}` (server/op_requests.py), with
-  `first_op_id` (the oldest op the WAL still holds) and `last_op_id` (the last durable
-  one, for lag). A read.
-A lost follower, or one asking for ops already truncated, is answered 409 with a message
-that says to re-run `keel migrate`.
+  `first_op_id` (the oldest op the WAL still holds), `last_op_id` (the last durable
+  one, for lag) and `incarnation`; `&incarnation=ID` refuses to read another history. A read.
+A lost follower, one asking for ops already truncated, or one naming another incarnation
+is answered 409 with a message that says to re-run `keel migrate`.
 Not here: retention (engine/followers.py), reading the log (engine/wal.py).
 """
 
@@ -41,14 +43,17 @@ async def put_follower(request: web.Request) -> web.Response:
     collection = catalog_of(request).get(_collection_name(request))
     name = request.match_info["follower_name"]
     check_follower_name(name)
-    next_op_id = _parse_next_op_id(await read_json(request))
-    follower = await collection.register_follower(name, next_op_id)
-    return ok(request, follower_json(follower))
+    data = await read_json(request)
+    next_op_id = _parse_next_op_id(data)
+    incarnation = _parse_incarnation(data.get("incarnation"))
+    follower = await collection.register_follower(name, next_op_id, incarnation)
+    return ok(request, follower_json(follower, collection.incarnation))
 
 
 async def list_followers(request: web.Request) -> web.Response:
     collection = catalog_of(request).get(_collection_name(request))
-    return ok(request, [follower_json(f) for f in collection.followers.list()])
+    incarnation = collection.incarnation
+    return ok(request, [follower_json(f, incarnation) for f in collection.followers.list()])
 
 
 async def delete_follower(request: web.Request) -> web.Response:
@@ -67,6 +72,7 @@ async def read_wal(request: web.Request) -> web.Response:
     count_max = _query_int(request, "limit", WAL_READ_COUNT_DEFAULT)
     if not 1 <= count_max <= WAL_READ_COUNT_MAX:
         raise BadRequest(f"limit must be 1..{WAL_READ_COUNT_MAX}")
+    collection.check_incarnation(_parse_incarnation(request.query.get("incarnation")))
     follower_name = request.query.get("follower")
     if follower_name is not None:
         _check_not_lost(collection.followers.get(follower_name))
@@ -85,15 +91,21 @@ async def read_wal(request: web.Request) -> web.Response:
     rendered = await off_loop(
         len(records) * 1024, _render_records, collection.name, records, is_single_unnamed
     )
-    answer = {"records": rendered, "first_op_id": first_op_id, "last_op_id": last_op_id}
+    answer = {
+        "records": rendered,
+        "first_op_id": first_op_id,
+        "last_op_id": last_op_id,
+        "incarnation": collection.incarnation,
+    }
     return ok(request, answer)
 
 
-def follower_json(follower: Follower) -> dict[str, Any]:
+def follower_json(follower: Follower, incarnation: str) -> dict[str, Any]:
     return {
         "name": follower.name,
         "next_op_id": follower.next_op_id,
         "lost_reason": follower.lost_reason,
+        "incarnation": incarnation,
     }
 
 
@@ -119,6 +131,12 @@ def _parse_next_op_id(data: Any) -> int | None:
     value = data["next_op_id"]
     if value is not None and (type(value) is not int or value < 0):
         raise BadRequest(f"next_op_id must be an op id >= 0 or null, got {value!r}")
+    return value
+
+
+def _parse_incarnation(value: Any) -> str | None:
+    if value is not None and (type(value) is not str or not value.isalnum() or len(value) > 64):
+        raise BadRequest(f"incarnation must be a collection's incarnation id, got {value!r}")
     return value
 
 

@@ -25,6 +25,11 @@ keeps them equal by comparing both sides, not by replaying).
 The op id of each collection is printed at the end: `keel follow --from-op C=S` replays
 every op after it.
 
+Before any of this, the migration refuses (exit 2, nothing changed) when source and target
+are one server, and when a collection to create exists on the target, unless `--overwrite`
+and each deletion is confirmed (transfer.confirm_deletions). A collection this migration
+created itself (the state file says so) is not in the way: a rerun replaces or resumes it.
+
 The target is written with qdrant-client. The snapshot and /keel/ endpoints of the source
 are reached with httpx (qdrant-client's own HTTP library).
 """
@@ -48,12 +53,12 @@ from engine import files, limits, snapshot
 from engine.ops import CollectionConfig, point_id_from_key
 from engine.store import Store, StoredPoint
 from server import transfer
-from server.transfer import TransferError
+from server.transfer import RefusedError, TransferError
 
 log = logging.getLogger("keel.migrate")
 
 EXIT_MISMATCH = 1
-EXIT_USAGE = 2
+EXIT_USAGE = 2  # bad flags, or refused before anything was changed
 BATCH_POINTS_DEFAULT = 256
 BATCH_POINTS_MAX = 10_000
 PARALLEL_MAX = 32
@@ -65,14 +70,20 @@ FAIL_AFTER_BATCHES_ENV = "KEEL_MIGRATE_KILL_AFTER_BATCHES"
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
+    transfer.configure_logging()
     if not 1 <= args.batch_size <= BATCH_POINTS_MAX or not 1 <= args.parallel <= PARALLEL_MAX:
-        print(f"keel migrate: --batch-size 1..{BATCH_POINTS_MAX}, --parallel 1..{PARALLEL_MAX}")
+        print(
+            f"keel migrate: --batch-size 1..{BATCH_POINTS_MAX}, --parallel 1..{PARALLEL_MAX}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     state_path = args.state or transfer.default_state_path(args.to)
     try:
         return Migration(args, state_path).run()
+    except RefusedError as error:
+        # Nothing to resume: the same command would be refused the same way.
+        print(f"keel migrate: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except TransferError as error:
         print(f"keel migrate: {error}", file=sys.stderr)
         print(f"keel migrate: run the same command again to resume ({state_path})", file=sys.stderr)
@@ -88,7 +99,9 @@ class Migration:
         self.state_path = state_path
         self.work_dir = state_path.with_name(state_path.name + ".d")
         self.source = transfer.rest_client(args.source, args.api_key)
+        self.target_rest = transfer.rest_client(args.to, args.to_api_key)
         self.target = transfer.qdrant_client(args.to, args.to_api_key)
+        self.deletable: set[str] = set()
         self.follower_name = args.name or transfer.follower_name_for(args.to)
         self.state = transfer.load_state(state_path) or {
             "format_version": transfer.STATE_FORMAT_VERSION,
@@ -98,7 +111,7 @@ class Migration:
             "collections": {},
         }
         if self.state["target"] != args.to or self.state["source"] != args.source:
-            raise TransferError(
+            raise RefusedError(
                 f"state file {state_path} is for {self.state['source']} -> "
                 f"{self.state['target']}; use another --state"
             )
@@ -108,8 +121,19 @@ class Migration:
         self._kill_after = int(os.environ.get(FAIL_AFTER_BATCHES_ENV, "0"))
 
     def run(self) -> int:
-        files.make_directories(self.work_dir)
+        args = self.args
+        transfer.check_distinct_servers(args.source, self.source, args.to, self.target_rest)
         names = self.args.collection or [c["name"] for c in _source_collections(self.source)]
+        transfer.source_collection_infos(self.source, names)
+        in_the_way = {
+            name: transfer.points_count(self.target_rest, name)
+            for name in names
+            if self._will_create(name) and self.target.collection_exists(name)
+        }
+        self.deletable = transfer.confirm_deletions(
+            "migrate", self.args.to, in_the_way, self.args, transfer.terminal_prompt()
+        )
+        files.make_directories(self.work_dir)
         problems: list[str] = []
         for name in names:
             problems += self.migrate_collection(name)
@@ -125,6 +149,14 @@ class Migration:
         for problem in problems:
             print(f"keel migrate: MISMATCH {problem}", file=sys.stderr)
         return EXIT_MISMATCH if problems else 0
+
+    def _will_create(self, name: str) -> bool:
+        """True if migrate_collection will create `name` on the target and finds it in the
+        way if it exists there (it is not one this migration started creating itself)."""
+        entry = self.state["collections"].get(name)
+        if entry is None or not Path(entry["snapshot_file"]).is_file():
+            return True  # a new snapshot: a new entry, with nothing created yet
+        return not entry.get("is_created") and not entry.get("is_creating")
 
     # ---- one collection --------------------------------------------------------------------
 
@@ -161,15 +193,23 @@ class Migration:
     def take_snapshot(self, name: str) -> dict[str, Any]:
         follower_path = f"/keel/collections/{name}/followers/{self.follower_name}"
         transfer.call(self.source, "DELETE", follower_path)  # a fresh start, even if lost
-        transfer.call(self.source, "PUT", follower_path, json={"next_op_id": None})
+        registration = transfer.call(self.source, "PUT", follower_path, json={"next_op_id": None})
+        # The history the snapshot is of: `keel follow` refuses to resume on another one.
+        incarnation = registration["incarnation"]
         description = transfer.call(self.source, "POST", f"/collections/{name}/snapshots")
         snapshot_name = description["name"]
         path = self.work_dir / snapshot_name
         _download(self.source, f"/collections/{name}/snapshots/{snapshot_name}", path)
         transfer.call(self.source, "DELETE", f"/collections/{name}/snapshots/{snapshot_name}")
         op_id = snapshot.read_manifest(path).op_id
-        transfer.call(self.source, "PUT", follower_path, json={"next_op_id": op_id + 1})
-        entry = {"snapshot_file": str(path), "snapshot_name": snapshot_name, "op_id": op_id}
+        position = {"next_op_id": op_id + 1, "incarnation": incarnation}
+        transfer.call(self.source, "PUT", follower_path, json=position)
+        entry = {
+            "snapshot_file": str(path),
+            "snapshot_name": snapshot_name,
+            "op_id": op_id,
+            "incarnation": incarnation,
+        }
         self.state["collections"][name] = entry
         self._save()
         log.info("snapshot taken collection=%s op_id=%d file=%s", name, op_id, path)
@@ -182,12 +222,10 @@ class Migration:
         # A rerun after a crash between creating and recording it finds our own collection.
         is_ours = entry.get("is_creating", False)
         if self.target.collection_exists(name):
-            if not (self.args.overwrite or is_ours):
-                raise TransferError(
-                    f"collection {name} already exists on the target; pass --overwrite to "
-                    "replace it"
-                )
+            if not (is_ours or name in self.deletable):  # created since run() looked
+                raise TransferError(f"collection {name} appeared on the target meanwhile")
             self.target.delete_collection(name)
+            log.info("collection deleted on target collection=%s", name)
         entry["is_creating"] = True
         self._save()
         body = transfer.create_collection_body(config)
@@ -419,7 +457,5 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--parallel", type=int, default=2, metavar="N", help="batches in flight")
     parser.add_argument("--sample", type=int, default=SAMPLE_POINTS_DEFAULT, metavar="N",
                         help="points compared on both sides when verifying")  # fmt: skip
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace collections that exist on the target"
-    )
+    transfer.add_overwrite_flags(parser)
     return parser
