@@ -35,6 +35,7 @@ from engine.errors import StorageError
 from engine.followers import FollowerRegistry, SegmentExtent
 from engine.index import CheckpointNotWritten, VectorIndex
 from engine.locks import ReadWriteLock
+from engine.logfmt import log_event
 from engine.mutations import CompileFilter
 from engine.ops import Operation
 from engine.store import IndexDelta, Store
@@ -251,8 +252,12 @@ class Applier:
         with closing(chunks):
             for labels, matrix in chunks:
                 if self._is_closing:
-                    log.info(
-                        "index catch-up stopped by close collection=%s vector=%r", self.name, name
+                    log_event(
+                        log,
+                        logging.INFO,
+                        "index catch-up stopped by close",
+                        collection=self.name,
+                        vector=name,
                     )
                     return None
                 index.add(labels, matrix)
@@ -261,13 +266,15 @@ class Applier:
         with self._visibility_lock.exclusive():
             self._indexes[name] = index
             del self.lagging_indexes[name]
-        log.info(
-            "index caught up collection=%s vector=%r from_op_id=%d vectors_added=%d took_s=%.3f",
-            self.name,
-            name,
-            index.checkpoint_op_id,
-            added_count,
-            time.monotonic() - started_s,
+        log_event(
+            log,
+            logging.INFO,
+            "index caught up",
+            collection=self.name,
+            vector=name,
+            from_op_id=index.checkpoint_op_id,
+            vectors_added=added_count,
+            took_s=round(time.monotonic() - started_s, 3),
         )
         return added_count
 
@@ -346,11 +353,13 @@ class Applier:
                 except CheckpointNotWritten as skipped:
                     # Not fatal: the old checkpoint and the WAL after it (kept: covered_op_id
                     # below counts the old one) still hold everything. Retried next time.
-                    log.warning(
-                        "index checkpoint skipped collection=%s vector=%r reason=%s",
-                        self.name,
-                        index.name,
-                        skipped,
+                    log_event(
+                        log,
+                        logging.WARNING,
+                        "index checkpoint skipped",
+                        collection=self.name,
+                        vector=index.name,
+                        reason=str(skipped),
                     )
         # A lagging graph's checkpoint still counts: its catch-up needs the dead labels
         # that died after it.
@@ -359,7 +368,9 @@ class Applier:
         self._store.purge_dead(covered_op_id)
         self._checkpointed_op_id = applied_op_id
         self._checkpointed_at_s = time.monotonic()
-        log.info("checkpoint written collection=%s op_id=%d", self.name, applied_op_id)
+        log_event(
+            log, logging.INFO, "checkpoint written", collection=self.name, op_id=applied_op_id
+        )
         return covered_op_id
 
     def _fail(self, error: Exception) -> None:
@@ -368,8 +379,13 @@ class Applier:
             if isinstance(error, StorageError)
             else StorageError(f"applying to storage failed collection={self.name}: {error!r}")
         )
-        log.critical(
-            "write path closed collection=%s error=%s", self.name, self.failure, exc_info=error
+        log_event(
+            log,
+            logging.CRITICAL,
+            "write path closed",
+            collection=self.name,
+            error=str(self.failure),
+            exc_info=error,
         )
         for _, _, waiter in self._waiters:
             if not waiter.done():

@@ -35,6 +35,7 @@ import numpy as np
 from engine import facets, filters, limits, payload_index, payload_selection, planner, text_match
 from engine.index import VectorIndex
 from engine.locks import ReadWriteLock
+from engine.logfmt import log_event
 from engine.ops import (
     CollectionConfig,
     Distance,
@@ -258,8 +259,12 @@ class Reader:
         except RuntimeError as error:
             # hnswlib could not fill k (too many deleted nodes near the query): an exact
             # scan answers correctly, just slower.
-            log.debug(
-                "hnsw search fell back to exact vector=%r error=%s", request.vector_name, error
+            log_event(
+                log,
+                logging.DEBUG,
+                "hnsw search fell back to exact",
+                vector=request.vector_name,
+                error=str(error),
             )
             return self._exact_top(request.vector_name, query, distance, wanted_count)
         return self._rescore(request.vector_name, query, distance, candidates)
@@ -291,7 +296,9 @@ class Reader:
                 query, min(wanted_count, len(allowed)), ef, label_filter=allowed_set.__contains__
             )
         except RuntimeError as error:
-            log.debug("filtered hnsw search fell back to exact error=%s", error)
+            log_event(
+                log, logging.DEBUG, "filtered hnsw search fell back to exact", error=str(error)
+            )
             return self._score_labels(request.vector_name, query, distance, allowed, wanted_count)
         return self._rescore(request.vector_name, query, distance, candidates)
 

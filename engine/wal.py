@@ -33,6 +33,7 @@ from pathlib import Path
 
 from engine import files, limits, stats
 from engine.errors import Conflict, CorruptionError, StorageError
+from engine.logfmt import log_event
 from engine.wal_format import (
     RECORD_HEADER,
     SEGMENT_SUFFIX,
@@ -261,11 +262,13 @@ class Wal:
         if self._fd is not None:
             files.close(self._fd)
             self._fd = None
-        log.info(
-            "wal closed collection=%s batches_written=%d records_written=%d",
-            self.name,
-            self.batch_count,
-            self.record_count,
+        log_event(
+            log,
+            logging.INFO,
+            "wal closed",
+            collection=self.name,
+            batches_written=self.batch_count,
+            records_written=self.record_count,
         )
 
     async def truncate_below(self, op_id: int) -> int:
@@ -347,12 +350,14 @@ class Wal:
         self.fsync_latency_s.observe(took_s)
         self.batch_record_count.observe(len(batch))
         if took_s > self._fsync_slow_s:
-            log.warning(
-                "slow fdatasync collection=%s took_s=%.3f records=%d bytes=%d",
-                self.name,
-                took_s,
-                len(batch),
-                len(data),
+            log_event(
+                log,
+                logging.WARNING,
+                "slow fdatasync",
+                collection=self.name,
+                took_s=round(took_s, 3),
+                records=len(batch),
+                bytes=len(data),
             )
 
     def _append(self, data: bytes) -> None:
@@ -407,18 +412,26 @@ class Wal:
         self._fd = fd
         self._segments.append(_Segment(first_op_id, path, first_op_id - 1))
         self._active_bytes = 0
-        log.info("wal segment sealed collection=%s next_first_op_id=%d", self.name, first_op_id)
+        log_event(
+            log,
+            logging.INFO,
+            "wal segment sealed",
+            collection=self.name,
+            next_first_op_id=first_op_id,
+        )
 
     def _refuse(self, error: StorageError, batch: list[_PendingAppend]) -> None:
         """Fail a refused batch and everything queued behind it; reuse their op ids."""
         assert batch[0].op_id == self.durable_op_id + 1, (batch[0].op_id, self.durable_op_id)
-        log.warning(
-            "wal batch refused collection=%s first_op_id=%d records=%d queued_behind=%d error=%s",
-            self.name,
-            batch[0].op_id,
-            len(batch),
-            len(self._pending),
-            error,
+        log_event(
+            log,
+            logging.WARNING,
+            "wal batch refused",
+            collection=self.name,
+            first_op_id=batch[0].op_id,
+            records=len(batch),
+            queued_behind=len(self._pending),
+            error=str(error),
         )
         # Queued appends hold op ids after the refused ones; they cannot be written first.
         for item in list(batch) + list(self._pending):
@@ -437,7 +450,9 @@ class Wal:
             else StorageError(f"WAL write failed collection={self.name}: {error}")
         )
         self._failure = failure
-        log.critical("write path closed collection=%s error=%s", self.name, failure)
+        log_event(
+            log, logging.CRITICAL, "write path closed", collection=self.name, error=str(failure)
+        )
         for item in list(batch) + list(self._pending):
             if not item.durable.done():
                 item.durable.set_exception(failure)
@@ -451,11 +466,13 @@ class Wal:
             files.unlink_durably(segment.path)
             removed += 1
         if removed:
-            log.info(
-                "wal truncated collection=%s segments_removed=%d below_op_id=%d",
-                self.name,
-                removed,
-                op_id,
+            log_event(
+                log,
+                logging.INFO,
+                "wal truncated",
+                collection=self.name,
+                segments_removed=removed,
+                below_op_id=op_id,
             )
         return removed
 
@@ -482,11 +499,13 @@ class Wal:
         copy_path = broken_dir / f"{path.name}.{valid_bytes}.{time.time_ns()}.broken"
         files.create_file_durably(copy_path, data[valid_bytes:])
         files.truncate_durably(path, valid_bytes)
-        log.warning(
-            "wal torn tail truncated collection=%s file=%s offset=%d bytes_cut=%d copy=%s",
-            self.name,
-            path,
-            valid_bytes,
-            len(data) - valid_bytes,
-            copy_path,
+        log_event(
+            log,
+            logging.WARNING,
+            "wal torn tail truncated",
+            collection=self.name,
+            file=Path(path),
+            offset=valid_bytes,
+            bytes_cut=len(data) - valid_bytes,
+            copy=Path(copy_path),
         )

@@ -1,26 +1,34 @@
 """Logging setup for the server process: one line per event on stderr, text or JSON.
 
 Owns: the log formatters and installing them on the root logger.
-Not here: what is logged (each module logs its own events with `key=value` fields).
+Not here: what is logged (each module logs its own events with engine.logfmt.log_event),
+and how one field value is written (engine/logfmt.py).
 
-A message is a fixed event phrase followed by `key=value` fields (STYLE.md section 10):
-`listening host=127.0.0.1 port=6333`. The JSON format splits those fields out, so
-`{"event": "listening", "host": "127.0.0.1", "port": "6333", ...}`; values stay strings.
+Both formats are built from the record's structured `Event` (an event phrase and typed
+fields), never by parsing formatted text back:
+
+    text: 2025-01-31T12:00:00.123Z INFO server.run listening host=127.0.0.1 port=6333
+    json: {"time": ..., "level": "INFO", "logger": "server.run", "event": "listening",
+           "host": "127.0.0.1", "port": 6333}
+
+A record whose message is a plain string (a library's, or a call site not converted yet)
+keeps that string: as the text line's message with unprintable characters escaped, and as
+`event` in JSON.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import time
 
 import orjson
 
+from engine.logfmt import Event, escape_unprintable, json_value
+
 log = logging.getLogger(__name__)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-FIELD_PATTERN = re.compile(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=(\S*)")
 
 
 def configure_logging(level: str, log_format: str) -> None:
@@ -36,31 +44,40 @@ def configure_logging(level: str, log_format: str) -> None:
 
 
 class TextFormatter(logging.Formatter):
-    """`2025-01-31T12:00:00.123Z INFO server.run listening host=... port=...` in UTC."""
+    """`2025-01-31T12:00:00.123Z INFO server.run listening host=... port=...` in UTC.
+
+    The message is one line: an Event renders as logfmt, any other message has its
+    unprintable characters escaped. Only a traceback (`exc_info`) adds lines after it.
+    """
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        if not isinstance(record.msg, Event):
+            record.message = escape_unprintable(record.message)
+        return super().formatMessage(record)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return _utc_timestamp(record)
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, event, the message's fields, exc."""
+    """One JSON object per line: time, level, logger, event, the event's fields, exc."""
 
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        first_field = FIELD_PATTERN.search(message)
-        event = message[: first_field.start()].strip() if first_field else message
         entry: dict[str, object] = {
             "time": _utc_timestamp(record),
             "level": record.levelname,
             "logger": record.name,
-            "event": event or message,
         }
-        for name, value in FIELD_PATTERN.findall(message):
-            # A field never overwrites the envelope; "x_" keeps it readable instead.
-            entry[name if name not in entry else f"{name}_"] = value
+        if isinstance(record.msg, Event):
+            entry["event"] = record.msg.name
+            for name, value in record.msg.fields.items():
+                # A field never overwrites the envelope; "x_" keeps it readable instead.
+                entry[name if name not in entry else f"{name}_"] = json_value(value)
+        else:
+            entry["event"] = record.getMessage()
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()

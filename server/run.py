@@ -26,6 +26,7 @@ from aiohttp import web
 
 from engine.catalog import Catalog
 from engine.errors import CorruptionError, KeelError
+from engine.logfmt import log_event
 from server.app import create_app
 from server.config import Settings, tls_context
 from server.logs import configure_logging
@@ -64,10 +65,12 @@ async def serve(settings: Settings) -> int:
     """
     configure_logging(settings.log_level, settings.log_format)
     if not is_exposure_allowed(settings):
-        log.error(
-            "refusing to listen on a non-loopback address without an API key host=%s; set "
-            "service.api_key, or service.unsafe_allow_public_without_api_key = true",
-            settings.host,
+        log_event(
+            log,
+            logging.ERROR,
+            "refusing to listen on a non-loopback address without an API key",
+            host=settings.host,
+            fix="set service.api_key, or service.unsafe_allow_public_without_api_key = true",
         )
         return EXIT_FAILED
     stop_requested = asyncio.Event()
@@ -87,9 +90,9 @@ async def serve(settings: Settings) -> int:
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE_S, access_log=access_log)
     if not await _run_until_stopped(runner, catalog, settings, stop_requested):
         return EXIT_FAILED
-    log.info("closing storage storage=%s", settings.storage_path.resolve())
+    log_event(log, logging.INFO, "closing storage", storage=settings.storage_path.resolve())
     await catalog.close()
-    log.info("stopped keel_version=%s", KEEL_VERSION)
+    log_event(log, logging.INFO, "stopped", keel_version=KEEL_VERSION)
     return EXIT_OK
 
 
@@ -108,13 +111,15 @@ async def _run_until_stopped(
         port = await _listen(runner, settings)
         if port is None:
             return False
-        log.info(
-            "listening host=%s port=%d scheme=%s storage=%s keel_version=%s",
-            settings.host,
-            port,
-            "https" if settings.enable_tls else "http",
-            settings.storage_path.resolve(),
-            KEEL_VERSION,
+        log_event(
+            log,
+            logging.INFO,
+            "listening",
+            host=settings.host,
+            port=port,
+            scheme="https" if settings.enable_tls else "http",
+            storage=settings.storage_path.resolve(),
+            keel_version=KEEL_VERSION,
         )
         liveness_task = _start_liveness(notifier, catalog, port, liveness_stop)
         if not await _recover(catalog, notifier):
@@ -171,11 +176,13 @@ async def _listen(runner: web.AppRunner, settings: Settings) -> int | None:
         await site.start()
     except OSError as error:
         # Typically EADDRINUSE (another Keel or Qdrant on the port) or EACCES (port < 1024).
-        log.error(
-            "cannot listen host=%s port=%d error=%r",
-            settings.host,
-            settings.http_port,
-            error.strerror or str(error),
+        log_event(
+            log,
+            logging.ERROR,
+            "cannot listen",
+            host=settings.host,
+            port=settings.http_port,
+            error=error.strerror or str(error),
         )
         return None
     ports = {address[1] for address in runner.addresses}
@@ -197,19 +204,27 @@ async def _recover(catalog: Catalog, notifier: Notifier) -> bool:
     except (KeelError, OSError) as error:
         # StorageLocked, CorruptionError, StorageError name the lock or the file and offset;
         # an OSError (permission denied, disk full) names the path.
-        log.error("cannot open storage error_type=%s error=%r", type(error).__name__, str(error))
+        log_event(
+            log,
+            logging.ERROR,
+            "cannot open storage",
+            error_type=type(error).__name__,
+            error=str(error),
+        )
         if isinstance(error, CorruptionError):
-            log.error(
-                "to list everything damaged, stop here and run: keel check --storage %s "
-                "(it rebuilds derived data with --repair; damaged data needs a snapshot)",
-                catalog.storage_path,
+            log_event(
+                log,
+                logging.ERROR,
+                "to list everything damaged, stop here and run keel check",
+                command=f"keel check --storage {catalog.storage_path}",
+                hint="it rebuilds derived data with --repair; damaged data needs a snapshot",
             )
         notifier.status(f"cannot open storage: {type(error).__name__}: {error}")
         return False
     finally:
         engine_log.removeHandler(recovery_status)
     assert catalog.is_ready, "catalog.open() returned without becoming ready"
-    log.info("ready storage=%s", catalog.storage_path.resolve())
+    log_event(log, logging.INFO, "ready", storage=catalog.storage_path.resolve())
     return True
 
 
@@ -222,7 +237,13 @@ def _install_stop_handlers(stop_requested: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
 
     def on_signal(signal_number: signal.Signals) -> None:
-        log.info("stopping signal=%s (send it again to exit at once)", signal_number.name)
+        log_event(
+            log,
+            logging.INFO,
+            "stopping",
+            signal=signal_number.name,
+            hint="send it again to exit at once",
+        )
         for stop_signal in STOP_SIGNALS:
             loop.remove_signal_handler(stop_signal)
             signal.signal(stop_signal, signal.SIG_DFL)

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+from engine.logfmt import Event, log_event, text_value
 from engine.wal import stuck_writers
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,13 @@ class Notifier:
         self._lock = threading.Lock()
         self._has_logged_failure = False
         if address and self._target is None:
-            log.warning("notify socket ignored reason=not_absolute_or_abstract address=%s", address)
+            log_event(
+                log,
+                logging.WARNING,
+                "notify socket ignored",
+                reason="not_absolute_or_abstract",
+                address=address,
+            )
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Notifier:
@@ -78,8 +85,12 @@ class Notifier:
             except OSError as error:
                 if not self._has_logged_failure:
                     self._has_logged_failure = True
-                    log.warning(
-                        "notify failed address=%s error=%r (logged once)", self.address, str(error)
+                    log_event(
+                        log,
+                        logging.WARNING,
+                        "notify failed (logged once)",
+                        address=self.address,
+                        error=str(error),
                     )
                 return False
         return True
@@ -107,15 +118,22 @@ def watchdog_timeout_s(environ: Mapping[str, str] = os.environ, pid: int | None 
     pid_text = environ.get("WATCHDOG_PID", "")
     own_pid = os.getpid() if pid is None else pid
     if pid_text and pid_text != str(own_pid):
-        log.info("watchdog off reason=other_pid watchdog_pid=%s pid=%d", pid_text, own_pid)
+        log_event(
+            log,
+            logging.INFO,
+            "watchdog off",
+            reason="other_pid",
+            watchdog_pid=pid_text,
+            pid=own_pid,
+        )
         return 0.0
     try:
         timeout_s = int(usec_text) / 1_000_000
     except ValueError:
-        log.warning("watchdog off reason=bad_usec watchdog_usec=%r", usec_text)
+        log_event(log, logging.WARNING, "watchdog off", reason="bad_usec", watchdog_usec=usec_text)
         return 0.0
     if timeout_s < WATCHDOG_TIMEOUT_S_MIN:
-        log.warning("watchdog off reason=too_short watchdog_usec=%s", usec_text)
+        log_event(log, logging.WARNING, "watchdog off", reason="too_short", watchdog_usec=usec_text)
         return 0.0
     return timeout_s
 
@@ -133,15 +151,27 @@ async def run_liveness(
     """
     tick_s = watchdog_timeout_s / 2 if watchdog_timeout_s > 0 else STATUS_EVERY_S
     if watchdog_timeout_s > 0:
-        log.info("watchdog on timeout_s=%.3f ping_every_s=%.3f", watchdog_timeout_s, tick_s)
+        log_event(
+            log,
+            logging.INFO,
+            "watchdog on",
+            timeout_s=round(watchdog_timeout_s, 3),
+            ping_every_s=round(tick_s, 3),
+        )
     last_status: str | None = None
     was_stuck = False
     while not stop.is_set():
         stuck = stuck_writers(watchdog_timeout_s) if watchdog_timeout_s > 0 else []
         if stuck and not was_stuck:
-            log.error("watchdog withheld reason=wal_writer_stuck writers=%s", _describe(stuck))
+            log_event(
+                log,
+                logging.ERROR,
+                "watchdog withheld",
+                reason="wal_writer_stuck",
+                writers=_describe(stuck),
+            )
         if was_stuck and not stuck:
-            log.warning("watchdog resumed reason=wal_writers_moving")
+            log_event(log, logging.WARNING, "watchdog resumed", reason="wal_writers_moving")
         was_stuck = bool(stuck)
         status = live_status()
         if stuck:
@@ -170,22 +200,24 @@ class RecoveryStatus(logging.Handler):
         self._collections_opened = 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        message, args = str(record.msg), record.args
-        if not isinstance(args, tuple):
+        if not isinstance(record.msg, Event):
             return
-        if message.startswith("recovery started ") and len(args) >= 2:
-            self._collections_total = int(args[1])
+        event, fields = record.msg.name, record.msg.fields
+        if event == "recovery started":
+            self._collections_total = int(fields["collections"])
             self._notifier.status(f"recovering collections=0/{self._collections_total}")
-        elif message.startswith("replay progress ") and len(args) >= 3:
+        elif event == "replay progress":
+            collection = text_value(fields["collection"])
             self._notifier.status(
-                f"recovering collection={args[0]} replayed_op_id={args[1]}/{args[2]} "
+                f"recovering collection={collection} "
+                f"replayed_op_id={fields['op_id']}/{fields['last_op_id']} "
                 f"collections={self._collections_opened}/{self._collections_total}"
             )
-        elif message.startswith("collection opened ") and len(args) >= 2:
+        elif event == "collection opened":
             self._collections_opened += 1
             self._notifier.status(
                 f"recovering collections={self._collections_opened}/{self._collections_total} "
-                f"last={args[0]} ops_replayed={args[1]}"
+                f"last={text_value(fields['collection'])} ops_replayed={fields['ops_replayed']}"
             )
 
 
@@ -214,4 +246,10 @@ async def _sleep_unless_stopped(stop: asyncio.Event, timeout_s: float) -> None:
         pass
     lag_s = time.monotonic() - started_s - timeout_s
     if lag_s > timeout_s:
-        log.warning("event loop lagged lag_s=%.3f expected_s=%.3f", lag_s, timeout_s)
+        log_event(
+            log,
+            logging.WARNING,
+            "event loop lagged",
+            lag_s=round(lag_s, 3),
+            expected_s=round(timeout_s, 3),
+        )

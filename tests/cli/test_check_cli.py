@@ -93,4 +93,4 @@ def test_a_server_refusing_corrupt_storage_points_at_keel_check(storage: Path) -
     segment.write_bytes(bytes(data))
     server = KeelProcess.spawn(storage)
     assert server.wait_exit() == 1
-    assert f"run: keel check --storage {storage}" in server.log_text()
+    assert f'command="keel check --storage {storage}"' in server.log_text()

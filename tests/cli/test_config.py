@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
 import tomllib
 from pathlib import Path
 
@@ -20,7 +18,6 @@ from server.config import (
     render_toml,
     to_nested,
 )
-from server.logs import JsonFormatter, TextFormatter
 from tests.keel_process import REPO_ROOT
 
 EXAMPLE_PATH = REPO_ROOT / "config.example.toml"
@@ -165,16 +162,3 @@ def test_rendered_toml_loads_back_to_the_same_settings(tmp_path):
     )
     path = write_config(tmp_path, render_toml(settings))
     assert load_settings(path, environ={}) == settings
-
-
-def test_json_log_lines_carry_the_key_value_fields():
-    record = logging.LogRecord(
-        "server.run", logging.INFO, __file__, 1,
-        "listening host=%s port=%d", ("127.0.0.1", 6333), None,
-    )  # fmt: skip
-    entry = json.loads(JsonFormatter().format(record))
-    assert entry["event"] == "listening"
-    assert (entry["host"], entry["port"], entry["level"]) == ("127.0.0.1", "6333", "INFO")
-    text = TextFormatter().format(record)
-    assert text.endswith(" INFO server.run listening host=127.0.0.1 port=6333")
-    assert "\n" not in text

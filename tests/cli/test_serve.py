@@ -76,7 +76,7 @@ def test_env_settings_reach_the_server(tmp_path):
     entries = [json.loads(line) for line in server.log_text().splitlines()]
     listening = [entry for entry in entries if entry["event"] == "listening"]
     assert len(listening) == 1, entries
-    assert listening[0]["port"] == str(port)
+    assert listening[0]["port"] == port
     assert listening[0]["level"] == "INFO"
 
 

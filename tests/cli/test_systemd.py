@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.logfmt import log_event
 from server.run import SHUTDOWN_GRACE_S
 from server.systemd import Notifier, RecoveryStatus, watchdog_timeout_s
 from tests.keel_process import REPO_ROOT, KeelProcess, wait_until
@@ -129,7 +130,7 @@ def test_watchdog_pings_at_half_the_timeout(tmp_path, path_listener):
     wait_until(
         lambda: path_listener.receive_available() and _pings_after(path_listener, ready_index) >= 3
     )
-    assert "watchdog on timeout_s=0.400 ping_every_s=0.200" in server.log_text()
+    assert "watchdog on timeout_s=0.4 ping_every_s=0.2" in server.log_text()
     assert server.terminate() == 0
 
 
@@ -218,7 +219,14 @@ def test_recovery_status_reads_replay_progress_events(path_listener, caplog):
     engine_log.addHandler(handler)
     try:
         with caplog.at_level(logging.INFO, logger="engine"):
-            engine_log.info("replay progress collection=%s op_id=%d last_op_id=%d", "c", 500, 2000)
+            log_event(
+                engine_log,
+                logging.INFO,
+                "replay progress",
+                collection="c",
+                op_id=500,
+                last_op_id=2000,
+            )
     finally:
         engine_log.removeHandler(handler)
     messages = path_listener.receive_available()
