@@ -41,6 +41,7 @@ from engine.errors import (
     ValidationError,
 )
 from engine.limits import REQUEST_BODY_BYTES_MAX
+from engine.logfmt import log_event
 from server import (
     aliases,
     collections,
@@ -57,6 +58,7 @@ from server import (
 )
 from server.auth import auth_middleware
 from server.context import CATALOG_KEY, INFO_KEY, SNAPSHOTS_PATH_KEY, ServerInfo
+from server.request_log import request_log_middleware
 from server.responses import STARTED_S_KEY, ApiError, elapsed_s, error
 
 log = logging.getLogger(__name__)
@@ -101,12 +103,13 @@ def create_app(
     read_only_api_key: str = "",
     metrics_require_api_key: bool = True,
     snapshots_path: Path | None = None,
+    log_requests: str = "off",
 ) -> web.Application:
     """The HTTP application over `catalog`; the caller opens and closes the catalog.
     With `api_key` or `read_only_api_key` set, requests need one (server/auth.py), for
     `/metrics` too unless `metrics_require_api_key` is False. Collection snapshots go to
     `snapshots_path` (default: `snapshots` beside the storage directory, where the config's
-    defaults put it too)."""
+    defaults put it too). `log_requests` is the config's log.requests (request_log.py)."""
     assert 0 < max_request_size_bytes <= REQUEST_BODY_BYTES_MAX, max_request_size_bytes
     app_metrics = metrics.build_metrics(catalog, keel_version)
     middlewares = [error_middleware]
@@ -117,7 +120,8 @@ def create_app(
                 api_key, read_only_api_key, metrics_require_api_key=metrics_require_api_key
             ),
         )
-    # Outermost: it must see the final status, auth's 401/403 included.
+    # Outermost: they must see the final status, auth's 401/403 included.
+    middlewares.insert(0, request_log_middleware(log_requests))
     middlewares.insert(0, metrics.metrics_middleware(app_metrics.requests))
     app = web.Application(client_max_size=max_request_size_bytes, middlewares=middlewares)
     app[CATALOG_KEY] = catalog
@@ -165,13 +169,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         headers = None
         if isinstance(keel_error, Overloaded):
             headers = {"Retry-After": str(max(1, math.ceil(keel_error.retry_after_s)))}
-        if status >= 500:
-            log.error(
-                "request failed method=%s path=%s status=%d error=%s",
-                request.method,
-                request.path,
-                status,
-                message,
+        if status == 500:
+            # A server fault. 503 (recovering, overloaded) and 501 are answers, not faults:
+            # like every 4xx, only the request log (request_log.py) reports them.
+            log_event(
+                log,
+                logging.ERROR,
+                "request failed",
+                method=request.method,
+                route=metrics.endpoint_of(request),
+                status=status,
+                error=message,
             )
         return error(status, message, time_s, headers)
     except web.HTTPException as http_error:
@@ -180,7 +188,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         message = _http_error_text(request, http_error)
         return error(http_error.status, message, elapsed_s(request))
     except Exception:
-        log.exception("unhandled error method=%s path=%s", request.method, request.path)
+        log_event(
+            log,
+            logging.ERROR,
+            "unhandled error",
+            method=request.method,
+            route=metrics.endpoint_of(request),
+            exc_info=True,
+        )
         message = "Service internal error: unexpected error, see the server log"
         return error(500, message, elapsed_s(request))
 

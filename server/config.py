@@ -46,6 +46,8 @@ ENV_PREFIX = "KEEL__"
 ENV_SEPARATOR = "__"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
+# Which requests get an INFO line (server/request_log.py); the others are logged at DEBUG.
+LOG_REQUESTS = ("off", "errors", "all")
 REQUEST_SIZE_MB_MAX = limits.REQUEST_BODY_BYTES_MAX // limits.MIB
 
 # Config key (path of TOML tables + key) -> (EngineSettings field, bytes per config unit).
@@ -78,6 +80,7 @@ class Settings:
     snapshots_path: Path = Path("./snapshots")
     log_level: str = "INFO"
     log_format: str = "text"
+    log_requests: str = "off"
     # Qdrant's service.api_key / service.read_only_api_key; empty means no key.
     api_key: str = ""
     read_only_api_key: str = ""
@@ -136,7 +139,11 @@ def to_nested(settings: Settings) -> dict[str, Any]:
             "wal": {},
             "performance": {},
         },
-        "log": {"level": settings.log_level, "format": settings.log_format},
+        "log": {
+            "level": settings.log_level,
+            "format": settings.log_format,
+            "requests": settings.log_requests,
+        },
     }
     for key, (field_name, unit_bytes) in ENGINE_KEYS.items():
         value = getattr(settings.engine, field_name)
@@ -165,6 +172,9 @@ def from_nested(nested: Mapping[str, Any]) -> Settings:
     _check(nested, ("log", "level"), level in LOG_LEVELS, f"must be one of {LOG_LEVELS}")
     log_format = log_table["format"].lower()
     _check(nested, ("log", "format"), log_format in LOG_FORMATS, f"must be one of {LOG_FORMATS}")
+    log_requests = log_table["requests"].lower()
+    is_known = log_requests in LOG_REQUESTS
+    _check(nested, ("log", "requests"), is_known, f"must be one of {LOG_REQUESTS}")
     return Settings(
         host=service["host"],
         http_port=service["http_port"],
@@ -173,6 +183,7 @@ def from_nested(nested: Mapping[str, Any]) -> Settings:
         snapshots_path=Path(storage["snapshots_path"]),
         log_level=level,
         log_format=log_format,
+        log_requests=log_requests,
         api_key=service["api_key"],
         read_only_api_key=service["read_only_api_key"],
         unsafe_allow_public_without_api_key=service["unsafe_allow_public_without_api_key"],

@@ -37,6 +37,10 @@ ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 STARTED_S_KEY: Any = (
     web.RequestKey("keel_started_s", float) if hasattr(web, "RequestKey") else "keel_started_s"
 )
+# The text of an error answer, kept on the response for the request log (request_log.py).
+ERROR_TEXT_KEY: Any = (
+    web.ResponseKey("keel_error_text", str) if hasattr(web, "ResponseKey") else "keel_error_text"
+)
 
 
 class ApiError(Exception):
@@ -61,7 +65,9 @@ def ok(request: web.Request, result: Any) -> web.Response:
 def error(status: int, message: str, time_s: float, headers: dict[str, str] | None = None):
     """Qdrant's error body; `result` is absent, as Qdrant's serde skips a None result."""
     body = {"status": {"error": message}, "time": time_s}
-    return json_response(body, status=status, headers=headers)
+    response = json_response(body, status=status, headers=headers)
+    response[ERROR_TEXT_KEY] = message
+    return response
 
 
 def json_response(

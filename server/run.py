@@ -84,10 +84,10 @@ async def serve(settings: Settings) -> int:
         read_only_api_key=settings.read_only_api_key,
         snapshots_path=settings.snapshots_path,
         metrics_require_api_key=settings.metrics_require_api_key,
+        log_requests=settings.log_requests,
     )
-    # Access logs are per request; STYLE.md keeps per-operation lines at DEBUG.
-    access_log = logging.getLogger("aiohttp.access") if settings.log_level == "DEBUG" else None
-    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE_S, access_log=access_log)
+    # server/request_log.py logs requests (log.requests); aiohttp's access log would repeat it.
+    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE_S, access_log=None)
     if not await _run_until_stopped(runner, catalog, settings, stop_requested):
         return EXIT_FAILED
     log_event(log, logging.INFO, "closing storage", storage=settings.storage_path.resolve())

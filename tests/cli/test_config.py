@@ -105,12 +105,14 @@ def test_env_reaches_nested_sections_and_parses_by_the_default_type():
         "KEEL__STORAGE__WAL__SEGMENT_MB_TARGET": "2",
         "KEEL__STORAGE__PERFORMANCE__BACKPRESSURE_DEADLINE_S": "1.5",
         "KEEL__LOG__FORMAT": "json",
+        "KEEL__LOG__REQUESTS": "Errors",
         "KEEL_FAILPOINTS": "wal.after_write",  # one underscore: not a setting, ignored
     }
     settings = load_settings(environ=environ)
     assert settings.engine.segment_bytes_target == 2 * limits.MIB
     assert settings.engine.backpressure_deadline_s == 1.5
     assert settings.log_format == "json"
+    assert settings.log_requests == "errors"
 
 
 @pytest.mark.parametrize(
@@ -124,6 +126,7 @@ def test_env_reaches_nested_sections_and_parses_by_the_default_type():
         ("[service]\nhttp_port = 70000\n", "service.http_port"),
         ("[service]\nmax_request_size_mb = 64\n", "service.max_request_size_mb"),
         ("[log]\nlevel = 'LOUD'\n", "log.level"),
+        ("[log]\nrequests = 'some'\n", "log.requests"),
         ("[storage.wal]\nsegment_mb_target = 100000\n", "storage.wal.segment_mb_target"),
         ("[storage.performance]\ncheckpoint_every_ops = 0\n", "checkpoint_every_ops"),
         ("storage = 1\n", "storage"),
