@@ -2,7 +2,13 @@
 
 Owns: reading a source's collection info, payload schema, aliases and points over its REST
 API (qdrant-client's scroll, with vectors and payloads), and recreating them in Keel.
-Not here: REST helpers and progress (transfer.py); the way out (migrate.py, follow.py).
+Not here: REST helpers, progress and the guards (transfer.py); the way out (migrate.py,
+follow.py).
+
+Before anything is written the import refuses (exit 2) when source and target are one server
+(`--to` defaults to 127.0.0.1:6333, a local Qdrant's port too), when a collection to import
+is missing on the source, and when collections exist in Keel unless `--overwrite` and each
+deletion is confirmed (transfer.confirm_deletions).
 
 NOT consistent under writes: the source is scrolled page by page while it may change, so a
 point written during the import may be copied in its old or its new state, or missed.
@@ -18,11 +24,12 @@ import sys
 from typing import Any
 
 from server import transfer
-from server.transfer import TransferError
+from server.transfer import RefusedError, TransferError
 
 log = logging.getLogger("keel.import")
 
 EXIT_FAILED = 1
+EXIT_REFUSED = 2
 BATCH_POINTS_DEFAULT = 256
 # Collection info fields -> CreateCollection fields (GET shows `optimizer_config`).
 CONFIG_SECTIONS = {
@@ -36,10 +43,12 @@ PARAM_FIELDS = ("shard_number", "replication_factor", "write_consistency_factor"
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    transfer.configure_logging()
     try:
         return Import(args).run()
+    except RefusedError as error:
+        print(f"keel import: {error}", file=sys.stderr)
+        return EXIT_REFUSED
     except TransferError as error:
         print(f"keel import: {error}", file=sys.stderr)
         return EXIT_FAILED
@@ -52,26 +61,38 @@ class Import:
         self.source = transfer.qdrant_client(args.source, args.api_key)
         self.target_rest = transfer.rest_client(args.to, args.to_api_key)
         self.target = transfer.qdrant_client(args.to, args.to_api_key)
+        self.deletable: set[str] = set()
 
     def run(self) -> int:
+        transfer.check_distinct_servers(
+            self.args.source, self.source_rest, self.args.to, self.target_rest
+        )
         names = self.args.collection or [
             c["name"] for c in transfer.call(self.source_rest, "GET", "/collections")["collections"]
         ]
+        infos = transfer.source_collection_infos(self.source_rest, names)
+        existing = {
+            name: transfer.points_count(self.target_rest, name)
+            for name in names
+            if self.target.collection_exists(name)
+        }
+        self.deletable = transfer.confirm_deletions(
+            "import", self.args.to, existing, self.args, transfer.terminal_prompt()
+        )
         problems = []
         for name in names:
-            problems += self.import_collection(name)
+            problems += self.import_collection(name, infos[name])
         self.copy_aliases(names)
         for problem in problems:
             print(f"keel import: MISMATCH {problem}", file=sys.stderr)
         return EXIT_FAILED if problems else 0
 
-    def import_collection(self, name: str) -> list[str]:
-        info = transfer.call(self.source_rest, "GET", f"/collections/{name}")
-        exists = self.target.collection_exists(name)
-        if exists and not self.args.overwrite:
-            raise TransferError(f"collection {name} exists in Keel; pass --overwrite to replace it")
-        if exists:
+    def import_collection(self, name: str, info: dict[str, Any]) -> list[str]:
+        if self.target.collection_exists(name):
+            if name not in self.deletable:  # created in Keel since run() looked
+                raise TransferError(f"collection {name} appeared in Keel during the import")
             transfer.call(self.target_rest, "DELETE", f"/collections/{name}")
+            log.info("collection deleted on target collection=%s", name)
         transfer.call(self.target_rest, "PUT", f"/collections/{name}", json=create_body(info))
         for field_name, schema in (info.get("payload_schema") or {}).items():
             field_schema = schema.get("params") or schema["data_type"]
@@ -164,7 +185,5 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--to-api-key", metavar="K", help="API key of the Keel")
     parser.add_argument("--collection", action="append", metavar="C", help="only C (repeatable)")
     parser.add_argument("--batch-size", type=int, default=BATCH_POINTS_DEFAULT, metavar="N")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace collections that exist in Keel"
-    )
+    transfer.add_overwrite_flags(parser)
     return parser

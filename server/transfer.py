@@ -4,22 +4,27 @@ collection bodies, point conversion, comparison and progress output.
 Owns: `create_collection_body` (a CollectionConfig back to the CreateCollection body that
 makes it), turning stored points into qdrant-client `PointStruct`s, comparing points within
 a float tolerance, the JSON state file (replaced atomically through engine/files.py), the
-default follower name, and the progress line (points/s, ETA on a terminal; plain log lines
-every few seconds otherwise).
+default follower name, the progress line (points/s, ETA on a terminal; plain log lines
+every few seconds otherwise), the commands' logging (the server's format, server/logs.py),
+and the guards that run before anything is changed: source and target must be two servers
+(`check_distinct_servers`), and every collection `--overwrite` would delete on the target
+is named with its point count and confirmed (`confirm_deletions`).
 Not here: the migration steps (migrate.py), the WAL tail (follow.py), import (import_cli.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import re
+import socket
 import sys
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,7 @@ import numpy as np
 
 from engine import files
 from engine.ops import UNNAMED_VECTOR, CollectionConfig, HnswSettings, PointId
+from server.logs import configure_logging as configure_server_logging
 
 log = logging.getLogger("keel.transfer")
 
@@ -41,6 +47,148 @@ HNSW_CORE_FIELDS = ("m", "ef_construct", "full_scan_threshold")
 
 class TransferError(Exception):
     """A step failed in a way the user must see; the message says what to do."""
+
+
+class RefusedError(TransferError):
+    """Refused before changing anything (same server, a deletion not confirmed, a
+    collection in the way); the message says what to do, and rerunning as is cannot help."""
+
+
+def configure_logging() -> None:
+    """Log as `keel serve` does (server/logs.py: UTC time, level, logger, event, fields)."""
+    configure_server_logging("INFO", "text")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
+
+
+# ---- guards: run before anything is changed -------------------------------------------------
+
+
+def check_distinct_servers(
+    source_url: str, source: httpx.Client, target_url: str, target: httpx.Client
+) -> None:
+    """RefusedError unless `source` and `target` are two servers: copying a collection onto
+    itself would first delete it. The URLs are compared normalised (host, port or its
+    default, path; every name or address of this machine's loopback is one host), then
+    the id each server reports in `GET /telemetry` (Keel: its storage's, Qdrant: its
+    process's); a server whose id cannot be read is refused too, since then nothing proves
+    the two differ."""
+    if _endpoint_key(source_url) == _endpoint_key(target_url):
+        raise RefusedError(
+            f"--from {source_url} and --to {target_url} are the same server; nothing was "
+            "changed. Give --to the other server's URL"
+        )
+    source_id = server_id(source)
+    target_id = server_id(target)
+    if source_id == target_id:
+        raise RefusedError(
+            f"--from {source_url} and --to {target_url} are the same server (both report "
+            f"telemetry id {source_id}); nothing was changed. Give --to the other server's URL "
+            "(a Keel started on a copy of another's storage shares its id until the copy's "
+            "storage_id file is removed)"
+        )
+    log.info("servers are distinct source_id=%s target_id=%s", source_id, target_id)
+
+
+def server_id(client: httpx.Client) -> str:
+    """The id a Keel or Qdrant server reports in `GET /telemetry` (`result.id`)."""
+    try:
+        result = call(client, "GET", "/telemetry")
+    except TransferError as error:
+        raise RefusedError(
+            f"cannot tell whether source and target are different servers: {error}"
+        ) from None
+    server_id_text = result.get("id") if isinstance(result, dict) else None
+    if not isinstance(server_id_text, str) or not server_id_text:
+        raise RefusedError(
+            f"cannot tell whether source and target are different servers: GET "
+            f"{client.base_url}/telemetry has no id"
+        )
+    return server_id_text
+
+
+def add_overwrite_flags(parser: argparse.ArgumentParser) -> None:
+    """`--overwrite` and `--confirm-delete NAME` (repeatable) for migrate and import."""
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace collections that exist on the target; each one is deleted only once "
+        "confirmed (asked on a terminal, else --confirm-delete)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--confirm-delete", action="append", default=[], metavar="C",
+        help="with --overwrite: delete collection C on the target without asking (repeatable)",
+    )  # fmt: skip
+
+
+def source_collection_infos(client: httpx.Client, names: list[str]) -> dict[str, Any]:
+    """Each collection's CollectionInfo on the source; RefusedError naming every one it does
+    not have (a typo in --collection), read before the target is touched."""
+    missing = [
+        name for name in names if not call(client, "GET", f"/collections/{name}/exists")["exists"]
+    ]
+    if missing:
+        raise RefusedError(
+            f"no collection {', '.join(missing)} on the source {client.base_url}; nothing was "
+            "changed"
+        )
+    return {name: call(client, "GET", f"/collections/{name}") for name in names}
+
+
+def points_count(client: httpx.Client, name: str) -> int:
+    """The exact number of points of collection `name`."""
+    path = f"/collections/{name}/points/count"
+    return call(client, "POST", path, json={"exact": True})["count"]
+
+
+def confirm_deletions(
+    command: str,
+    target_url: str,
+    counts: dict[str, int],
+    args: argparse.Namespace,
+    ask: Callable[[str], str] | None,
+) -> set[str]:
+    """The collections (of `counts`: name -> points, all existing on the target) that may be
+    deleted; RefusedError, before anything is changed, unless every one is: `--overwrite`
+    and, for each, `--confirm-delete NAME` or, with `ask` (a terminal), its name typed back.
+    Never a default that deletes: an empty answer or any other text refuses."""
+    if not counts:
+        return set()
+    listing = ", ".join(f"{name} ({count} points)" for name, count in sorted(counts.items()))
+    if not args.overwrite:
+        raise RefusedError(
+            f"collections exist on the target {target_url}: {listing}; nothing was changed. "
+            "To replace them pass --overwrite (deletes them first), or choose --collection"
+        )
+    unconfirmed = sorted(set(counts) - set(args.confirm_delete))
+    if unconfirmed and ask is None:
+        flags = " ".join(f"--confirm-delete {name}" for name in unconfirmed)
+        raise RefusedError(
+            f"--overwrite would delete on the target {target_url}: {listing}; nothing was "
+            f"changed. Confirm with {flags} (or run on a terminal to be asked)"
+        )
+    for name in unconfirmed:
+        assert ask is not None
+        answer = ask(
+            f"keel {command}: --overwrite deletes collection {name!r} on {target_url}, "
+            f"which holds {counts[name]} points. Type its name to delete it: "
+        )
+        if answer.strip() != name:
+            raise RefusedError(f"deletion of collection {name} not confirmed; nothing was changed")
+    for name, count in sorted(counts.items()):
+        log.warning("will delete on target collection=%s points=%d url=%s", name, count, target_url)
+    return set(counts)
+
+
+def terminal_prompt() -> Callable[[str], str] | None:
+    """`input` when stdin and stderr are a terminal (the prompt goes to stderr), else None."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return None
+
+    def ask(prompt: str) -> str:
+        sys.stderr.write(prompt)
+        sys.stderr.flush()
+        return sys.stdin.readline()
+
+    return ask
 
 
 # ---- REST -----------------------------------------------------------------------------------
@@ -314,3 +462,22 @@ def chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
             batch = []
     if batch:
         yield batch
+
+
+def _endpoint_key(url: str) -> tuple[str, int, str]:
+    """(host, port, path) of a URL (one port speaks one scheme); every loopback or
+    unspecified address, and any name that resolves only to such addresses, is "local"."""
+    parsed = urllib.parse.urlsplit(url.strip())
+    port = parsed.port or (443 if parsed.scheme.lower() == "https" else 6333)
+    host = (parsed.hostname or "").lower()
+    return "local" if _is_local_host(host) else host, port, parsed.path.rstrip("/")
+
+
+def _is_local_host(host: str) -> bool:
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False  # unresolvable: the identity check decides
+    addresses = {ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos}
+    return bool(addresses) and all(a.is_loopback or a.is_unspecified for a in addresses)
+

@@ -34,6 +34,7 @@ def run_keel(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
         [*command, *args],
         cwd=REPO_ROOT,
         env=child_env,
+        stdin=subprocess.DEVNULL,  # not a terminal: nothing is asked interactively
         capture_output=True,
         text=True,
         timeout=CLI_TIMEOUT_S,
@@ -305,5 +306,5 @@ def test_import_copies_collections_from_another_server(servers):
     assert imported.returncode == 0, imported.stderr
     assert_identical(source_client, target_client)
     again = run_keel("import", "--from", source.url, "--to", target.url)
-    assert again.returncode == 1
+    assert again.returncode == 2
     assert "--overwrite" in again.stderr
