@@ -266,9 +266,11 @@ class Applier:
         with self._visibility_lock.exclusive():
             self._indexes[name] = index
             del self.lagging_indexes[name]
+        # After a clean stop every graph is checkpointed and this adds nothing: say that
+        # only at DEBUG, or every start prints a line per vector of every collection.
         log_event(
             log,
-            logging.INFO,
+            logging.INFO if added_count else logging.DEBUG,
             "index caught up",
             collection=self.name,
             vector=name,

@@ -118,6 +118,36 @@ def test_request_lines_are_off_by_default(tmp_path: Path) -> None:
     assert not any(" ERROR " in line for line in lines), lines
 
 
+def test_an_unclean_stop_is_one_warning_and_a_clean_start_is_quiet(tmp_path: Path) -> None:
+    """After SIGTERM the next start warns of nothing and prints no per-vector catch-up
+    line; after kill -9 it says once, at WARNING, that the last run did not stop cleanly."""
+    storage = tmp_path / "storage"
+    server = KeelProcess.start(storage)
+    body = {"vectors": {"a": VECTORS, "b": VECTORS}}
+    assert call(server, "PUT", "/collections/c", body)[0] == 200
+    points = {"points": [{"id": 1, "vector": {"a": [1.0, 0.0], "b": [0.0, 1.0]}}]}
+    assert call(server, "PUT", "/collections/c/points?wait=true", points)[0] == 200
+    assert server.terminate() == 0
+
+    server = KeelProcess.start(storage)
+    assert call(server, "GET", "/collections/c")[0] == 200
+    assert server.terminate() == 0
+    clean_start = server.log_text()
+    assert " WARNING " not in clean_start, clean_start
+    assert "index caught up" not in clean_start, clean_start
+
+    server = KeelProcess.start(storage)
+    assert call(server, "PUT", "/collections/c/points?wait=true", points)[0] == 200
+    assert server.kill_9() == -9
+    server = KeelProcess.start(storage)
+    wait_until(lambda: "index caught up" in server.log_text(), timeout_s=30)
+    assert server.terminate() == 0
+    warnings = [line for line in server.log_text().splitlines() if " WARNING " in line]
+    assert len(warnings) == 1, warnings
+    assert "unclean shutdown" in warnings[0]
+    assert f"storage={storage.resolve()} " in warnings[0]
+
+
 def test_paths_in_logs_are_absolute(tmp_path: Path) -> None:
     storage = tmp_path / "storage"
     # The server runs in tmp_path; the later --storage wins over KeelProcess's absolute one.
