@@ -173,7 +173,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _transfer(command: str, argv: list[str]) -> int:
-    """`keel migrate`, `keel follow`, `keel import` (they need qdrant-client: imported here)."""
+    """`keel migrate`, `keel follow`, `keel import`. They need qdrant-client and httpx, which
+    the server does not: the `migrate` extra installs them; without it, one line says how."""
+    try:
+        import httpx  # noqa: F401
+        import qdrant_client  # noqa: F401
+    except ImportError as error:
+        print(
+            f"keel {command}: needs qdrant-client, which is not installed ({error}); install "
+            "it with: pip install 'keel[migrate]' (in a checkout: pip install '.[migrate]')",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if command == "migrate":
         from server.migrate import main as command_main
     elif command == "follow":
