@@ -23,6 +23,7 @@ import logging
 import sys
 from typing import Any
 
+from engine.logfmt import log_event
 from server import transfer
 from server.transfer import RefusedError, TransferError
 
@@ -92,7 +93,7 @@ class Import:
             if name not in self.deletable:  # created in Keel since run() looked
                 raise TransferError(f"collection {name} appeared in Keel during the import")
             transfer.call(self.target_rest, "DELETE", f"/collections/{name}")
-            log.info("collection deleted on target collection=%s", name)
+            log_event(log, logging.INFO, "collection deleted on target", collection=name)
         transfer.call(self.target_rest, "PUT", f"/collections/{name}", json=create_body(info))
         for field_name, schema in (info.get("payload_schema") or {}).items():
             field_schema = schema.get("params") or schema["data_type"]
@@ -105,7 +106,7 @@ class Import:
                 json=body,
             )
         total_count = self.source.count(name, exact=True).count
-        progress = transfer.Progress(f"import {name}", total_count)
+        progress = transfer.Progress("import", name, total_count)
         offset = None
         while True:
             records, offset = self.source.scroll(

@@ -50,6 +50,7 @@ from typing import Any
 import httpx
 
 from engine import files, limits, snapshot
+from engine.logfmt import log_event
 from engine.ops import CollectionConfig, point_id_from_key
 from engine.store import Store, StoredPoint
 from server import transfer
@@ -212,7 +213,7 @@ class Migration:
         }
         self.state["collections"][name] = entry
         self._save()
-        log.info("snapshot taken collection=%s op_id=%d file=%s", name, op_id, path)
+        log_event(log, logging.INFO, "snapshot taken", collection=name, op_id=op_id, file=path)
         return entry
 
     def create_on_target(self, name: str, config: CollectionConfig, store: Store) -> None:
@@ -225,7 +226,7 @@ class Migration:
             if not (is_ours or name in self.deletable):  # created since run() looked
                 raise TransferError(f"collection {name} appeared on the target meanwhile")
             self.target.delete_collection(name)
-            log.info("collection deleted on target collection=%s", name)
+            log_event(log, logging.INFO, "collection deleted on target", collection=name)
         entry["is_creating"] = True
         self._save()
         body = transfer.create_collection_body(config)
@@ -239,15 +240,16 @@ class Migration:
                 wait=True,
                 create_field_index=models.CreateFieldIndex.model_validate(index_body),
             )
-        log.info(
-            "collection created on target collection=%s indexes=%d", name, len(store.index_specs)
-        )
+        log_event(
+            log, logging.INFO, "collection created on target", collection=name,
+            indexes=len(store.index_specs),
+        )  # fmt: skip
 
     def copy_points(
         self, name: str, entry: dict[str, Any], config: CollectionConfig, store: Store
     ) -> None:
         progress = transfer.Progress(
-            f"migrate {name}", entry["points_count"], entry.get("points_done", 0)
+            "migrate", name, entry["points_count"], entry.get("points_done", 0)
         )
         start_key = bytes.fromhex(entry["last_key"]) if entry.get("last_key") else None
         batches = transfer.chunks(_points_after(store, start_key), self.args.batch_size)
@@ -333,13 +335,10 @@ class Migration:
                 problems.append(
                     f"collection {name}: payload index {spec.field_name!r} is {data_type}"
                 )
-        log.info(
-            "verified collection=%s points=%d sampled=%d problems=%d",
-            name,
-            target_count,
-            len(sample),
-            len(problems),
-        )
+        log_event(
+            log, logging.INFO, "verified", collection=name, points=target_count,
+            sampled=len(sample), problems=len(problems),
+        )  # fmt: skip
         return problems
 
     def copy_aliases(self, names: list[str]) -> None:
@@ -367,10 +366,8 @@ class Migration:
             )
         if actions:
             self.target.update_collection_aliases(change_aliases_operations=actions)
-        log.info(
-            "aliases copied count=%d",
-            sum(1 for a in actions if isinstance(a, models.CreateAliasOperation)),
-        )
+        created_count = sum(1 for a in actions if isinstance(a, models.CreateAliasOperation))
+        log_event(log, logging.INFO, "aliases copied", count=created_count)
 
     def _save(self) -> None:
         transfer.save_state(self.state_path, self.state)

@@ -32,6 +32,7 @@ import httpx
 import numpy as np
 
 from engine import files
+from engine.logfmt import log_event
 from engine.ops import UNNAMED_VECTOR, CollectionConfig, HnswSettings, PointId
 from server.logs import configure_logging as configure_server_logging
 
@@ -86,7 +87,7 @@ def check_distinct_servers(
             "(a Keel started on a copy of another's storage shares its id until the copy's "
             "storage_id file is removed)"
         )
-    log.info("servers are distinct source_id=%s target_id=%s", source_id, target_id)
+    log_event(log, logging.INFO, "servers are distinct", source_id=source_id, target_id=target_id)
 
 
 def server_id(client: httpx.Client) -> str:
@@ -174,7 +175,10 @@ def confirm_deletions(
         if answer.strip() != name:
             raise RefusedError(f"deletion of collection {name} not confirmed; nothing was changed")
     for name, count in sorted(counts.items()):
-        log.warning("will delete on target collection=%s points=%d url=%s", name, count, target_url)
+        log_event(
+            log, logging.WARNING, "will delete on target", collection=name, points=count,
+            url=target_url,
+        )  # fmt: skip
     return set(counts)
 
 
@@ -413,10 +417,13 @@ def sample_indexes(total_count: int, sample_count: int) -> set[int]:
 
 class Progress:
     """Points done / total, points/s and ETA: one rewritten line on a terminal, else a log
-    line every PROGRESS_LOG_EVERY_S seconds."""
+    event every PROGRESS_LOG_EVERY_S seconds; a log event at the end either way."""
 
-    def __init__(self, label: str, total_count: int, done_count: int = 0) -> None:
-        self.label = label
+    def __init__(
+        self, command: str, collection_name: str, total_count: int, done_count: int = 0
+    ) -> None:
+        self.command = command
+        self.collection_name = collection_name
         self.total_count = total_count
         self.done_count = done_count
         self._started_s = time.monotonic()
@@ -432,24 +439,37 @@ class Progress:
             sys.stderr.flush()
         elif now_s - self._logged_s >= PROGRESS_LOG_EVERY_S:
             self._logged_s = now_s
-            log.info("%s", self.line())
+            self._log("copying points")
 
     def finish(self) -> None:
         if self._is_terminal:
             sys.stderr.write("\r" + self.line() + "\n")
             sys.stderr.flush()
-        log.info("%s", self.line())
+        self._log("points copied")
 
     def line(self) -> str:
+        """The terminal's line: `import docs: points=500/1000 (50.0%) points_per_s=900 eta=1s`."""
+        rate, eta_s = self._rate_and_eta_s()
+        eta = f"{eta_s:.0f}s" if eta_s is not None else "?"
+        percent = 100.0 * self.done_count / self.total_count if self.total_count else 100.0
+        return (
+            f"{self.command} {self.collection_name}: points={self.done_count}/"
+            f"{self.total_count} ({percent:.1f}%) points_per_s={rate:.0f} eta={eta}"
+        )
+
+    def _log(self, event: str) -> None:
+        rate, eta_s = self._rate_and_eta_s()
+        log_event(
+            log, logging.INFO, event, command=self.command, collection=self.collection_name,
+            points_done=self.done_count, points_total=self.total_count,
+            points_per_s=round(rate), eta_s=None if eta_s is None else round(eta_s),
+        )  # fmt: skip
+
+    def _rate_and_eta_s(self) -> tuple[float, float | None]:
         elapsed_s = max(time.monotonic() - self._started_s, 1e-9)
         rate = (self.done_count - self._started_count) / elapsed_s
         remaining = max(self.total_count - self.done_count, 0)
-        eta = f"{remaining / rate:.0f}s" if rate > 0 else "?"
-        percent = 100.0 * self.done_count / self.total_count if self.total_count else 100.0
-        return (
-            f"{self.label}: points={self.done_count}/{self.total_count} ({percent:.1f}%) "
-            f"points_per_s={rate:.0f} eta={eta}"
-        )
+        return rate, (remaining / rate if rate > 0 else None)
 
 
 def chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:

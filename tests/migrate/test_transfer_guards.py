@@ -236,8 +236,11 @@ def test_transfer_commands_log_in_the_servers_format(servers, tmp_path, command)
     extra = ("--state", str(tmp_path / "state.json")) if command == "migrate" else ()
     result = run_keel(command, "--from", source.url, "--to", target.url, *extra)
     assert result.returncode == 0, result.stderr
-    log_lines = [line for line in result.stderr.splitlines() if "servers are distinct" in line]
-    log_lines += [line for line in result.stderr.splitlines() if f"{command} docs: points=" in line]
-    assert len(log_lines) >= 2, result.stderr
-    for line in log_lines:
+    lines = result.stderr.splitlines()
+    distinct = [line for line in lines if " servers are distinct source_id=" in line]
+    copied = [line for line in lines if f" points copied command={command} collection=docs" in line]
+    assert len(distinct) == 1, result.stderr
+    assert len(copied) == 1, result.stderr
+    for line in distinct + copied:
         assert SERVER_LOG_LINE.match(line), line
+    assert f"points_done={POINTS + 20} points_total={POINTS + 20}" in copied[0]
