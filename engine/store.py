@@ -167,7 +167,7 @@ class Store:
         assert op_id >= self.applied_op_id, (op_id, self.applied_op_id)
         with self._env.begin(write=True) as txn:
             txn.put(_APPLIED_KEY, op_id.to_bytes(8, "big"), db=self._meta)
-        self._env.sync(True)
+        self.sync()  # durable before the WAL that starts above it is laid out
         self.applied_op_id = op_id
 
     def copy_snapshot(self, directory: Path) -> int:

@@ -73,10 +73,20 @@ class Incarnation:
         """The highest op id acknowledged once events[:point] had happened; -1 if none."""
         return max((op_id for op_id, (_, acked) in self.ops.items() if acked <= point), default=-1)
 
+    @property
+    def first_op_id(self) -> int:
+        """Its first op id: above every op id an earlier incarnation of the name had."""
+        return min(self.ops, default=0)
+
+    @property
+    def last_op_id(self) -> int:
+        return self.first_op_id + len(self.ops) - 1
+
     def model(self, last_op_id: int) -> dict[PointId, tuple[Any, list[float]]]:
-        """id -> (payload, vector) after applying ops 0..last_op_id in order."""
+        """id -> (payload, vector) after applying its ops up to last_op_id in order."""
+        assert sorted(self.ops) == list(range(self.first_op_id, self.last_op_id + 1)), self.ops
         points: dict[PointId, tuple[Any, list[float]]] = {}
-        for op_id in range(last_op_id + 1):
+        for op_id in range(self.first_op_id, last_op_id + 1):
             op = self.ops[op_id][0]
             if isinstance(op, DeletePoints):
                 for point_id in op.ids:
@@ -185,6 +195,8 @@ async def check_recovery(
             await _check_collection(catalog, name, journal, state)
         if catalog.names():
             await _check_write_path(catalog, catalog.names()[0], state)
+        for name in sorted(names - set(catalog.names())):
+            await _check_name_reuse(catalog, name, journal, state)
     finally:
         await catalog.close()
 
@@ -209,7 +221,7 @@ async def _check_collection(
     assert last_op_id >= acknowledged_op_id, (
         f"lost ops {last_op_id} < {acknowledged_op_id}: {where}"
     )
-    assert last_op_id < len(incarnation.ops), f"op {last_op_id} was never written: {where}"
+    assert last_op_id <= incarnation.last_op_id, f"op {last_op_id} was never written: {where}"
     records = await collection.retrieve(incarnation.ids(), ALL_PAYLOAD, ALL_VECTORS)
     found = {r.id: (r.payload, r.vectors[""].tolist()) for r in records}
     expected = incarnation.model(last_op_id)
@@ -218,6 +230,27 @@ async def _check_collection(
     stats = collection.stats()
     assert stats.points_count == len(expected), where
     assert stats.indexed_vectors_count == len(expected), f"graph is not caught up: {where}"
+
+
+async def _check_name_reuse(
+    catalog: Catalog, name: str, journal: Journal, state: CrashState
+) -> None:
+    """A name whose collection is gone: created again, its first op id is above every op id
+    an earlier collection of the name acknowledged (op ids of a name never repeat)."""
+    config = CollectionConfig(vectors={"": VectorConfig(1, Distance.DOT)})
+    await catalog.create(name, config)
+    op = UpsertPoints(
+        [RESUME_POINT_ID],
+        {"": NamedVectors(np.arange(1, dtype=np.int32), np.ones((1, 1), np.float32))},
+        [{}],
+    )
+    result = await catalog.get(name).update(op, wait=True, timeout_s=None)
+    acknowledged = [
+        incarnation.acknowledged_op_id(state.point)
+        for incarnation in journal.incarnations
+        if incarnation.name == name
+    ]
+    assert result.op_id > max(acknowledged), (result.op_id, acknowledged, state.describe())
 
 
 async def _check_write_path(catalog: Catalog, name: str, state: CrashState) -> None:
