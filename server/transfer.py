@@ -157,7 +157,8 @@ def confirm_deletions(
     if not args.overwrite:
         raise RefusedError(
             f"collections exist on the target {target_url}: {listing}; nothing was changed. "
-            "To replace them pass --overwrite (deletes them first), or choose --collection"
+            "To replace them pass --overwrite (each is deleted once confirmed), or leave them "
+            "out with --collection"
         )
     unconfirmed = sorted(set(counts) - set(args.confirm_delete))
     if unconfirmed and ask is None:

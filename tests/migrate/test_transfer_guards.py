@@ -6,16 +6,22 @@ commands' log lines, in the server's format."""
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import select
 import socket
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from server import transfer
-from tests.keel_process import KeelProcess
+from tests.keel_process import REPO_ROOT, KeelProcess
 from tests.migrate.test_migrate import (
+    CLI_TIMEOUT_S,
     COLLECTION,
     assert_identical,
     client_of,
@@ -66,6 +72,43 @@ def _pump(source: socket.socket, target: socket.socket) -> None:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+def run_keel_on_a_terminal(*args: str, answer: str) -> tuple[int, str]:
+    """Run `keel ARGS` with stdin and stderr on a pseudo-terminal, type `answer` at the
+    deletion prompt; (exit code, everything it wrote to the terminal)."""
+    main_fd, child_fd = os.openpty()
+    command = [sys.executable, "-c", "import sys; from server.cli import main; sys.exit(main())"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL")}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    child = subprocess.Popen(
+        [*command, *args], cwd=REPO_ROOT, env=env, stdin=child_fd, stdout=subprocess.DEVNULL,
+        stderr=child_fd,
+    )  # fmt: skip
+    os.close(child_fd)
+    output = b""
+    is_answered = False
+    deadline_s = time.monotonic() + CLI_TIMEOUT_S
+    try:
+        while time.monotonic() < deadline_s:
+            readable, _, _ = select.select([main_fd], [], [], 0.1)
+            if readable:
+                try:
+                    chunk = os.read(main_fd, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            if not is_answered and b"Type its name to delete it: " in output:
+                os.write(main_fd, answer.encode() + b"\n")
+                is_answered = True
+        assert is_answered, output.decode(errors="replace")
+        return child.wait(timeout=CLI_TIMEOUT_S), output.decode(errors="replace")
+    finally:
+        os.close(main_fd)
+        if child.poll() is None:
+            child.kill()
 
 
 def points_count(server: KeelProcess) -> int:
@@ -171,6 +214,19 @@ def test_overwrite_without_confirmation_names_what_it_would_delete_and_keeps_it(
     )  # fmt: skip
     assert confirmed.returncode == 0, confirmed.stderr
     assert "will delete on target collection=docs points=50" in confirmed.stderr
+    assert_identical(client_of(source), client_of(target))
+
+
+def test_on_a_terminal_overwrite_asks_for_the_name_and_deletes_only_on_it(servers):
+    source, target = servers
+    args = ("import", "--from", source.url, "--to", target.url, "--overwrite")
+    code, output = run_keel_on_a_terminal(*args, answer="y")
+    assert code == 2, output
+    assert f"deletes collection '{COLLECTION}' on {target.url}, which holds 50 points" in output
+    assert "not confirmed; nothing was changed" in output
+    assert points_count(target) == 50
+    code, output = run_keel_on_a_terminal(*args, answer=COLLECTION)
+    assert code == 0, output
     assert_identical(client_of(source), client_of(target))
 
 
