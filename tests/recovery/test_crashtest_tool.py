@@ -12,17 +12,21 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import sys
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
-import server.cli
+import tools.crashtest.cli
 import tools.crashtest.lazyfs
 from server.cli import main as keel_main
+from tests.recovery.test_crashtest_lazyfs_fifo import write_fake_lazyfs
 from tools.crashtest import Options, run_crashtest
 from tools.crashtest.aliases import AliasChange, AliasModel, judge_aliases, next_change
 from tools.crashtest.cli import exit_code, summary_line
+from tools.crashtest.cli import main as crashtest_main
+from tools.crashtest.client import new_session
+from tools.crashtest.runner import CrashTest, build_report
 from tools.crashtest.model import check_op_ids, judge
 from tools.crashtest.ops import UNCERTAIN, UNNAMED, Kind, Op, Outcome, make_point
 from tools.crashtest.workload import COLLECTIONS, Plan
@@ -45,9 +49,13 @@ def test_a_short_crashtest_run_loses_nothing(tmp_path: Path) -> None:
     assert [entry["cycle"] for entry in report["cycle_log"]] == [1, 2]
     assert report["hnsw_search_sampled"] > 0
     assert report["alias_changes_acknowledged"] > 0
-    # Checks the server cannot answer yet are listed as skipped, with the server's reason.
-    for check, why in report["skipped"].items():
-        assert "answered 501" in why, (check, why)
+    # Keel implements every endpoint the tool checks (payload edits, scroll, count): a
+    # skipped check here would be one that silently did not run.
+    assert report["skipped"] == {}
+    assert report["harness_failure"] is None
+    assert {"set_payload", "overwrite_payload", "delete_payload", "clear_payload"} <= set(
+        report["acknowledged_ops_by_form"]
+    ), report["acknowledged_ops_by_form"]
 
 
 def test_an_acknowledged_op_the_server_never_got_is_reported_lost(tmp_path: Path) -> None:
@@ -111,15 +119,6 @@ def test_op_ids_must_be_unique_rising_and_above_those_before_the_restart() -> No
     assert len(check_op_ids(PLAIN, [first, twin], op_id_max_before=0)) == 2
 
 
-def test_keel_crashtest_outside_a_checkout_says_so(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Installed from a wheel, `server` has no tools/ beside it: a clear message, exit 2."""
-    monkeypatch.setattr(server.cli, "__file__", str(tmp_path / "site-packages/server/cli.py"))
-    assert keel_main(["crashtest", "--cycles", "1"]) == 2
-    assert "crashtest runs from a Keel source checkout" in capsys.readouterr().err
-
-
 def test_keel_crashtest_refuses_bad_flags(capsys: pytest.CaptureFixture[str]) -> None:
     assert keel_main(["crashtest", "--writers", "99"]) == 2
     assert "--writers must be between 1 and 12" in capsys.readouterr().err
@@ -165,34 +164,13 @@ def _uncertain(
     return op
 
 
-FAKE_LAZYFS = '''#!{python}
-"""Stands in for lazyfs: no FUSE and no cache, only the faults FIFO protocol."""
-import os, sys, tomllib
-config = tomllib.load(open(sys.argv[sys.argv.index("--config-path") + 1], "rb"))["faults"]
-for path in (config["fifo_path"], config["fifo_path_completed"]):
-    if not os.path.exists(path):
-        os.mkfifo(path)
-log_path = os.path.join(os.path.dirname(config["fifo_path"]), "fake-lazyfs-commands.log")
-while True:
-    with open(config["fifo_path"]) as faults:
-        for line in faults:
-            with open(log_path, "a") as log:
-                log.write(line)
-            if line.strip() == "lazyfs::clear-cache":
-                with open(config["fifo_path_completed"], "w") as done:
-                    done.write("done\\n")
-'''
-
-
 def test_power_loss_mode_clears_lazyfs_cache_after_every_kill(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The orchestration of --power-loss, with a stand-in for LazyFS (not installable here):
     mounted before the storage is used, one clear-cache per kill (recovery kills included),
     unmounted at the end. It says nothing about LazyFS itself."""
-    fake = tmp_path / "lazyfs"
-    fake.write_text(FAKE_LAZYFS.format(python=sys.executable))
-    fake.chmod(0o755)
+    fake = write_fake_lazyfs(tmp_path, "main")
     monkeypatch.setattr(tools.crashtest.lazyfs, "is_mounted", lambda path: path.is_dir())
     workdir = tmp_path / "work"
     options = Options(cycles=2, duration_s=1.0, writers=2, seed=SEED, workdir=workdir, lazyfs=fake)
@@ -201,9 +179,93 @@ def test_power_loss_mode_clears_lazyfs_cache_after_every_kill(
     assert report["power_loss"] is True
     kills = report["cycles"] + report["recovery_kills"]
     assert report["unsynced_writes_dropped"] == kills
-    commands = (workdir / "fake-lazyfs-commands.log").read_text().split()
-    assert commands == ["lazyfs::clear-cache"] * kills
+    log = (workdir / "fake-lazyfs.log").read_text().splitlines()
+    assert log == ["received lazyfs::clear-cache", "answered"] * kills
     assert (workdir / "lazyfs-mount" / "storage" / "collections").is_dir()
+
+
+def test_a_lazyfs_that_stops_answering_is_a_harness_failure_not_a_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """LazyFS answers the first clear-cache and then nothing: the run ends with exit 4 and a
+    one-line reason on stderr, no traceback; the report says which cycle was not judged,
+    holds the cycles checked before it, and the work directory is kept."""
+    fake = write_fake_lazyfs(tmp_path, "main", answers_max=1)
+    monkeypatch.setattr(tools.crashtest.lazyfs, "is_mounted", lambda path: path.is_dir())
+    monkeypatch.setattr(tools.crashtest.lazyfs, "CLEAR_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(tools.crashtest.cli, "find_lazyfs", lambda binary: binary)  # no FUSE
+    workdir, report_path = tmp_path / "work", tmp_path / "report.json"
+    argv = ["--cycles", "3", "--duration", "1", "--writers", "2", "--seed", str(SEED)]
+    argv += ["--power-loss", "--lazyfs", str(fake), "--workdir", str(workdir)]
+    code = crashtest_main([*argv, "--report", str(report_path)])
+    err = capsys.readouterr().err
+    report = json.loads(report_path.read_text())
+    assert code == 4, err
+    assert "Traceback" not in err
+    assert "crashtest: HARNESS FAILED in cycle" in err
+    assert "did not answer lazyfs::clear-cache within 2.0 s" in err
+    assert report["ok"] is False and report["lost_op_count"] == 0 and report["findings"] == []
+    failure = report["harness_failure"]
+    assert failure["cycle"] == report["cycles"] + 1
+    assert "did not answer lazyfs::clear-cache" in failure["error"]
+    assert [entry["cycle"] for entry in report["cycle_log"]] == list(range(1, failure["cycle"]))
+    assert report["unsynced_writes_dropped"] == 1
+    assert report["workdir_kept"] is True
+    assert (workdir / "lazyfs-mount" / "storage" / "collections").is_dir()
+
+
+def test_only_a_501_skips_a_payload_edit_an_error_is_a_finding(tmp_path: Path) -> None:
+    """The payload-edit probe against a stand-in server: set_payload works, overwrite is not
+    implemented (501: skipped, with the reason), delete answers 500 and clear 404 (both
+    findings, never "skipped"); only the working edit goes into the load."""
+    answers = {
+        ("POST", "/collections/crashtest_probe/points/payload"): 200,
+        ("PUT", "/collections/crashtest_probe/points/payload"): 501,
+        ("POST", "/collections/crashtest_probe/points/payload/delete"): 500,
+        ("POST", "/collections/crashtest_probe/points/payload/clear"): 404,
+    }
+
+    async def answer(request: web.Request) -> web.Response:
+        status = answers.get((request.method, request.path), 200)
+        body = {"result": True} if status == 200 else {"status": {"error": f"said {status}"}}
+        return web.json_response(body, status=status)
+
+    async def probe() -> tuple[tuple[Kind, ...], CrashTest]:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", answer)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        run = CrashTest(Options(), tmp_path, tamper=None)
+        try:
+            async with new_session(4) as session:
+                kinds = await run._probe_payload_kinds(session, f"http://127.0.0.1:{port}")
+        finally:
+            await runner.cleanup()
+        return kinds, run
+
+    kinds, run = asyncio.run(probe())
+    assert kinds == (Kind.SET_PAYLOAD,)
+    assert run.skipped == {
+        "payload edit overwrite_payload": "PUT .../points/payload answered 501: said 501"
+    }
+    problems = sorted((f.check, f.detail["problem"], f.detail["error"]) for f in run.findings)
+    assert problems == [
+        (
+            "request",
+            "payload edit probe clear_payload failed",
+            "POST .../points/payload/clear answered 404: said 404",
+        ),
+        (
+            "request",
+            "payload edit probe delete_payload failed",
+            "POST .../points/payload/delete answered 500: said 500",
+        ),
+    ]
+    report = build_report(run)
+    assert report["ok"] is False and exit_code(report) == 1
 
 
 def test_power_loss_without_lazyfs_says_how_to_get_it(

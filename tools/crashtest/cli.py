@@ -5,7 +5,9 @@ Not here: the run itself (runner.py).
 
 Exit codes: 0 nothing lost or wrong; 1 something was lost or wrong (or the server did not
 come back after a kill); 2 usage error; 3 the test could not begin (the server does not
-start, or the storage directory is not empty).
+start, or the storage directory is not empty); 4 the harness failed mid-run (LazyFS did
+not answer or exited): no verdict, the report holds what was checked until then. A loss
+found before a harness failure still exits 1.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ EXIT_OK = 0
 EXIT_FOUND = 1
 EXIT_USAGE = 2
 EXIT_NOT_BEGUN = 3
+EXIT_HARNESS_FAILED = 4  # never 1: a broken harness is not evidence that data was lost
 # Bounds on the flags: a run must stay a test, not a denial of service of the machine.
 CYCLES_MAX = 100_000
 DURATION_S_MAX = 3_600.0
@@ -66,7 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def exit_code(report: dict[str, Any]) -> int:
-    return EXIT_OK if report["ok"] else EXIT_FOUND
+    if report["ok"]:
+        return EXIT_OK
+    if report["findings_by_check"] or report["harness_failure"] is None:
+        return EXIT_FOUND
+    return EXIT_HARNESS_FAILED
 
 
 def summary_line(report: dict[str, Any]) -> str:
@@ -76,6 +83,13 @@ def summary_line(report: dict[str, Any]) -> str:
     )
     if report["ok"]:
         return f"crashtest: OK: {counts}, nothing wrong (seed {report['seed']})"
+    failure = report["harness_failure"]
+    if failure is not None and not report["findings_by_check"]:
+        return (
+            f"crashtest: HARNESS FAILED in cycle {failure['cycle']}, no verdict on it: "
+            f"{failure['error']}. Checked before it: {counts}, nothing wrong "
+            f"(seed {report['seed']}); storage and logs kept in {report['workdir']}"
+        )
     found = ", ".join(f"{check}={count}" for check, count in report["findings_by_check"].items())
     return (
         f"crashtest: FAILED: {counts}; findings: {found or 'none'}; "

@@ -13,6 +13,10 @@ SIGKILLed again before it is ready: a crash during recovery), and every point, s
 count and op id is checked (state accumulates over cycles). Last, a clean stop (SIGTERM
 must exit 0), a restart and the same checks. A run stops at the first cycle with a
 finding unless `is_keep_going`.
+
+A failure of the harness itself mid-run (with --power-loss: LazyFS does not answer or
+exits) ends the run without a verdict on the cycle under way: the report says so under
+`harness_failure` and holds what was checked until then; it is never counted as a loss.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from .aliases import (
     run_alias_writer,
 )
 from .client import ServerError, error_text, new_session, request_json
-from .lazyfs import LazyFs, LazyFsMissing
+from .lazyfs import LazyFs, LazyFsFailure, LazyFsMissing
 from .model import Finding, Verdict, check_op_ids, judge
 from .ops import ACKED, PAYLOAD_KINDS, Kind, Op, Outcome, Point
 from .target import (
@@ -53,7 +57,7 @@ from .target import (
     start_server,
     wait_answering,
 )
-from .verify import check_reads, read_points, write_marker
+from .verify import NOT_IMPLEMENTED, check_reads, read_points, write_marker
 from .workload import COLLECTIONS, PAYLOAD_ENDPOINTS, CollectionSpec, Plan, run_writer, seed_ops
 from .workload import send as send_op
 
@@ -153,16 +157,15 @@ class CrashTest:
         self.uncertain = Counter[str]()
         self.hnsw = Counter[str]()
         self.cycle_log: list[dict[str, Any]] = []
+        self.harness_failure: dict[str, Any] | None = None
 
     async def run(self) -> dict[str, Any]:
         try:
             await self._setup()
-            for cycle in range(1, self.options.cycles + 1):
-                await self._cycle(cycle)
-                if self.server is None or (self.finding_total and not self.options.is_keep_going):
-                    break
-            if self.server is not None and self.cycles_done == self.options.cycles:
-                await self._final_clean_restart()
+            await self._cycles()
+        except LazyFsFailure as error:
+            # The cycle under way is not judged: its kill may or may not have lost power.
+            self.harness_failure = {"cycle": self.cycles_done + 1, "error": str(error)}
         finally:
             if self.server is not None:
                 await self.server.kill()
@@ -170,6 +173,14 @@ class CrashTest:
             if self.lazyfs is not None:
                 await self.lazyfs.unmount()
         return self.report()
+
+    async def _cycles(self) -> None:
+        for cycle in range(1, self.options.cycles + 1):
+            if self.server is None or (self.finding_total and not self.options.is_keep_going):
+                return
+            await self._cycle(cycle)
+        if self.server is not None:
+            await self._final_clean_restart()
 
     @property
     def finding_total(self) -> int:
@@ -213,7 +224,11 @@ class CrashTest:
             session, url, PROBE_COLLECTION, {"vectors": {"size": 2, "distance": "Euclid"}}
         )
         point = {"id": 0, "vector": [0.5, 0.5], "payload": {"probe": 1}}
-        await request_json(session, "PUT", f"{probe_url}/points?wait=true", {"points": [point]})
+        status, answer = await request_json(
+            session, "PUT", f"{probe_url}/points?wait=true", {"points": [point]}
+        )
+        if status != 200:
+            raise SetupError(f"upserting the probe point answered {status}: {error_text(answer)}")
         bodies = {
             Kind.SET_PAYLOAD: {"payload": {"probe": 2}, "points": [0]},
             Kind.OVERWRITE_PAYLOAD: {"payload": {"probe": 3}, "points": [0]},
@@ -225,12 +240,17 @@ class CrashTest:
             method, path = PAYLOAD_ENDPOINTS[kind]
             edit_url = url + path.format(collection=PROBE_COLLECTION) + "?wait=true"
             status, answer = await request_json(session, method, edit_url, bodies[kind])
+            endpoint = f"{method} .../points{path.split('/points', 1)[1]}"
+            why = f"{endpoint} answered {status}: {error_text(answer)}"
             if status == 200:
                 kinds.append(kind)
-            else:
-                endpoint = f"{method} .../points{path.split('/points', 1)[1]}"
-                why = f"{endpoint} answered {status}: {error_text(answer)}"
+            elif status == NOT_IMPLEMENTED:
                 self.skipped[f"payload edit {kind.value}"] = why
+            else:
+                # An error is not "not implemented": a 500 here is a finding, and the edit
+                # stays out of the load since it cannot be judged.
+                detail = {"problem": f"payload edit probe {kind.value} failed", "error": why}
+                self._add([Finding("request", PROBE_COLLECTION, detail)])
         await request_json(session, "DELETE", probe_url)
         return tuple(kinds)
 
@@ -290,13 +310,15 @@ class CrashTest:
             killed_s = time.monotonic()
             exit_code = await server.kill()
             self.server = None
-            await self._cut_power()
             stop.set()
             _, pending = await asyncio.wait(tasks, timeout=WRITERS_STOP_TIMEOUT_S)
             for task in pending:
                 task.cancel()
             # A writer's own exception (a bug in the tool) is raised here.
             await asyncio.gather(*tasks, return_exceptions=bool(pending))
+        # The server is dead, so nothing writes between the kill and the power cut; the
+        # writers are stopped first so that a harness failure leaves no task behind.
+        await self._cut_power()
         ops = [op for writer_ops in ops_of for op in writer_ops]
         self._check_requests(ops, killed_s, exit_code, server)
         return ops, kill_after_s
@@ -368,6 +390,9 @@ class CrashTest:
         try:
             self.server = await self._start(label)
         except StartFailed as error:
+            if self.lazyfs is not None:
+                # A server cannot start on a file system that is gone: not its fault.
+                self.lazyfs.check_running(f"restarting the server after {label}")
             detail = {
                 "problem": "the server did not come back",
                 "after": label,
@@ -507,7 +532,11 @@ class CrashTest:
 
 def build_report(run: CrashTest) -> dict[str, Any]:
     """The JSON report; `ok` is true only if every cycle ran and nothing was found."""
-    ok = run.finding_total == 0 and run.cycles_done == run.options.cycles
+    ok = (
+        run.finding_total == 0
+        and run.cycles_done == run.options.cycles
+        and run.harness_failure is None
+    )
     point_problems = Counter(f.detail.get("problem") for f in run.findings if f.check == "point")
     return {
         "ok": ok,
@@ -543,6 +572,7 @@ def build_report(run: CrashTest) -> dict[str, Any]:
         "hnsw_search_found": run.hnsw["found"],
         "hnsw_search_sampled": run.hnsw["sampled"],
         "skipped": dict(sorted(run.skipped.items())),
+        "harness_failure": run.harness_failure,
         "cycle_log": run.cycle_log,
     }
 
