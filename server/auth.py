@@ -6,7 +6,10 @@ Not here: where the keys come from (config.py), the error body of other errors (
 
 Qdrant 1.19 (`src/common/auth/mod.rs`, `src/actix/auth.rs`): no key -> 401 "Must provide an
 API key or an Authorization bearer token"; a wrong key -> 401 "Invalid API key or JWT"; both
-as plain text. The health probes stay open, and `/metrics` too when configured so. A
+as plain text. `/` (name and version, which uptime checks probe) and the health probes stay
+open to any request, with no key, a wrong one or the read-only one: Qdrant's whitelist in
+`src/actix/mod.rs` is exactly `/`, `/healthz`, `/readyz`, `/livez` (matched after its
+NormalizePath trims a trailing slash). `/metrics` is open too when configured so. A
 read-only key may only read; Keel answers a write with it 403 in Qdrant's error shape.
 """
 
@@ -21,7 +24,7 @@ from server.responses import error
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/healthz/", "/livez/", "/readyz/"})
+OPEN_PATHS = frozenset({"/", "/healthz", "/livez", "/readyz", "/healthz/", "/livez/", "/readyz/"})
 # Open too when service.metrics_require_api_key is false, so a Prometheus scraper needs no key.
 METRICS_PATHS = frozenset({"/metrics", "/metrics/"})
 MISSING_KEY_TEXT = "Must provide an API key or an Authorization bearer token"

@@ -90,7 +90,21 @@ async def test_a_refused_write_changes_nothing(client):
     assert status == 200 and '"result":[]' in text
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/livez", "/readyz"])
-async def test_probes_stay_open(client, path):
-    status, _ = await call(client, "GET", path, None, {})
-    assert status == 200
+@pytest.mark.parametrize("path", ["/", "/healthz", "/livez", "/readyz", "/healthz/", "/readyz/"])
+async def test_probes_and_the_root_stay_open_to_any_key_or_none(client, path):
+    """Qdrant 1.19 (src/actix/mod.rs) skips the key check for `/`, `/healthz`, `/readyz` and
+    `/livez`: no key, a wrong key and the read-only key all get the answer."""
+    for headers in ({}, {"api-key": "nope"}, {"api-key": RO}, {"Authorization": f"Bearer {RO}"}):
+        status, _ = await call(client, "GET", path, None, headers)
+        assert status == 200, (path, headers)
+
+
+async def test_the_root_answers_its_version_without_a_key(client):
+    response = await client.get("/")
+    assert response.status == 200
+    assert set(await response.json()) == {"title", "version", "commit"}
+
+
+@pytest.mark.parametrize("path", ["/telemetry", "/metrics", "/collections/c/exists", "/livez/x"])
+async def test_only_those_paths_are_open(client, path):
+    assert await call(client, "GET", path, None, {}) == (401, MISSING_KEY_TEXT)
