@@ -42,6 +42,7 @@ from typing import Any
 
 import httpx
 
+from engine.logfmt import log_event
 from server import transfer
 from server.transfer import TransferError
 
@@ -87,11 +88,14 @@ def main(argv: list[str]) -> int:
     if args.release and not args.until_caught_up:
         print("keel follow: --release needs --until-caught-up", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
+    transfer.configure_logging()
     try:
         follower = Follower(args)
+        transfer.check_distinct_servers(args.source, follower.source, args.to, follower.target)
         return follower.run()
+    except transfer.RefusedError as error:
+        print(f"keel follow: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except FollowerLost as lost:
         print(f"keel follow: REFUSED: {lost}", file=sys.stderr)
         print("keel follow: the target can no longer be caught up from the WAL: run "
@@ -211,7 +215,7 @@ class Follower:
         ]
         if actions:
             transfer.call(self.target, "POST", "/collections/aliases", json={"actions": actions})
-            log.info("aliases synced on the target actions=%d", len(actions))
+            log_event(log, logging.INFO, "aliases synced on the target", actions=len(actions))
         self._aliases_synced_s = time.monotonic()
 
     def _ack(self, stream: Stream) -> None:
@@ -272,7 +276,16 @@ class Follower:
             sys.stderr.flush()
         elif is_final or now_s - self._logged_s >= LAG_LOG_EVERY_S:
             self._logged_s = now_s
-            log.info("%s", line)
+            for stream in self.streams:
+                log_event(
+                    log,
+                    logging.INFO,
+                    "follow",
+                    collection=stream.collection_name,
+                    next_op_id=stream.next_op_id,
+                    lag_ops=stream.lag_ops,
+                    lag_s=round(stream.lag_s(now_s), 1),
+                )
 
     def _streams(self) -> list[Stream]:
         positions: dict[str, int] = {}

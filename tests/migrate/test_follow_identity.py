@@ -123,3 +123,12 @@ def test_until_caught_up_says_what_it_holds_and_release_removes_it(migrated):
     alone = run_keel("follow", "--from", source.url, "--to", target.url, "--state", str(state),
                      "--release")  # fmt: skip
     assert alone.returncode == 2 and "--until-caught-up" in alone.stderr
+
+
+def test_follow_onto_its_own_source_is_refused_before_registering(migrated):
+    source, _target, _state = migrated
+    refused = run_keel("follow", "--from", source.url, "--to", source.url.replace(
+        "127.0.0.1", "localhost"), "--from-op", f"{COLLECTION}=2", "--until-caught-up")  # fmt: skip
+    assert refused.returncode == 2, refused.stderr
+    assert "same server" in refused.stderr
+    assert len(followers_of(source)) == 1  # the migration's follower only: nothing registered

@@ -39,7 +39,6 @@ NOT_YET_LOG_EVENT = {
     "engine/followers.py",
     "engine/snapshot.py",
     "server/cli.py",
-    "server/follow.py",
     "server/import_cli.py",
     "server/migrate.py",
     "server/transfer.py",
