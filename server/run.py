@@ -3,11 +3,13 @@
 Owns: the order of startup and shutdown, signal handling, and the process exit code.
 Not here: routes (app.py), storage (engine/), reading the configuration (config.py).
 
-Startup listens *before* recovery so that `/readyz` answers 503 while collections replay
-their WAL, the way Qdrant answers during its own startup; orchestrators can tell a slow
-recovery from a dead process. Shutdown stops accepting, lets in-flight requests finish
-(their writes are durable and being applied), then closes the catalog, which finishes
-queued writes and checkpoints.
+Startup takes the storage lock, then listens, then recovers. The lock comes first so that a
+second Keel on a storage in use fails without ever binding its port: a health check probing
+that port must not take the loser for a server starting up. Listening comes *before*
+recovery so that `/readyz` answers 503 while collections replay their WAL, the way Qdrant
+answers during its own startup; orchestrators can tell a slow recovery from a dead process.
+Shutdown stops accepting, lets in-flight requests finish (their writes are durable and being
+applied), then closes the catalog, which finishes queued writes and checkpoints.
 
 Under systemd (`Type=notify`, see tools/keel.service and server/systemd.py) the same steps
 are reported over `$NOTIFY_SOCKET`: STATUS lines during recovery, READY=1 once recovery has
@@ -20,11 +22,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
+from pathlib import Path
 
 from aiohttp import web
 
-from engine.catalog import Catalog
+from engine import files
+from engine.catalog import Catalog, lock_storage
 from engine.errors import CorruptionError, KeelError
 from engine.logfmt import log_event
 from server.app import create_app
@@ -60,8 +65,9 @@ def is_exposure_allowed(settings: Settings) -> bool:
 async def serve(settings: Settings) -> int:
     """Run Keel until SIGTERM/SIGINT; return the process exit code (0 after a clean stop).
 
-    Failures to start (port in use, storage locked by another server, corruption found in
-    recovery) are logged as one clear line and return EXIT_FAILED.
+    Failures to start (storage locked by another server, port in use, corruption found in
+    recovery) are logged as one clear line and return EXIT_FAILED; a locked storage fails
+    before the port is bound.
     """
     configure_logging(settings.log_level, settings.log_format)
     if not is_exposure_allowed(settings):
@@ -72,6 +78,9 @@ async def serve(settings: Settings) -> int:
             host=settings.host,
             fix="set service.api_key, or service.unsafe_allow_public_without_api_key = true",
         )
+        return EXIT_FAILED
+    lock_fd = _lock_storage(settings.storage_path)
+    if lock_fd is None:
         return EXIT_FAILED
     stop_requested = asyncio.Event()
     _install_stop_handlers(stop_requested)
@@ -88,7 +97,7 @@ async def serve(settings: Settings) -> int:
     )
     # server/request_log.py logs requests (log.requests); aiohttp's access log would repeat it.
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE_S, access_log=None)
-    if not await _run_until_stopped(runner, catalog, settings, stop_requested):
+    if not await _run_until_stopped(runner, catalog, settings, stop_requested, lock_fd):
         return EXIT_FAILED
     log_event(log, logging.INFO, "closing storage", storage=settings.storage_path.resolve())
     await catalog.close()
@@ -97,10 +106,15 @@ async def serve(settings: Settings) -> int:
 
 
 async def _run_until_stopped(
-    runner: web.AppRunner, catalog: Catalog, settings: Settings, stop_requested: asyncio.Event
+    runner: web.AppRunner,
+    catalog: Catalog,
+    settings: Settings,
+    stop_requested: asyncio.Event,
+    lock_fd: int,
 ) -> bool:
     """Listen, recover, serve until stop_requested, stop listening; False if startup failed.
 
+    `lock_fd` holds the storage lock until recovery takes it over (or startup fails).
     Tells systemd (when `$NOTIFY_SOCKET` is set) READY=1 after both, STOPPING=1 at the end.
     """
     notifier = Notifier.from_environment()
@@ -110,6 +124,7 @@ async def _run_until_stopped(
     try:
         port = await _listen(runner, settings)
         if port is None:
+            os.close(lock_fd)
             return False
         log_event(
             log,
@@ -122,7 +137,7 @@ async def _run_until_stopped(
             keel_version=KEEL_VERSION,
         )
         liveness_task = _start_liveness(notifier, catalog, port, liveness_stop)
-        if not await _recover(catalog, notifier):
+        if not await _recover(catalog, notifier, lock_fd):
             return False
         notifier.send("READY=1", f"STATUS={_live_status(catalog, port)}")
         await stop_requested.wait()
@@ -190,16 +205,23 @@ async def _listen(runner: web.AppRunner, settings: Settings) -> int | None:
     return ports.pop()
 
 
-async def _recover(catalog: Catalog, notifier: Notifier) -> bool:
+async def _recover(catalog: Catalog, notifier: Notifier, lock_fd: int) -> bool:
     """Open the catalog (lock the storage, replay every collection); False if that failed.
 
-    While it runs, recovery's progress events also go to systemd as STATUS lines.
+    The catalog takes the storage lock over from `lock_fd`, which this closes. While it
+    runs, recovery's progress events also go to systemd as STATUS lines.
     """
     recovery_status = RecoveryStatus(notifier)
     engine_log = logging.getLogger("engine")
     if notifier.is_enabled:
         engine_log.addHandler(recovery_status)
     try:
+        # An flock belongs to one open file, so the catalog cannot take it while lock_fd
+        # holds it. Released and retaken with no await in between: catalog.open() locks
+        # before its first suspension, so no other task of ours runs in the gap, and another
+        # process would have to flock within those microseconds (it would then hold the
+        # storage and this start would fail here, as a second server always did).
+        os.close(lock_fd)
         await catalog.open()  # logs its own progress: recovery started/finished per collection
     except (KeelError, OSError) as error:
         # StorageLocked, CorruptionError, StorageError name the lock or the file and offset;
@@ -226,6 +248,23 @@ async def _recover(catalog: Catalog, notifier: Notifier) -> bool:
     assert catalog.is_ready, "catalog.open() returned without becoming ready"
     log_event(log, logging.INFO, "ready", storage=catalog.storage_path.resolve())
     return True
+
+
+def _lock_storage(storage_path: Path) -> int | None:
+    """Create the storage directory if needed and take its lock; the descriptor holding it,
+    or None after logging why not (another Keel holds it, permission denied)."""
+    try:
+        files.make_directories(storage_path)
+        return lock_storage(storage_path)
+    except (KeelError, OSError) as error:
+        log_event(
+            log,
+            logging.ERROR,
+            "cannot open storage",
+            error_type=type(error).__name__,
+            error=str(error),
+        )
+        return None
 
 
 def _install_stop_handlers(stop_requested: asyncio.Event) -> None:

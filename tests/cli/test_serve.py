@@ -48,13 +48,16 @@ def test_restart_after_kill_9_opens_the_same_storage(tmp_path):
     assert server.readyz_status() == 200
 
 
-def test_second_server_on_the_same_storage_refuses(tmp_path):
+def test_second_server_on_the_same_storage_refuses_without_ever_listening(tmp_path):
+    """The storage lock is taken before the port is bound: a second server on a locked
+    storage fails with one clear line and never announces (or answers on) its port."""
     first = KeelProcess.start(tmp_path / "storage")
     second = KeelProcess.spawn(tmp_path / "storage")
     assert second.wait_exit() == 1
     second_log = second.log_text()
     assert "cannot open storage error_type=StorageLocked" in second_log
     assert "in use by another Keel process" in second_log
+    assert " listening " not in second_log
     assert first.readyz_status() == 200  # the first one is untouched
 
 
