@@ -266,9 +266,13 @@ class Catalog:
         async with self._create_lock:
             if name in self._collections:
                 raise Conflict(f"Collection `{name}` already exists!")
-            if name in self._aliases:
-                raise Conflict(f"Alias `{name}` already exists!")
             self._check_room_for(name)
+            # Qdrant checks the alias after the limit, and calls it wrong input (400), not 409.
+            if name in self._aliases:
+                raise BadRequest(
+                    f"Can't create collection with name {name}. "
+                    "Alias with the same name already exists"
+                )
             loop = asyncio.get_running_loop()
             target = self.storage_path / "collections" / name
             op_id_floor = self._op_id_floors.get(name, -1)

@@ -34,6 +34,18 @@ async def test_creating_an_existing_collection_is_409(api: Api):
     assert (response.status, response.error) == (409, "Wrong input: Collection `c` already exists!")
 
 
+async def test_creating_a_collection_named_like_an_alias_is_400(api: Api):
+    await api.create_collection("c")
+    aliases = {"actions": [{"create_alias": {"collection_name": "c", "alias_name": "a"}}]}
+    assert (await api.call("POST", "/collections/aliases", json=aliases)).result is True
+    body = {"vectors": {"size": 2, "distance": "Dot"}}
+    response = await api.call("PUT", COLLECTION, name="a", json=body)
+    assert response.status == 400
+    assert response.error == (
+        "Wrong input: Can't create collection with name a. Alias with the same name already exists"
+    )
+
+
 async def test_collection_info_matches_qdrants_defaults(api: Api):
     await api.create_collection("c", vectors={"size": 4, "distance": "Cosine"})
     await api.upsert({"points": [{"id": 1, "vector": [1, 2, 3, 4]}]})

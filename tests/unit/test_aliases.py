@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.catalog import AliasAction
-from engine.errors import Conflict, NotFound
+from engine.errors import BadRequest, Conflict, NotFound
 from tests.unit.engine_helpers import open_catalog, single_vector_config
 
 
@@ -55,7 +55,7 @@ async def test_a_failing_action_changes_nothing(tmp_path: Path) -> None:
     with pytest.raises(Conflict):
         await catalog.change_aliases([AliasAction("create", "c", collection_name="c")])
     await catalog.change_aliases([AliasAction("create", "a", collection_name="c")])
-    with pytest.raises(Conflict, match="Alias `a` already exists!"):
+    with pytest.raises(BadRequest, match="Alias with the same name already exists"):
         await catalog.create("a", single_vector_config())
     await catalog.close()
 
