@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -90,6 +91,14 @@ def _serve(settings: Settings) -> int:
     except Exception:
         log.critical("keel crashed", exc_info=True)
         return EXIT_FAILED
+    finally:
+        # The storage is closed; what is left is interpreter teardown, whose garbage
+        # collections walk every object still alive (module globals, the closed catalog's
+        # cycles, dicts keyed by point id). That took 0.15-0.7 s after "stopped" on a 2-core
+        # machine, growing with the data; frozen objects are skipped, so exiting takes
+        # 20-60 ms. Garbage in cycles is then never finalized, which loses nothing: the
+        # storage is closed and fsynced, and logging's atexit hook still flushes the logs.
+        gc.freeze()
 
 
 def _check(settings: Settings, args: argparse.Namespace) -> int:
