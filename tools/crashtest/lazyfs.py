@@ -28,7 +28,7 @@ LazyFS is not on PyPI or in Debian; it is built from source (C++17, FUSE 3; see
 tools/build-lazyfs.sh). Keel's own tests run this module against stand-ins that speak the
 same FIFO protocol but cache nothing (tests/recovery/test_crashtest_tool.py,
 tests/recovery/test_crashtest_lazyfs_fifo.py), and, when a real LazyFS is built, against it
-(a slow test).
+(tests/recovery/test_crashtest_power_loss_lazyfs.py, slow).
 """
 
 from __future__ import annotations
@@ -52,11 +52,11 @@ STOP_TIMEOUT_S = 10.0
 CACHE_SIZE = "2gb"  # LazyFS holds unsynced data here; more than a run writes between kills
 INSTALL_HELP = (
     "--power-loss needs LazyFS, a FUSE file system that keeps writes until they are fsynced "
-    "(https://github.com/dsrhaslab/lazyfs). Install FUSE 3 and a compiler "
-    "(`apt install fuse3 libfuse3-dev cmake g++`), then build it: `git clone "
-    "https://github.com/dsrhaslab/lazyfs && cd lazyfs && (cd libs/libpcache && ./build.sh) && "
-    "(cd lazyfs && ./build.sh)`, and pass `--lazyfs lazyfs/lazyfs/build/lazyfs` or put that "
-    "binary on PATH. /dev/fuse must exist and be usable by this user."
+    "(https://github.com/dsrhaslab/lazyfs), built from source. On Debian or Ubuntu, "
+    "tools/build-lazyfs.sh in Keel's source tree installs the packages it needs with apt "
+    "(cmake g++ fuse3 libfuse3-dev libtoml11-dev libspdlog-dev libfmt-dev), clones and "
+    "builds it into /tmp/lazyfs/lazyfs; pass that path with --lazyfs or put the binary on "
+    "PATH. /dev/fuse must exist and be usable by this user."
 )
 
 
