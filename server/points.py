@@ -19,8 +19,15 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.errors import NotFound
-from engine.ops import PayloadSelector, SparseVector, UpdateResult, VectorSelector
+from engine.errors import BadRequest, NotFound
+from engine.ops import (
+    CollectionConfig,
+    PayloadSelector,
+    PointRecord,
+    SparseVector,
+    UpdateResult,
+    VectorSelector,
+)
 from server import query, query_api, updates
 from server.context import catalog_of, off_loop, parse_off_loop, read_body, read_json
 from server.responses import (
@@ -81,6 +88,7 @@ async def retrieve_points(request: web.Request) -> web.Response:
     parse_read_params(request.query)
     collection = catalog_of(request).get(name)
     records = await collection.retrieve(retrieve.ids, retrieve.with_payload, retrieve.with_vector)
+    _check_selected_vectors_exist(collection.config, retrieve.with_vector, records)
     is_single_unnamed = collection.config.is_single_unnamed
     return ok(request, [record_json(record, is_single_unnamed) for record in records])
 
@@ -109,6 +117,7 @@ async def scroll_points(request: web.Request) -> web.Response:
     records, next_offset = await collection.scroll(
         scroll.filter, scroll.limit, scroll.offset, scroll.with_payload, scroll.with_vector
     )
+    _check_selected_vectors_exist(collection.config, scroll.with_vector, records)
     is_single_unnamed = collection.config.is_single_unnamed
     return ok(
         request,
@@ -185,3 +194,18 @@ ROUTES = [
     ("POST", POINTS + "/query/groups", query_api.query_groups),
     ("GET", POINTS + "/{point_id}", get_point),
 ]
+
+
+def _check_selected_vectors_exist(
+    config: CollectionConfig, with_vector: VectorSelector, records: list[PointRecord]
+) -> None:
+    """BadRequest for the first selected vector name the collection does not have.
+
+    Qdrant's segment checks the name only when it reads a point's vectors, so a read that
+    finds no point answers 200 whatever the names (`segment/read_view/vectors.rs`).
+    """
+    if not records or with_vector.names is None:
+        return
+    for name in with_vector.names:
+        if name not in config.vectors and name not in config.sparse_vectors:
+            raise BadRequest(f"Not existing vector name error: {name}")

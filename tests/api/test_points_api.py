@@ -389,6 +389,22 @@ async def test_retrieve_selectors_and_field_presence(api: Api):
     assert response.error == ID_ERROR.format("-3")
 
 
+async def test_reading_a_vector_the_collection_lacks_is_400_when_a_point_is_found(api: Api):
+    """Qdrant checks `with_vector` names as it reads a found point's vectors: retrieve and
+    scroll answer 400 then, and 200 when no point is found."""
+    await api.create_collection(vectors={"v": {"size": 2, "distance": "Dot"}})
+    await api.upsert({"points": [{"id": 1, "vector": {"v": [1, 2]}}]})
+    for body in ({"ids": [1], "with_vector": ["v", "nope"]}, {"with_vectors": ["nope"]}):
+        route = POINTS if "ids" in body else f"{POINTS}/scroll"
+        response = await api.call("POST", route, json=body)
+        assert response.status == 400
+        assert response.error == "Wrong input: Not existing vector name error: nope"
+    assert await api.retrieve([7], with_vector=["nope"]) == []
+    scroll = {"filter": {"must": {"has_id": [7]}}, "with_vector": ["nope"]}
+    response = await api.call("POST", f"{POINTS}/scroll", json=scroll)
+    assert response.result["points"] == []
+
+
 async def test_get_point_returns_payload_and_vector_or_404(api: Api):
     await api.create_collection()
     await api.upsert({"points": [{"id": 7, "vector": [1, 2, 3, 4], "payload": {"x": "y"}}]})
