@@ -16,7 +16,7 @@ from aiohttp import web
 
 from engine.catalog import Catalog
 from engine.collection import Collection
-from engine.errors import NotFound
+from engine.errors import BadRequest, NotFound
 from engine.ops import UNNAMED_VECTOR
 from engine.query_plan import (
     Fusion,
@@ -46,6 +46,13 @@ from server.responses import (
     vectors_json,
 )
 from server.schemas import ScrollBody, check_collection_name, parse_read_params
+
+# Qdrant's local shard refuses an id offset in an ordered scroll (`shard_ops.rs`, scroll_by).
+SCROLL_OFFSET_WITH_ORDER_BY = (
+    "Cannot use an `offset` when using `order_by`. The alternative for paging is to use "
+    "`order_by.start_from` and a filter to exclude the IDs that you've already seen for the "
+    "`order_by.start_from` value"
+)
 
 
 async def query_points(request: web.Request) -> web.Response:
@@ -77,6 +84,8 @@ async def scroll_ordered(request: web.Request, name: str, scroll: ScrollBody) ->
     `next_page_offset` is always null, as in Qdrant."""
     query_request = scroll_as_query(scroll)
     collection = catalog_of(request).get(name)
+    if scroll.offset is not None:
+        raise BadRequest(SCROLL_OFFSET_WITH_ORDER_BY)
     result = await collection.query(query_request, {})
     is_single_unnamed = collection.config.is_single_unnamed
     records = [

@@ -94,6 +94,14 @@ async def test_order_by_query_and_scroll_give_order_values(points: Api):
     assert page["next_page_offset"] is None
 
 
+async def test_an_ordered_scroll_refuses_an_offset(points: Api):
+    body = {"order_by": "day", "limit": 2, "offset": 2}
+    response = await points.call("POST", SCROLL, json=body)
+    assert response.status == 400
+    assert response.error.startswith("Wrong input: Cannot use an `offset` when using `order_by`.")
+    assert response.error.endswith("you've already seen for the `order_by.start_from` value")
+
+
 async def test_query_without_query_lists_points_by_id(points: Api):
     hits = await query(points, {"limit": 2, "offset": 1, "with_payload": ["kind"]})
     assert [(p["id"], p["payload"]) for p in hits] == [(2, {"kind": "b"}), (3, {"kind": "a"})]
