@@ -12,16 +12,15 @@ Modules, in the order a run uses them:
   cli.py       flags, report destination, exit codes
   runner.py    the run: setup, cycles, clean restart, report
   target.py    the server process: command template, readiness, SIGKILL/SIGTERM
+  lazyfs.py    --power-loss: the LazyFS mount and its clear-cache handshake
   workload.py  collections, the op mix, request bodies, writers
   ops.py       an op and its outcome; what each op does to a point
   model.py     the checker, and why it is sound with ops of unknown fate
   verify.py    reads after a restart and the read paths that must agree
   client.py    JSON requests for the checks
 
-The tool ships in the source tree, not in the installed package: `keel crashtest` (see
-server/cli.py) loads it from the checkout the installed `server` package lives in, which is
-the case for `pip install -e .`, and says so clearly when it is not there. From a checkout,
-`python -m tools.crashtest` runs it too.
+The tool is installed with Keel as the package `keel_crashtest` (this directory), which
+`keel crashtest` runs; from a checkout, `python -m tools.crashtest` runs it too.
 """
 
 from .cli import main

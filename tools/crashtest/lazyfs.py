@@ -156,28 +156,38 @@ class LazyFs:
         self.clear_count += 1
 
     async def unmount(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self._fusermount)
+        """Unmount, stop LazyFS and close our FIFO ends; bounded even if LazyFS hangs."""
+        is_unmounted = await asyncio.to_thread(self._fusermount, "-u")
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.terminate()
             try:
-                await asyncio.get_running_loop().run_in_executor(None, process.wait, STOP_TIMEOUT_S)
+                await asyncio.to_thread(process.wait, STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 process.kill()
+                await asyncio.to_thread(process.wait, STOP_TIMEOUT_S)
+        if not is_unmounted:
+            # A LazyFS that hung could not answer the unmount; with it gone, detach lazily.
+            await asyncio.to_thread(self._fusermount, "-uz")
         for fd in (self._done_fd, self._done_keep_fd):
             if fd is not None:
                 os.close(fd)
         self._done_fd = self._done_keep_fd = None
 
-    def _fusermount(self) -> None:
+    def _fusermount(self, flags: str) -> bool:
+        """Run `fusermount3 <flags>` on the mount; False if it is still mounted after."""
         fusermount = _which("fusermount3") or _which("fusermount")
         if fusermount is not None and is_mounted(self.mount_dir):
-            subprocess.run(
-                [str(fusermount), "-u", str(self.mount_dir)],
-                check=False,
-                capture_output=True,
-                timeout=STOP_TIMEOUT_S,
-            )
+            try:
+                subprocess.run(
+                    [str(fusermount), flags, str(self.mount_dir)],
+                    check=False,
+                    capture_output=True,
+                    timeout=STOP_TIMEOUT_S,
+                )
+            except subprocess.TimeoutExpired:
+                return False
+        return not is_mounted(self.mount_dir)
 
     def _clear_cache(self, deadline_s: float) -> None:
         assert self._done_fd is not None, "clear-cache before mount"
