@@ -91,8 +91,9 @@ def summary_line(report: dict[str, Any]) -> str:
             f"(seed {report['seed']}); storage and logs kept in {report['workdir']}"
         )
     found = ", ".join(f"{check}={count}" for check, count in report["findings_by_check"].items())
+    harness = "" if failure is None else f"; then the harness failed: {failure['error']}"
     return (
-        f"crashtest: FAILED: {counts}; findings: {found or 'none'}; "
+        f"crashtest: FAILED: {counts}; findings: {found or 'none'}{harness}; "
         f"rerun with --seed {report['seed']}; storage and server logs kept in {report['workdir']}"
     )
 
