@@ -81,6 +81,11 @@ QUERY_EXPECTING = "Expected some form of vector, id, or a type of query"
 NUMBER_TYPES = (int, float)
 MMR_CANDIDATES_LIMIT_MAX = 16_384  # Qdrant's validation bound (rest/schema.rs Mmr)
 Errors = list[tuple[str, str]]
+# RecommendInput's validation (`rest/validate.rs`): a ValidationError with only a code, which
+# the validator crate shows as "Validation error: <code> [<params>]".
+RECOMMEND_WITHOUT_EXAMPLES = (
+    "Validation error: At least one positive or negative vector/id must be provided [{}]"
+)
 
 
 def parse_query_request(data: Any, prefix: str = "internal") -> QueryRequest:
@@ -170,8 +175,8 @@ def search_as_query(search: SearchBody) -> QueryRequest:
 
 
 def scroll_as_query(scroll: ScrollBody) -> QueryRequest:
-    """Scroll with `order_by` as an order_by query; Qdrant ignores `offset` then
-    (`point_ops.rs`: "`order_by` does not support offset")."""
+    """Scroll with `order_by` as an order_by query; `offset` is refused by the handler
+    (query_api.scroll_ordered), as Qdrant's shard refuses it."""
     try:
         order_by = _parse_order_by(scroll.order_by)
     except FormatError:
@@ -191,6 +196,8 @@ def _parse_node(
     if using is not None and type(using) is not str:
         raise invalid_type(using, "a string")
     query = _parse_query(data.get("query"))
+    if isinstance(query, Recommend) and not query.positive and not query.negative:
+        errors.append((f"{prefix}.query.positives, negatives", RECOMMEND_WITHOUT_EXAMPLES))
     filter_ = parse_filter_collecting(data.get("filter"), f"{prefix}.filter", errors)
     hnsw_ef, is_exact = _parse_params(data.get("params"), f"{prefix}.params", errors)
     limit = default_limit if data.get("limit") is None else parse_usize(data["limit"])

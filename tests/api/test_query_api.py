@@ -162,6 +162,25 @@ async def test_lookup_from_reads_another_collection(points: Api):
         ),
         (
             QUERY,
+            {"query": {"recommend": {"positive": [], "strategy": "best_score"}}},
+            422,
+            (
+                "Validation error in JSON body: [internal.query.positives, negatives: Validation "
+                "error: At least one positive or negative vector/id must be provided [{}]]"
+            ),
+        ),
+        (
+            QUERY,
+            {"query": [1, 0], "prefetch": [{"query": {"recommend": {}}}]},
+            422,
+            (
+                "Validation error in JSON body: [internal.prefetch[0].query.positives, negatives: "
+                "Validation error: At least one positive or negative vector/id must be provided "
+                "[{}]]"
+            ),
+        ),
+        (
+            QUERY,
             {"query": {"fusion": "rrf"}},
             400,
             "Wrong input: Validation failed: cannot apply Fusion without prefetches",
