@@ -22,7 +22,7 @@ import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from engine.ops import (
     PointId,
     SearchRequest,
     SparseVector,
+    VectorSelector,
 )
 from engine.payload_path import PayloadPath
 from engine.query_plan import (
@@ -475,7 +476,7 @@ def _sparse_examples(context: _Context, node: QueryNode, query: VectorQuery) -> 
     if ids and name not in reader.config.sparse_vectors:
         if name in reader.config.vectors:
             raise BadRequest(SPARSE_DENSE_MISMATCH)
-        raise BadRequest(f"Not existing vector name error: {name}")
+        _raise_unknown_lookup_vector(reader, ids, name)
     found = reader.sparse_vectors_of(ids, name) if ids else {}
     vectors = []
     for example in examples:
@@ -531,7 +532,7 @@ def _examples(context: _Context, node: QueryNode, query: VectorQuery) -> list[np
         if name not in reader.config.vectors:
             if name in reader.config.sparse_vectors:
                 raise BadRequest(SPARSE_DENSE_MISMATCH)
-            raise BadRequest(f"Not existing vector name error: {name}")
+            _raise_unknown_lookup_vector(reader, ids, name)
         found = reader.example_vectors(ids, name)
     distance = context.reader.config.vectors[node.using].distance
     vectors = []
@@ -577,6 +578,18 @@ def _lookup_reader(context: _Context, node: QueryNode) -> QueryReader:
     if node.lookup_from is None:
         return context.reader
     return context.lookups[node.lookup_from.collection]
+
+
+def _raise_unknown_lookup_vector(reader: QueryReader, ids: list[PointId], name: str) -> NoReturn:
+    """The error for example ids whose vector `name` the lookup collection lacks.
+
+    Qdrant checks the name only as it reads a found point's vectors (`segment/read_view/
+    vectors.rs`): when none of the ids is in the collection, the query fails on the first
+    missing point instead (`collection/query.rs`, PointNotFound)."""
+    assert ids, "no example id to look up"
+    if not reader.retrieve(ids, PayloadSelector(False), VectorSelector(False)):
+        raise NotFound(f"No point with id {ids[0]} found")
+    raise BadRequest(f"Not existing vector name error: {name}")
 
 
 def _lookup_vector_name(node: QueryNode) -> str:

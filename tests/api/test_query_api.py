@@ -138,6 +138,23 @@ async def test_lookup_from_reads_another_collection(points: Api):
     assert (response.status, response.error) == (404, "Not found: Collection `nope` doesn't exist!")
 
 
+async def test_a_lookup_vector_the_other_collection_lacks_fails_on_the_first_point(points: Api):
+    """Qdrant checks the lookup vector's name only as it reads a found point: 400 when an
+    example point is in the other collection, else 404 for the first missing point."""
+    await points.create_collection("other", vectors={"size": 2, "distance": "Dot"})
+    await points.upsert({"points": [{"id": 1, "vector": [0, 1]}]}, name="other")
+    lookup = {"collection": "other", "vector": "nope"}
+    body = {"query": {"recommend": {"positive": [9, 1]}}, "lookup_from": lookup}
+    response = await points.call("POST", QUERY, json=body)
+    assert (response.status, response.error) == (
+        400,
+        "Wrong input: Not existing vector name error: nope",
+    )
+    body = {"query": {"recommend": {"positive": [9], "negative": [8]}}, "lookup_from": lookup}
+    response = await points.call("POST", QUERY, json=body)
+    assert (response.status, response.error) == (404, "Not found: No point with id 9 found")
+
+
 @pytest.mark.parametrize(
     ("path", "body", "status", "message"),
     [
