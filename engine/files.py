@@ -33,6 +33,13 @@ A library that writes a whole file by itself (hnswlib's save_index) is recorded 
 Truncate to 0 when the file existed) and one Write of everything it wrote.
 `Recorder.fault`, when set, is called with each event *before* its operation runs and may
 raise OSError: that is how tests inject ENOSPC and EIO here.
+
+Failpoints (tests only). `KEEL_FAILPOINTS=name,name` arms the named `failpoint`s and
+`stall_point`s, and only when `KEEL_TEST_FAULTS=1` is set as well: a failpoint SIGKILLs the
+process, so a variable left behind in a production environment must not arm one by itself.
+Without the switch they stay inert, and `keel serve` refuses to start (`requested_failpoints`
+raises FaultsNotEnabled) rather than run with a setting it ignores. Other test-only fault
+settings (`KEEL_MIGRATE_KILL_AFTER_BATCHES`) go through `fault_setting` for the same rule.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
@@ -54,9 +61,9 @@ T = TypeVar("T")
 # A write refused for one of these reasons changed nothing that cutting it off cannot undo.
 OUT_OF_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
-_ARMED_FAILPOINTS = frozenset(
-    name.strip() for name in os.environ.get("KEEL_FAILPOINTS", "").split(",") if name.strip()
-)
+FAILPOINTS_VARIABLE = "KEEL_FAILPOINTS"
+# The test-only switch: no fault setting is honoured unless this is exactly "1".
+TEST_FAULTS_VARIABLE = "KEEL_TEST_FAULTS"
 # How long a stalled thread sleeps between checks; it never leaves (stall_point).
 STALL_SLEEP_S = 3600.0
 _counter_lock = threading.Lock()
@@ -177,15 +184,60 @@ def _observed(describe: Callable[[], FileEvent], operation: Callable[[], T]) -> 
 # ---- failpoints ------------------------------------------------------------------------------
 
 
+class FaultsNotEnabled(Exception):
+    """A test-only fault setting is present without KEEL_TEST_FAULTS=1."""
+
+
+def fault_setting(variable: str, environ: Mapping[str, str] | None = None) -> str:
+    """The value of the test-only fault setting `variable` in `environ` (default: this
+    process's environment); "" when unset or empty.
+
+    Raises FaultsNotEnabled when it is set but KEEL_TEST_FAULTS is not "1".
+    """
+    environ = os.environ if environ is None else environ
+    value = environ.get(variable, "").strip()
+    if value and environ.get(TEST_FAULTS_VARIABLE) != "1":
+        raise FaultsNotEnabled(
+            f"{variable}={value!r} is a test-only fault setting (it makes the process kill or "
+            f"stall itself) and is refused without {TEST_FAULTS_VARIABLE}=1; unset {variable}"
+        )
+    return value
+
+
+def requested_failpoints(environ: Mapping[str, str] | None = None) -> frozenset[str]:
+    """The failpoints KEEL_FAILPOINTS names (comma-separated); FaultsNotEnabled without the
+    test-only switch. Entry points call it at start to refuse, and to log each one armed."""
+    environ = os.environ if environ is None else environ
+    names = environ.get(FAILPOINTS_VARIABLE, "").split(",")
+    failpoints = frozenset(name.strip() for name in names if name.strip())
+    if failpoints:
+        fault_setting(FAILPOINTS_VARIABLE, environ)  # FaultsNotEnabled without the switch
+    return failpoints
+
+
+def _armed_at_import() -> frozenset[str]:
+    # Never raises: importing the engine must not fail. Without the switch nothing is armed,
+    # and the entry point that started the process refuses through requested_failpoints.
+    try:
+        return requested_failpoints()
+    except FaultsNotEnabled:
+        return frozenset()
+
+
+_ARMED_FAILPOINTS = _armed_at_import()
+
+
 def failpoint(name: str) -> None:
-    """SIGKILL this process here if KEEL_FAILPOINTS names `name`; otherwise nothing."""
+    """SIGKILL this process here if KEEL_FAILPOINTS names `name` (and KEEL_TEST_FAULTS=1);
+    otherwise nothing."""
     if name in _ARMED_FAILPOINTS:
         log.warning("failpoint hit, killing process name=%s", name)
         os.kill(os.getpid(), signal.SIGKILL)
 
 
 def stall_point(name: str) -> None:
-    """Block the calling thread for good if KEEL_FAILPOINTS names `name`; otherwise nothing.
+    """Block the calling thread for good if KEEL_FAILPOINTS names `name` (and
+    KEEL_TEST_FAULTS=1); otherwise nothing.
 
     Stands in for a disk that stops answering (an fdatasync that never returns), so a test
     can check that the systemd watchdog stops pinging. The process is expected to be killed.

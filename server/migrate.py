@@ -65,7 +65,8 @@ BATCH_POINTS_MAX = 10_000
 PARALLEL_MAX = 32
 SAMPLE_POINTS_DEFAULT = 1_000
 DOWNLOAD_CHUNK_BYTES = 1024 * 1024
-# Failpoint for tests: SIGKILL this process after that many acknowledged batches.
+# Failpoint for tests: SIGKILL this process after that many acknowledged batches. Refused
+# (exit 2, nothing changed) unless KEEL_TEST_FAULTS=1 is set too (engine/files.py).
 FAIL_AFTER_BATCHES_ENV = "KEEL_MIGRATE_KILL_AFTER_BATCHES"
 
 
@@ -94,6 +95,27 @@ def main(argv: list[str]) -> int:
         return 130
 
 
+def _kill_after_batches() -> int:
+    """The test-only KEEL_MIGRATE_KILL_AFTER_BATCHES (0: never), logged as a WARNING when set;
+    RefusedError when it is set without KEEL_TEST_FAULTS=1."""
+    try:
+        value = files.fault_setting(FAIL_AFTER_BATCHES_ENV)
+    except files.FaultsNotEnabled as error:
+        raise RefusedError(str(error)) from None
+    if not value:
+        return 0
+    log_event(
+        log,
+        logging.WARNING,
+        "failpoint armed",
+        name=FAIL_AFTER_BATCHES_ENV,
+        batches=value,
+        enabled_by=files.TEST_FAULTS_VARIABLE,
+        effect="this process kills itself after that many acknowledged batches",
+    )
+    return int(value)
+
+
 class Migration:
     def __init__(self, args: argparse.Namespace, state_path: Path) -> None:
         self.args = args
@@ -119,7 +141,7 @@ class Migration:
         self.follower_name = self.state["follower_name"]
         self._batches_acked = 0
         self._acked: set[int] = set()
-        self._kill_after = int(os.environ.get(FAIL_AFTER_BATCHES_ENV, "0"))
+        self._kill_after = _kill_after_batches()
 
     def run(self) -> int:
         args = self.args

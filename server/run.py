@@ -70,6 +70,8 @@ async def serve(settings: Settings) -> int:
     before the port is bound.
     """
     configure_logging(settings.log_level, settings.log_format)
+    if not _check_failpoints():
+        return EXIT_FAILED
     if not is_exposure_allowed(settings):
         log_event(
             log,
@@ -247,6 +249,28 @@ async def _recover(catalog: Catalog, notifier: Notifier, lock_fd: int) -> bool:
         engine_log.removeHandler(recovery_status)
     assert catalog.is_ready, "catalog.open() returned without becoming ready"
     log_event(log, logging.INFO, "ready", storage=catalog.storage_path.resolve())
+    return True
+
+
+def _check_failpoints() -> bool:
+    """Log a WARNING per armed failpoint; False (logged) if some are named without the
+    test-only switch, which must stop the start rather than be silently ignored."""
+    try:
+        failpoints = files.requested_failpoints()
+    except files.FaultsNotEnabled as error:
+        log_event(
+            log, logging.ERROR, "refusing to start with a test-only fault setting", error=str(error)
+        )
+        return False
+    for name in sorted(failpoints):
+        log_event(
+            log,
+            logging.WARNING,
+            "failpoint armed",
+            name=name,
+            enabled_by=files.TEST_FAULTS_VARIABLE,
+            effect="this process kills or stalls itself when it gets there",
+        )
     return True
 
 

@@ -102,6 +102,29 @@ def test_second_server_on_the_same_storage_refuses_without_ever_listening(tmp_pa
     assert first.readyz_status() == 200  # the first one is untouched
 
 
+def test_failpoints_without_the_test_switch_refuse_to_start(tmp_path):
+    """KEEL_FAILPOINTS left in a production environment: a clear error, exit 1, no port."""
+    env = {"KEEL_FAILPOINTS": "wal.after_write"}
+    server = KeelProcess.spawn(tmp_path / "storage", extra_env=env)
+    assert server.wait_exit() == 1
+    log_text = server.log_text()
+    assert "ERROR" in log_text and "test-only fault setting" in log_text
+    assert "KEEL_FAILPOINTS='wal.after_write'" in log_text
+    assert "KEEL_TEST_FAULTS=1" in log_text
+    assert " listening " not in log_text
+    assert not (tmp_path / "storage").exists()  # refused before touching anything
+
+
+def test_each_armed_failpoint_is_logged_at_start(tmp_path):
+    env = {"KEEL_FAILPOINTS": "wal.after_write, index.before_meta", "KEEL_TEST_FAULTS": "1"}
+    server = KeelProcess.start(tmp_path / "storage", extra_env=env)
+    warnings = [line for line in server.log_text().splitlines() if "failpoint armed" in line]
+    assert len(warnings) == 2, warnings
+    assert all(" WARNING " in line for line in warnings)
+    assert "name=index.before_meta" in warnings[0] and "name=wal.after_write" in warnings[1]
+    assert server.terminate() == 0
+
+
 def test_port_in_use_fails_with_a_clear_message(tmp_path):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
         squatter.bind(("127.0.0.1", 0))

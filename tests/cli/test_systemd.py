@@ -152,6 +152,7 @@ def test_watchdog_stops_when_a_wal_writer_is_stuck(tmp_path, path_listener):
         **_env(path_listener),
         "WATCHDOG_USEC": str(WATCHDOG_USEC),
         "KEEL_FAILPOINTS": "wal.sync_blocks",
+        "KEEL_TEST_FAULTS": "1",
     }
     server = KeelProcess.start(tmp_path / "storage", extra_env=env)
     ready_index = path_listener.wait_for("READY=1")

@@ -247,7 +247,7 @@ def test_killed_migration_resumes_and_finishes(servers, tmp_path):
         "--parallel",
         "1",
     )
-    killed = run_keel(*args, env={"KEEL_MIGRATE_KILL_AFTER_BATCHES": "4"})
+    killed = run_keel(*args, env={"KEEL_MIGRATE_KILL_AFTER_BATCHES": "4", "KEEL_TEST_FAULTS": "1"})
     assert killed.returncode == -9, killed.stderr
     entry = json.loads(state.read_text())["collections"][COLLECTION]
     assert entry["points_done"] == 400
@@ -308,3 +308,15 @@ def test_import_copies_collections_from_another_server(servers):
     again = run_keel("import", "--from", source.url, "--to", target.url)
     assert again.returncode == 2
     assert "--overwrite" in again.stderr
+
+
+def test_the_kill_switch_is_refused_without_the_test_faults_switch(tmp_path):
+    """KEEL_MIGRATE_KILL_AFTER_BATCHES left in an environment must not arm a self-kill: the
+    migration is refused (exit 2) before it contacts either server or writes any state."""
+    state = tmp_path / "state.json"
+    args = ("migrate", "--from", "http://127.0.0.1:9", "--to", "http://127.0.0.1:10")
+    refused = run_keel(*args, "--state", str(state), env={"KEEL_MIGRATE_KILL_AFTER_BATCHES": "4"})
+    assert refused.returncode == 2, refused.stderr
+    assert "KEEL_MIGRATE_KILL_AFTER_BATCHES='4' is a test-only fault setting" in refused.stderr
+    assert "KEEL_TEST_FAULTS=1" in refused.stderr
+    assert list(tmp_path.iterdir()) == []

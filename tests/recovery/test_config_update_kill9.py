@@ -38,7 +38,7 @@ def test_config_update_is_old_or_new_after_kill_9(tmp_path: Path):
     assert request_json(server.url, "PUT", PATH, create)[0] == 200
     assert server.terminate() == 0
 
-    env = {**NEVER, "KEEL_FAILPOINTS": "files.before_replace"}
+    env = {**NEVER, "KEEL_FAILPOINTS": "files.before_replace", "KEEL_TEST_FAULTS": "1"}
     server = KeelProcess.start(storage, extra_env=env)
     with pytest.raises((http.client.HTTPException, ConnectionError)):
         request_json(server.url, "PATCH", PATH, {"metadata": {"version": 2}})

@@ -122,7 +122,8 @@ def test_a_kill_while_graphs_catch_up_after_a_restart_loses_nothing(tmp_path: Pa
     create_collection(server.url)
     log = Upserter(server.url, COLLECTION, writer_count=2, requests_max=100).start().join()
     assert server.kill_9() == -9  # no checkpoint yet: the restart rebuilds the graph
-    server = KeelProcess.spawn(storage, extra_env={"KEEL_FAILPOINTS": "applier.catch_up_after_add"})
+    env = {"KEEL_FAILPOINTS": "applier.catch_up_after_add", "KEEL_TEST_FAULTS": "1"}
+    server = KeelProcess.spawn(storage, extra_env=env)
     assert server.wait_exit() == -9, server.log_text()
     assert "failpoint hit, killing process name=applier.catch_up_after_add" in server.log_text()
     server = KeelProcess.start(storage)
@@ -153,7 +154,11 @@ def test_a_crash_at_each_failpoint_loses_nothing_acknowledged(
     server = KeelProcess.start(storage)
     create_collection(server.url)
     assert server.terminate() == 0
-    env = {"KEEL_FAILPOINTS": failpoint, "KEEL__STORAGE__PERFORMANCE__CHECKPOINT_EVERY_OPS": "3"}
+    env = {
+        "KEEL_FAILPOINTS": failpoint,
+        "KEEL_TEST_FAULTS": "1",
+        "KEEL__STORAGE__PERFORMANCE__CHECKPOINT_EVERY_OPS": "3",
+    }
     server = KeelProcess.start(storage, extra_env=env)
     log = Upserter(server.url, COLLECTION, writer_count=2, requests_max=200).start().join()
     assert server.wait_exit() == -9, server.log_text()

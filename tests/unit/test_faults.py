@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import errno
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +27,8 @@ from engine.ops import PayloadSelector, VectorSelector
 from engine.store import Store
 from engine.wal import Wal
 from tests.unit.engine_helpers import open_catalog, single_vector_config, upsert
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 NEVER_S = 86_400.0
 ALL = PayloadSelector(True)
@@ -339,3 +343,59 @@ async def test_an_lmdb_error_in_a_checkpoint_closes_the_write_path(
         monkeypatch.undo()
         with contextlib.suppress(lmdb.Error):  # today the dead applier task re-raises here
             await catalog.close()
+
+
+# ---- the test-only switch: failpoints are armed only beside KEEL_TEST_FAULTS=1 --------------
+
+KILL_AFTER = "KEEL_MIGRATE_KILL_AFTER_BATCHES"  # server/migrate.py's; unit tests import no server
+FAILPOINT_PROBE = "from engine import files; files.failpoint('probe.point'); print('alive')"
+
+
+def run_failpoint_probe(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """A fresh interpreter (failpoints are read at import) that passes failpoint probe.point."""
+    child_env = {name: value for name, value in os.environ.items() if not name.startswith("KEEL")}
+    child_env["PYTHONPATH"] = str(REPO_ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", FAILPOINT_PROBE],
+        env={**child_env, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_failpoint_named_without_the_test_switch_is_inert() -> None:
+    """A KEEL_FAILPOINTS left in a production environment must not kill the process."""
+    probe = run_failpoint_probe({files.FAILPOINTS_VARIABLE: "probe.point"})
+    assert (probe.returncode, probe.stdout) == (0, "alive\n"), probe.stderr
+    for switch in ("0", "true", "yes", ""):
+        probe = run_failpoint_probe(
+            {files.FAILPOINTS_VARIABLE: "probe.point", files.TEST_FAULTS_VARIABLE: switch}
+        )
+        assert (probe.returncode, probe.stdout) == (0, "alive\n"), (switch, probe.stderr)
+
+
+def test_a_failpoint_named_with_the_test_switch_kills() -> None:
+    probe = run_failpoint_probe(
+        {files.FAILPOINTS_VARIABLE: "other, probe.point", files.TEST_FAULTS_VARIABLE: "1"}
+    )
+    assert probe.returncode == -9, probe.stderr
+    assert probe.stdout == ""
+    assert "failpoint hit" in probe.stderr and "probe.point" in probe.stderr
+
+
+def test_fault_settings_are_refused_without_the_test_switch() -> None:
+    refused = {files.FAILPOINTS_VARIABLE: "wal.after_write"}
+    with pytest.raises(files.FaultsNotEnabled) as raised:
+        files.requested_failpoints(refused)
+    assert files.FAILPOINTS_VARIABLE in str(raised.value)
+    assert f"{files.TEST_FAULTS_VARIABLE}=1" in str(raised.value)
+    with pytest.raises(files.FaultsNotEnabled):
+        files.fault_setting(KILL_AFTER, {KILL_AFTER: "4"})
+    enabled = {**refused, files.TEST_FAULTS_VARIABLE: "1"}
+    assert files.requested_failpoints(enabled) == frozenset({"wal.after_write"})
+    # Unset or empty: nothing requested, nothing refused, with or without the switch.
+    assert files.requested_failpoints({}) == frozenset()
+    assert files.requested_failpoints({files.FAILPOINTS_VARIABLE: " , "}) == frozenset()
+    assert files.fault_setting(KILL_AFTER, {}) == ""
