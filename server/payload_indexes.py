@@ -9,7 +9,8 @@ Not here: what an index holds or how filters use it (engine/payload_index.py, pl
 Qdrant 1.19 (`src/actix/api/update_api.rs`, `lib/segment/src/types.rs`): a missing or null
 `field_schema` is 400 "Bad request: Can't auto-detect field type, please specify
 `field_schema` in the request"; a field without points, or without an index when deleting,
-is fine.
+is fine. The one params check Qdrant's validation makes (`lib/segment/src/data_types/
+index.rs`): an integer index needs `lookup` or `range` (422).
 """
 
 from __future__ import annotations
@@ -27,10 +28,19 @@ from server.collection_config import MEMORY
 from server.context import catalog_of, read_json
 from server.responses import ApiError, ok, update_result_json
 from server.schemas import check_collection_name, parse_update_params
-from server.serde_text import invalid_type, missing_field, untagged_mismatch
+from server.serde_text import (
+    code_only_message,
+    invalid_type,
+    missing_field,
+    untagged_mismatch,
+    validation_errors,
+)
 
 AUTO_DETECT_TEXT = (
     "Bad request: Can't auto-detect field type, please specify `field_schema` in the request"
+)
+INTEGER_WITHOUT_CAPABILITY = code_only_message(
+    "the 'lookup' and 'range' capabilities can't be both disabled"
 )
 # Params fields Keel accepts and keeps (for payload_schema); all are booleans or numbers or
 # strings in Qdrant's spec, checked here by JSON type only.
@@ -99,6 +109,9 @@ def parse_create_field_index(data: Any) -> CreateFieldIndex:
     if type(schema) is str and schema in SCHEMA_TYPES:
         return CreateFieldIndex(field_name, schema, None)
     if type(schema) is dict and _is_valid_params(schema):
+        is_capable = schema.get("lookup") is not False or schema.get("range") is not False
+        if schema["type"] == "integer" and not is_capable:
+            raise validation_errors([("field_schema.lookup", INTEGER_WITHOUT_CAPABILITY)])
         return CreateFieldIndex(field_name, schema["type"], _declared_params(schema))
     raise untagged_mismatch("PayloadFieldSchema")
 

@@ -52,6 +52,7 @@ from server.schemas import (
     parse_with_vector,
 )
 from server.serde_text import (
+    code_only_message,
     invalid_type,
     missing_field,
     range_message,
@@ -81,10 +82,9 @@ QUERY_EXPECTING = "Expected some form of vector, id, or a type of query"
 NUMBER_TYPES = (int, float)
 MMR_CANDIDATES_LIMIT_MAX = 16_384  # Qdrant's validation bound (rest/schema.rs Mmr)
 Errors = list[tuple[str, str]]
-# RecommendInput's validation (`rest/validate.rs`): a ValidationError with only a code, which
-# the validator crate shows as "Validation error: <code> [<params>]".
-RECOMMEND_WITHOUT_EXAMPLES = (
-    "Validation error: At least one positive or negative vector/id must be provided [{}]"
+# RecommendInput's validation (`rest/validate.rs`).
+RECOMMEND_WITHOUT_EXAMPLES = code_only_message(
+    "At least one positive or negative vector/id must be provided"
 )
 
 

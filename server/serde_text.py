@@ -55,6 +55,12 @@ def validation_errors(errors: list[tuple[str, str]]) -> ValidationError:
     return ValidationError("; ".join(f"{path}: {message}" for path, message in errors))
 
 
+def code_only_message(code: str) -> str:
+    """A validator `ValidationError` made with a code and no message or params: the crate's
+    Display prints it as `Validation error: <code> [<params>]`, an empty map here."""
+    return f"Validation error: {code} [{{}}]"
+
+
 def range_message(value: Any, minimum: Any = None, maximum: Any = None) -> str:
     """`describe_error` for a `range` check: `value 0 invalid, must be 1 or larger`."""
     if maximum is None:

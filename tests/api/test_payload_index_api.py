@@ -197,6 +197,22 @@ async def test_params_with_a_bad_memory_placement_are_refused(cities: Api):
     assert await payload_schema(cities) == {}
 
 
+async def test_an_integer_index_needs_lookup_or_range(cities: Api):
+    """Qdrant's IntegerIndexParams validation; one of the two disabled is fine."""
+    params = {"type": "integer", "lookup": False, "range": False}
+    response = await cities.call("PUT", INDEX, json={"field_name": "pop", "field_schema": params})
+    assert response.status == 422
+    assert response.error == (
+        "Validation error in JSON body: [field_schema.lookup: Validation error: the 'lookup' "
+        "and 'range' capabilities can't be both disabled [{}]]"
+    )
+    assert await payload_schema(cities) == {}
+    params = {"type": "integer", "lookup": False}
+    response = await cities.call("PUT", INDEX, json={"field_name": "pop", "field_schema": params})
+    assert response.status == 200
+    assert (await payload_schema(cities))["pop"]["params"] == params
+
+
 async def test_malformed_text_stopwords_answer_400_and_write_nothing(api: Api):
     await api.create_collection()
     op_id = await api.next_op_id()
