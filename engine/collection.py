@@ -502,6 +502,10 @@ class Collection:
     # ---- private: recovery -----------------------------------------------------------------
 
     def _recover(self) -> int:
+        # index/ holds only checkpoints, which recovery can rebuild; an empty directory is
+        # what copy tools (git, some archivers) drop, so a missing one is made, not refused.
+        if not (self.directory / "index").is_dir():
+            files.make_directory_durably(self.directory / "index")
         self._store = Store(
             self.directory / "lmdb",
             list(self.config.vectors),

@@ -102,3 +102,19 @@ async def test_an_unreadable_floors_file_stops_the_open(tmp_path: Path) -> None:
     (storage / OP_ID_FLOORS_FILE_NAME).write_text(json.dumps({"c": "seven"}))
     with pytest.raises(CorruptionError, match="op id floors"):
         await open_catalog(storage)
+
+
+async def test_a_collection_copied_without_its_empty_index_directory_opens_and_closes(
+    tmp_path: Path,
+) -> None:
+    """git and some archivers drop empty directories; index/ only holds checkpoints."""
+    catalog = await open_catalog(tmp_path / "storage")
+    await catalog.create("c", single_vector_config())
+    await catalog.close()
+    (tmp_path / "storage" / "collections" / "c" / "index").rmdir()
+    catalog = await open_catalog(tmp_path / "storage")
+    assert await write_points(catalog.get("c"), [1]) == 0
+    await catalog.close()  # checkpoints the graph into index/
+    catalog = await open_catalog(tmp_path / "storage")
+    assert list(await points_of(catalog.get("c"), [1])) == [1]
+    await catalog.close()
