@@ -77,6 +77,7 @@ class Settings:
     max_request_size_mb: int = REQUEST_SIZE_MB_MAX
     storage_path: Path = Path("./storage")
     # Qdrant's storage.snapshots_path: collection snapshots, in <snapshots_path>/<collection>/.
+    # Unset (or empty) in the file: `snapshots` beside storage_path (default_snapshots_path).
     snapshots_path: Path = Path("./snapshots")
     log_level: str = "INFO"
     log_format: str = "text"
@@ -110,6 +111,7 @@ def load_settings(
     Raises ConfigError naming the key, and where it came from, for an unknown key or a bad value.
     """
     values = to_nested(Settings())
+    values["storage"]["snapshots_path"] = ""  # unset until a source sets it: beside the storage
     if config_path is not None:
         _merge(values, _read_file(config_path), source=str(config_path))
     for key, value in _read_environ(os.environ if environ is None else environ).items():
@@ -164,8 +166,12 @@ def from_nested(nested: Mapping[str, Any]) -> Settings:
         f"must be 1..{REQUEST_SIZE_MB_MAX} (Keel's hard limit)",
     )
     _check(nested, ("storage", "storage_path"), storage["storage_path"] != "", "must not be empty")
-    is_snapshots_path_set = storage["snapshots_path"] != ""
-    _check(nested, ("storage", "snapshots_path"), is_snapshots_path_set, "must not be empty")
+    storage_path = Path(storage["storage_path"])
+    snapshots_path = (
+        Path(storage["snapshots_path"])
+        if storage["snapshots_path"]
+        else default_snapshots_path(storage_path)
+    )
     if service["enable_tls"]:
         _check_tls(nested)
     level = log_table["level"].upper()
@@ -179,8 +185,8 @@ def from_nested(nested: Mapping[str, Any]) -> Settings:
         host=service["host"],
         http_port=service["http_port"],
         max_request_size_mb=service["max_request_size_mb"],
-        storage_path=Path(storage["storage_path"]),
-        snapshots_path=Path(storage["snapshots_path"]),
+        storage_path=storage_path,
+        snapshots_path=snapshots_path,
         log_level=level,
         log_format=log_format,
         log_requests=log_requests,
@@ -193,6 +199,15 @@ def from_nested(nested: Mapping[str, Any]) -> Settings:
         tls_key=nested["tls"]["key"],
         engine=_engine_settings(nested),
     )
+
+
+def default_snapshots_path(storage_path: Path) -> Path:
+    """`snapshots` beside the storage directory: where `keel serve` and `keel snapshot` both
+    put snapshots when storage.snapshots_path is unset, whatever directory each runs in.
+    For the default ./storage that is ./snapshots, Qdrant's default."""
+    if storage_path.name in ("", ".."):  # ".", "/" or "..": name the directory first
+        storage_path = Path(os.path.abspath(storage_path))
+    return storage_path.parent / "snapshots"
 
 
 SECRET_KEYS = ("api_key", "read_only_api_key")

@@ -4,13 +4,24 @@ Owns: the offline snapshot commands, their flags, output and exit codes.
 Not here: the snapshot format and checks (engine/snapshot.py), taking and restoring one
 (engine/catalog.py), the HTTP endpoints (server/snapshots.py).
 
-`create` and `restore` open the storage the way `keel serve` does: they take its lock (a
-running server holds it: clear error, exit 1) and recover every collection first. `list`
-only reads the snapshots directory. Settings come from --config / KEEL__ variables like
-`keel serve`'s; --storage and --snapshots override them.
+Every action opens the storage the way `keel serve` does: it takes the lock (a running
+server holds it: exit 1, naming the HTTP call to use instead) and recovers every collection
+first. `list` too, so that a missing storage or collection is an error rather than an empty
+list, an alias lists its collection's snapshots, and the list never disagrees with a server
+that may be writing a snapshot. `create` and `list` refuse a storage directory that does
+not exist rather than create an empty one; `restore` may seed a new storage.
 
-Exit codes: 0 done, 1 failed (storage locked, no such collection, snapshot refused),
-2 usage or configuration error.
+Settings come from --config / KEEL__ variables like `keel serve`'s; --storage and
+--snapshots override them. With neither --snapshots nor storage.snapshots_path, snapshots
+live in `snapshots` beside the storage directory (server/config.py), where the server
+puts them too, whichever directory either runs from.
+
+Output: `create` and `restore` print one result line; `list` prints one line per snapshot
+(name, bytes, sha256, tab-separated) and nothing else on stdout; when there is none it
+says so on stderr.
+
+Exit codes: 0 done, 1 failed (no storage, storage locked, no such collection, snapshot
+refused), 2 usage or configuration error.
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ from typing import Any
 
 from engine import snapshot
 from engine.catalog import Catalog
-from engine.errors import KeelError
+from engine.errors import KeelError, StorageLocked
 from server.config import ConfigError, Settings, load_settings
 from server.logs import configure_logging
 
@@ -34,6 +45,12 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+# What to do instead against a running server, by action.
+HTTP_EQUIVALENT = {
+    "create": "POST /collections/{collection}/snapshots",
+    "list": "GET /collections/{collection}/snapshots",
+    "restore": "POST /collections/{collection}/snapshots/upload",
+}
 
 
 def main(argv: Sequence[str]) -> int:
@@ -49,13 +66,22 @@ def main(argv: Sequence[str]) -> int:
         return EXIT_USAGE
     # Engine INFO lines (recovery per collection) would drown the one result line.
     configure_logging("WARNING", settings.log_format)
-    directory = settings.snapshots_path / args.collection
-    if args.action == "list":
-        for info in snapshot.list_snapshots(directory):
-            print(f"{info.name}\t{info.size_bytes}\t{info.checksum or '-'}")
-        return EXIT_OK
+    if args.action != "restore" and not settings.storage_path.is_dir():
+        print(
+            f"keel snapshot {args.action}: no storage directory at {settings.storage_path} "
+            "(--storage, or storage.storage_path in --config)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     try:
         return asyncio.run(_run_on_storage(args, settings))
+    except StorageLocked as error:
+        http = HTTP_EQUIVALENT[args.action].format(collection=args.collection)
+        print(
+            f"keel snapshot {args.action}: {error}; against a running server use {http}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     except (KeelError, OSError) as error:
         print(f"keel snapshot {args.action}: {error}", file=sys.stderr)
         return EXIT_FAILED
@@ -69,6 +95,10 @@ async def _run_on_storage(args: argparse.Namespace, settings: Settings) -> int:
             info = await catalog.create_snapshot(args.collection, settings.snapshots_path)
             path = settings.snapshots_path / args.collection / info.name
             print(f"created {path} bytes={info.size_bytes} sha256={info.checksum}")
+        elif args.action == "list":
+            # NotFound for an unknown name; an alias lists its collection's snapshots.
+            collection_name = catalog.get(args.collection).name
+            _print_list(settings.snapshots_path / collection_name, args.collection)
         else:
             assert args.action == "restore", args.action
             manifest = await catalog.restore(args.collection, args.file, args.checksum)
@@ -76,6 +106,14 @@ async def _run_on_storage(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         await catalog.close()
     return EXIT_OK
+
+
+def _print_list(directory: Path, collection_name: str) -> None:
+    infos = snapshot.list_snapshots(directory)
+    for info in infos:
+        print(f"{info.name}\t{info.size_bytes}\t{info.checksum or '-'}")
+    if not infos:
+        print(f"no snapshots of collection {collection_name} in {directory}", file=sys.stderr)
 
 
 def _settings(args: argparse.Namespace) -> Settings:

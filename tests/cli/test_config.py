@@ -152,6 +152,23 @@ def test_bad_env_settings_fail_naming_the_variable(environ, named):
         load_settings(environ=environ)
 
 
+def test_snapshots_default_to_beside_the_storage_unless_set(tmp_path):
+    """Unset or empty, storage.snapshots_path follows storage_path (`keel serve` and `keel
+    snapshot` then agree from any working directory); set, it is kept as written."""
+    storage = {("storage", "storage_path"): "/var/lib/keel/storage"}
+    assert load_settings(environ={}, overrides=storage).snapshots_path == Path(
+        "/var/lib/keel/snapshots"
+    )
+    assert load_settings(environ={}).snapshots_path == Path("./snapshots")
+    empty = write_config(tmp_path, "[storage]\nstorage_path = 'data/s'\nsnapshots_path = ''\n")
+    assert load_settings(empty, environ={}).snapshots_path == Path("data/snapshots")
+    environ = {"KEEL__STORAGE__SNAPSHOTS_PATH": "./snaps"}
+    assert load_settings(environ=environ, overrides=storage).snapshots_path == Path("snaps")
+    here = {("storage", "storage_path"): "."}  # named first: not ./snapshots inside it
+    parent_snapshots = Path.cwd().parent / "snapshots"
+    assert load_settings(environ={}, overrides=here).snapshots_path == parent_snapshots
+
+
 def test_missing_and_malformed_files_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "missing.toml", environ={})

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from engine.ops import PayloadSelector, VectorSelector
-from tests.cli.test_cli import run_keel
+from server.config import load_settings
+from tests.cli.test_cli import CLI_TIMEOUT_S, run_keel
+from tests.keel_process import REPO_ROOT
 from tests.unit.engine_helpers import open_catalog, single_vector_config, upsert
 
 
@@ -68,3 +73,84 @@ async def test_a_running_server_or_a_bad_file_is_refused(tmp_path: Path) -> None
     assert "in use by another Keel process" in locked.stderr
     assert not (snapshots / "c").exists() or list((snapshots / "c").iterdir()) == []
     assert run_keel("snapshot", "create", "--storage", str(storage)).returncode == 2
+
+
+def run_keel_in(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """`keel ARGS` from directory `cwd` (run_keel's cwd is the test's, often the checkout)."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    env = {name: value for name, value in os.environ.items() if not name.startswith("KEEL")}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+async def test_snapshots_default_to_beside_the_storage_whatever_the_working_directory(
+    tmp_path: Path,
+) -> None:
+    """The server and `keel snapshot` agree on the snapshots directory without --snapshots:
+    `snapshots` next to the storage directory, not in the directory the command runs from."""
+    storage, elsewhere = tmp_path / "data" / "storage", tmp_path / "elsewhere"
+    await write(storage, [1])
+    flags = ["--storage", str(storage), "--collection", "c"]
+
+    created = run_keel_in(elsewhere, "snapshot", "create", *flags)
+    assert created.returncode == 0, created.stderr
+    [path] = list((tmp_path / "data" / "snapshots" / "c").glob("*.snapshot"))
+    assert created.stdout.startswith(f"created {path} ")
+    assert list(elsewhere.iterdir()) == []
+    listed = run_keel_in(tmp_path, "snapshot", "list", *flags)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split("\t")[0] == path.name
+    assert load_settings(environ={}, overrides={("storage", "storage_path"): str(storage)}) == (
+        load_settings(
+            environ={},
+            overrides={
+                ("storage", "storage_path"): str(storage),
+                ("storage", "snapshots_path"): str(tmp_path / "data" / "snapshots"),
+            },
+        )
+    )
+
+
+async def test_list_fails_loudly_for_a_missing_storage_or_collection(tmp_path: Path) -> None:
+    missing = run_keel("snapshot", "list", "--storage", str(tmp_path / "nope"), "--collection", "c")
+    assert missing.returncode == 1
+    assert f"no storage directory at {tmp_path / 'nope'}" in missing.stderr
+    assert not (tmp_path / "nope").exists()  # looking must not create it
+
+    storage = tmp_path / "storage"
+    await write(storage, [1])
+    unknown = run_keel("snapshot", "list", "--storage", str(storage), "--collection", "d")
+    assert unknown.returncode == 1
+    assert "Collection `d` doesn't exist" in unknown.stderr
+    assert unknown.stdout == ""
+
+
+async def test_list_is_refused_while_a_server_holds_the_storage(tmp_path: Path) -> None:
+    storage = tmp_path / "storage"
+    await write(storage, [1])
+    catalog = await open_catalog(storage)  # holds the storage lock, like a running server
+    try:
+        locked = run_keel("snapshot", "list", "--storage", str(storage), "--collection", "c")
+    finally:
+        await catalog.close()
+    assert locked.returncode == 1
+    assert "in use by another Keel process" in locked.stderr
+    assert "GET /collections/c/snapshots" in locked.stderr
+
+
+async def test_an_empty_list_says_so(tmp_path: Path) -> None:
+    storage = tmp_path / "storage"
+    await write(storage, [1])
+    listed = run_keel("snapshot", "list", "--storage", str(storage), "--collection", "c")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout == ""  # stdout stays one line per snapshot, for scripts
+    assert f"no snapshots of collection c in {tmp_path / 'snapshots' / 'c'}" in listed.stderr
