@@ -64,9 +64,8 @@ from server.upsert import (
     build_point_vectors,
     build_upsert,
     check_point_vector,
-    empty_vector_errors,
     parse_upsert_parts,
-    sparse_vector_errors,
+    point_vector_errors,
 )
 
 # Qdrant sets no bound; every op of a batch becomes one WAL record, appended together.
@@ -465,6 +464,6 @@ def _point_vector_errors(path: str, vector: Any) -> Errors:
     values = vector.values() if type(vector) is dict else [vector]
     if all(value == [] for value in values):
         return [(f"{path}.vector", "must specify vectors to update for point")]
-    empty_names = check_point_vector(vector)
-    errors = empty_vector_errors(path, vector, empty_names) if empty_names else []
-    return errors + sparse_vector_errors(f"{path}.vector", vector)
+    check_point_vector(vector)
+    # PointVectors::validate answers its VectorStruct's errors as they are, not under `vector`.
+    return point_vector_errors(path, vector)

@@ -53,6 +53,7 @@ from server.schemas import (
 )
 from server.serde_text import (
     invalid_type,
+    code_only_message,
     missing_field,
     unknown_variant,
     untagged_mismatch,
@@ -65,6 +66,9 @@ if TYPE_CHECKING:
 INVALID_FORMAT = "Invalid PointInsertOperations format"
 UPDATE_MODES = tuple(mode.value for mode in UpdateMode)
 EMPTY_DENSE = "dense vector must not be empty"
+# SparseVector::validate (lib/sparse/src/common/sparse_vector.rs): code-only errors.
+SPARSE_LENGTHS = code_only_message("must be the same length as indices")
+SPARSE_UNIQUE = code_only_message("must be unique")
 MULTI_TO_REGULAR = "Conversion between multi and regular vectors failed"
 # Markers of a point's vector after phase 1.
 DENSE, MULTI, NAMED, SPARSE = "dense", "multi", "named", "sparse"
@@ -160,27 +164,26 @@ def check_point_vector(vector: Any) -> list[str | None]:
     raise untagged_mismatch("VectorStruct")
 
 
-def empty_vector_errors(path: str, vector: Any, empty_names: list[Any]) -> list[tuple[str, str]]:
-    """Qdrant's field paths: `.vector` for the unnamed vector, `.?`/`.?[i]` when named."""
+def point_vector_errors(path: str, vector: Any) -> list[tuple[str, str]]:
+    """`VectorStruct::validate` of one shape-checked vector: `<path>.vector` for an empty
+    unnamed vector, the named values as `named_vector_errors` words them."""
     if type(vector) is list:
-        return [(f"{path}.vector", EMPTY_DENSE)]
-    if len(empty_names) == 1:
-        return [(f"{path}.?.vector", EMPTY_DENSE)]
-    return [(f"{path}.?[{i}].vector", EMPTY_DENSE) for i in range(len(empty_names))]
+        return [(f"{path}.vector", EMPTY_DENSE)] if not vector else []
+    return named_vector_errors(path, list(vector.values()))
 
 
-def sparse_vector_errors(path: str, vector: Any) -> list[tuple[str, str]]:
-    """`SparseVector::validate` of each sparse value in a point's vector (Qdrant's texts)."""
-    if type(vector) is not dict:
-        return []
-    errors = []
-    for value in vector.values():
-        if type(value) is dict:
-            if len(value["indices"]) != len(value["values"]):
-                errors.append((f"{path}.?.values", "must be the same length as indices"))
-            if len(set(value["indices"])) != len(value["indices"]):
-                errors.append((f"{path}.?.indices", "must be unique"))
-    return errors
+def named_vector_errors(path: str, values: list[Any]) -> list[tuple[str, str]]:
+    """Qdrant's `validate_iter` over named vector values (lib/common/common/src/validation.rs):
+    the errors of the failing values, under `?` when one fails, else under `?[i]`, i counting
+    the failing values only. An empty dense value fails on `vector`, a sparse one on `values`
+    (lengths differ) and `indices` (repeated)."""
+    failing = [errors for value in values if (errors := _vector_value_errors(value))]
+    labels = ["?"] if len(failing) == 1 else [f"?[{i}]" for i in range(len(failing))]
+    return [
+        (f"{path}.{label}.{field}", message)
+        for label, errors in zip(labels, failing)
+        for field, message in errors
+    ]
 
 
 def build_point_vectors(
@@ -212,10 +215,8 @@ def _parse_points(points: Any) -> tuple[UpsertBody, list[tuple[str, str]]]:
         ids.append(parse_point_id(point["id"]))
         vector = _point_vector_field(point)
         payloads.append(_parse_payload(point.get("payload")))
-        empty_names = check_point_vector(vector)
-        if empty_names:
-            errors.extend(empty_vector_errors(f"points[{index}].vector", vector, empty_names))
-        errors.extend(sparse_vector_errors(f"points[{index}].vector", vector))
+        check_point_vector(vector)
+        errors.extend(point_vector_errors(f"points[{index}].vector", vector))
         vectors.append(vector)
     return UpsertBody(ids, payloads, vectors, None, UpdateMode.UPSERT), errors
 
@@ -292,6 +293,20 @@ def _raise_if_inference_object(value: Any) -> None:
         raise NotImplementedYet("inference (documents, images, objects) is not supported")
 
 
+def _vector_value_errors(value: Any) -> list[tuple[str, str]]:
+    """`Vector::validate` of one named value: (field, message) pairs."""
+    if type(value) is list:
+        return [("vector", EMPTY_DENSE)] if not value else []
+    if type(value) is not dict:
+        return []
+    errors = []
+    if len(value["indices"]) != len(value["values"]):
+        errors.append(("values", SPARSE_LENGTHS))
+    if len(set(value["indices"])) != len(value["indices"]):
+        errors.append(("indices", SPARSE_UNIQUE))
+    return errors
+
+
 def _check_batch_vectors(vectors: Any) -> dict[str | None, list[Any]]:
     """Shape of a batch's `vectors` (BatchVectorStruct): the columns, unnamed under None."""
     if type(vectors) is list:
@@ -314,17 +329,16 @@ def _check_batch_vectors(vectors: Any) -> dict[str | None, list[Any]]:
 def _batch_errors(
     ids: list[PointId], columns: dict[str | None, list[Any]], payloads: list[Any] | None
 ) -> list[tuple[str, str]]:
-    """`Batch::validate`: empty vectors first, then each count against the ids' count."""
+    """`Batch::validate`: the vectors' own errors first, then each count against the ids'."""
     if None in columns:
         # One error at most: Batch::validate stops at the first empty row (`?`).
         if any(not row for row in columns[None]):
             return [("batch.vector", EMPTY_DENSE)]
     else:
-        empty_count = sum(1 for column in columns.values() for value in column if value == [])
-        if empty_count == 1:
-            return [("batch.?.vector", EMPTY_DENSE)]
-        if empty_count > 1:
-            return [(f"batch.?[{i}].vector", EMPTY_DENSE) for i in range(empty_count)]
+        values = [value for column in columns.values() for value in column]
+        errors = named_vector_errors("batch", values)
+        if errors:
+            return errors
     for column in columns.values():
         if len(column) != len(ids):
             message = f"number of ids and vectors must be equal ({len(ids)} != {len(column)})"

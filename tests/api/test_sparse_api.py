@@ -11,6 +11,7 @@ from tests.api.conftest import Api
 QUERY = "/collections/{collection_name}/points/query"
 UPDATE = "/collections/{collection_name}/points/vectors"
 DELETE = "/collections/{collection_name}/points/vectors/delete"
+BATCH = "/collections/{collection_name}/points/batch"
 INFO = "/collections/{collection_name}"
 
 
@@ -129,6 +130,38 @@ async def test_errors(hybrid: Api):
     assert "Conversion between sparse and regular vectors failed" in response.error
     body = {"query": [1, 0], "using": "text"}
     assert (await hybrid.call("POST", QUERY, json=body)).status == 400
+    assert await hybrid.points_count() == 4
+
+
+async def test_invalid_sparse_vectors_answer_qdrants_validation_texts(hybrid: Api):
+    """SparseVector::validate's code-only errors, at the paths Qdrant's validator gives them
+    in every body form: a named batch included, in PUT /points and in a points batch."""
+    dup = {"indices": [1, 1], "values": [1, 2]}
+    body = {"batch": {"ids": [7], "vectors": {"text": [dup]}}}
+    response = await hybrid.upsert(body)
+    assert response.status == 422
+    assert response.error == (
+        "Validation error in JSON body: [batch.?.indices: Validation error: must be unique [{}]]"
+    )
+    short = {"indices": [1], "values": [1, 2]}
+    vectors = {"dense": [[1, 0], []], "text": [short, {"indices": [2], "values": [1]}]}
+    upsert = {"batch": {"ids": [7, 8], "vectors": vectors}}
+    update = {"points": [{"id": 1, "vector": {"text": dup}}]}
+    operations = [{"upsert": upsert}, {"update_vectors": update}]
+    response = await hybrid.call("POST", BATCH, json={"operations": operations})
+    assert response.status == 422
+    assert response.error == (
+        "Validation error in JSON body: ["
+        "operations[0].upsert.batch.?[0].vector: dense vector must not be empty; "
+        "operations[0].upsert.batch.?[1].values: Validation error: must be the same length as "
+        "indices [{}]; "
+        "operations[1].update_vectors.points[0].?.indices: Validation error: must be unique [{}]]"
+    )
+    response = await hybrid.upsert({"points": [{"id": 7, "vector": {"text": dup}}]})
+    assert response.error == (
+        "Validation error in JSON body: [points[0].vector.?.indices: Validation error: must be "
+        "unique [{}]]"
+    )
     assert await hybrid.points_count() == 4
 
 
