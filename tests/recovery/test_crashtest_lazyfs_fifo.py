@@ -155,8 +155,7 @@ def test_a_lazyfs_that_exits_is_a_harness_failure_at_once(tmp_path: Path, no_fus
             await lazyfs.unmount()
 
     error = asyncio.run(clear_after_lazyfs_died())
-    # Its faults FIFO has no reader any more: the command cannot even be sent.
-    assert "cannot send b'lazyfs::clear-cache\\n' to LazyFS" in str(error)
+    assert "LazyFS was killed by SIGKILL before a clear-cache was due" in str(error)
     assert lazyfs.clear_count == 0
 
 

@@ -37,6 +37,7 @@ import asyncio
 import os
 import select
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -191,13 +192,14 @@ class LazyFs:
 
     def _clear_cache(self, deadline_s: float) -> None:
         assert self._done_fd is not None, "clear-cache before mount"
+        self.check_running("a clear-cache was due")  # LazyFS may have died under the load
         stale = self._read_available()
         if stale:
             raise LazyFsFailure(f"LazyFS sent {stale!r}, answering no command of ours")
         self._send(CLEAR_COMMAND)
         answer = b""
         while not answer.endswith(b"\n"):
-            self.check_running("waiting for the answer to lazyfs::clear-cache")
+            self.check_running("it answered lazyfs::clear-cache")
             if time.monotonic() > deadline_s:
                 raise LazyFsFailure(
                     f"LazyFS did not answer lazyfs::clear-cache within {CLEAR_TIMEOUT_S} s "
@@ -216,7 +218,8 @@ class LazyFs:
         try:
             fd = os.open(self.fifo_path, os.O_WRONLY | os.O_NONBLOCK)
         except OSError as error:
-            # ENXIO: nobody has the FIFO open for reading, so LazyFS is gone.
+            # ENXIO: nobody has the FIFO open for reading, so LazyFS is gone or going.
+            self.check_running(f"sending {command!r}")
             raise LazyFsFailure(f"cannot send {command!r} to LazyFS: {error}") from error
         try:
             written_bytes = os.write(fd, command)
@@ -233,12 +236,13 @@ class LazyFs:
             return b""
 
     def check_running(self, doing: str) -> None:
-        """LazyFsFailure if LazyFS is no longer running; `doing` says what needed it."""
+        """LazyFsFailure if LazyFS is no longer running; `doing` names what it missed."""
         if self._process is None or self._process.poll() is not None:
             code = None if self._process is None else self._process.returncode
-            raise LazyFsFailure(
-                f"LazyFS exited (code {code}) while {doing} (its output: {self.output_path})"
-            )
+            how = f"exited with code {code}"
+            if code is not None and code < 0:
+                how = f"was killed by {signal.Signals(-code).name}"  # SIGSEGV: a LazyFS bug
+            raise LazyFsFailure(f"LazyFS {how} before {doing} (its output: {self.output_path})")
 
     def _config(self) -> str:
         return (

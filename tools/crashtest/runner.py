@@ -392,7 +392,7 @@ class CrashTest:
         except StartFailed as error:
             if self.lazyfs is not None:
                 # A server cannot start on a file system that is gone: not its fault.
-                self.lazyfs.check_running(f"restarting the server after {label}")
+                self.lazyfs.check_running(f"the restart after {label}")
             detail = {
                 "problem": "the server did not come back",
                 "after": label,
