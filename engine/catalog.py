@@ -157,10 +157,17 @@ class Catalog:
         self._create_lock = asyncio.Lock()  # create/delete one at a time
         self.is_ready = False
 
-    async def open(self) -> None:
-        """Lock the directory, clean tmp/, and recover every collection (logged)."""
+    async def open(self, lock_fd: int | None = None) -> None:
+        """Lock the directory, clean tmp/, and recover every collection (logged).
+
+        `lock_fd`: the storage lock, already taken by the caller with lock_storage (the
+        server takes it before it binds its port); the catalog owns and closes it from here.
+        """
         files.make_directories(self.storage_path)
-        self._take_lock()
+        if lock_fd is None:
+            self._take_lock()
+        else:
+            self._lock_fd = lock_fd
         is_new_storage = not (self.storage_path / "collections").exists()
         was_stopped_cleanly = self._take_stopped_cleanly_marker()
         self.storage_id = self._load_or_create_storage_id()

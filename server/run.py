@@ -210,7 +210,7 @@ async def _listen(runner: web.AppRunner, settings: Settings) -> int | None:
 async def _recover(catalog: Catalog, notifier: Notifier, lock_fd: int) -> bool:
     """Open the catalog (lock the storage, replay every collection); False if that failed.
 
-    The catalog takes the storage lock over from `lock_fd`, which this closes. While it
+    The catalog takes the storage lock over from `lock_fd` (and closes it). While it
     runs, recovery's progress events also go to systemd as STATUS lines.
     """
     recovery_status = RecoveryStatus(notifier)
@@ -218,13 +218,9 @@ async def _recover(catalog: Catalog, notifier: Notifier, lock_fd: int) -> bool:
     if notifier.is_enabled:
         engine_log.addHandler(recovery_status)
     try:
-        # An flock belongs to one open file, so the catalog cannot take it while lock_fd
-        # holds it. Released and retaken with no await in between: catalog.open() locks
-        # before its first suspension, so no other task of ours runs in the gap, and another
-        # process would have to flock within those microseconds (it would then hold the
-        # storage and this start would fail here, as a second server always did).
-        os.close(lock_fd)
-        await catalog.open()  # logs its own progress: recovery started/finished per collection
+        # The catalog takes over the descriptor holding the lock: the storage is never
+        # unlocked between the bind and recovery.
+        await catalog.open(lock_fd)  # logs its own progress: recovery started/finished
     except (KeelError, OSError) as error:
         # StorageLocked, CorruptionError, StorageError name the lock or the file and offset;
         # an OSError (permission denied, disk full) names the path.
