@@ -189,8 +189,9 @@ def _transfer(command: str, argv: list[str]) -> int:
         import qdrant_client  # noqa: F401
     except ImportError as error:
         print(
-            f"keel {command}: needs qdrant-client, which is not installed ({error}); install "
-            "it with: pip install 'keel[migrate]' (in a checkout: pip install '.[migrate]')",
+            f"keel {command}: needs the migrate extra (qdrant-client and httpx), which is not "
+            f"installed ({error}); install it with: pip install 'keel[migrate]' (in a "
+            "checkout: pip install '.[migrate]')",
             file=sys.stderr,
         )
         return EXIT_USAGE

@@ -32,7 +32,7 @@ def test_without_qdrant_client_one_line_says_how_to_install_it(tmp_path, command
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
     assert "pip install 'keel[migrate]'" in result.stderr
-    assert f"keel {command}: needs qdrant-client" in result.stderr
+    assert f"keel {command}: needs the migrate extra (qdrant-client and httpx)" in result.stderr
 
 
 def test_the_server_runs_without_qdrant_client(tmp_path):
