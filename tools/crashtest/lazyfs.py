@@ -139,6 +139,11 @@ class LazyFs:
             "-o",
             f"subdir={self.root_dir}",
             "-f",
+            # Single-threaded FUSE: LazyFS's cache looks items up without its lock
+            # (Cache::has_content_cached, called unlocked from lazyfs.cpp), so concurrent
+            # requests race an insert's rehash; a 100-cycle run died of that SIGSEGV in
+            # unordered_map::find. One request at a time changes no power-loss semantics.
+            "-s",
         ]
         with open(self.output_path, "ab") as log_file:
             return subprocess.Popen(
