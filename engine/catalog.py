@@ -67,6 +67,7 @@ STOPPED_CLEANLY_FILE_NAME = ".stopped-cleanly"
 def lock_storage(storage_path: Path) -> int:
     """Take the storage directory's exclusive lock (one Keel process per storage, the
     server or an offline tool); returns the fd holding it. Raises StorageLocked."""
+    storage_path = Path(storage_path).absolute()  # the message names absolute paths
     path = storage_path / LOCK_FILE_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

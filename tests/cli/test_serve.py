@@ -10,6 +10,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -229,3 +230,19 @@ def _process_cpu_s(pid: int) -> float:
         fields = stat_file.read().rsplit(")", 1)[1].split()
     # Fields 14 and 15 of proc(5), counted from 1 with the pid and (comm) as 1 and 2.
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_locked_storage_is_named_by_its_absolute_path(tmp_path, monkeypatch):
+    """Logs name absolute paths: `--storage storage` is ambiguous in a journal."""
+    from engine.catalog import lock_storage
+    from engine.errors import StorageLocked
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "storage").mkdir()
+    fd = lock_storage(Path("storage"))
+    try:
+        with pytest.raises(StorageLocked) as refused:
+            lock_storage(Path("storage"))
+    finally:
+        os.close(fd)
+    assert f"storage directory {tmp_path / 'storage'} is in use" in str(refused.value)
