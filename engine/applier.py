@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,7 +38,7 @@ from engine.index import CheckpointNotWritten, VectorIndex
 from engine.locks import ReadWriteLock
 from engine.logfmt import log_event
 from engine.mutations import CompileFilter
-from engine.ops import Operation
+from engine.ops import Operation, PointId
 from engine.store import IndexDelta, Store
 from engine.wal import Wal
 
@@ -86,6 +87,13 @@ def apply_batch(
     )
 
 
+@dataclass
+class Outcome:
+    """What applying one op met, for the caller waiting for it."""
+
+    missing_point_id: PointId | None = None  # the first missing id of an id-listed edit
+
+
 class Applier:
     """Applies durable records in op order; `applied_op_id` is what reads can see."""
 
@@ -125,6 +133,10 @@ class Applier:
         self.applied_op_id = store.applied_op_id
         self._unapplied: deque[tuple[int, Operation, int]] = deque()  # (op_id, op, bytes)
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # heap by op_id
+        # Outcomes of the ops whose caller waits for them: added right after submit, removed
+        # by that caller when its wait ends (or here, for ops the WAL refused), so it holds
+        # at most the ops of the updates being waited for.
+        self._outcomes: dict[int, Outcome] = {}
         self._waiter_sequence = itertools.count()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -155,6 +167,19 @@ class Applier:
         assert op_id > self.applied_op_id, (op_id, self.applied_op_id)
         self._unapplied.append((op_id, op, size_bytes))
 
+    def want_outcome(self, op_id: int) -> Outcome:
+        """The Outcome the apply of op_id fills in; call right after `submit`, before any
+        await, so the apply cannot come first. Release it with `forget_outcome`."""
+        assert op_id > self.applied_op_id, (op_id, self.applied_op_id)
+        assert op_id not in self._outcomes, op_id
+        outcome = self._outcomes[op_id] = Outcome()
+        return outcome
+
+    def forget_outcome(self, op_id: int, outcome: Outcome) -> None:
+        # The identity check: a refused op's id is handed out again, maybe already wanted.
+        if self._outcomes.get(op_id) is outcome:
+            del self._outcomes[op_id]
+
     def _drop_refused(self, next_op_id: int) -> None:
         """The WAL refused a batch (disk full): forget the ops from next_op_id on, which
         were never durable and whose op ids the WAL hands out again; free their budget."""
@@ -162,6 +187,8 @@ class Applier:
         dropped_bytes = 0
         while self._unapplied and self._unapplied[-1][0] >= next_op_id:
             dropped_bytes += self._unapplied.pop()[2]
+        for op_id in [op_id for op_id in self._outcomes if op_id >= next_op_id]:
+            del self._outcomes[op_id]
         if dropped_bytes:
             self._on_applied(dropped_bytes)
 
@@ -220,11 +247,11 @@ class Applier:
             self._wake.clear()
             while batch := self._take_durable_batch():
                 try:
-                    await loop.run_in_executor(self._executor, self._apply, batch)
+                    missing = await loop.run_in_executor(self._executor, self._apply, batch)
                 except Exception as error:  # noqa: BLE001 - any failure closes the write path
                     self._fail(error)
                     return
-                self._finish(batch)
+                self._finish(batch, missing)
                 if self._is_checkpoint_due():
                     await self._checkpoint_and_truncate(loop)
                 if self.failure is not None:
@@ -295,19 +322,29 @@ class Applier:
             batch_bytes += size_bytes
         return batch
 
-    def _apply(self, batch: list[tuple[int, Operation, int]]) -> None:
+    def _apply(self, batch: list[tuple[int, Operation, int]]) -> dict[int, PointId]:
+        """Apply a batch; returns op_id -> first missing id, for the ops that met one."""
         assert batch[0][0] == self.applied_op_id + 1, (batch[0][0], self.applied_op_id)
         assert batch[-1][0] <= self._wal.durable_op_id, "applying a record not yet durable"
         records = [(op_id, op) for op_id, op, _ in batch]
         started_s = time.monotonic()
-        apply_batch(
+        delta = apply_batch(
             self._store, self._indexes, self._visibility_lock, self._compile_filter, records
         )
         assert self._store.applied_op_id == batch[-1][0], (self._store.applied_op_id, batch[-1][0])
+        assert set(delta.missing_point_ids) <= {op_id for op_id, _ in records}, "foreign op_id"
         self.batch_latency_s.observe(time.monotonic() - started_s)
         self.batch_op_count.observe(len(batch))
+        return delta.missing_point_ids
 
-    def _finish(self, batch: list[tuple[int, Operation, int]]) -> None:
+    def _finish(
+        self, batch: list[tuple[int, Operation, int]], missing: dict[int, PointId]
+    ) -> None:
+        # Outcomes before waiters: a woken caller reads its op's outcome at once.
+        for op_id, point_id in missing.items():
+            outcome = self._outcomes.get(op_id)
+            if outcome is not None:
+                outcome.missing_point_id = point_id
         self.applied_op_id = batch[-1][0]
         while self._waiters and self._waiters[0][0] <= self.applied_op_id:
             _, _, waiter = heapq.heappop(self._waiters)

@@ -38,7 +38,14 @@ from typing import TypeVar
 from engine import files, limits, query, query_plan, validation
 from engine.applier import Applier, apply_batch
 from engine.distance_matrix import DistanceMatrix, distance_matrix
-from engine.errors import BadRequest, Conflict, CorruptionError, Overloaded, StorageError
+from engine.errors import (
+    BadRequest,
+    Conflict,
+    CorruptionError,
+    NotFound,
+    Overloaded,
+    StorageError,
+)
 from engine.followers import REMIGRATE_HINT, Follower, FollowerRegistry
 from engine.index import VectorIndex, advance_checkpoints, has_graph, remove_checkpoint
 from engine.limits import EngineSettings
@@ -261,7 +268,9 @@ class Collection:
         Returns ACKNOWLEDGED once the WAL record is fsynced (wait=False), COMPLETED once
         applied, or WAIT_TIMEOUT if applying outlasted timeout_s (the op still completes).
         Raises BadRequest before anything is written, Overloaded when the unapplied budget
-        stays full past its deadline, StorageError when the write path is closed.
+        stays full past its deadline, StorageError when the write path is closed, and
+        (wait=True, once applied) NotFound when a payload or vector edit listing ids met one
+        that does not exist: the op is logged and applied as Qdrant applies it all the same.
         """
         [result] = await self.update_many([op], wait=wait, timeout_s=timeout_s)
         return result
@@ -272,7 +281,8 @@ class Collection:
         """Several ops with consecutive op ids, applied in order (Qdrant's points/batch).
 
         All are validated before any is logged: one bad op writes nothing. The answer is
-        as `update` gives it, for every op, once the last one is durable (and applied).
+        as `update` gives it, for every op, once the last one is durable (and applied); with
+        wait, NotFound names the first missing id of the first op that met one.
         """
         assert self._wal is not None and self._applier is not None, "collection not open"
         assert ops, "update_many needs at least one op"
@@ -286,24 +296,47 @@ class Collection:
             bodies.append(body)
         await self._admit(sum(len(body) for body in bodies))
         self._raise_if_closed()
-        op_ids, durables = [], []
+        op_ids, durables, outcomes = [], [], []
         for op, body in zip(validated_ops, bodies):  # no await in here: ids stay consecutive
             op_id, durable = self._wal.append(body)
             self._applier.submit(op_id, op, len(body))
+            if wait:
+                outcomes.append(self._applier.want_outcome(op_id))
             self._unapplied_bytes += len(body)
             op_ids.append(op_id)
             durables.append(durable)
+        try:
+            status = await self._completion(op_ids, durables, wait, timeout_s, started_s)
+        finally:
+            for op_id, outcome in zip(op_ids, outcomes):
+                self._applier.forget_outcome(op_id, outcome)
+        missing = [o.missing_point_id for o in outcomes if o.missing_point_id is not None]
+        if status is UpdateStatus.COMPLETED and missing:
+            # Qdrant's answer to an id-listed edit that met a missing id: the op is logged
+            # and applied (as far as mutations.py says), and still answers 404.
+            raise NotFound(f"No point with id {missing[0]} found")
+        return [UpdateResult(op_id, status) for op_id in op_ids]
+
+    async def _completion(
+        self,
+        op_ids: list[int],
+        durables: list[asyncio.Future[int]],
+        wait: bool,
+        timeout_s: float | None,
+        started_s: float,
+    ) -> UpdateStatus:
+        """The status of logged ops: ACKNOWLEDGED once durable, or (wait) COMPLETED once
+        applied, WAIT_TIMEOUT if applying outlasted timeout_s."""
         # Never answer before the fsync, even when timeout_s would run out first.
         await asyncio.wait(durables)
         for durable in durables:
             durable.result()
-        status = UpdateStatus.ACKNOWLEDGED
-        if wait:
-            elapsed_s = time.monotonic() - started_s
-            remaining_s = None if timeout_s is None else max(0.0, timeout_s - elapsed_s)
-            is_applied = await self._applier.wait_applied(op_ids[-1], remaining_s)
-            status = UpdateStatus.COMPLETED if is_applied else UpdateStatus.WAIT_TIMEOUT
-        return [UpdateResult(op_id, status) for op_id in op_ids]
+        if not wait:
+            return UpdateStatus.ACKNOWLEDGED
+        elapsed_s = time.monotonic() - started_s
+        remaining_s = None if timeout_s is None else max(0.0, timeout_s - elapsed_s)
+        is_applied = await self._applier.wait_applied(op_ids[-1], remaining_s)
+        return UpdateStatus.COMPLETED if is_applied else UpdateStatus.WAIT_TIMEOUT
 
     # ---- reads -----------------------------------------------------------------------------
 

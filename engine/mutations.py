@@ -19,6 +19,13 @@ transaction, so a crash leaves either no index or the whole one, and replaying t
 it from scratch (idempotent).
 Reads inside the transaction see the batch's earlier writes, so a filter in op N selects
 points as ops before N left them.
+
+Payload edits, vector updates and vector deletes that list ids go through them as Qdrant
+does (`lib/shard/src/update/payload.rs`, `vectors.rs`): 32 ids at a time, each existing one
+changed; after the first chunk holding an id that does not exist the op stops, and that id
+(the first missing one of its chunk) is the op's outcome, recorded in the delta for the
+applier to answer with (404 "No point with id N found"). What an op changes depends only on
+the state the ops before it left, so a replay does the same.
 """
 
 from __future__ import annotations
@@ -56,6 +63,8 @@ from engine.ops import (
 from engine.payload_path import PayloadPath
 
 Predicate = Callable[[PointId, dict[str, Any], list[str]], bool]
+# Qdrant's PAYLOAD_OP_BATCH_SIZE and VECTOR_OP_BATCH_SIZE: ids are edited this many at a time.
+ID_CHUNK_COUNT = 32
 # (filter, the payload indexes as the batch left them) -> predicate; see reads.compile_filter.
 CompileFilter = Callable[[Any, dict[str, payload_index.IndexSpec]], Predicate]
 
@@ -112,23 +121,33 @@ class BatchWriter:
         self._counted_fields: set[str] = set()
 
     def apply(self, op_id: int, op: Operation) -> None:
+        """Apply one op; an id-listed edit that met a missing id records it in the delta."""
+        missing_point_id = None
         if isinstance(op, UpsertPoints):
             self._upsert(op_id, op)
         elif isinstance(op, DeletePoints):
             for key in self._selected_keys(op.ids, op.filter):
                 self._delete_point(op_id, key)
         elif isinstance(op, UpdatePayload):
-            self._update_payload(op_id, op)
+            missing_point_id = self._update_payload(op_id, op)
         elif isinstance(op, UpdateVectors):
-            self._update_vectors(op_id, op)
+            missing_point_id = self._update_vectors(op_id, op)
         elif isinstance(op, CreateFieldIndex):
             self._create_index(op)
         elif isinstance(op, DeleteFieldIndex):
             self._drop_index(op.field_name)
         else:
             assert isinstance(op, DeleteVectors), type(op)
-            for key in self._selected_keys(op.ids, op.filter):
-                self._replace_vectors(op_id, key, drop_names=set(op.names), new={})
+            drop = partial(self._replace_vectors, op_id, drop_names=set(op.names), new={})
+            if op.filter is None:
+                assert op.ids is not None, "a vector delete selects points by ids or by filter"
+                missing_point_id = self._edit_listed(op.ids, lambda key, old: drop(key))
+            else:
+                for key in self._selected_keys(None, op.filter):
+                    drop(key)
+        if missing_point_id is not None:
+            assert op_id not in self.delta.missing_point_ids, op_id
+            self.delta.missing_point_ids[op_id] = missing_point_id
 
     # ---- one op kind each ------------------------------------------------------------------
 
@@ -159,11 +178,10 @@ class BatchWriter:
         self._reindex(key, old[2], None)
         self.delta.points_written += 1
 
-    def _update_payload(self, op_id: int, op: UpdatePayload) -> None:
-        for key in self._selected_keys(op.ids, op.filter):
-            old = self._read(key)
-            if old is None:
-                continue
+    def _update_payload(self, op_id: int, op: UpdatePayload) -> PointId | None:
+        """The payload edit; the first missing id if the op lists ids and one is missing."""
+
+        def edit(key: bytes, old: list[Any]) -> None:
             label, _, payload, names = old
             new_payload = edited_payload(payload or {}, op)
             value = seal(cbor2.dumps([label, op_id, new_payload, names]))
@@ -171,16 +189,61 @@ class BatchWriter:
             self._reindex(key, payload, new_payload)
             self.delta.points_written += 1
 
-    def _update_vectors(self, op_id: int, op: UpdateVectors) -> None:
+        if op.filter is None:
+            assert op.ids is not None, "a payload edit selects points by ids or by filter"
+            return self._edit_listed(op.ids, edit)
+        for key in self._selected_keys(None, op.filter):
+            old = self._read(key)
+            assert old is not None, "a filter selected a point that does not exist"
+            edit(key, old)
+        return None
+
+    def _update_vectors(self, op_id: int, op: UpdateVectors) -> PointId | None:
+        """New vectors for listed points (each id's rows in op order, so a later row of a
+        repeated id wins, as Qdrant merges them); the first missing id, if any. A point
+        that exists but misses `update_filter` is left alone and is not missing."""
         row_of, sparse_row_of = _row_lookups(op.vectors, op.sparse, len(op.ids))
         predicate = self._update_predicate(op.update_filter)
+        positions_of: dict[bytes, list[int]] = {}
+        distinct_ids = []
         for position, point_id in enumerate(op.ids):
-            key = point_key(point_id)
-            old = self._read(key)
-            if old is None or (predicate is not None and not _matches(predicate, key, old)):
-                continue
-            new = _point_vectors(op.vectors, row_of, op.sparse, sparse_row_of, position)
-            self._replace_vectors(op_id, key, drop_names=set(), new=new)
+            positions = positions_of.setdefault(point_key(point_id), [])
+            if not positions:
+                distinct_ids.append(point_id)
+            positions.append(position)
+
+        def edit(key: bytes, old: list[Any]) -> None:
+            if predicate is not None and not _matches(predicate, key, old):
+                return
+            for position in positions_of[key]:
+                new = _point_vectors(op.vectors, row_of, op.sparse, sparse_row_of, position)
+                self._replace_vectors(op_id, key, drop_names=set(), new=new)
+
+        return self._edit_listed(distinct_ids, edit)
+
+    def _edit_listed(
+        self, ids: list[PointId], edit: Callable[[bytes, list[Any]], None]
+    ) -> PointId | None:
+        """`edit(key, stored point)` each listed point that exists, ID_CHUNK_COUNT ids at a
+        time; after a chunk with a missing id, stop and return the first such id. A repeated
+        id is edited once (Qdrant skips a point whose version is already this op's)."""
+        edited_keys: set[bytes] = set()
+        for start in range(0, len(ids), ID_CHUNK_COUNT):
+            missing_point_id = None
+            for point_id in ids[start : start + ID_CHUNK_COUNT]:
+                key = point_key(point_id)
+                if key in edited_keys:
+                    continue
+                old = self._read(key)
+                if old is None:
+                    if missing_point_id is None:
+                        missing_point_id = point_id
+                    continue
+                edit(key, old)
+                edited_keys.add(key)
+            if missing_point_id is not None:
+                return missing_point_id
+        return None
 
     def _replace_vectors(
         self, op_id: int, key: bytes, drop_names: set[str], new: dict[str, Any]

@@ -221,7 +221,7 @@ class PayloadMode(str, enum.Enum):
 @dataclass(frozen=True)
 class UpdatePayload:
     """A payload edit of existing points: listed ids, or those matching `filter` when applied.
-    Missing ids are skipped. Vectors are untouched."""
+    A listed id missing then stops the op as Qdrant's (mutations.py). Vectors are untouched."""
 
     ids: list[PointId] | None
     mode: PayloadMode
@@ -233,8 +233,8 @@ class UpdatePayload:
 
 @dataclass(frozen=True)
 class UpdateVectors:
-    """Replace some named vectors of existing points (others kept). Missing ids are skipped;
-    with `update_filter`, only points matching it are changed."""
+    """Replace some named vectors of existing points (others kept). A missing id stops the op
+    as Qdrant's (mutations.py); with `update_filter`, only points matching it are changed."""
 
     ids: list[PointId]
     vectors: dict[str, NamedVectors]

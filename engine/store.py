@@ -83,6 +83,9 @@ class IndexDelta:
     added_vectors: dict[str, list[np.ndarray]] = field(default_factory=dict)
     removed_labels: dict[str, list[int]] = field(default_factory=dict)
     points_written: int = 0
+    # op_id -> the first missing id an id-listed edit met (mutations.py); the applier answers
+    # the op's waiter with it.
+    missing_point_ids: dict[int, Any] = field(default_factory=dict)
 
 
 def _ignore_delta(delta: IndexDelta) -> None:

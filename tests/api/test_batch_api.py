@@ -222,3 +222,19 @@ async def test_batch_on_an_unknown_collection_is_404(api: Api):
     assert (response.status, response.error) == (404, "Not found: Collection `nope` doesn't exist!")
     response = await api.call("POST", BATCH, json={"operations": []}, name="nope")
     assert response.status == 404
+
+
+async def test_an_op_meeting_a_missing_id_answers_404_and_the_later_ops_still_apply(named: Api):
+    """With wait=true the batch answers the first op's 404 (Qdrant's text), once all its ops
+    are applied: Keel logged the whole batch first, so the ops after it are applied too
+    (Qdrant stops at the failing one; the README says so)."""
+    await named.upsert({"points": [{"id": 1, "vector": {"text": [1, 0]}}]})
+    operations = [
+        {"upsert": {"points": [{"id": 2, "vector": {"text": [2, 0]}}]}},
+        {"set_payload": {"payload": {"a": 1}, "points": [2, 98]}},
+        {"set_payload": {"payload": {"b": 2}, "points": [1, 99]}},
+    ]
+    response = await named.call("POST", BATCH, json={"operations": operations})
+    assert (response.status, response.error) == (404, "Not found: No point with id 98 found")
+    points = await named.scroll_all(with_vector=False)
+    assert [(p["id"], p["payload"]) for p in points] == [(1, {"b": 2}), (2, {"a": 1})]

@@ -100,12 +100,31 @@ async def test_with_both_ids_and_filter_the_ids_win(cities: Api):
     assert [i for i, payload in result.items() if "x" in payload] == [4]
 
 
-async def test_missing_ids_are_skipped(cities: Api):
-    """Keel skips ids that do not exist (Qdrant answers 404 after writing the others)."""
-    response = await cities.call("POST", SET, json={"payload": {"x": 1}, "points": [2, 99]})
-    assert response.result == {"operation_id": 1, "status": "completed"}
-    assert (await payloads(cities))[2]["x"] == 1
-    assert await cities.retrieve([99]) == []
+@pytest.mark.parametrize(
+    ("method", "route", "body", "edited"),
+    [
+        ("POST", SET, {"payload": {"x": 1}}, {**PAYLOADS[2], "x": 1}),
+        ("PUT", SET, {"payload": {"x": 1}}, {"x": 1}),
+        ("POST", DELETE_KEYS, {"keys": ["n", "meta"]}, {"city": "Paris"}),
+        ("POST", CLEAR, {}, {}),
+    ],
+)
+async def test_a_missing_id_is_404_after_the_others_are_edited(
+    cities: Api, method: str, route: str, body: dict, edited: dict
+):
+    """Qdrant (wait=true): the existing points are edited, then 404 for the missing id; the
+    op was logged and keeps its operation_id. With wait=false: `acknowledged`, same edit."""
+    response = await cities.call(method, route, json={**body, "points": [2, 99, 98]})
+    assert (response.status, response.error) == (404, "Not found: No point with id 99 found")
+    assert (await payloads(cities))[2] == edited
+    assert await cities.retrieve([99, 98]) == []
+    assert await cities.next_op_id() == 2  # 0: the upsert, 1: the refused edit
+    query = {"wait": "false"}
+    response = await cities.call(method, route, json={**body, "points": [99, 3]}, query=query)
+    assert response.result == {"operation_id": 3, "status": "acknowledged"}
+    await cities.next_op_id()  # waits, and ops are applied in op order
+    expected = {**PAYLOADS[3], "x": 1} if edited.get("n") == 2 else edited
+    assert (await payloads(cities))[3] == expected
 
 
 # ---- overwrite, delete keys, clear ---------------------------------------------------------

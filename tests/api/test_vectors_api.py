@@ -278,12 +278,23 @@ async def test_unknown_collection_is_404(api: Api, method, path, body):
     assert (response.status, response.error) == (404, "Not found: Collection `nope` doesn't exist!")
 
 
-async def test_updating_vectors_of_a_missing_point_skips_it(named: Api):
-    """Keel decides existence when the op is applied, so a missing id is skipped (Qdrant
-    answers 404 with wait=true); nothing is created and the op still gets its id."""
-    before = await named.scroll_all()
+async def test_vector_edits_naming_a_missing_point_are_404_after_the_others(named: Api):
+    """Qdrant (wait=true): the existing points get the edit, then 404 for the first missing
+    id; nothing is created. With wait=false: `acknowledged`."""
     op_id = await named.next_op_id()
-    body = {"points": [{"id": 9, "vector": {"text": TEXT}}]}
+    body = {"points": [{"id": 9, "vector": {"text": IMAGE}}, {"id": 1, "vector": {"text": IMAGE}}]}
     response = await named.call("PUT", UPDATE, json=body)
-    assert response.result == {"operation_id": op_id + 1, "status": "completed"}
-    assert await named.scroll_all() == before
+    assert (response.status, response.error) == (404, "Not found: No point with id 9 found")
+    response = await named.call("POST", DELETE, json={"points": [2, 8], "vector": ["image"]})
+    assert (response.status, response.error) == (404, "Not found: No point with id 8 found")
+    vectors = await vectors_by_id(named)
+    assert vectors == {
+        1: {"text": IMAGE, "image": IMAGE},
+        2: {"text": TEXT},
+        3: {"text": TEXT, "image": IMAGE},
+    }
+    query = {"wait": "false"}
+    body = {"points": [{"id": 7, "vector": {"text": TEXT}}]}
+    response = await named.call("PUT", UPDATE, json=body, query=query)
+    assert response.result == {"operation_id": op_id + 3, "status": "acknowledged"}
+    assert sorted(await vectors_by_id(named)) == [1, 2, 3]

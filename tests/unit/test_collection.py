@@ -164,7 +164,7 @@ async def test_wait_timeout_answers_without_cancelling_the_operation(
 
     def slow_apply(batch):
         asyncio.run_coroutine_threadsafe(gate.wait(), loop).result()
-        original_apply(batch)
+        return original_apply(batch)
 
     monkeypatch.setattr(applier, "_apply", slow_apply)
     result = await collection.update(upsert([7], [[1, 2, 3, 4]]), wait=True, timeout_s=0.05)
@@ -173,6 +173,23 @@ async def test_wait_timeout_answers_without_cancelling_the_operation(
     gate.set()
     assert await applier.wait_applied(result.op_id, timeout_s=10)
     assert await payloads_of(collection, [7]) == {7: {}}
+    await catalog.close()
+
+
+async def test_an_outcome_survives_the_reuse_of_a_refused_op_id(tmp_path: Path) -> None:
+    """The WAL hands a refused op's id out again: the refused caller's late cleanup must not
+    take the outcome the next caller of that id waits on."""
+    catalog = await open_catalog(tmp_path)
+    await catalog.create("c", single_vector_config())
+    applier = catalog.get("c")._applier
+    op_id = applier.applied_op_id + 1
+    refused = applier.want_outcome(op_id)
+    applier._drop_refused(op_id)
+    reused = applier.want_outcome(op_id)
+    applier.forget_outcome(op_id, refused)
+    assert applier._outcomes == {op_id: reused}
+    applier.forget_outcome(op_id, reused)
+    assert applier._outcomes == {}
     await catalog.close()
 
 
@@ -190,7 +207,7 @@ async def test_backpressure_answers_overloaded_past_the_deadline(
 
     def blocked_apply(batch):
         asyncio.run_coroutine_threadsafe(gate.wait(), loop).result()
-        original_apply(batch)
+        return original_apply(batch)
 
     monkeypatch.setattr(collection._applier, "_apply", blocked_apply)
     big = np.ones((1000, 64), np.float32)  # ~256 KiB per op

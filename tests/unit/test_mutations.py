@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.errors import BadRequest
-from engine.mutations import edited_payload
+from engine.errors import BadRequest, NotFound
+from engine.mutations import ID_CHUNK_COUNT, edited_payload
 from engine.ops import (
     CollectionConfig,
     DeletePoints,
@@ -22,10 +22,12 @@ from engine.ops import (
     PayloadSelector,
     SearchRequest,
     UpdatePayload,
+    UpdateStatus,
     UpdateVectors,
     VectorConfig,
     VectorSelector,
 )
+from engine.store import Store
 from server.filters import parse_filter
 from tests.unit.engine_helpers import open_catalog, single_vector_config, upsert
 
@@ -70,22 +72,25 @@ def test_payload_edits(mode, kwargs, expected) -> None:
     assert original == {"a": 1, "b": 1, "c": {}}  # never modified in place
 
 
-async def test_payload_ops_by_id_keep_vectors_and_skip_missing(tmp_path: Path) -> None:
+async def test_payload_ops_by_id_keep_vectors_and_answer_a_missing_id(tmp_path: Path) -> None:
+    """Qdrant edits the points that exist and answers 404 for the first missing id."""
     catalog = await open_catalog(tmp_path)
     await catalog.create("c", single_vector_config())
     collection = catalog.get("c")
-    await collection.update(
+    upserted = await collection.update(
         upsert([1, 2], [[1, 0, 0, 0], [0, 1, 0, 0]], [{"a": 1}, {"a": 2}]),
         wait=True,
         timeout_s=None,
     )
     op = UpdatePayload(ids=[1, 99], mode=PayloadMode.SET, payload={"b": True})
-    result = await collection.update(op, wait=True, timeout_s=None)
+    with pytest.raises(NotFound, match="^No point with id 99 found$"):
+        await collection.update(op, wait=True, timeout_s=None)
     assert await payloads(collection, [1, 2, 99]) == {1: {"a": 1, "b": True}, 2: {"a": 2}}
     [record] = await collection.retrieve([1], ALL, VECTORS)
     np.testing.assert_array_equal(record.vectors[""], [1, 0, 0, 0])
     [hit] = await collection.search(SearchRequest("", np.array([1, 0, 0, 0], np.float32), limit=1))
-    assert (hit.id, hit.version) == (1, result.op_id)  # the version moves with payload edits
+    # The version moves with payload edits; the refused op was logged right after the upsert.
+    assert (hit.id, hit.version) == (1, upserted.op_id + 1)
     await collection.update(
         UpdatePayload(ids=[2], mode=PayloadMode.CLEAR), wait=True, timeout_s=None
     )
@@ -113,14 +118,69 @@ async def test_vector_update_and_delete_keep_the_other_vectors(tmp_path: Path) -
     assert hits == []
     hits = await collection.search(SearchRequest("image", np.array([1, 0], np.float32)))
     assert [(h.id, h.score) for h in hits] == [(1, 5.0)]
-    # A missing id is skipped when the op is applied: nothing is created.
-    await collection.update(
-        UpdateVectors([7], named([7], "image", [[1, 1]])), wait=True, timeout_s=None
-    )
+    # A missing id answers 404 once the op is applied: nothing is created.
+    with pytest.raises(NotFound, match="^No point with id 7 found$"):
+        await collection.update(
+            UpdateVectors([7], named([7], "image", [[1, 1]])), wait=True, timeout_s=None
+        )
     assert await collection.retrieve([7], ALL, VECTORS) == []
+    with pytest.raises(NotFound, match="^No point with id 7 found$"):
+        await collection.update(DeleteVectors([1, 7], ["image"]), wait=True, timeout_s=None)
+    [record] = await collection.retrieve([1], ALL, VECTORS)
+    assert record.vectors == {}
     with pytest.raises(BadRequest, match="Not existing vector name error: audio"):
         await collection.update(DeleteVectors([1], ["audio"]), wait=True, timeout_s=None)
     await catalog.close()
+
+
+async def test_an_id_listed_edit_stops_after_the_chunk_with_a_missing_id(tmp_path: Path) -> None:
+    """Qdrant edits 32 ids at a time and stops after the first chunk holding a missing id:
+    the existing ids of that chunk are edited, later chunks are not. With wait=false the
+    answer is `acknowledged` and the op does the same when applied."""
+    catalog = await open_catalog(tmp_path)
+    await catalog.create("c", single_vector_config(dim=2))
+    collection = catalog.get("c")
+    ids = list(range(1, 2 * ID_CHUNK_COUNT))
+    await collection.update(upsert(ids, [[1, 0]] * len(ids)), wait=True, timeout_s=None)
+    listed = [1000, *ids[:3], 1001, *ids[3:]]  # both missing ids in the first chunk
+    op = UpdatePayload(ids=listed, mode=PayloadMode.SET, payload={"x": 1})
+    with pytest.raises(NotFound, match="^No point with id 1000 found$"):
+        await collection.update(op, wait=True, timeout_s=None)
+    edited = {i for i, p in (await payloads(collection, ids)).items() if p == {"x": 1}}
+    assert edited == set(listed[:ID_CHUNK_COUNT]) - {1000, 1001}
+    op = UpdatePayload(ids=[*ids, 1002], mode=PayloadMode.OVERWRITE, payload={"y": 2})
+    result = await collection.update(op, wait=False, timeout_s=None)
+    assert result.status is UpdateStatus.ACKNOWLEDGED
+    assert await collection._applier.wait_applied(result.op_id, timeout_s=10)
+    assert await payloads(collection, ids) == {i: {"y": 2} for i in ids}
+    await catalog.close()
+
+
+def test_a_missing_id_is_met_the_same_in_any_batching(tmp_path: Path) -> None:
+    """Replay applies the logged ops again, batched as it likes: the state they leave and
+    the missing id each meets depend only on the ops before them."""
+    ops = [
+        upsert([1, 2], [[1, 0, 0, 0], [0, 1, 0, 0]]),
+        UpdatePayload(ids=[2, 5, 1], mode=PayloadMode.SET, payload={"a": 1}),
+        DeletePoints(ids=[2]),
+        UpdateVectors([2, 1], named([2, 1], "", [[0, 0, 1, 0], [0, 0, 0, 1]])),
+        DeleteVectors([1], [""]),
+    ]
+    records = list(enumerate(ops))  # op ids start at 0
+    missing_by_batching = []
+    states = []
+    for index, batches in enumerate(([records], [[record] for record in records])):
+        store = Store(tmp_path / str(index), [""], 64 * 1024 * 1024)
+        missing: dict[int, object] = {}
+        for batch in batches:
+            missing.update(store.apply_batch(batch).missing_point_ids)
+        missing_by_batching.append(missing)
+        states.append([(p.key, p.version, p.payload, p.names) for p in store.iter_points(None)])
+        store.close()
+    assert missing_by_batching == [{1: 5, 3: 2}, {1: 5, 3: 2}]
+    assert states[0] == states[1]
+    [(_, version, payload, names)] = states[0]
+    assert (version, payload, names) == (4, {"a": 1}, [])  # point 1: edited by ops 1, 3, 4
 
 
 async def seeded(tmp_path: Path, full_scan_threshold: int = 10_000):
