@@ -19,15 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.errors import BadRequest, NotFound
-from engine.ops import (
-    CollectionConfig,
-    PayloadSelector,
-    PointRecord,
-    SparseVector,
-    UpdateResult,
-    VectorSelector,
-)
+from engine.errors import NotFound
+from engine.ops import PayloadSelector, SparseVector, UpdateResult, VectorSelector
 from server import query, query_api, updates
 from server.context import catalog_of, off_loop, parse_off_loop, read_body, read_json
 from server.responses import (
@@ -40,6 +33,7 @@ from server.responses import (
 from server.schemas import (
     build_search,
     check_collection_name,
+    check_selected_vectors_exist,
     parse_count,
     parse_point_id_path,
     parse_read_params,
@@ -88,7 +82,7 @@ async def retrieve_points(request: web.Request) -> web.Response:
     parse_read_params(request.query)
     collection = catalog_of(request).get(name)
     records = await collection.retrieve(retrieve.ids, retrieve.with_payload, retrieve.with_vector)
-    _check_selected_vectors_exist(collection.config, retrieve.with_vector, records)
+    check_selected_vectors_exist(collection.config, retrieve.with_vector, bool(records))
     is_single_unnamed = collection.config.is_single_unnamed
     return ok(request, [record_json(record, is_single_unnamed) for record in records])
 
@@ -117,7 +111,7 @@ async def scroll_points(request: web.Request) -> web.Response:
     records, next_offset = await collection.scroll(
         scroll.filter, scroll.limit, scroll.offset, scroll.with_payload, scroll.with_vector
     )
-    _check_selected_vectors_exist(collection.config, scroll.with_vector, records)
+    check_selected_vectors_exist(collection.config, scroll.with_vector, bool(records))
     is_single_unnamed = collection.config.is_single_unnamed
     return ok(
         request,
@@ -143,9 +137,10 @@ async def search_points(request: web.Request) -> web.Response:
     collection = catalog_of(request).get(name)
     is_single_unnamed = collection.config.is_single_unnamed
     if isinstance(search.vector, SparseVector):  # a NamedSparseVector: the query engine's
-        result = await collection.query(query.search_as_query(search), {})
-        return ok(request, [scored_point_json(point, is_single_unnamed) for point in result.points])
-    scored = await collection.search(build_search(search, collection.config))
+        scored = (await collection.query(query.search_as_query(search), {})).points
+    else:
+        scored = await collection.search(build_search(search, collection.config))
+    check_selected_vectors_exist(collection.config, search.with_vector, bool(scored))
     return ok(request, [scored_point_json(point, is_single_unnamed) for point in scored])
 
 
@@ -194,18 +189,3 @@ ROUTES = [
     ("POST", POINTS + "/query/groups", query_api.query_groups),
     ("GET", POINTS + "/{point_id}", get_point),
 ]
-
-
-def _check_selected_vectors_exist(
-    config: CollectionConfig, with_vector: VectorSelector, records: list[PointRecord]
-) -> None:
-    """BadRequest for the first selected vector name the collection does not have.
-
-    Qdrant's segment checks the name only when it reads a point's vectors, so a read that
-    finds no point answers 200 whatever the names (`segment/read_view/vectors.rs`).
-    """
-    if not records or with_vector.names is None:
-        return
-    for name in with_vector.names:
-        if name not in config.vectors and name not in config.sparse_vectors:
-            raise BadRequest(f"Not existing vector name error: {name}")

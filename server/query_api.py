@@ -45,7 +45,12 @@ from server.responses import (
     scored_point_json,
     vectors_json,
 )
-from server.schemas import ScrollBody, check_collection_name, parse_read_params
+from server.schemas import (
+    ScrollBody,
+    check_collection_name,
+    check_selected_vectors_exist,
+    parse_read_params,
+)
 
 # Qdrant's local shard refuses an id offset in an ordered scroll (`shard_ops.rs`, scroll_by).
 SCROLL_OFFSET_WITH_ORDER_BY = (
@@ -87,6 +92,7 @@ async def scroll_ordered(request: web.Request, name: str, scroll: ScrollBody) ->
     if scroll.offset is not None:
         raise BadRequest(SCROLL_OFFSET_WITH_ORDER_BY)
     result = await collection.query(query_request, {})
+    check_selected_vectors_exist(collection.config, scroll.with_vector, bool(result.points))
     is_single_unnamed = collection.config.is_single_unnamed
     records = [
         _with_order_value(_record_json(point, is_single_unnamed), value)
@@ -113,6 +119,9 @@ async def answer(
     is_single_unnamed = collection.config.is_single_unnamed
     jobs = [(query_request, _lookups(catalog, query_request)) for query_request in requests]
     results = await collection.query_many(jobs)
+    for query_request, result in zip(requests, results):
+        is_any_found = bool(result.points) or any(group.hits for group in result.groups or ())
+        check_selected_vectors_exist(collection.config, query_request.with_vector, is_any_found)
     answers = [
         shape(query_request, result, is_single_unnamed)
         for query_request, result in zip(requests, results)

@@ -359,6 +359,21 @@ def parse_with_vector(value: Any) -> VectorSelector:
     raise FormatError(WITH_VECTOR_EXPECTING)
 
 
+def check_selected_vectors_exist(
+    config: CollectionConfig, with_vector: VectorSelector, is_any_found: bool
+) -> None:
+    """BadRequest for the first selected vector name the collection does not have.
+
+    Qdrant's segment checks the names only as it reads a found point's vectors
+    (`segment/read_view/vectors.rs`), so a read that finds nothing answers 200 whatever
+    the names."""
+    if not is_any_found or with_vector.names is None:
+        return
+    for name in with_vector.names:
+        if name not in config.vectors and name not in config.sparse_vectors:
+            raise BadRequest(f"Not existing vector name error: {name}")
+
+
 def parse_usize(value: Any) -> int:
     """serde's usize: a non-negative JSON integer (no floats, no bools)."""
     if type(value) is not int:

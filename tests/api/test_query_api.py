@@ -335,3 +335,32 @@ async def test_order_by_and_group_by_take_json_paths_with_arrays(api: Api):
     groups = (await api.call("POST", groups_path, json=body)).result["groups"]
     members = {group["id"]: sorted(hit["id"] for hit in group["hits"]) for group in groups}
     assert members == {"x": [1], "y": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (QUERY, {"query": [1, 0]}),
+        (QUERY_BATCH, {"searches": [{"query": [1, 0]}]}),
+        (QUERY_GROUPS, {"query": [1, 0], "group_by": "kind"}),
+        (SEARCH_BATCH, {"searches": [{"vector": [1, 0], "limit": 2}]}),
+        ("/collections/{collection_name}/points/search", {"vector": [1, 0], "limit": 2}),
+        (SCROLL, {"order_by": "rank"}),
+    ],
+)
+async def test_reads_selecting_a_vector_the_collection_lacks_are_400_once_a_point_is_found(
+    points: Api, path: str, body: dict
+):
+    """Qdrant checks `with_vector` names as it reads a found point's vectors (as retrieve)."""
+    def with_selector(body: dict, filter_: dict | None) -> dict:
+        if "searches" in body:
+            return {"searches": [with_selector(search, filter_) for search in body["searches"]]}
+        return {**body, "with_vector": ["nope"], **({"filter": filter_} if filter_ else {})}
+
+    response = await points.call("POST", path, json=with_selector(body, None))
+    assert (response.status, response.error) == (
+        400,
+        "Wrong input: Not existing vector name error: nope",
+    )
+    nothing = {"must": [{"has_id": [99]}]}
+    assert (await points.call("POST", path, json=with_selector(body, nothing))).status == 200
