@@ -212,9 +212,16 @@ class BatchWriter:
                 distinct_ids.append(point_id)
             positions.append(position)
 
+        if predicate is not None:
+            # Qdrant leaves out the points that miss the filter before it chunks the ids.
+            distinct_ids = [
+                point_id
+                for point_id in distinct_ids
+                if (old := self._read(point_key(point_id))) is None
+                or _matches(predicate, point_key(point_id), old)
+            ]
+
         def edit(key: bytes, old: list[Any]) -> None:
-            if predicate is not None and not _matches(predicate, key, old):
-                return
             for position in positions_of[key]:
                 new = _point_vectors(op.vectors, row_of, op.sparse, sparse_row_of, position)
                 self._replace_vectors(op_id, key, drop_names=set(), new=new)

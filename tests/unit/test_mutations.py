@@ -156,6 +156,27 @@ async def test_an_id_listed_edit_stops_after_the_chunk_with_a_missing_id(tmp_pat
     await catalog.close()
 
 
+async def test_a_vector_update_chunks_the_ids_left_by_its_update_filter(tmp_path: Path) -> None:
+    """Qdrant drops the points that miss `update_filter` before it takes 32 ids at a time:
+    the missing id's chunk holds the 31 ids around it that match."""
+    catalog = await open_catalog(tmp_path)
+    await catalog.create("c", named_config())
+    collection = catalog.get("c")
+    ids = list(range(70))
+    matrix = [[1, 0]] * len(ids)
+    await collection.update(
+        upsert(ids, matrix, [{"m": i >= 10} for i in ids], name="text"), wait=True, timeout_s=None
+    )
+    listed = [*ids[:35], 999, *ids[35:]]
+    update_filter = parse_filter({"must": [{"key": "m", "match": {"value": True}}]})
+    op = UpdateVectors(listed, named(listed, "image", [[0, 1]] * len(listed)), update_filter)
+    with pytest.raises(NotFound, match="^No point with id 999 found$"):
+        await collection.update(op, wait=True, timeout_s=None)
+    records = await collection.retrieve(ids, ALL, VECTORS)
+    assert {r.id for r in records if "image" in r.vectors} == set(range(10, 41))
+    await catalog.close()
+
+
 def test_a_missing_id_is_met_the_same_in_any_batching(tmp_path: Path) -> None:
     """Replay applies the logged ops again, batched as it likes: the state they leave and
     the missing id each meets depend only on the ops before them."""
