@@ -10,7 +10,7 @@ open, so a restart is ready as soon as LMDB is. Until a graph is caught up and m
 reads of its vector score exactly from LMDB (the path a collection without a graph takes):
 answers are exact, only slower, and collection info says "yellow" as Qdrant's does while
 an index is built.
-Not here: the WAL's group commit (wal.py), admission and backpressure (collection.py).
+Not here: the WAL's group commit (engine/wal/log.py), admission and backpressure (collection.py).
 
 Apply failures are fatal for the collection's write path: an index that silently drifts from
 the log is worse than a write path that is closed and says so.
@@ -33,14 +33,14 @@ import numpy as np
 
 from engine import files, limits, stats
 from engine.errors import StorageError
-from engine.followers import FollowerRegistry, SegmentExtent
-from engine.index import CheckpointNotWritten, VectorIndex
 from engine.locks import ReadWriteLock
 from engine.logfmt import log_event
-from engine.mutations import CompileFilter
 from engine.ops import Operation, PointId
-from engine.store import IndexDelta, Store
-from engine.wal import Wal
+from engine.store.mutations import CompileFilter
+from engine.store.store import IndexDelta, Store
+from engine.vectors.hnsw import CheckpointNotWritten, VectorIndex
+from engine.wal.followers import FollowerRegistry, SegmentExtent
+from engine.wal.log import Wal
 
 log = logging.getLogger(__name__)
 

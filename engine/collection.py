@@ -4,22 +4,22 @@ Owns: the collection's directory layout, recovery (WAL validation, checkpoint lo
 into LMDB; the graphs catch up afterwards, in the applier),
 validation of operations against the config, admission with a byte budget (backpressure),
 the wait/timeout contract, and reads (retrieve, search with exact rescoring).
-Not here: how bytes are framed (wal.py) or stored (store.py); HTTP (server/).
+Not here: how bytes are framed (engine/wal/log.py) or stored (engine/store/store.py); HTTP (server/).
 
 Directory:
 | path          | what                                              |
 |---------------|---------------------------------------------------|
 | config.json   | CollectionConfig (replaced atomically on update)   |
 | incarnation   | random hex id of this collection's history (below) |
-| wal/          | segments (wal.py)                                 |
+| wal/          | segments (engine/wal/log.py)                      |
 | broken/       | bytes cut from a torn WAL tail, kept for forensics |
-| lmdb/         | LMDB environment (store.py)                       |
-| index/        | HNSW checkpoints (index.py)                       |
+| lmdb/         | LMDB environment (engine/store/store.py)          |
+| index/        | HNSW checkpoints (engine/vectors/hnsw.py)         |
 
 Incarnation: a collection restored from a snapshot, or deleted and created again under the
 same name, is another history of ops than the one before it. Its op ids continue above the
 old ones (the catalog's op_id_floors.json), and it gets a new incarnation id, so that a WAL
-follower of the old history is refused instead of resumed (server/followers.py).
+follower of the old history is refused instead of resumed (server/api/followers.py).
 """
 
 from __future__ import annotations
@@ -35,9 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from engine import files, limits, query, query_plan, validation
+from engine import files, limits, validation
 from engine.applier import Applier, apply_batch
-from engine.distance_matrix import DistanceMatrix, distance_matrix
 from engine.errors import (
     BadRequest,
     Conflict,
@@ -46,12 +45,10 @@ from engine.errors import (
     Overloaded,
     StorageError,
 )
-from engine.followers import REMIGRATE_HINT, Follower, FollowerRegistry
-from engine.index import VectorIndex, advance_checkpoints, has_graph, remove_checkpoint
+from engine.filters.payload_path import PayloadPath
 from engine.limits import EngineSettings
 from engine.locks import ReadWriteLock
 from engine.logfmt import log_event
-from engine.op_codec import decode_op, encode_op
 from engine.ops import (
     CollectionConfig,
     Operation,
@@ -64,14 +61,19 @@ from engine.ops import (
     UpdateStatus,
     VectorSelector,
 )
-from engine.payload_index import IndexSpec
-from engine.payload_path import PayloadPath
-from engine.query_reads import QueryReader
-from engine.reads import FILTER_TYPES, compile_filter
-from engine.search_coalescer import SearchCoalescer
+from engine.query import plan as query_plan
+from engine.query import universal as query
+from engine.query.distance_matrix import DistanceMatrix, distance_matrix
+from engine.query.reads import FILTER_TYPES, compile_filter
+from engine.query.universal_reads import QueryReader
 from engine.stats import HistogramSnapshot
-from engine.store import Store
-from engine.wal import Wal
+from engine.store.payload_index import IndexSpec
+from engine.store.store import Store
+from engine.vectors.hnsw import VectorIndex, advance_checkpoints, has_graph, remove_checkpoint
+from engine.vectors.search_coalescer import SearchCoalescer
+from engine.wal.followers import REMIGRATE_HINT, Follower, FollowerRegistry
+from engine.wal.log import Wal
+from engine.wal.op_codec import decode_op, encode_op
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +315,7 @@ class Collection:
         missing = [o.missing_point_id for o in outcomes if o.missing_point_id is not None]
         if status is UpdateStatus.COMPLETED and missing:
             # Qdrant's answer to an id-listed edit that met a missing id: the op is logged
-            # and applied (as far as mutations.py says), and still answers 404.
+            # and applied (as far as engine/store/mutations.py says), and still answers 404.
             raise NotFound(f"No point with id {missing[0]} found")
         return [UpdateResult(op_id, status) for op_id in op_ids]
 
@@ -379,7 +381,7 @@ class Collection:
     async def query(
         self, request: query_plan.QueryRequest, lookups: dict[str, Collection]
     ) -> query_plan.QueryResult:
-        """Qdrant's universal query (engine/query.py); `lookups` are the collections its
+        """Qdrant's universal query (engine/query/universal.py); `lookups` are the collections its
         `lookup_from`s name, opened by the caller."""
         readers = {name: other._reader for name, other in lookups.items()}
         return await self._read(query.execute, self._reader, request, readers, self.name)
@@ -398,7 +400,7 @@ class Collection:
     async def distance_matrix(
         self, filter_: object, sample_count: int, limit: int, using: str
     ) -> DistanceMatrix:
-        """Qdrant's search matrix (engine/distance_matrix.py)."""
+        """Qdrant's search matrix (engine/query/distance_matrix.py)."""
         assert self._reader is not None, "collection not open"
         return await self._read(distance_matrix, self._reader, filter_, sample_count, limit, using)
 

@@ -4,7 +4,7 @@ Owns: every file mutation the engine does outside LMDB (the WAL's segments, inde
 collection directories, create/delete renames), the failpoints that let recovery tests
 SIGKILL the process between two of those steps (or stall a thread there for good), and a
 test-only recording hook.
-Not here: what the bytes mean (wal.py, index.py). LMDB's own files (store.py): LMDB is
+Not here: what the bytes mean (engine/wal/log.py, engine/vectors/hnsw.py). LMDB's own files (engine/store/store.py): LMDB is
 crash-safe by itself, Keel replays the WAL from LMDB's applied_op_id and syncs LMDB before
 relying on it. The storage lock file (catalog.py) holds flock state and a pid for humans,
 never data, so it is written directly.

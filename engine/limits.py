@@ -1,7 +1,7 @@
 """Every bound the engine enforces, in one place, and the settings that may tighten them.
 
 Owns: hard limits (constants) and `EngineSettings`, the tunables a config file may set.
-Not here: parsing config files (server/config.py) or validating client input (server/schemas.py).
+Not here: parsing config files (server/config.py) or validating client input (server/wire/schemas.py).
 
 Config may lower a limit, never remove it: `EngineSettings.validated()` checks that.
 """
@@ -55,7 +55,7 @@ BROKEN_TAIL_BYTES_MAX = (
 SNAPSHOT_SMALL_MEMBER_BYTES_MAX = MIB  # a snapshot's manifest.json or config.json
 # A snapshot is one compact LMDB copy (at most the map) plus small members and tar headers.
 SNAPSHOT_BYTES_MAX = LMDB_MAP_BYTES_MAX + 64 * MIB
-# WAL kept back for registered followers (engine/followers.py) beyond what recovery needs;
+# WAL kept back for registered followers (engine/wal/followers.py) beyond what recovery needs;
 # past it the WAL is truncated anyway and the follower is marked lost (it must re-migrate).
 FOLLOWER_RETENTION_BYTES = 1 * GIB
 FOLLOWER_RETENTION_BYTES_MAX = 1024 * GIB

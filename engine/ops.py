@@ -4,10 +4,10 @@ Owns: what a write operation is (`UpsertPoints`, `DeletePoints`, `UpdatePayload`
 `UpdateVectors`, `DeleteVectors`, `CreateFieldIndex`, `DeleteFieldIndex`), point ids and their
 LMDB key form, a collection's configuration, and the shapes the read side returns
 (`PointRecord`, `ScoredPoint`).
-Not here: encoding ops (op_codec.py), framing (wal_format.py), applying (applier.py), or
-parsing JSON (server/schemas.py).
+Not here: encoding ops (engine/wal/op_codec.py), framing (engine/wal/format.py), applying (applier.py), or
+parsing JSON (server/wire/schemas.py).
 
-The CBOR encoding of an operation in a WAL record body is op_codec.py's.
+The CBOR encoding of an operation in a WAL record body is engine/wal/op_codec.py's.
 """
 
 from __future__ import annotations
@@ -199,7 +199,7 @@ class UpsertPoints:
     vectors: dict[str, NamedVectors]
     payloads: list[dict[str, Any] | None]
     update_mode: UpdateMode = UpdateMode.UPSERT
-    update_filter: Any = None  # an engine.filters.Filter, or None
+    update_filter: Any = None  # an engine.filters.conditions.Filter, or None
     sparse: dict[str, SparseColumn] = field(default_factory=dict)
 
 
@@ -221,7 +221,7 @@ class PayloadMode(str, enum.Enum):
 @dataclass(frozen=True)
 class UpdatePayload:
     """A payload edit of existing points: listed ids, or those matching `filter` when applied.
-    A listed id missing then stops the op as Qdrant's (mutations.py). Vectors are untouched."""
+    A listed id missing then stops the op as Qdrant's (engine/store/mutations.py). Vectors are untouched."""
 
     ids: list[PointId] | None
     mode: PayloadMode
@@ -234,7 +234,7 @@ class UpdatePayload:
 @dataclass(frozen=True)
 class UpdateVectors:
     """Replace some named vectors of existing points (others kept). A missing id stops the op
-    as Qdrant's (mutations.py); with `update_filter`, only points matching it are changed."""
+    as Qdrant's (engine/store/mutations.py); with `update_filter`, only points matching it are changed."""
 
     ids: list[PointId]
     vectors: dict[str, NamedVectors]
@@ -253,7 +253,7 @@ class DeleteVectors:
 
 @dataclass(frozen=True)
 class CreateFieldIndex:
-    """Index payload field `field_name` as `schema_type` (engine/payload_index.py), built over
+    """Index payload field `field_name` as `schema_type` (engine/store/payload_index.py), built over
     the existing points when applied; replaces an index of the field that exists."""
 
     field_name: str
@@ -323,7 +323,7 @@ class SearchRequest:
     is_exact: bool = False
     with_payload: PayloadSelector = field(default_factory=lambda: PayloadSelector(True))
     with_vector: VectorSelector = field(default_factory=VectorSelector)
-    filter: Any = None  # an engine.filters.Filter: only matching points are candidates
+    filter: Any = None  # an engine.filters.conditions.Filter: only matching points are candidates
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@
 Owns: the snapshot file format; writing a snapshot file (staged, fsynced, renamed in) and its
 `.checksum` sidecar; listing, finding and deleting the snapshots of one collection; verifying
 a snapshot and unpacking it into a new collection directory; receiving an uploaded one.
-Not here: taking the LMDB copy in one read transaction (store.py `copy_snapshot`, reached
+Not here: taking the LMDB copy in one read transaction (engine/store/store.py `copy_snapshot`, reached
 through `Collection.copy_lmdb`), swapping a restored collection in (catalog.py `restore`),
-HTTP (server/snapshots.py).
+HTTP (server/api/snapshots.py).
 
 Files in `<snapshots_path>/<collection>/`:
 
@@ -46,7 +46,7 @@ from engine import files, limits
 from engine.collection import CONFIG_FILE_NAME
 from engine.errors import BadRequest, NotFound
 from engine.ops import CollectionConfig
-from engine.wal import Wal
+from engine.wal.log import Wal
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 Owns: `Histogram` (fixed bucket bounds, count, sum, smallest and largest value), its
 read-only `HistogramSnapshot`, and the bucket bounds the engine uses.
-Not here: exposition formats or any metrics library (server/metrics.py turns snapshots into
-Prometheus text); what is measured where (wal.py, applier.py).
+Not here: exposition formats or any metrics library (server/api/metrics.py turns snapshots into
+Prometheus text); what is measured where (engine/wal/log.py, applier.py).
 
 Dependency-free on purpose: the engine must stay usable embedded, without prometheus_client,
 and a lock plus a few integer adds per observation costs less than a microsecond next to

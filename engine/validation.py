@@ -3,7 +3,7 @@
 Owns: what makes an op unacceptable for a collection (vector names, dimensions, non-finite
 numbers, sparse indices, payload nesting depth, payload index definitions) and the one
 change made on the way in (Cosine vectors normalised to unit length).
-Not here: parsing requests (server/), applying ops (mutations.py).
+Not here: parsing requests (server/), applying ops (engine/store/mutations.py).
 
 Everything an op could fail on when applied must be refused here: a logged op that fails
 to apply closes the write path and fails every replay after a restart.
@@ -16,8 +16,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from engine import limits, text_match
+from engine import limits
 from engine.errors import BadRequest
+from engine.filters import text_match
+from engine.filters.payload_path import PayloadPath
 from engine.ops import (
     CollectionConfig,
     CreateFieldIndex,
@@ -30,9 +32,8 @@ from engine.ops import (
     UpdateVectors,
     UpsertPoints,
 )
-from engine.payload_index import FIELD_NAME_BYTES_MAX, SCHEMA_TYPES, IndexSpec
-from engine.payload_path import PayloadPath
-from engine.vector_scores import normalize_rows
+from engine.store.payload_index import FIELD_NAME_BYTES_MAX, SCHEMA_TYPES, IndexSpec
+from engine.vectors.scores import normalize_rows
 
 
 def validated(
@@ -55,7 +56,7 @@ def validated(
             check_payload_depth({"": {}}, depth=key_steps)  # raises: the path alone
         check_payload_depth(op.payload, depth=1 + key_steps)
     if isinstance(op, UpdateVectors):
-        # Ids that don't exist when the op is applied are skipped (see mutations.py):
+        # Ids that don't exist when the op is applied are skipped (see engine/store/mutations.py):
         # checking here would miss earlier unapplied ops and earlier ops of a batch.
         _check_sparse(op.sparse, config)
         return replace(op, vectors=_validated_vectors(op.vectors, config))

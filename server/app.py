@@ -5,7 +5,7 @@ Qdrant's NormalizePath trims it), and `error_middleware`, which maps engine erro
 server's own ApiError, aiohttp's errors (404, 405, 413) and anything unexpected into
 Qdrant's error body `{"status": {"error": ..}, "time": ..}`.
 Not here: opening or closing the catalog (run.py does, around the app's life), handlers
-(service.py, collections.py, points.py), parsing (schemas.py).
+(server/api/service.py, server/api/collections.py, server/api/points.py), parsing (server/wire/schemas.py).
 
 Status codes follow Qdrant (`src/actix/helpers.rs`, `lib/storage/src/content_manager/
 errors.rs`): "Wrong input" 400, "Not found" 404, an existing collection 409 with
@@ -42,7 +42,7 @@ from engine.errors import (
 )
 from engine.limits import REQUEST_BODY_BYTES_MAX
 from engine.logfmt import log_event
-from server import (
+from server.api import (
     aliases,
     collections,
     facet,
@@ -56,8 +56,8 @@ from server import (
     service,
     snapshots,
 )
+from server.api.context import CATALOG_KEY, INFO_KEY, SNAPSHOTS_PATH_KEY, ServerInfo
 from server.auth import auth_middleware
-from server.context import CATALOG_KEY, INFO_KEY, SNAPSHOTS_PATH_KEY, ServerInfo
 from server.request_log import request_log_middleware
 from server.responses import STARTED_S_KEY, ApiError, elapsed_s, error
 

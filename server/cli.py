@@ -6,7 +6,7 @@ Not here: what the settings mean (config.py) or how the server runs (run.py).
 
 Exit codes: 0 clean stop, 1 the server failed (port in use, storage locked, corruption),
 2 usage or configuration error. `keel check` and `keel wal dump` exit 0 sound, 1 damage
-found, 2 could not check (server/check_cli.py); `keel crashtest` with the tool's own codes
+found, 2 could not check (server/commands/check_cli.py); `keel crashtest` with the tool's own codes
 (tools/crashtest/cli.py).
 """
 
@@ -44,7 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "crashtest":
         return _crashtest(args.args)
     if args.command == "snapshot":
-        from server.snapshot_cli import main as snapshot_main  # loads the engine: only here
+        from server.commands.snapshot_cli import (
+            main as snapshot_main,  # loads the engine: only here
+        )
 
         return snapshot_main(args.args)
     if args.command in TRANSFER_COMMANDS:
@@ -102,13 +104,13 @@ def _serve(settings: Settings) -> int:
 
 
 def _check(settings: Settings, args: argparse.Namespace) -> int:
-    from server.check_cli import run_check
+    from server.commands.check_cli import run_check
 
     return run_check(settings.storage_path, settings.engine, args.collection, args.repair)
 
 
 def _wal(settings: Settings, args: argparse.Namespace) -> int:
-    from server.check_cli import run_wal_dump
+    from server.commands.check_cli import run_wal_dump
 
     assert args.wal_action == "dump", args.wal_action
     return run_wal_dump(settings.storage_path, args.collection, args.from_op_id)
@@ -172,7 +174,9 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
         prefix_chars="\0",
     )
-    snapshot.add_argument("args", nargs=argparse.REMAINDER)  # server/snapshot_cli.py parses
+    snapshot.add_argument(
+        "args", nargs=argparse.REMAINDER
+    )  # server/commands/snapshot_cli.py parses
     for command_name, help_text in TRANSFER_COMMANDS.items():
         transfer = commands.add_parser(
             command_name, help=help_text, add_help=False, prefix_chars="\0"
@@ -196,11 +200,11 @@ def _transfer(command: str, argv: list[str]) -> int:
         )
         return EXIT_USAGE
     if command == "migrate":
-        from server.migrate import main as command_main
+        from server.commands.migrate import main as command_main
     elif command == "follow":
-        from server.follow import main as command_main
+        from server.commands.follow import main as command_main
     else:
-        from server.import_cli import main as command_main
+        from server.commands.import_cli import main as command_main
     return command_main(argv)
 
 

@@ -1,7 +1,7 @@
 """Request logs: one `request` event per HTTP request, at INFO or DEBUG by `log.requests`.
 
 Owns: the request log middleware and which requests it logs at which level.
-Not here: turning errors into answers (app.py), counting requests (metrics.py), where
+Not here: turning errors into answers (app.py), counting requests (server/api/metrics.py), where
 and how lines are written (server/logs.py).
 
     request method=POST route=/collections/{collection_name}/points/search status=400
@@ -28,8 +28,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from engine.logfmt import log_event
+from server.api.metrics import CLIENT_CLOSED_STATUS, endpoint_of
 from server.config import LOG_REQUESTS
-from server.metrics import CLIENT_CLOSED_STATUS, endpoint_of
 from server.responses import ERROR_TEXT_KEY
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Owns: `{"result": .., "status": "ok", "time": ..}`, `{"status": {"error": ..}, "time": ..}`
 (no `result` key: Qdrant skips it), how records, scored points and update results are
 written, and `ApiError` for errors whose status and whole text the server decides.
-Not here: which engine error becomes which status (app.py), request parsing (schemas.py).
+Not here: which engine error becomes which status (app.py), request parsing (server/wire/schemas.py).
 
 Field presence follows Qdrant's serde attributes (lib/api/src/rest/schema.rs): `Record`
 and `ScoredPoint` skip `payload` and `vector` when they were not asked for (absent, not

@@ -3,7 +3,7 @@
 Owns: the notify datagram (READY=1, STATUS=, WATCHDOG=1, STOPPING=1), reading
 `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID`, the liveness task that pings the
 watchdog and keeps STATUS current, and turning recovery's log events into STATUS lines.
-Not here: when the server is ready or stops (run.py); what a stuck WAL writer is (engine/wal.py).
+Not here: when the server is ready or stops (run.py); what a stuck WAL writer is (engine/wal/log.py).
 
 The protocol (sd_notify(3)) is one datagram of newline-separated `KEY=value` lines to the
 AF_UNIX socket named by `NOTIFY_SOCKET`: a path, or an abstract name written with a leading
@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from engine.logfmt import Event, log_event, text_value
-from engine.wal import stuck_writers
+from engine.wal.log import stuck_writers
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ Builds a collection in a temp dir through the engine (no HTTP): clustered random
 (Cosine, 256 centres), payload {"tag": i % 100, "half": i % 2}, integer payload indexes on
 both. Filters: `tag == 0` (1 %) and `half == 0` (50 %). For each, in the same run:
 
-  planned    Reader.search as shipped (engine/reads.py): the planner's lookups; a small
+  planned    Reader.search as shipped (engine/query/reads.py): the planner's lookups; a small
              estimated candidate set (vectors under full_scan_threshold, 10 MB) is read and
              scored exactly with numpy; a large one searches the graph unfiltered for
              2 x wanted / selectivity nodes and checks the filter on those only (deepening
@@ -64,7 +64,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from engine.catalog import Catalog
-from engine.filters import FieldCondition, Filter, MatchValue, PayloadPath
+from engine.filters.conditions import FieldCondition, Filter, MatchValue, PayloadPath
 from engine.limits import EngineSettings
 from engine.ops import (
     CollectionConfig,
@@ -75,8 +75,8 @@ from engine.ops import (
     UpsertPoints,
     VectorConfig,
 )
-from engine.reads import compile_filter
-from engine.vector_scores import normalize_rows
+from engine.query.reads import compile_filter
+from engine.vectors.scores import normalize_rows
 
 K = 10
 EF = 100

@@ -1,11 +1,11 @@
 """`keel check`: verify a stopped storage directory end to end, and repair what is derived.
 
 Owns: the offline check of every collection — config, WAL framing, CRCs and record decoding,
-the LMDB store (check_store.py), that WAL and LMDB meet (no op missing between them), and
+the LMDB store (engine/check/store.py), that WAL and LMDB meet (no op missing between them), and
 that each HNSW checkpoint holds exactly the labels LMDB says it must, with the same vectors —
 and `repair`, which rebuilds what can be recomputed: index checkpoints and the derived LMDB
 databases (payload indexes, sparse inverted indexes).
-Not here: the command line (server/check_cli.py), starting a server.
+Not here: the command line (server/commands/check_cli.py), starting a server.
 
 Findings come in three severities. DAMAGE: something Keel wrote is not what it wrote, and
 data may be lost (a CRC failure in a sealed WAL segment or an LMDB value, a missing
@@ -27,16 +27,16 @@ import hnswlib
 import lmdb
 import numpy as np
 
-from engine import wal_format
-from engine.check_store import StoreFacts, StoreView
+from engine.check.store import StoreFacts, StoreView
 from engine.collection import Collection
 from engine.errors import CorruptionError
-from engine.index import has_graph, remove_checkpoint
 from engine.limits import EngineSettings
-from engine.op_codec import decode_op
 from engine.ops import CollectionConfig, Distance
-from engine.reads import FILTER_TYPES
-from engine.store import STORE_FORMAT, Store
+from engine.query.reads import FILTER_TYPES
+from engine.store.store import STORE_FORMAT, Store
+from engine.vectors.hnsw import has_graph, remove_checkpoint
+from engine.wal import format as wal_format
+from engine.wal.op_codec import decode_op
 
 VECTOR_TOLERANCE = 1e-4  # hnswlib keeps float32 copies; cosine ones normalised
 LABELS_COMPARED_PER_CHUNK = 10_000

@@ -1,14 +1,14 @@
 """The offline check of one collection's LMDB store: every value and every cross-reference.
 
 Owns: reading a stopped collection's LMDB environment read-only and finding what is wrong
-with it — values failing their checksum (checksum.py), the id map not agreeing both ways
+with it — values failing their checksum (engine/store/checksum.py), the id map not agreeing both ways
 (points <-> labels), vectors without a point or points without their vectors, dead labels
 still alive, and derived data (payload index entries and counts, the sparse inverted index)
 differing from what the sealed values say it must be.
-Not here: the WAL and index checkpoints (check.py), writing anything (check.py's repair goes
+Not here: the WAL and index checkpoints (engine/check/check.py), writing anything (engine/check/check.py's repair goes
 through the Store).
 
-It reads the databases store.py's table lists, with the same encodings; a change there must
+It reads the databases engine/store/store.py's table lists, with the same encodings; a change there must
 be mirrored here, and tests/unit/test_check.py breaks each database once to prove it is read.
 """
 
@@ -23,11 +23,11 @@ import cbor2
 import lmdb
 import numpy as np
 
-from engine import payload_index
-from engine.checksum import is_intact
-from engine.mutations import inverted_key, label_key
+from engine.filters.payload_path import PayloadPath
 from engine.ops import CollectionConfig, SparseVector, point_id_from_key
-from engine.payload_path import PayloadPath
+from engine.store import payload_index
+from engine.store.checksum import is_intact
+from engine.store.mutations import inverted_key, label_key
 
 FINDINGS_PER_KIND_MAX = 20  # one damaged page can fail thousands of values: show a sample
 PROGRESS_EVERY_POINTS = 100_000

@@ -3,9 +3,9 @@
 Owns: the condition objects (`Filter`, `FieldCondition`, `NestedCondition`, ...) and the
 evaluation of a filter on one
 point (id, payload, names of the vectors it has), compiled once into closures. Payload paths
-(payload_path.py), datetimes (instants.py), geometry (geo.py) and the slice hash
-(siphash.py) are their own modules.
-Not here: Qdrant's JSON shapes and error texts (server/filters.py), choosing candidate points
+(engine/filters/payload_path.py), datetimes (engine/filters/instants.py), geometry (engine/filters/geo.py) and the slice hash
+(engine/filters/siphash.py) are their own modules.
+Not here: Qdrant's JSON shapes and error texts (server/wire/filters.py), choosing candidate points
 through payload indexes (the planner, which will use `referenced_keys`).
 
 Filters are logged in WAL records (op_codec.encode_tree: class names, init fields, instant keys),
@@ -30,7 +30,7 @@ and `struct_payload_index/read_view/condition_converter.rs` (the path a top-leve
   and has_id / has_vector / slice never match. Keel reproduces both.
 - Full-text match (`text`, `phrase`, `text_any`) without a text index is a substring test in
   Qdrant 1.19 (`text_any`: any whitespace-separated token is a substring). With a full-text
-  index Qdrant tokenizes instead (text_match.py rewrites such conditions before compiling),
+  index Qdrant tokenizes instead (engine/filters/text_match.py rewrites such conditions before compiling),
   and newer Qdrant (1.20 dev, qdrant-edge 0.9) tokenizes even without one.
 - Datetimes compare as chrono instants, to the nanosecond (qdrant-edge 0.9 and Qdrant's
   datetime payload index compare microseconds). The `is_null` condition is true for null
@@ -44,11 +44,11 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import geo
-from engine.instants import instant_key
+from engine.filters import geo
+from engine.filters.instants import instant_key
+from engine.filters.payload_path import PayloadPath
+from engine.filters.siphash import point_id_slice_hash
 from engine.ops import PointId
-from engine.payload_path import PayloadPath
-from engine.siphash import point_id_slice_hash
 
 U64_MAX = 2**64 - 1
 I64_MIN = -(2**63)

@@ -2,7 +2,7 @@
 
 Owns: Haversine distance on geo's mean Earth radius, a point's position relative to a
 polygon ring (winding number, boundary short cut) and the exact orientation predicate.
-Not here: the geo condition types and what matches them (filters.py).
+Not here: the geo condition types and what matches them (engine/filters/conditions.py).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Owns: `instant_key` (a payload or filter string -> an int that orders like chrono's
 DateTime<Utc>, to the nanosecond) and its constants.
-Not here: how filters and payload indexes use the keys (filters.py, payload_index.py).
+Not here: how filters and payload indexes use the keys (engine/filters/conditions.py, engine/store/payload_index.py).
 
 Keys are logged in WAL records inside filters (op_codec.encode_tree), and stored in datetime
 payload indexes: changing INSTANT_KEY_SPAN breaks replay of old logs and old indexes.

@@ -3,8 +3,8 @@
 Owns: parsing a path (json_path/parse.rs), its canonical text, and the values it selects
 in a payload (json_path's value_get: keys descend objects only, `[i]` one element, `[]`
 every element; a missing step selects nothing).
-Not here: what filters do with the values (filters.py), set and delete at a path
-(mutations.py).
+Not here: what filters do with the values (engine/filters/conditions.py), set and delete at a path
+(engine/store/mutations.py).
 
 Paths are logged in WAL records inside filters (`PayloadPath` by class name and `steps`):
 renaming either breaks replay of old logs.

@@ -1,7 +1,7 @@
 """Qdrant's `slice` condition hash: SipHash-2-4 with a zero key over a point id.
 
 Owns: `point_id_slice_hash` (which slice a point falls in: hash % total).
-Not here: the slice condition itself (filters.py).
+Not here: the slice condition itself (engine/filters/conditions.py).
 """
 
 from __future__ import annotations

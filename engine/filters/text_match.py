@@ -5,10 +5,10 @@ lowercase, min/max token length, custom stopwords), the three full-text matches 
 tokenized field (`text`: every query token is in the value; `text_any`: one is; `phrase`:
 the tokens appear consecutively, in order), refusing the params Keel cannot reproduce, and
 rewriting a filter so its conditions on text-indexed fields use them.
-Not here: the filter language (filters.py) or the index entries (payload_index.py).
+Not here: the filter language (engine/filters/conditions.py) or the index entries (engine/store/payload_index.py).
 
 Without a text index, Qdrant 1.19 matches `text`/`phrase`/`text_any` as substrings
-(filters.py); with one, its tokenizer decides (`full_text_index/tokenizers/mod.rs`,
+(engine/filters/conditions.py); with one, its tokenizer decides (`full_text_index/tokenizers/mod.rs`,
 `full_text_index_read.rs::check_payload_match`):
 - word: split on every char that is not alphanumeric; whitespace: split on whitespace;
   prefix: words as with `word`, and a document holds every prefix of each word from
@@ -32,8 +32,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from engine import filters
 from engine.errors import BadRequest, NotImplementedYet
+from engine.filters import conditions as filters
 
 TOKENIZERS = ("word", "whitespace", "prefix", "multilingual")
 STOPWORDS_KEYS = frozenset({"languages", "custom"})

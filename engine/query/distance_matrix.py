@@ -2,7 +2,7 @@
 
 Owns: drawing the sample and finding each sampled point's nearest neighbours among the
 other sampled points.
-Not here: the two answer shapes (server/matrix.py), search itself (reads.py).
+Not here: the two answer shapes (server/api/matrix.py), search itself (engine/query/reads.py).
 
 Qdrant 1.19 (`lib/collection/src/collection/distance_matrix.rs`): `sample` points having the
 vector `using` and matching `filter` are drawn at random (fewer than two: an empty answer);
@@ -17,12 +17,12 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from engine import filters
 from engine.errors import BadRequest
+from engine.filters import conditions as filters
 from engine.ops import PointId, point_key
-from engine.query_plan import merge_filters
-from engine.query_reads import QueryReader
-from engine.vector_scores import score_matrix
+from engine.query.plan import merge_filters
+from engine.query.universal_reads import QueryReader
+from engine.vectors.scores import score_matrix
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ array's elements one level deep; with a keyword, integer, uuid or bool index on 
 only values of that type, UUIDs normalised) and their order (count descending, then value
 ascending, types in the order of Qdrant's FacetValue enum,
 lib/segment/src/data_types/facets.rs).
-Not here: which points are counted (reads.py `Reader.facet`).
+Not here: which points are counted (engine/query/reads.py `Reader.facet`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from engine.payload_path import PayloadPath
+from engine.filters.payload_path import PayloadPath
 
 # Facet value types in the order of Qdrant's FacetValue enum (lib/segment/src/data_types/
 # facets.rs), which is how values of different types compare on equal counts.

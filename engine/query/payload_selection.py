@@ -3,7 +3,7 @@
 Owns: keeping or dropping parts of a payload by JsonPath patterns (Qdrant's
 `JsonPath::value_filter` with `check_include_pattern` / `check_exclude_pattern`,
 lib/segment/src/json_path/mod.rs and types.rs).
-Not here: parsing the selector (server/schemas.py), reading points (reads.py).
+Not here: parsing the selector (server/wire/schemas.py), reading points (engine/query/reads.py).
 
 The payload is walked top-down; each object entry gets the path of its key, each array
 element the path of its array plus `[]` (so `a[0]` in a pattern never equals an element's
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from engine.payload_path import PathStep, PayloadPath
+from engine.filters.payload_path import PathStep, PayloadPath
 
 Steps = tuple[PathStep, ...]
 

@@ -1,10 +1,10 @@
-"""The universal query's plan: what a query asks, as the executor (query.py) runs it.
+"""The universal query's plan: what a query asks, as the executor (engine/query/universal.py) runs it.
 
 Owns: the plan types — the query kinds (nearest with optional MMR, recommend, discover,
 context, fusion, order_by, sample), a node with its prefetches, limits and filter, groups
 and lookups, the result — and the pure helpers on them: a query's examples and the ids it
 excludes, filters pushed down to prefetches, the collections a plan looks up.
-Not here: running a plan (query.py), scoring (query_scores.py), parsing bodies (server/).
+Not here: running a plan (engine/query/universal.py), scoring (engine/query/scores.py), parsing bodies (server/).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from engine import filters
 from engine.errors import NotFound
+from engine.filters import conditions as filters
 from engine.ops import PayloadSelector, PointId, PointRecord, ScoredPoint, VectorSelector
 
 RRF_K_DEFAULT = 2
@@ -95,7 +95,7 @@ class QueryNode:
     using: str
     limit: int
     prefetch: tuple[QueryNode, ...] = ()
-    filter: Any = None  # an engine.filters.Filter
+    filter: Any = None  # an engine.filters.conditions.Filter
     score_threshold: float | None = None
     hnsw_ef: int | None = None
     is_exact: bool = False

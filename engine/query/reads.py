@@ -3,14 +3,14 @@
 Owns: how reads see a consistent state (LMDB read transactions, and the visibility lock held
 shared across a graph search and the LMDB reads that follow it), exact scoring, payload and
 vector selection, filtered search planning.
-Not here: writes (collection.py, mutations.py), the graphs themselves (index.py), the reads
-only the universal query and the distance matrix make (query_reads.py).
+Not here: writes (collection.py, engine/store/mutations.py), the graphs themselves (engine/vectors/hnsw.py), the reads
+only the universal query and the distance matrix make (engine/query/universal_reads.py).
 
 Scores follow Qdrant: Cosine and Dot are similarities (higher is better), Euclid and
 Manhattan distances (lower is better). Hits from the graph are rescored exactly from LMDB,
 so graph and exact search report the same numbers.
 
-Filtered reads (scroll, count, search): the planner (planner.py) turns the filter into payload
+Filtered reads (scroll, count, search): the planner (engine/store/planner.py) turns the filter into payload
 index lookups selecting a superset of the matching points; the whole filter is then checked on
 those candidates only. A filter the indexes cannot narrow scans every payload. A filtered
 search first asks the indexes how many points the filter may match (entry counts, no point
@@ -32,8 +32,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from engine import facets, filters, limits, payload_index, payload_selection, planner, text_match
-from engine.index import VectorIndex
+from engine import limits
+from engine.filters import conditions as filters
+from engine.filters import text_match
+from engine.filters.payload_path import PayloadPath
 from engine.locks import ReadWriteLock
 from engine.logfmt import log_event
 from engine.ops import (
@@ -48,9 +50,11 @@ from engine.ops import (
     point_id_from_key,
     point_key,
 )
-from engine.payload_path import PayloadPath
-from engine.store import Store, StoredPoint
-from engine.vector_scores import best_order, normalize_rows, passes_threshold, score_matrix
+from engine.query import facets, payload_selection
+from engine.store import payload_index, planner
+from engine.store.store import Store, StoredPoint
+from engine.vectors.hnsw import VectorIndex
+from engine.vectors.scores import best_order, normalize_rows, passes_threshold, score_matrix
 
 R = TypeVar("R")
 log = logging.getLogger(__name__)
@@ -478,7 +482,7 @@ def compile_filter(
     filter_: Any, index_specs: Mapping[str, payload_index.IndexSpec] | None = None
 ) -> filters.Checker:
     """A predicate (point_id, payload dict, vector_names) -> bool for one filter; `text`
-    matches on fields with a text index in `index_specs` tokenize (text_match.py)."""
+    matches on fields with a text index in `index_specs` tokenize (engine/filters/text_match.py)."""
     tokenizers = {
         name: text_match.Tokenizer.from_params(spec.params)
         for name, spec in (index_specs or {}).items()

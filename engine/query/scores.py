@@ -1,11 +1,11 @@
 """How the universal query scores points: fusion, recommend strategies, discovery, context.
 
 Owns: `Hit` (a point id and its score in an intermediate result) and the pure scoring
-functions query.py composes — RRF and DBSF fusion of ranked lists, recommend's average
+functions engine/query/universal.py composes — RRF and DBSF fusion of ranked lists, recommend's average
 vector and its best-score / sum-scores objectives, the discovery and context scores — over
 Qdrant's internal similarities (Cosine and Dot: the dot product of unit or raw vectors;
 Euclid: minus the squared distance; Manhattan: minus the distance).
-Not here: running a plan (query.py), nearest-neighbour search (reads.py).
+Not here: running a plan (engine/query/universal.py), nearest-neighbour search (engine/query/reads.py).
 
 Formulas read in Qdrant 1.19's source:
 - RRF: `lib/segment/src/common/reciprocal_rank_fusion.rs`, score `1 / ((pos + 1) / weight + k -

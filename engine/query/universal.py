@@ -1,11 +1,11 @@
 """Qdrant's universal query: nearest by vector or id, recommend, discover, context, prefetch
 trees, fusion, order_by, groups.
 
-Owns: running a plan (query_plan.py) against one collection's reader in a read thread:
+Owns: running a plan (engine/query/plan.py) against one collection's reader in a read thread:
 nodes and prefetches, fusion, order_by, groups and lookups, MMR, sparse and dense vector
 queries, and batches (`execute_many`).
-Not here: the plan types (query_plan.py), HTTP parsing (server/query.py), how each kind
-scores (query_scores.py), the reads it makes (reads.py, query_reads.py).
+Not here: the plan types (engine/query/plan.py), HTTP parsing (server/wire/query.py), how each kind
+scores (engine/query/scores.py), the reads it makes (engine/query/reads.py, engine/query/universal_reads.py).
 
 From Qdrant 1.19's source (`lib/collection/src/operations/universal_query/`):
 - recommend with `average_vector` searches the averaged vector; `best_score`, `sum_scores`,
@@ -26,8 +26,10 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from engine import filters, instants
 from engine.errors import BadRequest, NotFound
+from engine.filters import conditions as filters
+from engine.filters import instants
+from engine.filters.payload_path import PayloadPath
 from engine.ops import (
     Distance,
     PayloadSelector,
@@ -36,8 +38,7 @@ from engine.ops import (
     SparseVector,
     VectorSelector,
 )
-from engine.payload_path import PayloadPath
-from engine.query_plan import (
+from engine.query.plan import (
     Context,
     Discover,
     Fusion,
@@ -57,8 +58,7 @@ from engine.query_plan import (
     merge_filters,
     push_filters_down,
 )
-from engine.query_reads import QueryReader
-from engine.query_scores import (
+from engine.query.scores import (
     Hit,
     average_vector,
     dbsf,
@@ -69,7 +69,8 @@ from engine.query_scores import (
     rrf,
     sparse_average,
 )
-from engine.vector_scores import score_matrix
+from engine.query.universal_reads import QueryReader
+from engine.vectors.scores import score_matrix
 
 Lookups = dict[str, QueryReader]  # collection name -> reader, for lookup_from and with_lookup
 GROUP_OVERFETCH = 4  # candidates fetched per wanted group member

@@ -1,8 +1,8 @@
-"""The reads only the universal query (query.py) and the distance matrix make, on top of
+"""The reads only the universal query (engine/query/universal.py) and the distance matrix make, on top of
 `Reader`: exact scans scoring every matching point, the stored vectors of example points,
 sparse search, payloads by id, and (id, score) hits turned into answers.
 
-Sparse vectors are scored by dot product through the inverted index (store.py): the postings
+Sparse vectors are scored by dot product through the inverted index (engine/store/store.py): the postings
 of the query's indices are summed per label in one read transaction, the filter is checked on
 the points that scored; with `modifier: idf` the query's values are weighted first.
 """
@@ -24,9 +24,9 @@ from engine.ops import (
     point_id_from_key,
     point_key,
 )
-from engine.reads import EXACT_CHUNK_COUNT, Reader
-from engine.store import StoredPoint
-from engine.vector_scores import idf
+from engine.query.reads import EXACT_CHUNK_COUNT, Reader
+from engine.store.store import StoredPoint
+from engine.vectors.scores import idf
 
 
 class QueryReader(Reader):

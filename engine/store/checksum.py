@@ -1,8 +1,8 @@
 """Checksums on the values Keel keeps in LMDB, so a flipped bit is found, not served.
 
 Owns: the sealed value format and the one error a damaged value raises.
-Not here: which databases hold sealed values (store.py's table) or the offline scan that
-checks them all (engine/check.py).
+Not here: which databases hold sealed values (engine/store/store.py's table) or the offline scan that
+checks them all (engine/check/check.py).
 
 LMDB checksums nothing: a bit flipped on disk inside a payload or a vector would be read back
 as a different payload or vector, and no crash test would notice. So every value Keel cannot

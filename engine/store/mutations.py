@@ -3,15 +3,15 @@
 Owns: the semantics of every write op on stored points — upsert with update_mode and
 update_filter, delete (ids or filter), payload set/overwrite/delete-keys/clear, vector update
 and delete, payload index create/delete — the vector index delta they produce, and the
-payload index entries they change (payload_index.py), in the same transaction as the payload.
-Not here: the database layout and reads (store.py), evaluating a filter (filters.py: the
+payload index entries they change (engine/store/payload_index.py), in the same transaction as the payload.
+Not here: the database layout and reads (engine/store/store.py), evaluating a filter (engine/filters/conditions.py: the
 caller passes `compile_filter`), when ops are applied (applier.py).
 
-Sparse vectors live beside dense ones under their own names (store.py's `s:` and `i:` dbs):
+Sparse vectors live beside dense ones under their own names (engine/store/store.py's `s:` and `i:` dbs):
 writing a label's sparse vector puts one inverted-index entry per index, killing the label
 removes them, in the same transaction; they never enter the graphs' delta.
 
-Every change to a point's vectors gives the point a fresh label (store.py explains why);
+Every change to a point's vectors gives the point a fresh label (engine/store/store.py explains why);
 payload-only changes keep the label. Every change sets the point's version to the op id.
 Whenever a payload changes, the entries of the old payload leave every payload index and those
 of the new one enter it. Creating an index builds it over every point inside the batch's one
@@ -40,8 +40,8 @@ import cbor2
 import lmdb
 import numpy as np
 
-from engine import limits, payload_index, planner
-from engine.checksum import seal, unseal
+from engine import limits
+from engine.filters.payload_path import PayloadPath
 from engine.ops import (
     CreateFieldIndex,
     DeleteFieldIndex,
@@ -60,7 +60,8 @@ from engine.ops import (
     point_id_from_key,
     point_key,
 )
-from engine.payload_path import PayloadPath
+from engine.store import payload_index, planner
+from engine.store.checksum import seal, unseal
 
 Predicate = Callable[[PointId, dict[str, Any], list[str]], bool]
 # Qdrant's PAYLOAD_OP_BATCH_SIZE and VECTOR_OP_BATCH_SIZE: ids are edited this many at a time.
@@ -75,13 +76,13 @@ def label_key(label: int) -> bytes:
 
 @dataclass
 class Databases:
-    """The LMDB databases of one store (see store.py's table)."""
+    """The LMDB databases of one store (see engine/store/store.py's table)."""
 
     points: Any
     labels: Any
     dead: Any
     vectors: dict[str, Any]
-    schema: Any = None  # payload index definitions (payload_index.py)
+    schema: Any = None  # payload index definitions (engine/store/payload_index.py)
     pindex: Any = None  # payload index entries
     sparse: dict[str, Any] = field(default_factory=dict)  # label -> SparseVector bytes
     inverted: dict[str, Any] = field(default_factory=dict)  # index u32 + label u64 -> f32
@@ -368,7 +369,7 @@ class BatchWriter:
         return keys
 
     def _index_candidates(self, filter_: Any) -> list[bytes] | None:
-        """Keys the payload indexes say may match (planner.py), in key order; None: scan.
+        """Keys the payload indexes say may match (engine/store/planner.py), in key order; None: scan.
         Read in this transaction, so they reflect the batch's earlier ops."""
         lookup = planner.plan(filter_, self.index_specs)
         if lookup is None:

@@ -4,7 +4,7 @@ Owns: the index types (Qdrant's `PayloadSchemaType`), what each extracts from a 
 byte encoding of values (sorting as the values do), the two LMDB databases below, and
 resolving a planner's `Lookup` tree to a set of point keys inside one read transaction.
 Not here: when entries change (mutations.BatchWriter keeps them in the payload's own
-transaction), choosing lookups for a filter (planner.py), evaluating a filter (filters.py).
+transaction), choosing lookups for a filter (engine/store/planner.py), evaluating a filter (engine/filters/conditions.py).
 
 | database | key                                     | value                                |
 |----------|-----------------------------------------|--------------------------------------|
@@ -26,7 +26,7 @@ contiguous key range. Encoded values (all sort as the values they encode):
 | geo                     | {"lon": n, "lat": n} objects         | sortable f64 lat + f64 lon   |
 
 An index holds a superset of what a condition on the field can match: every value the
-filter language would look at (path values, arrays flattened one level, as filters.py does)
+filter language would look at (path values, arrays flattened one level, as engine/filters/conditions.py does)
 and integers as f64, the way filters compare ranges. The planner relies on that: index
 lookups only narrow the candidates, and the whole filter is still evaluated on each, so a
 filtered read answers exactly what a scan answers. Text indexes store whole strings: a
@@ -44,8 +44,9 @@ from typing import Any
 
 import lmdb
 
-from engine import filters, instants
-from engine.payload_path import PayloadPath
+from engine.filters import conditions as filters
+from engine.filters import instants
+from engine.filters.payload_path import PayloadPath
 
 SCHEMA_TYPES = ("keyword", "integer", "float", "geo", "text", "bool", "datetime", "uuid")
 KEYWORD_BYTES_MAX = 256  # longer strings are indexed by hash: equality only, keys stay short
@@ -63,7 +64,7 @@ class IndexSpec:
     points_count: int = 0
 
 
-# ---- what a lookup asks for (built by planner.py, resolved here) ---------------------------
+# ---- what a lookup asks for (built by engine/store/planner.py, resolved here) ---------------------------
 
 
 @dataclass(frozen=True)

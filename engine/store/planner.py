@@ -2,11 +2,11 @@
 
 Owns: turning a compiled `filters.Filter` and the collection's payload indexes into a
 `payload_index.Lookup` tree, or None for "scan every point".
-Not here: resolving lookups in LMDB (payload_index.py), the final check of each candidate
-(reads.py evaluates the whole filter on every candidate), choosing exact vs graph search.
+Not here: resolving lookups in LMDB (engine/store/payload_index.py), the final check of each candidate
+(engine/query/reads.py evaluates the whole filter on every candidate), choosing exact vs graph search.
 
 A plan selects a *superset* of the matching points, never fewer: a condition becomes a lookup
-only when every point it can match holds an indexed value it selects (payload_index.py says
+only when every point it can match holds an indexed value it selects (engine/store/payload_index.py says
 why the indexes hold such a superset). So:
 
 - `must`: the lookups of its plannable conditions, intersected (the others are left to the
@@ -25,8 +25,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from engine import geo, payload_index
-from engine.filters import (
+from engine.filters import geo
+from engine.filters.conditions import (
     DatetimeRange,
     FieldCondition,
     Filter,
@@ -38,9 +38,18 @@ from engine.filters import (
     MatchValue,
     Range,
 )
+from engine.filters.payload_path import PayloadPath
 from engine.ops import point_key
-from engine.payload_index import AllOf, AnyOf, IndexSpec, KeySet, Lookup, ValueEqual, ValueRange
-from engine.payload_path import PayloadPath
+from engine.store import payload_index
+from engine.store.payload_index import (
+    AllOf,
+    AnyOf,
+    IndexSpec,
+    KeySet,
+    Lookup,
+    ValueEqual,
+    ValueRange,
+)
 
 Specs = dict[str, IndexSpec]
 FLOAT_MIN = payload_index.encode_float(-math.inf)

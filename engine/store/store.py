@@ -1,7 +1,7 @@
 """LMDB environment of one collection: id map, payloads, vectors, labels, applied_op_id.
 
 Owns: the files in <collection>/lmdb/ and what each LMDB database holds.
-Not here: the WAL (wal.py), the in-memory HNSW graphs (index.py), when to apply (applier.py).
+Not here: the WAL (engine/wal/log.py), the in-memory HNSW graphs (engine/vectors/hnsw.py), when to apply (applier.py).
 
 Every version of a point gets a fresh *label* (u64, never reused): the key of its vectors
 here and of its node in hnswlib. Overwriting or deleting a point kills the old label. Labels
@@ -17,10 +17,10 @@ labels born after it (`labels` from its next_label) and labels that died after i
 | v:<name>   | label u64 big-endian        | float32 little-endian bytes (raw)              |
 | s:<name>   | label u64 big-endian        | sparse: u32 LE indices, then f32 LE values     |
 | i:<name>   | index u32 BE + label u64 BE | f32 LE value: sparse inverted index (postings) |
-| schema     | payload field name          | payload index definition (payload_index.py)    |
-| pindex     | field + encoded value       | point key, dupsort (payload_index.py)          |
+| schema     | payload field name          | payload index definition (engine/store/payload_index.py)    |
+| pindex     | field + encoded value       | point key, dupsort (engine/store/payload_index.py)          |
 
-Values of points, labels, dead, v:, s: and schema are sealed with a CRC (checksum.py); the
+Values of points, labels, dead, v:, s: and schema are sealed with a CRC (engine/store/checksum.py); the
 derived databases (i:, pindex) are not: `keel check` recomputes and compares them. `format`
 is STORE_FORMAT; a store without it (written before checksums) is refused, not misread.
 
@@ -42,12 +42,14 @@ import cbor2
 import lmdb
 import numpy as np
 
-from engine import files, limits, payload_index
-from engine.checksum import unseal
+from engine import files, limits
 from engine.errors import CorruptionError, StorageError
 from engine.locks import ReadWriteLock
 from engine.logfmt import log_event
-from engine.mutations import (
+from engine.ops import Operation, SparseVector
+from engine.store import payload_index
+from engine.store.checksum import unseal
+from engine.store.mutations import (
     BatchWriter,
     CompileFilter,
     Databases,
@@ -55,7 +57,6 @@ from engine.mutations import (
     label_key,
     load_point,
 )
-from engine.ops import Operation, SparseVector
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ _APPLIED_KEY = b"applied_op_id"
 _NEXT_LABEL_KEY = b"next_label"
 _FORMAT_KEY = b"format"
 _NO_OP_ID = -1
-STORE_FORMAT = 1  # 1: sealed values (checksum.py)
+STORE_FORMAT = 1  # 1: sealed values (engine/store/checksum.py)
 
 
 @dataclass
@@ -83,7 +84,7 @@ class IndexDelta:
     added_vectors: dict[str, list[np.ndarray]] = field(default_factory=dict)
     removed_labels: dict[str, list[int]] = field(default_factory=dict)
     points_written: int = 0
-    # op_id -> the first missing id an id-listed edit met (mutations.py); the applier answers
+    # op_id -> the first missing id an id-listed edit met (engine/store/mutations.py); the applier answers
     # the op's waiter with it.
     missing_point_ids: dict[int, Any] = field(default_factory=dict)
 

@@ -2,7 +2,7 @@
 
 Owns: files `<collection>/index/v-<hex name>.*`, adding and removing labels, ANN search
 (each with the ef it asks for: `EfGate`), resizing, and checkpoint save/load. Labels are the
-store's (see store.py).
+store's (see engine/store/store.py).
 Not here: scores as Qdrant reports them (collection.py rescores hits exactly from LMDB),
 catching up with LMDB after a restart (collection.py drives it with store data).
 

@@ -4,8 +4,8 @@ Owns: a matrix of candidates scored against one query (similarity for Cosine and
 distance for Euclid and Manhattan), unit-length rows for Cosine, the best-first order and
 the score threshold test (strict, both ways, as Qdrant's Distance::check_threshold), and the
 IDF weight of sparse indices.
-Not here: which candidates are scored (reads.py), the universal query's custom scores
-(query_scores.py).
+Not here: which candidates are scored (engine/query/reads.py), the universal query's custom scores
+(engine/query/scores.py).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ a search arriving while one may still start runs at once, alone (no added latenc
 server is idle), and searches arriving while all run wait and go together in the next job:
 one thread hop for all of them, and their graph searches in one `knn_query` when they share
 vector, k and ef (Reader.search_many).
-Not here: what a search does (reads.py), validating it (collection.py).
+Not here: what a search does (engine/query/reads.py), validating it (collection.py).
 
 Measured (tools/bench, 8 clients, `POST /points/search`): see the README's benchmark section.
 """

@@ -4,8 +4,8 @@ Owns: `<collection>/followers.json`, the durable map follower name -> next op id
 and the retention decision: which op id the applier may truncate the WAL below, given the
 followers and the cap `follower_retention_bytes_max` (past it a follower is marked lost,
 loudly, and the WAL is truncated anyway).
-Not here: reading WAL records (wal.py `read_durable`), when truncation runs (applier.py),
-HTTP (server/followers.py), the follower itself (server/follow.py).
+Not here: reading WAL records (engine/wal/log.py `read_durable`), when truncation runs (applier.py),
+HTTP (server/api/followers.py), the follower itself (server/commands/follow.py).
 
 A follower (`keel follow`, or `keel migrate` right before it takes its snapshot) registers
 the next op id it needs and acks its progress by registering again. While it is behind,

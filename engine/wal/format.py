@@ -2,7 +2,7 @@
 
 Owns: the on-disk format below, framing a batch, parsing one, and telling a torn tail (an
 invalid last batch with nothing valid after it) from corruption.
-Not here: writing, syncing and recovering a log (wal.py).
+Not here: writing, syncing and recovering a log (engine/wal/log.py).
 
 On disk: segments named `<first_op_id:020d>.wal`; each holds whole batches. A batch is what
 one group commit writes with one `os.write` and one `fdatasync`:

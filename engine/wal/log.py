@@ -4,7 +4,7 @@ Owns: the files in <collection>/wal/, the op_id sequence, group commit, recovery
 (torn tail vs corruption), and truncation of old segments.
 Not here: what an operation means (ops.py), when it is applied (applier.py).
 
-On disk: segments of batches (wal_format.py has the byte layout and the scans that tell a
+On disk: segments of batches (engine/wal/format.py has the byte layout and the scans that tell a
 torn tail from corruption).
 
 Failures while writing. An fdatasync error closes the log for good (fsyncgate: the kernel may
@@ -34,7 +34,7 @@ from pathlib import Path
 from engine import files, limits, stats
 from engine.errors import Conflict, CorruptionError, StorageError
 from engine.logfmt import log_event
-from engine.wal_format import (
+from engine.wal.format import (
     RECORD_HEADER,
     SEGMENT_SUFFIX,
     ScanEnd,
@@ -43,7 +43,7 @@ from engine.wal_format import (
     scan_batches,
     segment_name,
 )
-from engine.wal_reader import LiveReader, SegmentRef
+from engine.wal.reader import LiveReader, SegmentRef
 
 log = logging.getLogger(__name__)
 

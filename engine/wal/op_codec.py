@@ -1,9 +1,9 @@
 """The CBOR encoding of an operation in a WAL record body, and of the filters inside it.
 
 Owns: `encode_op` / `decode_op` and `encode_tree` / `decode_tree` (filters by class name and
-init fields). Renaming an op field here, or a filter class or field in filters.py, breaks
+init fields). Renaming an op field here, or a filter class or field in engine/filters/conditions.py, breaks
 replay of old logs.
-Not here: what the ops are (ops.py), framing records into batches (wal_format.py).
+Not here: what the ops are (ops.py), framing records into batches (engine/wal/format.py).
 
 Record body: a CBOR map, keys short on purpose (they are repeated in every record):
 
@@ -70,7 +70,7 @@ def encode_op(op: Operation) -> bytes:
 
 def decode_op(body: bytes, filter_types: Mapping[str, type] | None = None) -> Operation:
     """Inverse of encode_op; `filter_types` names the classes a filter may be built of
-    (engine.filters supplies them). Raises CorruptionError on a body Keel never wrote."""
+    (engine.filters.conditions supplies them). Raises CorruptionError on a body Keel never wrote."""
     try:
         data = cbor2.loads(body)
         decoder = _OP_DECODERS.get(data["t"])

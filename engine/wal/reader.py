@@ -6,7 +6,7 @@ the positions (segment, batch offset) where reads stopped, so that the next read
 op id seeks there. Without them a follower reading 256 ops at a time read and re-checked its
 whole segment (up to 128 MiB) from the start on every read: catching up on a backlog cost
 O(segment) per batch.
-Not here: the format and its parser (wal_format.py), appending and truncating (wal.py).
+Not here: the format and its parser (engine/wal/format.py), appending and truncating (engine/wal/log.py).
 
 Only records up to the caller's durable op id are returned: bytes after the last fdatasync
 may be a batch still being written, and a batch that does not parse (yet) ends the read.
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import CorruptionError
-from engine.wal_format import parse_batch
+from engine.wal.format import parse_batch
 
 READ_CHUNK_BYTES = 1 << 20  # read a segment this much at a time from the resume offset
 POSITIONS_MAX = 64  # remembered resume positions (one per follower is what is needed)

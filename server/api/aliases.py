@@ -17,11 +17,11 @@ from typing import Any
 from aiohttp import web
 
 from engine.catalog import AliasAction
-from server.collections import check_timeout_param
-from server.context import catalog_of, read_json
+from server.api.collections import check_timeout_param
+from server.api.context import catalog_of, read_json
 from server.responses import ok
-from server.schemas import check_collection_name
-from server.serde_text import invalid_type, missing_field, untagged_mismatch
+from server.wire.schemas import check_collection_name
+from server.wire.serde_text import invalid_type, missing_field, untagged_mismatch
 
 # action key -> (kind, required string fields in AliasAction order)
 _ACTION_FIELDS = {

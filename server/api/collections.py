@@ -2,8 +2,8 @@
 
 Owns: the six routes under `/collections` that manage collections; each parses, calls one
 catalog method and shapes the answer.
-Not here: what a valid config is or how it is shown (collection_config.py), how a PATCH
-body changes a config (collection_update.py).
+Not here: what a valid config is or how it is shown (server/wire/collection_config.py), how a PATCH
+body changes a config (server/wire/collection_update.py).
 
 Qdrant 1.19 (`src/actix/api/collections_api.rs`): creation checks the name strictly
 (`validate_collection_name`), the other routes with the legacy rule; DELETE of a missing
@@ -16,11 +16,11 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from server.collection_config import collection_info_json, parse_create_collection
-from server.collection_update import parse_update_collection
-from server.context import catalog_of, read_json
+from server.api.context import catalog_of, read_json
 from server.responses import ApiError, ok
-from server.schemas import check_collection_name
+from server.wire.collection_config import collection_info_json, parse_create_collection
+from server.wire.collection_update import parse_update_collection
+from server.wire.schemas import check_collection_name
 
 
 async def list_collections(request: web.Request) -> web.Response:

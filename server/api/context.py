@@ -2,7 +2,7 @@
 
 Owns: `CATALOG_KEY`/`INFO_KEY`/`SNAPSHOTS_PATH_KEY` (set by app.create_app), `read_json`,
 and `parse_off_loop`, which moves the parsing of big bodies off the event loop.
-Not here: routes or error mapping (app.py), validation rules (schemas.py).
+Not here: routes or error mapping (app.py), validation rules (server/wire/schemas.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from engine.catalog import Catalog
-from server.schemas import load_json
+from server.wire.schemas import load_json
 
 T = TypeVar("T")
 

@@ -2,7 +2,7 @@
 
 Owns: parsing Qdrant's FacetRequest (`key`, `limit` default 10, `filter`, `exact`,
 `shard_key`) and shaping `{"hits": [{"value", "count"}]}`.
-Not here: the counting (engine/reads.py `Reader.facet`), filters (server/filters.py).
+Not here: the counting (engine/query/reads.py `Reader.facet`), filters (server/wire/filters.py).
 
 Qdrant 1.19 (src/actix/api/facet_api.rs, `FacetRequestInternal` in lib/api/src/rest/
 schema.rs: `limit` at least 1, validated under `facet_request.`; the hit order in
@@ -21,12 +21,12 @@ from typing import Any
 from aiohttp import web
 
 from engine.errors import FormatError, NotImplementedYet
-from engine.payload_path import PayloadPath
-from server.context import catalog_of, read_json
-from server.filters import parse_filter
+from engine.filters.payload_path import PayloadPath
+from server.api.context import catalog_of, read_json
 from server.responses import ok
-from server.schemas import check_collection_name, parse_read_params
-from server.serde_text import invalid_type, missing_field, range_message, validation_errors
+from server.wire.filters import parse_filter
+from server.wire.schemas import check_collection_name, parse_read_params
+from server.wire.serde_text import invalid_type, missing_field, range_message, validation_errors
 
 FACET_LIMIT_DEFAULT = 10
 U64_MAX = 2**64 - 1

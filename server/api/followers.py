@@ -10,12 +10,12 @@ Owns:
 - `GET /keel/collections/{c}/followers`: every follower (a read).
 - `DELETE /keel/collections/{c}/followers/{name}`: forget it (a write); true if it existed.
 - `GET /keel/collections/{c}/wal?from_op_id=N&limit=M`: durable ops from N on, each as
-  `{"op_id", "request": {"method", "path", "body"}}` (server/op_requests.py), with
+  `{"op_id", "request": {"method", "path", "body"}}` (server/wire/op_requests.py), with
   `first_op_id` (the oldest op the WAL still holds), `last_op_id` (the last durable
   one, for lag) and `incarnation`; `&incarnation=ID` refuses to read another history. A read.
 A lost follower, one asking for ops already truncated, or one naming another incarnation
 is answered 409 with a message that says to re-run `keel migrate`.
-Not here: retention (engine/followers.py), reading the log (engine/wal.py).
+Not here: retention (engine/wal/followers.py), reading the log (engine/wal/log.py).
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from typing import Any
 from aiohttp import web
 
 from engine.errors import BadRequest, Conflict
-from engine.followers import REMIGRATE_HINT, Follower, check_follower_name
-from server.context import catalog_of, off_loop, read_json
-from server.op_requests import op_request
+from engine.wal.followers import REMIGRATE_HINT, Follower, check_follower_name
+from server.api.context import catalog_of, off_loop, read_json
 from server.responses import ok
-from server.schemas import check_collection_name
+from server.wire.op_requests import op_request
+from server.wire.schemas import check_collection_name
 
 PREFIX = "/keel/collections/{collection_name}"
 WAL_READ_COUNT_DEFAULT = 256

@@ -4,8 +4,8 @@ Owns: `POST /points/recommend`, `/recommend/batch`, `/recommend/groups`, `/disco
 `/discover/batch`. Qdrant 1.19 still serves them (`src/actix/api/recommend_api.rs`,
 `discover_api.rs`) though its OpenAPI spec and qdrant-client 1.20 no longer list them; curl
 examples from older docs use them. Each body is rewritten into the `POST /points/query` body
-that means the same and parsed by query.py, so both run the same engine code.
-Not here: parsing queries (query.py), running them (engine/query.py).
+that means the same and parsed by server/wire/query.py, so both run the same engine code.
+Not here: parsing queries (server/wire/query.py), running them (engine/query/universal.py).
 
 Qdrant 1.19 `lib/collection/src/operations/types.rs` (RecommendRequestInternal,
 RecommendGroupsRequestInternal, DiscoverRequestInternal: `limit` required, alias `top`;
@@ -20,9 +20,10 @@ from typing import Any
 
 from aiohttp import web
 
-from server import query, query_api
+from server.api import query as query_api
 from server.responses import ApiError
-from server.serde_text import invalid_type, missing_field
+from server.wire import query
+from server.wire.serde_text import invalid_type, missing_field
 
 # Fields the legacy bodies share with QueryRequest, passed through unchanged.
 SHARED_FIELDS = (

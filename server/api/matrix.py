@@ -3,7 +3,7 @@
 Owns: parsing Qdrant's SearchMatrixRequest (`filter`, `sample` default 10 and at least 2,
 `limit` default 3 and at least 1, `using`, `shard_key`) and shaping the two answers:
 `{"pairs": [{"a", "b", "score"}]}` and `{"offsets_row", "offsets_col", "scores", "ids"}`.
-Not here: sampling and scoring (engine/distance_matrix.py).
+Not here: sampling and scoring (engine/query/distance_matrix.py).
 
 The sample is random, as in Qdrant: two calls may answer differently unless `sample` is at
 least the number of points the filter selects.
@@ -16,14 +16,14 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.distance_matrix import DistanceMatrix
 from engine.errors import NotImplementedYet
 from engine.ops import UNNAMED_VECTOR
-from server.context import catalog_of, read_json
-from server.filters import parse_filter
+from engine.query.distance_matrix import DistanceMatrix
+from server.api.context import catalog_of, read_json
 from server.responses import ok, point_id_json
-from server.schemas import check_collection_name, parse_read_params, parse_usize
-from server.serde_text import invalid_type, range_message, validation_errors
+from server.wire.filters import parse_filter
+from server.wire.schemas import check_collection_name, parse_read_params, parse_usize
+from server.wire.serde_text import invalid_type, range_message, validation_errors
 
 SAMPLE_DEFAULT = 10
 LIMIT_DEFAULT = 3

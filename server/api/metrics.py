@@ -5,7 +5,7 @@ Owns: the metric names (all `keel_...`, plus prometheus_client's standard `proce
 recorded by `metrics_middleware`), and `KeelCollector`, which reads engine state at scrape
 time. Each app has its own CollectorRegistry, so several apps in one process never share or
 collide on a metric.
-Not here: measuring the write path (engine/wal.py, engine/applier.py record into
+Not here: measuring the write path (engine/wal/log.py, engine/applier.py record into
 engine/stats.py histograms); whether /metrics needs an API key (server/auth.py).
 
 Labels are bounded: `endpoint` is the route's template (`/collections/{collection_name}`),

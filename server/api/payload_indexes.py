@@ -3,8 +3,8 @@
 Owns: parsing `CreateFieldIndex` bodies (a schema type name, or a params object with `type`)
 and the field path, and answering an UpdateResult; the index is a WAL operation, applied (and
 built over the existing points) by the engine, with the same `wait`/`ordering`/`timeout`.
-Not here: what an index holds or how filters use it (engine/payload_index.py, planner.py),
-`payload_schema` in collection info (collection_config.py).
+Not here: what an index holds or how filters use it (engine/store/payload_index.py, planner.py),
+`payload_schema` in collection info (server/wire/collection_config.py).
 
 Qdrant 1.19 (`src/actix/api/update_api.rs`, `lib/segment/src/types.rs`): a missing or null
 `field_schema` is 400 "Bad request: Can't auto-detect field type, please specify
@@ -20,15 +20,15 @@ from typing import Any
 from aiohttp import web
 
 from engine.errors import FormatError
+from engine.filters.payload_path import PayloadPath
+from engine.filters.text_match import TOKENIZERS
 from engine.ops import CreateFieldIndex, DeleteFieldIndex, Operation
-from engine.payload_index import SCHEMA_TYPES
-from engine.payload_path import PayloadPath
-from engine.text_match import TOKENIZERS
-from server.collection_config import MEMORY
-from server.context import catalog_of, read_json
+from engine.store.payload_index import SCHEMA_TYPES
+from server.api.context import catalog_of, read_json
 from server.responses import ApiError, ok, update_result_json
-from server.schemas import check_collection_name, parse_update_params
-from server.serde_text import (
+from server.wire.collection_config import MEMORY
+from server.wire.schemas import check_collection_name, parse_update_params
+from server.wire.serde_text import (
     code_only_message,
     invalid_type,
     missing_field,

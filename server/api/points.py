@@ -3,7 +3,7 @@ scroll, count, search, query).
 
 Owns: the routes under `/collections/{name}/points`; each parses (in Qdrant's order: path,
 body, query string), looks the collection up, calls one engine method, shapes the answer.
-Not here: what a valid body is (schemas.py, upsert.py, updates.py), JSON of points
+Not here: what a valid body is (server/wire/schemas.py, server/wire/upsert.py, server/wire/updates.py), JSON of points
 (responses.py).
 
 Qdrant 1.19: `src/actix/api/update_api.rs` (every write answers an UpdateResult, batch a list
@@ -21,8 +21,8 @@ from aiohttp import web
 
 from engine.errors import NotFound
 from engine.ops import PayloadSelector, SparseVector, UpdateResult, VectorSelector
-from server import query, query_api, updates
-from server.context import catalog_of, off_loop, parse_off_loop, read_body, read_json
+from server.api import query as query_api
+from server.api.context import catalog_of, off_loop, parse_off_loop, read_body, read_json
 from server.responses import (
     ok,
     point_id_json,
@@ -30,7 +30,8 @@ from server.responses import (
     scored_point_json,
     update_result_json,
 )
-from server.schemas import (
+from server.wire import query, updates
+from server.wire.schemas import (
     build_search,
     check_collection_name,
     check_selected_vectors_exist,
@@ -42,7 +43,7 @@ from server.schemas import (
     parse_search,
     parse_update_params,
 )
-from server.upsert import build_upsert, parse_upsert_json
+from server.wire.upsert import build_upsert, parse_upsert_json
 
 
 async def upsert_points(request: web.Request) -> web.Response:

@@ -4,7 +4,7 @@ Owns: `POST /points/query`, `/query/batch`, `/query/groups`, `/search/batch`,
 `/search/groups`, scroll with `order_by`, Qdrant's checks after the collection is found
 (`check_query`), the collections a query looks up, and the answer shapes (ScoredPoints,
 groups, records with their `order_value`).
-Not here: parsing bodies into plans (query.py), running plans (engine/query.py).
+Not here: parsing bodies into plans (server/wire/query.py), running plans (engine/query/universal.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from engine.catalog import Catalog
 from engine.collection import Collection
 from engine.errors import BadRequest, NotFound
 from engine.ops import UNNAMED_VECTOR
-from engine.query_plan import (
+from engine.query.plan import (
     Fusion,
     Group,
     OrderBy,
@@ -28,15 +28,7 @@ from engine.query_plan import (
     lookup_collections,
     with_lookup_collection,
 )
-from server.context import catalog_of, read_json
-from server.query import (
-    parse_query_batch,
-    parse_query_groups,
-    parse_query_request,
-    parse_search_batch,
-    parse_search_groups,
-    scroll_as_query,
-)
+from server.api.context import catalog_of, read_json
 from server.responses import (
     ApiError,
     ok,
@@ -45,7 +37,15 @@ from server.responses import (
     scored_point_json,
     vectors_json,
 )
-from server.schemas import (
+from server.wire.query import (
+    parse_query_batch,
+    parse_query_groups,
+    parse_query_request,
+    parse_search_batch,
+    parse_search_groups,
+    scroll_as_query,
+)
+from server.wire.schemas import (
     ScrollBody,
     check_collection_name,
     check_selected_vectors_exist,

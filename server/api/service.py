@@ -1,8 +1,8 @@
 """Service endpoints: `/` (version), health probes, and `/telemetry`.
 
 Owns: the answers of `GET /`, `/healthz`, `/livez`, `/readyz`, `/telemetry`.
-Not here: collections and points (collections.py, points.py); `/metrics` and the request
-counts telemetry shares with it (metrics.py).
+Not here: collections and points (server/api/collections.py, server/api/points.py); `/metrics` and the request
+counts telemetry shares with it (server/api/metrics.py).
 
 `/telemetry` fills the parts of Qdrant's TelemetryData that are cheap and true for Keel: the
 app, each collection as one local shard (points, vectors, the unapplied ops as its update
@@ -23,8 +23,8 @@ from engine.catalog import Catalog
 from engine.collection import Collection
 from engine.errors import NotReady
 from engine.stats import HistogramSnapshot
-from server.context import INFO_KEY, catalog_of
-from server.metrics import METRICS_KEY, RequestKey
+from server.api.context import INFO_KEY, catalog_of
+from server.api.metrics import METRICS_KEY, RequestKey
 from server.responses import json_response, ok
 
 QDRANT_TITLE = "qdrant - vector search engine"

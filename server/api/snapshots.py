@@ -26,10 +26,10 @@ from aiohttp import BodyPartReader, web
 
 from engine import snapshot
 from engine.errors import BadRequest
-from server.context import SNAPSHOTS_PATH_KEY, catalog_of, read_json
+from server.api.context import SNAPSHOTS_PATH_KEY, catalog_of, read_json
 from server.responses import ApiError, ok
-from server.schemas import check_collection_name, parse_update_params
-from server.serde_text import invalid_type, missing_field, unknown_variant
+from server.wire.schemas import check_collection_name, parse_update_params
+from server.wire.serde_text import invalid_type, missing_field, unknown_variant
 
 SNAPSHOTS = "/collections/{collection_name}/snapshots"
 SNAPSHOT_PRIORITIES = ("no_sync", "snapshot", "replica")

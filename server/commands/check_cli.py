@@ -1,9 +1,9 @@
 """`keel check` and `keel wal dump`: the offline tools an operator runs on stopped storage.
 
-Owns: running engine/check.py (and its repair) and printing what it found; printing WAL
+Owns: running engine/check/check.py (and its repair) and printing what it found; printing WAL
 records. Both take the storage lock first, so they never read a directory a server is
 writing, and refuse with exit 2 when a server holds it.
-Not here: what is checked (engine/check.py, engine/check_store.py).
+Not here: what is checked (engine/check/check.py, engine/check/store.py).
 
 Exit codes of `keel check`: 0 sound (notes about crash leftovers may be printed), 1 damage
 found (after `--repair`: damage left), 2 could not check (usage, storage in use or missing).
@@ -19,11 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from engine import check, wal_format
 from engine.catalog import lock_storage
+from engine.check import check
 from engine.errors import CorruptionError, StorageLocked
 from engine.limits import EngineSettings
-from engine.op_codec import decode_op
 from engine.ops import (
     CreateFieldIndex,
     DeleteFieldIndex,
@@ -34,7 +33,9 @@ from engine.ops import (
     UpdateVectors,
     UpsertPoints,
 )
-from engine.reads import FILTER_TYPES
+from engine.query.reads import FILTER_TYPES
+from engine.wal import format as wal_format
+from engine.wal.op_codec import decode_op
 
 EXIT_SOUND = 0
 EXIT_DAMAGED = 1

@@ -2,11 +2,11 @@
 in order, so the target catches up with a migration and stays current.
 
 Owns: the follow loop: read durable ops from the source (`GET /keel/collections/{c}/wal`),
-send each as the REST request that reproduces it (server/op_requests.py renders them) with
+send each as the REST request that reproduces it (server/wire/op_requests.py renders them) with
 `wait=true`, ack the new position to the source (`PUT /keel/.../followers/{name}`, which also
 keeps the WAL the follower still needs), and show the lag: ops behind the source's last
 durable op, and seconds since the oldest op not yet replayed was first seen.
-Not here: the initial copy (migrate.py), WAL retention (engine/followers.py).
+Not here: the initial copy (server/commands/migrate.py), WAL retention (engine/wal/followers.py).
 
 Where to start: `--state FILE` (the migration's: each collection's snapshot op id, and where
 an earlier follow stopped) or `--from-op C=N` (replay ops after N). A follower whose ops were
@@ -48,8 +48,8 @@ from typing import Any
 import httpx
 
 from engine.logfmt import log_event
-from server import transfer
-from server.transfer import TransferError
+from server.commands import transfer
+from server.commands.transfer import TransferError
 
 log = logging.getLogger("keel.follow")
 

@@ -2,8 +2,8 @@
 
 Owns: reading a source's collection info, payload schema, aliases and points over its REST
 API (qdrant-client's scroll, with vectors and payloads), and recreating them in Keel.
-Not here: REST helpers, progress and the guards (transfer.py); the way out (migrate.py,
-follow.py).
+Not here: REST helpers, progress and the guards (server/commands/transfer.py); the way out (server/commands/migrate.py,
+server/commands/follow.py).
 
 Before anything is written the import refuses (exit 2) when source and target are one server
 (`--to` defaults to 127.0.0.1:6333, a local Qdrant's port too), when a collection to import
@@ -24,8 +24,8 @@ import sys
 from typing import Any
 
 from engine.logfmt import log_event
-from server import transfer
-from server.transfer import RefusedError, TransferError
+from server.commands import transfer
+from server.commands.transfer import RefusedError, TransferError
 
 log = logging.getLogger("keel.import")
 

@@ -2,8 +2,8 @@
 op id per collection, resumably, and verify the copy.
 
 Owns: the migration steps and their order, the resume logic, verification.
-Not here: REST helpers, state file I/O, progress (transfer.py); tailing the WAL afterwards
-(follow.py).
+Not here: REST helpers, state file I/O, progress (server/commands/transfer.py); tailing the WAL afterwards
+(server/commands/follow.py).
 
 Steps, per collection:
 1. Register the follower (`PUT /keel/collections/{c}/followers/{name}` with `next_op_id`
@@ -13,7 +13,7 @@ Steps, per collection:
    and delete it on the source. The snapshot is one LMDB read transaction: every point as of
    its op id S, which is in its manifest. S >= the applied op id at step 1, so every op
    after S is still in the WAL. Then ack the follower at S + 1: `keel follow` starts there.
-3. Unpack the snapshot locally and open its LMDB read-only through engine/store.py.
+3. Unpack the snapshot locally and open its LMDB read-only through engine/store/store.py.
 4. On the target: create the collection from the snapshot's config (its CreateCollection
    echo), create the payload indexes, upload the points in key order, in batches, with
    `--parallel` batches in flight; the state file records the last key of the longest run
@@ -52,9 +52,9 @@ import httpx
 from engine import files, limits, snapshot
 from engine.logfmt import log_event
 from engine.ops import CollectionConfig, point_id_from_key
-from engine.store import Store, StoredPoint
-from server import transfer
-from server.transfer import RefusedError, TransferError
+from engine.store.store import Store, StoredPoint
+from server.commands import transfer
+from server.commands.transfer import RefusedError, TransferError
 
 log = logging.getLogger("keel.migrate")
 

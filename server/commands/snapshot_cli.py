@@ -2,7 +2,7 @@
 
 Owns: the offline snapshot commands, their flags, output and exit codes.
 Not here: the snapshot format and checks (engine/snapshot.py), taking and restoring one
-(engine/catalog.py), the HTTP endpoints (server/snapshots.py).
+(engine/catalog.py), the HTTP endpoints (server/api/snapshots.py).
 
 Every action opens the storage the way `keel serve` does: it takes the lock (a running
 server holds it: exit 1, naming the HTTP call to use instead) and recovers every collection

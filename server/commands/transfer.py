@@ -9,7 +9,7 @@ every few seconds otherwise), the commands' logging (the server's format, server
 and the guards that run before anything is changed: source and target must be two servers
 (`check_distinct_servers`), and every collection `--overwrite` would delete on the target
 is named with its point count and confirmed (`confirm_deletions`).
-Not here: the migration steps (migrate.py), the WAL tail (follow.py), import (import_cli.py).
+Not here: the migration steps (server/commands/migrate.py), the WAL tail (server/commands/follow.py), import (server/commands/import_cli.py).
 """
 
 from __future__ import annotations
@@ -293,7 +293,7 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
 
 
 def create_collection_body(config: CollectionConfig) -> dict[str, Any]:
-    """The CreateCollection body that makes `config` (server/collection_config.py parses it
+    """The CreateCollection body that makes `config` (server/wire/collection_config.py parses it
     back to an equal config): vectors, sparse vectors, hnsw, wal, optimizers, quantization,
     metadata and the collection params, as the collection was created (its echo)."""
     echo = config.echo

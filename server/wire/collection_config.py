@@ -4,7 +4,7 @@ Owns: parsing and validating `PUT /collections/{name}` (Qdrant's `CreateCollecti
 the engine's CollectionConfig, keeping every accepted option the engine does not use in
 `CollectionConfig.echo` (JSON, stored with the collection), and rendering `GET
 /collections/{name}` from it with Qdrant's defaults, field for field.
-Not here: collection names (schemas.py), handlers (collections.py).
+Not here: collection names (server/wire/schemas.py), handlers (server/api/collections.py).
 
 Qdrant 1.19, read in its source: `CreateCollection` and `CreateCollectionOperation::new`
 (lib/storage/src/content_manager/collection_meta_ops.rs), `VectorParams`/`VectorsConfig`
@@ -30,7 +30,7 @@ from engine.ops import (
     SparseVectorConfig,
     VectorConfig,
 )
-from server.serde_text import (
+from server.wire.serde_text import (
     invalid_type,
     missing_field,
     range_message,

@@ -3,7 +3,7 @@
 Owns: parsing an UpdateCollection body and merging it into the collection's CollectionConfig
 the way Qdrant merges each diff, so that `GET /collections/{name}` shows what Qdrant would.
 Not here: writing the config (engine: Catalog.update_config, atomic and durable), the
-handler (collections.py), what a create body is (collection_config.py, whose field tables
+handler (server/api/collections.py), what a create body is (server/wire/collection_config.py, whose field tables
 and scalar parsers this module reuses).
 
 Qdrant 1.19, read in its source: `UpdateCollection` (lib/storage/src/content_manager/
@@ -28,7 +28,7 @@ from typing import Any
 
 from engine.errors import BadRequest, FormatError, NotImplementedYet
 from engine.ops import CollectionConfig, HnswSettings, VectorConfig
-from server.collection_config import (
+from server.wire.collection_config import (
     HNSW_ALIASES,
     HNSW_FIELDS,
     MEMORY,
@@ -38,7 +38,7 @@ from server.collection_config import (
     _parse_quantization,
     _parse_scalar,
 )
-from server.serde_text import invalid_type, untagged_mismatch, validation_errors
+from server.wire.serde_text import invalid_type, untagged_mismatch, validation_errors
 
 # CollectionParamsDiff: replication_factor and write_consistency_factor are NonZeroU32.
 PARAMS_DIFF_FIELDS = {

@@ -1,9 +1,9 @@
-"""Qdrant's JSON filter -> engine.filters objects, with Qdrant's error texts.
+"""Qdrant's JSON filter -> engine.filters.conditions objects, with Qdrant's error texts.
 
 Owns: which filter JSON Qdrant 1.19 accepts and the exact text of the 400/422 it answers for
 the rest: format errors (`FormatError`, 400 `Format error in JSON body: ...`) and validation
 errors (`ValidationError`, 422 `Validation error in JSON body: [...]`).
-Not here: what a filter means (engine/filters.py), where a filter sits in a request body.
+Not here: what a filter means (engine/filters/conditions.py), where a filter sits in a request body.
 
 How Qdrant reads a filter (`lib/segment/src/types.rs`, `common/utils.rs` `MaybeOneOrMany`):
 
@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.errors import FormatError
-from engine.filters import (
+from engine.filters.conditions import (
     I64_MAX,
     I64_MIN,
     U64_MAX,
@@ -67,7 +67,7 @@ from engine.filters import (
 )
 from engine.limits import FILTER_JSON_DEPTH_MAX
 from engine.ops import PointId
-from server.serde_text import (
+from server.wire.serde_text import (
     invalid_type,
     missing_field,
     rust_debug_str,

@@ -1,11 +1,11 @@
 """Engine operations back to the Qdrant REST requests that reproduce them (for followers).
 
 Owns: `op_request(collection_name, op)` -> `OpRequest(method, path, body)` for every WAL
-operation, and `render_filter`, engine.filters objects back to Qdrant's filter JSON, such
-that server/filters.py parses the rendering to an equal filter (tests check
+operation, and `render_filter`, engine.filters.conditions objects back to Qdrant's filter JSON, such
+that server/wire/filters.py parses the rendering to an equal filter (tests check
 `parse_filter(render_filter(f)) == f` and `parse(render(op)) == op`).
-Not here: reading the WAL (engine/wal.py), the HTTP endpoint (server/followers.py), sending
-the requests (server/follow.py).
+Not here: reading the WAL (engine/wal/log.py), the HTTP endpoint (server/api/followers.py), sending
+the requests (server/commands/follow.py).
 
 Choices, each because the target may be Qdrant as well as Keel:
 - Upserts use the points-list form, one point per id, vectors by name (a collection's single
@@ -13,7 +13,7 @@ Choices, each because the target may be Qdrant as well as Keel:
   when not the default, so an older Qdrant without that field still takes plain upserts.
 - Dense vectors are sent as the float32 values the WAL holds (Cosine ones were normalised
   at admission; Qdrant normalises again, which changes at most the last bit).
-- Datetime ranges hold chrono-ordered instant keys (engine/instants.py `instant_key`); they
+- Datetime ranges hold chrono-ordered instant keys (engine/filters/instants.py `instant_key`); they
   are written back as RFC 3339 UTC with nine fraction digits, which parses to the same key.
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.filters import (
+from engine.filters.conditions import (
     DatetimeRange,
     FieldCondition,
     Filter,
@@ -51,7 +51,7 @@ from engine.filters import (
     SliceCondition,
     ValuesCount,
 )
-from engine.instants import INSTANT_KEY_SPAN, NS_PER_S
+from engine.filters.instants import INSTANT_KEY_SPAN, NS_PER_S
 from engine.ops import (
     UNNAMED_VECTOR,
     CreateFieldIndex,
@@ -111,7 +111,7 @@ def op_request(collection_name: str, op: Operation, is_single_unnamed: bool) -> 
 
 
 def render_filter(filter_: Filter) -> dict[str, Any]:
-    """Qdrant's JSON for an engine Filter (the inverse of server/filters.py's parser)."""
+    """Qdrant's JSON for an engine Filter (the inverse of server/wire/filters.py's parser)."""
     data: dict[str, Any] = {}
     for name in ("must", "should", "must_not"):
         conditions = getattr(filter_, name)
@@ -146,7 +146,7 @@ def point_id_json(point_id: PointId) -> int | str:
 
 
 def instant_text(key: int) -> str:
-    """RFC 3339 UTC text of an instant key (engine/instants.py `instant_key` inverts it)."""
+    """RFC 3339 UTC text of an instant key (engine/filters/instants.py `instant_key` inverts it)."""
     seconds, nanos = divmod(key, INSTANT_KEY_SPAN)
     moment = EPOCH + timedelta(seconds=seconds)
     second = moment.second

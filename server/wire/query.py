@@ -1,11 +1,11 @@
-"""Bodies of Qdrant's universal query and its relatives -> engine.query_plan plans.
+"""Bodies of Qdrant's universal query and its relatives -> engine.query.plan plans.
 
 Owns: parsing of `POST /points/query` (every query kind Keel runs: nearest by vector or id,
 recommend, discover, context, fusion, rrf, order_by, none), its `prefetch` trees and
 `lookup_from`, the batch and groups forms of query and search, and scroll's `order_by`; the
 501s for query kinds Keel does not run (formula, relevance feedback).
-Not here: the handlers and answer shapes (query_api.py), how a plan runs
-(engine/query.py), filters (filters.py).
+Not here: the handlers and answer shapes (server/api/query.py), how a plan runs
+(engine/query/universal.py), filters (server/wire/filters.py).
 
 Qdrant 1.19: `lib/api/src/rest/schema.rs` (QueryRequestInternal, Prefetch, QueryInterface,
 RecommendInput, OrderByInterface, QueryGroupsRequestInternal), `lib/segment/src/data_types/
@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine import instants
 from engine.errors import FormatError, NotImplementedYet
+from engine.filters import instants
+from engine.filters.payload_path import PayloadPath
 from engine.limits import PREFETCH_DEPTH_MAX
 from engine.ops import UNNAMED_VECTOR
-from engine.payload_path import PayloadPath
-from engine.query_plan import (
+from engine.query.plan import (
     GROUP_SIZE_DEFAULT,
     Context,
     Discover,
@@ -38,8 +38,8 @@ from engine.query_plan import (
     Sample,
     WithLookup,
 )
-from server.filters import parse_filter_collecting
-from server.schemas import (
+from server.wire.filters import parse_filter_collecting
+from server.wire.schemas import (
     QUERY_DEFAULT_LIMIT,
     ScrollBody,
     SearchBody,
@@ -51,7 +51,7 @@ from server.schemas import (
     parse_with_payload,
     parse_with_vector,
 )
-from server.serde_text import (
+from server.wire.serde_text import (
     code_only_message,
     invalid_type,
     missing_field,

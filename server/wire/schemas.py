@@ -3,9 +3,9 @@
 Owns: what a well-formed request is, checked in Qdrant's order and answered with Qdrant's
 texts (path parameters, then the JSON body's format (400), then its validation (422), then
 query parameters), before anything reaches the engine.
-Not here: the upsert body (upsert.py, the hot path), the other write bodies (updates.py),
-filters (filters.py), collection configs (collection_config.py), response shapes
-(responses.py), the wording helpers (serde_text.py).
+Not here: the upsert body (server/wire/upsert.py, the hot path), the other write bodies (server/wire/updates.py),
+filters (server/wire/filters.py), collection configs (server/wire/collection_config.py), response shapes
+(responses.py), the wording helpers (server/wire/serde_text.py).
 
 Qdrant's behaviour read in its source (1.19): ids in `lib/segment/src/types.rs`
 (`ExtendedPointId`), selectors `WithPayloadInterface`/`WithVector` (same file), bodies in
@@ -26,6 +26,7 @@ import numpy as np
 import orjson
 
 from engine.errors import BadRequest, FormatError
+from engine.filters.payload_path import PayloadPath
 from engine.limits import COLLECTION_NAME_BYTES_MAX, POINTS_PER_REQUEST_MAX, SCROLL_LIMIT_MAX
 from engine.ops import (
     U64_MAX,
@@ -37,10 +38,9 @@ from engine.ops import (
     SparseVector,
     VectorSelector,
 )
-from engine.payload_path import PayloadPath
-from server.filters import parse_filter, parse_filter_collecting
 from server.responses import ApiError
-from server.serde_text import (
+from server.wire.filters import parse_filter, parse_filter_collecting
+from server.wire.serde_text import (
     invalid_type,
     missing_field,
     range_message,
@@ -98,19 +98,19 @@ class SearchBody:
     is_exact: bool
     with_payload: PayloadSelector
     with_vector: VectorSelector
-    filter: Any = None  # an engine.filters.Filter
+    filter: Any = None  # an engine.filters.conditions.Filter
 
 
 @dataclass(frozen=True)
 class ScrollBody:
     """POST /points/scroll: a page of points in id order from `offset`, matching `filter`."""
 
-    filter: Any  # an engine.filters.Filter, or None for every point
+    filter: Any  # an engine.filters.conditions.Filter, or None for every point
     limit: int
     offset: PointId | None
     with_payload: PayloadSelector
     with_vector: VectorSelector
-    order_by: Any = None  # the raw `order_by` (server/query.py parses it), None without
+    order_by: Any = None  # the raw `order_by` (server/wire/query.py parses it), None without
 
 
 def load_json(body: bytes) -> Any:
@@ -265,7 +265,7 @@ def parse_scroll(data: Any) -> ScrollBody:
 
     `limit` default 10, at least 1; Keel also caps it at SCROLL_LIMIT_MAX (Qdrant has no
     cap): a bigger page is refused rather than cut short. `order_by` is kept raw for
-    server/query.py.
+    server/wire/query.py.
     """
     if not isinstance(data, dict):
         raise invalid_type(data, "struct ScrollRequest")
@@ -337,7 +337,7 @@ def parse_with_payload(value: Any, *, default: bool) -> PayloadSelector:
 
 
 def _is_path_list(value: Any) -> bool:
-    """A list of Qdrant JsonPaths (engine/payload_selection.py applies them)."""
+    """A list of Qdrant JsonPaths (engine/query/payload_selection.py applies them)."""
     if not _is_string_list(value):
         return False
     try:

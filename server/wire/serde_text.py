@@ -3,7 +3,7 @@
 Owns: the text of format errors (`invalid type: string "x", expected a map`), of
 validation errors (`value 0 invalid, must be 1 or larger`), and the Rust renderings of
 numbers and values those texts embed, so that Keel's 400/422 bodies read like Qdrant's.
-Not here: deciding *whether* input is valid (schemas.py) or the HTTP status (app.py).
+Not here: deciding *whether* input is valid (server/wire/schemas.py) or the HTTP status (app.py).
 
 Sources (Qdrant 1.19, read, not copied): serde_json's `JsonUnexpected`, serde's
 `Unexpected`, Rust's `Display`/`Debug` for f64 and str, `lib/segment/src/utils/fmt.rs`

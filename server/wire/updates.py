@@ -2,13 +2,13 @@
 
 Owns: `POST /points/delete`, the four payload bodies (`SetPayload` for set and overwrite,
 `DeletePayload`, the `PointsSelector` of clear), `UpdateVectors`, `DeleteVectors` and the
-`UpdateOperations` of `POST /points/batch`, parsed in two phases like upsert.py's:
+`UpdateOperations` of `POST /points/batch`, parsed in two phases like server/wire/upsert.py's:
 1. `parse_*(data)` -> `PointWrite`s: the format (400 `Format error in JSON body: ...`), then
    the validation (422 `Validation error in JSON body: [...]`); needs no collection.
 2. `plan_writes(writes, config)` -> `WritePlan`: the engine ops, vectors checked against the
    collection (400 `Wrong input: ...`), Qdrant's `Bad request: ...` for empty selections.
 Nothing invalid gets past phase 2, and a batch is checked whole before any op is logged.
-Not here: the upsert body itself (upsert.py), filters (filters.py), handlers (points.py).
+Not here: the upsert body itself (server/wire/upsert.py), filters (server/wire/filters.py), handlers (server/api/points.py).
 
 Qdrant 1.19, read in its source (not copied):
 - `SetPayload`/`DeletePayload` (lib/shard/src/operations/payload_ops.rs) deserialize through a
@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import FormatError
+from engine.filters.payload_path import PayloadPath
 from engine.limits import BATCH_OPERATIONS_MAX
 from engine.ops import (
     CollectionConfig,
@@ -55,12 +56,11 @@ from engine.ops import (
     UpdateResult,
     UpdateVectors,
 )
-from engine.payload_path import PayloadPath
-from server.filters import parse_filter_collecting
 from server.responses import ApiError
-from server.schemas import check_point_count, parse_point_id, parse_point_ids
-from server.serde_text import invalid_type, missing_field, untagged_mismatch, validation_errors
-from server.upsert import (
+from server.wire.filters import parse_filter_collecting
+from server.wire.schemas import check_point_count, parse_point_id, parse_point_ids
+from server.wire.serde_text import invalid_type, missing_field, untagged_mismatch, validation_errors
+from server.wire.upsert import (
     build_point_vectors,
     build_upsert,
     check_point_vector,

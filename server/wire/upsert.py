@@ -8,7 +8,7 @@ the columnar `batch`), in two phases, in Qdrant's order:
    collection (400 `Wrong input: ...`), then the columnar UpsertPoints: per vector name the
    positions of the points that carry it and one float32 matrix.
 Nothing invalid gets past phase 2, so nothing invalid is ever written.
-Not here: ids and other shared parsing (schemas.py), texts (serde_text.py).
+Not here: ids and other shared parsing (server/wire/schemas.py), texts (server/wire/serde_text.py).
 
 Qdrant 1.19, read in its source: `PointInsertOperations` (lib/api/src/rest/schema.rs; an
 object with `batch` is a batch, else with `points` a list, else "Invalid PointInsertOperations
@@ -20,7 +20,7 @@ Keel differs on purpose: a body with both `points` and `batch` is rejected (Qdra
 ignores `points`); unknown vector names are rejected up front; values must be finite as
 float32; a point of a collection with one unnamed vector must carry it.
 
-The vector checks are shared with `PUT /points/vectors` (server/updates.py): `check_point_vector`
+The vector checks are shared with `PUT /points/vectors` (server/wire/updates.py): `check_point_vector`
 in phase 1 and `build_point_vectors` in phase 2, so both answer with the same texts.
 """
 
@@ -42,8 +42,8 @@ from engine.ops import (
     UpdateMode,
     UpsertPoints,
 )
-from server.filters import parse_filter_collecting
-from server.schemas import (
+from server.wire.filters import parse_filter_collecting
+from server.wire.schemas import (
     NUMBER_TYPES,
     check_point_count,
     is_sparse_value,
@@ -51,9 +51,9 @@ from server.schemas import (
     parse_point_id,
     parse_sparse_vector,
 )
-from server.serde_text import (
-    invalid_type,
+from server.wire.serde_text import (
     code_only_message,
+    invalid_type,
     missing_field,
     unknown_variant,
     untagged_mismatch,
@@ -61,7 +61,7 @@ from server.serde_text import (
 )
 
 if TYPE_CHECKING:
-    from engine.filters import Filter
+    from engine.filters.conditions import Filter
 
 INVALID_FORMAT = "Invalid PointInsertOperations format"
 UPDATE_MODES = tuple(mode.value for mode in UpdateMode)

@@ -1,4 +1,4 @@
-"""server/followers.py: the Keel-only follower endpoints under /keel/, with auth."""
+"""server/api/followers.py: the Keel-only follower endpoints under /keel/, with auth."""
 
 from __future__ import annotations
 

@@ -407,7 +407,7 @@ class Harness:
         self.states[name] = after
         if response.status == 404 and MISSING_POINT_ERROR.match(response.body["status"]["error"]):
             # Qdrant's answer to an edit listing a missing id: logged (with the rest of its
-            # batch), the points before it edited (mutations.py); the config is unchanged.
+            # batch), the points before it edited (engine/store/mutations.py); the config is unchanged.
             assert after.config == before.config, response.body
             if before.next_op_id is not None:
                 assert after.next_op_id >= before.next_op_id + 2, response.body

@@ -10,8 +10,8 @@ import pytest
 from engine.catalog import Catalog
 from engine.errors import KeelError, Overloaded
 from engine.limits import EngineSettings
+from server.api.not_implemented import ROUTES_NOT_IMPLEMENTED
 from server.app import STATUS_BY_ERROR, build_commit, create_app, describe_error
-from server.not_implemented import ROUTES_NOT_IMPLEMENTED
 from tests.api.conftest import KEEL_VERSION, Api
 from tests.api.openapi_check import check_error_shape, check_response
 

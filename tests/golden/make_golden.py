@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.catalog import Catalog
-from engine.filters import (
+from engine.filters.conditions import (
     DatetimeRange,
     FieldCondition,
     Filter,
@@ -68,6 +68,7 @@ from engine.filters import (
     SliceCondition,
     ValuesCount,
 )
+from engine.filters.payload_path import PayloadPath
 from engine.limits import EngineSettings
 from engine.ops import (
     CreateFieldIndex,
@@ -84,8 +85,7 @@ from engine.ops import (
     UpdateVectors,
     UpsertPoints,
 )
-from engine.payload_path import PayloadPath
-from server.collection_config import parse_create_collection
+from server.wire.collection_config import parse_create_collection
 
 UUID_1 = uuid.UUID("5c56c793-69f3-4fbf-87e6-c4bf54c28c26")
 UUID_2 = uuid.UUID("a1b2c3d4-0000-4000-8000-000000000002")

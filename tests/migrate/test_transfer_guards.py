@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from server import transfer
+from server.commands import transfer
 from tests.keel_process import REPO_ROOT, KeelProcess
 from tests.migrate.test_migrate import (
     CLI_TIMEOUT_S,

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import files
-from engine.store import Store
+from engine.store.store import Store
 
 SECTOR_BYTES = 512
 LMDB_DATA_FILE = "data.mdb"

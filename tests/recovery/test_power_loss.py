@@ -27,7 +27,7 @@ import pytest
 from engine.catalog import Catalog
 from engine.limits import KIB, EngineSettings
 from engine.ops import DeletePoints
-from engine.wal_format import frame_batch
+from engine.wal.format import frame_batch
 from tests.recovery.crash_states import CrashModel, sample_states
 from tests.recovery.power_loss import Journal, check_recovery, record_workload
 

@@ -16,7 +16,7 @@ import uuid
 
 import numpy as np
 
-from engine.filters import (
+from engine.filters.conditions import (
     DatetimeRange,
     FieldCondition,
     Filter,
@@ -41,6 +41,7 @@ from engine.filters import (
     SliceCondition,
     ValuesCount,
 )
+from engine.filters.payload_path import PayloadPath
 from engine.ops import (
     CreateFieldIndex,
     DeleteFieldIndex,
@@ -55,7 +56,6 @@ from engine.ops import (
     UpdateVectors,
     UpsertPoints,
 )
-from engine.payload_path import PayloadPath
 
 UUID_1 = uuid.UUID("5c56c793-69f3-4fbf-87e6-c4bf54c28c26")
 UUID_2 = uuid.UUID("a1b2c3d4-0000-4000-8000-000000000002")

@@ -1,4 +1,4 @@
-"""engine/check.py, check_store.py and checksum.py: every kind of damage is found, derived
+"""engine/check/check.py, engine/check/store.py and engine/store/checksum.py: every kind of damage is found, derived
 damage is repaired, and a damaged LMDB value is refused at read time instead of served."""
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import lmdb
 import numpy as np
 import pytest
 
-from engine import check
-from engine.checksum import is_intact, seal, unseal
+from engine.check import check
 from engine.errors import CorruptionError
 from engine.limits import EngineSettings
 from engine.ops import (
@@ -26,6 +25,7 @@ from engine.ops import (
     UpsertPoints,
     VectorConfig,
 )
+from engine.store.checksum import is_intact, seal, unseal
 from tests.unit.engine_helpers import open_catalog, upsert
 
 POINTS_PER_OP = 10
@@ -104,7 +104,7 @@ def lmdb_write(storage: Path, change) -> None:
     env.close()
 
 
-# ---- checksum.py -------------------------------------------------------------------------
+# ---- engine/store/checksum.py -------------------------------------------------------------------------
 
 
 def test_seal_round_trips_and_any_flipped_bit_is_refused() -> None:

@@ -22,10 +22,10 @@ import pytest
 
 from engine import files
 from engine.errors import StorageError
-from engine.index import is_complete_hnsw_file
 from engine.ops import PayloadSelector, VectorSelector
-from engine.store import Store
-from engine.wal import Wal
+from engine.store.store import Store
+from engine.vectors.hnsw import is_complete_hnsw_file
+from engine.wal.log import Wal
 from tests.unit.engine_helpers import open_catalog, single_vector_config, upsert
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -347,7 +347,9 @@ async def test_an_lmdb_error_in_a_checkpoint_closes_the_write_path(
 
 # ---- the test-only switch: failpoints are armed only beside KEEL_TEST_FAULTS=1 --------------
 
-KILL_AFTER = "KEEL_MIGRATE_KILL_AFTER_BATCHES"  # server/migrate.py's; unit tests import no server
+KILL_AFTER = (
+    "KEEL_MIGRATE_KILL_AFTER_BATCHES"  # server/commands/migrate.py's; unit tests import no server
+)
 FAILPOINT_PROBE = "from engine import files; files.failpoint('probe.point'); print('alive')"
 
 

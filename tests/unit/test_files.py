@@ -23,8 +23,8 @@ from engine.files import (
     Unlink,
     Write,
 )
-from engine.wal import Wal
-from engine.wal_format import frame_batch
+from engine.wal.format import frame_batch
+from engine.wal.log import Wal
 
 ENGINE_DIR = Path(__file__).resolve().parents[2] / "engine"
 # Calls that change files. Outside files.py only the storage lock may use them (files.py's
@@ -193,7 +193,7 @@ def test_without_a_recorder_nothing_is_recorded(tmp_path: Path) -> None:
 def test_the_engine_changes_files_only_through_engine_files() -> None:
     """A file change that bypasses files.py is invisible to the crash-state tests."""
     offenders = []
-    for path in sorted(ENGINE_DIR.glob("*.py")):
+    for path in sorted(ENGINE_DIR.rglob("*.py")):
         if path.name == "files.py":
             continue
         for function, call in _calls(ast.parse(path.read_text())):

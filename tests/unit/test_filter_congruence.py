@@ -1,10 +1,10 @@
-"""Congruence of engine.filters with Qdrant's two executable references.
+"""Congruence of engine.filters.conditions with Qdrant's two executable references.
 
 Goal: `matches()` selects exactly the points Qdrant selects, for random payloads and random
 filters of every kind. Method: seeded random points (nested objects, arrays, nulls, ints,
 floats, bools, keywords, datetimes, geo points; int and UUID ids; two named vectors, some
 points without the second) go into both references; each random filter (JSON, as a client
-sends it) is parsed by server.filters and evaluated by `matches()` on every point, and the
+sends it) is parsed by server.wire.filters and evaluated by `matches()` on every point, and the
 ids must equal what the reference returns for the same filter.
 
 References:
@@ -42,8 +42,8 @@ import pytest
 import qdrant_client
 import qdrant_edge
 
-from engine.filters import matches
-from server.filters import parse_filter
+from engine.filters.conditions import matches
+from server.wire.filters import parse_filter
 
 models = qdrant_client.models
 

@@ -1,6 +1,6 @@
-"""engine.filters, condition by condition, with the edge cases Qdrant 1.19 decides.
+"""engine.filters.conditions, condition by condition, with the edge cases Qdrant 1.19 decides.
 
-Expected results are Qdrant 1.19's, read in its source (see engine/filters.py); where
+Expected results are Qdrant 1.19's, read in its source (see engine/filters/conditions.py); where
 qdrant-edge-py 0.9 (newer) answers differently the test says so. Random congruence with the
 engines is in test_filter_congruence.py.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from engine.filters import (
+from engine.filters.conditions import (
     Condition,
     DatetimeRange,
     FieldCondition,
@@ -42,8 +42,8 @@ from engine.filters import (
     matches,
     referenced_keys,
 )
-from engine.instants import INSTANT_KEY_SPAN, instant_key
-from engine.siphash import point_id_slice_hash
+from engine.filters.instants import INSTANT_KEY_SPAN, instant_key
+from engine.filters.siphash import point_id_slice_hash
 
 MISSING = object()  # a payload without the key
 

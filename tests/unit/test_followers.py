@@ -1,4 +1,4 @@
-"""engine/followers.py: the durable registry, retention under a cap; engine/wal.py
+"""engine/wal/followers.py: the durable registry, retention under a cap; engine/wal/log.py
 `read_durable`, the live read a follower is served from."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from engine.errors import BadRequest, Conflict
-from engine.followers import FollowerRegistry, SegmentExtent
-from engine.wal import Wal
+from engine.wal.followers import FollowerRegistry, SegmentExtent
+from engine.wal.log import Wal
 
 MIB = 1024 * 1024
 

@@ -37,10 +37,9 @@ import cbor2
 import numpy as np
 import pytest
 
-from engine import wal_format
 from engine.catalog import Catalog
-from engine.check import check_storage
-from engine.filters import (
+from engine.check.check import check_storage
+from engine.filters.conditions import (
     DatetimeRange,
     FieldCondition,
     Filter,
@@ -49,8 +48,8 @@ from engine.filters import (
     MatchValue,
     Range,
 )
+from engine.filters.payload_path import PayloadPath
 from engine.limits import EngineSettings
-from engine.op_codec import decode_op
 from engine.ops import (
     CollectionConfig,
     Operation,
@@ -61,9 +60,10 @@ from engine.ops import (
     VectorSelector,
     point_id_from_key,
 )
-from engine.payload_path import PayloadPath
-from engine.reads import FILTER_TYPES
-from engine.store import Store
+from engine.query.reads import FILTER_TYPES
+from engine.store.store import Store
+from engine.wal import format as wal_format
+from engine.wal.op_codec import decode_op
 from tests.unit.golden_expected import (
     CONFIG_JSON,
     FILTER_CLASS_NAMES,

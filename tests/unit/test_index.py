@@ -1,4 +1,4 @@
-"""The HNSW graph of one vector (engine/index.py): concurrent searches each search with the
+"""The HNSW graph of one vector (engine/vectors/hnsw.py): concurrent searches each search with the
 ef they asked for (hnswlib keeps one ef per index), searches with one ef still run together,
 and the gate between efs starves no ef."""
 
@@ -11,8 +11,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from engine.index import EfGate, VectorIndex
 from engine.ops import Distance, HnswSettings, VectorConfig
+from engine.vectors.hnsw import EfGate, VectorIndex
 from tests.keel_process import wait_until
 
 DIM = 16

@@ -11,7 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.errors import CorruptionError
-from engine.op_codec import decode_op, encode_op
 from engine.ops import (
     DeletePoints,
     NamedVectors,
@@ -20,6 +19,7 @@ from engine.ops import (
     point_id_from_key,
     point_key,
 )
+from engine.wal.op_codec import decode_op, encode_op
 
 point_ids = st.one_of(st.integers(0, 2**64 - 1), st.uuids())
 json_values = st.recursive(

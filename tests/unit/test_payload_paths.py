@@ -1,5 +1,5 @@
 """Set and delete payload at JsonPath keys (`a.b`, `a[0].b`, `a[].b`, `"a.b"`): Keel's
-engine/mutations.py against Qdrant's own engine (qdrant-edge-py) on generated payloads."""
+engine/store/mutations.py against Qdrant's own engine (qdrant-edge-py) on generated payloads."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import qdrant_edge
 
-from engine.mutations import edited_payload
+from engine.filters.payload_path import PayloadPath
 from engine.ops import PayloadMode, UpdatePayload
-from engine.payload_path import PayloadPath
+from engine.store.mutations import edited_payload
 
 KEYS = ["a", "b", "c.d"]
 PATHS = [
@@ -102,8 +102,8 @@ SELECT_PATTERNS = ["a", "b", "a.b", "a[].b", "a[0].b", '"c.d"', "c", "a.b.c", "b
 
 
 def test_payload_include_and_exclude_agree_with_qdrant_edge(tmp_path: Path) -> None:
-    """with_payload include/exclude (engine/payload_selection.py) against qdrant-edge."""
-    from engine import payload_selection
+    """with_payload include/exclude (engine/query/payload_selection.py) against qdrant-edge."""
+    from engine.query import payload_selection
 
     rng = random.Random(11)
     payloads = [random_payload(rng) for _ in range(150)]

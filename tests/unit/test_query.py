@@ -1,7 +1,7 @@
-"""engine/query.py's pure functions: fusion formulas, recommend scoring, order values, groups.
+"""engine/query/universal.py's pure functions: fusion formulas, recommend scoring, order values, groups.
 
 Expected numbers are worked out by hand from the formulas in Qdrant 1.19's source (named in
-engine/query.py's docstring).
+engine/query/universal.py's docstring).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from engine.ops import Distance
-from engine.query import group_hits, order_hits, order_value_of
-from engine.query_plan import OrderBy
-from engine.query_scores import Hit, average_vector, dbsf, recommend_scorer, rrf
+from engine.query.plan import OrderBy
+from engine.query.scores import Hit, average_vector, dbsf, recommend_scorer, rrf
+from engine.query.universal import group_hits, order_hits, order_value_of
 
 
 def test_rrf_sums_one_over_rank_plus_k_per_list():

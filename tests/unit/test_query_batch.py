@@ -1,4 +1,4 @@
-"""engine/query.py `execute_many`: a batch answers exactly what each query alone answers,
+"""engine/query/universal.py `execute_many`: a batch answers exactly what each query alone answers,
 whether its plain nearest queries are searched together or not."""
 
 from __future__ import annotations
@@ -7,10 +7,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from engine import query, query_plan
-from engine.filters import FieldCondition, Filter, MatchValue, PayloadPath
-from engine.index import VectorIndex
+from engine.filters.conditions import FieldCondition, Filter, MatchValue, PayloadPath
 from engine.ops import CollectionConfig, Distance, NamedVectors, PayloadSelector, VectorConfig
+from engine.query import plan as query_plan
+from engine.query import universal as query
+from engine.vectors.hnsw import VectorIndex
 from tests.unit.engine_helpers import open_catalog, upsert
 
 

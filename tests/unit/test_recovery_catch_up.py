@@ -14,7 +14,7 @@ import pytest
 from engine.applier import Applier
 from engine.errors import CorruptionError
 from engine.ops import DeletePoints, SearchRequest, UpdateStatus
-from engine.store import Store
+from engine.store.store import Store
 from tests.unit.engine_helpers import open_catalog, single_vector_config, upsert
 
 NEVER_S = 86_400.0

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.op_codec import decode_op, encode_op
 from engine.ops import (
     CollectionConfig,
     DeletePoints,
@@ -23,7 +22,8 @@ from engine.ops import (
     VectorConfig,
     VectorSelector,
 )
-from engine.store import Store
+from engine.store.store import Store
+from engine.wal.op_codec import decode_op, encode_op
 from tests.unit.engine_helpers import open_catalog
 
 MAP_BYTES = 16 * 1024 * 1024

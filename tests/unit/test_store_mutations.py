@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from engine.errors import BadRequest, NotFound
-from engine.mutations import ID_CHUNK_COUNT, edited_payload
 from engine.ops import (
     CollectionConfig,
     DeletePoints,
@@ -27,8 +26,9 @@ from engine.ops import (
     VectorConfig,
     VectorSelector,
 )
-from engine.store import Store
-from server.filters import parse_filter
+from engine.store.mutations import ID_CHUNK_COUNT, edited_payload
+from engine.store.store import Store
+from server.wire.filters import parse_filter
 from tests.unit.engine_helpers import open_catalog, single_vector_config, upsert
 
 ALL = PayloadSelector(True)

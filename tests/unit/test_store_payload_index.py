@@ -14,8 +14,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import payload_index, planner
-from engine.op_codec import decode_op, encode_op
 from engine.ops import (
     CreateFieldIndex,
     DeleteFieldIndex,
@@ -26,8 +24,10 @@ from engine.ops import (
     UpdatePayload,
     VectorSelector,
 )
-from engine.reads import FILTER_TYPES
-from server.filters import parse_filter
+from engine.query.reads import FILTER_TYPES
+from engine.store import payload_index, planner
+from engine.wal.op_codec import decode_op, encode_op
+from server.wire.filters import parse_filter
 from tests.unit.engine_helpers import open_catalog, single_vector_config, upsert
 from tests.unit.test_filter_congruence import (
     Scope,

@@ -1,4 +1,4 @@
-"""engine/text_match.py: full-text matching on a text-indexed field agrees with Qdrant's own
+"""engine/filters/text_match.py: full-text matching on a text-indexed field agrees with Qdrant's own
 engine (qdrant-edge-py, a text payload index of the same params), and params Keel cannot
 reproduce are refused."""
 
@@ -12,10 +12,17 @@ import pytest
 import qdrant_edge
 
 from engine.errors import BadRequest, NotImplementedYet
-from engine.filters import FieldCondition, Filter, MatchPhrase, MatchText, MatchTextAny, PayloadPath
-from engine.payload_index import IndexSpec
-from engine.reads import compile_filter
-from engine.text_match import Tokenizer, check_text_params
+from engine.filters.conditions import (
+    FieldCondition,
+    Filter,
+    MatchPhrase,
+    MatchText,
+    MatchTextAny,
+    PayloadPath,
+)
+from engine.filters.text_match import Tokenizer, check_text_params
+from engine.query.reads import compile_filter
+from engine.store.payload_index import IndexSpec
 
 WORDS = ["Hello", "world", "HELLO", "wörld", "a", "an", "the", "theory", "the-end", "x_y",
          "Ünïcode", "ab12", "12", "ΣΟΦΙΑ", "text", "texts", "tex"]  # fmt: skip

@@ -1,4 +1,4 @@
-"""Concurrent searches coalesced into read-pool jobs (engine/search_coalescer.py): each
+"""Concurrent searches coalesced into read-pool jobs (engine/vectors/search_coalescer.py): each
 search gets exactly what it would alone, its own error, and nothing waits for ever."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from engine.errors import BadRequest
-from engine.filters import FieldCondition, Filter, MatchValue, PayloadPath
+from engine.filters.conditions import FieldCondition, Filter, MatchValue, PayloadPath
 from engine.ops import PayloadSelector, SearchRequest
-from engine.search_coalescer import SearchCoalescer
+from engine.vectors.search_coalescer import SearchCoalescer
 from tests.unit.engine_helpers import open_catalog, single_vector_config, upsert
 
 

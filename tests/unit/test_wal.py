@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from engine import files
 from engine.errors import CorruptionError, StorageError
-from engine.wal import Wal, stuck_writers
-from engine.wal_format import BATCH_HEADER, ScanEnd, frame_batch, scan_batches
+from engine.wal.format import BATCH_HEADER, ScanEnd, frame_batch, scan_batches
+from engine.wal.log import Wal, stuck_writers
 
 SECTOR_BYTES = 512
 

@@ -1,4 +1,4 @@
-"""engine/wal_reader.py: a follower reading a live log in small steps gets every durable
+"""engine/wal/reader.py: a follower reading a live log in small steps gets every durable
 record once, in order, across segments and batches cut anywhere, and each step resumes
 where the last stopped instead of reading its segment from the start."""
 
@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from engine import wal_reader
 from engine.errors import CorruptionError
-from engine.wal import Wal
-from engine.wal_format import frame_batch, parse_batch
-from engine.wal_reader import LiveReader, SegmentRef
+from engine.wal import reader as wal_reader
+from engine.wal.format import frame_batch, parse_batch
+from engine.wal.log import Wal
+from engine.wal.reader import LiveReader, SegmentRef
 
 
 async def write_log(directory: Path, bodies: list[bytes], segment_bytes: int) -> Wal:

@@ -1,6 +1,6 @@
 """Filter JSON -> engine objects, and the status and text Qdrant 1.19 answers for bad filters.
 
-Texts were read in Qdrant's source and the serde crates it builds with (server/filters.py
+Texts were read in Qdrant's source and the serde crates it builds with (server/wire/filters.py
 names them); `answer` runs each error through server.app's mapping, so the assertions are on
 what a client would see (status, `status.error`), without serde's ` at line L column C`.
 """
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from engine.errors import KeelError
-from engine.filters import (
+from engine.filters.conditions import (
     DatetimeRange,
     FieldCondition,
     Filter,
@@ -36,9 +36,9 @@ from engine.filters import (
     SliceCondition,
     ValuesCount,
 )
-from engine.instants import instant_key
+from engine.filters.instants import instant_key
 from server.app import describe_error
-from server.filters import (
+from server.wire.filters import (
     CONDITION_EXPECTING,
     FILTER_JSON_DEPTH_MAX,
     parse_filter,

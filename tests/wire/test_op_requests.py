@@ -1,5 +1,5 @@
-"""server/op_requests.py: every WAL op renders to the REST request that parses back to the
-same op, and filters render to JSON that parses back to the same filter; server/transfer.py:
+"""server/wire/op_requests.py: every WAL op renders to the REST request that parses back to the
+same op, and filters render to JSON that parses back to the same filter; server/commands/transfer.py:
 a config renders to the create body that parses back to the same config."""
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from engine.op_codec import encode_op
 from engine.ops import CreateFieldIndex, DeleteFieldIndex
-from server import updates
-from server.collection_config import parse_create_collection
-from server.filters import parse_filter
-from server.op_requests import instant_text, op_request, render_filter
-from server.payload_indexes import parse_create_field_index
-from server.transfer import create_collection_body
-from server.upsert import build_upsert, parse_upsert
+from engine.wal.op_codec import encode_op
+from server.api.payload_indexes import parse_create_field_index
+from server.commands.transfer import create_collection_body
+from server.wire import updates
+from server.wire.collection_config import parse_create_collection
+from server.wire.filters import parse_filter
+from server.wire.op_requests import instant_text, op_request, render_filter
+from server.wire.upsert import build_upsert, parse_upsert
 
 FILTERS: list[dict[str, Any]] = [
     {"must": [{"key": "city", "match": {"value": "London"}}]},
@@ -182,7 +182,7 @@ def test_a_filter_renders_to_json_that_parses_back_to_it(data):
 
 
 def test_instant_text_parses_back_to_the_same_key():
-    from engine.instants import instant_key
+    from engine.filters.instants import instant_key
 
     for text in ("1970-01-01T00:00:00Z", "2016-12-31T23:59:60.999Z", "1969-07-20T20:17:40.5-05:00"):
         assert instant_key(instant_text(instant_key(text))) == instant_key(text)

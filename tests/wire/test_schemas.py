@@ -1,6 +1,6 @@
 """Request parsing without a server: every body form of the seed, every id form, every text.
 
-Texts are Qdrant 1.19's (see the module docstrings of server/schemas.py and server/upsert.py
+Texts are Qdrant 1.19's (see the module docstrings of server/wire/schemas.py and server/wire/upsert.py
 for where each was read); the Keel-only rules are marked as such.
 """
 
@@ -22,7 +22,7 @@ from engine.ops import (
     VectorConfig,
 )
 from server.responses import ApiError
-from server.schemas import (
+from server.wire.schemas import (
     UpdateParams,
     check_collection_name,
     load_json,
@@ -34,7 +34,7 @@ from server.schemas import (
     parse_with_payload,
     parse_with_vector,
 )
-from server.upsert import build_upsert, parse_upsert
+from server.wire.upsert import build_upsert, parse_upsert
 
 UUID_TEXT = "550e8400-e29b-41d4-a716-446655440000"
 UUID_VALUE = uuid.UUID(UUID_TEXT)

@@ -1,4 +1,4 @@
-"""The write bodies of server/updates.py parsed without a server: which engine ops they become."""
+"""The write bodies of server/wire/updates.py parsed without a server: which engine ops they become."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from engine.ops import (
     UpsertPoints,
     VectorConfig,
 )
-from server.updates import (
+from server.wire.updates import (
     parse_batch,
     parse_clear_payload,
     parse_delete,
