@@ -87,6 +87,15 @@ def apply_batch(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Unapplied:
+    """One op in the applier's queue: logged (maybe not yet durable), not yet applied."""
+
+    op_id: int
+    op: Operation
+    size_bytes: int  # its share of the unapplied byte budget, released once applied
+
+
 @dataclass
 class Outcome:
     """What applying one op met, for the caller waiting for it."""
@@ -131,7 +140,7 @@ class Applier:
         self._checkpoint_every_s = checkpoint_every_s
         self._on_applied = on_applied  # releases backpressure budget; runs on the loop
         self.applied_op_id = store.applied_op_id
-        self._unapplied: deque[tuple[int, Operation, int]] = deque()  # (op_id, op, bytes)
+        self._unapplied: deque[Unapplied] = deque()
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # heap by op_id
         # Outcomes of the ops whose caller waits for them: added right after submit, removed
         # by that caller when its wait ends (or here, for ops the WAL refused), so it holds
@@ -163,9 +172,9 @@ class Applier:
 
     def submit(self, op_id: int, op: Operation, size_bytes: int) -> None:
         """Queue an op just appended to the WAL; it is applied once durable."""
-        assert not self._unapplied or self._unapplied[-1][0] == op_id - 1, op_id
+        assert not self._unapplied or self._unapplied[-1].op_id == op_id - 1, op_id
         assert op_id > self.applied_op_id, (op_id, self.applied_op_id)
-        self._unapplied.append((op_id, op, size_bytes))
+        self._unapplied.append(Unapplied(op_id, op, size_bytes))
 
     def want_outcome(self, op_id: int) -> Outcome:
         """The Outcome the apply of op_id fills in; call right after `submit`, before any
@@ -185,8 +194,8 @@ class Applier:
         were never durable and whose op ids the WAL hands out again; free their budget."""
         assert next_op_id > self.applied_op_id, (next_op_id, self.applied_op_id)
         dropped_bytes = 0
-        while self._unapplied and self._unapplied[-1][0] >= next_op_id:
-            dropped_bytes += self._unapplied.pop()[2]
+        while self._unapplied and self._unapplied[-1].op_id >= next_op_id:
+            dropped_bytes += self._unapplied.pop().size_bytes
         for op_id in [op_id for op_id in self._outcomes if op_id >= next_op_id]:
             del self._outcomes[op_id]
         if dropped_bytes:
@@ -307,12 +316,12 @@ class Applier:
         )
         return added_count
 
-    def _take_durable_batch(self) -> list[tuple[int, Operation, int]]:
+    def _take_durable_batch(self) -> list[Unapplied]:
         durable_op_id = self._wal.durable_op_id
-        batch: list[tuple[int, Operation, int]] = []
+        batch: list[Unapplied] = []
         batch_bytes = 0
-        while self._unapplied and self._unapplied[0][0] <= durable_op_id:
-            size_bytes = self._unapplied[0][2]
+        while self._unapplied and self._unapplied[0].op_id <= durable_op_id:
+            size_bytes = self._unapplied[0].size_bytes
             if batch and (
                 len(batch) >= self._apply_batch_ops_max
                 or batch_bytes + size_bytes > limits.APPLY_BATCH_BYTES_MAX
@@ -322,35 +331,34 @@ class Applier:
             batch_bytes += size_bytes
         return batch
 
-    def _apply(self, batch: list[tuple[int, Operation, int]]) -> dict[int, PointId]:
+    def _apply(self, batch: list[Unapplied]) -> dict[int, PointId]:
         """Apply a batch; returns op_id -> first missing id, for the ops that met one."""
-        assert batch[0][0] == self.applied_op_id + 1, (batch[0][0], self.applied_op_id)
-        assert batch[-1][0] <= self._wal.durable_op_id, "applying a record not yet durable"
-        records = [(op_id, op) for op_id, op, _ in batch]
+        first_op_id, last_op_id = batch[0].op_id, batch[-1].op_id
+        assert first_op_id == self.applied_op_id + 1, (first_op_id, self.applied_op_id)
+        assert last_op_id <= self._wal.durable_op_id, "applying a record not yet durable"
+        records = [(entry.op_id, entry.op) for entry in batch]
         started_s = time.monotonic()
         delta = apply_batch(
             self._store, self._indexes, self._visibility_lock, self._compile_filter, records
         )
-        assert self._store.applied_op_id == batch[-1][0], (self._store.applied_op_id, batch[-1][0])
+        assert self._store.applied_op_id == last_op_id, (self._store.applied_op_id, last_op_id)
         assert set(delta.missing_point_ids) <= {op_id for op_id, _ in records}, "foreign op_id"
         self.batch_latency_s.observe(time.monotonic() - started_s)
         self.batch_op_count.observe(len(batch))
         return delta.missing_point_ids
 
-    def _finish(
-        self, batch: list[tuple[int, Operation, int]], missing: dict[int, PointId]
-    ) -> None:
+    def _finish(self, batch: list[Unapplied], missing: dict[int, PointId]) -> None:
         # Outcomes before waiters: a woken caller reads its op's outcome at once.
         for op_id, point_id in missing.items():
             outcome = self._outcomes.get(op_id)
             if outcome is not None:
                 outcome.missing_point_id = point_id
-        self.applied_op_id = batch[-1][0]
+        self.applied_op_id = batch[-1].op_id
         while self._waiters and self._waiters[0][0] <= self.applied_op_id:
             _, _, waiter = heapq.heappop(self._waiters)
             if not waiter.done():
                 waiter.set_result(None)
-        self._on_applied(sum(size_bytes for _, _, size_bytes in batch))
+        self._on_applied(sum(entry.size_bytes for entry in batch))
 
     def _is_checkpoint_due(self) -> bool:
         ops_since = self.applied_op_id - self._checkpointed_op_id
