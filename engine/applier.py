@@ -78,7 +78,7 @@ def apply_batch(
     labels enter the graphs before the commit but mean nothing to a reader until LMDB maps
     them to a point.
     """
-    return store.apply_batch(
+    return store.write_batch(
         records,
         compile_filter=compile_filter,
         on_prepared=lambda delta: add_to_indexes(indexes, delta),

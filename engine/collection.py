@@ -45,6 +45,7 @@ from engine.errors import (
     Overloaded,
     StorageError,
 )
+from engine.filters.conditions import FILTER_TYPES
 from engine.filters.payload_path import PayloadPath
 from engine.limits import EngineSettings
 from engine.locks import ReadWriteLock
@@ -64,7 +65,7 @@ from engine.ops import (
 from engine.query import plan as query_plan
 from engine.query import universal as query
 from engine.query.distance_matrix import DistanceMatrix, distance_matrix
-from engine.query.reads import FILTER_TYPES, compile_filter
+from engine.query.reads import compile_filter_with_indexes
 from engine.query.universal_reads import QueryReader
 from engine.stats import HistogramSnapshot
 from engine.store.payload_index import IndexSpec
@@ -225,7 +226,7 @@ class Collection:
             self._store,
             self._indexes,
             self._visibility_lock,
-            compile_filter,
+            compile_filter_with_indexes,
             apply_batch_ops_max=self._settings.apply_batch_ops_max,
             checkpoint_every_ops=self._settings.checkpoint_every_ops,
             checkpoint_every_s=self._settings.checkpoint_every_s,
@@ -628,7 +629,7 @@ class Collection:
         assert self._store is not None and not self._indexes
         # LMDB only: the graphs catch up from LMDB afterwards (Applier._catch_up), each
         # vector added once however often the WAL overwrote its point.
-        apply_batch(self._store, {}, self._visibility_lock, compile_filter, batch)
+        apply_batch(self._store, {}, self._visibility_lock, compile_filter_with_indexes, batch)
         return len(batch)
 
     # ---- private: writes -------------------------------------------------------------------

@@ -75,7 +75,7 @@ from engine.ops import (
     UpsertPoints,
     VectorConfig,
 )
-from engine.query.reads import compile_filter
+from engine.query.reads import compile_filter_with_indexes
 from engine.vectors.scores import normalize_rows
 
 K = 10
@@ -130,7 +130,7 @@ def run(name: str, queries: np.ndarray, search, expected: list[set[int]], base_q
 
 def strategies(collection, filter_: Filter, selectivity: float) -> dict:
     reader, index = collection._reader, collection._indexes[""]
-    predicate = compile_filter(filter_)
+    predicate = compile_filter_with_indexes(filter_)
     point_of_label = {}
 
     def candidates() -> list[int]:

@@ -30,9 +30,9 @@ import numpy as np
 from engine.check.store import StoreFacts, StoreView
 from engine.collection import Collection
 from engine.errors import CorruptionError
+from engine.filters.conditions import FILTER_TYPES
 from engine.limits import EngineSettings
 from engine.ops import CollectionConfig, Distance
-from engine.query.reads import FILTER_TYPES
 from engine.store.store import STORE_FORMAT, Store
 from engine.vectors.hnsw import has_graph, remove_checkpoint
 from engine.wal import format as wal_format

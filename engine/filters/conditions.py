@@ -8,8 +8,8 @@ point (id, payload, names of the vectors it has), compiled once into closures. P
 Not here: Qdrant's JSON shapes and error texts (server/wire/filters.py), choosing candidate points
 through payload indexes (the planner, which will use `referenced_keys`).
 
-Filters are logged in WAL records (op_codec.encode_tree: class names, init fields, instant keys),
-so renaming a class or field here, or changing INSTANT_KEY_SPAN, breaks replay of old logs.
+Filters are logged in WAL records (op_codec.encode_tree: class names, init fields, instant keys)
+and decoded with `FILTER_TYPES` (the classes of this module by name), so renaming a class or field here, or changing INSTANT_KEY_SPAN, breaks replay of old logs.
 
 Semantics are Qdrant 1.19's on a collection without payload indexes, read in its source
 (commit 74f3e85b): `lib/segment/src/types.rs` (Match*, Range, ValuesCount, Geo*, FieldCondition),
@@ -620,3 +620,12 @@ def _condition_keys(condition: Condition) -> Iterator[str]:
 
 
 # --- paths ---------------------------------------------------------------------------------
+
+
+# --- the registry WAL records are decoded with ---------------------------------------------
+
+# Every class of this module by name: engine/wal/op_codec.py `decode_op` rebuilds the filters
+# kept in WAL records from it. Keep it last, so that it sees every class defined above.
+FILTER_TYPES: dict[str, type] = {
+    name: value for name, value in list(globals().items()) if isinstance(value, type)
+}

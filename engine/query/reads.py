@@ -83,8 +83,8 @@ class Reader:
         self._visibility_lock = visibility_lock
 
     def _compile(self, filter_: Any) -> filters.Checker:
-        """compile_filter with the payload indexes as of the last applied op."""
-        return compile_filter(filter_, self._store.index_specs)
+        """compile_filter_with_indexes with the payload indexes as of the last applied op."""
+        return compile_filter_with_indexes(filter_, self._store.index_specs)
 
     def scroll(
         self,
@@ -474,15 +474,11 @@ class Reader:
         return facets.top_values(matching, key, schema_type, limit)
 
 
-# The classes a filter is built of, for decoding filters kept in WAL records.
-FILTER_TYPES = {name: value for name, value in vars(filters).items() if isinstance(value, type)}
-
-
-def compile_filter(
+def compile_filter_with_indexes(
     filter_: Any, index_specs: Mapping[str, payload_index.IndexSpec] | None = None
 ) -> filters.Checker:
-    """A predicate (point_id, payload dict, vector_names) -> bool for one filter; `text`
-    matches on fields with a text index in `index_specs` tokenize (engine/filters/text_match.py)."""
+    """engine/filters/conditions.py `compile_filter`, with the payload indexes: a predicate
+    (point_id, payload dict, vector_names) -> bool for one filter; `text` matches on fields with a text index in `index_specs` tokenize (engine/filters/text_match.py)."""
     tokenizers = {
         name: text_match.Tokenizer.from_params(spec.params)
         for name, spec in (index_specs or {}).items()

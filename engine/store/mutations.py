@@ -66,7 +66,7 @@ from engine.store.checksum import seal, unseal
 Predicate = Callable[[PointId, dict[str, Any], list[str]], bool]
 # Qdrant's PAYLOAD_OP_BATCH_SIZE and VECTOR_OP_BATCH_SIZE: ids are edited this many at a time.
 ID_CHUNK_COUNT = 32
-# (filter, the payload indexes as the batch left them) -> predicate; see reads.compile_filter.
+# (filter, the payload indexes as the batch left them) -> predicate; see reads.compile_filter_with_indexes.
 CompileFilter = Callable[[Any, dict[str, payload_index.IndexSpec]], Predicate]
 
 

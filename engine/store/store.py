@@ -190,7 +190,7 @@ class Store:
 
     # ---- writing (applier thread only) -----------------------------------------------------
 
-    def apply_batch(
+    def write_batch(
         self,
         records: list[tuple[int, Operation]],
         compile_filter: CompileFilter = _no_filters,
@@ -213,7 +213,7 @@ class Store:
         commit_lock = commit_lock or ReadWriteLock()
         for _attempt in range(64):
             try:
-                return self._apply_in_txn(
+                return self._write_in_txn(
                     records, compile_filter, on_prepared, on_committed, commit_lock
                 )
             except lmdb.MapFullError:
@@ -409,7 +409,7 @@ class Store:
 
     # ---- private ---------------------------------------------------------------------------
 
-    def _apply_in_txn(
+    def _write_in_txn(
         self,
         records: list[tuple[int, Operation]],
         compile_filter: CompileFilter,

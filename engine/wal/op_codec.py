@@ -70,7 +70,8 @@ def encode_op(op: Operation) -> bytes:
 
 def decode_op(body: bytes, filter_types: Mapping[str, type] | None = None) -> Operation:
     """Inverse of encode_op; `filter_types` names the classes a filter may be built of
-    (engine.filters.conditions supplies them). Raises CorruptionError on a body Keel never wrote."""
+    (engine/filters/conditions.py `FILTER_TYPES`). Raises CorruptionError on a body Keel never
+    wrote."""
     try:
         data = cbor2.loads(body)
         decoder = _OP_DECODERS.get(data["t"])

@@ -22,6 +22,7 @@ from typing import TextIO
 from engine.catalog import lock_storage
 from engine.check import check
 from engine.errors import CorruptionError, StorageLocked
+from engine.filters.conditions import FILTER_TYPES
 from engine.limits import EngineSettings
 from engine.ops import (
     CreateFieldIndex,
@@ -33,7 +34,6 @@ from engine.ops import (
     UpdateVectors,
     UpsertPoints,
 )
-from engine.query.reads import FILTER_TYPES
 from engine.wal import format as wal_format
 from engine.wal.op_codec import decode_op
 

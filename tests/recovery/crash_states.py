@@ -82,7 +82,7 @@ class LmdbSynced:
 def record_lmdb_states(recorder: files.Recorder, monkeypatch) -> None:
     """Note LMDB's state into `recorder` after every commit and sync of every Store.
 
-    Wraps the Store methods that write LMDB (`__init__` may create it, `apply_batch` and
+    Wraps the Store methods that write LMDB (`__init__` may create it, `write_batch` and
     `purge_dead` commit, `sync` makes it durable); each runs on one thread per store, so
     data.mdb read right after it returns is exactly that commit's state.
     """
@@ -96,7 +96,7 @@ def record_lmdb_states(recorder: files.Recorder, monkeypatch) -> None:
 
         return wrapper
 
-    for name in ("__init__", "apply_batch", "purge_dead"):
+    for name in ("__init__", "write_batch", "purge_dead"):
         monkeypatch.setattr(Store, name, noting(getattr(Store, name), LmdbCommitted))
     monkeypatch.setattr(Store, "sync", noting(Store.sync, LmdbSynced))
 

@@ -48,6 +48,7 @@ from engine.filters.conditions import (
     MatchValue,
     Range,
 )
+from engine.filters.conditions import FILTER_TYPES
 from engine.filters.payload_path import PayloadPath
 from engine.limits import EngineSettings
 from engine.ops import (
@@ -60,7 +61,6 @@ from engine.ops import (
     VectorSelector,
     point_id_from_key,
 )
-from engine.query.reads import FILTER_TYPES
 from engine.store.store import Store
 from engine.wal import format as wal_format
 from engine.wal.op_codec import decode_op

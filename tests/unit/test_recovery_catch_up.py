@@ -66,9 +66,9 @@ async def test_replaying_an_applied_batch_changes_nothing(tmp_path: Path) -> Non
     await catalog.close()
     store = Store(tmp_path / "collections" / "c" / "lmdb", [""], 64 * 1024 * 1024)
     records = [(0, upsert([1, 2], np.eye(2, 4), [{"a": 1}, None])), (1, DeletePoints([2]))]
-    first = store.apply_batch(records)
+    first = store.write_batch(records)
     labels_after_first = store.next_label
-    second = store.apply_batch(records)
+    second = store.write_batch(records)
     assert first.points_written == 3
     assert second.points_written == 0
     assert store.next_label == labels_after_first

@@ -69,13 +69,13 @@ def test_sparse_ops_round_trip_through_the_wal_encoding():
 
 def test_inverted_index_follows_overwrite_vector_delete_and_delete(tmp_path: Path):
     store = Store(tmp_path / "lmdb", [], MAP_BYTES, ("s",))
-    store.apply_batch([(0, sparse_upsert({1: sparse([2, 9], [0.5, 1]), 2: sparse([2], [3])}))])
+    store.write_batch([(0, sparse_upsert({1: sparse([2, 9], [0.5, 1]), 2: sparse([2], [3])}))])
     assert postings(store) == {(2, 0, 0.5), (9, 0, 1.0), (2, 1, 3.0)}
-    store.apply_batch([(1, sparse_upsert({1: sparse([4], [2])}))])  # overwrite: new label 2
+    store.write_batch([(1, sparse_upsert({1: sparse([4], [2])}))])  # overwrite: new label 2
     assert postings(store) == {(4, 2, 2.0), (2, 1, 3.0)}
-    store.apply_batch([(2, DeleteVectors([2], ["s"]))])
+    store.write_batch([(2, DeleteVectors([2], ["s"]))])
     assert postings(store) == {(4, 2, 2.0)}
-    store.apply_batch([(3, DeletePoints([1]))])
+    store.write_batch([(3, DeletePoints([1]))])
     assert postings(store) == set()
     store.close()
 
@@ -89,10 +89,10 @@ def test_replaying_the_same_ops_builds_the_same_index(tmp_path: Path):
     ]
     records = list(enumerate(ops))
     first = Store(tmp_path / "a", [], MAP_BYTES, ("s",))
-    first.apply_batch(records[:2])
-    first.apply_batch(records[1:])  # op 1 again: skipped, as in a replay
+    first.write_batch(records[:2])
+    first.write_batch(records[1:])  # op 1 again: skipped, as in a replay
     replayed = Store(tmp_path / "b", [], MAP_BYTES, ("s",))
-    replayed.apply_batch([(op_id, decode_op(encode_op(op))) for op_id, op in records])
+    replayed.write_batch([(op_id, decode_op(encode_op(op))) for op_id, op in records])
     assert postings(first) == postings(replayed) == {(8, 2, 1.0), (3, 3, 1.0), (8, 3, 1.0)}
     first.close()
     replayed.close()

@@ -194,7 +194,7 @@ def test_a_missing_id_is_met_the_same_in_any_batching(tmp_path: Path) -> None:
         store = Store(tmp_path / str(index), [""], 64 * 1024 * 1024)
         missing: dict[int, object] = {}
         for batch in batches:
-            missing.update(store.apply_batch(batch).missing_point_ids)
+            missing.update(store.write_batch(batch).missing_point_ids)
         missing_by_batching.append(missing)
         states.append([(p.key, p.version, p.payload, p.names) for p in store.iter_points(None)])
         store.close()

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine.filters.conditions import FILTER_TYPES
 from engine.ops import (
     CreateFieldIndex,
     DeleteFieldIndex,
@@ -24,7 +25,6 @@ from engine.ops import (
     UpdatePayload,
     VectorSelector,
 )
-from engine.query.reads import FILTER_TYPES
 from engine.store import payload_index, planner
 from engine.wal.op_codec import decode_op, encode_op
 from server.wire.filters import parse_filter
@@ -140,7 +140,7 @@ async def test_an_index_created_on_existing_data_and_replayed_after_restart(tmp_
         (1, CreateFieldIndex("color", "keyword")),
         (2, CreateFieldIndex("price", "float", {"type": "float"})),
     ]:
-        collection._store.apply_batch([(op_id, op)])
+        collection._store.write_batch([(op_id, op)])
     assert index_entries(collection) == before
     assert collection._store.index_specs["price"].params == {"type": "float"}
     assert (

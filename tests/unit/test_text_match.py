@@ -21,7 +21,7 @@ from engine.filters.conditions import (
     PayloadPath,
 )
 from engine.filters.text_match import Tokenizer, check_text_params
-from engine.query.reads import compile_filter
+from engine.query.reads import compile_filter_with_indexes as compile_filter
 from engine.store.payload_index import IndexSpec
 
 WORDS = ["Hello", "world", "HELLO", "wörld", "a", "an", "the", "theory", "the-end", "x_y",
