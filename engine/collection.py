@@ -44,6 +44,7 @@ from engine.errors import (
     NotFound,
     Overloaded,
     StorageError,
+    missing_vector_name,
 )
 from engine.filters.conditions import FILTER_TYPES
 from engine.filters.payload_path import PayloadPath
@@ -353,7 +354,7 @@ class Collection:
         """Nearest points to request.vector (among those matching request.filter)."""
         vector_config = self.config.vectors.get(request.vector_name)
         if vector_config is None:
-            raise BadRequest(f"Not existing vector name error: {request.vector_name}")
+            raise missing_vector_name(request.vector_name)
         if request.vector.shape != (vector_config.size,):
             raise BadRequest(
                 f"Vector dimension error: expected dim: {vector_config.size}, "

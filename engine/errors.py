@@ -57,3 +57,8 @@ class CorruptionError(StorageError):
 
 class StorageLocked(StorageError):
     """Another process holds the storage directory's lock."""
+
+
+def missing_vector_name(name: str) -> BadRequest:
+    """Qdrant's error for a vector name the collection does not have, in Qdrant's words."""
+    return BadRequest(f"Not existing vector name error: {name}")

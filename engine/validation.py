@@ -17,7 +17,7 @@ from dataclasses import replace
 import numpy as np
 
 from engine import limits
-from engine.errors import BadRequest
+from engine.errors import BadRequest, missing_vector_name
 from engine.filters import text_match
 from engine.filters.payload_path import PayloadPath
 from engine.ops import (
@@ -63,7 +63,7 @@ def validated(
     if isinstance(op, DeleteVectors):
         for name in op.names:
             if name not in config.vectors and name not in config.sparse_vectors:
-                raise BadRequest(f"Not existing vector name error: {name}")
+                raise missing_vector_name(name)
     if isinstance(op, CreateFieldIndex):
         _check_field_index(op, index_specs)
     return op
@@ -87,7 +87,7 @@ def _check_field_index(op: CreateFieldIndex, index_specs: Mapping[str, IndexSpec
 def _check_sparse(sparse: dict[str, SparseColumn], config: CollectionConfig) -> None:
     for name, column in sparse.items():
         if name not in config.sparse_vectors:
-            raise BadRequest(f"Not existing vector name error: {name}")
+            raise missing_vector_name(name)
         if column.indices.shape != column.values.shape:
             raise BadRequest("Validation error: indices and values must have the same length")
         if not np.isfinite(column.values).all():
@@ -107,7 +107,7 @@ def _validated_vectors(
     for name, named in vectors.items():
         vector_config = config.vectors.get(name)
         if vector_config is None:
-            raise BadRequest(f"Not existing vector name error: {name}")
+            raise missing_vector_name(name)
         matrix = named.matrix
         if matrix.ndim != 2 or matrix.shape[1] != vector_config.size:
             got = matrix.shape[-1] if matrix.ndim else 0

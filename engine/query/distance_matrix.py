@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import BadRequest
+from engine.errors import BadRequest, missing_vector_name
 from engine.filters import conditions as filters
 from engine.ops import PointId, point_key
 from engine.query.plan import merge_filters
@@ -38,7 +38,7 @@ def distance_matrix(
     is_sparse = using in reader.config.sparse_vectors
     vector_config = reader.config.vectors.get(using)
     if vector_config is None and not is_sparse:
-        raise BadRequest(f"Not existing vector name error: {using}")
+        raise missing_vector_name(using)
     having = merge_filters(filter_, filters.Filter(must=(filters.HasVectorCondition(using),)))
     candidates = [point_id for point_id, _ in reader.payload_points(having, None)]
     sample = random.sample(candidates, min(sample_count, len(candidates)))

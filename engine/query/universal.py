@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from engine.errors import BadRequest, NotFound
+from engine.errors import BadRequest, NotFound, missing_vector_name
 from engine.filters import conditions as filters
 from engine.filters import instants
 from engine.filters.payload_path import PayloadPath
@@ -414,7 +414,7 @@ def _vector_hits(
         return _sparse_hits(context, node, query, candidates, wanted)
     vector_config = reader.config.vectors.get(node.using)
     if vector_config is None:
-        raise BadRequest(f"Not existing vector name error: {node.using}")
+        raise missing_vector_name(node.using)
     if any(isinstance(example, SparseVector) for example in examples_of(query)):
         raise BadRequest(SPARSE_DENSE_MISMATCH)
     distance = vector_config.distance
@@ -590,7 +590,7 @@ def _raise_unknown_lookup_vector(reader: QueryReader, ids: list[PointId], name: 
     assert ids, "no example id to look up"
     if not reader.retrieve(ids, PayloadSelector(False), VectorSelector(False)):
         raise NotFound(f"No point with id {ids[0]} found")
-    raise BadRequest(f"Not existing vector name error: {name}")
+    raise missing_vector_name(name)
 
 
 def _lookup_vector_name(node: QueryNode) -> str:

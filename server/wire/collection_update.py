@@ -26,7 +26,7 @@ import copy
 from dataclasses import dataclass, replace
 from typing import Any
 
-from engine.errors import BadRequest, FormatError, NotImplementedYet
+from engine.errors import BadRequest, FormatError, NotImplementedYet, missing_vector_name
 from engine.ops import CollectionConfig, HnswSettings, VectorConfig
 from server.wire.collection_config import (
     HNSW_ALIASES,
@@ -68,7 +68,7 @@ class CollectionUpdate:
         """`config` with this update merged in; BadRequest for a vector it does not have."""
         for name in sorted(self.sparse_names):
             if name not in config.sparse_vectors:
-                raise BadRequest(f"Not existing vector name error: {name}")
+                raise missing_vector_name(name)
         if self.sparse_names:
             raise NotImplementedYet("changing sparse vector params is not implemented yet")
         echo = copy.deepcopy(config.echo)
@@ -238,7 +238,7 @@ def _merged_vectors(
     vector_echoes = echo.setdefault("vectors", {})
     for name, diff in diffs.items():
         if name not in vectors:
-            raise BadRequest(f"Not existing vector name error: {name}")
+            raise missing_vector_name(name)
         vector_echo = vector_echoes.setdefault(name, {})
         if "hnsw_config" in diff:
             hnsw = {**vector_echo.get("hnsw_config", {}), **diff["hnsw_config"]}

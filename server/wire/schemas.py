@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from engine.errors import BadRequest, FormatError
+from engine.errors import BadRequest, FormatError, missing_vector_name
 from engine.filters.payload_path import PayloadPath
 from engine.limits import COLLECTION_NAME_BYTES_MAX, POINTS_PER_REQUEST_MAX, SCROLL_LIMIT_MAX
 from engine.ops import (
@@ -298,7 +298,7 @@ def build_search(body: SearchBody, config: CollectionConfig) -> SearchRequest:
     """Check the query vector against the collection (Qdrant's words) and build the request."""
     vector_config = config.vectors.get(body.vector_name)
     if vector_config is None:
-        raise BadRequest(f"Not existing vector name error: {body.vector_name}")
+        raise missing_vector_name(body.vector_name)
     if len(body.vector) != vector_config.size:
         raise BadRequest(
             f"Vector dimension error: expected dim: {vector_config.size}, got {len(body.vector)}"
@@ -371,7 +371,7 @@ def check_selected_vectors_exist(
         return
     for name in with_vector.names:
         if name not in config.vectors and name not in config.sparse_vectors:
-            raise BadRequest(f"Not existing vector name error: {name}")
+            raise missing_vector_name(name)
 
 
 def parse_usize(value: Any) -> int:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.errors import BadRequest, FormatError, NotImplementedYet
+from engine.errors import BadRequest, FormatError, NotImplementedYet, missing_vector_name
 from engine.ops import (
     UNNAMED_VECTOR,
     CollectionConfig,
@@ -435,7 +435,7 @@ def _is_sparse_item(name: str, value: Any, config: CollectionConfig) -> bool:
     if is_sparse_name != is_sparse and (is_sparse_name or name in config.vectors):
         raise BadRequest(SPARSE_TO_REGULAR)
     if is_sparse and not is_sparse_name:
-        raise BadRequest(f"Not existing vector name error: {name}")
+        raise missing_vector_name(name)
     return is_sparse
 
 
@@ -460,7 +460,7 @@ def _dimension_error(expected: int, got: int, name: str, is_unnamed: bool) -> Ba
 
 def _raise_for_names(unknown_name: str | None, has_multi: bool) -> None:
     if unknown_name is not None:
-        raise BadRequest(f"Not existing vector name error: {unknown_name}")
+        raise missing_vector_name(unknown_name)
     if has_multi:
         raise BadRequest(MULTI_TO_REGULAR)
 
