@@ -18,9 +18,8 @@ from aiohttp import web
 
 from engine.catalog import AliasAction
 from server.api.collections import check_timeout_param
-from server.api.context import catalog_of, read_json
+from server.api.context import catalog_of, collection_name_of, read_json
 from server.responses import ok
-from server.wire.schemas import check_collection_name
 from server.wire.serde_text import invalid_type, missing_field, untagged_mismatch
 
 # action key -> (kind, required string fields in AliasAction order)
@@ -43,8 +42,7 @@ async def list_aliases(request: web.Request) -> web.Response:
 
 
 async def list_collection_aliases(request: web.Request) -> web.Response:
-    name = request.match_info["collection_name"]
-    check_collection_name(name)
+    name = collection_name_of(request)
     return ok(request, _aliases_json(catalog_of(request).aliases(name)))
 
 

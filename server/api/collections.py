@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from server.api.context import catalog_of, read_json
+from server.api.context import catalog_of, collection_name_of, read_json
 from server.responses import ApiError, ok
 from server.wire.collection_config import collection_info_json, parse_create_collection
 from server.wire.collection_update import parse_update_collection
@@ -38,16 +38,14 @@ async def create_collection(request: web.Request) -> web.Response:
 
 
 async def get_collection(request: web.Request) -> web.Response:
-    name = request.match_info["collection_name"]
-    check_collection_name(name)
+    name = collection_name_of(request)
     collection = catalog_of(request).get(name)
     return ok(request, collection_info_json(collection.config, collection.stats()))
 
 
 async def update_collection(request: web.Request) -> web.Response:
     """PATCH: merge the body into the config; durable (config.json replaced) when answered."""
-    name = request.match_info["collection_name"]
-    check_collection_name(name)
+    name = collection_name_of(request)
     update = parse_update_collection(await read_json(request))
     check_timeout_param(request.query)
     await catalog_of(request).update_config(name, update.apply)
@@ -55,14 +53,12 @@ async def update_collection(request: web.Request) -> web.Response:
 
 
 async def collection_exists(request: web.Request) -> web.Response:
-    name = request.match_info["collection_name"]
-    check_collection_name(name)
+    name = collection_name_of(request)
     return ok(request, {"exists": catalog_of(request).exists(name)})
 
 
 async def delete_collection(request: web.Request) -> web.Response:
-    name = request.match_info["collection_name"]
-    check_collection_name(name)
+    name = collection_name_of(request)
     check_timeout_param(request.query)
     return ok(request, await catalog_of(request).delete(name))
 

@@ -1,7 +1,8 @@
 """What every handler shares: the app's keys, the catalog, and reading a JSON body.
 
-Owns: `CATALOG_KEY`/`INFO_KEY`/`SNAPSHOTS_PATH_KEY` (set by app.create_app), `read_json`,
-and `parse_off_loop`, which moves the parsing of big bodies off the event loop.
+Owns: `CATALOG_KEY`/`INFO_KEY`/`SNAPSHOTS_PATH_KEY` (set by app.create_app), the collection
+name in the path (`collection_name_of`), `read_json`, and `parse_off_loop`, which moves the
+parsing of big bodies off the event loop.
 Not here: routes or error mapping (app.py), validation rules (server/wire/schemas.py).
 """
 
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from engine.catalog import Catalog
-from server.wire.schemas import load_json
+from server.wire.schemas import check_collection_name, load_json
 
 T = TypeVar("T")
 
@@ -44,6 +45,13 @@ SNAPSHOTS_PATH_KEY = web.AppKey("snapshots_path", Path)  # storage.snapshots_pat
 
 def catalog_of(request: web.Request) -> Catalog:
     return request.app[CATALOG_KEY]
+
+
+def collection_name_of(request: web.Request) -> str:
+    """The `{collection_name}` of the route, checked (BadRequest if Qdrant would refuse it)."""
+    name = request.match_info["collection_name"]
+    check_collection_name(name)
+    return name
 
 
 async def read_body(request: web.Request) -> bytes:

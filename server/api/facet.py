@@ -22,10 +22,10 @@ from aiohttp import web
 
 from engine.errors import FormatError, NotImplementedYet
 from engine.filters.payload_path import PayloadPath
-from server.api.context import catalog_of, read_json
+from server.api.context import catalog_of, collection_name_of, read_json
 from server.responses import ok
 from server.wire.filters import parse_filter
-from server.wire.schemas import check_collection_name, parse_read_params
+from server.wire.schemas import parse_read_params
 from server.wire.serde_text import invalid_type, missing_field, range_message, validation_errors
 
 FACET_LIMIT_DEFAULT = 10
@@ -40,8 +40,7 @@ class FacetBody:
 
 
 async def facet(request: web.Request) -> web.Response:
-    name = request.match_info["collection_name"]
-    check_collection_name(name)
+    name = collection_name_of(request)
     body = parse_facet(await read_json(request))
     parse_read_params(request.query)
     collection = catalog_of(request).get(name)

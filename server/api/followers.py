@@ -27,10 +27,9 @@ from aiohttp import web
 
 from engine.errors import BadRequest, Conflict
 from engine.wal.followers import REMIGRATE_HINT, Follower, check_follower_name
-from server.api.context import catalog_of, off_loop, read_json
+from server.api.context import catalog_of, collection_name_of, off_loop, read_json
 from server.responses import ok
 from server.wire.op_requests import op_request
-from server.wire.schemas import check_collection_name
 
 PREFIX = "/keel/collections/{collection_name}"
 WAL_READ_COUNT_DEFAULT = 256
@@ -40,7 +39,7 @@ WAL_READ_BYTES_MAX = 4 * 1024 * 1024
 
 
 async def put_follower(request: web.Request) -> web.Response:
-    collection = catalog_of(request).get(_collection_name(request))
+    collection = catalog_of(request).get(collection_name_of(request))
     name = request.match_info["follower_name"]
     check_follower_name(name)
     data = await read_json(request)
@@ -51,13 +50,13 @@ async def put_follower(request: web.Request) -> web.Response:
 
 
 async def list_followers(request: web.Request) -> web.Response:
-    collection = catalog_of(request).get(_collection_name(request))
+    collection = catalog_of(request).get(collection_name_of(request))
     incarnation = collection.incarnation
     return ok(request, [follower_json(f, incarnation) for f in collection.followers.list()])
 
 
 async def delete_follower(request: web.Request) -> web.Response:
-    collection = catalog_of(request).get(_collection_name(request))
+    collection = catalog_of(request).get(collection_name_of(request))
     name = request.match_info["follower_name"]
     check_follower_name(name)
     loop = asyncio.get_running_loop()
@@ -67,7 +66,7 @@ async def delete_follower(request: web.Request) -> web.Response:
 
 
 async def read_wal(request: web.Request) -> web.Response:
-    collection = catalog_of(request).get(_collection_name(request))
+    collection = catalog_of(request).get(collection_name_of(request))
     from_op_id = _query_int(request, "from_op_id", None)
     count_max = _query_int(request, "limit", WAL_READ_COUNT_DEFAULT)
     if not 1 <= count_max <= WAL_READ_COUNT_MAX:
@@ -148,12 +147,6 @@ def _query_int(request: web.Request, name: str, default: int | None) -> int | No
         return int(text)
     except ValueError:
         raise BadRequest(f"query parameter {name} must be an integer, got {text!r}") from None
-
-
-def _collection_name(request: web.Request) -> str:
-    name = request.match_info["collection_name"]
-    check_collection_name(name)
-    return name
 
 
 ROUTES = [

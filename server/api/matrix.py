@@ -19,10 +19,10 @@ from aiohttp import web
 from engine.errors import NotImplementedYet
 from engine.ops import UNNAMED_VECTOR
 from engine.query.distance_matrix import DistanceMatrix
-from server.api.context import catalog_of, read_json
+from server.api.context import catalog_of, collection_name_of, read_json
 from server.responses import ok, point_id_json
 from server.wire.filters import parse_filter
-from server.wire.schemas import check_collection_name, parse_read_params, parse_usize
+from server.wire.schemas import parse_read_params, parse_usize
 from server.wire.serde_text import invalid_type, range_message, validation_errors
 
 SAMPLE_DEFAULT = 10
@@ -67,8 +67,7 @@ async def matrix_offsets(request: web.Request) -> web.Response:
 
 
 async def _matrix(request: web.Request) -> DistanceMatrix:
-    name = request.match_info["collection_name"]
-    check_collection_name(name)
+    name = collection_name_of(request)
     body = parse_matrix(await read_json(request))
     parse_read_params(request.query)
     collection = catalog_of(request).get(name)

@@ -24,10 +24,10 @@ from engine.filters.payload_path import PayloadPath
 from engine.filters.text_match import TOKENIZERS
 from engine.ops import CreateFieldIndex, DeleteFieldIndex, Operation
 from engine.store.payload_index import SCHEMA_TYPES
-from server.api.context import catalog_of, read_json
+from server.api.context import catalog_of, collection_name_of, read_json
 from server.responses import ApiError, ok, update_result_json
 from server.wire.collection_config import MEMORY
-from server.wire.schemas import check_collection_name, parse_update_params
+from server.wire.schemas import parse_update_params
 from server.wire.serde_text import (
     code_only_message,
     invalid_type,
@@ -83,13 +83,13 @@ assert set(PARAMS_FIELDS_BY_TYPE) == set(SCHEMA_TYPES)
 
 
 async def create_field_index(request: web.Request) -> web.Response:
-    name = _collection_name(request)
+    name = collection_name_of(request)
     op = parse_create_field_index(await read_json(request))
     return await _update(request, name, op)
 
 
 async def delete_field_index(request: web.Request) -> web.Response:
-    name = _collection_name(request)
+    name = collection_name_of(request)
     op = DeleteFieldIndex(_field_path(request.match_info["field_name"]))
     return await _update(request, name, op)
 
@@ -153,12 +153,6 @@ async def _update(request: web.Request, name: str, op: Operation) -> web.Respons
     collection = catalog_of(request).get(name)
     result = await collection.update(op, wait=params.wait, timeout_s=params.timeout_s)
     return ok(request, update_result_json(result))
-
-
-def _collection_name(request: web.Request) -> str:
-    name = request.match_info["collection_name"]
-    check_collection_name(name)
-    return name
 
 
 COLLECTION = "/collections/{collection_name}"

@@ -22,7 +22,14 @@ from aiohttp import web
 from engine.errors import NotFound
 from engine.ops import PayloadSelector, SparseVector, UpdateResult, VectorSelector
 from server.api import query as query_api
-from server.api.context import catalog_of, off_loop, parse_off_loop, read_body, read_json
+from server.api.context import (
+    catalog_of,
+    collection_name_of,
+    off_loop,
+    parse_off_loop,
+    read_body,
+    read_json,
+)
 from server.responses import (
     ok,
     point_id_json,
@@ -33,7 +40,6 @@ from server.responses import (
 from server.wire import query, updates
 from server.wire.schemas import (
     build_search,
-    check_collection_name,
     check_selected_vectors_exist,
     parse_count,
     parse_point_id_path,
@@ -48,7 +54,7 @@ from server.wire.upsert import build_upsert, parse_upsert_json
 
 async def upsert_points(request: web.Request) -> web.Response:
     """PUT /points: the seed's three body forms; `wait` defaults to true."""
-    name = _collection_name(request)
+    name = collection_name_of(request)
     raw_body = await read_body(request)
     body = await off_loop(len(raw_body), parse_upsert_json, raw_body)
     params = parse_update_params(request.query)
@@ -78,7 +84,7 @@ async def batch_update(request: web.Request) -> web.Response:
 
 
 async def retrieve_points(request: web.Request) -> web.Response:
-    name = _collection_name(request)
+    name = collection_name_of(request)
     retrieve = parse_retrieve(await read_json(request))
     parse_read_params(request.query)
     collection = catalog_of(request).get(name)
@@ -90,7 +96,7 @@ async def retrieve_points(request: web.Request) -> web.Response:
 
 async def get_point(request: web.Request) -> web.Response:
     """One point with its payload and vectors (Qdrant asks for both here)."""
-    name = _collection_name(request)
+    name = collection_name_of(request)
     parse_read_params(request.query)
     point_id = parse_point_id_path(request.match_info["point_id"])
     collection = catalog_of(request).get(name)
@@ -103,7 +109,7 @@ async def get_point(request: web.Request) -> web.Response:
 
 
 async def scroll_points(request: web.Request) -> web.Response:
-    name = _collection_name(request)
+    name = collection_name_of(request)
     scroll = parse_scroll(await read_json(request))
     parse_read_params(request.query)
     if scroll.order_by is not None:
@@ -124,7 +130,7 @@ async def scroll_points(request: web.Request) -> web.Response:
 
 
 async def count_points(request: web.Request) -> web.Response:
-    name = _collection_name(request)
+    name = collection_name_of(request)
     filter_ = parse_count(await read_json(request))
     parse_read_params(request.query)
     collection = catalog_of(request).get(name)
@@ -132,7 +138,7 @@ async def count_points(request: web.Request) -> web.Response:
 
 
 async def search_points(request: web.Request) -> web.Response:
-    name = _collection_name(request)
+    name = collection_name_of(request)
     search = parse_search(await read_json(request))
     parse_read_params(request.query)
     collection = catalog_of(request).get(name)
@@ -150,7 +156,7 @@ async def _write(
 ) -> list[UpdateResult]:
     """The shared steps of the writes besides upsert: parse the body (off the loop when big),
     the query string, check every write against the collection, log them in one go."""
-    name = _collection_name(request)
+    name = collection_name_of(request)
     raw_body = await read_body(request)
     writes = await parse_off_loop(raw_body, parse)
     params = parse_update_params(request.query)
@@ -160,12 +166,6 @@ async def _write(
         return []  # an empty batch: Qdrant answers an empty list
     results = await collection.update_many(plan.ops, wait=params.wait, timeout_s=params.timeout_s)
     return plan.answers(results)
-
-
-def _collection_name(request: web.Request) -> str:
-    name = request.match_info["collection_name"]
-    check_collection_name(name)
-    return name
 
 
 POINTS = "/collections/{collection_name}/points"

@@ -28,7 +28,7 @@ from engine.query.plan import (
     lookup_collections,
     with_lookup_collection,
 )
-from server.api.context import catalog_of, read_json
+from server.api.context import catalog_of, collection_name_of, read_json
 from server.responses import (
     ApiError,
     ok,
@@ -47,7 +47,6 @@ from server.wire.query import (
 )
 from server.wire.schemas import (
     ScrollBody,
-    check_collection_name,
     check_selected_vectors_exist,
     parse_read_params,
 )
@@ -107,8 +106,7 @@ async def answer(
     shape: Callable[[QueryRequest, QueryResult, bool], Any],
 ) -> web.Response:
     """Parse the body (one request or a batch), run each query, shape each result."""
-    name = request.match_info["collection_name"]
-    check_collection_name(name)
+    name = collection_name_of(request)
     parsed = parse(await read_json(request))
     parse_read_params(request.query)
     catalog = catalog_of(request)

@@ -26,9 +26,9 @@ from aiohttp import BodyPartReader, web
 
 from engine import snapshot
 from engine.errors import BadRequest
-from server.api.context import SNAPSHOTS_PATH_KEY, catalog_of, read_json
+from server.api.context import SNAPSHOTS_PATH_KEY, catalog_of, collection_name_of, read_json
 from server.responses import ApiError, ok
-from server.wire.schemas import check_collection_name, parse_update_params
+from server.wire.schemas import parse_update_params
 from server.wire.serde_text import invalid_type, missing_field, unknown_variant
 
 SNAPSHOTS = "/collections/{collection_name}/snapshots"
@@ -39,7 +39,7 @@ UPLOAD_CHUNK_BYTES = snapshot.CHUNK_BYTES
 
 
 async def create_snapshot(request: web.Request) -> web.Response:
-    name = _collection_name(request)
+    name = collection_name_of(request)
     parse_update_params(request.query)  # `wait`: checked, then Keel waits either way
     info = await catalog_of(request).create_snapshot(name, request.app[SNAPSHOTS_PATH_KEY])
     return ok(request, snapshot_description_json(info))
@@ -70,7 +70,7 @@ async def delete_snapshot(request: web.Request) -> web.Response:
 
 async def recover_snapshot(request: web.Request) -> web.Response:
     """PUT .../snapshots/recover {"location": "file:///...", "checksum": ...}."""
-    name = _collection_name(request)
+    name = collection_name_of(request)
     parse_update_params(request.query)
     location, checksum = parse_snapshot_recover(await read_json(request))
     path = local_snapshot_path(location, request.app[SNAPSHOTS_PATH_KEY])
@@ -80,7 +80,7 @@ async def recover_snapshot(request: web.Request) -> web.Response:
 
 async def upload_snapshot(request: web.Request) -> web.Response:
     """POST .../snapshots/upload, multipart field `snapshot`; query `checksum`, `priority`."""
-    name = _collection_name(request)
+    name = collection_name_of(request)
     parse_update_params(request.query)
     _check_priority(request.query.get("priority"))
     checksum = request.query.get("checksum")
@@ -148,15 +148,9 @@ def local_snapshot_path(location: str, snapshots_path: Path) -> Path:
     return path
 
 
-def _collection_name(request: web.Request) -> str:
-    name = request.match_info["collection_name"]
-    check_collection_name(name)
-    return name
-
-
 def _snapshot_directory(request: web.Request) -> Path:
     """The snapshot directory of the collection (or alias) in the path; NotFound if none."""
-    collection = catalog_of(request).get(_collection_name(request))
+    collection = catalog_of(request).get(collection_name_of(request))
     return request.app[SNAPSHOTS_PATH_KEY] / collection.name
 
 
