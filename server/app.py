@@ -45,6 +45,7 @@ from engine.logfmt import log_event
 from server.api import (
     aliases,
     collections,
+    distributed,
     facet,
     followers,
     legacy_query,
@@ -145,6 +146,7 @@ def create_app(
         *matrix.ROUTES,
         *payload_indexes.ROUTES,
         *snapshots.ROUTES,
+        *distributed.ROUTES,
         *followers.ROUTES,
         *not_implemented.ROUTES,
     ]

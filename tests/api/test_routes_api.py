@@ -24,16 +24,8 @@ from tests.api.openapi_check import response_types
 # 404 today. The list only shrinks: serve one or give it an honest 501, then drop it here.
 UNROUTED_ALLOWED: frozenset[tuple[str, str]] = frozenset(
     {
-        ("get", "/cluster"),
-        ("delete", "/cluster/peer/{peer_id}"),
-        ("post", "/cluster/recover"),
         ("get", "/cluster/telemetry"),
-        ("get", "/collections/{collection_name}/cluster"),
-        ("post", "/collections/{collection_name}/cluster"),
         ("get", "/collections/{collection_name}/optimizations"),
-        ("get", "/collections/{collection_name}/shards"),
-        ("put", "/collections/{collection_name}/shards"),
-        ("post", "/collections/{collection_name}/shards/delete"),
         ("get", "/collections/{collection_name}/shards/{shard_id}/snapshot"),
         ("get", "/collections/{collection_name}/shards/{shard_id}/snapshots"),
         ("post", "/collections/{collection_name}/shards/{shard_id}/snapshots"),
