@@ -55,6 +55,7 @@ from server.api import (
     payload_indexes,
     points,
     service,
+    shard_snapshots,
     snapshots,
 )
 from server.api.context import CATALOG_KEY, INFO_KEY, SNAPSHOTS_PATH_KEY, ServerInfo
@@ -146,6 +147,7 @@ def create_app(
         *matrix.ROUTES,
         *payload_indexes.ROUTES,
         *snapshots.ROUTES,
+        *shard_snapshots.ROUTES,
         *distributed.ROUTES,
         *followers.ROUTES,
         *not_implemented.ROUTES,

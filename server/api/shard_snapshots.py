@@ -1,0 +1,89 @@
+"""Shard snapshot handlers: Keel's collection is one shard, id 0, and its snapshots are the
+collection's.
+
+Owns: the six routes under `/collections/{collection_name}/shards/{shard_id}/snapshots`
+(create, list, download, delete, recover, upload); each checks the shard, then answers as
+the collection snapshot route does.
+Not here: the collection snapshot handlers these hand over to (server/api/snapshots.py),
+streaming a fresh shard snapshot (`GET .../shards/{shard_id}/snapshot`, answered 501 by
+server/api/not_implemented.py: Keel writes snapshots to files only).
+
+Qdrant 1.19 (`src/actix/api/snapshot_api.rs`, `lib/collection/src/shards/shard_holder/`):
+the shard id is a u32 path parameter (400 "Deserialize error in path parameters" if not);
+the collection is looked up first (404), then the shard: one the collection does not have
+is 404 "Not found: shard N not found". Recovering or uploading a shard snapshot needs the
+collection to exist; it never creates one.
+
+Keel differs where one shard makes a difference invisible or impossible: a snapshot of
+shard 0 *is* a snapshot of the collection (the same file, name and checksum, listed by both
+routes), and recovering one replaces the collection as a collection snapshot does, its
+config included (Qdrant keeps the collection's config and replaces the shard's data).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from engine.errors import NotFound
+from server.api import snapshots
+from server.api.context import catalog_of
+from server.responses import ApiError
+from server.wire.schemas import check_collection_name
+
+SHARD_SNAPSHOTS = "/collections/{collection_name}/shards/{shard_id}/snapshots"
+SHARD_ID = 0  # the one shard of a Keel collection
+U32_MAX = 2**32 - 1
+
+
+async def create_shard_snapshot(request: web.Request) -> web.Response:
+    check_shard(request)
+    return await snapshots.create_snapshot(request)
+
+
+async def list_shard_snapshots(request: web.Request) -> web.Response:
+    check_shard(request)
+    return await snapshots.list_snapshots(request)
+
+
+async def download_shard_snapshot(request: web.Request) -> web.StreamResponse:
+    check_shard(request)
+    return await snapshots.download_snapshot(request)
+
+
+async def delete_shard_snapshot(request: web.Request) -> web.Response:
+    check_shard(request)
+    return await snapshots.delete_snapshot(request)
+
+
+async def recover_shard_snapshot(request: web.Request) -> web.Response:
+    check_shard(request)
+    return await snapshots.recover_snapshot(request)
+
+
+async def upload_shard_snapshot(request: web.Request) -> web.Response:
+    check_shard(request)
+    return await snapshots.upload_snapshot(request)
+
+
+def check_shard(request: web.Request) -> None:
+    """The shard id parses as a u32, the collection (or alias) exists, the shard id is 0."""
+    text = request.match_info["shard_id"]
+    if not (text.isascii() and text.isdigit() and int(text) <= U32_MAX):
+        raise ApiError(
+            400, f'Deserialize error in path parameters: can not parse "{text}" to a u32'
+        )
+    name = request.match_info["collection_name"]
+    check_collection_name(name)
+    catalog_of(request).get(name)
+    if int(text) != SHARD_ID:
+        raise NotFound(f"shard {int(text)} not found")
+
+
+ROUTES = [
+    ("POST", SHARD_SNAPSHOTS, create_shard_snapshot),
+    ("GET", SHARD_SNAPSHOTS, list_shard_snapshots),
+    ("POST", SHARD_SNAPSHOTS + "/upload", upload_shard_snapshot),
+    ("PUT", SHARD_SNAPSHOTS + "/recover", recover_shard_snapshot),
+    ("GET", SHARD_SNAPSHOTS + "/{snapshot_name}", download_shard_snapshot),
+    ("DELETE", SHARD_SNAPSHOTS + "/{snapshot_name}", delete_shard_snapshot),
+]

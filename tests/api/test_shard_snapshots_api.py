@@ -1,0 +1,125 @@
+"""Shard snapshots over HTTP: shard 0 is the collection, any other shard id is Qdrant's 404.
+
+Every answer is checked against Qdrant's spec. Shard 0's snapshots are the collection's
+snapshot files, so a snapshot made by one route is listed, downloaded and deleted by the
+other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from tests.api.conftest import Api, ApiResponse
+from tests.api.openapi_check import check_response
+
+SHARD_SNAPSHOTS = "/collections/{collection_name}/shards/{shard_id}/snapshots"
+ONE_SHARD_SNAPSHOT = SHARD_SNAPSHOTS + "/{snapshot_name}"
+
+
+async def shard_call(
+    api: Api,
+    method: str,
+    template: str,
+    *,
+    name: str = "c",
+    shard_id: str = "0",
+    snapshot_name: str = "",
+    json: Any = None,
+    form: aiohttp.FormData | None = None,
+) -> ApiResponse:
+    """A call on a shard snapshot route, validated against the spec like Api.call."""
+    path = template.replace("{collection_name}", name).replace("{shard_id}", shard_id)
+    path = path.replace("{snapshot_name}", snapshot_name)
+    data: Any = form if form is not None else None if json is None else orjson.dumps(json)
+    response = await api.client.request(method, path, data=data)
+    if response.content_type != "application/json":
+        return ApiResponse(response.status, await response.read(), response.headers)
+    body = await response.json()
+    check_response(template, method.lower(), response.status, body)
+    return ApiResponse(response.status, body, response.headers)
+
+
+def point(i: int) -> dict[str, Any]:
+    return {"id": i, "vector": [float(i), 1.0, 0.0, 0.0]}
+
+
+async def test_shard_zero_snapshots_are_the_collections(api: Api, tmp_path: Path) -> None:
+    await api.create_collection()
+    await api.upsert({"points": [point(1), point(2)]})
+
+    description = (await shard_call(api, "POST", SHARD_SNAPSHOTS)).result
+
+    listed = (await shard_call(api, "GET", SHARD_SNAPSHOTS)).result
+    assert listed == [description]
+    collection_listed = await api.call("GET", "/collections/{collection_name}/snapshots")
+    assert collection_listed.result == [description]
+    download = await shard_call(
+        api, "GET", ONE_SHARD_SNAPSHOT, snapshot_name=description["name"]
+    )
+    assert download.status == 200
+    assert hashlib.sha256(download.body).hexdigest() == description["checksum"]
+    assert (tmp_path / "snapshots" / "c" / description["name"]).read_bytes() == download.body
+
+    await api.upsert({"points": [point(3)]})
+    location = (tmp_path / "snapshots" / "c" / description["name"]).as_uri()
+    recovered = await shard_call(
+        api, "PUT", SHARD_SNAPSHOTS + "/recover", json={"location": location}
+    )
+    assert recovered.result is True
+    assert [p["id"] for p in await api.scroll_all()] == [1, 2]
+
+    form = aiohttp.FormData()
+    form.add_field("snapshot", download.body, filename="x.snapshot")
+    await api.upsert({"points": [point(4)]})
+    uploaded = await shard_call(api, "POST", SHARD_SNAPSHOTS + "/upload", form=form)
+    assert uploaded.result is True
+    assert [p["id"] for p in await api.scroll_all()] == [1, 2]
+
+    deleted = await shard_call(
+        api, "DELETE", ONE_SHARD_SNAPSHOT, snapshot_name=description["name"]
+    )
+    assert deleted.result is True
+    assert (await shard_call(api, "GET", SHARD_SNAPSHOTS)).result == []
+
+
+async def test_another_shard_id_is_not_found_once_the_collection_is(api: Api) -> None:
+    missing_collection = await shard_call(api, "GET", SHARD_SNAPSHOTS, name="nope")
+    assert (missing_collection.status, missing_collection.error) == (
+        404,
+        "Not found: Collection `nope` doesn't exist!",
+    )
+    await api.create_collection()
+    for method, template in [
+        ("GET", SHARD_SNAPSHOTS),
+        ("POST", SHARD_SNAPSHOTS),
+        ("PUT", SHARD_SNAPSHOTS + "/recover"),
+        ("GET", ONE_SHARD_SNAPSHOT),
+        ("DELETE", ONE_SHARD_SNAPSHOT),
+    ]:
+        response = await shard_call(
+            api, method, template, shard_id="1", snapshot_name="x.snapshot", json={}
+        )
+        assert (response.status, response.error) == (404, "Not found: shard 1 not found")
+    bad = await shard_call(api, "GET", SHARD_SNAPSHOTS, shard_id="-1")
+    assert (bad.status, bad.error) == (
+        400,
+        'Deserialize error in path parameters: can not parse "-1" to a u32',
+    )
+
+
+async def test_recovering_a_shard_never_creates_the_collection(
+    api: Api, tmp_path: Path
+) -> None:
+    await api.create_collection()
+    description = (await shard_call(api, "POST", SHARD_SNAPSHOTS)).result
+    location = (tmp_path / "snapshots" / "c" / description["name"]).as_uri()
+    response = await shard_call(
+        api, "PUT", SHARD_SNAPSHOTS + "/recover", name="other", json={"location": location}
+    )
+    assert response.status == 404
+    assert (await api.call("GET", "/collections/{collection_name}", name="other")).status == 404
