@@ -1,6 +1,6 @@
-"""Service endpoints: `/` (version), health probes, and `/telemetry`.
+"""Service endpoints: `/` (version), health probes, `/telemetry` and `/issues`.
 
-Owns: the answers of `GET /`, `/healthz`, `/livez`, `/readyz`, `/telemetry`.
+Owns: the answers of `GET /`, `/healthz`, `/livez`, `/readyz`, `/telemetry`, `/issues`.
 Not here: collections and points (server/api/collections.py, server/api/points.py); `/metrics` and the request
 counts telemetry shares with it (server/api/metrics.py).
 
@@ -13,6 +13,10 @@ since start, not Qdrant's mean of the last 128.
 Qdrant 1.19 (`src/actix/api/service_api.rs`): `/` is *not* wrapped in the envelope; the
 probes answer text/plain; `/readyz` is 503 until every shard is loaded, which for Keel is
 until the catalog's recovery (WAL replay) has finished.
+
+`/issues` (`src/actix/api/issues_api.rs`) reports what Qdrant's issue detectors found
+(e.g. a filter on a field without a payload index); Keel has no detectors, so its report is
+always empty, and `DELETE /issues` clears nothing and answers `true`.
 """
 
 from __future__ import annotations
@@ -67,6 +71,14 @@ async def telemetry(request: web.Request) -> web.Response:
         "requests": _requests_telemetry(request.app[METRICS_KEY].requests.snapshot()),
     }
     return ok(request, result)
+
+
+async def get_issues(request: web.Request) -> web.Response:
+    return ok(request, {"issues": []})
+
+
+async def clear_issues(request: web.Request) -> web.Response:
+    return ok(request, True)
 
 
 def _collections_telemetry(catalog: Catalog) -> dict:
@@ -127,4 +139,6 @@ ROUTES = [
     ("GET", "/livez", healthz),
     ("GET", "/readyz", readyz),
     ("GET", "/telemetry", telemetry),
+    ("GET", "/issues", get_issues),
+    ("DELETE", "/issues", clear_issues),
 ]

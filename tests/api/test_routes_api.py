@@ -25,10 +25,7 @@ from tests.api.openapi_check import response_types
 UNROUTED_ALLOWED: frozenset[tuple[str, str]] = frozenset(
     {
         ("get", "/cluster/telemetry"),
-        ("get", "/collections/{collection_name}/optimizations"),
         ("get", "/collections/{collection_name}/shards/{shard_id}/snapshot"),
-        ("delete", "/issues"),
-        ("get", "/issues"),
         ("get", "/quotas"),
         ("put", "/quotas"),
         ("delete", "/snapshots/{snapshot_name}"),

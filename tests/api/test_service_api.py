@@ -134,3 +134,10 @@ async def test_endpoints_not_implemented_yet_answer_an_honest_501(api: Api, meth
     assert response.status == 501
     check_error_shape(response.body)
     assert response.body["status"]["error"] == f"Not implemented in Keel: {method} {template}"
+
+
+async def test_issues_are_an_empty_report_and_clearing_them_answers_true(api: Api) -> None:
+    """Keel has no issue detectors: the report is empty, before and after a clear."""
+    assert (await api.call("GET", "/issues")).result == {"issues": []}
+    assert (await api.call("DELETE", "/issues")).result is True
+    assert (await api.call("GET", "/issues")).result == {"issues": []}
