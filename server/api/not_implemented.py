@@ -19,6 +19,16 @@ ROUTES_NOT_IMPLEMENTED = [
     ("DELETE", COLLECTION + "/vectors/{vector_name}"),
     ("GET", "/snapshots"),
     ("POST", "/snapshots"),
+    ("GET", "/snapshots/{snapshot_name}"),
+    ("DELETE", "/snapshots/{snapshot_name}"),
+    # A snapshot made for the request and streamed, never stored: Keel writes snapshots to
+    # files only (server/api/snapshots.py serves shard 0's).
+    ("GET", COLLECTION + "/shards/{shard_id}/snapshot"),
+    # Resource quotas (disk and memory use past which writes are refused): Keel has none.
+    ("GET", "/quotas"),
+    ("PUT", "/quotas"),
+    # Telemetry gathered from every peer of a cluster (/telemetry is this node's).
+    ("GET", "/cluster/telemetry"),
 ]
 
 

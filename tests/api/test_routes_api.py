@@ -20,18 +20,9 @@ from server.app import create_app
 from tests.api.conftest import KEEL_VERSION, Api
 from tests.api.openapi_check import response_types
 
-# Operations Qdrant publishes that Keel leaves unrouted (issue 16): each answers aiohttp's
-# 404 today. The list only shrinks: serve one or give it an honest 501, then drop it here.
-UNROUTED_ALLOWED: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("get", "/cluster/telemetry"),
-        ("get", "/collections/{collection_name}/shards/{shard_id}/snapshot"),
-        ("get", "/quotas"),
-        ("put", "/quotas"),
-        ("delete", "/snapshots/{snapshot_name}"),
-        ("get", "/snapshots/{snapshot_name}"),
-    }
-)
+# Operations Qdrant publishes that Keel leaves unrouted, each with the reason. Empty: every
+# one is served or answers 501 (server/api/not_implemented.py).
+UNROUTED_ALLOWED: frozenset[tuple[str, str]] = frozenset()
 
 PATH_PARAMETER = re.compile(r"\{([a-z_]+)\}")
 SAMPLE_PARAMETERS = {"shard_id": "0", "peer_id": "1", "id": "1"}
@@ -47,6 +38,12 @@ async def test_every_operation_qdrant_publishes_is_routed(catalog: Catalog) -> N
             unrouted.add((method, path))
     assert len(response_types()) > 70, "qdrant-client's API was not read"
     assert unrouted == UNROUTED_ALLOWED, sorted(unrouted - UNROUTED_ALLOWED)
+
+
+async def test_an_unimplemented_operation_answers_501_in_qdrants_error_shape(api: Api) -> None:
+    response = await api.call("GET", "/quotas")
+    assert response.status == 501
+    assert response.error == "Not implemented in Keel: GET /quotas"
 
 
 async def test_an_unknown_route_still_answers_404(api: Api) -> None:

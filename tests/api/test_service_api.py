@@ -130,6 +130,7 @@ async def test_endpoints_not_implemented_yet_answer_an_honest_501(api: Api, meth
     await api.create_collection("c")
     path = template.replace("{collection_name}", "c").replace("{field_name}", "f")
     path = path.replace("{vector_name}", "v").replace("{snapshot_name}", "s")
+    path = path.replace("{shard_id}", "0")
     response = await api.call(method, path, json={}, validate=False)
     assert response.status == 501
     check_error_shape(response.body)
