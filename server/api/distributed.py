@@ -22,9 +22,8 @@ import uuid
 from aiohttp import web
 
 from engine.catalog import Catalog
-from server.api.context import catalog_of, read_json
+from server.api.context import catalog_of, collection_name_of, read_json
 from server.responses import ApiError, ok
-from server.wire.schemas import check_collection_name
 from server.wire.serde_text import invalid_type, missing_field, untagged_mismatch
 
 SHARD_ID = 0  # the one local shard every Keel collection is
@@ -75,8 +74,7 @@ async def remove_peer(request: web.Request) -> web.Response:
 
 async def collection_cluster_info(request: web.Request) -> web.Response:
     """CollectionClusterInfo: this peer, one local shard (id 0, Active), nothing remote."""
-    name = request.match_info["collection_name"]
-    check_collection_name(name)
+    name = collection_name_of(request)
     catalog = catalog_of(request)
     collection = catalog.get(name)
     local_shard = {
@@ -98,7 +96,7 @@ async def update_collection_cluster(request: web.Request) -> web.Response:
     """POST .../cluster: a ClusterOperations body (an untagged enum: one of the operation
     keys), then 405, since every cluster operation needs consensus. The operation's own
     fields are not checked: Qdrant's answer to a well-formed one is the 405 anyway."""
-    check_collection_name(request.match_info["collection_name"])
+    collection_name_of(request)
     body = await read_json(request)
     if not isinstance(body, dict) or not CLUSTER_OPERATION_KEYS.intersection(body):
         raise untagged_mismatch("ClusterOperations")
@@ -108,7 +106,7 @@ async def update_collection_cluster(request: web.Request) -> web.Response:
 async def update_shard_key(request: web.Request) -> web.Response:
     """PUT .../shards (CreateShardingKey) and POST .../shards/delete (DropShardingKey): a
     body naming `shard_key`, then 405, as in update_collection_cluster."""
-    check_collection_name(request.match_info["collection_name"])
+    collection_name_of(request)
     body = await read_json(request)
     if not isinstance(body, dict):
         raise invalid_type(body, "a map")
@@ -119,8 +117,7 @@ async def update_shard_key(request: web.Request) -> web.Response:
 
 async def list_shard_keys(request: web.Request) -> web.Response:
     """ShardKeysResponse: `shard_keys` only exists with custom sharding, which Keel refuses."""
-    name = request.match_info["collection_name"]
-    check_collection_name(name)
+    name = collection_name_of(request)
     catalog_of(request).get(name)  # 404 for a missing collection, as Qdrant
     return ok(request, {})
 

@@ -22,7 +22,7 @@ ROUTES_NOT_IMPLEMENTED = [
     ("GET", "/snapshots/{snapshot_name}"),
     ("DELETE", "/snapshots/{snapshot_name}"),
     # A snapshot made for the request and streamed, never stored: Keel writes snapshots to
-    # files only (server/api/snapshots.py serves shard 0's).
+    # files only (server/api/shard_snapshots.py serves shard 0's).
     ("GET", COLLECTION + "/shards/{shard_id}/snapshot"),
     # Resource quotas (disk and memory use past which writes are refused): Keel has none.
     ("GET", "/quotas"),

@@ -29,9 +29,8 @@ from aiohttp import web
 
 from engine.collection import Collection
 from engine.errors import BadRequest
-from server.api.context import catalog_of
+from server.api.context import catalog_of, collection_name_of
 from server.responses import ApiError, ok
-from server.wire.schemas import check_collection_name
 
 CATCH_UP_OPTIMIZER = "index_catch_up"
 OPTIMIZATIONS_WITH = ("queued", "completed", "idle_segments")
@@ -39,8 +38,7 @@ OPTIMIZATIONS_WITH = ("queued", "completed", "idle_segments")
 
 async def get_optimizations(request: web.Request) -> web.Response:
     """OptimizationsResponse; `with` adds the queued, completed and idle segment lists."""
-    name = request.match_info["collection_name"]
-    check_collection_name(name)
+    name = collection_name_of(request)
     listed = parse_optimizations_with(request.query)
     collection = catalog_of(request).get(name)
     points_count = collection.stats().points_count

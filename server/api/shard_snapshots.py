@@ -26,9 +26,8 @@ from aiohttp import web
 
 from engine.errors import NotFound
 from server.api import snapshots
-from server.api.context import catalog_of
+from server.api.context import catalog_of, collection_name_of
 from server.responses import ApiError
-from server.wire.schemas import check_collection_name
 
 SHARD_SNAPSHOTS = "/collections/{collection_name}/shards/{shard_id}/snapshots"
 SHARD_ID = 0  # the one shard of a Keel collection
@@ -72,8 +71,7 @@ def check_shard(request: web.Request) -> None:
         raise ApiError(
             400, f'Deserialize error in path parameters: can not parse "{text}" to a u32'
         )
-    name = request.match_info["collection_name"]
-    check_collection_name(name)
+    name = collection_name_of(request)
     catalog_of(request).get(name)
     if int(text) != SHARD_ID:
         raise NotFound(f"shard {int(text)} not found")
