@@ -157,8 +157,6 @@ class Applier:
         # Observed in the applier's thread, read by metrics exporters at scrape time.
         self.batch_op_count = stats.Histogram(stats.BATCH_SIZE_BUCKETS)
         self.batch_latency_s = stats.Histogram(stats.LATENCY_BUCKETS_S)
-        wal.on_durable.append(lambda _durable_op_id: self._wake.set())
-        wal.on_rewound.append(self._drop_refused)
 
     def start(self) -> None:
         assert self._task is None, "applier started twice"
@@ -189,9 +187,16 @@ class Applier:
         if self._outcomes.get(op_id) is outcome:
             del self._outcomes[op_id]
 
-    def _drop_refused(self, next_op_id: int) -> None:
+    def wake(self, durable_op_id: int) -> None:
+        """The WAL made ops durable up to durable_op_id: apply them. Registered on
+        `Wal.on_durable` by engine/collection.py `Collection.__init__`."""
+        assert durable_op_id <= self._wal.durable_op_id, (durable_op_id, self._wal.durable_op_id)
+        self._wake.set()
+
+    def drop_refused(self, next_op_id: int) -> None:
         """The WAL refused a batch (disk full): forget the ops from next_op_id on, which
-        were never durable and whose op ids the WAL hands out again; free their budget."""
+        were never durable and whose op ids the WAL hands out again; free their budget.
+        Registered on `Wal.on_rewound` by engine/collection.py `Collection.__init__`."""
         assert next_op_id > self.applied_op_id, (next_op_id, self.applied_op_id)
         dropped_bytes = 0
         while self._unapplied and self._unapplied[-1].op_id >= next_op_id:

@@ -188,8 +188,8 @@ class Catalog:
             collections=len(names),
         )
         for name in names:
-            collection = Collection(self.storage_path / "collections" / name, name, self._settings)
-            await collection.open()
+            directory = self.storage_path / "collections" / name
+            collection = await Collection.open(directory, name, self._settings)
             self._collections[name] = collection
         self._drop_dangling_aliases()
         self.is_ready = True
@@ -285,8 +285,7 @@ class Catalog:
             target = self.storage_path / "collections" / name
             op_id_floor = self._op_id_floors.get(name, -1)
             await loop.run_in_executor(None, self._build, target, config, op_id_floor)
-            collection = Collection(target, name, self._settings)
-            await collection.open()
+            collection = await Collection.open(target, name, self._settings)
             self._collections[name] = collection
         log_event(log, logging.INFO, "collection created", collection=name)
 
@@ -393,14 +392,12 @@ class Catalog:
             except BaseException:
                 await loop.run_in_executor(None, files.remove_tree, staging)
                 if old is not None:  # untouched: serve it again
-                    reopened = Collection(target, target_name, self._settings)
-                    await reopened.open()
+                    reopened = await Collection.open(target, target_name, self._settings)
                     self._collections[target_name] = reopened
                 raise
             tombstone = self.storage_path / "tmp" / f"replaced-{uuid.uuid4().hex}"
             await loop.run_in_executor(None, _swap_in, staging, target, old is not None, tombstone)
-            collection = Collection(target, target_name, self._settings)
-            await collection.open()
+            collection = await Collection.open(target, target_name, self._settings)
             self._collections[target_name] = collection
             if old is not None:
                 await loop.run_in_executor(None, files.remove_tree, tombstone)
@@ -430,9 +427,8 @@ class Catalog:
             None, snapshot.unpack, snapshot_path, staging, expected_checksum
         )
         check_collection_config(config)
-        staged = Collection(staging, name, self._settings)
         try:
-            await staged.open()
+            staged = await Collection.open(staging, name, self._settings)
         except CorruptionError as error:
             raise BadRequest(f"snapshot {snapshot_path.name} does not open: {error}") from None
         await staged.close()

@@ -1,7 +1,8 @@
 """One collection: owns its WAL, LMDB store, vector indexes and applier.
 
-Owns: the collection's directory layout, recovery (WAL validation, checkpoint loading, replay
-into LMDB; the graphs catch up afterwards, in the applier),
+Owns: the collection's directory layout, recovery (`recover`: WAL validation, checkpoint
+loading, replay into LMDB; the graphs catch up afterwards, in the applier), wiring the WAL,
+store, graphs, applier and readers together (`Collection.open` -> `Collection.__init__`),
 validation of operations against the config, admission with a byte budget (backpressure),
 the wait/timeout contract, and reads (retrieve, search with exact rescoring).
 Not here: how bytes are framed (engine/wal/log.py) or stored (engine/store/store.py); HTTP (server/).
@@ -114,34 +115,118 @@ class CollectionMetrics:
     apply_batch_latency_s: HistogramSnapshot
 
 
-class Collection:
-    """A collection on disk. `open()` recovers; then updates, reads, and `close()`."""
+@dataclass
+class Recovered:
+    """What recovery (`recover`) hands the collection: LMDB caught up with the WAL."""
 
-    def __init__(self, directory: Path, name: str, settings: EngineSettings) -> None:
+    store: Store
+    wal: Wal  # opened, its writer not started
+    lagging_indexes: dict[str, VectorIndex]  # graphs as of their checkpoints, behind LMDB
+    replayed_count: int  # WAL records applied to LMDB
+
+
+class Collection:
+    """A collection on disk, recovered and running: `await Collection.open(...)`, then
+    updates and reads, then `close()`."""
+
+    def __init__(
+        self,
+        directory: Path,
+        name: str,
+        settings: EngineSettings,
+        config: CollectionConfig,
+        incarnation: str,
+        followers: FollowerRegistry,
+        recovered: Recovered,
+        read_executor: ThreadPoolExecutor,
+    ) -> None:
+        """Wire what `open` recovered; use `open`, which also starts the tasks."""
         self.directory = directory
         self.name = name
         self._settings = settings
-        self.config = CollectionConfig.from_json_dict(
-            json.loads((directory / CONFIG_FILE_NAME).read_bytes())
-        )
-        self._store: Store | None = None
-        self._wal: Wal | None = None
+        self.config = config
+        self.incarnation = incarnation
+        self.followers = followers
+        self.ops_replayed_count = recovered.replayed_count
+        self._store = recovered.store
+        self._wal = recovered.wal
+        self._read_executor = read_executor
         self._indexes: dict[str, VectorIndex] = {}  # caught-up graphs, the ones reads use
-        self._lagging_indexes: dict[str, VectorIndex] = {}  # loaded, left to the applier
-        self._applier: Applier | None = None
-        self._reader: QueryReader | None = None
         # Readers hold it shared across graph search + LMDB reads; the applier's commit
         # holds it exclusively, so a search sees a batch entirely or not at all.
         self._visibility_lock = ReadWriteLock()
         self._unapplied_bytes = 0
-        self.ops_replayed_count = 0  # WAL records open() applied to LMDB
         self._budget_freed = asyncio.Event()
-        self._read_executor = ThreadPoolExecutor(
+        self._applier = Applier(
+            name,
+            self._wal,
+            self._store,
+            self._indexes,
+            self._visibility_lock,
+            compile_filter_with_indexes,
+            apply_batch_ops_max=settings.apply_batch_ops_max,
+            checkpoint_every_ops=settings.checkpoint_every_ops,
+            checkpoint_every_s=settings.checkpoint_every_s,
+            on_applied=self._release_budget,
+            followers=self.followers,
+            follower_retention_bytes_max=settings.follower_retention_bytes_max,
+            lagging_indexes=recovered.lagging_indexes,
+        )
+        # The WAL -> applier hand-off: every fsync wakes the applier to apply what became
+        # durable; a batch the WAL refused (disk full) leaves the applier's queue.
+        self._wal.on_durable.append(self._applier.wake)
+        self._wal.on_rewound.append(self._applier.drop_refused)
+        self._reader = QueryReader(config, self._store, self._indexes, self._visibility_lock)
+        self._search_coalescer = SearchCoalescer(
+            self._reader.search_many, read_executor, READ_THREADS, SEARCH_BATCH_MAX
+        )
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, directory: Path, name: str, settings: EngineSettings) -> Collection:
+        """Recover the collection in `directory` (in a thread: it reads and writes files),
+        then start its WAL writer and applier tasks."""
+        started_s = time.monotonic()
+        config = read_config(directory)
+        followers = FollowerRegistry(directory)
+        incarnation = read_incarnation(directory)
+        read_executor = ThreadPoolExecutor(
             max_workers=READ_THREADS, thread_name_prefix=f"read-{name}"
         )
-        self._search_coalescer: SearchCoalescer | None = None
-        self.followers = FollowerRegistry(directory)
-        self.incarnation = read_incarnation(directory)
+        loop = asyncio.get_running_loop()
+        try:
+            recovered = await loop.run_in_executor(
+                read_executor, recover, directory, name, config, settings
+            )
+        except BaseException:
+            read_executor.shutdown(wait=False)
+            raise
+        collection = cls(
+            directory, name, settings, config, incarnation, followers, recovered, read_executor
+        )
+        collection._wal.start()
+        collection._applier.start()
+        log_event(
+            log,
+            logging.INFO,
+            "collection opened",
+            collection=name,
+            ops_replayed=recovered.replayed_count,
+            applied_op_id=recovered.store.applied_op_id,
+            took_s=round(time.monotonic() - started_s, 3),
+        )
+        return collection
+
+    async def close(self) -> None:
+        """Finish queued writes, checkpoint, close files. Safe to call once."""
+        await self._wal.close()
+        await self._applier.close()
+        self._read_executor.shutdown(wait=True)
+        self._store.close()
+        log_event(log, logging.INFO, "collection closed", collection=self.name)
+
+    # ---- layout and config -----------------------------------------------------------------
 
     @staticmethod
     def create_layout(directory: Path, config: CollectionConfig) -> None:
@@ -166,9 +251,7 @@ class Collection:
         those records are applied and dropped with the old WAL. Durable on return; a crash
         midway leaves a half-done directory in tmp/, which the next open removes.
         """
-        config = CollectionConfig.from_json_dict(
-            json.loads((directory / CONFIG_FILE_NAME).read_bytes())
-        )
+        config = read_config(directory)
         store = Store(
             directory / "lmdb",
             list(config.vectors),
@@ -208,61 +291,8 @@ class Collection:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._read_executor, self.write_config, self.directory, config)
         self.config = config
-        if self._reader is not None:
-            self._reader.config = config
+        self._reader.config = config
         log_event(log, logging.INFO, "collection config updated", collection=self.name)
-
-    # ---- lifecycle -------------------------------------------------------------------------
-
-    async def open(self) -> None:
-        """Recover (in a thread: it reads and writes files), then start the tasks."""
-        loop = asyncio.get_running_loop()
-        started_s = time.monotonic()
-        replayed_count = await loop.run_in_executor(self._read_executor, self._recover)
-        self.ops_replayed_count = replayed_count
-        assert self._wal is not None and self._store is not None
-        self._applier = Applier(
-            self.name,
-            self._wal,
-            self._store,
-            self._indexes,
-            self._visibility_lock,
-            compile_filter_with_indexes,
-            apply_batch_ops_max=self._settings.apply_batch_ops_max,
-            checkpoint_every_ops=self._settings.checkpoint_every_ops,
-            checkpoint_every_s=self._settings.checkpoint_every_s,
-            on_applied=self._release_budget,
-            followers=self.followers,
-            follower_retention_bytes_max=self._settings.follower_retention_bytes_max,
-            lagging_indexes=self._lagging_indexes,
-        )
-        self._lagging_indexes = {}
-        self._reader = QueryReader(self.config, self._store, self._indexes, self._visibility_lock)
-        self._search_coalescer = SearchCoalescer(
-            self._reader.search_many, self._read_executor, READ_THREADS, SEARCH_BATCH_MAX
-        )
-        self._wal.start()
-        self._applier.start()
-        log_event(
-            log,
-            logging.INFO,
-            "collection opened",
-            collection=self.name,
-            ops_replayed=replayed_count,
-            applied_op_id=self._store.applied_op_id,
-            took_s=round(time.monotonic() - started_s, 3),
-        )
-
-    async def close(self) -> None:
-        """Finish queued writes, checkpoint, close files. Safe to call once."""
-        if self._wal is not None:
-            await self._wal.close()
-        if self._applier is not None:
-            await self._applier.close()
-        self._read_executor.shutdown(wait=True)
-        if self._store is not None:
-            self._store.close()
-        log_event(log, logging.INFO, "collection closed", collection=self.name)
 
     # ---- writes ----------------------------------------------------------------------------
 
@@ -288,7 +318,6 @@ class Collection:
         as `update` gives it, for every op, once the last one is durable (and applied); with
         wait, NotFound names the first missing id of the first op that met one.
         """
-        assert self._wal is not None and self._applier is not None, "collection not open"
         assert ops, "update_many needs at least one op"
         started_s = time.monotonic()
         bodies = []
@@ -360,7 +389,6 @@ class Collection:
                 f"Vector dimension error: expected dim: {vector_config.size}, "
                 f"got {request.vector.shape[0]}"
             )
-        assert self._search_coalescer is not None, "collection not open"
         return await self._search_coalescer.search(request)
 
     async def scroll(
@@ -403,7 +431,6 @@ class Collection:
         self, filter_: object, sample_count: int, limit: int, using: str
     ) -> DistanceMatrix:
         """Qdrant's search matrix (engine/query/distance_matrix.py)."""
-        assert self._reader is not None, "collection not open"
         return await self._read(distance_matrix, self._reader, filter_, sample_count, limit, using)
 
     async def facet(
@@ -414,7 +441,6 @@ class Collection:
 
     async def _read(self, function: Callable[..., T], *args: object) -> T:
         """Run a Reader method in the read pool: LMDB and hnswlib calls block."""
-        assert self._reader is not None, "collection not open"
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._read_executor, function, *args)
 
@@ -422,7 +448,6 @@ class Collection:
         """Compact copy of the LMDB store into `directory` (must exist) as of one op id, which
         it returns; writes and reads go on meanwhile. Runs in the read pool, so close() waits
         for a copy in progress before it closes the store."""
-        assert self._store is not None, "collection not open"
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._read_executor, self._store.copy_snapshot, directory)
 
@@ -434,7 +459,6 @@ class Collection:
         Durable on return. Raises Conflict for a lost follower, a truncated op id, or an
         `incarnation` that is not this collection's (it was restored or re-created since
         the follower copied it)."""
-        assert self._wal is not None and self._applier is not None, "collection not open"
         self.check_incarnation(incarnation)
         wal = self._wal
         if next_op_id is None:
@@ -452,7 +476,6 @@ class Collection:
         self, from_op_id: int, count_max: int, bytes_max: int
     ) -> list[tuple[int, Operation]]:
         """Durable operations from from_op_id on (for followers); Conflict if truncated."""
-        assert self._wal is not None, "collection not open"
         loop = asyncio.get_running_loop()
         records = await loop.run_in_executor(
             self._read_executor, self._wal.read_durable, from_op_id, count_max, bytes_max
@@ -471,58 +494,45 @@ class Collection:
     @property
     def appended_op_id(self) -> int:
         """The last op id this collection handed out (-1: none); final once closed."""
-        assert self._wal is not None, "collection not open"
         return self._wal.appended_op_id
 
     def wal_bounds(self) -> tuple[int, int]:
         """(first op id the WAL holds, last durable op id)."""
-        assert self._wal is not None, "collection not open"
         return self._wal.first_op_id, self._wal.durable_op_id
 
     def stats(self) -> CollectionStats:
-        assert self._store is not None
-        is_failed = (
-            self._wal is not None
-            and self._wal.is_failed
-            or (self._applier is not None and self._applier.failure is not None)
-        )
         return CollectionStats(
             points_count=self._store.count_points(),
             indexed_vectors_count=sum(index.live_count for index in self._indexes.values()),
             segments_count=1,
-            status="red" if is_failed else "yellow" if self.is_indexing else "green",
+            status="red" if self.is_write_path_failed else "yellow" if self.is_indexing else "green",
             payload_indexes=tuple(self._store.index_specs.values()),
         )
 
     async def wait_indexed(self) -> None:
         """Until every graph has caught up with LMDB after the open (reads use them then)."""
-        assert self._applier is not None, "collection not open"
         await self._applier.wait_caught_up()
 
     @property
     def is_write_path_failed(self) -> bool:
         """Whether the WAL or the applier stopped on an error (reads still work)."""
-        is_wal_failed = self._wal is not None and self._wal.is_failed
-        return is_wal_failed or (self._applier is not None and self._applier.failure is not None)
+        return self._wal.is_failed or self._applier.failure is not None
 
     @property
     def is_indexing(self) -> bool:
         """Whether a graph is still catching up after the open (reads of it score exactly)."""
-        return self._applier is not None and bool(self._applier.lagging_indexes)
+        return bool(self._applier.lagging_indexes)
 
     @property
     def applied_op_id(self) -> int:
-        assert self._applier is not None
         return self._applier.applied_op_id
 
     def vector_counts(self) -> dict[str, int]:
         """Dense vectors stored in LMDB, by vector name (an LMDB stat each, no scan)."""
-        assert self._store is not None, "collection not open"
         return {name: self._store.count_vectors(name) for name in self.config.vectors}
 
     def metrics(self) -> CollectionMetrics:
         """Op ids, budget and histograms of the write path; cheap (no disk access)."""
-        assert self._wal is not None and self._applier is not None, "collection not open"
         return CollectionMetrics(
             appended_op_id=self._wal.appended_op_id,
             durable_op_id=self._wal.durable_op_id,
@@ -536,107 +546,9 @@ class Collection:
             apply_batch_latency_s=self._applier.batch_latency_s.snapshot(),
         )
 
-    # ---- private: recovery -----------------------------------------------------------------
-
-    def _recover(self) -> int:
-        # index/ holds only checkpoints, which recovery can rebuild; an empty directory is
-        # what copy tools (git, some archivers) drop, so a missing one is made, not refused.
-        if not (self.directory / "index").is_dir():
-            files.make_directory_durably(self.directory / "index")
-        self._store = Store(
-            self.directory / "lmdb",
-            list(self.config.vectors),
-            self._settings.lmdb_map_bytes_initial,
-            tuple(self.config.sparse_vectors),
-        )
-        self._wal = Wal(
-            self.directory / "wal",
-            self.name,
-            self._settings.segment_bytes_target,
-            self._settings.fsync_slow_s,
-        )
-        self._wal.open()
-        applied_op_id = self._store.applied_op_id
-        if self._wal.durable_op_id < applied_op_id:
-            raise CorruptionError(
-                f"WAL of collection {self.name} ends at op {self._wal.durable_op_id} but LMDB "
-                f"has applied op {applied_op_id}: WAL segments are missing in {self._wal.directory}"
-            )
-        if self._wal.first_op_id > applied_op_id + 1:
-            raise CorruptionError(
-                f"WAL of collection {self.name} starts at op {self._wal.first_op_id} but LMDB "
-                f"has applied only up to op {applied_op_id}: segments missing in "
-                f"{self._wal.directory}"
-            )
-        self._open_indexes()
-        return self._replay_wal()
-
-    def _open_indexes(self) -> None:
-        assert self._store is not None
-        for name, vector_config in self.config.vectors.items():
-            if not has_graph(vector_config, self.config.hnsw):
-                if remove_checkpoint(self.directory / "index", name):
-                    log_event(
-                        log,
-                        logging.INFO,
-                        "stale index checkpoint removed",
-                        collection=self.name,
-                        vector=name,
-                    )
-                continue
-            index = VectorIndex(self.directory / "index", name, vector_config, self.config.hnsw)
-            index.load_checkpoint()
-            if index.checkpoint_op_id > self._store.applied_op_id:
-                # LMDB lost its last transactions to a power loss; the graph is ahead of it.
-                log_event(
-                    log,
-                    logging.WARNING,
-                    "index checkpoint ahead of lmdb, rebuilding",
-                    collection=self.name,
-                    vector=name,
-                )
-                index.discard_checkpoint()
-            self._lagging_indexes[name] = index
-
-    def _replay_wal(self) -> int:
-        assert self._wal is not None and self._store is not None
-        batch: list[tuple[int, Operation]] = []
-        replayed_count = 0
-        last_log_s = time.monotonic()
-        for op_id, body in self._wal.read_records(self._store.applied_op_id):
-            batch.append((op_id, decode_op(body, FILTER_TYPES)))
-            if len(batch) >= REPLAY_BATCH_OPS:
-                replayed_count += self._replay_batch(batch)
-                batch = []
-                if time.monotonic() - last_log_s > limits.REPLAY_PROGRESS_EVERY_S:
-                    log_event(
-                        log,
-                        logging.INFO,
-                        "replay progress",
-                        collection=self.name,
-                        op_id=op_id,
-                        last_op_id=self._wal.durable_op_id,
-                    )
-                    last_log_s = time.monotonic()
-        if batch:
-            replayed_count += self._replay_batch(batch)
-        assert self._store.applied_op_id == self._wal.durable_op_id, (
-            self._store.applied_op_id,
-            self._wal.durable_op_id,
-        )
-        return replayed_count
-
-    def _replay_batch(self, batch: list[tuple[int, Operation]]) -> int:
-        assert self._store is not None and not self._indexes
-        # LMDB only: the graphs catch up from LMDB afterwards (Applier._catch_up), each
-        # vector added once however often the WAL overwrote its point.
-        apply_batch(self._store, {}, self._visibility_lock, compile_filter_with_indexes, batch)
-        return len(batch)
-
     # ---- private: writes -------------------------------------------------------------------
 
     def _validated(self, op: Operation) -> Operation:
-        assert self._store is not None
         return validation.validated(op, self.config, self._store.index_specs)
 
     async def _admit(self, size_bytes: int) -> None:
@@ -665,7 +577,6 @@ class Collection:
                 ) from None
 
     def _has_room(self, size_bytes: int, budget_bytes: int) -> bool:
-        assert self._wal is not None
         if self._unapplied_bytes == 0:
             return True  # one op alone always fits, however large (up to RECORD_BYTES_MAX)
         return (
@@ -679,13 +590,116 @@ class Collection:
         self._budget_freed.set()
 
     def _raise_if_closed(self) -> None:
-        assert self._applier is not None and self._wal is not None
         if self._applier.failure is not None:
             raise self._applier.failure
         if self._wal.is_failed:
             raise StorageError(f"write path of collection {self.name} is closed")
 
-    # ---- private: reads --------------------------------------------------------------------
+
+def read_config(directory: Path) -> CollectionConfig:
+    """The config.json of the collection in `directory`."""
+    return CollectionConfig.from_json_dict(json.loads((directory / CONFIG_FILE_NAME).read_bytes()))
+
+
+def recover(
+    directory: Path, name: str, config: CollectionConfig, settings: EngineSettings
+) -> Recovered:
+    """Open LMDB and the WAL (torn tail cut, corruption refused), load the checkpoints, and
+    replay the WAL into LMDB from its applied op. Blocks: run it in a thread."""
+    # index/ holds only checkpoints, which recovery can rebuild; an empty directory is
+    # what copy tools (git, some archivers) drop, so a missing one is made, not refused.
+    if not (directory / "index").is_dir():
+        files.make_directory_durably(directory / "index")
+    store = Store(
+        directory / "lmdb",
+        list(config.vectors),
+        settings.lmdb_map_bytes_initial,
+        tuple(config.sparse_vectors),
+    )
+    wal = Wal(directory / "wal", name, settings.segment_bytes_target, settings.fsync_slow_s)
+    wal.open()
+    applied_op_id = store.applied_op_id
+    if wal.durable_op_id < applied_op_id:
+        raise CorruptionError(
+            f"WAL of collection {name} ends at op {wal.durable_op_id} but LMDB "
+            f"has applied op {applied_op_id}: WAL segments are missing in {wal.directory}"
+        )
+    if wal.first_op_id > applied_op_id + 1:
+        raise CorruptionError(
+            f"WAL of collection {name} starts at op {wal.first_op_id} but LMDB "
+            f"has applied only up to op {applied_op_id}: segments missing in "
+            f"{wal.directory}"
+        )
+    lagging_indexes = open_indexes(directory, name, config, store.applied_op_id)
+    replayed_count = replay_wal(name, wal, store)
+    return Recovered(store, wal, lagging_indexes, replayed_count)
+
+
+def open_indexes(
+    directory: Path, name: str, config: CollectionConfig, applied_op_id: int
+) -> dict[str, VectorIndex]:
+    """The graphs as of their checkpoints (a checkpoint ahead of LMDB is discarded), by
+    vector name; a vector without a graph loses its stale checkpoint."""
+    indexes: dict[str, VectorIndex] = {}
+    for vector_name, vector_config in config.vectors.items():
+        if not has_graph(vector_config, config.hnsw):
+            if remove_checkpoint(directory / "index", vector_name):
+                log_event(
+                    log,
+                    logging.INFO,
+                    "stale index checkpoint removed",
+                    collection=name,
+                    vector=vector_name,
+                )
+            continue
+        index = VectorIndex(directory / "index", vector_name, vector_config, config.hnsw)
+        index.load_checkpoint()
+        if index.checkpoint_op_id > applied_op_id:
+            # LMDB lost its last transactions to a power loss; the graph is ahead of it.
+            log_event(
+                log,
+                logging.WARNING,
+                "index checkpoint ahead of lmdb, rebuilding",
+                collection=name,
+                vector=vector_name,
+            )
+            index.discard_checkpoint()
+        indexes[vector_name] = index
+    return indexes
+
+
+def replay_wal(name: str, wal: Wal, store: Store) -> int:
+    """Apply the WAL's records past LMDB's applied op to LMDB; returns how many."""
+    batch: list[tuple[int, Operation]] = []
+    replayed_count = 0
+    last_log_s = time.monotonic()
+    for op_id, body in wal.read_records(store.applied_op_id):
+        batch.append((op_id, decode_op(body, FILTER_TYPES)))
+        if len(batch) >= REPLAY_BATCH_OPS:
+            replayed_count += _replay_batch(store, batch)
+            batch = []
+            if time.monotonic() - last_log_s > limits.REPLAY_PROGRESS_EVERY_S:
+                log_event(
+                    log,
+                    logging.INFO,
+                    "replay progress",
+                    collection=name,
+                    op_id=op_id,
+                    last_op_id=wal.durable_op_id,
+                )
+                last_log_s = time.monotonic()
+    if batch:
+        replayed_count += _replay_batch(store, batch)
+    assert store.applied_op_id == wal.durable_op_id, (store.applied_op_id, wal.durable_op_id)
+    return replayed_count
+
+
+def _replay_batch(store: Store, batch: list[tuple[int, Operation]]) -> int:
+    # LMDB only: the graphs catch up from LMDB afterwards (Applier._catch_up), each
+    # vector added once however often the WAL overwrote its point. No reader exists yet,
+    # so the visibility lock is one of its own.
+    apply_batch(store, {}, ReadWriteLock(), compile_filter_with_indexes, batch)
+    return len(batch)
 
 
 def new_incarnation() -> str:

@@ -132,8 +132,7 @@ async def repair(
         finally:
             store.close()
         done.append(f"{name}: payload indexes and sparse inverted indexes rebuilt from LMDB")
-        collection = Collection(directory, name, settings)
-        await collection.open()
+        collection = await Collection.open(directory, name, settings)
         try:
             await collection.wait_indexed()
         finally:

@@ -184,7 +184,7 @@ async def test_an_outcome_survives_the_reuse_of_a_refused_op_id(tmp_path: Path) 
     applier = catalog.get("c")._applier
     op_id = applier.applied_op_id + 1
     refused = applier.want_outcome(op_id)
-    applier._drop_refused(op_id)
+    applier.drop_refused(op_id)
     reused = applier.want_outcome(op_id)
     applier.forget_outcome(op_id, refused)
     assert applier._outcomes == {op_id: reused}
