@@ -66,7 +66,7 @@ async def remove_peer(request: web.Request) -> web.Response:
     `force`), else because there is no consensus to remove a peer from."""
     peer_id = _parse_u64_path(request.match_info["peer_id"])
     catalog = catalog_of(request)
-    is_forced = request.query.get("force", "false") == "true"
+    is_forced = _parse_force(request.query.get("force", "false"))
     if not is_forced and peer_id == peer_id_of(catalog) and catalog.names():
         raise ApiError(400, f"Wrong input: Cannot remove peer {peer_id} as there are shards on it")
     raise ApiError(STANDALONE_STATUS, STANDALONE_TEXT)
@@ -130,11 +130,20 @@ def peer_id_of(catalog: Catalog) -> int:
     return peer_id
 
 
+def _parse_force(text: str) -> bool:
+    """serde_urlencoded's bool (Rust's `bool::from_str`): exactly `true` or `false`."""
+    if text not in ("true", "false"):
+        message = "provided string was not `true` or `false`"
+        raise ApiError(400, f"Deserialize error in query parameters: {message}")
+    return text == "true"
+
+
 def _parse_u64_path(text: str) -> int:
-    """A u64 path parameter, with actix's text for one that is not."""
+    """A u64 path parameter. Qdrant reads this one with actix's plain `web::Path`, whose
+    error is a 404 (not the 400 of its validated paths), in Keel's error shape here."""
     if text.isascii() and text.isdigit() and int(text) <= U64_MAX:
         return int(text)
-    raise ApiError(400, f'Deserialize error in path parameters: can not parse "{text}" to a u64')
+    raise ApiError(404, f'Path deserialize error: can not parse "{text}" to a u64')
 
 
 ROUTES = [

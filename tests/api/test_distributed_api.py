@@ -74,8 +74,13 @@ async def test_peer_removal_and_recovery_need_consensus(api: Api, catalog: Catal
     )
     forced = await api.call("DELETE", f"/cluster/peer/{peer_id_of(catalog)}", query="force=true")
     assert forced.status == 405
+    not_bool = await api.call("DELETE", "/cluster/peer/1", query="force=yes")
+    assert (not_bool.status, not_bool.error) == (
+        400,
+        "Deserialize error in query parameters: provided string was not `true` or `false`",
+    )
     bad = await api.call("DELETE", "/cluster/peer/x")
     assert (bad.status, bad.error) == (
-        400,
-        'Deserialize error in path parameters: can not parse "x" to a u64',
+        404,
+        'Path deserialize error: can not parse "x" to a u64',
     )
