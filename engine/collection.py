@@ -47,7 +47,7 @@ from engine.errors import (
     StorageError,
     missing_vector_name,
 )
-from engine.filters.conditions import FILTER_TYPES
+from engine.filters.conditions import FILTER_TYPES, Filter
 from engine.filters.payload_path import PayloadPath
 from engine.limits import EngineSettings
 from engine.locks import ReadWriteLock
@@ -393,7 +393,7 @@ class Collection:
 
     async def scroll(
         self,
-        filter_: object,
+        filter_: Filter | None,
         limit: int,
         offset: PointId | None,
         with_payload: PayloadSelector,
@@ -404,7 +404,7 @@ class Collection:
             self._reader.scroll, filter_, limit, offset, with_payload, with_vector
         )
 
-    async def count(self, filter_: object) -> int:
+    async def count(self, filter_: Filter | None) -> int:
         """Exact number of points matching filter_ (all points when None)."""
         return await self._read(self._reader.count, filter_)
 
@@ -428,13 +428,13 @@ class Collection:
         return await self._read(query.execute_many, self._reader, jobs, self.name)
 
     async def distance_matrix(
-        self, filter_: object, sample_count: int, limit: int, using: str
+        self, filter_: Filter | None, sample_count: int, limit: int, using: str
     ) -> DistanceMatrix:
         """Qdrant's search matrix (engine/query/distance_matrix.py)."""
         return await self._read(distance_matrix, self._reader, filter_, sample_count, limit, using)
 
     async def facet(
-        self, key: PayloadPath, filter_: object, limit: int
+        self, key: PayloadPath, filter_: Filter | None, limit: int
     ) -> list[tuple[object, int]]:
         """The most frequent values at `key` among points matching filter_, with counts."""
         return await self._read(self._reader.facet, key, filter_, limit)

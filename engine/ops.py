@@ -19,6 +19,10 @@ from typing import Any
 
 import numpy as np
 
+# An engine/filters/conditions.py `Filter`, or None. Typed Any here because ops is the base
+# layer, below engine/filters (which imports it); code above the base layer says `Filter | None`.
+OpFilter = Any
+
 PointId = int | uuid.UUID
 UNNAMED_VECTOR = ""  # the name under which a collection's single unnamed vector is kept
 U64_MAX = 2**64 - 1
@@ -199,7 +203,7 @@ class UpsertPoints:
     vectors: dict[str, NamedVectors]
     payloads: list[dict[str, Any] | None]
     update_mode: UpdateMode = UpdateMode.UPSERT
-    update_filter: Any = None  # an engine.filters.conditions.Filter, or None
+    update_filter: OpFilter = None
     sparse: dict[str, SparseColumn] = field(default_factory=dict)
 
 
@@ -208,7 +212,7 @@ class DeletePoints:
     """Delete the listed ids, or every point matching `filter` when the op is applied."""
 
     ids: list[PointId]
-    filter: Any = None
+    filter: OpFilter = None
 
 
 class PayloadMode(str, enum.Enum):
@@ -228,7 +232,7 @@ class UpdatePayload:
     payload: dict[str, Any] | None = None
     keys: list[str] | None = None
     key: str | None = None
-    filter: Any = None
+    filter: OpFilter = None
 
 
 @dataclass(frozen=True)
@@ -238,7 +242,7 @@ class UpdateVectors:
 
     ids: list[PointId]
     vectors: dict[str, NamedVectors]
-    update_filter: Any = None
+    update_filter: OpFilter = None
     sparse: dict[str, SparseColumn] = field(default_factory=dict)
 
 
@@ -248,7 +252,7 @@ class DeleteVectors:
 
     ids: list[PointId] | None
     names: list[str]
-    filter: Any = None
+    filter: OpFilter = None
 
 
 @dataclass(frozen=True)
@@ -323,7 +327,7 @@ class SearchRequest:
     is_exact: bool = False
     with_payload: PayloadSelector = field(default_factory=lambda: PayloadSelector(True))
     with_vector: VectorSelector = field(default_factory=VectorSelector)
-    filter: Any = None  # an engine.filters.conditions.Filter: only matching points are candidates
+    filter: OpFilter = None  # only matching points are candidates
 
 
 @dataclass(frozen=True)

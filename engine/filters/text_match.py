@@ -187,7 +187,9 @@ def check_text_params(params: Mapping[str, Any]) -> None:
         raise BadRequest("text index `stopwords` must be a language or {languages, custom}")
 
 
-def with_text_indexes(filter_: Any, tokenizers: Mapping[str, Tokenizer]) -> Any:
+def with_text_indexes(
+    filter_: filters.Filter, tokenizers: Mapping[str, Tokenizer]
+) -> filters.Filter:
     """`filter_` with each top-level `text`/`text_any`/`phrase` match on a text-indexed field
     replaced by a TokenMatch. Conditions inside `nested` keep substring matching: Qdrant checks
     nested objects without field indexes."""

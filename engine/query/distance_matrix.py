@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
 
-from engine.errors import BadRequest, missing_vector_name
+from engine.errors import missing_vector_name
 from engine.filters import conditions as filters
 from engine.ops import PointId, point_key
 from engine.query.plan import merge_filters
@@ -32,7 +31,7 @@ class DistanceMatrix:
 
 
 def distance_matrix(
-    reader: QueryReader, filter_: Any, sample_count: int, limit: int, using: str
+    reader: QueryReader, filter_: filters.Filter | None, sample_count: int, limit: int, using: str
 ) -> DistanceMatrix:
     """Run in a read thread (it scans and scores)."""
     is_sparse = using in reader.config.sparse_vectors

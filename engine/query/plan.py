@@ -95,7 +95,7 @@ class QueryNode:
     using: str
     limit: int
     prefetch: tuple[QueryNode, ...] = ()
-    filter: Any = None  # an engine.filters.conditions.Filter
+    filter: filters.Filter | None = None
     score_threshold: float | None = None
     hnsw_ef: int | None = None
     is_exact: bool = False
@@ -175,7 +175,9 @@ def merge_filters(outer: Any, inner: Any) -> Any:
     return filters.Filter(must=(outer, inner))
 
 
-def push_filters_down(node: QueryNode, parent_filter: Any = None) -> QueryNode:
+def push_filters_down(
+    node: QueryNode, parent_filter: filters.Filter | None = None
+) -> QueryNode:
     """Every prefetch gets its ancestors' filters, as Qdrant's planner does."""
     merged = merge_filters(parent_filter, node.filter)
     children = tuple(push_filters_down(child, merged) for child in node.prefetch)

@@ -82,13 +82,13 @@ class Reader:
         self._indexes = indexes
         self._visibility_lock = visibility_lock
 
-    def _compile(self, filter_: Any) -> filters.Checker:
+    def _compile(self, filter_: filters.Filter) -> filters.Checker:
         """compile_filter_with_indexes with the payload indexes as of the last applied op."""
         return compile_filter_with_indexes(filter_, self._store.index_specs)
 
     def scroll(
         self,
-        filter_: Any,
+        filter_: filters.Filter | None,
         limit: int,
         offset: PointId | None,
         with_payload: PayloadSelector,
@@ -111,7 +111,7 @@ class Reader:
                 page.append(point)
         return self._records(page, with_payload, with_vector), None
 
-    def count(self, filter_: Any) -> int:
+    def count(self, filter_: filters.Filter | None) -> int:
         """Exact number of points matching `filter_` (all points when None)."""
         if filter_ is None:
             return self._store.count_points()
@@ -122,7 +122,9 @@ class Reader:
             if predicate(point_id_from_key(point.key), point.payload or {}, point.names)
         )
 
-    def _candidates(self, filter_: Any, start_key: bytes | None) -> Iterable[StoredPoint]:
+    def _candidates(
+        self, filter_: filters.Filter | None, start_key: bytes | None
+    ) -> Iterable[StoredPoint]:
         """Points from start_key on, in key order, that may match filter_ (all when None):
         the planner's index lookups when they narrow it, else every point."""
         if filter_ is not None:
@@ -451,7 +453,9 @@ class Reader:
             for name in names
         }
 
-    def facet(self, key: PayloadPath, filter_: Any, limit: int) -> list[tuple[Any, int]]:
+    def facet(
+        self, key: PayloadPath, filter_: filters.Filter | None, limit: int
+    ) -> list[tuple[Any, int]]:
         """The `limit` most frequent values at `key` among points matching `filter_`, as
         (value, count), count descending, then value ascending (Qdrant's FacetHit order).
 
@@ -475,7 +479,7 @@ class Reader:
 
 
 def compile_filter_with_indexes(
-    filter_: Any, index_specs: Mapping[str, payload_index.IndexSpec] | None = None
+    filter_: filters.Filter, index_specs: Mapping[str, payload_index.IndexSpec] | None = None
 ) -> filters.Checker:
     """engine/filters/conditions.py `compile_filter`, with the payload indexes: a predicate
     (point_id, payload dict, vector_names) -> bool for one filter; `text` matches on fields with a text index in `index_specs` tokenize (engine/filters/text_match.py)."""

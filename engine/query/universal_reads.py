@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.filters.conditions import Filter
 from engine.ops import (
     PayloadSelector,
     PointId,
@@ -36,7 +37,7 @@ class QueryReader(Reader):
         self,
         name: str,
         query: SparseVector,
-        filter_: Any,
+        filter_: Filter | None,
         ids: list[PointId] | None,
         limit: int,
     ) -> list[tuple[PointId, float]]:
@@ -87,7 +88,7 @@ class QueryReader(Reader):
         name: str,
         score: Callable[[Any], np.ndarray],
         is_higher_better: bool,
-        filter_: Any,
+        filter_: Filter | None,
         ids: list[PointId] | None,
         limit: int,
     ) -> list[tuple[PointId, float]]:
@@ -132,7 +133,7 @@ class QueryReader(Reader):
         return [(point_id_from_key(kept[i].key), float(scores[i])) for i in order]
 
     def payload_points(
-        self, filter_: Any, ids: list[PointId] | None
+        self, filter_: Filter | None, ids: list[PointId] | None
     ) -> list[tuple[PointId, dict[str, Any]]]:
         """(id, payload) of every point (or only `ids`) matching `filter_`, in id order."""
         predicate = None if filter_ is None else self._compile(filter_)

@@ -41,6 +41,7 @@ import lmdb
 import numpy as np
 
 from engine import limits
+from engine.filters.conditions import Filter
 from engine.filters.payload_path import PayloadPath
 from engine.ops import (
     CreateFieldIndex,
@@ -66,8 +67,9 @@ from engine.store.checksum import seal, unseal
 Predicate = Callable[[PointId, dict[str, Any], list[str]], bool]
 # Qdrant's PAYLOAD_OP_BATCH_SIZE and VECTOR_OP_BATCH_SIZE: ids are edited this many at a time.
 ID_CHUNK_COUNT = 32
-# (filter, the payload indexes as the batch left them) -> predicate; see reads.compile_filter_with_indexes.
-CompileFilter = Callable[[Any, dict[str, payload_index.IndexSpec]], Predicate]
+# (filter, the payload indexes as the batch left them) -> predicate; see
+# engine/query/reads.py `compile_filter_with_indexes`.
+CompileFilter = Callable[[Filter, dict[str, payload_index.IndexSpec]], Predicate]
 
 
 def label_key(label: int) -> bytes:
@@ -353,7 +355,7 @@ class BatchWriter:
 
     # ---- shared steps ----------------------------------------------------------------------
 
-    def _selected_keys(self, ids: list[PointId] | None, filter_: Any) -> list[bytes]:
+    def _selected_keys(self, ids: list[PointId] | None, filter_: Filter | None) -> list[bytes]:
         if filter_ is None:
             assert ids is not None, "an op selects points by ids or by filter"
             return list(dict.fromkeys(point_key(point_id) for point_id in ids))
@@ -368,7 +370,7 @@ class BatchWriter:
                 keys.append(bytes(key))
         return keys
 
-    def _index_candidates(self, filter_: Any) -> list[bytes] | None:
+    def _index_candidates(self, filter_: Filter) -> list[bytes] | None:
         """Keys the payload indexes say may match (engine/store/planner.py), in key order; None: scan.
         Read in this transaction, so they reflect the batch's earlier ops."""
         lookup = planner.plan(filter_, self.index_specs)
@@ -379,7 +381,7 @@ class BatchWriter:
         )
         return None if keys is None else sorted(keys)
 
-    def _update_predicate(self, update_filter: Any) -> Predicate | None:
+    def _update_predicate(self, update_filter: Filter | None) -> Predicate | None:
         """A conditional write's filter, compiled; None for an unconditional one."""
         if update_filter is None:
             return None

@@ -44,6 +44,7 @@ import numpy as np
 
 from engine import files, limits
 from engine.errors import CorruptionError, StorageError
+from engine.filters.conditions import Filter
 from engine.locks import ReadWriteLock
 from engine.logfmt import log_event
 from engine.ops import Operation, SparseVector
@@ -93,7 +94,7 @@ def _ignore_delta(delta: IndexDelta) -> None:
     """Default hook: a store used without vector indexes."""
 
 
-def _no_filters(filter_: object, index_specs: object) -> Predicate:
+def _no_filters(filter_: Filter, index_specs: dict[str, payload_index.IndexSpec]) -> Predicate:
     raise AssertionError("an op with a filter reached a store applied without compile_filter")
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from engine.errors import FormatError, NotImplementedYet
+from engine.filters.conditions import Filter
 from engine.filters.payload_path import PayloadPath
 from server.api.context import catalog_of, collection_name_of, read_json
 from server.responses import ok
@@ -36,7 +37,7 @@ U64_MAX = 2**64 - 1
 class FacetBody:
     key: PayloadPath
     limit: int
-    filter: Any
+    filter: Filter | None
 
 
 async def facet(request: web.Request) -> web.Response:

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from engine.errors import NotImplementedYet
+from engine.filters.conditions import Filter
 from engine.ops import UNNAMED_VECTOR
 from engine.query.distance_matrix import DistanceMatrix
 from server.api.context import catalog_of, collection_name_of, read_json
@@ -32,7 +33,7 @@ PREFIX = "search_request"
 
 @dataclass(frozen=True)
 class MatrixBody:
-    filter: Any
+    filter: Filter | None
     sample_count: int
     limit: int
     using: str

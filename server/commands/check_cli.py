@@ -22,7 +22,7 @@ from typing import TextIO
 from engine.catalog import lock_storage
 from engine.check import check
 from engine.errors import CorruptionError, StorageLocked
-from engine.filters.conditions import FILTER_TYPES
+from engine.filters.conditions import FILTER_TYPES, Filter
 from engine.limits import EngineSettings
 from engine.ops import (
     CreateFieldIndex,
@@ -173,7 +173,7 @@ def _names(names: list[str]) -> str:
     return ",".join(sorted(name or "(unnamed)" for name in names)) or "-"
 
 
-def _selection(ids: list[object] | None, filter_: object) -> str:
+def _selection(ids: list[object] | None, filter_: Filter | None) -> str:
     return "by filter" if filter_ is not None else _ids(ids or [])
 
 

@@ -236,7 +236,7 @@ def _render_min_should(min_should: MinShould) -> dict[str, Any]:
     }
 
 
-def _selector(ids: list[PointId] | None, filter_: Any) -> dict[str, Any]:
+def _selector(ids: list[PointId] | None, filter_: Filter | None) -> dict[str, Any]:
     """A PointsSelector: the id list wins over a filter, as Qdrant resolves them."""
     if ids is not None:
         return {"points": [point_id_json(point_id) for point_id in ids]}

@@ -26,6 +26,7 @@ import numpy as np
 import orjson
 
 from engine.errors import BadRequest, FormatError, missing_vector_name
+from engine.filters.conditions import Filter
 from engine.filters.payload_path import PayloadPath
 from engine.limits import COLLECTION_NAME_BYTES_MAX, POINTS_PER_REQUEST_MAX, SCROLL_LIMIT_MAX
 from engine.ops import (
@@ -98,14 +99,14 @@ class SearchBody:
     is_exact: bool
     with_payload: PayloadSelector
     with_vector: VectorSelector
-    filter: Any = None  # an engine.filters.conditions.Filter
+    filter: Filter | None = None
 
 
 @dataclass(frozen=True)
 class ScrollBody:
     """POST /points/scroll: a page of points in id order from `offset`, matching `filter`."""
 
-    filter: Any  # an engine.filters.conditions.Filter, or None for every point
+    filter: Filter | None  # None: every point
     limit: int
     offset: PointId | None
     with_payload: PayloadSelector
@@ -515,7 +516,7 @@ def _search_body(
     limit: int,
     hnsw_ef: int | None,
     is_exact: bool,
-    filter_: Any,
+    filter_: Filter | None,
 ) -> SearchBody:
     offset = data.get("offset")
     offset = 0 if offset is None else parse_usize(offset)
