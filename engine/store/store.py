@@ -511,8 +511,8 @@ def _load_dead(key: bytes, raw: bytes) -> list[Any]:
 def _stored_point(key: bytes, value: bytes | None) -> StoredPoint | None:
     if value is None:
         return None
-    label, version, payload, names = load_point(key, value)
-    return StoredPoint(key, label, version, payload, names)
+    row = load_point(key, value)
+    return StoredPoint(key, row.label, row.version_op_id, row.payload, row.names)
 
 
 def _as_matrix(labels: list[int], chunks: list[bytes], dim: int) -> tuple[np.ndarray, np.ndarray]:
