@@ -9,7 +9,8 @@ Not here: Qdrant's JSON shapes and error texts (server/wire/filters.py), choosin
 through payload indexes (the planner, which will use `referenced_keys`).
 
 Filters are logged in WAL records (op_codec.encode_tree: class names, init fields, instant keys)
-and decoded with `FILTER_TYPES` (the classes of this module by name), so renaming a class or field here, or changing INSTANT_KEY_SPAN, breaks replay of old logs.
+and decoded with `FILTER_TYPES` (the classes of this module by name), so renaming a class or
+field here, or changing INSTANT_KEY_SPAN, breaks replay of old logs.
 
 Semantics are Qdrant 1.19's on a collection without payload indexes, read in its source
 (commit 74f3e85b): `lib/segment/src/types.rs` (Match*, Range, ValuesCount, Geo*, FieldCondition),
