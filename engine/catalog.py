@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine import files, limits, snapshot
+from engine import files, full_snapshot, limits, snapshot
 from engine.collection import Collection
 from engine.errors import (
     BadRequest,
@@ -414,7 +414,108 @@ class Catalog:
         )
         return manifest
 
+    async def create_full_snapshot(self, snapshots_path: Path) -> snapshot.SnapshotInfo:
+        """Write a full snapshot (full_snapshot.py) into `snapshots_path`: every collection,
+        each as of one op id while its writes go on, and the aliases. Creates, deletes,
+        restores and alias changes wait until it is written, so the collections and aliases
+        are those of one moment. The collection snapshots are staged in
+        `snapshots_path`/.full-snapshot-creating-<hex>/ and removed once packed."""
+        self._require_ready()
+        loop = asyncio.get_running_loop()
+        async with self._create_lock:
+            full_staging = await loop.run_in_executor(
+                None, full_snapshot.prepare_staging, snapshots_path, uuid.uuid4().hex
+            )
+            try:
+                taken = []
+                for index, name in enumerate(sorted(self._collections)):
+                    path, op_id = await self._stage_collection_snapshot(name, full_staging, index)
+                    taken.append((name, op_id, path))
+                created_at = datetime.now(UTC)
+                aliases = dict(self._aliases)
+                return await loop.run_in_executor(
+                    None, full_snapshot.pack_full, snapshots_path, taken, aliases, created_at
+                )
+            finally:
+                await loop.run_in_executor(None, files.remove_tree, full_staging)
+
+    async def restore_full(
+        self, snapshot_path: Path, expected_checksum: str | None = None
+    ) -> full_snapshot.FullManifest:
+        """Restore every collection of the full snapshot at `snapshot_path` (each replaced or
+        created by `restore`: op ids continue above earlier ones, new incarnations) and set
+        its aliases. Collections and aliases the snapshot does not name stay as they are (as
+        Qdrant's `--storage-snapshot --force-snapshot` leaves them).
+
+        Before anything changes: the whole file and every member are verified against their
+        checksums, and a name clash (a collection of the snapshot named like an alias here,
+        an alias of it named like a collection here) is refused: NotFound or BadRequest, and
+        the catalog is as it was. A failure after that (the disk filling up, say) leaves the
+        collections restored so far restored; running the restore again finishes it.
+        """
+        self._require_ready()
+        loop = asyncio.get_running_loop()
+        staging = self.storage_path / "tmp" / f"full-restoring-{uuid.uuid4().hex}"
+        try:
+            manifest = await loop.run_in_executor(
+                None, full_snapshot.unpack_full, snapshot_path, staging, expected_checksum
+            )
+            self._check_full_restore(manifest)
+            for entry in manifest.collections:
+                await self.restore(entry.collection_name, staging / entry.member)
+            async with self._create_lock:
+                aliases = {**self._aliases, **manifest.aliases}
+                assert all(target in self._collections for target in aliases.values()), aliases
+                await loop.run_in_executor(None, self._save_aliases, aliases)
+                self._aliases = aliases
+        finally:
+            if staging.exists():
+                await loop.run_in_executor(None, files.remove_tree, staging)
+        log_event(
+            log,
+            logging.INFO,
+            "full snapshot restored",
+            snapshot=Path(snapshot_path),
+            collections=len(manifest.collections),
+            aliases=len(manifest.aliases),
+        )
+        return manifest
+
     # ---- private ---------------------------------------------------------------------------
+
+    async def _stage_collection_snapshot(
+        self, name: str, full_staging: Path, index: int
+    ) -> tuple[Path, int]:
+        """Snapshot collection `name` into `full_staging`/<index>/; (its file, its op id).
+        The caller holds the create lock."""
+        loop = asyncio.get_running_loop()
+        collection = self._collections[name]
+        directory = full_staging / str(index)
+        staging = await loop.run_in_executor(None, snapshot.prepare_staging, directory)
+        op_id = await collection.copy_lmdb(staging / "lmdb")
+        created_at = datetime.now(UTC)
+        info = await loop.run_in_executor(
+            None, snapshot.pack, staging, directory, name, collection.config, op_id, created_at
+        )
+        assert (directory / info.name).is_file(), (directory, info.name)
+        return directory / info.name, op_id
+
+    def _check_full_restore(self, manifest: full_snapshot.FullManifest) -> None:
+        """BadRequest if restoring `manifest` would mix up a collection and an alias here."""
+        for entry in manifest.collections:
+            check_collection_name(entry.collection_name)
+            if entry.collection_name in self._aliases:
+                raise BadRequest(
+                    f"full snapshot collection {entry.collection_name} is an alias here; "
+                    "delete the alias first"
+                )
+        for alias in manifest.aliases:
+            check_collection_name(alias)
+            if alias in self._collections:
+                raise BadRequest(f"full snapshot alias {alias} is a collection here")
+        new_names = {e.collection_name for e in manifest.collections} - set(self._collections)
+        if len(self._collections) + len(new_names) > limits.COLLECTIONS_MAX:
+            raise BadRequest(f"restoring would exceed {limits.COLLECTIONS_MAX} collections")
 
     async def _stage_restore(
         self, staging: Path, name: str, snapshot_path: Path, expected_checksum: str | None

@@ -118,7 +118,7 @@ def prepare_staging(directory: Path) -> Path:
     """
     files.make_directories(directory)
     for leftover in directory.iterdir():
-        if leftover.name.startswith(CREATING_PREFIX) or _is_temp_snapshot(leftover.name):
+        if leftover.name.startswith(CREATING_PREFIX) or is_temp_snapshot(leftover.name):
             log.info("removing leftover of an interrupted snapshot path=%s", leftover)
             files.remove_tree(leftover)
     staging = directory / f"{CREATING_PREFIX}{uuid.uuid4().hex}"
@@ -143,7 +143,7 @@ def pack(
     config_bytes = json.dumps(config.to_json_dict()).encode()
     members = [
         _member_entry(CONFIG_MEMBER, len(config_bytes), hashlib.sha256(config_bytes).hexdigest()),
-        _member_entry(LMDB_MEMBER, lmdb_path.stat().st_size, _sha256_of_file(lmdb_path)),
+        _member_entry(LMDB_MEMBER, lmdb_path.stat().st_size, sha256_of_file(lmdb_path)),
     ]
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -179,9 +179,9 @@ def list_snapshots(directory: Path) -> list[SnapshotInfo]:
     if not directory.is_dir():
         return []
     return [
-        _info(path)
+        snapshot_info(path)
         for path in sorted(directory.iterdir())
-        if path.name.endswith(SNAPSHOT_SUFFIX) and not path.name.startswith(".")
+        if path.name.endswith(SNAPSHOT_SUFFIX) and not path.name.startswith(".") and path.is_file()
     ]
 
 
@@ -213,7 +213,7 @@ def read_manifest(path: Path) -> Manifest:
             tarfile.open(fileobj=snapshot_file, mode="r|") as tar,
         ):
             member = tar.next()
-            return _parse_manifest(_read_small_member(tar, member, MANIFEST_MEMBER))
+            return _parse_manifest(read_small_member(tar, member, MANIFEST_MEMBER))
     except (tarfile.TarError, EOFError, OSError) as error:
         raise BadRequest(f"snapshot {path.name} is not a readable tar file: {error}") from None
 
@@ -235,7 +235,7 @@ def unpack(
     """
     if not snapshot_path.is_file():
         raise NotFound(f"Snapshot file {snapshot_path} does not exist")
-    _check_whole_file(snapshot_path, expected_checksum)
+    check_whole_file(snapshot_path, expected_checksum)
     files.make_directory_durably(target)
     files.make_directory_durably(target / "lmdb")
     try:
@@ -292,7 +292,7 @@ class SnapshotUpload:
 # ---- private -------------------------------------------------------------------------------
 
 
-class _HashingWriter(io.RawIOBase):
+class HashingWriter(io.RawIOBase):
     """A write-only file over an engine.files descriptor that hashes what passes through."""
 
     def __init__(self, fd: int) -> None:
@@ -321,21 +321,21 @@ def _write_tar(
         files.remove_tree(temp_path)
     fd = files.create_append(temp_path)
     try:
-        writer = _HashingWriter(fd)
+        writer = HashingWriter(fd)
         with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             manifest_bytes = json.dumps(manifest, indent=1).encode()
             for name, data in ((MANIFEST_MEMBER, manifest_bytes), (CONFIG_MEMBER, config_bytes)):
-                tar.addfile(_tar_info(name, len(data), created_at), io.BytesIO(data))
+                tar.addfile(tar_info(name, len(data), created_at), io.BytesIO(data))
             with lmdb_path.open("rb") as lmdb_file:
                 size_bytes = lmdb_path.stat().st_size
-                tar.addfile(_tar_info(LMDB_MEMBER, size_bytes, created_at), lmdb_file)
+                tar.addfile(tar_info(LMDB_MEMBER, size_bytes, created_at), lmdb_file)
         files.fsync(fd)
     finally:
         files.close(fd)
     return writer.sha256.hexdigest()
 
 
-def _tar_info(name: str, size_bytes: int, created_at: datetime) -> tarfile.TarInfo:
+def tar_info(name: str, size_bytes: int, created_at: datetime) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.size = size_bytes
     info.mode = 0o644
@@ -347,7 +347,7 @@ def _member_entry(name: str, size_bytes: int, sha256: str) -> dict[str, Any]:
     return {"name": name, "size_bytes": size_bytes, "sha256": sha256}
 
 
-def _check_whole_file(snapshot_path: Path, expected_checksum: str | None) -> None:
+def check_whole_file(snapshot_path: Path, expected_checksum: str | None) -> None:
     expected = {}
     if expected_checksum is not None:
         check_checksum(expected_checksum)
@@ -357,7 +357,7 @@ def _check_whole_file(snapshot_path: Path, expected_checksum: str | None) -> Non
         expected[f"its sidecar {sidecar.name}"] = sidecar.read_text(errors="replace").strip()
     if not expected:
         return  # the manifest's per-member hashes are still checked
-    actual = _sha256_of_file(snapshot_path)
+    actual = sha256_of_file(snapshot_path)
     for source, checksum in expected.items():
         if checksum != actual:
             raise BadRequest(
@@ -368,7 +368,7 @@ def _check_whole_file(snapshot_path: Path, expected_checksum: str | None) -> Non
 
 def _extract_members(tar: tarfile.TarFile, target: Path) -> tuple[Manifest, bytes]:
     """Read the manifest, then each member it lists, checking names, sizes and hashes."""
-    manifest = _parse_manifest(_read_small_member(tar, tar.next(), MANIFEST_MEMBER))
+    manifest = _parse_manifest(read_small_member(tar, tar.next(), MANIFEST_MEMBER))
     config_bytes = b""
     for name in DATA_MEMBERS:
         member = tar.next()
@@ -380,10 +380,10 @@ def _extract_members(tar: tarfile.TarFile, target: Path) -> tuple[Manifest, byte
                 f"snapshot member {name} is {member.size} bytes, manifest says {size_bytes}"
             )
         if name == CONFIG_MEMBER:
-            config_bytes = _read_small_member(tar, member, CONFIG_MEMBER)
+            config_bytes = read_small_member(tar, member, CONFIG_MEMBER)
             actual = hashlib.sha256(config_bytes).hexdigest()
         else:
-            actual = _extract_to_file(tar, member, target / LMDB_MEMBER)
+            actual = extract_to_file(tar, member, target / LMDB_MEMBER)
         if actual != sha256:
             raise BadRequest(f"snapshot member {name} sha256 is {actual}, manifest says {sha256}")
     if tar.next() is not None:
@@ -391,7 +391,7 @@ def _extract_members(tar: tarfile.TarFile, target: Path) -> tuple[Manifest, byte
     return manifest, config_bytes
 
 
-def _read_small_member(tar: tarfile.TarFile, member: tarfile.TarInfo | None, name: str) -> bytes:
+def read_small_member(tar: tarfile.TarFile, member: tarfile.TarInfo | None, name: str) -> bytes:
     if member is None or member.name != name or not member.isreg():
         raise BadRequest(f"snapshot member {name} missing or out of order")
     if member.size > limits.SNAPSHOT_SMALL_MEMBER_BYTES_MAX:
@@ -401,7 +401,7 @@ def _read_small_member(tar: tarfile.TarFile, member: tarfile.TarInfo | None, nam
     return source.read()
 
 
-def _extract_to_file(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> str:
+def extract_to_file(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> str:
     """Copy a member into a new file at path, fsynced; return the sha256 hex of its bytes."""
     source = tar.extractfile(member)
     assert source is not None, member
@@ -449,7 +449,7 @@ def _parse_config(data: bytes) -> CollectionConfig:
         raise BadRequest(f"snapshot config.json is not a collection config: {error!r}") from None
 
 
-def _sha256_of_file(path: Path) -> str:
+def sha256_of_file(path: Path) -> str:
     sha256 = hashlib.sha256()
     with path.open("rb") as source:
         while chunk := source.read(CHUNK_BYTES):
@@ -457,7 +457,7 @@ def _sha256_of_file(path: Path) -> str:
     return sha256.hexdigest()
 
 
-def _info(path: Path) -> SnapshotInfo:
+def snapshot_info(path: Path) -> SnapshotInfo:
     stat = path.stat()
     sidecar = path.with_name(path.name + CHECKSUM_SUFFIX)
     checksum = sidecar.read_text(errors="replace").strip() if sidecar.is_file() else None
@@ -465,5 +465,5 @@ def _info(path: Path) -> SnapshotInfo:
     return SnapshotInfo(path.name, stat.st_size, created_at, checksum)
 
 
-def _is_temp_snapshot(name: str) -> bool:
+def is_temp_snapshot(name: str) -> bool:
     return name.startswith(".") and name.endswith(SNAPSHOT_SUFFIX + ".tmp")

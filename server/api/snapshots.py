@@ -1,10 +1,15 @@
-"""Collection snapshot handlers: create, list, download, delete, recover, upload.
+"""Snapshot handlers: a collection's (create, list, download, delete, recover, upload) and
+full-storage ones (create, list, download, delete).
 
-Owns: the six routes under `/collections/{collection_name}/snapshots`; each parses, calls
-one engine function and shapes Qdrant's answer (SnapshotDescription, or `true`).
-Not here: the snapshot file format and its checks (engine/snapshot.py), taking a snapshot
-and replacing a collection by one (engine/catalog.py), where snapshots live (config.py
-`storage.snapshots_path`, handed over by app.py).
+Owns: the six routes under `/collections/{collection_name}/snapshots` and the four under
+`/snapshots`; each parses, calls one engine function and shapes Qdrant's answer
+(SnapshotDescription, or `true`).
+Not here: the snapshot file formats and their checks (engine/snapshot.py,
+engine/full_snapshot.py), taking a snapshot and replacing a collection by one
+(engine/catalog.py), where snapshots live (config.py `storage.snapshots_path`, handed over
+by app.py). Full snapshots lie directly in that directory, collection snapshots one
+directory down; like Qdrant, a full snapshot is restored only offline (`keel snapshot
+restore-full`, server/commands/snapshot_cli.py).
 
 Qdrant 1.19 (`src/actix/api/snapshot_api.rs`, `lib/storage/src/content_manager/snapshots/`):
 an alias names its collection everywhere; recover and upload create the collection or
@@ -32,6 +37,7 @@ from server.wire.schemas import parse_update_params
 from server.wire.serde_text import invalid_type, missing_field, unknown_variant
 
 SNAPSHOTS = "/collections/{collection_name}/snapshots"
+FULL_SNAPSHOTS = "/snapshots"
 SNAPSHOT_PRIORITIES = ("no_sync", "snapshot", "replica")
 UPLOAD_FIELD_NAME = "snapshot"  # Qdrant's multipart field
 UPLOAD_PARTS_MAX = 16  # multipart parts looked at before giving up on finding the snapshot
@@ -93,6 +99,37 @@ async def upload_snapshot(request: web.Request) -> web.Response:
         await catalog.restore(name, upload.path, checksum)
     finally:
         await loop.run_in_executor(None, upload.discard)
+    return ok(request, True)
+
+
+async def create_full_snapshot(request: web.Request) -> web.Response:
+    """POST /snapshots: every collection and the aliases (engine/full_snapshot.py)."""
+    parse_update_params(request.query)  # `wait`: checked, then Keel waits either way
+    snapshots_path = request.app[SNAPSHOTS_PATH_KEY]
+    info = await catalog_of(request).create_full_snapshot(snapshots_path)
+    return ok(request, snapshot_description_json(info))
+
+
+async def list_full_snapshots(request: web.Request) -> web.Response:
+    catalog_of(request).names()  # NotReady while recovering, like every storage call
+    loop = asyncio.get_running_loop()
+    directory = request.app[SNAPSHOTS_PATH_KEY]
+    infos = await loop.run_in_executor(None, snapshot.list_snapshots, directory)
+    return ok(request, [snapshot_description_json(info) for info in infos])
+
+
+async def download_full_snapshot(request: web.Request) -> web.StreamResponse:
+    directory = request.app[SNAPSHOTS_PATH_KEY]
+    path = snapshot.find_snapshot(directory, request.match_info["snapshot_name"])
+    return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+
+
+async def delete_full_snapshot(request: web.Request) -> web.Response:
+    parse_update_params(request.query)
+    loop = asyncio.get_running_loop()
+    directory = request.app[SNAPSHOTS_PATH_KEY]
+    snapshot_name = request.match_info["snapshot_name"]
+    await loop.run_in_executor(None, snapshot.delete_snapshot, directory, snapshot_name)
     return ok(request, True)
 
 
@@ -192,4 +229,8 @@ ROUTES = [
     ("PUT", SNAPSHOTS + "/recover", recover_snapshot),
     ("GET", SNAPSHOTS + "/{snapshot_name}", download_snapshot),
     ("DELETE", SNAPSHOTS + "/{snapshot_name}", delete_snapshot),
+    ("POST", FULL_SNAPSHOTS, create_full_snapshot),
+    ("GET", FULL_SNAPSHOTS, list_full_snapshots),
+    ("GET", FULL_SNAPSHOTS + "/{snapshot_name}", download_full_snapshot),
+    ("DELETE", FULL_SNAPSHOTS + "/{snapshot_name}", delete_full_snapshot),
 ]

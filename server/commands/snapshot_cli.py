@@ -1,4 +1,4 @@
-"""`keel snapshot create|list|restore`: collection snapshots of a stopped server's storage.
+"""`keel snapshot create|list|restore|restore-full`: snapshots of a stopped server's storage.
 
 Owns: the offline snapshot commands, their flags, output and exit codes.
 Not here: the snapshot format and checks (engine/snapshot.py), taking and restoring one
@@ -11,14 +11,21 @@ list, an alias lists its collection's snapshots, and the list never disagrees wi
 that may be writing a snapshot. `create` and `list` refuse a storage directory that does
 not exist rather than create an empty one; `restore` may seed a new storage.
 
+`restore-full FILE` restores a full-storage snapshot (`POST /snapshots`,
+engine/full_snapshot.py): every collection in it is replaced or created as `restore` does
+one, and its aliases are set; collections and aliases it does not name stay. Qdrant too
+restores full snapshots only at startup (`--storage-snapshot`), never over HTTP. The file
+and each collection in it are checked against their sha256 first: a bad file changes
+nothing.
+
 Settings come from --config / KEEL__ variables like `keel serve`'s; --storage and
 --snapshots override them. With neither --snapshots nor storage.snapshots_path, snapshots
 live in `snapshots` beside the storage directory (server/config.py), where the server
 puts them too, whichever directory either runs from.
 
-Output: `create` and `restore` print one result line; `list` prints one line per snapshot
-(name, bytes, sha256, tab-separated) and nothing else on stdout; when there is none it
-says so on stderr.
+Output: `create`, `restore` and `restore-full` print one result line; `list` prints one
+line per snapshot (name, bytes, sha256, tab-separated) and nothing else on stdout; when
+there is none it says so on stderr.
 
 Exit codes: 0 done, 1 failed (no storage, storage locked, no such collection, snapshot
 refused), 2 usage or configuration error.
@@ -66,7 +73,7 @@ def main(argv: Sequence[str]) -> int:
         return EXIT_USAGE
     # Engine INFO lines (recovery per collection) would drown the one result line.
     configure_logging("WARNING", settings.log_format)
-    if args.action != "restore" and not settings.storage_path.is_dir():
+    if args.action not in ("restore", "restore-full") and not settings.storage_path.is_dir():
         print(
             f"keel snapshot {args.action}: no storage directory at {settings.storage_path} "
             "(--storage, or storage.storage_path in --config)",
@@ -76,11 +83,12 @@ def main(argv: Sequence[str]) -> int:
     try:
         return asyncio.run(_run_on_storage(args, settings))
     except StorageLocked as error:
-        http = HTTP_EQUIVALENT[args.action].format(collection=args.collection)
-        print(
-            f"keel snapshot {args.action}: {error}; against a running server use {http}",
-            file=sys.stderr,
-        )
+        if args.action == "restore-full":
+            hint = "stop the server first (full snapshots are restored offline only)"
+        else:
+            http = HTTP_EQUIVALENT[args.action].format(collection=args.collection)
+            hint = f"against a running server use {http}"
+        print(f"keel snapshot {args.action}: {error}; {hint}", file=sys.stderr)
         return EXIT_FAILED
     except (KeelError, OSError) as error:
         print(f"keel snapshot {args.action}: {error}", file=sys.stderr)
@@ -99,10 +107,13 @@ async def _run_on_storage(args: argparse.Namespace, settings: Settings) -> int:
             # NotFound for an unknown name; an alias lists its collection's snapshots.
             collection_name = catalog.get(args.collection).name
             _print_list(settings.snapshots_path / collection_name, args.collection)
-        else:
-            assert args.action == "restore", args.action
+        elif args.action == "restore":
             manifest = await catalog.restore(args.collection, args.file, args.checksum)
             print(f"restored collection={args.collection} op_id={manifest.op_id}")
+        else:
+            assert args.action == "restore-full", args.action
+            full = await catalog.restore_full(args.file, args.checksum)
+            print(f"restored collections={len(full.collections)} aliases={len(full.aliases)}")
     finally:
         await catalog.close()
     return EXIT_OK
@@ -128,7 +139,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keel snapshot",
-        description="Collection snapshots of a stopped Keel (the server must not be running "
+        description="Snapshots of a stopped Keel (the server must not be running "
         "on this storage; use the HTTP API against a running one).",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -137,8 +148,14 @@ def _parser() -> argparse.ArgumentParser:
     restore = actions.add_parser("restore", help="replace or create a collection from FILE")
     restore.add_argument("file", type=Path, metavar="FILE", help="a .snapshot file")
     restore.add_argument("--checksum", metavar="SHA256", help="expected sha256 of FILE")
+    restore_full = actions.add_parser(
+        "restore-full", help="restore every collection and alias of a full snapshot FILE"
+    )
+    restore_full.add_argument("file", type=Path, metavar="FILE", help="a full-snapshot file")
+    restore_full.add_argument("--checksum", metavar="SHA256", help="expected sha256 of FILE")
     for action in (create, listing, restore):
         action.add_argument("--collection", required=True, metavar="C", help="collection name")
+    for action in (create, listing, restore, restore_full):
         action.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
         action.add_argument("--storage", metavar="DIR", help="storage directory")
         action.add_argument("--snapshots", metavar="DIR", help="snapshots directory")

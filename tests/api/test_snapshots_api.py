@@ -217,3 +217,65 @@ async def test_upload_creates_or_replaces(api: Api, tmp_path: Path, target: str)
     assert list((tmp_path / "storage" / "tmp").iterdir()) == []
     expected_c = [1, 2] if target == "al" else [1, 2, 3]
     assert [p["id"] for p in await api.scroll_all("c")] == expected_c
+
+
+# ---- full-storage snapshots: /snapshots ----------------------------------------------------
+
+FULL_SNAPSHOTS = "/snapshots"
+ONE_FULL_SNAPSHOT = FULL_SNAPSHOTS + "/{snapshot_name}"
+
+
+async def full_snapshot_call(api: Api, method: str, snapshot_name: str) -> ApiResponse:
+    response = await api.client.request(method, f"/snapshots/{snapshot_name}")
+    body = await response.json()
+    check_response(ONE_FULL_SNAPSHOT, method.lower(), response.status, body)
+    return ApiResponse(response.status, body, response.headers)
+
+
+async def test_full_snapshot_create_list_download_delete(api: Api, tmp_path: Path) -> None:
+    """Goal: Qdrant's four /snapshots routes, with its names and shapes. Method: create one
+    over two collections and an alias, list it, download it and compare with the file and
+    the checksum, delete it, then ask for it again (404 with Qdrant's text)."""
+    await api.create_collection("a")
+    await api.create_collection("b")
+    await create_alias(api, "al", "a")
+    await upsert_points(api, [1, 2], name="a")
+    await upsert_points(api, [3], name="b")
+
+    created = await api.call("POST", FULL_SNAPSHOTS, query={"wait": "true"})
+    description = created.result
+
+    assert created.status == 200
+    assert description["name"].startswith("full-snapshot-")
+    assert description["name"].endswith(".snapshot")
+    path = tmp_path / "snapshots" / description["name"]
+    assert path.stat().st_size == description["size"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == description["checksum"]
+    assert [p.name for p in (tmp_path / "snapshots").iterdir() if p.name.startswith(".")] == []
+    listed = (await api.call("GET", FULL_SNAPSHOTS)).result
+    assert listed == [{**description, "creation_time": listed[0]["creation_time"]}]
+    response = await api.client.get(f"/snapshots/{description['name']}")
+    assert response.status == 200
+    assert response.content_type == "application/octet-stream"
+    assert await response.read() == path.read_bytes()
+
+    deleted = await full_snapshot_call(api, "DELETE", description["name"])
+    assert deleted.result is True
+    assert not path.exists()
+    assert (await api.call("GET", FULL_SNAPSHOTS)).result == []
+    missing = await full_snapshot_call(api, "GET", description["name"])
+    assert missing.status == 404
+    assert missing.error == f"Not found: Snapshot {description['name']} not found"
+    gone = await full_snapshot_call(api, "DELETE", description["name"])
+    assert gone.status == 404
+    assert gone.error == f"Not found: Snapshot {description['name']} not found"
+
+
+async def test_full_snapshots_list_none_and_ignore_collection_snapshots(api: Api) -> None:
+    """Collection snapshots live one directory down: /snapshots lists only its own files."""
+    assert (await api.call("GET", FULL_SNAPSHOTS)).result == []
+    await api.create_collection("c")
+    await create_snapshot(api, "c")
+    assert (await api.call("GET", FULL_SNAPSHOTS)).result == []
+    empty = (await api.call("POST", FULL_SNAPSHOTS)).result  # no collection needed
+    assert [d["name"] for d in (await api.call("GET", FULL_SNAPSHOTS)).result] == [empty["name"]]
