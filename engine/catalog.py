@@ -24,6 +24,7 @@ Not here: anything inside a collection (collection.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import logging
@@ -157,13 +158,38 @@ class Catalog:
         self.storage_id: str | None = None  # set by open(), under the lock
         self._create_lock = asyncio.Lock()  # create/delete one at a time
         self.is_ready = False
+        # Set when open() has finished, ready or failed: what wait_ready waits for.
+        self._open_finished = asyncio.Event()
 
     async def open(self, lock_fd: int | None = None) -> None:
         """Lock the directory, clean tmp/, and recover every collection (logged).
 
         `lock_fd`: the storage lock, already taken by the caller with lock_storage (the
         server takes it before it binds its port); the catalog owns and closes it from here.
+        Whether it succeeds or raises, it wakes every `wait_ready` caller when it returns.
         """
+        try:
+            await self._open(lock_fd)
+        finally:
+            # A failed open wakes the waiters too: they answer NotReady at once rather than
+            # hold a request for their whole bound while the process stops.
+            self._open_finished.set()
+        assert self.is_ready, "open() returned without becoming ready"
+
+    async def wait_ready(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for open() to finish; True if the catalog is ready then.
+
+        False at once after open() failed or close() began, and after `timeout_s` while
+        recovery still runs. Only the waiting is cancelled on timeout, never recovery.
+        """
+        assert timeout_s >= 0, timeout_s
+        if not self._open_finished.is_set() and timeout_s > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await self._open_finished.wait()
+        return self.is_ready
+
+    async def _open(self, lock_fd: int | None) -> None:
         files.make_directories(self.storage_path)
         if lock_fd is None:
             self._take_lock()

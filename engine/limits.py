@@ -49,6 +49,11 @@ PREFETCH_DEPTH_MAX = 64  # nesting of query prefetch trees (Qdrant has none)
 PAYLOAD_DEPTH_MAX = 100
 COLLECTIONS_MAX = 1_000  # each holds an LMDB environment, 4 threads and a WAL file open
 REPLAY_PROGRESS_EVERY_S = 5.0  # recovery logs progress at most this often
+# How long a request that arrives during recovery waits for the storage to open before
+# 503 (service.recovery_wait_s): a client that waits for `/` and then works, as Qdrant's
+# test harness does, is held rather than refused. Clients time out well before the max.
+RECOVERY_WAIT_S = 60.0
+RECOVERY_WAIT_S_MAX = 600.0
 BROKEN_TAIL_BYTES_MAX = (
     GROUP_COMMIT_BYTES_MAX + 64 * KIB
 )  # more than this after the last batch is corruption
@@ -67,6 +72,7 @@ assert APPLY_BATCH_BYTES_MAX >= RECORD_BYTES_MAX  # an apply batch can always ta
 assert REQUEST_BODY_BYTES_MAX <= RECORD_BYTES_MAX  # float32 records are smaller than JSON
 assert LMDB_MAP_BYTES_MAX >= LMDB_MAP_BYTES_INITIAL
 assert BROKEN_TAIL_BYTES_MAX > GROUP_COMMIT_BYTES_MAX
+assert 0 <= RECOVERY_WAIT_S <= RECOVERY_WAIT_S_MAX
 assert SNAPSHOT_BYTES_MAX > LMDB_MAP_BYTES_MAX + 2 * SNAPSHOT_SMALL_MEMBER_BYTES_MAX
 
 

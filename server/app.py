@@ -40,7 +40,7 @@ from engine.errors import (
     StorageError,
     ValidationError,
 )
-from engine.limits import REQUEST_BODY_BYTES_MAX
+from engine.limits import RECOVERY_WAIT_S, REQUEST_BODY_BYTES_MAX
 from engine.logfmt import log_event
 from server.api import (
     aliases,
@@ -59,7 +59,13 @@ from server.api import (
     shard_snapshots,
     snapshots,
 )
-from server.api.context import CATALOG_KEY, INFO_KEY, SNAPSHOTS_PATH_KEY, ServerInfo
+from server.api.context import (
+    CATALOG_KEY,
+    INFO_KEY,
+    SNAPSHOTS_PATH_KEY,
+    ServerInfo,
+    catalog_of,
+)
 from server.auth import auth_middleware
 from server.request_log import request_log_middleware
 from server.responses import STARTED_S_KEY, ApiError, elapsed_s, error
@@ -94,6 +100,16 @@ TEXT_BY_ERROR: dict[type[KeelError], str] = {
 # Qdrant writes time 0.0 on errors found before the handler ran (body, query, path).
 ERRORS_BEFORE_HANDLER = (FormatError, ValidationError)
 GIT_TIMEOUT_S = 2.0
+# Retry-After of a 503 during recovery: the retry is itself held up to service.recovery_wait_s
+# (recovery_wait_middleware), so asking again soon costs the client nothing.
+NOT_READY_RETRY_AFTER_S = 1
+# Answered at once during recovery: the probes and the process's own statistics are how one
+# watches a recovery. With and without the trailing slash Qdrant trims.
+PATHS_NEVER_WAITING = frozenset(
+    path + suffix
+    for path in ("/healthz", "/livez", "/readyz", "/metrics", "/telemetry")
+    for suffix in ("", "/")
+)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -107,15 +123,19 @@ def create_app(
     metrics_require_api_key: bool = True,
     snapshots_path: Path | None = None,
     log_requests: str = "off",
+    recovery_wait_s: float = RECOVERY_WAIT_S,
 ) -> web.Application:
     """The HTTP application over `catalog`; the caller opens and closes the catalog.
     With `api_key` or `read_only_api_key` set, requests need one (server/auth.py), for
     `/metrics` too unless `metrics_require_api_key` is False. Collection snapshots go to
     `snapshots_path` (default: `snapshots` beside the storage directory, where the config's
-    defaults put it too). `log_requests` is the config's log.requests (request_log.py)."""
+    defaults put it too). `log_requests` is the config's log.requests (request_log.py).
+    A request arriving before the catalog is open waits up to `recovery_wait_s`
+    (service.recovery_wait_s, recovery_wait_middleware), then 503."""
     assert 0 < max_request_size_bytes <= REQUEST_BODY_BYTES_MAX, max_request_size_bytes
     app_metrics = metrics.build_metrics(catalog, keel_version)
-    middlewares = [error_middleware]
+    # The recovery wait runs inside error_middleware, which answers its NotReady.
+    middlewares = [error_middleware, recovery_wait_middleware(recovery_wait_s)]
     if api_key or read_only_api_key:
         middlewares.insert(
             0,
@@ -175,6 +195,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         headers = None
         if isinstance(keel_error, Overloaded):
             headers = {"Retry-After": str(max(1, math.ceil(keel_error.retry_after_s)))}
+        elif isinstance(keel_error, NotReady):
+            headers = {"Retry-After": str(NOT_READY_RETRY_AFTER_S)}
         if status == 500:
             # A server fault. 503 (recovering, overloaded) and 501 are answers, not faults:
             # like every 4xx, only the request log (request_log.py) reports them.
@@ -204,6 +226,30 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
         message = "Service internal error: unexpected error, see the server log"
         return error(500, message, elapsed_s(request))
+
+
+def recovery_wait_middleware(wait_s: float) -> Callable:
+    """Hold every request but PATHS_NEVER_WAITING until the catalog is ready, at most `wait_s`
+    seconds (0: not at all); NotReady past that, or at once if recovery failed.
+
+    Keel listens before recovery has finished so that `/readyz` can say "not ready" (run.py).
+    Qdrant does not serve at all until it has loaded, so clients (Qdrant's own test harness,
+    deployment scripts) wait for `GET /` and then start working: holding their requests,
+    `GET /` included, is what they expect. Runs inside error_middleware, which answers the
+    NotReady 503 with Retry-After.
+    """
+    assert wait_s >= 0, wait_s
+
+    @web.middleware
+    async def wait_for_recovery(request: web.Request, handler: Handler) -> web.StreamResponse:
+        catalog = catalog_of(request)
+        if catalog.is_ready or request.path in PATHS_NEVER_WAITING:
+            return await handler(request)
+        if not await catalog.wait_ready(wait_s):
+            raise NotReady(f"storage is not open: recovery has not finished within {wait_s:g} s")
+        return await handler(request)
+
+    return wait_for_recovery
 
 
 def describe_error(keel_error: KeelError) -> tuple[int, str]:

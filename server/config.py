@@ -87,6 +87,8 @@ class Settings:
     read_only_api_key: str = ""
     # Serving a non-loopback address with no key is refused unless this says it's on purpose.
     unsafe_allow_public_without_api_key: bool = False
+    # How long a request arriving during recovery waits for the storage to open; then 503.
+    recovery_wait_s: float = limits.RECOVERY_WAIT_S
     # With a key configured, /metrics needs it too; False leaves /metrics open like /healthz.
     metrics_require_api_key: bool = True
     # Qdrant's service.enable_tls with tls.cert / tls.key: PEM files, HTTPS on http_port.
@@ -132,6 +134,7 @@ def to_nested(settings: Settings) -> dict[str, Any]:
             "read_only_api_key": settings.read_only_api_key,
             "unsafe_allow_public_without_api_key": settings.unsafe_allow_public_without_api_key,
             "metrics_require_api_key": settings.metrics_require_api_key,
+            "recovery_wait_s": settings.recovery_wait_s,
             "enable_tls": settings.enable_tls,
         },
         "tls": {"cert": settings.tls_cert, "key": settings.tls_key},
@@ -165,6 +168,12 @@ def from_nested(nested: Mapping[str, Any]) -> Settings:
         1 <= service["max_request_size_mb"] <= REQUEST_SIZE_MB_MAX,
         f"must be 1..{REQUEST_SIZE_MB_MAX} (Keel's hard limit)",
     )
+    _check(
+        nested,
+        ("service", "recovery_wait_s"),
+        0 <= service["recovery_wait_s"] <= limits.RECOVERY_WAIT_S_MAX,
+        f"must be 0..{limits.RECOVERY_WAIT_S_MAX:g} (Keel's hard limit)",
+    )
     _check(nested, ("storage", "storage_path"), storage["storage_path"] != "", "must not be empty")
     storage_path = Path(storage["storage_path"])
     snapshots_path = (
@@ -194,6 +203,7 @@ def from_nested(nested: Mapping[str, Any]) -> Settings:
         read_only_api_key=service["read_only_api_key"],
         unsafe_allow_public_without_api_key=service["unsafe_allow_public_without_api_key"],
         metrics_require_api_key=service["metrics_require_api_key"],
+        recovery_wait_s=float(service["recovery_wait_s"]),
         enable_tls=service["enable_tls"],
         tls_cert=nested["tls"]["cert"],
         tls_key=nested["tls"]["key"],

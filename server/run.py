@@ -8,6 +8,8 @@ second Keel on a storage in use fails without ever binding its port: a health ch
 that port must not take the loser for a server starting up. Listening comes *before*
 recovery so that `/readyz` answers 503 while collections replay their WAL, the way Qdrant
 answers during its own startup; orchestrators can tell a slow recovery from a dead process.
+Other requests that arrive meanwhile wait for recovery, up to service.recovery_wait_s
+(app.py's recovery_wait_middleware), as if the server were not serving yet, which is Qdrant's way.
 Shutdown stops accepting, lets in-flight requests finish (their writes are durable and being
 applied), then closes the catalog, which finishes queued writes and checkpoints.
 
@@ -96,6 +98,7 @@ async def serve(settings: Settings) -> int:
         snapshots_path=settings.snapshots_path,
         metrics_require_api_key=settings.metrics_require_api_key,
         log_requests=settings.log_requests,
+        recovery_wait_s=settings.recovery_wait_s,
     )
     # server/request_log.py logs requests (log.requests); aiohttp's access log would repeat it.
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE_S, access_log=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -43,18 +44,45 @@ async def test_probes_answer_text(api: Api, path: str):
 async def test_before_recovery_readyz_is_503_and_collections_are_unavailable(
     aiohttp_client, tmp_path
 ):
+    """With service.recovery_wait_s = 0 a request during recovery is refused at once."""
     catalog = Catalog(tmp_path, EngineSettings())  # not opened: recovery has not run
-    client = await aiohttp_client(create_app(catalog, keel_version=KEEL_VERSION))
+    app = create_app(catalog, keel_version=KEEL_VERSION, recovery_wait_s=0.0)
+    client = await aiohttp_client(app)
     response = await client.get("/readyz")
     assert (response.status, await response.text()) == (503, "some shards are not ready")
-    response = await client.get("/collections")
-    body = await response.json()
-    check_response("/collections", "get", response.status, body)
-    assert response.status == 503
-    assert body["status"]["error"] == (
-        "Service unavailable: storage is not open: recovery has not finished"
-    )
+    for path in ("/collections", "/"):
+        response = await client.get(path)
+        body = await response.json()
+        check_error_shape(body)
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
+        assert body["status"]["error"] == (
+            "Service unavailable: storage is not open: recovery has not finished within 0 s"
+        )
     assert (await client.get("/healthz")).status == 200
+
+
+async def test_a_request_during_recovery_waits_for_it_and_is_answered(aiohttp_client, tmp_path):
+    """Qdrant serves nothing until it has loaded; Keel holds requests until recovery ends.
+
+    Requests to `/` and `/collections` start before the catalog is opened; the probes
+    answer meanwhile; once open() returns, the held requests get their normal answers."""
+    catalog = Catalog(tmp_path, EngineSettings())  # not opened: recovery has not run
+    client = await aiohttp_client(create_app(catalog, keel_version=KEEL_VERSION))
+    held = [asyncio.create_task(client.get(path)) for path in ("/", "/collections")]
+    response = await client.get("/readyz")  # answered while the others wait
+    assert (response.status, await response.text()) == (503, "some shards are not ready")
+    assert (await client.get("/livez")).status == 200
+    assert not any(task.done() for task in held)
+    await catalog.open()
+    try:
+        root_response, collections_response = await asyncio.gather(*held)
+        assert root_response.status == 200
+        assert (await root_response.json())["title"] == "qdrant - vector search engine"
+        assert collections_response.status == 200
+        assert (await collections_response.json())["result"] == {"collections": []}
+    finally:
+        await catalog.close()
 
 
 async def test_telemetry_has_keels_version_and_the_collection_count(api: Api):

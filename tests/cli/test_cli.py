@@ -93,6 +93,7 @@ def test_config_command_prints_effective_config_with_precedence(tmp_path):
         "read_only_api_key": "",
         "unsafe_allow_public_without_api_key": False,
         "metrics_require_api_key": True,
+        "recovery_wait_s": 60.0,
         "enable_tls": False,
     }
     assert "top-secret" not in result.stdout  # secrets are masked

@@ -115,6 +115,14 @@ def test_env_reaches_nested_sections_and_parses_by_the_default_type():
     assert settings.log_requests == "errors"
 
 
+def test_recovery_wait_is_a_bounded_setting_in_seconds(tmp_path):
+    assert load_settings(environ={}).recovery_wait_s == limits.RECOVERY_WAIT_S
+    environ = {"KEEL__SERVICE__RECOVERY_WAIT_S": "2.5"}
+    assert load_settings(environ=environ).recovery_wait_s == 2.5
+    path = write_config(tmp_path, "[service]\nrecovery_wait_s = 0\n")
+    assert load_settings(path, environ={}).recovery_wait_s == 0.0
+
+
 @pytest.mark.parametrize(
     ("text", "named"),
     [
@@ -125,6 +133,8 @@ def test_env_reaches_nested_sections_and_parses_by_the_default_type():
         ("[service]\nhttp_port = true\n", "service.http_port"),
         ("[service]\nhttp_port = 70000\n", "service.http_port"),
         ("[service]\nmax_request_size_mb = 64\n", "service.max_request_size_mb"),
+        ("[service]\nrecovery_wait_s = 601\n", "service.recovery_wait_s"),
+        ("[service]\nrecovery_wait_s = -1\n", "service.recovery_wait_s"),
         ("[log]\nlevel = 'LOUD'\n", "log.level"),
         ("[log]\nrequests = 'some'\n", "log.requests"),
         ("[storage.wal]\nsegment_mb_target = 100000\n", "storage.wal.segment_mb_target"),
