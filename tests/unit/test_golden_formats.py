@@ -362,6 +362,22 @@ def _golden_config(name: str) -> CollectionConfig:
     )
 
 
+async def test_catalog_reads_the_golden_op_id_floors_and_incarnations(tmp_path: Path) -> None:
+    """<storage>/op_id_floors.json (name -> last op id of a deleted collection) and each
+    collection's `incarnation` file, as today's code wrote them: a collection created under
+    the retired name continues above op 41, and the incarnations read back unchanged."""
+    storage = _copy_golden_storage(tmp_path)
+    assert (storage / "op_id_floors.json").read_bytes() == b'{"retired": 41}'
+    catalog = Catalog(storage, EngineSettings())
+    await catalog.open()
+    try:
+        assert catalog.get("golden").incarnation == "9c68cada6401406bae71657c49efc189"
+        await catalog.create("retired", catalog.get("golden_unnamed").config)
+        assert catalog.get("retired").wal_bounds() == (42, 41)
+    finally:
+        await catalog.close()
+
+
 def _copy_golden_storage(tmp_path: Path) -> Path:
     storage = tmp_path / "storage"
     shutil.copytree(GOLDEN_STORAGE, storage)
