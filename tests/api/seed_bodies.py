@@ -1,4 +1,5 @@
-"""The seed's curl bodies (../shared/seed/000_4a6f008ec25035c6.txt), byte for byte."""
+"""The curl bodies of Qdrant's "upsert points" documentation page (the seed of this project),
+byte for byte."""
 
 SEED_SINGLE = """{
     "points": [
