@@ -1,7 +1,7 @@
 """Typed errors of the engine. They carry no HTTP status: server/app.py maps them once.
 
 Messages are the text a client sees after Qdrant's prefix, so they follow Qdrant's wording
-(`../shared/qdrant-semantics.md`): e.g. NotFound("Collection `x` doesn't exist!").
+(Qdrant 1.19, read from its source): e.g. NotFound("Collection `x` doesn't exist!").
 """
 
 from __future__ import annotations
