@@ -1,9 +1,10 @@
 """The universal query's plan: what a query asks, as the executor (engine/query/universal.py) runs it.
 
 Owns: the plan types — the query kinds (nearest with optional MMR, recommend, discover,
-context, fusion, order_by, sample), a node with its prefetches, limits and filter, groups
-and lookups, the result — and the pure helpers on them: a query's examples and the ids it
-excludes, filters pushed down to prefetches, the collections a plan looks up.
+context, relevance feedback, fusion, order_by, sample, formula), a node with its prefetches,
+limits and filter, groups and lookups, the result — and the pure helpers on them: a query's
+examples and the ids it excludes, filters pushed down to prefetches, the collections a plan
+looks up.
 Not here: running a plan (engine/query/universal.py), scoring (engine/query/scores.py), parsing bodies (server/).
 """
 
@@ -16,6 +17,8 @@ from typing import Any
 from engine.errors import NotFound
 from engine.filters import conditions as filters
 from engine.ops import PayloadSelector, PointId, PointRecord, ScoredPoint, VectorSelector
+from engine.query.feedback import RelevanceFeedback
+from engine.query.formula import Formula
 
 RRF_K_DEFAULT = 2
 GROUP_SIZE_DEFAULT = 3
@@ -58,7 +61,7 @@ class Context:
     pairs: tuple[tuple[Example, Example], ...]  # (positive, negative)
 
 
-VectorQuery = Nearest | Recommend | Discover | Context
+VectorQuery = Nearest | Recommend | Discover | Context | RelevanceFeedback
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ class LookupFrom:
 class QueryNode:
     """One level of a query: its prefetches, its query, and the limits on what it returns."""
 
-    query: VectorQuery | Fusion | OrderBy | Sample | None
+    query: VectorQuery | Fusion | OrderBy | Sample | Formula | None
     using: str
     limit: int
     prefetch: tuple[QueryNode, ...] = ()
@@ -144,18 +147,21 @@ class QueryResult:
 # ---- pure functions ---------------------------------------------------------------------
 
 
-def excluded_ids(query: VectorQuery | Fusion | OrderBy | Sample | None) -> set[Any]:
+def excluded_ids(query: VectorQuery | Fusion | OrderBy | Sample | Formula | None) -> set[Any]:
     """Point ids given as examples: Qdrant leaves them out of the results."""
-    if isinstance(query, Fusion | OrderBy | Sample) or query is None:
+    if isinstance(query, Fusion | OrderBy | Sample | Formula) or query is None:
         return set()
     return {example for example in examples_of(query) if is_point_id(example)}
 
 
 def examples_of(query: VectorQuery) -> list[Example]:
     """Every example of a vector query, in a fixed order: the nearest one; recommend's
-    positives then negatives; discover's target then each pair's positive and negative."""
+    positives then negatives; discover's target then each pair's positive and negative;
+    relevance feedback's target then its feedback examples."""
     if isinstance(query, Nearest):
         return [query.example]
+    if isinstance(query, RelevanceFeedback):
+        return [query.target, *(example for example, _ in query.feedback)]
     if isinstance(query, Recommend):
         return [*query.positive, *query.negative]
     pairs = [example for pair in query.pairs for example in pair]
@@ -175,9 +181,7 @@ def merge_filters(outer: Any, inner: Any) -> Any:
     return filters.Filter(must=(outer, inner))
 
 
-def push_filters_down(
-    node: QueryNode, parent_filter: filters.Filter | None = None
-) -> QueryNode:
+def push_filters_down(node: QueryNode, parent_filter: filters.Filter | None = None) -> QueryNode:
     """Every prefetch gets its ancestors' filters, as Qdrant's planner does."""
     merged = merge_filters(parent_filter, node.filter)
     children = tuple(push_filters_down(child, merged) for child in node.prefetch)

@@ -1,11 +1,12 @@
-"""Qdrant's universal query: nearest by vector or id, recommend, discover, context, prefetch
-trees, fusion, order_by, groups.
+"""Qdrant's universal query: nearest by vector or id, recommend, discover, context, relevance
+feedback, prefetch trees, fusion, formulas, order_by, groups.
 
 Owns: running a plan (engine/query/plan.py) against one collection's reader in a read thread:
 nodes and prefetches, fusion, order_by, groups and lookups, MMR, sparse and dense vector
 queries, and batches (`execute_many`).
 Not here: the plan types (engine/query/plan.py), HTTP parsing (server/wire/query.py), how each kind
-scores (engine/query/scores.py), the reads it makes (engine/query/reads.py, engine/query/universal_reads.py).
+scores (engine/query/scores.py, engine/query/formula.py, engine/query/feedback.py), the reads it
+makes (engine/query/reads.py, engine/query/universal_reads.py).
 
 From Qdrant 1.19's source (`lib/collection/src/operations/universal_query/`):
 - recommend with `average_vector` searches the averaged vector; `best_score`, `sum_scores`,
@@ -38,6 +39,8 @@ from engine.ops import (
     SparseVector,
     VectorSelector,
 )
+from engine.query.feedback import RelevanceFeedback, feedback_scorer
+from engine.query.formula import CompiledFormula, Formula, compile_formula, rescore
 from engine.query.plan import (
     Context,
     Discover,
@@ -314,12 +317,19 @@ def _run_node(context: _Context, node: QueryNode, wanted: int) -> list[Hit]:
 def _node_hits(context: _Context, node: QueryNode, wanted: int) -> list[Hit]:
     _validate_node(node)
     query = node.query
+    # Qdrant compiles a formula with the request, before planning or running anything.
+    formula = compile_formula(query) if isinstance(query, Formula) else None
     candidates = None
     if node.prefetch:
         responses = [_run_node(context, child, child.limit) for child in node.prefetch]
         if isinstance(query, Fusion):
             return _fused(query, responses, node.score_threshold)[:wanted]
+        if formula is not None:
+            return _formula_hits(context, node, formula, responses, wanted)
         candidates = list(dict.fromkeys(hit.id for response in responses for hit in response))
+    if formula is not None:
+        # planned_query.rs: a validation error, which Qdrant answers 400.
+        raise BadRequest("Validation failed: cannot apply Formula without prefetches")
     if isinstance(query, Fusion):
         # planned_query.rs: an OperationError::validation_error, which Qdrant answers 400.
         raise BadRequest("Validation failed: cannot apply Fusion without prefetches")
@@ -334,6 +344,27 @@ def _node_hits(context: _Context, node: QueryNode, wanted: int) -> list[Hit]:
     if isinstance(query, Nearest) and query.mmr is not None:
         return _mmr_hits(context, node, query, candidates, wanted)
     return _vector_hits(context, node, query, candidates, wanted)
+
+
+def _formula_hits(
+    context: _Context,
+    node: QueryNode,
+    formula: CompiledFormula,
+    responses: list[list[Hit]],
+    wanted: int,
+) -> list[Hit]:
+    """The prefetched points rescored by the formula (engine/query/formula.py). Each
+    condition of the formula is one filtered read of those points."""
+    reader = context.reader
+    candidates = list(dict.fromkeys(hit.id for response in responses for hit in response))
+    points = reader.payload_points(None, candidates)  # points deleted meanwhile drop out
+    ids = [point_id for point_id, _ in points]
+    matched = [
+        {point_id for point_id, _ in reader.payload_points(filters.Filter(must=(condition,)), ids)}
+        for condition in formula.conditions
+    ]
+    scores = [{hit.id: hit.score for hit in response} for response in responses]
+    return rescore(formula, points, scores, matched, node.score_threshold, wanted)
 
 
 def _mmr_hits(
@@ -560,7 +591,7 @@ def _is_scored_directly(query: VectorQuery) -> bool:
     """Scored by a custom score over candidate vectors, not by one query vector's search."""
     if isinstance(query, Recommend):
         return query.strategy != "average_vector"
-    return isinstance(query, Discover | Context)
+    return isinstance(query, Discover | Context | RelevanceFeedback)
 
 
 def _direct_scorer(
@@ -569,6 +600,9 @@ def _direct_scorer(
     if isinstance(query, Recommend):
         positive, negative = examples[: len(query.positive)], examples[len(query.positive) :]
         return recommend_scorer(query.strategy, positive, negative, distance)
+    if isinstance(query, RelevanceFeedback):
+        feedback = list(zip(examples[1:], (score for _, score in query.feedback)))
+        return feedback_scorer(examples[0], feedback, (query.a, query.b, query.c), distance)
     target = examples[0] if isinstance(query, Discover) else None
     flat = examples[1:] if isinstance(query, Discover) else examples
     pairs = list(zip(flat[0::2], flat[1::2]))

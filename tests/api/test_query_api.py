@@ -232,7 +232,12 @@ async def test_a_lookup_vector_the_other_collection_lacks_fails_on_the_first_poi
                 "must be 1 or larger]"
             ),
         ),
-        (QUERY, {"query": {"relevance_feedback": {"target": [1, 2, 3, 4]}}}, 501, None),
+        (
+            QUERY,
+            {"query": {"relevance_feedback": {"target": [1, 2, 3, 4]}}},
+            400,
+            "Format error in JSON body: Expected some form of vector, id, or a type of query",
+        ),
         (QUERY_BATCH, {}, 400, "Format error in JSON body: missing field `searches`"),
         (
             QUERY_GROUPS,

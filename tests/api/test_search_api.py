@@ -172,8 +172,8 @@ async def test_query_uses_a_named_vector(api: Api):
         (
             QUERY,
             {"query": {"formula": {"sum": [1]}}},
-            501,
-            "Not implemented in Keel: `formula` queries are not implemented yet",
+            400,
+            "Wrong input: Validation failed: cannot apply Formula without prefetches",
         ),
         (
             QUERY,
