@@ -36,6 +36,7 @@ from engine.errors import StorageError
 from engine.locks import ReadWriteLock
 from engine.logfmt import log_event
 from engine.ops import Operation, PointId
+from engine.readview import ReadView
 from engine.store.mutations import CompileFilter
 from engine.store.store import IndexDelta, Store
 from engine.vectors.hnsw import CheckpointNotWritten, VectorIndex
@@ -56,8 +57,13 @@ def add_to_indexes(indexes: dict[str, VectorIndex], delta: IndexDelta) -> None:
             index.pending_count += len(added)
 
 
-def remove_from_indexes(indexes: dict[str, VectorIndex], delta: IndexDelta) -> None:
-    """Take a batch's replaced or deleted vectors out of the graphs (with its LMDB commit)."""
+def remove_from_indexes(
+    indexes: dict[str, VectorIndex], delta: IndexDelta, read_view: ReadView | None = None
+) -> None:
+    """Take a batch's replaced or deleted vectors out of the graphs, and the batch into the
+    read view (with its LMDB commit, under the visibility lock)."""
+    if read_view is not None:
+        read_view.apply(delta)
     for name, index in indexes.items():
         index.pending_count = 0  # the batch's new vectors are committed now
         removed = delta.removed_labels.get(name)
@@ -71,8 +77,10 @@ def apply_batch(
     visibility_lock: ReadWriteLock,
     compile_filter: CompileFilter,
     records: list[tuple[int, Operation]],
+    read_view: ReadView | None = None,
 ) -> IndexDelta:
-    """Apply records to LMDB and the graphs so that readers see all of it or none of it.
+    """Apply records to LMDB, the graphs and the read view so that readers see all of it
+    or none of it.
 
     Readers hold `visibility_lock` shared across their graph search and LMDB read; new
     labels enter the graphs before the commit but mean nothing to a reader until LMDB maps
@@ -82,7 +90,7 @@ def apply_batch(
         records,
         compile_filter=compile_filter,
         on_prepared=lambda delta: add_to_indexes(indexes, delta),
-        on_committed=lambda delta: remove_from_indexes(indexes, delta),
+        on_committed=lambda delta: remove_from_indexes(indexes, delta, read_view),
         commit_lock=visibility_lock,
     )
 
@@ -121,8 +129,10 @@ class Applier:
         followers: FollowerRegistry | None = None,
         follower_retention_bytes_max: int = 0,
         lagging_indexes: dict[str, VectorIndex] | None = None,
+        read_view: ReadView | None = None,
     ) -> None:
         self.name = name
+        self._read_view = read_view
         # Graphs as of their checkpoints, behind LMDB: caught up before any new op is
         # applied, then moved into `indexes` (which reads see).
         self.lagging_indexes = dict(lagging_indexes or {})
@@ -344,7 +354,12 @@ class Applier:
         records = [(entry.op_id, entry.op) for entry in batch]
         started_s = time.monotonic()
         delta = apply_batch(
-            self._store, self._indexes, self._visibility_lock, self._compile_filter, records
+            self._store,
+            self._indexes,
+            self._visibility_lock,
+            self._compile_filter,
+            records,
+            self._read_view,
         )
         assert self._store.applied_op_id == last_op_id, (self._store.applied_op_id, last_op_id)
         assert set(delta.missing_point_ids) <= {op_id for op_id, _ in records}, "foreign op_id"

@@ -69,6 +69,7 @@ from engine.query import universal as query
 from engine.query.distance_matrix import DistanceMatrix, distance_matrix
 from engine.query.reads import compile_filter_with_indexes
 from engine.query.universal_reads import QueryReader
+from engine.readview import ReadView
 from engine.stats import HistogramSnapshot
 from engine.store.payload_index import IndexSpec
 from engine.store.store import Store
@@ -123,6 +124,7 @@ class Recovered:
     wal: Wal  # opened, its writer not started
     lagging_indexes: dict[str, VectorIndex]  # graphs as of their checkpoints, behind LMDB
     replayed_count: int  # WAL records applied to LMDB
+    read_view: ReadView  # loaded after the replay
 
 
 class Collection:
@@ -171,12 +173,16 @@ class Collection:
             followers=self.followers,
             follower_retention_bytes_max=settings.follower_retention_bytes_max,
             lagging_indexes=recovered.lagging_indexes,
+            read_view=recovered.read_view,
         )
         # The WAL -> applier hand-off: every fsync wakes the applier to apply what became
         # durable; a batch the WAL refused (disk full) leaves the applier's queue.
         self._wal.on_durable.append(self._applier.wake)
         self._wal.on_rewound.append(self._applier.drop_refused)
-        self._reader = QueryReader(config, self._store, self._indexes, self._visibility_lock)
+        self.read_view = recovered.read_view
+        self._reader = QueryReader(
+            config, self._store, self._indexes, self._visibility_lock, recovered.read_view
+        )
         self._search_coalescer = SearchCoalescer(
             self._reader.search_many, read_executor, READ_THREADS, SEARCH_BATCH_MAX
         )
@@ -632,7 +638,8 @@ def recover(
         )
     lagging_indexes = open_indexes(directory, name, config, store.applied_op_id)
     replayed_count = replay_wal(name, wal, store)
-    return Recovered(store, wal, lagging_indexes, replayed_count)
+    read_view = ReadView.load(store, config)
+    return Recovered(store, wal, lagging_indexes, replayed_count, read_view)
 
 
 def open_indexes(

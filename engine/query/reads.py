@@ -51,6 +51,7 @@ from engine.ops import (
     point_key,
 )
 from engine.query import facets, payload_selection
+from engine.readview import ReadView
 from engine.store import payload_index, planner
 from engine.store.store import Store, StoredPoint
 from engine.vectors.hnsw import VectorIndex
@@ -60,10 +61,13 @@ R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 EXACT_CHUNK_COUNT = 16_384  # vectors scored per numpy call in an exact search
-# Broad filtered search: fetch this many times wanted / selectivity from the graph, deepen
-# 4x while too few match, and give up (candidate set instead) past this share of the graph.
+# Post-filtered search: fetch this many times wanted / selectivity from the graph, widen
+# at least 4x while too few match, and give up (every matching point instead) past this
+# share of the graph.
 OVERFETCH_FACTOR = 2.0
 POST_FILTER_SHARE_MAX = 0.25
+POST_FILTER_FETCH_MIN = 64  # the first search's hits when no index estimates the filter
+POST_FILTER_CHUNK = 32  # hits whose payloads are read in one transaction
 ESTIMATE_STEPS_MAX = 10_000  # distinct index values counted for one estimate
 
 
@@ -76,8 +80,10 @@ class Reader:
         store: Store,
         indexes: dict[str, VectorIndex],
         visibility_lock: ReadWriteLock,
+        read_view: ReadView,
     ) -> None:
         self.config = config
+        self._view = read_view
         self._store = store
         self._indexes = indexes
         self._visibility_lock = visibility_lock
@@ -152,18 +158,17 @@ class Reader:
             return self._scored_points(labels, scores, distance, request)
 
     def search_hits(self, request: SearchRequest) -> list[tuple[PointId, float]]:
-        """`search` as (id, score) pairs: labels map to ids through the labels database
-        only, so no point (payload) is decoded; for callers that fetch the points later."""
+        """`search` as (id, score) pairs, from the read view alone (no point is read); for
+        callers that fetch the points later."""
         distance = self.config.vectors[request.vector_name].distance
         with self._visibility_lock.shared():
             labels, scores = self._searched_labels(request, distance)
-            keys = self._store.point_keys_of_labels(labels)
-        return self._hits(keys, scores, distance, request)
+            return self._hits(labels, scores, distance, request)
 
     def search_hits_many(self, requests: list[SearchRequest]) -> list[list[tuple[PointId, float]]]:
         """`search_hits` of each request; unfiltered graph searches of the same vector, k and
         ef go to hnswlib together (one knn_query over the matrix of queries)."""
-        results = self._searched_many(requests, self._keyed_hits)
+        results = self._searched_many(requests, self._hits)
         return [
             self.search_hits(request) if hits is None else hits
             for request, hits in zip(requests, results)
@@ -216,25 +221,20 @@ class Reader:
                     results[position] = finish(labels, scores, distance, requests[position])
         return results
 
-    def _keyed_hits(
+    def _hits(
         self, labels: list[int], scores: np.ndarray, distance: Distance, request: SearchRequest
     ) -> list[tuple[PointId, float]]:
-        return self._hits(self._store.point_keys_of_labels(labels), scores, distance, request)
-
-    def _hits(
-        self,
-        keys: list[bytes | None],
-        scores: np.ndarray,
-        distance: Distance,
-        request: SearchRequest,
-    ) -> list[tuple[PointId, float]]:
+        """(id, score) of the visible labels that pass the threshold, offset and limit
+        applied; caller holds the visibility lock."""
         threshold = request.score_threshold
-        hits = [
-            (point_id_from_key(key), score)
-            for key, score in zip(keys, scores.tolist())
-            if key is not None
-            and (threshold is None or passes_threshold(score, threshold, distance))
-        ]
+        key_of = self._view.labels.key_of
+        hits = []
+        for label, score in zip(labels, scores.tolist()):
+            key = key_of(label)
+            if key is not None and (
+                threshold is None or passes_threshold(score, threshold, distance)
+            ):
+                hits.append((point_id_from_key(key), score))
         return hits[request.offset : request.offset + request.limit]
 
     def _searched_labels(
@@ -278,24 +278,37 @@ class Reader:
     def _filtered_nearest(
         self, request: SearchRequest, query: np.ndarray, distance: Distance
     ) -> tuple[list[int], np.ndarray]:
-        """Nearest among points matching request.filter; caller holds the visibility lock."""
-        broad = self._broad_filtered_nearest(request, query, distance)
-        if broad is not None:
-            return broad
-        predicate = self._compile(request.filter)
-        allowed = [
-            point.label
-            for point in self._candidates(request.filter, None)
-            if request.vector_name in point.names
-            and predicate(point_id_from_key(point.key), point.payload or {}, point.names)
-        ]
+        """Nearest among points matching request.filter; caller holds the visibility lock.
+
+        The plan, cheapest first (module docstring): the candidates the payload indexes
+        select, scored exactly, when they are few; else the graph's best-first hits checked
+        against the filter, widening while too few match; else every matching point."""
+        name = request.vector_name
         wanted_count = request.limit + request.offset
-        index = self._indexes.get(request.vector_name)
-        dim = self.config.vectors[request.vector_name].size
-        is_small = len(allowed) * dim * 4 <= self.config.hnsw.full_scan_threshold * 1024
-        if index is None or request.is_exact or is_small:
-            return self._score_labels(request.vector_name, query, distance, allowed, wanted_count)
-        allowed_set = frozenset(allowed)
+        index = self._indexes.get(name)
+        specs = self._store.index_specs
+        lookup = planner.plan(request.filter, specs)
+        estimate = (
+            None if lookup is None else self._store.estimate_candidates(lookup, ESTIMATE_STEPS_MAX)
+        )
+        is_graph_usable = index is not None and not request.is_exact and index.live_count > 0
+        full_scan_rows = self._full_scan_rows(name)
+        if lookup is not None and (
+            not is_graph_usable or (estimate is not None and estimate <= full_scan_rows)
+        ):
+            allowed = self._indexed_candidates(request.filter, lookup, specs)
+            if allowed is not None and (not is_graph_usable or len(allowed) <= full_scan_rows):
+                return self._score_labels(name, query, distance, allowed, wanted_count)
+        if is_graph_usable:
+            assert index is not None
+            found = self._post_filtered(request, query, distance, index, estimate)
+            if found is not None:
+                return found
+        allowed = self._matching_labels(request.filter, name)
+        if not is_graph_usable or len(allowed) <= full_scan_rows:
+            return self._score_labels(name, query, distance, allowed, wanted_count)
+        assert index is not None
+        allowed_set = frozenset(allowed.tolist())
         ef = request.hnsw_ef or max(index.ef_construct, 100)
         try:
             candidates = index.search(
@@ -305,66 +318,127 @@ class Reader:
             log_event(
                 log, logging.DEBUG, "filtered hnsw search fell back to exact", error=str(error)
             )
-            return self._score_labels(request.vector_name, query, distance, allowed, wanted_count)
-        return self._rescore(request.vector_name, query, distance, candidates)
+            return self._score_labels(name, query, distance, allowed, wanted_count)
+        return self._rescore(name, query, distance, candidates)
 
-    def _broad_filtered_nearest(
-        self, request: SearchRequest, query: np.ndarray, distance: Distance
+    def _indexed_candidates(
+        self, filter_: filters.Filter, lookup: payload_index.Lookup, specs: planner.Specs
+    ) -> np.ndarray | None:
+        """Labels of the points matching `filter_`, from the indexes' lookup: without reading
+        a point when the lookup is exact (planner.is_exact), else checking each candidate's
+        payload. None if the lookup selects too many points (then: scan)."""
+        keys = self._store.candidate_keys(lookup, specs, limits.PLAN_CANDIDATES_MAX)
+        if keys is None:
+            return None
+        if planner.is_exact(filter_, specs):
+            return self._view.labels.labels_of(keys)
+        predicate = self._compile(filter_)
+        matching = [
+            point.label
+            for point in self._store.get_points(keys)
+            if point is not None
+            and predicate(point_id_from_key(point.key), point.payload or {}, point.names)
+        ]
+        return np.asarray(matching, dtype=np.uint64)
+
+    def _matching_labels(self, filter_: filters.Filter, name: str) -> np.ndarray:
+        """Labels of every point matching `filter_` that has vector `name`: a scan of the
+        points (or of the indexes' candidates), checking each payload."""
+        predicate = self._compile(filter_)
+        return np.asarray(
+            [
+                point.label
+                for point in self._candidates(filter_, None)
+                if name in point.names
+                and predicate(point_id_from_key(point.key), point.payload or {}, point.names)
+            ],
+            dtype=np.uint64,
+        )
+
+    def _post_filtered(
+        self,
+        request: SearchRequest,
+        query: np.ndarray,
+        distance: Distance,
+        index: VectorIndex,
+        estimate: int | None,
     ) -> tuple[list[int], np.ndarray] | None:
-        """For a filter the indexes estimate as too broad to score exactly: search the graph
-        unfiltered for wanted / selectivity * OVERFETCH_FACTOR nodes and check the filter on
-        those only, deepening 4x until enough match. None: use the candidate-set path (no
-        index estimate, a small estimate, or deepening would visit too much of the graph).
+        """Search the graph unfiltered and keep the hits that match, best first, reading the
+        payloads of the hits only (in chunks, stopping once enough match); widen the search
+        while too few do. None (then: every matching point) when the widening would visit
+        more than POST_FILTER_SHARE_MAX of the graph.
 
-        Measured in tools/bench_filtered.py: building a 50 % candidate set costs far more
-        than the search; this reads and checks only the nodes the graph returns."""
-        name = request.vector_name
-        index = self._indexes.get(name)
-        if index is None or request.is_exact or index.live_count == 0:
-            return None
-        lookup = planner.plan(request.filter, self._store.index_specs)
-        if lookup is None:
-            return None
-        estimate = self._store.estimate_candidates(lookup, ESTIMATE_STEPS_MAX)
-        bytes_per_vector = self.config.vectors[name].size * 4
-        if estimate is None or estimate * bytes_per_vector <= self._full_scan_bytes():
-            return None
+        The first search asks for wanted / selectivity x OVERFETCH_FACTOR hits, from the
+        indexes' estimate, or (none: unindexed conditions) for as many as hnsw_ef; each
+        widening estimates the selectivity from the hits checked so far."""
         wanted_count = request.limit + request.offset
-        selectivity = min(1.0, estimate / index.live_count)
-        fetch_count = max(wanted_count, math.ceil(wanted_count / selectivity * OVERFETCH_FACTOR))
+        live_count = index.live_count
+        visit_max = live_count * POST_FILTER_SHARE_MAX
+        if estimate is not None:
+            selectivity = max(estimate, 1) / live_count
+            fetch_count = math.ceil(wanted_count / min(selectivity, 1.0) * OVERFETCH_FACTOR)
+        else:
+            fetch_count = max(2 * wanted_count, request.hnsw_ef or 0, POST_FILTER_FETCH_MIN)
+        if fetch_count > visit_max:
+            return None
         predicate = self._compile(request.filter)
-        in_flight_count = index.pending_count
-        while fetch_count <= index.live_count * POST_FILTER_SHARE_MAX:
+        key_of = self._view.labels.key_of
+        verdicts: dict[int, bool] = {}  # label -> matches, over the widenings
+        while True:
             ef = max(request.hnsw_ef or max(index.ef_construct, 100), fetch_count)
             try:
-                labels = index.search(query, fetch_count + in_flight_count, ef)
+                labels = index.search(query, fetch_count + index.pending_count, ef).tolist()
             except RuntimeError:
                 return None
-            points = self._store.get_points_by_label([int(label) for label in labels])
-            kept = [
-                point.label
-                for point in points
-                if point is not None
-                and predicate(point_id_from_key(point.key), point.payload or {}, point.names)
-            ]
-            if len(kept) >= wanted_count:
-                return self._rescore(name, query, distance, np.asarray(kept, dtype=np.uint64))
-            fetch_count *= 4
-        return None
+            kept: list[int] = []
+            for start in range(0, len(labels), POST_FILTER_CHUNK):
+                chunk = [label for label in labels[start : start + POST_FILTER_CHUNK]]
+                unknown = [
+                    (label, key)
+                    for label in chunk
+                    if label not in verdicts and (key := key_of(label)) is not None
+                ]
+                if unknown:
+                    points = self._store.get_points([key for _, key in unknown])
+                    for (label, key), point in zip(unknown, points):
+                        verdicts[label] = point is not None and bool(
+                            predicate(point_id_from_key(key), point.payload or {}, point.names)
+                        )
+                kept.extend(label for label in chunk if verdicts.get(label, False))
+                if len(kept) >= wanted_count:
+                    return self._rescore(
+                        request.vector_name, query, distance, np.asarray(kept, dtype=np.uint64)
+                    )
+            if len(labels) < fetch_count:
+                return self._rescore(
+                    request.vector_name, query, distance, np.asarray(kept, dtype=np.uint64)
+                )
+            matched_share = (len(kept) + 1) / (len(verdicts) + 2)
+            fetch_count = max(
+                4 * fetch_count, math.ceil(wanted_count / matched_share * OVERFETCH_FACTOR)
+            )
+            if fetch_count > visit_max:
+                return None
 
-    def _full_scan_bytes(self) -> int:
-        return self.config.hnsw.full_scan_threshold * 1024
+    def _full_scan_rows(self, name: str) -> int:
+        """Qdrant's full_scan_threshold (KiB of vectors) as a count of vectors `name`."""
+        return self.config.hnsw.full_scan_threshold * 1024 // (self.config.vectors[name].size * 4)
 
     def _score_labels(
-        self, name: str, query: np.ndarray, distance: Distance, labels: list[int], wanted_count: int
+        self,
+        name: str,
+        query: np.ndarray,
+        distance: Distance,
+        labels: np.ndarray,
+        wanted_count: int,
     ) -> tuple[list[int], np.ndarray]:
-        vectors = self._store.get_vectors(name, labels)
-        kept = [(label, v) for label, v in zip(labels, vectors) if v is not None]
-        if not kept:
+        """The best of `labels` by exact score (ties: the order given), from the view."""
+        kept, matrix = self._view.vectors[name].vectors(labels)
+        if len(kept) == 0:
             return [], np.empty(0, dtype=np.float32)
-        scores = score_matrix(np.stack([v for _, v in kept]), query, distance)
+        scores = score_matrix(matrix, query, distance)
         order = best_order(scores, distance, min(wanted_count, len(kept)))
-        return [kept[i][0] for i in order], scores[order]
+        return kept[order].tolist(), scores[order]
 
     def _records(
         self, points: list[StoredPoint], with_payload: PayloadSelector, with_vector: VectorSelector
@@ -381,44 +455,57 @@ class Reader:
     def _exact_top(
         self, name: str, query: np.ndarray, distance: Distance, wanted_count: int
     ) -> tuple[list[int], np.ndarray]:
-        best_labels = np.empty(0, dtype=np.uint64)
+        """The best `wanted_count` live vectors `name` by exact score; equal scores in label
+        order (the order of an LMDB scan, as before the view)."""
+        best_labels = np.empty(0, dtype=np.int64)
         best_scores = np.empty(0, dtype=np.float32)
-        dim = self.config.vectors[name].size
-        for labels, matrix in self._store.iter_vectors(name, dim, EXACT_CHUNK_COUNT):
+        for labels, matrix in self._view.vectors[name].chunks(EXACT_CHUNK_COUNT):
             scores = score_matrix(matrix, query, distance)
             best_labels = np.concatenate([best_labels, labels])
             best_scores = np.concatenate([best_scores, scores])
-            order = best_order(best_scores, distance, wanted_count)
-            best_labels, best_scores = best_labels[order], best_scores[order]
+            best_labels, best_scores = _best_in_label_order(
+                best_labels, best_scores, distance, wanted_count
+            )
         return best_labels.tolist(), best_scores
 
     def _rescore(
         self, name: str, query: np.ndarray, distance: Distance, labels: np.ndarray
     ) -> tuple[list[int], np.ndarray]:
-        label_list = [int(label) for label in labels]
-        vectors = self._store.get_vectors(name, label_list)
-        # Labels not committed to LMDB yet have no vector there: not visible, drop them.
-        kept = [(label, vector) for label, vector in zip(label_list, vectors) if vector is not None]
-        if not kept:
+        """Exact scores of the graph's hits from the view, best first. Labels the view does
+        not hold (added for a batch not committed yet) are not visible: dropped."""
+        kept, matrix = self._view.vectors[name].vectors(labels)
+        if len(kept) == 0:
             return [], np.empty(0, dtype=np.float32)
-        matrix = np.stack([vector for _, vector in kept])
         scores = score_matrix(matrix, query, distance)
         order = best_order(scores, distance, len(kept))
-        return [kept[i][0] for i in order], scores[order]
+        return kept[order].tolist(), scores[order]
 
     def _scored_points(
         self, labels: list[int], scores: np.ndarray, distance: Distance, request: SearchRequest
     ) -> list[ScoredPoint]:
+        """The answer's points; LMDB is read only when the request wants payloads or
+        vectors. Caller holds the visibility lock."""
         threshold = request.score_threshold
-        points = self._store.get_points_by_label(labels)
-        result = []
-        for point, score in zip(points, scores.tolist()):
-            if point is None:
-                continue
-            if threshold is not None and not passes_threshold(score, threshold, distance):
-                continue
-            result.append((point, score))
-        result = result[request.offset : request.offset + request.limit]
+        table = self._view.labels
+        chosen = [
+            (label, score)
+            for label, score in zip(labels, scores.tolist())
+            if table.key_of(label) is not None
+            and (threshold is None or passes_threshold(score, threshold, distance))
+        ][request.offset : request.offset + request.limit]
+        is_lean = not request.with_payload.is_enabled and not request.with_vector.is_enabled
+        if is_lean and table.damaged_count == 0:
+            return [
+                ScoredPoint(
+                    point_id_from_key(table.key_of(label)),  # type: ignore[arg-type]
+                    table.version_of(label),
+                    score,
+                    None,
+                    None,
+                )
+                for label, score in chosen
+            ]
+        points = self._store.get_points([table.key_of(label) for label, _ in chosen])  # type: ignore[misc]
         return [
             ScoredPoint(
                 point_id_from_key(p.key),
@@ -427,7 +514,8 @@ class Reader:
                 self._select_payload(p, request.with_payload),
                 self._select_vectors(p, request.with_vector),
             )
-            for p, score in result
+            for p, (_, score) in zip(points, chosen)
+            if p is not None
         ]
 
     def _select_payload(self, point: StoredPoint, selector: PayloadSelector) -> dict | None:
@@ -489,6 +577,19 @@ def compile_filter_with_indexes(
         if spec.schema_type == "text"
     }
     return filters.compile_filter(text_match.with_text_indexes(filter_, tokenizers))
+
+
+def _best_in_label_order(
+    labels: np.ndarray, scores: np.ndarray, distance: Distance, count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The `count` best (label, score) pairs, best first, equal scores by label."""
+    keys = -scores if distance.is_higher_better else scores
+    if count < len(keys):
+        kth = np.partition(keys, count - 1)[count - 1]
+        is_candidate = keys <= kth  # every tie of the last place, so the label order decides
+        labels, scores, keys = labels[is_candidate], scores[is_candidate], keys[is_candidate]
+    order = np.lexsort((labels, keys))[:count]
+    return labels[order], scores[order]
 
 
 @lru_cache(maxsize=1024)

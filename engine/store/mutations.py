@@ -105,6 +105,15 @@ class PointRow:
     names: list[str]  # the vector names it has, dense and sparse
 
 
+@dataclass(frozen=True, slots=True)
+class BornPoint:
+    """A label born in a batch: the point it holds and the op that wrote that version."""
+
+    label: int
+    key: bytes
+    version_op_id: int
+
+
 def load_point(key: bytes, raw: bytes | memoryview) -> PointRow:
     """The PointRow of a `points` value, its checksum verified."""
     label, version_op_id, payload, names = cbor2.loads(unseal(raw, "points", key))
@@ -438,6 +447,7 @@ class BatchWriter:
         put(key, dump_point(PointRow(label, op_id, payload, list(vectors))), db=self._dbs.points)
         put(encoded_label, seal(key), db=self._dbs.labels)
         delta.points_written += 1
+        delta.born_points.append(BornPoint(label, key, op_id))
 
     def _kill(self, op_id: int, key: bytes, old: PointRow) -> None:
         old_label, old_names = old.label, old.names
@@ -452,6 +462,7 @@ class BatchWriter:
             assert is_deleted, (old_label, name)
             self.delta.removed_labels.setdefault(name, []).append(old_label)
         self._txn.put(encoded_label, seal(cbor2.dumps([op_id, old_names])), db=self._dbs.dead)
+        self.delta.killed_labels.append(old_label)
 
     def _put_sparse(self, name: str, label: int, vector: SparseVector) -> None:
         """The label's sparse vector and its inverted-index entries, in this transaction."""

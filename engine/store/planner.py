@@ -69,6 +69,54 @@ def plan(filter_: Filter, specs: Specs) -> Lookup | None:
     return _plan_filter(filter_, by_path, 0)
 
 
+def is_exact(filter_: Filter, specs: Specs) -> bool:
+    """Whether plan(filter_, specs) selects exactly the matching points, not a superset, so
+    that a read may skip checking the filter on each candidate (and reading its payload).
+
+    Only `must` lists (nested too) of conditions whose lookup is an equality the index
+    answers exactly: a keyword index and string values (its entries are the strings at the
+    path, arrays flattened one level, as the filter reads them; longer strings by SHA-256),
+    a bool index and a boolean, `has_id`. Not integers (the index holds every number as f64,
+    and 1.0 is not 1 to a filter), ranges (inclusive bounds), geo, or any other clause.
+    """
+    by_path = {str(PayloadPath.parse(name)): spec for name, spec in specs.items()}
+    return _is_exact_filter(filter_, by_path, 0)
+
+
+def _is_exact_filter(filter_: Filter, by_path: Specs, depth: int) -> bool:
+    if depth > DEPTH_MAX or filter_.should or filter_.must_not or filter_.min_should:
+        return False
+    if filter_.should is not None and depth > 0:
+        return False  # an empty `should` inside a nested filter matches nothing
+    return bool(filter_.must) and all(
+        _is_exact_condition(c, by_path, depth) for c in filter_.must or ()
+    )
+
+
+def _is_exact_condition(condition: Any, by_path: Specs, depth: int) -> bool:
+    if isinstance(condition, HasIdCondition):
+        return True
+    if isinstance(condition, Filter):
+        return _is_exact_filter(condition, by_path, depth + 1)
+    if not isinstance(condition, FieldCondition) or not _is_single_check(condition):
+        return False
+    spec = by_path.get(str(condition.key))
+    if spec is None or condition.match is None:
+        return False
+    match = condition.match
+    if isinstance(match, MatchValue):
+        value = match.value
+        return (type(value) is str and spec.schema_type == "keyword") or (
+            type(value) is bool and spec.schema_type == "bool"
+        )
+    return (
+        isinstance(match, MatchAny)
+        and bool(match.any)
+        and spec.schema_type == "keyword"
+        and all(type(v) is str for v in match.any)
+    )
+
+
 def _plan_filter(filter_: Filter, by_path: Specs, depth: int) -> Lookup | None:
     if depth > DEPTH_MAX:
         return None

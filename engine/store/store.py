@@ -52,6 +52,7 @@ from engine.store import payload_index
 from engine.store.checksum import unseal
 from engine.store.mutations import (
     BatchWriter,
+    BornPoint,
     CompileFilter,
     Databases,
     Predicate,
@@ -79,12 +80,15 @@ class StoredPoint:
 
 @dataclass
 class IndexDelta:
-    """What one applied batch changes in the vector indexes, per vector name."""
+    """What one applied batch changes in the vector indexes (per vector name) and in the
+    read view (engine/readview/: the labels born and killed)."""
 
     added_labels: dict[str, list[int]] = field(default_factory=dict)
     added_vectors: dict[str, list[np.ndarray]] = field(default_factory=dict)
     removed_labels: dict[str, list[int]] = field(default_factory=dict)
     points_written: int = 0
+    born_points: list[BornPoint] = field(default_factory=list)
+    killed_labels: list[int] = field(default_factory=list)
     # op_id -> the first missing id an id-listed edit met (engine/store/mutations.py); the applier answers
     # the op's waiter with it.
     missing_point_ids: dict[int, Any] = field(default_factory=dict)
@@ -324,6 +328,57 @@ class Store:
             for key, value in cursor:
                 yield _stored_point(bytes(key), value)
 
+    def iter_point_labels(self) -> Iterator[tuple[bytes, int, int]]:
+        """(key, label, version op id) of every point, in key order, in one transaction.
+        A point whose value fails its checksum gives label -1 and version -1 (the caller
+        finds its label with `labels_of_damaged`); reading that point still raises."""
+        with self._lock.shared(), self._env.begin() as txn:
+            for key, value in txn.cursor(self._points):
+                key = bytes(key)
+                try:
+                    row = load_point(key, value)
+                except CorruptionError:
+                    yield key, -1, -1
+                    continue
+                yield key, row.label, row.version_op_id
+
+    def labels_of_damaged(self, keys: set[bytes]) -> dict[bytes, int]:
+        """The labels of points whose value is damaged, from the labels database (a scan;
+        its own damaged entries are skipped: `keel check` reports them)."""
+        found = {}
+        with self._lock.shared(), self._env.begin() as txn:
+            for encoded_label, value in txn.cursor(self._labels):
+                try:
+                    key = unseal(value, "labels", encoded_label)
+                except CorruptionError:
+                    continue
+                if key in keys:
+                    found[key] = int.from_bytes(encoded_label, "big")
+        return found
+
+    def iter_vectors_checked(
+        self, name: str, dim: int, chunk_count: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, dict[int, str]]]:
+        """iter_vectors, except that a vector failing its checksum is left out of the chunk
+        and named in the third element (label -> the error), instead of raising."""
+        with self._lock.shared(), self._env.begin() as txn:
+            labels: list[int] = []
+            chunks: list[bytes] = []
+            damaged: dict[int, str] = {}
+            for key, value in txn.cursor(self._vectors[name]):
+                label = int.from_bytes(key, "big")
+                try:
+                    chunks.append(unseal(value, "v:" + name, key))
+                except CorruptionError as error:
+                    damaged[label] = str(error)
+                    continue
+                labels.append(label)
+                if len(labels) >= chunk_count:
+                    yield (*_as_matrix(labels, chunks, dim), damaged)
+                    labels, chunks, damaged = [], [], {}
+            if labels or damaged:
+                yield (*_as_matrix(labels, chunks, dim), damaged)
+
     def iter_candidate_points(
         self,
         lookup: payload_index.Lookup,
@@ -350,16 +405,7 @@ class Store:
     ) -> Iterator[Any]:
         """First yields whether the lookup applies, then (if it does) the points."""
         with self._lock.shared(), self._env.begin() as txn:
-            for field_name in payload_index.lookup_fields(lookup):
-                raw = txn.get(field_name.encode(), db=self._schema)
-                if raw is None:
-                    yield False
-                    return
-                schema_type = cbor2.loads(unseal(raw, "schema", field_name.encode()))[0]
-                if schema_type != specs[field_name].schema_type:
-                    yield False
-                    return
-            keys = payload_index.resolve(txn, self._pindex, lookup, keys_max)
+            keys = self._resolve_in(txn, lookup, specs, keys_max)
             yield keys is not None
             if keys is None:
                 return
@@ -367,6 +413,34 @@ class Store:
                 point = _stored_point(key, txn.get(key, db=self._points))
                 if point is not None:
                     yield point
+
+    def candidate_keys(
+        self, lookup: payload_index.Lookup, specs: dict[str, payload_index.IndexSpec], keys_max: int
+    ) -> list[bytes] | None:
+        """The keys a planner's lookup selects, sorted, without reading any point; None as
+        in iter_candidate_points. Keys of deleted points may be among them only if the index
+        still held them, which it does not: entries go in the point's own transaction."""
+        with self._lock.shared(), self._env.begin() as txn:
+            keys = self._resolve_in(txn, lookup, specs, keys_max)
+        return None if keys is None else sorted(keys)
+
+    def _resolve_in(
+        self,
+        txn: lmdb.Transaction,
+        lookup: payload_index.Lookup,
+        specs: dict[str, payload_index.IndexSpec],
+        keys_max: int,
+    ) -> set[bytes] | None:
+        """payload_index.resolve, or None if an index it reads was dropped or retyped since
+        `specs` were read (a commit in between)."""
+        for field_name in payload_index.lookup_fields(lookup):
+            raw = txn.get(field_name.encode(), db=self._schema)
+            if raw is None:
+                return None
+            schema_type = cbor2.loads(unseal(raw, "schema", field_name.encode()))[0]
+            if schema_type != specs[field_name].schema_type:
+                return None
+        return payload_index.resolve(txn, self._pindex, lookup, keys_max)
 
     def estimate_candidates(self, lookup: payload_index.Lookup, steps_max: int) -> int | None:
         """payload_index.estimate in a read transaction: entry counts, no point is read."""

@@ -325,7 +325,10 @@ async def test_broad_filtered_graph_search_checks_the_filter_and_falls_back(tmp_
     reader, query = collection._reader, np.ones(4, dtype=np.float32)
     for data, is_graph_used in [(filters_[0], True), (filters_[2], False)]:
         request = SearchRequest("", query, limit=10, filter=parse_filter(data))
-        result = reader._broad_filtered_nearest(request, query, reader.config.vectors[""].distance)
+        estimate = 1000  # what the `half` index says of both filters
+        distance = reader.config.vectors[""].distance
+        index = reader._indexes[""]
+        result = reader._post_filtered(request, query, distance, index, estimate)
         assert (result is not None) == is_graph_used, data
     await catalog.close()
 

@@ -89,7 +89,9 @@ ENGINE_ORDER = [
     "engine.wal",
     "engine.store",
     "engine.vectors",
+    "engine.readview",
     "engine.query",
+    "engine.strict_mode",
     "engine.spine",
     "engine.check",
 ]

@@ -1,0 +1,81 @@
+"""Live labels in memory: label -> point key and version, point key -> label.
+
+Owns: `LabelTable`, which the read path asks instead of LMDB's `labels` and `points`
+databases when it only needs a hit's id and version, or the label of a point key.
+Not here: payloads and vectors' names (LMDB; read only when a request asks for them).
+
+Labels are never reused (engine/store/store.py), so the table is indexed by label: a list of
+keys (None once the label died) and an array of versions. Memory per live point: the dict
+entry and its bytes key (about 110 bytes together) and 16 bytes per label ever born.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+INITIAL_CAPACITY = 1024
+DAMAGED_VERSION = -1  # the point's value failed its checksum: read it from LMDB, which raises
+
+
+class LabelTable:
+    def __init__(self) -> None:
+        self._keys: list[bytes | None] = []  # by label
+        self._versions = np.zeros(INITIAL_CAPACITY, dtype=np.int64)  # by label
+        self._label_of: dict[bytes, int] = {}
+        self.live_count = 0
+        self.damaged_count = 0  # live labels with DAMAGED_VERSION
+
+    def add(self, label: int, key: bytes, version_op_id: int) -> None:
+        """A label born for point `key` (its previous label, if any, is killed separately)."""
+        keys = self._keys
+        if label >= len(keys):
+            keys.extend([None] * (label + 1 - len(keys)))
+        if label >= len(self._versions):
+            grown = np.zeros(max(label + 1, 2 * len(self._versions)), dtype=np.int64)
+            grown[: len(self._versions)] = self._versions
+            self._versions = grown
+        assert keys[label] is None, f"label {label} born twice"
+        keys[label] = key
+        self._versions[label] = version_op_id
+        self._label_of[key] = label
+        self.live_count += 1
+        self.damaged_count += version_op_id == DAMAGED_VERSION
+
+    def kill(self, label: int) -> None:
+        key = self._keys[label]
+        assert key is not None, f"label {label} killed twice"
+        self._keys[label] = None
+        self.damaged_count -= self._versions[label] == DAMAGED_VERSION
+        if self._label_of.get(key) == label:  # the point may already hold a newer label
+            del self._label_of[key]
+        self.live_count -= 1
+
+    def key_of(self, label: int) -> bytes | None:
+        """The point key of a live label; None for a dead or not yet committed one."""
+        return self._keys[label] if label < len(self._keys) else None
+
+    def version_of(self, label: int) -> int:
+        """The op that wrote this version of the point; DAMAGED_VERSION if its value is
+        damaged (the caller then reads the point from LMDB, which raises)."""
+        return int(self._versions[label])
+
+    def label_of(self, key: bytes) -> int | None:
+        return self._label_of.get(key)
+
+    def labels_of(self, keys: list[bytes] | set[bytes]) -> np.ndarray:
+        """Labels of the keys that are live points (uint64), in the keys' order."""
+        get = self._label_of.get
+        found = [label for label in map(get, keys) if label is not None]
+        return np.fromiter(found, dtype=np.uint64, count=len(found))
+
+    def memory_bytes(self) -> int:
+        # The dict's own table plus each key's bytes object; the list's slots; the array.
+        key_bytes = self.live_count * (sys.getsizeof(b"") + 17)
+        return (
+            sys.getsizeof(self._label_of)
+            + key_bytes
+            + sys.getsizeof(self._keys)
+            + self._versions.nbytes
+        )
