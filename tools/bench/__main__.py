@@ -2,13 +2,17 @@
 
 Phases, in order (each can be left out with --skip NAME[,NAME...]):
   fsync     the disk's fdatasync-per-op ceiling, in the output directory's file system
-  hnswlib   raw hnswlib in process (M=16, ef_construct=100)
-  edge      qdrant-edge-py in process
+  hnswlib   raw hnswlib in process (M=16, ef_construct=100); fixes the ef of every comparison:
+            the smallest of 16..256 reaching recall@10 0.95 here (64 if hnswlib is skipped)
+  edge      qdrant-edge-py in process, with the selectivity sweep at that ef
   chroma    Chroma's server in its own virtualenv (installed on first use)
-  floor     a bare aiohttp server with a canned search answer, same client as Keel
-  keel      everything Keel (or, one by one: wait-true, small, ingest, search, batch, filtered,
-            replay; search, batch and filtered read what ingest wrote, so skipping ingest skips
-            them too)
+  floor     a bare aiohttp server on uvloop with canned answers, under wrk
+  keel      everything Keel (or, one by one: wait-true, small, ingest, search, batch, capacity,
+            sweep, replay; search, batch, capacity and sweep read what ingest wrote, so
+            skipping ingest skips them too)
+
+floor, capacity and sweep are driven by wrk (1 thread, 8 connections); without wrk they are
+skipped with that reason printed (`apt-get install wrk`).
 """
 
 from __future__ import annotations
@@ -22,17 +26,18 @@ import time
 from pathlib import Path
 
 from tests.keel_process import free_port
-from tools.bench import baselines, chroma, keel, report
-from tools.bench.client import encode, run_load, search_ids
+from tools.bench import baselines, chroma, keel, plot, report, sweep, wrk
 from tools.bench.data import Dataset, make_dataset
 from tools.bench.floor import FloorProcess
 
 EFS = [16, 32, 64, 128, 256]
+DEFAULT_EF = 64  # the fixed ef when hnswlib, which chooses it, is skipped
 CONCURRENCIES = [1, 8, 32]
 PHASES = ("fsync", "hnswlib", "edge", "chroma", "floor", "keel", "wait-true", "small", "ingest",
-          "search", "batch", "filtered", "replay")  # fmt: skip
+          "search", "batch", "capacity", "sweep", "replay")  # fmt: skip
+WRK_PHASES = ("floor", "capacity", "sweep")
 QUICK = {"vectors": 2_000, "dim": 32, "queries": 100, "seconds": 0.4, "replay_ops": 5_000}
-CHROMA_CLIENTS = 8
+CHROMA_CLIENTS = 8  # the same concurrency as Keel's ingest and wrk's connections
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         # Qdrant's own engine is the bar Keel is measured against: no silent skip.
         print("bench: qdrant-edge-py is missing: pip install -e '.[bench]' (or --skip edge)")
         return 2
+    skipped_because = {}
+    if not set(WRK_PHASES) <= skip:
+        try:
+            wrk.require()
+        except wrk.WrkUnavailable as error:
+            print(f"bench: {error}; skipping {', '.join(WRK_PHASES)}, which it drives")
+            skipped_because = {phase: str(error) for phase in WRK_PHASES if phase not in skip}
+            skip |= set(WRK_PHASES)
     has_matplotlib = importlib.util.find_spec("matplotlib") is not None
     if not has_matplotlib:
         print("bench: matplotlib is missing, so no plot will be drawn; install it with "
@@ -56,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     dataset = make_dataset(args.vectors, args.dim, args.queries)
     config = {key: getattr(args, key) for key in ("vectors", "dim", "queries", "seconds",
                                                   "replay_ops", "quick")}  # fmt: skip
-    results: dict = {"config": {**config, "efs": EFS, "concurrencies": CONCURRENCIES,
-                                "skip": sorted(skip)}}  # fmt: skip
+    config |= {"efs": EFS, "concurrencies": CONCURRENCIES, "skip": sorted(skip),
+               "skipped_because": skipped_because}  # fmt: skip
+    results: dict = {"config": config}
     with tempfile.TemporaryDirectory(prefix="keel-bench-", dir=args.out) as temp:
         run_phases(Path(temp), dataset, args, skip, results)
     results["took_s"] = round(time.perf_counter() - started_s, 1)
@@ -68,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nJSON: {json_path}")
     if has_matplotlib:
         plot_path = args.out / "bench.png"
-        report.plot(results, plot_path)
+        plot.plot(results, plot_path)
         print(f"plot: {plot_path}")
     else:
         print("plot: not drawn (matplotlib is missing: pip install -e '.[bench]')")
@@ -80,23 +94,31 @@ def run_phases(temp_dir: Path, dataset: Dataset, args, skip: set[str], results: 
     if "fsync" not in skip:
         _say("fsync ceiling")
         results["fsync_ceiling"] = baselines.fsync_ceiling(temp_dir, min(seconds, 5.0))
+    ef = {"hnsw_ef": DEFAULT_EF, "source": "default: hnswlib skipped"}
     if "hnswlib" not in skip:
         _say("raw hnswlib")
         results["hnswlib"] = baselines.raw_hnswlib(dataset, EFS, seconds, temp_dir)
+        ef = report.fixed_ef(results["hnswlib"]) or {
+            "hnsw_ef": max(EFS),
+            "source": "no ef reached recall 0.95 on hnswlib: the largest",
+        }
+    results["fixed_ef"] = ef
+    _say(f"every comparison at hnsw_ef {ef['hnsw_ef']} ({ef['source']})")
     if "edge" not in skip:
-        _say("qdrant-edge")
-        results["qdrant_edge"] = baselines.qdrant_edge(dataset, EFS, seconds, temp_dir)
+        _say("qdrant-edge, and its selectivity sweep")
+        results["qdrant_edge"] = baselines.qdrant_edge(dataset, EFS, seconds, temp_dir,
+                                                       ef["hnsw_ef"])  # fmt: skip
     if "chroma" not in skip:
         _say("chroma server")
         results["chroma"] = _chroma(dataset, temp_dir, seconds)
     if "floor" not in skip:
-        _say("HTTP floor")
-        results["http_floor"] = asyncio.run(_floor(dataset, seconds))
+        _say("HTTP floor under wrk")
+        results["http_floor"] = _floor(dataset, ef["hnsw_ef"], seconds, temp_dir / "wrk")
     if "keel" not in skip:
-        results["keel"] = run_keel(temp_dir, dataset, args, skip)
+        results["keel"] = run_keel(temp_dir, dataset, args, skip, ef["hnsw_ef"])
 
 
-def run_keel(temp_dir: Path, dataset: Dataset, args, skip: set[str]) -> dict:
+def run_keel(temp_dir: Path, dataset: Dataset, args, skip: set[str], ef: int) -> dict:
     """Every Keel phase; each group on its own server so one's memory or WAL is not
     another's. The main server holds the wait=false ingest and answers every read phase."""
     seconds, out = args.seconds, {}
@@ -110,16 +132,19 @@ def run_keel(temp_dir: Path, dataset: Dataset, args, skip: set[str]) -> dict:
         server = keel.start(temp_dir / "keel-small")
         out["small_requests"] = asyncio.run(keel.small_requests(server, dataset.dim, seconds))
     if "ingest" not in skip:
-        run_keel_main(temp_dir, dataset, args, skip, out)
+        run_keel_main(temp_dir, dataset, args, skip, out, ef)
     if "replay" not in skip:
         _say(f"keel: restart with {args.replay_ops} ops in the WAL")
         out["replay"] = asyncio.run(keel.replay(temp_dir / "keel-replay", args.replay_ops))
     return out
 
 
-def run_keel_main(temp_dir: Path, dataset: Dataset, args, skip: set[str], out: dict) -> None:
-    """The main server: the wait=false ingest, then every read phase on its data."""
-    seconds = args.seconds
+def run_keel_main(
+    temp_dir: Path, dataset: Dataset, args, skip: set[str], out: dict, ef: int
+) -> None:
+    """The main server: the wait=false ingest, then every read phase on its data, then
+    1-point upserts (into their own collection) under wrk."""
+    seconds, work_dir = args.seconds, temp_dir / "wrk"
     _say("keel: ingest wait=false")
     server = keel.start(temp_dir / "keel-main")
     idle = keel.memory(server)
@@ -133,26 +158,34 @@ def run_keel_main(temp_dir: Path, dataset: Dataset, args, skip: set[str], out: d
         if "batch" not in skip:
             _say("keel: query/batch")
             out["query_batch"] = asyncio.run(keel.query_batch(server.url, dataset, EFS, seconds))
-        if "filtered" not in skip:
-            _say("keel: filtered search")
-            ef = int(report.chosen_ef(out.get("search", {}).get("8", {})) or 64)
-            out["filtered"] = asyncio.run(keel.filtered(server.url, dataset, ef, seconds))
+        if not {"capacity", "sweep"} <= skip:
+            # Both need Keel's unfiltered QPS under wrk: the floor's and the sweep's reference.
+            _say(f"keel: /points/query under wrk, hnsw_ef {ef}")
+            bodies = keel.query_bodies(dataset, ef)
+            query = keel.wrk_query(server.url, bodies, dataset.truth, seconds, work_dir)
+            out["capacity"] = {"hnsw_ef": ef, "query": asyncio.run(query)}
+        if "sweep" not in skip:
+            _say("keel: selectivity sweep under wrk")
+            out["sweep"] = asyncio.run(sweep.run(server.url, dataset, ef, seconds, work_dir))
         out["memory"] = {**keel.memory(server), "idle_peak_rss_bytes": idle["peak_rss_bytes"]}
+        if "capacity" not in skip:
+            _say("keel: 1-point upserts under wrk")
+            upserts = keel.wrk_upserts(server.url, dataset.dim, seconds, work_dir)
+            out["capacity"]["upsert"] = asyncio.run(upserts)
     finally:
         server.terminate()
 
 
-async def _floor(dataset: Dataset, seconds: float) -> dict:
+def _floor(dataset: Dataset, ef: int, seconds: float, work_dir: Path) -> dict:
+    """The canned-answer server under wrk with exactly Keel's bodies."""
     floor = FloorProcess.start(free_port())
     try:
-        bodies = [encode({"vector": q, "limit": 10, "params": {"hnsw_ef": 64}})
-                  for q in dataset.queries]  # fmt: skip
-        results = {}
-        for clients in CONCURRENCIES:
-            load = await run_load(f"{floor.url}/collections/bench/points/search", bodies,
-                                  clients, seconds=seconds, parse=search_ids)  # fmt: skip
-            results[str(clients)] = {**load.summary(), "qps": round(load.requests_per_s, 1)}
-        return results
+        query = wrk.WrkRun(f"{floor.url}/collections/{keel.COLLECTION}/points/query", "POST",
+                           keel.query_bodies(dataset, ef), seconds)  # fmt: skip
+        upsert = wrk.WrkRun(f"{floor.url}/collections/{keel.UPSERT_COLLECTION}/points?wait=false",
+                            "PUT", keel.upsert_bodies(dataset.dim), seconds)  # fmt: skip
+        rows = {"query": wrk.run(query, work_dir), "upsert": wrk.run(upsert, work_dir)}
+        return {name: {**row, "qps": row["ok_requests_per_s"]} for name, row in rows.items()}
     finally:
         floor.stop()
 

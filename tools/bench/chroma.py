@@ -2,7 +2,9 @@
 
 Owns: installing chromadb into a cache virtualenv when missing (never into Keel's), starting
 and stopping `chroma run --path DIR --port P`, and turning the driver's output into the
-report's shape. Any failure to install or start it is a skip with the reason, never a crash.
+report's shape. The driver sends pre-encoded JSON bodies from as many concurrent clients as
+Keel's ingest and wrk use (8), so neither system is timed with a slower client than the
+other. Any failure to install or start it is a skip with the reason, never a crash.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ def run(dataset: Dataset, directory: Path, port: int, seconds: float, clients: i
     return {
         "add_s": round(raw["add_s"], 3),
         "add_points_per_s": round(dataset.count / raw["add_s"], 1),
+        "add_clients": raw["add_clients"],
         "points_count": raw["count"],
         "query_clients": clients,
         "query_qps": round(raw["query_count"] / raw["query_s"], 1),

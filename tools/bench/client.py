@@ -67,18 +67,22 @@ async def run_load(
     seconds: float | None = None,
     parse: Callable[[Any], Any] | None = None,
     method: str = "POST",
+    budget_s: float | None = None,
 ) -> LoadResult:
     """Send `bodies` to `url` from `clients` concurrent tasks.
 
-    With `seconds=None` every body is sent exactly once (an ingest); otherwise the bodies are
-    cycled until `seconds` have passed (a read phase). Every answer must be HTTP 200; its
-    parsed JSON goes through `parse` (which may raise on a wrong answer) and the first result
-    per body index is kept. Raises RuntimeError naming the status on any other answer.
+    With `seconds=None` every body is sent exactly once (an ingest; with `budget_s`, no new
+    request starts after that many seconds); otherwise the bodies are cycled until `seconds`
+    have passed (a read phase). Every answer must be HTTP 200; its parsed JSON goes through
+    `parse` (which may raise on a wrong answer) and the first result per body index is kept.
+    Raises RuntimeError naming the status on any other answer.
     """
     assert clients >= 1, clients
     assert bodies, "no request bodies"
+    assert seconds is None or budget_s is None, "a cycled phase is bounded by `seconds`"
     indexes = iter(range(len(bodies))) if seconds is None else itertools.cycle(range(len(bodies)))
-    deadline_s = None if seconds is None else time.perf_counter() + seconds
+    limit_s = seconds if budget_s is None else budget_s
+    deadline_s = None if limit_s is None else time.perf_counter() + limit_s
     latencies_s: list[float] = []
     answers: dict[int, Any] = {}
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
@@ -124,6 +128,11 @@ async def request_json(method: str, url: str, body: Any = None) -> Any:
 def search_ids(answer: Any) -> list[int]:
     """The point ids of a Qdrant search answer, best first."""
     return [hit["id"] for hit in answer["result"]]
+
+
+def query_ids(answer: Any) -> list[int]:
+    """The point ids of a Qdrant `/points/query` answer, best first."""
+    return [hit["id"] for hit in answer["result"]["points"]]
 
 
 def batch_ids(answer: Any) -> list[list[int]]:

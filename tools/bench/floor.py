@@ -1,14 +1,20 @@
-"""The HTTP floor: a bare aiohttp server that answers every search with a canned 10-hit answer.
+"""The HTTP floor: a bare aiohttp server that answers every request with a canned answer.
 
 Owns: that server (run as `python -m tools.bench.floor --port P`, a separate process like
-Keel) and starting/stopping it. Driven by client.py exactly like Keel, its requests/s is the
-most any aiohttp server in Python can answer with this client on this machine: the ceiling
-for Keel's single-vector search.
+Keel) and starting/stopping it. It answers `/points/search` and `/points/query` with a canned
+10-hit answer and `PUT /points` with a canned `acknowledged`, after reading the body as a real
+handler must. Driven by the same load generator as Keel (wrk), its requests/s is the most an
+aiohttp server in Python answers on this machine: the ceiling for Keel's searches and
+1-point upserts.
+
+It runs on uvloop, the event loop `python -m server` runs on (server/cli.py), so the two
+servers differ by what their handlers do, not by their loop.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import subprocess
 import sys
 import time
@@ -16,18 +22,18 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import uvloop
 from aiohttp import web
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 30.0
-CANNED_ANSWER = (
-    b'{"result":['
-    + b",".join(
-        b'{"id":%d,"version":0,"score":0.9%d,"payload":null,"vector":null}' % (i, 9 - i)
-        for i in range(10)
-    )
-    + b'],"status":"ok","time":0.0001}'
+CANNED_HITS = b",".join(
+    b'{"id":%d,"version":0,"score":0.9%d,"payload":null,"vector":null}' % (i, 9 - i)
+    for i in range(10)
 )
+CANNED_SEARCH = b'{"result":[' + CANNED_HITS + b'],"status":"ok","time":0.0001}'
+CANNED_QUERY = b'{"result":{"points":[' + CANNED_HITS + b']},"status":"ok","time":0.0001}'
+CANNED_UPSERT = b'{"result":{"operation_id":0,"status":"acknowledged"},"status":"ok","time":0.0001}'
 
 
 class FloorProcess:
@@ -64,10 +70,14 @@ class FloorProcess:
             return False
 
 
-async def search(request: web.Request) -> web.Response:
-    # Read the body like a real handler must, then answer without looking at it.
-    await request.read()
-    return web.Response(body=CANNED_ANSWER, content_type="application/json")
+def canned(answer: bytes):
+    """A handler that reads the body like a real one must, then answers `answer` unread."""
+
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=answer, content_type="application/json")
+
+    return handler
 
 
 async def ready(request: web.Request) -> web.Response:
@@ -79,9 +89,23 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     app = web.Application(client_max_size=32 * 1024 * 1024)
-    app.router.add_route("POST", "/collections/{collection_name}/points/search", search)
+    points = "/collections/{collection_name}/points"
+    app.router.add_route("POST", f"{points}/search", canned(CANNED_SEARCH))
+    app.router.add_route("POST", f"{points}/query", canned(CANNED_QUERY))
+    app.router.add_route("PUT", points, canned(CANNED_UPSERT))
     app.router.add_route("GET", "/readyz", ready)
-    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_serve(app, args.port))
+
+
+async def _serve(app: web.Application, port: int) -> None:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        await asyncio.Event().wait()  # until SIGTERM ends the process
+    finally:
+        await runner.cleanup()
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """Keel over HTTP, driven the way a user drives it: a real server subprocess per phase group.
 
-Owns: every Keel measurement: durable ingest (wait=false until acknowledged and until
-indexed; wait=true), 1-point requests from 64 clients against the server's fsyncs, search
-QPS/latency/recall per concurrency and hnsw_ef, query/batch, filtered search with a keyword
-payload index, peak RSS, and restart time with N operations in the WAL.
-Not here: the load generator (client.py), the baselines, the report.
+Owns: every Keel measurement but the selectivity sweep: durable ingest (wait=false until
+acknowledged and until indexed; wait=true), 1-point requests from 64 clients against the
+server's fsyncs, search QPS/latency/recall per concurrency and hnsw_ef (aiohttp client),
+query/batch, the server-capacity runs under wrk (plain `/points/query` at the fixed ef with
+its recall, and 1-point upserts with distinct ids), peak RSS and what `/metrics` says the read
+path keeps in memory, and restart time with N operations in the WAL.
+Not here: the load generators (client.py, wrk.py), the sweep (sweep.py), the baselines, the
+report.
 """
 
 from __future__ import annotations
@@ -13,21 +16,24 @@ import asyncio
 import re
 import shutil
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tests.keel_process import KeelProcess
+from tools.bench import wrk
 from tools.bench.client import (
     LoadResult,
     batch_ids,
     encode,
+    query_ids,
     request_json,
     run_load,
     search_ids,
 )
-from tools.bench.data import Dataset, K, filter_condition, filtered_truth, payload, recall_at_k
+from tools.bench.data import Dataset, K, payload, recall_at_k
 from tools.bench.rss import peak_rss_bytes, rss_bytes, rss_parts_bytes
 
 COLLECTION = "bench"
@@ -36,7 +42,11 @@ INGEST_CLIENTS = 8
 SMALL_REQUEST_CLIENTS = 64
 QUERY_BATCH_SIZE = 100
 QUERY_BATCH_CLIENTS = 2  # one per core: a batch already keeps the server's CPU busy
-FILTER_CLIENTS = 8
+RECALL_CLIENTS = 8  # the aiohttp client that reads the answers of the wrk bodies
+RECALL_BUDGET_S_MIN = 10.0  # a recall pass stops after max(this, the phase's seconds)
+UPSERT_COLLECTION = "upserts"
+UPSERT_BODIES = 1_000  # distinct vectors; wrk splices a new id into each request
+READ_CACHE_METRIC = "keel_read_cache_bytes"
 REPLAY_BATCH_OPS = 1_000  # operations per points/batch request (Keel's maximum)
 REPLAY_DIM = 8
 INDEXED_TIMEOUT_S = 1_800.0
@@ -216,35 +226,83 @@ async def query_batch(url: str, dataset: Dataset, efs: list[int], seconds: float
     return results
 
 
-async def filtered(url: str, dataset: Dataset, ef: int, seconds: float) -> dict:
-    """Single-vector search with a keyword filter matching 1 % and 50 % of the points."""
-    started_s = time.perf_counter()
-    for field_name in ("tag", "half"):
-        await create_keyword_index(url, COLLECTION, field_name)
-    index_s = time.perf_counter() - started_s
-    results: dict = {"payload_index_build_s": round(index_s, 3), "hnsw_ef": ef}
-    for selectivity in ("1%", "50%"):
-        truth = filtered_truth(dataset, selectivity)
-        condition = filter_condition(selectivity)
-        bodies = [
-            encode({"vector": q, "limit": K, "filter": condition, "params": {"hnsw_ef": ef}})
-            for q in dataset.queries
-        ]
-        load = await run_load(
-            f"{url}/collections/{COLLECTION}/points/search",
-            bodies,
-            FILTER_CLIENTS,
-            seconds=seconds,
-            parse=search_ids,
-        )
-        results[selectivity] = {"clients": FILTER_CLIENTS, **_with_recall(load, truth)}
-    return results
+def query_bodies(dataset: Dataset, ef: int, condition: dict | None = None) -> list[bytes]:
+    """`POST /points/query` bodies, one per query vector, encoded once."""
+    extra = {} if condition is None else {"filter": condition}
+    return [
+        encode({"query": q, "limit": K, "params": {"hnsw_ef": ef}, **extra})
+        for q in dataset.queries
+    ]
+
+
+def upsert_bodies(dim: int) -> list[bytes]:
+    """1-point `PUT /points` bodies, the id left as wrk's placeholder (see wrk.py)."""
+    rng = np.random.default_rng(9)
+    vectors = rng.standard_normal((UPSERT_BODIES, dim), dtype=np.float32)
+    quoted = b'"' + wrk.ID_PLACEHOLDER + b'"'  # encoded as a string, spliced in as a number
+    return [
+        encode({"points": [{"id": wrk.ID_PLACEHOLDER.decode(), "vector": vector,
+                            "payload": payload(i)}]}).replace(quoted, wrk.ID_PLACEHOLDER)
+        for i, vector in enumerate(vectors)
+    ]  # fmt: skip
+
+
+async def wrk_query(url: str, bodies: list[bytes], truth, seconds: float, work_dir) -> dict:
+    """`POST /points/query` under wrk for `seconds`, then recall@10 of the same bodies read
+    by the aiohttp client (each body once, within a time budget)."""
+    target = f"{url}/collections/{COLLECTION}/points/query"
+    row = await asyncio.to_thread(wrk.run, wrk.WrkRun(target, "POST", bodies, seconds), work_dir)
+    recall = await recall_of(target, bodies, truth, max(seconds, RECALL_BUDGET_S_MIN))
+    return {**row, "qps": row["ok_requests_per_s"], **recall}
+
+
+async def recall_of(target: str, bodies: list[bytes], truth, budget_s: float) -> dict:
+    """Recall@10 of `bodies` sent once each (from the first) until `budget_s` has passed."""
+    load = await run_load(target, bodies, RECALL_CLIENTS, parse=query_ids, budget_s=budget_s)
+    return {"recall": _round(recall_at_k(load.answers, truth)),
+            "recall_queries": len(load.answers)}  # fmt: skip
+
+
+async def wrk_upserts(url: str, dim: int, seconds: float, work_dir) -> dict:
+    """1-point upserts with wait=false and distinct ids under wrk, into their own collection
+    (the main collection's data stays what the read phases measured)."""
+    await create_collection(url, UPSERT_COLLECTION, dim)
+    target = f"{url}/collections/{UPSERT_COLLECTION}/points?wait=false"
+    plan = wrk.WrkRun(target, "PUT", upsert_bodies(dim), seconds)
+    row = await asyncio.to_thread(wrk.run, plan, work_dir)
+    # Every acknowledged upsert is a new point, so once applied the count shows the ids were
+    # distinct (requests cut off by wrk's stop may add a few more).
+    await wait_points(url, UPSERT_COLLECTION, row["requests"] - row["errors"]["status"])
+    info = await request_json("GET", f"{url}/collections/{UPSERT_COLLECTION}")
+    return {**row, "qps": row["ok_requests_per_s"], "points_at_end": info["points_count"]}
+
+
+async def wait_points(url: str, name: str, count: int) -> None:
+    deadline_s = time.monotonic() + INDEXED_TIMEOUT_S
+    while (await request_json("GET", f"{url}/collections/{name}"))["points_count"] < count:
+        if time.monotonic() > deadline_s:
+            raise RuntimeError(f"{name}: fewer than {count} points after {INDEXED_TIMEOUT_S} s")
+        await asyncio.sleep(POLL_INTERVAL_S)
 
 
 def memory(server: KeelProcess) -> dict:
+    """Peak and current RSS, and the read path's memory if `/metrics` reports it."""
     pid = server.popen.pid
     return {"peak_rss_bytes": peak_rss_bytes(pid), "rss_bytes": rss_bytes(pid),
-            **rss_parts_bytes(pid)}  # fmt: skip
+            **rss_parts_bytes(pid), "read_cache_bytes": read_cache_bytes(server.url)}  # fmt: skip
+
+
+def read_cache_bytes(url: str) -> int | None:
+    """The sum of every `keel_read_cache_bytes` sample in `/metrics`; None if the server
+    does not export that gauge."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if re.match(rf"{READ_CACHE_METRIC}(\{{| )", line)
+    ]
+    return int(sum(values)) if values else None
 
 
 async def replay(storage_dir: Path, op_count: int) -> dict:
