@@ -113,7 +113,7 @@ def load(port: int, path: str, bodies: list[bytes], clients: int, deadline_s: fl
                 response = connection.getresponse()
                 raw = response.read()
                 took_s = time.perf_counter() - started_s
-                if response.status != 200:
+                if response.status not in (200, 201):  # add answers 201 Created
                     failures.append(f"POST {path} status={response.status}: {raw[:300]!r}")
                     return
                 with lock:
