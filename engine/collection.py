@@ -54,6 +54,7 @@ from engine.locks import ReadWriteLock
 from engine.logfmt import log_event
 from engine.ops import (
     CollectionConfig,
+    CreateFieldIndex,
     Operation,
     PayloadSelector,
     PointId,
@@ -73,6 +74,9 @@ from engine.readview import ReadView
 from engine.stats import HistogramSnapshot
 from engine.store.payload_index import IndexSpec
 from engine.store.store import Store
+from engine.strict_mode import checks as strict_checks
+from engine.strict_mode import rate_limits
+from engine.strict_mode.fields import IndexSchemas
 from engine.vectors.hnsw import VectorIndex, advance_checkpoints, has_graph, remove_checkpoint
 from engine.vectors.search_coalescer import SearchCoalescer
 from engine.wal.followers import REMIGRATE_HINT, Follower, FollowerRegistry
@@ -86,6 +90,11 @@ INCARNATION_FILE_NAME = "incarnation"
 T = TypeVar("T")
 REPLAY_BATCH_OPS = 1_000
 READ_THREADS = 2
+# Strict mode's payload size is a scan of the payloads (engine/strict_mode/checks.py); after a
+# write it is computed again at most this often (Qdrant checks a cached estimate too).
+PAYLOAD_BYTES_REFRESH_S = 1.0
+FLOAT32_BYTES = 4
+StrictCheck = Callable[[CollectionConfig, IndexSchemas], None]
 SEARCH_BATCH_MAX = 64  # coalesced searches per read-pool job
 # LMDB map size for opening a store outside the server (it grows on the next real open).
 STORE_MAP_BYTES_SMALL = 1 << 20
@@ -186,6 +195,8 @@ class Collection:
         self._search_coalescer = SearchCoalescer(
             self._reader.search_many, read_executor, READ_THREADS, SEARCH_BATCH_MAX
         )
+        self.rate_limits = rate_limits.RateLimits(config.strict_mode)
+        self._payload_bytes_cache: tuple[int, float, int] | None = None  # op id, when, bytes
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -296,6 +307,10 @@ class Collection:
             assert vector.distance == self.config.vectors[name].distance, (name, vector)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._read_executor, self.write_config, self.directory, config)
+        # A PATCH naming strict mode always makes a new object (CollectionUpdate.apply):
+        # Qdrant rebuilds the rate limiters (full) on every such update, even to equal values.
+        if config.strict_mode is not self.config.strict_mode:
+            self.rate_limits = rate_limits.RateLimits(config.strict_mode)
         self.config = config
         self._reader.config = config
         log_event(log, logging.INFO, "collection config updated", collection=self.name)
@@ -511,7 +526,11 @@ class Collection:
             points_count=self._store.count_points(),
             indexed_vectors_count=sum(index.live_count for index in self._indexes.values()),
             segments_count=1,
-            status="red" if self.is_write_path_failed else "yellow" if self.is_indexing else "green",
+            status="red"
+            if self.is_write_path_failed
+            else "yellow"
+            if self.is_indexing
+            else "green",
             payload_indexes=tuple(self._store.index_specs.values()),
         )
 
@@ -551,6 +570,82 @@ class Collection:
             apply_batch_op_count=self._applier.batch_op_count.snapshot(),
             apply_batch_latency_s=self._applier.batch_latency_s.snapshot(),
         )
+
+    # ---- strict mode (engine/strict_mode/) --------------------------------------------------
+
+    def check_read(
+        self, check: StrictCheck | None, timeout_s: float | None, costs: list[int]
+    ) -> None:
+        """Strict mode's checks of a read (`check`, then the timeout), then its read rate
+        costs; raises StrictModeError or RateLimited before the read runs."""
+        strict = self.config.strict_mode
+        if strict_checks.is_enabled(strict):
+            if check is not None:
+                check(self.config, self.index_schemas())
+            strict_checks.check_timeout(timeout_s, strict)
+        self.rate_limits.consume_reads(costs)
+
+    async def check_writes(self, ops: list[Operation], timeout_s: float | None) -> None:
+        """Strict mode's checks of a write request's ops (all before any is logged), its
+        timeout, then the write rate limit; raises StrictModeError or RateLimited."""
+        strict = self.config.strict_mode
+        if not strict_checks.is_enabled(strict):
+            return
+        assert strict is not None
+        indexes = self.index_schemas()
+        sizes = await self._read(self._sizes) if strict_checks.needs_sizes(strict) else None
+        for op in ops:
+            if isinstance(op, CreateFieldIndex):
+                strict_checks.check_payload_index_count(len(indexes), strict)
+            strict_checks.check_write(op, strict, indexes, sizes)
+        strict_checks.check_timeout(timeout_s, strict)
+        if self.rate_limits.write is not None:
+            self.rate_limits.consume_writes(await self._read(self._write_costs, ops))
+
+    def index_schemas(self) -> IndexSchemas:
+        """The payload indexes as strict mode's checks see them, by field path."""
+        return {
+            PayloadPath.parse(spec.field_name): (spec.schema_type, spec.params)
+            for spec in self._store.index_specs.values()
+        }
+
+    def _sizes(self) -> strict_checks.CollectionSizes:
+        """The sizes strict mode bounds (read pool: LMDB stats, and a scan for payloads)."""
+        strict = self.config.strict_mode
+        assert strict is not None
+        vector_bytes = sum(
+            self._store.count_vectors(name) * vector.size * FLOAT32_BYTES
+            for name, vector in self.config.vectors.items()
+        )
+        is_payload_bounded = strict.max_collection_payload_size_bytes is not None
+        payload_bytes = self._payload_bytes() if is_payload_bounded else 0
+        return strict_checks.CollectionSizes(
+            self._store.count_points(), vector_bytes, payload_bytes
+        )
+
+    def _payload_bytes(self) -> int:
+        """The JSON size of every stored payload, scanned again only when writes were applied
+        since the last scan and it is older than PAYLOAD_BYTES_REFRESH_S (read pool)."""
+        applied_op_id, now_s = self._applier.applied_op_id, time.monotonic()
+        cached = self._payload_bytes_cache
+        if cached is not None and (
+            cached[0] == applied_op_id or now_s - cached[1] < PAYLOAD_BYTES_REFRESH_S
+        ):
+            return cached[2]
+        total_bytes = sum(
+            len(json.dumps(point.payload, separators=(",", ":"), ensure_ascii=False).encode())
+            for point in self._store.iter_points(None)
+            if point.payload
+        )
+        self._payload_bytes_cache = (applied_op_id, now_s, total_bytes)
+        return total_bytes
+
+    def _write_costs(self, ops: list[Operation]) -> list[int]:
+        """Each op's write rate cost: the points it names, or its filter's expected count
+        (read pool: counts through the payload indexes)."""
+        total = self._store.count_points()
+        indexes = self.index_schemas()
+        return [rate_limits.write_cost(op, total, self._reader.count, indexes) for op in ops]
 
     # ---- private: writes -------------------------------------------------------------------
 

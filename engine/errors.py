@@ -39,6 +39,19 @@ class Overloaded(KeelError):
         self.retry_after_s = retry_after_s
 
 
+class StrictModeError(KeelError):
+    """Strict mode refuses the request; nothing ran. Qdrant: 400 `Bad request: ...`."""
+
+
+class RateLimited(KeelError):
+    """A strict-mode rate limit has too few tokens for the request; nothing ran. Qdrant: 429
+    `Rate limiting exceeded: ...` with Retry-After, none when the request can never fit."""
+
+    def __init__(self, message: str, retry_after_s: float | None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class NotReady(KeelError):
     """Recovery has not finished; the storage is not open yet."""
 

@@ -124,6 +124,96 @@ class HnswSettings:
     full_scan_threshold: int = 10_000
 
 
+# Qdrant's StrictModeConfig fields (lib/segment/src/types.rs), in its serialisation order.
+STRICT_MODE_FIELDS = (
+    "enabled",
+    "max_query_limit",
+    "max_timeout",
+    "unindexed_filtering_retrieve",
+    "unindexed_filtering_update",
+    "search_max_hnsw_ef",
+    "search_allow_exact",
+    "search_max_oversampling",
+    "upsert_max_batchsize",
+    "search_max_batchsize",
+    "max_collection_vector_size_bytes",
+    "read_rate_limit",
+    "write_rate_limit",
+    "max_collection_payload_size_bytes",
+    "max_points_count",
+    "filter_max_conditions",
+    "condition_max_size",
+    "multivector_config",
+    "sparse_config",
+    "max_payload_index_count",
+    "max_resident_memory_percent",
+)
+
+
+@dataclass(frozen=True)
+class StrictModeConfig:
+    """A collection's strict mode (Qdrant's StrictModeConfig); None everywhere: not set.
+
+    The checks are engine/strict_mode.py's; they apply only while `enabled` is True.
+    `multivector_config` maps a vector name to its max_vectors, `sparse_config` to its
+    max_length (a name given without a limit maps to None).
+    """
+
+    enabled: bool | None = None
+    max_query_limit: int | None = None
+    max_timeout: int | None = None
+    unindexed_filtering_retrieve: bool | None = None
+    unindexed_filtering_update: bool | None = None
+    search_max_hnsw_ef: int | None = None
+    search_allow_exact: bool | None = None
+    search_max_oversampling: float | None = None
+    upsert_max_batchsize: int | None = None
+    search_max_batchsize: int | None = None
+    max_collection_vector_size_bytes: int | None = None
+    read_rate_limit: int | None = None
+    write_rate_limit: int | None = None
+    max_collection_payload_size_bytes: int | None = None
+    max_points_count: int | None = None
+    filter_max_conditions: int | None = None
+    condition_max_size: int | None = None
+    multivector_config: dict[str, int | None] | None = None
+    sparse_config: dict[str, int | None] | None = None
+    max_payload_index_count: int | None = None
+    max_resident_memory_percent: int | None = None  # deprecated in Qdrant 1.19; echoed only
+
+    def merged(self, diff: StrictModeConfig) -> StrictModeConfig:
+        """Qdrant's DiffConfig: a field the diff sets replaces ours; one it leaves unset
+        (absent or null) keeps ours, so no field can be unset once set."""
+        return StrictModeConfig(
+            **{
+                name: getattr(self, name) if getattr(diff, name) is None else getattr(diff, name)
+                for name in STRICT_MODE_FIELDS
+            }
+        )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The fields that are set, as Qdrant serialises them (unset fields left out)."""
+        data: dict[str, Any] = {}
+        for name in STRICT_MODE_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name == "multivector_config":
+                value = {k: {} if v is None else {"max_vectors": v} for k, v in value.items()}
+            elif name == "sparse_config":
+                value = {k: {} if v is None else {"max_length": v} for k, v in value.items()}
+            data[name] = value
+        return data
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any]) -> StrictModeConfig:
+        values = {name: data.get(name) for name in STRICT_MODE_FIELDS}
+        for name, key in (("multivector_config", "max_vectors"), ("sparse_config", "max_length")):
+            if values[name] is not None:
+                values[name] = {k: v.get(key) for k, v in values[name].items()}
+        return cls(**values)
+
+
 @dataclass(frozen=True)
 class CollectionConfig:
     """What the engine needs of a collection; `echo` is the server's, kept verbatim.
@@ -136,6 +226,7 @@ class CollectionConfig:
     hnsw: HnswSettings = field(default_factory=HnswSettings)
     echo: dict[str, Any] = field(default_factory=dict)
     sparse_vectors: dict[str, SparseVectorConfig] = field(default_factory=dict)
+    strict_mode: StrictModeConfig | None = None  # None: never set (Qdrant echoes nothing)
 
     @property
     def is_single_unnamed(self) -> bool:
@@ -161,6 +252,10 @@ class CollectionConfig:
             "sparse_vectors": {
                 name: {"modifier": v.modifier.value} for name, v in self.sparse_vectors.items()
             },
+            # Only when set: a config without strict mode is written as before it existed.
+            **(
+                {} if self.strict_mode is None else {"strict_mode": self.strict_mode.to_json_dict()}
+            ),
         }
 
     @classmethod
@@ -183,6 +278,11 @@ class CollectionConfig:
             hnsw=HnswSettings(**data["hnsw"]),
             echo=data.get("echo", {}),
             sparse_vectors=sparse_vectors,
+            strict_mode=(  # absent in configs written before strict mode: not set
+                None
+                if "strict_mode" not in data
+                else StrictModeConfig.from_json_dict(data["strict_mode"])
+            ),
         )
 
 

@@ -37,7 +37,9 @@ from engine.errors import (
     NotImplementedYet,
     NotReady,
     Overloaded,
+    RateLimited,
     StorageError,
+    StrictModeError,
     ValidationError,
 )
 from engine.limits import RECOVERY_WAIT_S, REQUEST_BODY_BYTES_MAX
@@ -81,6 +83,8 @@ STATUS_BY_ERROR: dict[type[KeelError], int] = {
     BadRequest: 400,
     NotFound: 404,
     Conflict: 409,
+    StrictModeError: 400,
+    RateLimited: 429,
     Overloaded: 503,
     NotReady: 503,
     NotImplementedYet: 501,
@@ -92,6 +96,8 @@ TEXT_BY_ERROR: dict[type[KeelError], str] = {
     BadRequest: "Wrong input: {}",
     NotFound: "Not found: {}",
     Conflict: "Wrong input: {}",
+    StrictModeError: "Bad request: {}",
+    RateLimited: "Rate limiting exceeded: {}",
     Overloaded: "Service unavailable: {}",
     NotReady: "Service unavailable: {}",
     NotImplementedYet: "Not implemented in Keel: {}",
@@ -197,6 +203,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             headers = {"Retry-After": str(max(1, math.ceil(keel_error.retry_after_s)))}
         elif isinstance(keel_error, NotReady):
             headers = {"Retry-After": str(NOT_READY_RETRY_AFTER_S)}
+        elif isinstance(keel_error, RateLimited) and keel_error.retry_after_s is not None:
+            headers = {"Retry-After": str(math.ceil(keel_error.retry_after_s))}
         if status == 500:
             # A server fault. 503 (recovering, overloaded) and 501 are answers, not faults:
             # like every 4xx, only the request log (request_log.py) reports them.

@@ -16,6 +16,7 @@ counts are always exact (`exact` is accepted either way).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +24,8 @@ from aiohttp import web
 from engine.errors import FormatError, NotImplementedYet
 from engine.filters.conditions import Filter
 from engine.filters.payload_path import PayloadPath
+from engine.strict_mode import checks as strict_checks
+from engine.strict_mode.rate_limits import BASE_COST, filter_cost
 from server.api.context import catalog_of, collection_name_of, read_json
 from server.responses import ok
 from server.wire.filters import parse_filter
@@ -38,13 +41,17 @@ class FacetBody:
     key: PayloadPath
     limit: int
     filter: Filter | None
+    limit_given: int | None = None  # as the client gave them, for strict mode
+    is_exact: bool | None = None
 
 
 async def facet(request: web.Request) -> web.Response:
     name = collection_name_of(request)
     body = parse_facet(await read_json(request))
-    parse_read_params(request.query)
+    timeout_s = parse_read_params(request.query)
     collection = catalog_of(request).get(name)
+    check = partial(strict_checks.check_facet, body.limit_given, body.filter, body.is_exact)
+    collection.check_read(check, timeout_s, [BASE_COST + filter_cost(body.filter)])
     hits = await collection.facet(body.key, body.filter, body.limit)
     return ok(request, {"hits": [{"value": value, "count": count} for value, count in hits]})
 
@@ -75,7 +82,7 @@ def parse_facet(data: Any) -> FacetBody:
         raise validation_errors([("facet_request.limit", range_message(limit, 1))])
     if data.get("shard_key") is not None:
         raise NotImplementedYet("shard keys are not supported by single-node Keel")
-    return FacetBody(key, limit, filter_)
+    return FacetBody(key, limit, filter_, data.get("limit"), data.get("exact"))
 
 
 ROUTES = [("POST", "/collections/{collection_name}/facet", facet)]

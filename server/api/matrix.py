@@ -12,6 +12,7 @@ least the number of points the filter selects.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +21,8 @@ from engine.errors import NotImplementedYet
 from engine.filters.conditions import Filter
 from engine.ops import UNNAMED_VECTOR
 from engine.query.distance_matrix import DistanceMatrix
+from engine.strict_mode import checks as strict_checks
+from engine.strict_mode.rate_limits import BASE_COST, filter_cost
 from server.api.context import catalog_of, collection_name_of, read_json
 from server.responses import ok, point_id_json
 from server.wire.filters import parse_filter
@@ -37,6 +40,8 @@ class MatrixBody:
     sample_count: int
     limit: int
     using: str
+    sample_given: int | None = None  # as the client gave them, for strict mode
+    limit_given: int | None = None
 
 
 async def matrix_pairs(request: web.Request) -> web.Response:
@@ -70,8 +75,12 @@ async def matrix_offsets(request: web.Request) -> web.Response:
 async def _matrix(request: web.Request) -> DistanceMatrix:
     name = collection_name_of(request)
     body = parse_matrix(await read_json(request))
-    parse_read_params(request.query)
+    timeout_s = parse_read_params(request.query)
     collection = catalog_of(request).get(name)
+    check = partial(strict_checks.check_matrix, body.sample_given, body.limit_given, body.filter)
+    # Read cost: the sampling scroll, then one search per sampled point, each with the filter.
+    cost = (body.sample_count + 1) * (BASE_COST + filter_cost(body.filter))
+    collection.check_read(check, timeout_s, [cost])
     return await collection.distance_matrix(body.filter, body.sample_count, body.limit, body.using)
 
 
@@ -93,7 +102,9 @@ def parse_matrix(data: Any) -> MatrixBody:
         raise validation_errors(errors)
     if data.get("shard_key") is not None:
         raise NotImplementedYet("shard keys are not supported by single-node Keel")
-    return MatrixBody(filter_, sample, limit, using or UNNAMED_VECTOR)
+    return MatrixBody(
+        filter_, sample, limit, using or UNNAMED_VECTOR, data.get("sample"), data.get("limit")
+    )
 
 
 POINTS = "/collections/{collection_name}/points"

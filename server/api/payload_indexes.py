@@ -151,6 +151,8 @@ def _field_path(text: str) -> str:
 async def _update(request: web.Request, name: str, op: Operation) -> web.Response:
     params = parse_update_params(request.query)
     collection = catalog_of(request).get(name)
+    if isinstance(op, CreateFieldIndex):  # Qdrant's strict mode looks at creations only
+        await collection.check_writes([op], params.timeout_s)
     result = await collection.update(op, wait=params.wait, timeout_s=params.timeout_s)
     return ok(request, update_result_json(result))
 

@@ -15,12 +15,15 @@ and `query_api.rs`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
 from engine.errors import NotFound
 from engine.ops import PayloadSelector, SparseVector, UpdateResult, VectorSelector
+from engine.strict_mode import checks as strict_checks
+from engine.strict_mode.rate_limits import BASE_COST, filter_cost, search_cost
 from server.api import query as query_api
 from server.api.context import (
     catalog_of,
@@ -61,6 +64,7 @@ async def upsert_points(request: web.Request) -> web.Response:
     collection = catalog_of(request).get(name)
     op = await off_loop(len(raw_body), build_upsert, body, collection.config)
     updates.check_not_empty(op.ids)
+    await collection.check_writes([op], params.timeout_s)
     result = await collection.update(op, wait=params.wait, timeout_s=params.timeout_s)
     return ok(request, update_result_json(result))
 
@@ -86,8 +90,9 @@ async def batch_update(request: web.Request) -> web.Response:
 async def retrieve_points(request: web.Request) -> web.Response:
     name = collection_name_of(request)
     retrieve = parse_retrieve(await read_json(request))
-    parse_read_params(request.query)
+    timeout_s = parse_read_params(request.query)
     collection = catalog_of(request).get(name)
+    collection.check_read(None, timeout_s, [len(retrieve.ids)])
     records = await collection.retrieve(retrieve.ids, retrieve.with_payload, retrieve.with_vector)
     check_selected_vectors_exist(collection.config, retrieve.with_vector, bool(records))
     is_single_unnamed = collection.config.is_single_unnamed
@@ -97,9 +102,10 @@ async def retrieve_points(request: web.Request) -> web.Response:
 async def get_point(request: web.Request) -> web.Response:
     """One point with its payload and vectors (Qdrant asks for both here)."""
     name = collection_name_of(request)
-    parse_read_params(request.query)
+    timeout_s = parse_read_params(request.query)
     point_id = parse_point_id_path(request.match_info["point_id"])
     collection = catalog_of(request).get(name)
+    collection.check_read(None, timeout_s, [1])
     records = await collection.retrieve(
         [point_id], PayloadSelector(is_enabled=True), VectorSelector(is_enabled=True)
     )
@@ -110,11 +116,15 @@ async def get_point(request: web.Request) -> web.Response:
 
 async def scroll_points(request: web.Request) -> web.Response:
     name = collection_name_of(request)
-    scroll = parse_scroll(await read_json(request))
-    parse_read_params(request.query)
+    data = await read_json(request)
+    scroll = parse_scroll(data)
+    timeout_s = parse_read_params(request.query)
+    collection = catalog_of(request).get(name)
+    # Strict mode sees the limit the client gave (Qdrant's ScrollRequestInternal.limit).
+    check = partial(strict_checks.check_scroll, data.get("limit"), scroll.filter)
+    collection.check_read(check, timeout_s, [BASE_COST + filter_cost(scroll.filter)])
     if scroll.order_by is not None:
         return await query_api.scroll_ordered(request, name, scroll)
-    collection = catalog_of(request).get(name)
     records, next_offset = await collection.scroll(
         scroll.filter, scroll.limit, scroll.offset, scroll.with_payload, scroll.with_vector
     )
@@ -131,17 +141,32 @@ async def scroll_points(request: web.Request) -> web.Response:
 
 async def count_points(request: web.Request) -> web.Response:
     name = collection_name_of(request)
-    filter_ = parse_count(await read_json(request))
-    parse_read_params(request.query)
+    data = await read_json(request)
+    filter_ = parse_count(data)
+    timeout_s = parse_read_params(request.query)
     collection = catalog_of(request).get(name)
+    # CountRequestInternal's `exact` defaults to true (strict mode's search_allow_exact).
+    check = partial(strict_checks.check_count, filter_, data.get("exact", True))
+    collection.check_read(check, timeout_s, [BASE_COST + filter_cost(filter_)])
     return ok(request, {"count": await collection.count(filter_)})
 
 
 async def search_points(request: web.Request) -> web.Response:
     name = collection_name_of(request)
-    search = parse_search(await read_json(request))
-    parse_read_params(request.query)
+    data = await read_json(request)
+    search = parse_search(data)
+    timeout_s = parse_read_params(request.query)
     collection = catalog_of(request).get(name)
+    oversampling = query_api.node_params(data).oversampling
+    check = partial(
+        strict_checks.check_search,
+        search.limit,
+        search.filter,
+        search.hnsw_ef,
+        search.is_exact,
+        oversampling,
+    )
+    collection.check_read(check, timeout_s, [search_cost(search.vector, search.filter)])
     is_single_unnamed = collection.config.is_single_unnamed
     if isinstance(search.vector, SparseVector):  # a NamedSparseVector: the query engine's
         scored = (await collection.query(query.search_as_query(search), {})).points
@@ -164,6 +189,7 @@ async def _write(
     plan = await off_loop(len(raw_body), updates.plan_writes, writes, collection.config)
     if not plan.ops:
         return []  # an empty batch: Qdrant answers an empty list
+    await collection.check_writes(plan.ops, params.timeout_s)
     results = await collection.update_many(plan.ops, wait=params.wait, timeout_s=params.timeout_s)
     return plan.answers(results)
 

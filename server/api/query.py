@@ -10,6 +10,7 @@ Not here: parsing bodies into plans (server/wire/query.py), running plans (engin
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +29,9 @@ from engine.query.plan import (
     lookup_collections,
     with_lookup_collection,
 )
+from engine.strict_mode import checks as strict_checks
+from engine.strict_mode import rate_limits
+from engine.strict_mode.checks import NodeParams, QueryCheck
 from server.api.context import catalog_of, collection_name_of, read_json
 from server.responses import (
     ApiError,
@@ -61,12 +65,12 @@ SCROLL_OFFSET_WITH_ORDER_BY = (
 
 async def query_points(request: web.Request) -> web.Response:
     """POST /points/query: `{"points": [ScoredPoint, ..]}`."""
-    return await answer(request, parse_query_request, _query_response_json)
+    return await answer(request, parse_query_request, _query_response_json, is_universal=True)
 
 
 async def query_batch(request: web.Request) -> web.Response:
     """POST /points/query/batch: one `{"points": [..]}` per search, in order."""
-    return await answer(request, parse_query_batch, _query_response_json)
+    return await answer(request, parse_query_batch, _query_response_json, is_universal=True)
 
 
 async def search_batch(request: web.Request) -> web.Response:
@@ -76,7 +80,7 @@ async def search_batch(request: web.Request) -> web.Response:
 
 async def query_groups(request: web.Request) -> web.Response:
     """POST /points/query/groups: `{"groups": [{"id", "hits"}, ..]}`."""
-    return await answer(request, parse_query_groups, groups_json)
+    return await answer(request, parse_query_groups, groups_json, is_universal=True)
 
 
 async def search_groups(request: web.Request) -> web.Response:
@@ -104,16 +108,29 @@ async def answer(
     request: web.Request,
     parse: Callable[[Any], Any],
     shape: Callable[[QueryRequest, QueryResult, bool], Any],
+    *,
+    is_universal: bool = False,
 ) -> web.Response:
-    """Parse the body (one request or a batch), run each query, shape each result."""
+    """Parse the body (one request or a batch), run each query, shape each result.
+    `is_universal`: a /points/query* request (strict mode checks its full scans)."""
     name = collection_name_of(request)
-    parsed = parse(await read_json(request))
-    parse_read_params(request.query)
+    data = await read_json(request)
+    parsed = parse(data)
+    timeout_s = parse_read_params(request.query)
     catalog = catalog_of(request)
     collection = catalog.get(name)
-    requests = parsed if isinstance(parsed, list) else [parsed]
+    is_batch = isinstance(parsed, list)
+    requests = parsed if is_batch else [parsed]
     for query_request in requests:
         check_query(query_request.root)
+    raw_requests = data["searches"] if is_batch else [data]  # the parse checked the shape
+    checks = [
+        QueryCheck(query_request, node_params(raw), is_universal)
+        for query_request, raw in zip(requests, raw_requests)
+    ]
+    collection.check_read(
+        partial(strict_checks.check_queries, checks, is_batch), timeout_s, _read_costs(requests)
+    )
     is_single_unnamed = collection.config.is_single_unnamed
     jobs = [(query_request, _lookups(catalog, query_request)) for query_request in requests]
     results = await collection.query_many(jobs)
@@ -150,6 +167,31 @@ def check_query(node: QueryNode) -> None:
         )
     for child in node.prefetch:
         check_query(child)
+
+
+def node_params(raw: Any) -> NodeParams:
+    """The `params.quantization.oversampling` of a query body and of its prefetches (the
+    plan drops it: Keel searches exactly), for strict mode's `search_max_oversampling`."""
+    if not isinstance(raw, dict):
+        return NodeParams()
+    params = raw.get("params")
+    quantization = params.get("quantization") if isinstance(params, dict) else None
+    oversampling = quantization.get("oversampling") if isinstance(quantization, dict) else None
+    prefetch = raw.get("prefetch")
+    prefetches = prefetch if isinstance(prefetch, list) else [] if prefetch is None else [prefetch]
+    is_number = type(oversampling) in (int, float)
+    return NodeParams(
+        oversampling=float(oversampling) if is_number else None,
+        has_params=isinstance(params, dict),
+        prefetch=tuple(node_params(child) for child in prefetches),
+    )
+
+
+def _read_costs(requests: list[QueryRequest]) -> list[int]:
+    """The read rate costs of a query request or batch: fetching the example ids, then the
+    searches and scrolls (engine/strict_mode/rate_limits.py)."""
+    costs = [rate_limits.query_read_costs(query_request) for query_request in requests]
+    return [sum(ids for ids, _ in costs), sum(cost for _, cost in costs)]
 
 
 def _lookups(catalog: Catalog, request: QueryRequest) -> dict[str, Collection]:

@@ -13,6 +13,10 @@ Qdrant 1.19, read in its source: `CreateCollection` and `CreateCollectionOperati
 NonZeroU64 validated to [1, 65536]), the diffs in lib/collection/src/operations/
 config_diff.rs, outputs `CollectionInfo`/`CollectionConfig`/`CollectionParams`/`HnswConfig`/
 `OptimizersConfig`/`WalConfig` (skip_serializing_if as there), defaults in config/config.yaml.
+Strict mode: `StrictModeConfig` and its `*Output` (lib/segment/src/types.rs: every field
+optional, left out of the output when unset; the limits validated `range(min = 1)`), stored as
+given on create (`create_collection.rs`: no default strict mode in Keel's storage config) and
+absent from collection info when never set.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from engine.ops import (
     HnswSettings,
     SparseModifier,
     SparseVectorConfig,
+    StrictModeConfig,
     VectorConfig,
 )
 from server.wire.serde_text import (
@@ -118,6 +123,33 @@ QUANTIZATION_FIELDS = {
     },
 }
 QUANTIZATION_REQUIRED = {"scalar": ("type",), "product": ("compression",)}
+# StrictModeConfig's scalars; the minimums are its `validate(range(min = 1))`.
+STRICT_MODE_SCALARS = {
+    "enabled": ("bool", None, None),
+    "max_query_limit": ("usize", 1, None),
+    "max_timeout": ("usize", 1, None),
+    "unindexed_filtering_retrieve": ("bool", None, None),
+    "unindexed_filtering_update": ("bool", None, None),
+    "search_max_hnsw_ef": ("usize", None, None),
+    "search_allow_exact": ("bool", None, None),
+    "search_max_oversampling": ("f64", None, None),
+    "upsert_max_batchsize": ("usize", None, None),
+    "search_max_batchsize": ("usize", None, None),
+    "max_collection_vector_size_bytes": ("usize", None, None),
+    "read_rate_limit": ("usize", 1, None),
+    "write_rate_limit": ("usize", 1, None),
+    "max_collection_payload_size_bytes": ("usize", None, None),
+    "max_points_count": ("usize", 1, None),
+    "filter_max_conditions": ("usize", None, None),
+    "condition_max_size": ("usize", None, None),
+    "max_payload_index_count": ("usize", None, None),
+    "max_resident_memory_percent": ("u8", 1, 100),
+}
+# The per-vector sub-configs: field -> (struct name, its one limit, also `range(min = 1)`).
+STRICT_MODE_VECTOR_CONFIGS = {
+    "multivector_config": ("StrictModeMultivector", "max_vectors"),
+    "sparse_config": ("StrictModeSparse", "max_length"),
+}
 
 # Qdrant's defaults (config/config.yaml, lib/collection/src/config.rs) for what Keel echoes.
 DEFAULT_HNSW_OUTPUT = {"max_indexing_threads": 0, "on_disk": False}
@@ -168,6 +200,7 @@ def parse_create_collection(data: Any) -> CollectionConfig:
     if metadata is not None and type(metadata) is not dict:
         raise invalid_type(metadata, "a map")
     extra_params = _parse_extra_params(data)
+    strict_mode = parse_strict_mode_config(data.get("strict_mode_config"), errors)
     if errors:
         raise validation_errors(errors)
     _check_vector_names(vectors, is_single_form)
@@ -193,8 +226,40 @@ def parse_create_collection(data: Any) -> CollectionConfig:
         if name in vectors:
             raise BadRequest(f"Vector name {name} is used by both dense and sparse vectors")
     return CollectionConfig(
-        vectors=vectors, hnsw=hnsw_settings, echo=echo, sparse_vectors=sparse_vectors
+        vectors=vectors,
+        hnsw=hnsw_settings,
+        echo=echo,
+        sparse_vectors=sparse_vectors,
+        strict_mode=strict_mode,
     )
+
+
+def parse_strict_mode_config(raw: Any, errors: list[tuple[str, str]]) -> StrictModeConfig | None:
+    """A StrictModeConfig (create) or its diff (PATCH): None when absent or null. Unknown
+    fields are ignored, as serde does; range violations go to `errors` (422)."""
+    if raw is None:
+        return None
+    if type(raw) is not dict:
+        raise invalid_type(raw, "struct StrictModeConfig")
+    path = "strict_mode_config"
+    values: dict[str, Any] = _parse_fields(
+        raw, STRICT_MODE_SCALARS, {}, "StrictModeConfig", path, errors
+    )
+    for name, (struct_name, limit) in STRICT_MODE_VECTOR_CONFIGS.items():
+        if raw.get(name) is None:
+            continue
+        if type(raw[name]) is not dict:
+            raise invalid_type(raw[name], "a map")
+        limits: dict[str, int | None] = {}
+        for vector_name in sorted(raw[name]):  # a BTreeMap in Qdrant
+            fields = {limit: ("usize", 1, None)}
+            inner_path = f"{path}.{name}.{vector_name}"
+            inner = _parse_fields(
+                raw[name][vector_name], fields, {}, struct_name, inner_path, errors
+            )
+            limits[vector_name] = inner.get(limit)
+        values[name] = limits
+    return StrictModeConfig(**values)
 
 
 def _parse_sparse_vectors(
@@ -248,6 +313,8 @@ def collection_info_json(config: CollectionConfig, stats: Any) -> dict[str, Any]
         "wal_config": {**DEFAULT_WAL_CONFIG, **echo.get("wal_config", {})},
         "quantization_config": echo.get("quantization_config"),
     }
+    if config.strict_mode is not None:
+        info_config["strict_mode_config"] = config.strict_mode.to_json_dict()
     if echo.get("metadata") is not None:
         info_config["metadata"] = echo["metadata"]
     return {
@@ -388,7 +455,7 @@ def _parse_scalar(value: Any, kind: Any) -> Any:
         if value == "auto":
             return None  # OptimizersConfig writes "auto" as null: no limit
         return _parse_scalar(value, "usize")
-    maximum = {"u32": U32_MAX, "u64": U64_MAX, "usize": U64_MAX}[kind]
+    maximum = {"u8": 255, "u32": U32_MAX, "u64": U64_MAX, "usize": U64_MAX}[kind]
     if type(value) is not int:
         raise invalid_type(value, kind)
     if not 0 <= value <= maximum:
@@ -451,9 +518,6 @@ def _check_vector_name(name: str, kind: str) -> None:
 def _reject_unsupported(data: dict[str, Any]) -> None:
     if data.get("sharding_method") == "custom":
         raise NotImplementedYet("custom sharding is not supported by single-node Keel")
-    strict_mode = data.get("strict_mode_config")
-    if isinstance(strict_mode, dict) and strict_mode.get("enabled"):
-        raise NotImplementedYet("strict mode is not implemented yet")
 
 
 # ---- rendering -----------------------------------------------------------------------------

@@ -13,7 +13,10 @@ config_diff.rs: a field given replaces the stored one, a field absent or null ke
 `CollectionParams::update_vectors_from_diff` (lib/collection/src/config.rs) and
 `Collection::update_metadata` (lib/collection/src/collection/collection_ops.rs): metadata is
 merged one level deep by `merge_map` (lib/segment/src/common/utils.rs), a key set to null is
-removed; a collection without metadata takes the patch as it is, nulls included.
+removed; a collection without metadata takes the patch as it is, nulls included. Strict mode:
+`Collection::update_strict_mode_config` (collection_ops.rs) merges the diff field by field
+(`DiffConfig for StrictModeConfig`: null keeps the stored value), or takes it as it is when the
+collection had none.
 
 Difference: Qdrant saves each part of the update in turn and stops at the first that fails
 (an unknown vector name after an optimizers change keeps the optimizers change); Keel checks
@@ -26,8 +29,8 @@ import copy
 from dataclasses import dataclass, replace
 from typing import Any
 
-from engine.errors import BadRequest, FormatError, NotImplementedYet, missing_vector_name
-from engine.ops import CollectionConfig, HnswSettings, VectorConfig
+from engine.errors import FormatError, NotImplementedYet, missing_vector_name
+from engine.ops import CollectionConfig, HnswSettings, StrictModeConfig, VectorConfig
 from server.wire.collection_config import (
     HNSW_ALIASES,
     HNSW_FIELDS,
@@ -37,6 +40,7 @@ from server.wire.collection_config import (
     _parse_fields,
     _parse_quantization,
     _parse_scalar,
+    parse_strict_mode_config,
 )
 from server.wire.serde_text import invalid_type, untagged_mismatch, validation_errors
 
@@ -63,6 +67,7 @@ class CollectionUpdate:
     quantization: dict[str, Any] | str | None
     metadata: dict[str, Any] | None
     sparse_names: tuple[str, ...] = ()  # names in the body's `sparse_vectors`
+    strict_mode: StrictModeConfig | None = None  # the diff; None: unchanged
 
     def apply(self, config: CollectionConfig) -> CollectionConfig:
         """`config` with this update merged in; BadRequest for a vector it does not have."""
@@ -82,8 +87,16 @@ class CollectionUpdate:
             echo["metadata"] = merge_metadata(echo.get("metadata"), self.metadata)
         vectors = _merged_vectors(config, echo, self.vector_diffs)
         hnsw = _merged_hnsw(config.hnsw, self.hnsw)
+        strict_mode = config.strict_mode
+        if self.strict_mode is not None:
+            is_first = strict_mode is None
+            strict_mode = self.strict_mode if is_first else strict_mode.merged(self.strict_mode)
         return CollectionConfig(
-            vectors=vectors, hnsw=hnsw, echo=echo, sparse_vectors=config.sparse_vectors
+            vectors=vectors,
+            hnsw=hnsw,
+            echo=echo,
+            sparse_vectors=config.sparse_vectors,
+            strict_mode=strict_mode,
         )
 
 
@@ -91,8 +104,8 @@ def parse_update_collection(data: Any) -> CollectionUpdate:
     """An UpdateCollection body, checked as Qdrant checks it before finding the collection.
 
     Raises FormatError (400) for a malformed body, ValidationError (422) for values out of
-    range, NotImplementedYet (501) for strict mode; `apply` answers BadRequest (400) for an
-    unknown sparse vector name and 501 for changing a known one.
+    range; `apply` answers BadRequest (400) for an unknown sparse vector name and 501 for
+    changing a known one.
     """
     if not isinstance(data, dict):
         raise invalid_type(data, "struct UpdateCollection")
@@ -116,13 +129,13 @@ def parse_update_collection(data: Any) -> CollectionUpdate:
     metadata = data.get("metadata")
     if metadata is not None and type(metadata) is not dict:
         raise invalid_type(metadata, "a map")
+    strict_mode = parse_strict_mode_config(data.get("strict_mode_config"), errors)
     if errors:
         raise validation_errors(errors)
-    _reject_unsupported(data)
     sparse = data.get("sparse_vectors")
     sparse_names = tuple(sparse) if isinstance(sparse, dict) else ()
     return CollectionUpdate(
-        hnsw, optimizers, params, vector_diffs, quantization, metadata, sparse_names
+        hnsw, optimizers, params, vector_diffs, quantization, metadata, sparse_names, strict_mode
     )
 
 
@@ -204,12 +217,6 @@ def _parse_quantization_diff(raw: Any) -> dict[str, Any] | str | None:
         return _parse_quantization(raw)
     except FormatError:
         raise untagged_mismatch("QuantizationConfigDiff") from None
-
-
-def _reject_unsupported(data: dict[str, Any]) -> None:
-    strict_mode = data.get("strict_mode_config")
-    if isinstance(strict_mode, dict) and strict_mode.get("enabled"):
-        raise NotImplementedYet("strict mode is not implemented yet")
 
 
 # ---- merging -------------------------------------------------------------------------------

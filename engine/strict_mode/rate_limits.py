@@ -1,0 +1,250 @@
+"""Strict mode's rate limits: a token bucket per collection and kind, and request costs.
+
+Owns: `RateLimiter` (Qdrant's lib/common/common/src/rate_limiting.rs: a bucket of
+`per_minute` tokens, full at the start, refilled continuously), `RateLimits` (a collection's
+read and write buckets, rebuilt full whenever its strict mode changes, as
+`LocalShard::on_strict_mode_config_update`), what a read costs (lib/shard/src/
+operation_rate_cost.rs, search.rs `search_rate_cost`, query/scroll.rs `scroll_rate_cost`,
+the planned query's searches and scrolls in `LocalShard::query_batch`), and what a filtered
+write costs: its expected number of points (lib/segment/src/index/query_estimator.rs).
+Not here: taking the tokens for a request (engine/collection.py), the 429 (server/app.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from engine.errors import RateLimited
+from engine.filters import conditions as filters
+from engine.ops import (
+    DeletePoints,
+    DeleteVectors,
+    Operation,
+    StrictModeConfig,
+    UpdatePayload,
+    UpdateVectors,
+    UpsertPoints,
+)
+from engine.query import plan
+from engine.strict_mode.fields import IndexSchemas, total_conditions_count
+
+BASE_COST = 1  # a read's cost before its filter's conditions (operation_rate_cost.rs)
+SPARSE_DIMS_COST_UNIT = 64  # a sparse query vector costs one token per 64 dims, rounded up
+MIN_SHOULD_COMBINATIONS_MAX = 1000  # bound on the estimate's subsets of a min_should
+
+
+# ---- rate limits --------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """Qdrant's token bucket: `per_minute` tokens, full at the start, refilled continuously
+    at per_minute / 60 tokens a second; a request takes its cost in tokens or is refused."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        assert per_minute >= 1, per_minute
+        self.capacity = per_minute
+        self.tokens_per_s = per_minute / 60.0
+        self.tokens = float(per_minute)
+        self._clock = clock
+        self._last_s = clock()
+
+    def try_consume(self, cost: int, kind: str) -> None:
+        """Take `cost` tokens or raise RateLimited (`kind`: "Read" or "Write")."""
+        if cost > self.capacity:
+            raise RateLimited(
+                f"{kind} rate limit exceeded, request larger than rate limiter capacity, "
+                "please try to split your request",
+                None,
+            )
+        now_s = self._clock()
+        self.tokens = min(self.capacity, self.tokens + self.tokens_per_s * (now_s - self._last_s))
+        self._last_s = now_s
+        if self.tokens >= cost:
+            self.tokens -= cost
+            return
+        retry_after_s = (cost - self.tokens) / self.tokens_per_s
+        raise RateLimited(
+            f"{kind} rate limit exceeded: Operation requires {cost} tokens but only "
+            f"{self.tokens:.1f} were available. Retry after {math.ceil(retry_after_s)}s",
+            retry_after_s,
+        )
+
+    def refund(self, cost: int) -> None:
+        """Give back tokens taken for a request that was refused after all (never above
+        the capacity)."""
+        self.tokens = min(float(self.capacity), self.tokens + cost)
+
+
+class RateLimits:
+    """A collection's read and write buckets, rebuilt (full) whenever its strict mode
+    changes, as Qdrant's `on_strict_mode_config_update`: none unless strict mode is enabled."""
+
+    def __init__(self, config: StrictModeConfig | None) -> None:
+        enabled = config if config is not None and config.enabled is True else None
+        read = None if enabled is None else enabled.read_rate_limit
+        write = None if enabled is None else enabled.write_rate_limit
+        self.read = None if read is None else RateLimiter(read)
+        self.write = None if write is None else RateLimiter(write)
+
+    def consume_reads(self, costs: list[int]) -> None:
+        """Take each cost in turn, as Qdrant's shard takes one per call (a call that costs
+        nothing, such as fetching no example ids, is not made)."""
+        if self.read is None:
+            return
+        for cost in costs:
+            if cost > 0:
+                self.read.try_consume(cost, "Read")
+
+    def consume_writes(self, costs: list[int]) -> None:
+        """Take the tokens of each operation of a write request (at least one each, as
+        Qdrant's replica set takes per operation). Keel logs a request's operations all or
+        none, so when one is refused the tokens the earlier ones took are given back."""
+        if self.write is None:
+            return
+        taken: list[int] = []
+        try:
+            for cost in costs:
+                self.write.try_consume(max(1, cost), "Write")
+                taken.append(max(1, cost))
+        except RateLimited:
+            for cost in taken:
+                self.write.refund(cost)
+            raise
+
+
+def filter_cost(filter_: filters.Filter | None) -> int:
+    return 0 if filter_ is None else total_conditions_count(filter_)
+
+
+def query_read_costs(request: plan.QueryRequest) -> tuple[int, int]:
+    """(ids to fetch, search and scroll cost) of a query: Qdrant first retrieves the vectors
+    of the examples given as ids (one token each), then runs the planned searches (each
+    example vector costs its similarity cost, plus the filter's conditions and one for the
+    has_id exclusion of those ids) and scrolls (one, plus the filter's conditions)."""
+    root = plan.push_filters_down(request.root)
+    ids_count = 0
+    cost = 0
+    for leaf in _leaves(root):
+        query = leaf.query
+        is_scroll = query is None or isinstance(query, plan.Fusion | plan.OrderBy | plan.Sample)
+        if not is_scroll and not hasattr(query, "expression"):  # not a formula: examples
+            examples = plan.examples_of(query)
+            id_count = sum(1 for example in examples if plan.is_point_id(example))
+            ids_count += id_count
+            cost += sum(_similarity_cost(example) for example in examples)
+            cost += filter_cost(leaf.filter) + (1 if id_count else 0)
+        else:
+            cost += BASE_COST + filter_cost(leaf.filter)
+    return ids_count, cost
+
+
+def search_cost(example: Any, filter_: filters.Filter | None) -> int:
+    """A core search's cost: its vector's similarity cost plus its filter's conditions."""
+    return _similarity_cost(example) + filter_cost(filter_)
+
+
+def _leaves(node: plan.QueryNode) -> Iterator[plan.QueryNode]:
+    """The nodes Qdrant's planner turns into shard searches and scrolls: those without
+    prefetches (a node with prefetches rescores what they found)."""
+    if not node.prefetch:
+        yield node
+        return
+    for child in node.prefetch:
+        yield from _leaves(child)
+
+
+def _similarity_cost(example: Any) -> int:
+    if plan.is_point_id(example):
+        return 1  # Keel's stored vectors are single dense or sparse: the fetched one costs 1
+    indices = getattr(example, "indices", None)
+    if indices is not None:  # a SparseVector
+        return max(0, -(-len(indices) // SPARSE_DIMS_COST_UNIT))
+    return 1
+
+
+# ---- the cardinality estimate of a filtered write ------------------------------------------
+
+
+def write_cost(
+    op: Operation,
+    total: int,
+    count: Callable[[filters.Filter], int],
+    indexes: IndexSchemas,
+) -> int:
+    """An op's cost (`estimate_effect_area`): the points it lists, else its filter's expected
+    count (`count` counts the points of a filter: used for the conditions an index or the id
+    map answers exactly, as Qdrant's estimate does); 0 for index changes."""
+    if isinstance(op, UpsertPoints | UpdateVectors):
+        return len(op.ids)
+    if not isinstance(op, DeletePoints | UpdatePayload | DeleteVectors):
+        return 0
+    if op.filter is None:
+        return len(op.ids or ())
+
+    def exact_count(condition: filters.Condition) -> int | None:
+        is_indexed = isinstance(
+            condition, filters.FieldCondition | filters.IsEmptyCondition | filters.IsNullCondition
+        ) and (condition.key in indexes)
+        is_known = isinstance(condition, filters.HasIdCondition | filters.HasVectorCondition)
+        if is_indexed or is_known:
+            return count(filters.Filter(must=(condition,)))
+        return None
+
+    return estimated_points(op.filter, total, exact_count)
+
+
+def estimated_points(
+    filter_: filters.Filter, total: int, exact_count: Callable[[filters.Condition], int | None]
+) -> int:
+    """Qdrant's expected cardinality of a filter (query_estimator.rs `estimate_filter`, the
+    `exp` figure): conditions combined as independent probabilities. `exact_count` gives a
+    primitive condition's count when an index or the id map knows it (None: unknown, which
+    Qdrant estimates as half the points)."""
+    if total == 0:
+        return 0
+    parts: list[int] = []
+    if filter_.must:
+        parts.append(_must([_estimate(c, total, exact_count) for c in filter_.must], total))
+    if filter_.should:
+        parts.append(_should([_estimate(c, total, exact_count) for c in filter_.should], total))
+    if filter_.min_should is not None:
+        estimates = [_estimate(c, total, exact_count) for c in filter_.min_should.conditions]
+        parts.append(_min_should(estimates, filter_.min_should.min_count, total))
+    if filter_.must_not:
+        inverted = [total - _estimate(c, total, exact_count) for c in filter_.must_not]
+        parts.append(_must(inverted, total))
+    return _must(parts, total)
+
+
+def _estimate(
+    condition: filters.Condition, total: int, exact_count: Callable[[filters.Condition], int | None]
+) -> int:
+    if isinstance(condition, filters.Filter):
+        return estimated_points(condition, total, exact_count)
+    if isinstance(condition, filters.SliceCondition):
+        return total // condition.total
+    count = exact_count(condition)
+    return total // 2 if count is None else count
+
+
+def _must(estimates: list[int], total: int) -> int:
+    probability = math.prod(estimate / total for estimate in estimates)
+    return round(probability * total)
+
+
+def _should(estimates: list[int], total: int) -> int:
+    miss_probability = math.prod(1.0 - estimate / total for estimate in estimates)
+    return round((1.0 - miss_probability) * total)
+
+
+def _min_should(estimates: list[int], min_count: int, total: int) -> int:
+    if min_count > len(estimates):
+        return 0
+    subsets = itertools.islice(
+        itertools.combinations(estimates, min_count), MIN_SHOULD_COMBINATIONS_MAX
+    )
+    return _should([_must(list(subset), total) for subset in subsets], total)
