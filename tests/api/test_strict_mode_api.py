@@ -579,3 +579,24 @@ async def test_filtered_write_costs_its_expected_points(api: Api):
     response = await api.call("POST", POINTS + "/payload", json=body)
     assert response.status == 429
     assert "Operation requires 5 tokens but only 2.0 were available" in response.error
+
+
+async def test_formula_payload_keys_need_an_index(api: Api):
+    await make_collection(api)
+    body = {
+        "prefetch": {"query": [0.1, 0.2, 0.3, 0.4]},
+        "query": {
+            "formula": {"sum": ["price", "$score"]},
+            "defaults": {"price": 0},  # a default does not lift the restriction
+        },
+    }
+    assert (await query(api, body)).status == 200
+    await set_strict_mode(api, {"enabled": True, "unindexed_filtering_retrieve": False})
+    refused(
+        await query(api, body),
+        'Bad request: Index required but not found for "price" of one of the following types: '
+        "[float, integer]. Help: Create an index for this key or use a different formula "
+        "expression.",
+    )
+    await create_index(api, "price", {"type": "integer", "lookup": True, "range": False})
+    assert (await query(api, body)).status == 200
