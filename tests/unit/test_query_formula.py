@@ -510,3 +510,101 @@ def test_relevance_feedback_by_missing_id_is_not_found(engines):
     }
     with pytest.raises(NotFound, match="No point with id 10000 found"):
         keel_query(engines, {"query": {"relevance_feedback": feedback}, "using": "dot"})
+
+
+# ---- random formulas ------------------------------------------------------------------------
+
+RANDOM_FORMULA_COUNT = 150
+LEAVES = ["$score", "rank", "price", "one", 0, 1, 2.5, -0.75, 1e-3]
+UNARY = ("neg", "abs", "sqrt", "exp", "log10", "ln")
+
+
+def random_formula(rng: random.Random, depth: int) -> Any:
+    if depth == 0 or rng.random() < 0.25:
+        if rng.random() < 0.15:
+            return {"key": "tag", "match": {"value": rng.choice(["red", "blue"])}}
+        if rng.random() < 0.1:
+            return {"key": "rank", "range": {"gte": rng.choice([5, 20])}}
+        return rng.choice(LEAVES)
+    kind = rng.choice(("sum", "mult", "div", "pow", "decay", *UNARY))
+    if kind in ("sum", "mult"):
+        return {kind: [random_formula(rng, depth - 1) for _ in range(rng.randint(1, 3))]}
+    if kind in UNARY:
+        return {kind: random_formula(rng, depth - 1)}
+    if kind == "div":
+        div = {"left": random_formula(rng, depth - 1), "right": random_formula(rng, depth - 1)}
+        if rng.random() < 0.5:
+            div["by_zero_default"] = rng.choice([0, 4.5])
+        return {"div": div}
+    if kind == "pow":
+        return {"pow": {"base": random_formula(rng, depth - 1), "exponent": rng.choice([2, 0.5])}}
+    decay = {"x": random_formula(rng, depth - 1)}
+    for name, values in (("target", [3, -1.5]), ("scale", [0.5, 10]), ("midpoint", [0.2, 0.9])):
+        if rng.random() < 0.5:
+            decay[name] = rng.choice(values)
+    return {rng.choice(("lin_decay", "exp_decay", "gauss_decay")): decay}
+
+
+def to_edge_expression(data: Any) -> Any:
+    """The JSON of random_formula as qdrant_edge's Expression."""
+    if type(data) in (int, float):
+        return E.Constant(float(data))
+    if type(data) is str:
+        return E.Variable(data)
+    if "key" in data:
+        if "match" in data:
+            check = {"match": qdrant_edge.MatchValue(data["match"]["value"])}
+        else:
+            check = {"range": qdrant_edge.RangeFloat(gte=float(data["range"]["gte"]))}
+        return E.Condition(qdrant_edge.FieldCondition(data["key"], **check))
+    [(kind, value)] = data.items()
+    if kind in ("sum", "mult"):
+        terms = [to_edge_expression(item) for item in value]
+        return E.Sum(terms) if kind == "sum" else E.Mult(terms)
+    if kind in UNARY:
+        unary = {"neg": E.Neg, "abs": E.Abs, "sqrt": E.Sqrt, "exp": E.Exp}
+        unary |= {"log10": E.Log10, "ln": E.Ln}
+        return unary[kind](to_edge_expression(value))
+    if kind == "div":
+        by_zero = value.get("by_zero_default")
+        return E.Div(
+            to_edge_expression(value["left"]),
+            to_edge_expression(value["right"]),
+            None if by_zero is None else float(by_zero),
+        )
+    if kind == "pow":
+        return E.Pow(to_edge_expression(value["base"]), to_edge_expression(value["exponent"]))
+    target = value.get("target")
+    return E.Decay(
+        DECAY_KINDS[kind.removesuffix("_decay")],
+        to_edge_expression(value["x"]),
+        None if target is None else to_edge_expression(target),
+        None if value.get("midpoint") is None else float(value["midpoint"]),
+        None if value.get("scale") is None else float(value["scale"]),
+    )
+
+
+def test_random_formulas_match_qdrant(engines):
+    """Scores equal where both answer; where one fails, both fail (edge words evaluation
+    errors differently, see the module docstring)."""
+    rng = random.Random(20_260_517)
+    defaults = {"price": 1.25}
+    answered = 0
+    for _ in range(RANDOM_FORMULA_COUNT):
+        formula = random_formula(rng, depth=3)
+        try:
+            keel: Any = keel_query(engines, formula_body(formula, defaults))
+        except BadRequest as error:
+            keel = error
+        try:
+            edge: Any = edge_query(
+                engines, edge_formula_request(to_edge_expression(formula), defaults)
+            )
+        except Exception as error:  # noqa: BLE001 (qdrant_edge raises bare Exceptions)
+            edge = error
+        assert isinstance(keel, BadRequest) == isinstance(edge, Exception), (formula, keel, edge)
+        if not isinstance(keel, BadRequest):
+            answered += 1
+            assert_same(keel, edge)
+    # Both outcomes are exercised: most formulas answer, some fail to evaluate.
+    assert RANDOM_FORMULA_COUNT // 2 < answered < RANDOM_FORMULA_COUNT, answered
