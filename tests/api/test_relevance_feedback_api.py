@@ -29,7 +29,10 @@ async def points(api: Api) -> Api:
                 "id": point_id,
                 "vector": {
                     "": dense(point_id),
-                    "s": {"indices": [point_id % 3, 5], "values": [point_id / 10, 0.5]},
+                    "s": {
+                        "indices": list(sparse(point_id)),
+                        "values": list(sparse(point_id).values()),
+                    },
                 },
             }
             for point_id in range(1, 9)
@@ -41,6 +44,10 @@ async def points(api: Api) -> Api:
 
 def dense(point_id: int) -> list[float]:
     return [(point_id * k % 7) / 7 for k in range(1, 5)]
+
+
+def sparse(point_id: int) -> dict[int, float]:
+    return {point_id % 3: point_id / 10, 5: 0.5}
 
 
 def feedback_query(feedback: list, strategy: dict = NAIVE, target: object = TARGET) -> dict:
@@ -78,14 +85,28 @@ async def test_pairs_move_the_ranking_and_example_ids_are_left_out(points: Api):
 
 
 async def test_sparse_feedback(points: Api):
-    sparse = {"indices": [1, 5], "values": [1.0, 0.2]}
+    # Sparse similarity is the dot product over shared indices (0 without overlap); every
+    # point with the sparse vector is scored.
+    target, negative = {1: 1.0, 5: 0.2}, {2: 1.0}
     query = feedback_query(
-        [{"example": 4, "score": 1.0}, {"example": {"indices": [2], "values": [1.0]}, "score": 0}],
-        target=sparse,
+        [
+            {"example": 4, "score": 1.0},
+            {"example": {"indices": list(negative), "values": list(negative.values())}, "score": 0},
+        ],
+        target={"indices": list(target), "values": list(target.values())},
     )
-    body = {"query": query, "using": "s", "limit": 3}
+    body = {"query": query, "using": "s", "limit": 10}
     result = (await points.call("POST", QUERY, json=body)).result["points"]
-    assert len(result) == 3 and 4 not in {point["id"] for point in result}
+    assert {point["id"] for point in result} == {1, 2, 3, 5, 6, 7, 8}  # 4 is an example
+
+    def dot(a: dict[int, float], b: dict[int, float]) -> float:
+        return sum(value * b.get(index, 0.0) for index, value in a.items())
+
+    four = sparse(4)
+    for point in result:
+        vector = sparse(point["id"])
+        expected = 0.12 * dot(target, vector) + 0.99 * (dot(four, vector) - dot(negative, vector))
+        assert point["score"] == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.parametrize(
