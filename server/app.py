@@ -47,6 +47,7 @@ from engine.logfmt import log_event
 from server.api import (
     aliases,
     collections,
+    dashboard,
     distributed,
     facet,
     followers,
@@ -68,7 +69,7 @@ from server.api.context import (
     ServerInfo,
     catalog_of,
 )
-from server.auth import auth_middleware
+from server.auth import auth_middleware, is_dashboard_path
 from server.request_log import request_log_middleware
 from server.responses import STARTED_S_KEY, ApiError, elapsed_s, error
 
@@ -113,7 +114,7 @@ NOT_READY_RETRY_AFTER_S = 1
 # watches a recovery. With and without the trailing slash Qdrant trims.
 PATHS_NEVER_WAITING = frozenset(
     path + suffix
-    for path in ("/healthz", "/livez", "/readyz", "/metrics", "/telemetry")
+    for path in ("/healthz", "/livez", "/readyz", "/metrics", "/telemetry", "/durability")
     for suffix in ("", "/")
 )
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -178,8 +179,10 @@ def create_app(
         *optimizations.ROUTES,
         *distributed.ROUTES,
         *followers.ROUTES,
+        *dashboard.ROUTES,
         *not_implemented.ROUTES,
     ]
+    app.cleanup_ctx.append(dashboard.follow_recovery)  # /durability's recovery section
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
         if path != "/":
@@ -251,7 +254,9 @@ def recovery_wait_middleware(wait_s: float) -> Callable:
     @web.middleware
     async def wait_for_recovery(request: web.Request, handler: Handler) -> web.StreamResponse:
         catalog = catalog_of(request)
-        if catalog.is_ready or request.path in PATHS_NEVER_WAITING:
+        path = request.path
+        # The dashboard's page loads during recovery and polls /durability, which shows it.
+        if catalog.is_ready or path in PATHS_NEVER_WAITING or is_dashboard_path(path):
             return await handler(request)
         if not await catalog.wait_ready(wait_s):
             raise NotReady(f"storage is not open: recovery has not finished within {wait_s:g} s")

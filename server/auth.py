@@ -9,7 +9,9 @@ API key or an Authorization bearer token"; a wrong key -> 401 "Invalid API key o
 as plain text. `/` (name and version, which uptime checks probe) and the health probes stay
 open to any request, with no key, a wrong one or the read-only one: Qdrant's whitelist in
 `src/actix/mod.rs` is exactly `/`, `/healthz`, `/readyz`, `/livez` (matched after its
-NormalizePath trims a trailing slash). `/metrics` is open too when configured so. A
+NormalizePath trims a trailing slash), plus its web UI's path; Keel's web UI is the
+dashboard's static files under `/dashboard`, whose data calls each carry the user's key.
+`/metrics` is open too when configured so. A
 read-only key may only read; Keel answers a write with it 403 in Qdrant's error shape.
 """
 
@@ -27,6 +29,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OPEN_PATHS = frozenset({"/", "/healthz", "/livez", "/readyz", "/healthz/", "/livez/", "/readyz/"})
 # Open too when service.metrics_require_api_key is false, so a Prometheus scraper needs no key.
 METRICS_PATHS = frozenset({"/metrics", "/metrics/"})
+DASHBOARD_PATH = "/dashboard"
 MISSING_KEY_TEXT = "Must provide an API key or an Authorization bearer token"
 WRONG_KEY_TEXT = "Invalid API key or JWT"
 READ_ONLY_TEXT = "Forbidden: Write access is required"
@@ -64,7 +67,7 @@ def auth_middleware(
 
     @web.middleware
     async def check_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in open_paths:
+        if request.path in open_paths or is_dashboard_path(request.path):
             return await handler(request)
         key = _presented_key(request)
         if key is None:
@@ -78,6 +81,12 @@ def auth_middleware(
         return web.Response(status=401, text=WRONG_KEY_TEXT)
 
     return check_api_key
+
+
+def is_dashboard_path(path: str) -> bool:
+    """The dashboard's static files (server/api/dashboard.py): open like Qdrant's web UI path;
+    the page sends the key the user types with each data call it makes."""
+    return path == DASHBOARD_PATH or path.startswith(DASHBOARD_PATH + "/")
 
 
 def is_read_request(request: web.Request) -> bool:

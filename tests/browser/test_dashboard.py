@@ -1,0 +1,283 @@
+"""The dashboard in a real headless Chromium against a real Keel server with data.
+
+Goal: every view loads without console errors and shows what the API says; the console
+runs a query; the points browser pages and filters; a write on another connection moves
+the durability view's op ids; a read-only key hides write actions; a bad key shows Keel's
+401 text. Method: Selenium drives Debian's Chromium (conftest.py); each number on the page
+is compared with the same number read from the API by urllib.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import API_KEY, READ_ONLY_KEY, api_call
+from tests.keel_process import KeelProcess, wait_until
+
+KEY_STORAGE = "keel-dashboard-api-key"  # server/dashboard/api.js
+VIEWS = ("collections", "points", "console", "durability", "vectors", "snapshots")
+# The read-only probe (api.js probeAccess) is a write Keel refuses on purpose; Chromium logs
+# the refused request as a network error, which is not a fault of the page.
+EXPECTED_NETWORK_ERRORS = ("/collections/aliases",)
+VIEW_TIMEOUT_S = 15.0
+
+
+def open_view(
+    browser: Any, server: KeelProcess, view: str, key: str = API_KEY, *, wait: bool = True
+) -> None:
+    """Open `#/view` with `key` already in session storage (as if typed earlier); with `wait`,
+    until the view is drawn."""
+    browser.get(f"{server.url}/dashboard/style.css")  # same origin, no API call
+    browser.execute_script("sessionStorage.setItem(arguments[0], arguments[1])", KEY_STORAGE, key)
+    # The priming page's own requests (Chromium asks for /favicon.ico, which needs a key).
+    wait_until(lambda: browser.execute_script("return document.readyState") == "complete")
+    browser.get_log("browser")
+    browser.get(f"{server.url}/dashboard#/{view}")
+    if wait:
+        wait_until(lambda: elements(browser, f"#view-{view.split('/')[0]}"), VIEW_TIMEOUT_S)
+
+
+def elements(browser: Any, selector: str) -> list[Any]:
+    return browser.find_elements("css selector", selector)
+
+
+def text_of(browser: Any, selector: str) -> str:
+    """The element's visible text, read in one script: the durability view redraws every 2 s,
+    so an element found first and read after could already be gone."""
+    script = "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';"
+    return browser.execute_script(script, selector).strip()
+
+
+def console_errors(browser: Any) -> list[dict]:
+    """SEVERE browser log entries since the last call, minus the expected probe."""
+    return [
+        entry
+        for entry in browser.get_log("browser")
+        if entry["level"] == "SEVERE"
+        and not (
+            entry["source"] == "network"
+            and any(path in entry["message"] for path in EXPECTED_NETWORK_ERRORS)
+        )
+    ]
+
+
+def scroll_ids(server: KeelProcess, body: dict) -> tuple[list[Any], Any]:
+    status, answer = api_call(server.url, "POST", "/collections/cities/points/scroll", body)
+    assert status == 200, answer
+    return [point["id"] for point in answer["result"]["points"]], answer["result"][
+        "next_page_offset"
+    ]
+
+
+def row_ids(browser: Any) -> list[int]:
+    return [
+        int(row.get_attribute("data-point-id"))
+        for row in elements(browser, "#points-rows tr[data-point-id]")
+    ]
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_each_view_loads_without_console_errors(
+    browser: Any, keel_server: KeelProcess, screenshots_dir: Path, view: str
+) -> None:
+    open_view(browser, keel_server, view)
+    ready_selector = {
+        "collections": "#collections-table tr[data-collection]",
+        "points": "#points-rows tr[data-point-id]",
+        "console": "#console-examples li",
+        "durability": "#durability-body [data-collection='cities']",
+        "vectors": "#vectors-count",
+        "snapshots": "#full-snapshots",
+    }[view]
+    wait_until(lambda: elements(browser, ready_selector), VIEW_TIMEOUT_S)
+    assert text_of(browser, "#banner") == ""
+    browser.save_screenshot(str(screenshots_dir / f"dashboard-{view}.png"))
+    assert console_errors(browser) == []
+
+
+def test_the_collections_view_shows_the_apis_numbers(
+    browser: Any, keel_server: KeelProcess
+) -> None:
+    open_view(browser, keel_server, "collections")
+    wait_until(lambda: elements(browser, "#collections-table tr[data-collection]"), VIEW_TIMEOUT_S)
+    for name in ("cities", "named"):
+        status, info = api_call(keel_server.url, "GET", f"/collections/{name}")
+        assert status == 200
+        row = f"#collections-table tr[data-collection='{name}']"
+        shown = text_of(browser, f"{row} [data-field='points_count']")
+        assert shown == str(info["result"]["points_count"])
+    assert "city: keyword" in text_of(browser, "#collections-table tr[data-collection='cities']")
+    assert "text: 4 Cosine" in text_of(browser, "#collections-table tr[data-collection='named']")
+
+
+def test_the_console_runs_a_query(browser: Any, keel_server: KeelProcess) -> None:
+    open_view(browser, keel_server, "console")
+    editor = elements(browser, "#console-input")[0]
+    editor.clear()
+    editor.send_keys(
+        'POST collections/cities/points/query\n{"query": [0.2, 0.1, 0.9, 0.7], "limit": 3}'
+    )
+    elements(browser, "#console-run")[0].click()
+    wait_until(lambda: text_of(browser, "#console-status"), VIEW_TIMEOUT_S)
+    assert text_of(browser, "#console-status") == "HTTP 200"
+    assert text_of(browser, "#console-time").endswith(" ms")
+    shown = json.loads(text_of(browser, "#console-answer"))
+    _, expected = api_call(
+        keel_server.url,
+        "POST",
+        "/collections/cities/points/query",
+        {"query": [0.2, 0.1, 0.9, 0.7], "limit": 3},
+    )
+    assert [hit["id"] for hit in shown["result"]["points"]] == [
+        hit["id"] for hit in expected["result"]["points"]
+    ]
+    history = browser.execute_script(
+        "return localStorage.getItem('keel-dashboard-console-history')"
+    )
+    assert "POST collections/cities/points/query" in history
+
+
+def test_the_console_shows_keels_error_for_bad_input(
+    browser: Any, keel_server: KeelProcess
+) -> None:
+    open_view(browser, keel_server, "console")
+    editor = elements(browser, "#console-input")[0]
+    editor.clear()
+    editor.send_keys("GET collections/no_such_collection")
+    elements(browser, "#console-run")[0].click()
+    wait_until(lambda: text_of(browser, "#console-status"), VIEW_TIMEOUT_S)
+    _, expected = api_call(keel_server.url, "GET", "/collections/no_such_collection")
+    assert text_of(browser, "#console-status") == "HTTP 404"
+    assert expected["status"]["error"] in text_of(browser, "#console-output .error-box")
+
+
+def test_the_points_browser_pages_and_filters(browser: Any, keel_server: KeelProcess) -> None:
+    open_view(browser, keel_server, "points/cities")
+    wait_until(lambda: row_ids(browser), VIEW_TIMEOUT_S)
+    first_page, next_offset = scroll_ids(keel_server, {"limit": 20})
+    assert row_ids(browser) == first_page
+    elements(browser, "#points-next")[0].click()
+    second_page, _ = scroll_ids(keel_server, {"limit": 20, "offset": next_offset})
+    wait_until(lambda: row_ids(browser) == second_page, VIEW_TIMEOUT_S)
+
+    city_filter = {"must": [{"key": "city", "match": {"value": "Rome"}}]}
+    filtered, _ = scroll_ids(keel_server, {"limit": 20, "filter": city_filter})
+    filter_input = elements(browser, "#points-filter")[0]
+    filter_input.clear()
+    filter_input.send_keys(json_text(city_filter))
+    elements(browser, "#points-apply")[0].click()
+    wait_until(lambda: row_ids(browser) == filtered, VIEW_TIMEOUT_S)
+    assert filtered and all(point_id % 6 == 3 for point_id in filtered)  # Rome: CITIES[3]
+
+    refused = {"must": [{"key": "city", "match": {"nonsense": 1}}]}
+    status, answer = api_call(
+        keel_server.url, "POST", "/collections/cities/points/scroll", {"filter": refused}
+    )
+    assert status in (400, 422)
+    filter_input.clear()
+    filter_input.send_keys(json_text(refused))
+    elements(browser, "#points-apply")[0].click()
+    wait_until(lambda: text_of(browser, "#points-filter-error"), VIEW_TIMEOUT_S)
+    assert text_of(browser, "#points-filter-error") == answer["status"]["error"]
+
+
+def test_find_similar_runs_a_query_by_id(browser: Any, keel_server: KeelProcess) -> None:
+    open_view(browser, keel_server, "points/cities")
+    wait_until(lambda: row_ids(browser), VIEW_TIMEOUT_S)
+    first_id = row_ids(browser)[0]
+    elements(browser, f"#points-rows tr[data-point-id='{first_id}'] .find-similar")[0].click()
+    wait_until(lambda: elements(browser, "#similar tr[data-point-id]"), VIEW_TIMEOUT_S)
+    _, expected = api_call(
+        keel_server.url,
+        "POST",
+        "/collections/cities/points/query",
+        {"query": first_id, "limit": 10},
+    )
+    shown = [
+        int(row.get_attribute("data-point-id"))
+        for row in elements(browser, "#similar tr[data-point-id]")
+    ]
+    assert shown == [hit["id"] for hit in expected["result"]["points"]]
+
+
+def test_a_write_elsewhere_moves_the_durability_views_op_ids(
+    browser: Any, keel_server: KeelProcess
+) -> None:
+    open_view(browser, keel_server, "durability")
+    card = "#durability-body [data-collection='cities']"
+    wait_until(lambda: text_of(browser, f"{card} [data-field='applied_op_id']"), VIEW_TIMEOUT_S)
+    status, before = api_call(keel_server.url, "GET", "/durability")
+    assert status == 200
+    (cities,) = [c for c in before["result"]["collections"] if c["name"] == "cities"]
+    assert text_of(browser, f"{card} [data-field='applied_op_id']") == str(cities["applied_op_id"])
+    point = {"id": 10_000, "vector": [0.1, 0.2, 0.3, 0.4], "payload": {"city": "Lima"}}
+    status, written = api_call(
+        keel_server.url, "PUT", "/collections/cities/points?wait=true", {"points": [point]}
+    )
+    assert status == 200, written
+    op_id = str(written["result"]["operation_id"])
+    assert op_id != str(cities["applied_op_id"])
+    for field in ("appended_op_id", "durable_op_id", "applied_op_id"):
+        wait_until(lambda f=field: text_of(browser, f"{card} [data-field='{f}']") == op_id, 10)
+
+
+def test_a_read_only_key_hides_write_actions(browser: Any, keel_server: KeelProcess) -> None:
+    open_view(browser, keel_server, "collections", key=API_KEY)
+    wait_until(lambda: elements(browser, "#create-form"), VIEW_TIMEOUT_S)
+    assert elements(browser, "#create-form")[0].is_displayed()
+    assert any(button.is_displayed() for button in elements(browser, "[data-action='delete']"))
+    open_view(browser, keel_server, "collections", key=READ_ONLY_KEY)
+    wait_until(lambda: text_of(browser, "#access") == "read-only", VIEW_TIMEOUT_S)
+    wait_until(lambda: elements(browser, "#collections-table"), VIEW_TIMEOUT_S)
+    assert not elements(browser, "#create-form")[0].is_displayed()
+    assert not any(button.is_displayed() for button in elements(browser, "[data-action='delete']"))
+    open_view(browser, keel_server, "snapshots", key=READ_ONLY_KEY)
+    wait_until(lambda: elements(browser, "#full-snapshots"), VIEW_TIMEOUT_S)
+    assert not elements(browser, "#snapshot-create")[0].is_displayed()
+    assert elements(browser, "#full-snapshots")[0].is_displayed()
+
+
+def test_a_bad_key_shows_keels_401_text(browser: Any, keel_server: KeelProcess) -> None:
+    _, expected = api_call(keel_server.url, "GET", "/collections", key="not-the-key")
+    assert expected == "Invalid API key or JWT"
+    open_view(browser, keel_server, "collections", key="not-the-key", wait=False)
+    wait_until(lambda: text_of(browser, "#banner"), VIEW_TIMEOUT_S)
+    assert text_of(browser, "#banner") == f"401: {expected}"
+    key_input = elements(browser, "#api-key")[0]
+    key_input.send_keys(API_KEY)
+    elements(browser, "#key-form button")[0].click()
+    wait_until(lambda: elements(browser, "#collections-table"), VIEW_TIMEOUT_S)
+    assert text_of(browser, "#banner") == ""
+
+
+def test_the_vectors_view_projects_the_sample(browser: Any, keel_server: KeelProcess) -> None:
+    open_view(browser, keel_server, "vectors/cities")
+    wait_until(lambda: text_of(browser, "#vectors-count"), VIEW_TIMEOUT_S)
+    _, count = api_call(
+        keel_server.url, "POST", "/collections/cities/points/count", {"exact": True}
+    )
+    assert text_of(browser, "#vectors-count").startswith(f"{count['result']['count']} points")
+    select = elements(browser, "#colour-field")[0]
+    select.find_element("css selector", "option[value='city']").click()
+    wait_until(lambda: "Berlin" in text_of(browser, "#vectors-legend"), VIEW_TIMEOUT_S)
+
+
+def test_the_snapshots_view_creates_and_lists(browser: Any, keel_server: KeelProcess) -> None:
+    open_view(browser, keel_server, "snapshots/cities")
+    wait_until(lambda: elements(browser, "#snapshot-create"), VIEW_TIMEOUT_S)
+    elements(browser, "#snapshot-create")[0].click()
+    wait_until(lambda: elements(browser, "#collection-snapshots tr[data-snapshot]"), 30)
+    _, listed = api_call(keel_server.url, "GET", "/collections/cities/snapshots")
+    shown = [
+        row.get_attribute("data-snapshot")
+        for row in elements(browser, "#collection-snapshots tr[data-snapshot]")
+    ]
+    assert shown == [snapshot["name"] for snapshot in listed["result"]]
+
+
+def json_text(value: Any) -> str:
+    return json.dumps(value)
