@@ -44,6 +44,7 @@ from engine.ops import (
     UpsertPoints,
 )
 from engine.query import plan
+from engine.query.formula import Formula
 from engine.strict_mode.fields import (
     IndexSchemas,
     has_tenant_condition,
@@ -297,8 +298,8 @@ def check_full_scan(node: plan.QueryNode, config: CollectionConfig, indexes: Ind
     field and the vector's payload_m is not 0."""
     strict = config.strict_mode
     assert strict is not None
-    is_vector_query = isinstance(node.query, plan.Nearest | plan.Recommend | plan.Discover)
-    is_vector_query = is_vector_query or isinstance(node.query, plan.Context)
+    not_vector = plan.Fusion | plan.OrderBy | plan.Sample | Formula
+    is_vector_query = node.query is not None and not isinstance(node.query, not_vector)
     if strict.search_allow_exact is not False or not is_vector_query:
         return
     if node.using in config.sparse_vectors or node.using not in config.vectors:
@@ -329,10 +330,9 @@ def check_full_scan(node: plan.QueryNode, config: CollectionConfig, indexes: Ind
 def check_formula(query: Any, config: StrictModeConfig, indexes: IndexSchemas) -> None:
     """`Query::check_strict_mode`: a formula's payload keys need a suitable index when
     unindexed filtering is off (a `defaults` entry for the key does not help)."""
-    expression = getattr(query, "expression", None)
-    if config.unindexed_filtering_retrieve is not False or expression is None:
+    if config.unindexed_filtering_retrieve is not False or not isinstance(query, Formula):
         return
-    unindexed = one_unindexed_expression_key(expression, indexes)
+    unindexed = one_unindexed_expression_key(query.expression, indexes)
     if unindexed is not None:
         key, schemas = unindexed
         raise refusal(

@@ -16,6 +16,7 @@ from typing import Any
 
 from engine.filters import conditions as filters
 from engine.filters.payload_path import PayloadPath
+from engine.query import formula as formulas
 
 # The index capabilities Qdrant distinguishes (unindexed_field.rs FieldIndexType), and the
 # index schema Qdrant names for each in its error (`From<FieldIndexType> for
@@ -245,7 +246,7 @@ def _targeted_key(condition: filters.Condition) -> PayloadPath | None:
 
 
 def one_unindexed_expression_key(
-    expression: Any, indexes: IndexSchemas
+    expression: formulas.Expression, indexes: IndexSchemas
 ) -> tuple[PayloadPath, list[str]] | None:
     """A payload key of a formula expression without a suitable index, with the schemas that
     would serve it (Qdrant's `one_unindexed_expression_key`); None when all have one."""
@@ -255,30 +256,39 @@ def one_unindexed_expression_key(
 
 
 def _find_unindexed_in_expression(
-    expression: Any, indexes: IndexSchemas, found: dict[PayloadPath, list[str]]
+    expression: formulas.Expression, indexes: IndexSchemas, found: dict[PayloadPath, list[str]]
 ) -> None:
-    """`Extractor::update_from_expression`, over engine/query/formula.py's expression nodes
-    (read by their class and fields: this module does not import the formula module)."""
-    kind = type(expression).__name__
-    if kind == "Variable":
-        name = expression.name
-        if name.startswith("$score"):
-            return
+    """`Extractor::update_from_expression`: a payload variable needs a numeric index, a geo
+    distance a geo index, a datetime key a datetime index, a condition what it needs."""
+    if isinstance(expression, formulas.Variable):
         try:
-            key = PayloadPath.parse(name)
+            variable = formulas.parse_variable(expression.name)
         except ValueError:
-            return  # parsing the formula refuses it
-        _require(key, ["int_match", "int_range", "float_range"], indexes, found)
-    elif kind == "ConditionTerm":
+            return  # compiling the formula refuses it
+        if isinstance(variable, PayloadPath):
+            _require(variable, ["int_match", "int_range", "float_range"], indexes, found)
+    elif isinstance(expression, formulas.ConditionTerm):
         _find_unindexed(expression.condition, None, indexes, found)
-    elif kind == "GeoDistance":
+    elif isinstance(expression, formulas.GeoDistance):
         _require(expression.to, ["geo"], indexes, found)
-    elif kind == "DatetimeKey":
+    elif isinstance(expression, formulas.DatetimeKey):
         _require(expression.key, ["datetime_range"], indexes, found)
-    for name in ("factors", "terms"):
-        for inner in getattr(expression, name, None) or ():
-            _find_unindexed_in_expression(inner, indexes, found)
-    for name in ("operand", "left", "right", "base", "exponent", "x", "target"):
-        inner = getattr(expression, name, None)
-        if inner is not None and not isinstance(inner, int | float | str):
-            _find_unindexed_in_expression(inner, indexes, found)
+    for inner in _sub_expressions(expression):
+        _find_unindexed_in_expression(inner, indexes, found)
+
+
+def _sub_expressions(expression: formulas.Expression) -> tuple[formulas.Expression, ...]:
+    if isinstance(expression, formulas.Mult):
+        return expression.factors
+    if isinstance(expression, formulas.Sum):
+        return expression.terms
+    if isinstance(expression, formulas.Unary):
+        return (expression.operand,)
+    if isinstance(expression, formulas.Div):
+        return (expression.left, expression.right)
+    if isinstance(expression, formulas.Pow):
+        return (expression.base, expression.exponent)
+    if isinstance(expression, formulas.Decay):
+        target = () if expression.target is None else (expression.target,)
+        return (expression.x, *target)
+    return ()

@@ -30,6 +30,7 @@ from engine.ops import (
     UpsertPoints,
 )
 from engine.query import plan
+from engine.query.formula import Formula
 from engine.strict_mode.fields import IndexSchemas, total_conditions_count
 
 BASE_COST = 1  # a read's cost before its filter's conditions (operation_rate_cost.rs)
@@ -130,8 +131,10 @@ def query_read_costs(request: plan.QueryRequest) -> tuple[int, int]:
     cost = 0
     for leaf in _leaves(root):
         query = leaf.query
-        is_scroll = query is None or isinstance(query, plan.Fusion | plan.OrderBy | plan.Sample)
-        if not is_scroll and not hasattr(query, "expression"):  # not a formula: examples
+        is_scroll = query is None or isinstance(
+            query, plan.Fusion | plan.OrderBy | plan.Sample | Formula
+        )
+        if not is_scroll:
             examples = plan.examples_of(query)
             id_count = sum(1 for example in examples if plan.is_point_id(example))
             ids_count += id_count
