@@ -11,9 +11,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import UnexpectedResponse
+
 from engine.catalog import Catalog
 from engine.limits import EngineSettings
 from tests.api.conftest import Api
+from tests.keel_process import KeelProcess
 
 COLLECTION = "/collections/{collection_name}"
 POINTS = COLLECTION + "/points"
@@ -600,3 +605,44 @@ async def test_formula_payload_keys_need_an_index(api: Api):
     )
     await create_index(api, "price", {"type": "integer", "lookup": True, "range": False})
     assert (await query(api, body)).status == 200
+
+
+# ---- qdrant-client against a real server ------------------------------------------------------
+
+
+def test_qdrant_client_sets_updates_and_keeps_strict_mode(tmp_path: Path):
+    """What users write: create_collection(strict_mode_config=...), update_collection(...),
+    the refusal as qdrant-client raises it, and the config after a restart."""
+    storage = tmp_path / "storage"
+    server = KeelProcess.start(storage)
+    try:
+        client = QdrantClient(url=server.url, timeout=30)
+        client.create_collection(
+            "c",
+            vectors_config=models.VectorParams(size=4, distance=models.Distance.DOT),
+            strict_mode_config=models.StrictModeConfig(enabled=True, max_query_limit=5),
+        )
+        client.upsert("c", [models.PointStruct(id=1, vector=[0.1, 0.2, 0.3, 0.4])])
+        strict = client.get_collection("c").config.strict_mode_config
+        assert strict == models.StrictModeConfigOutput(enabled=True, max_query_limit=5)
+        client.query_points("c", query=[0.1, 0.2, 0.3, 0.4], limit=5)
+        assert client.update_collection(
+            "c", strict_mode_config=models.StrictModeConfig(max_query_limit=3, read_rate_limit=100)
+        )
+        with pytest.raises(UnexpectedResponse) as raised:
+            client.query_points("c", query=[0.1, 0.2, 0.3, 0.4], limit=5)
+        assert raised.value.status_code == 400
+        assert 'Limit exceeded 5 > 3 for \\"limit\\"' in raised.value.content.decode()
+        client.close()
+        assert server.terminate() == 0
+        server = KeelProcess.start(storage)
+        client = QdrantClient(url=server.url, timeout=30)
+        strict = client.get_collection("c").config.strict_mode_config
+        expected = models.StrictModeConfigOutput(
+            enabled=True, max_query_limit=3, read_rate_limit=100
+        )
+        assert strict == expected
+        assert len(client.query_points("c", query=[0.1, 0.2, 0.3, 0.4], limit=3).points) == 1
+        client.close()
+    finally:
+        assert server.terminate() == 0
