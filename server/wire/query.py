@@ -11,27 +11,19 @@ Qdrant 1.19: `lib/api/src/rest/schema.rs` (QueryRequestInternal, Prefetch, Query
 RecommendInput, OrderByInterface, QueryGroupsRequestInternal), `lib/segment/src/data_types/
 order_by.rs` (Direction, StartFrom), `lib/collection/src/operations/types.rs`
 (SearchRequestBatch, SearchGroupsRequestInternal, `group_size` default 3, `limit` of groups);
-formulas and relevance feedback: `schema.rs` (Expression, FormulaQuery, RelevanceFeedbackInput)
-and `rest/validate.rs` (what answers 422, under which path). An Expression is an untagged enum
-tried in its declaration order (number, string, filter condition, then the objects), so a
-mistake anywhere in a formula answers the query's one `expecting` text. Validation paths are
-validator's: a formula's own paths start at `query` (no `formula` step), `pow` is not
-validated inside, defaults under `query.defaults`.
+relevance feedback: `schema.rs` (RelevanceFeedbackInput) and `rest/validate.rs` (what answers
+422, under which path); formulas are read by server/wire/formula.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
-
-import numpy as np
 
 from engine.errors import FormatError, NotImplementedYet
 from engine.filters import instants
 from engine.filters.payload_path import PayloadPath
-from engine.limits import FILTER_JSON_DEPTH_MAX, PREFETCH_DEPTH_MAX
+from engine.limits import PREFETCH_DEPTH_MAX
 from engine.ops import UNNAMED_VECTOR
-from engine.query import formula as formulas
 from engine.query.feedback import RelevanceFeedback
 from engine.query.plan import (
     GROUP_SIZE_DEFAULT,
@@ -50,6 +42,7 @@ from engine.query.plan import (
     WithLookup,
 )
 from server.wire.filters import parse_filter_collecting
+from server.wire.formula import is_too_deep, parse_f32, parse_formula, struct_fields
 from server.wire.schemas import (
     QUERY_DEFAULT_LIMIT,
     ScrollBody,
@@ -254,7 +247,7 @@ def _parse_query(query: Any, path: str, errors: Errors) -> Any:
     or strategy included, answers its one `expecting` text."""
     if query is None:
         return None
-    if isinstance(query, dict) and "formula" in query and _json_depth_exceeds(query):
+    if isinstance(query, dict) and "formula" in query and is_too_deep(query):
         # serde_json's recursion limit stops the whole body before any variant is tried.
         raise FormatError("recursion limit exceeded")
     found: Errors = []
@@ -298,7 +291,7 @@ def _parse_query_variant(query: Any, path: str, errors: Errors) -> Any:
             raise unknown_variant(value, SAMPLES)
         return Sample()
     if kind == "formula":
-        return _parse_formula(query, path, errors)
+        return parse_formula(query, path, errors)
     if kind == "relevance_feedback":
         return _parse_relevance_feedback(value, f"{path}.relevance_feedback", errors)
     raise FormatError(QUERY_EXPECTING)
@@ -509,219 +502,26 @@ def _with_vector_field(data: dict[str, Any]) -> Any:
     return data["with_vector"] if "with_vector" in data else data.get("with_vectors")
 
 
-# ---- formulas and relevance feedback -------------------------------------------------------
-
-
-def _parse_formula(query: dict[str, Any], path: str, errors: Errors) -> formulas.Formula:
-    """FormulaQuery: `formula` (an Expression) and `defaults` (a map, default empty).
-    Validation as `FormulaQuery::validate`: the expression's conditions first; only when
-    they pass, each default's key must be a variable and a `$score` default a number."""
-    defaults = query.get("defaults", {})
-    if type(defaults) is not dict:
-        raise invalid_type(defaults, "a map")
-    expression_errors: Errors = []
-    expression = _parse_expression(query["formula"], path, expression_errors)
-    if expression_errors:
-        errors.extend(expression_errors)
-        return formulas.Formula(expression, defaults)
-    for key, value in defaults.items():
-        try:
-            variable = formulas.parse_variable(key)
-        except ValueError as error:
-            errors.append((f"{path}.defaults", str(error)))
-            continue
-        if isinstance(variable, formulas.ScoreOf) and type(value) not in NUMBER_TYPES:
-            errors.append((f"{path}.defaults", code_only_message("Score default must be a number")))
-    return formulas.Formula(expression, defaults)
-
-
-def _parse_expression(value: Any, path: str, errors: Errors) -> formulas.Expression:
-    """Expression, an untagged enum: the first variant (in Qdrant's order) that reads it."""
-    if type(value) in NUMBER_TYPES:
-        return formulas.Constant(_parse_f32(value))
-    if type(value) is str:
-        return formulas.Variable(value)
-    if not isinstance(value, dict):
-        raise FormatError(QUERY_EXPECTING)
-    condition = _parse_condition(value, path, errors)
-    if condition is not None:
-        return formulas.ConditionTerm(condition)
-    for name, parse in EXPRESSION_OBJECTS:
-        if name not in value:
-            continue
-        found: Errors = []
-        try:
-            expression = parse(value[name], f"{path}.{name}", found)
-        except FormatError:
-            continue  # serde tries the next variant
-        errors.extend(found)
-        return expression
-    raise FormatError(QUERY_EXPECTING)
-
-
-def _parse_condition(value: dict[str, Any], path: str, errors: Errors) -> Any:
-    """A filter condition, or None when `value` is not one. Read as the only condition of a
-    filter, so its validation paths are moved from `<path>.must[0]` to `<path>`."""
-    found: Errors = []
-    try:
-        wrapper = parse_filter_collecting({"must": [value]}, path, found)
-    except FormatError:
-        return None
-    assert wrapper is not None and wrapper.must is not None, wrapper
-    inner = f"{path}.must[0]"
-    errors.extend((path + field[len(inner) :], message) for field, message in found)
-    return wrapper.must[0]
-
-
-def _parse_geo_distance(value: Any, path: str, errors: Errors) -> formulas.Expression:
-    fields = _expression_struct(value, ("origin", "to"))
-    try:
-        origin = formulas.geo_point_of(fields["origin"])
-    except ValueError as error:
-        raise FormatError(str(error)) from None
-    return formulas.GeoDistance(origin, _parse_json_path(fields["to"]))
-
-
-def _parse_datetime(value: Any, path: str, errors: Errors) -> formulas.Expression:
-    if type(value) is not str:
-        raise invalid_type(value, "a string")
-    return formulas.Datetime(value)
-
-
-def _parse_datetime_key(value: Any, path: str, errors: Errors) -> formulas.Expression:
-    return formulas.DatetimeKey(_parse_json_path(value))
-
-
-def _parse_terms(kind: str) -> Callable[[Any, str, Errors], formulas.Expression]:
-    def parse(value: Any, path: str, errors: Errors) -> formulas.Expression:
-        if type(value) is not list:
-            raise invalid_type(value, "a sequence")
-        terms = tuple(
-            _parse_expression(item, f"{path}[{index}]", errors) for index, item in enumerate(value)
-        )
-        return formulas.Mult(terms) if kind == "mult" else formulas.Sum(terms)
-
-    return parse
-
-
-def _parse_unary(operation: str) -> Callable[[Any, str, Errors], formulas.Expression]:
-    def parse(value: Any, path: str, errors: Errors) -> formulas.Expression:
-        return formulas.Unary(operation, _parse_expression(value, path, errors))
-
-    return parse
-
-
-def _parse_div(value: Any, path: str, errors: Errors) -> formulas.Expression:
-    fields = _expression_struct(value, ("left", "right"))
-    left = _parse_expression(fields["left"], f"{path}.left", errors)
-    right = _parse_expression(fields["right"], f"{path}.right", errors)
-    by_zero = fields.get("by_zero_default")
-    return formulas.Div(left, right, None if by_zero is None else _parse_f32(by_zero))
-
-
-def _parse_pow(value: Any, path: str, errors: Errors) -> formulas.Expression:
-    fields = _expression_struct(value, ("base", "exponent"))
-    unchecked: Errors = []  # PowExpression does not validate inside (`schema.rs`)
-    base = _parse_expression(fields["base"], f"{path}.base", unchecked)
-    exponent = _parse_expression(fields["exponent"], f"{path}.exponent", unchecked)
-    return formulas.Pow(base, exponent)
-
-
-def _parse_decay(kind: str) -> Callable[[Any, str, Errors], formulas.Expression]:
-    def parse(value: Any, path: str, errors: Errors) -> formulas.Expression:
-        fields = _expression_struct(value, ("x",))
-        x = _parse_expression(fields["x"], f"{path}.x", errors)
-        target = fields.get("target")
-        if target is not None:
-            target = _parse_expression(target, f"{path}.target", errors)
-        midpoint, scale = fields.get("midpoint"), fields.get("scale")
-        return formulas.Decay(
-            kind,
-            x,
-            target,
-            None if midpoint is None else _parse_f32(midpoint),
-            None if scale is None else _parse_f32(scale),
-        )
-
-    return parse
-
-
-# Expression's object variants after the condition, in `schema.rs` order.
-EXPRESSION_OBJECTS: tuple[tuple[str, Callable[[Any, str, Errors], formulas.Expression]], ...] = (
-    ("geo_distance", _parse_geo_distance),
-    ("datetime", _parse_datetime),
-    ("datetime_key", _parse_datetime_key),
-    ("mult", _parse_terms("mult")),
-    ("sum", _parse_terms("sum")),
-    ("neg", _parse_unary("neg")),
-    ("abs", _parse_unary("abs")),
-    ("div", _parse_div),
-    ("sqrt", _parse_unary("sqrt")),
-    ("pow", _parse_pow),
-    ("exp", _parse_unary("exp")),
-    ("log10", _parse_unary("log10")),
-    ("ln", _parse_unary("ln")),
-    ("lin_decay", _parse_decay("lin")),
-    ("exp_decay", _parse_decay("exp")),
-    ("gauss_decay", _parse_decay("gauss")),
-)
+# ---- relevance feedback ---------------------------------------------------------------------
 
 
 def _parse_relevance_feedback(value: Any, path: str, errors: Errors) -> RelevanceFeedback:
     """RelevanceFeedbackInput: `target`, `feedback` [{example, score}], `strategy`
     {"naive": {a, b, c}}; 422 for `b` < 0, then (only without that) for no feedback."""
-    fields = _expression_struct(value, ("target", "feedback", "strategy"))
+    fields = struct_fields(value, ("target", "feedback", "strategy"))
     target = _parse_vector_input(fields["target"])
     if type(fields["feedback"]) is not list:
         raise invalid_type(fields["feedback"], "a sequence")
     feedback = []
     for item in fields["feedback"]:
-        item_fields = _expression_struct(item, ("example", "score"))
+        item_fields = struct_fields(item, ("example", "score"))
         example = _parse_vector_input(item_fields["example"])
-        feedback.append((example, _parse_f32(item_fields["score"])))
-    naive = _expression_struct(_expression_struct(fields["strategy"], ("naive",))["naive"], "abc")
-    a, b, c = (_parse_f32(naive[name]) for name in "abc")
+        feedback.append((example, parse_f32(item_fields["score"])))
+    naive = struct_fields(struct_fields(fields["strategy"], ("naive",))["naive"], "abc")
+    a, b, c = (parse_f32(naive[name]) for name in "abc")
     if b < 0.0:
         errors.append((f"{path}.strategy.naive.b", range_message(b, 0.0)))
     elif not feedback:
         # A struct-level check, which validator skips when a field failed.
         errors.append((f"{path}.__all__", "feedback elements must be non-empty"))
     return RelevanceFeedback(target, tuple(feedback), a, b, c)
-
-
-def _expression_struct(value: Any, required: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise FormatError(QUERY_EXPECTING)
-    for name in required:
-        if name not in value:
-            raise missing_field(name)
-    return value
-
-
-def _parse_f32(value: Any) -> float:
-    """serde's f32 from a JSON number (an f64 cast: out of range is inf), widened."""
-    if type(value) not in NUMBER_TYPES:
-        raise invalid_type(value, "f32")
-    with np.errstate(over="ignore"):
-        return float(np.float32(value))
-
-
-def _parse_json_path(value: Any) -> PayloadPath:
-    if type(value) is not str:
-        raise invalid_type(value, "a string")
-    try:
-        return PayloadPath.parse(value)
-    except ValueError:
-        raise FormatError(f"Invalid json path: '{value}'") from None
-
-
-def _json_depth_exceeds(value: Any) -> bool:
-    """Whether `value` nests deeper than FILTER_JSON_DEPTH_MAX (iterative: no recursion)."""
-    pending = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if depth > FILTER_JSON_DEPTH_MAX:
-            return True
-        children = item.values() if isinstance(item, dict) else item if type(item) is list else ()
-        pending.extend((child, depth + 1) for child in children)
-    return False
