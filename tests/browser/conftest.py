@@ -112,7 +112,13 @@ def chromium_or_reason() -> tuple[str, str] | str:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def downloads_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the browser saves downloads (the snapshots view's), not the user's ~/Downloads."""
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def browser(downloads_dir: Path) -> Iterator[Any]:
     found = chromium_or_reason()
     if isinstance(found, str):
         if os.environ.get("CI"):
@@ -137,6 +143,7 @@ def browser() -> Iterator[Any]:
     ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads_dir)})
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     driver.set_page_load_timeout(BROWSER_LOAD_TIMEOUT_S)
     yield driver

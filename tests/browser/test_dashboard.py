@@ -10,6 +10,7 @@ is compared with the same number read from the API by urllib.
 from __future__ import annotations
 
 import json
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -281,3 +282,32 @@ def test_the_snapshots_view_creates_and_lists(browser: Any, keel_server: KeelPro
 
 def json_text(value: Any) -> str:
     return json.dumps(value)
+
+
+def test_the_snapshots_view_downloads_and_restores_by_upload(
+    browser: Any, keel_server: KeelProcess, tmp_path: Path, downloads_dir: Path
+) -> None:
+    status, created = api_call(keel_server.url, "POST", "/collections/named/snapshots?wait=true")
+    assert status == 200, created
+    snapshot_name = created["result"]["name"]
+    download = urllib.request.Request(
+        f"{keel_server.url}/collections/named/snapshots/{snapshot_name}",
+        headers={"api-key": API_KEY},
+    )
+    snapshot_file = tmp_path / snapshot_name
+    with urllib.request.urlopen(download, timeout=30) as response:
+        snapshot_file.write_bytes(response.read())
+    open_view(browser, keel_server, "snapshots/named")
+    row = f"#collection-snapshots tr[data-snapshot='{snapshot_name}']"
+    wait_until(lambda: elements(browser, row), VIEW_TIMEOUT_S)
+    elements(browser, f"{row} .download")[0].click()
+    wait_until(lambda: f"downloaded {snapshot_name}" in text_of(browser, "#snapshots-status"))
+    downloaded = downloads_dir / snapshot_name
+    wait_until(lambda: downloaded.is_file() and downloaded.stat().st_size > 0)
+    assert downloaded.read_bytes() == snapshot_file.read_bytes()
+    elements(browser, "#snapshot-file")[0].send_keys(str(snapshot_file))
+    elements(browser, "#snapshot-upload")[0].click()
+    restored = f"named restored from {snapshot_name}"
+    wait_until(lambda: restored in text_of(browser, "#snapshots-status"), 30)
+    _, count = api_call(keel_server.url, "POST", "/collections/named/points/count", {"exact": True})
+    assert count["result"]["count"] == 1
