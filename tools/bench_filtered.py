@@ -1,5 +1,10 @@
 """Filtered search: recall@10 against brute force and queries/s, 1 % and 50 % filters.
 
+An in-process A/B of filtering strategies inside the engine (it reaches into the reader's
+private helpers, so it follows the engine's read path as that changes). The numbers the
+issue's targets take are the HTTP selectivity sweep of `python -m tools.bench` (0.1 % to
+90 %, with and without a payload index, beside qdrant-edge).
+
 Usage: python tools/bench_filtered.py [--points 50000] [--dim 128] [--queries 200] [--noise 0.6]
 
 Builds a collection in a temp dir through the engine (no HTTP): clustered random vectors
