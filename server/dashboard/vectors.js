@@ -32,7 +32,7 @@ export async function render(root, context) {
   const canvas = h("canvas", { id: "vectors-canvas", width: 720, height: 480,
                                style: "background: #fff; border: 1px solid #dde1e7" });
   const legend = h("div", { class: "legend", id: "vectors-legend" });
-  const tooltip = h("div", { class: "tooltip", hidden: true });
+  const tooltip = h("div", { class: "tooltip", id: "vectors-tooltip", hidden: true });
   let plot = null;
 
   const draw = () => {
@@ -53,7 +53,8 @@ export async function render(root, context) {
     const coordinates = projectPca(sample.points.map((p) => p.vector));
     plot = { points: sample.points, coordinates };
     const fields = new Set(sample.points.flatMap((p) => Object.keys(p.payload || {})));
-    const chosen = colourSelect.value;
+    // The first payload field until the user picks one: a colourless plot says little.
+    const chosen = colourSelect.value || [...fields].sort()[0] || "";
     colourSelect.replaceChildren(h("option", { value: "" }, "(none)"),
       ...[...fields].sort().map((field) => h("option", { value: field, selected: field === chosen },
         field)));

@@ -14,7 +14,9 @@ is printed; they are for people, nothing asserts on them.
 from __future__ import annotations
 
 import json
+import math
 import os
+import random
 import shutil
 import urllib.error
 import urllib.request
@@ -55,6 +57,14 @@ def api_call(url: str, method: str, path: str, body: Any = None, key: str = API_
         return status, raw.decode()
 
 
+def city_vector(point_id: int) -> list[float]:
+    """Near its city's centre, so the vectors view shows one cluster per city."""
+    city_index = point_id % len(CITIES)
+    noise = random.Random(point_id)
+    centre = [math.cos(city_index), math.sin(city_index), city_index / 6, 1 - city_index / 6]
+    return [round(value + noise.uniform(-0.15, 0.15), 4) for value in centre]
+
+
 def seed(url: str) -> None:
     """`cities`: CITY_POINTS points with a payload index on city; `named`: two named vectors."""
     api_call(url, "PUT", "/collections/cities", {"vectors": {"size": 4, "distance": "Dot"}})
@@ -64,7 +74,7 @@ def seed(url: str) -> None:
     points = [
         {
             "id": point_id,
-            "vector": [((point_id * k) % 17) / 17 + 0.01 for k in (1, 3, 5, 7)],
+            "vector": city_vector(point_id),
             "payload": {"city": CITIES[point_id % len(CITIES)], "n": point_id},
         }
         for point_id in range(1, CITY_POINTS + 1)

@@ -25,6 +25,23 @@ VIEWS = ("collections", "points", "console", "durability", "vectors", "snapshots
 # the refused request as a network error, which is not a fault of the page.
 EXPECTED_NETWORK_ERRORS = ("/collections/aliases",)
 VIEW_TIMEOUT_S = 15.0
+HOVER_FIRST_DOT = """
+const canvas = document.getElementById("vectors-canvas");
+const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+for (let index = 3; index < pixels.length; index += 4) {
+  if (pixels[index] < 200) continue;
+  const x = ((index - 3) / 4) % canvas.width;
+  const y = Math.floor((index - 3) / 4 / canvas.width) + 2;  // 2 px into the dot
+  const box = canvas.getBoundingClientRect();
+  canvas.dispatchEvent(new MouseEvent("mousemove", {
+    clientX: box.left + x * box.width / canvas.width,
+    clientY: box.top + y * box.height / canvas.height,
+    bubbles: true,
+  }));
+  return [x, y];
+}
+return null;
+"""
 
 
 def open_view(
@@ -265,6 +282,13 @@ def test_the_vectors_view_projects_the_sample(browser: Any, keel_server: KeelPro
     select = elements(browser, "#colour-field")[0]
     select.find_element("css selector", "option[value='city']").click()
     wait_until(lambda: "Berlin" in text_of(browser, "#vectors-legend"), VIEW_TIMEOUT_S)
+    # Hover the first drawn pixel of a dot: the tooltip names that point and its payload.
+    hovered = browser.execute_script(HOVER_FIRST_DOT)
+    assert hovered is not None
+    wait_until(lambda: text_of(browser, "#vectors-tooltip").startswith("id "), VIEW_TIMEOUT_S)
+    point_id = int(text_of(browser, "#vectors-tooltip").split()[1])
+    _, point = api_call(keel_server.url, "GET", f"/collections/cities/points/{point_id}")
+    assert point["result"]["payload"]["city"] in text_of(browser, "#vectors-tooltip")
 
 
 def test_the_snapshots_view_creates_and_lists(browser: Any, keel_server: KeelProcess) -> None:
