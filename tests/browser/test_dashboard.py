@@ -335,3 +335,40 @@ def test_the_snapshots_view_downloads_and_restores_by_upload(
     wait_until(lambda: restored in text_of(browser, "#snapshots-status"), 30)
     _, count = api_call(keel_server.url, "POST", "/collections/named/points/count", {"exact": True})
     assert count["result"]["count"] == 1
+
+
+def test_the_collections_form_creates_and_deletes_after_confirmation(
+    browser: Any, keel_server: KeelProcess
+) -> None:
+    open_view(browser, keel_server, "collections")
+    wait_until(lambda: elements(browser, "#create-form"), VIEW_TIMEOUT_S)
+    elements(browser, "#create-name")[0].send_keys("from_the_form")
+    size = elements(browser, "#create-size")[0]
+    size.clear()
+    size.send_keys("8")
+    elements(browser, "#create-vector-name")[0].send_keys("v")
+    body = json.loads(elements(browser, "#create-body")[0].get_attribute("value"))
+    assert body == {"vectors": {"v": {"size": 8, "distance": "Cosine"}}}
+    elements(browser, "#create-form button[type=submit]")[0].click()
+    row = "#collections-table tr[data-collection='from_the_form']"
+    wait_until(lambda: elements(browser, row), VIEW_TIMEOUT_S)
+    _, info = api_call(keel_server.url, "GET", "/collections/from_the_form")
+    assert info["result"]["config"]["params"]["vectors"]["v"]["size"] == 8
+
+    elements(browser, "#create-name")[0].send_keys("from_the_form")  # exists: Keel's 409 text
+    elements(browser, "#create-form button[type=submit]")[0].click()
+    wait_until(lambda: text_of(browser, "#create-result"), VIEW_TIMEOUT_S)
+    status, refused = api_call(
+        keel_server.url,
+        "PUT",
+        "/collections/from_the_form",
+        {"vectors": {"size": 4, "distance": "Dot"}},
+    )
+    assert status == 409
+    assert text_of(browser, "#create-result") == refused["status"]["error"]
+
+    elements(browser, f"{row} [data-action='delete']")[0].click()
+    assert api_call(keel_server.url, "GET", "/collections/from_the_form")[0] == 200  # not yet
+    elements(browser, f"{row} [data-action='confirm-delete']")[0].click()
+    wait_until(lambda: not elements(browser, row), VIEW_TIMEOUT_S)
+    assert api_call(keel_server.url, "GET", "/collections/from_the_form")[0] == 404
