@@ -257,8 +257,13 @@ async def wrk_query(url: str, bodies: list[bytes], truth, seconds: float, work_d
 
 
 async def recall_of(target: str, bodies: list[bytes], truth, budget_s: float) -> dict:
-    """Recall@10 of `bodies` sent once each (from the first) until `budget_s` has passed."""
-    load = await run_load(target, bodies, RECALL_CLIENTS, parse=query_ids, budget_s=budget_s)
+    """Recall@10 of `bodies` sent once each (from the first) until `budget_s` has passed.
+    A non-200 answer leaves the recall unmeasured, with the answer kept as `recall_error`
+    (the report shows it): one failing filter must not cost the rest of the run."""
+    try:
+        load = await run_load(target, bodies, RECALL_CLIENTS, parse=query_ids, budget_s=budget_s)
+    except RuntimeError as error:
+        return {"recall": None, "recall_queries": 0, "recall_error": str(error)[:500]}
     return {"recall": _round(recall_at_k(load.answers, truth)),
             "recall_queries": len(load.answers)}  # fmt: skip
 

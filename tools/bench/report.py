@@ -152,6 +152,8 @@ def _filtered(results: dict) -> list[Target]:
                 value = row["qps"] / query["qps"]
                 detail = (f"Keel {row['qps']:.0f} q/s vs unfiltered {query['qps']:.0f}, recall "
                           f"{_fmt(row['recall'])}, p99 {row['latency_ms_p99']} ms")  # fmt: skip
+                if row.get("has_errors") or row.get("recall_error"):
+                    detail += " (errors: see the sweep's table)"
             if edge_row := _get(edge or {}, selectivity, kind):
                 detail += (f"; qdrant-edge {edge_row['qps']:.0f} q/s = "
                            f"{edge_row['qps'] / edge['unfiltered']['qps']:.2f}x its unfiltered, "
@@ -169,8 +171,9 @@ def _filtered_recall(results: dict) -> Target:
     for selectivity in SELECTIVITIES:
         for kind, label in KIND_LABELS.items():
             row = _get(sweep or {}, selectivity, kind)
-            if row and row["recall"] is not None:
-                rows.append((row["recall"], f"{selectivity} {label}"))
+            if row:
+                # A filter whose answers failed has recalled nothing a user could see.
+                rows.append((row["recall"] or 0.0, f"{selectivity} {label}"))
     if rows:
         value, where = min(rows)
         detail = f"lowest: {where}, hnsw_ef {sweep['hnsw_ef']}"
@@ -306,6 +309,8 @@ def _wrk_lines(results: dict) -> list[str]:
                        ("Keel: PUT 1 point, wait=false", capacity.get("upsert"))):  # fmt: skip
         if row:
             errors = {k: v for k, v in row["errors"].items() if v} or "none"
+            if row.get("recall_error"):
+                errors = f"{errors}; recall not measured: {row['recall_error'][:200]}"
             lines.append(f"  {label:<40} {row['qps']:>9.0f} {row['latency_ms_p50']:>8} "
                          f"{row['latency_ms_p90']:>8} {row['latency_ms_p99']:>8} "
                          f"{_fmt(row.get('recall')):>7}  {errors}")  # fmt: skip
@@ -336,6 +341,21 @@ def _sweep_lines(results: dict) -> list[str]:
                                     edge_base))  # fmt: skip
     if sweep:
         lines.append(f"  Keel's integer index on `sel` built in {sweep['payload_index_build_s']} s")
+    for selectivity in SELECTIVITIES:
+        for kind, label in KIND_LABELS.items():
+            lines += _error_lines(f"{selectivity} {label}", _get(sweep or {}, selectivity, kind))
+    return lines
+
+
+def _error_lines(label: str, row: dict | None) -> list[str]:
+    """What went wrong in a wrk row: non-2xx or socket errors, or a failed recall pass."""
+    if not row:
+        return []
+    lines = []
+    if row.get("has_errors"):
+        lines.append(f"  {label}: wrk errors {row['errors']}")
+    if row.get("recall_error"):
+        lines.append(f"  {label}: recall not measured: {row['recall_error']}")
     return lines
 
 
