@@ -322,7 +322,7 @@ def _decay_lambda(decay: Decay) -> float:
         return (1.0 - midpoint) / scale
     if decay.kind == "exp":
         return math.log(midpoint) / scale
-    return math.log(midpoint) / scale**2
+    return math.log(midpoint) / (scale * scale)  # Rust powi(2): one multiplication
 
 
 def chrono_date_error(text: str) -> str:

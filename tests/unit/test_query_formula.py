@@ -17,16 +17,25 @@ from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 # The oracle is in the test extra: a missing one is an error, never a silent skip.
 import qdrant_edge
 
 from engine.errors import BadRequest, NotFound
-from engine.ops import CollectionConfig, Distance, NamedVectors, VectorConfig
+from engine.ops import (
+    CollectionConfig,
+    Distance,
+    NamedVectors,
+    SparseColumn,
+    SparseVectorConfig,
+    VectorConfig,
+)
 from engine.query import formula as formulas
 from server.wire.query import parse_query_request
 from tests.unit.engine_helpers import open_catalog, upsert
@@ -54,6 +63,23 @@ def point_vector(index: int) -> list[float]:
     return [round(rng.uniform(-1.0, 1.0), 4) for _ in range(DIM)]
 
 
+def point_sparse(index: int) -> tuple[list[int], list[float]]:
+    rng = random.Random(-index)
+    indices = sorted(rng.sample(range(12), rng.randint(1, 4)))
+    return indices, [round(rng.uniform(-1.0, 1.0), 3) for _ in indices]
+
+
+def sparse_column(ids: list[int]) -> SparseColumn:
+    pairs = [point_sparse(i) for i in ids]
+    offsets = np.cumsum([0] + [len(indices) for indices, _ in pairs]).astype(np.int64)
+    return SparseColumn(
+        rows=np.arange(len(ids), dtype=np.int32),
+        offsets=offsets,
+        indices=np.array([i for indices, _ in pairs for i in indices], np.uint32),
+        values=np.array([v for _, values in pairs for v in values], np.float32),
+    )
+
+
 def point_payload(index: int) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "tag": ["red", "green", "blue"][index % 3],
@@ -74,7 +100,10 @@ def engines(tmp_path_factory):
     root = tmp_path_factory.mktemp("formula")
     loop = asyncio.new_event_loop()
     catalog = loop.run_until_complete(open_catalog(root / "keel"))
-    config = CollectionConfig(vectors={name: VectorConfig(DIM, d) for name, d in DISTANCES.items()})
+    config = CollectionConfig(
+        vectors={name: VectorConfig(DIM, d) for name, d in DISTANCES.items()},
+        sparse_vectors={"sp": SparseVectorConfig()},
+    )
     loop.run_until_complete(catalog.create("c", config))
     collection = catalog.get("c")
     ids = list(range(1, POINT_COUNT + 1))
@@ -84,6 +113,7 @@ def engines(tmp_path_factory):
     op.vectors.update(
         {name: NamedVectors(rows, op.vectors["dot"].matrix) for name in ("cos", "l2")}
     )
+    op = replace(op, sparse={"sp": sparse_column(ids)})
     loop.run_until_complete(collection.update(op, wait=True, timeout_s=None))
     shard = edge_shard(root / "edge", ids, vectors)
     yield loop, collection, shard
@@ -97,9 +127,18 @@ def edge_shard(path: Path, ids: list[int], vectors: list[list[float]]) -> Any:
         name: qdrant_edge.EdgeVectorParams(size=DIM, distance=distance)
         for name, distance in EDGE_DISTANCES.items()
     }
-    shard = qdrant_edge.EdgeShard.create(str(path), qdrant_edge.EdgeConfig(vectors=params))
+    sparse_params = {"sp": qdrant_edge.EdgeSparseVectorParams()}
+    config = qdrant_edge.EdgeConfig(vectors=params, sparse_vectors=sparse_params)
+    shard = qdrant_edge.EdgeShard.create(str(path), config)
     points = [
-        qdrant_edge.Point(i, {name: vector for name in DISTANCES}, point_payload(i))
+        qdrant_edge.Point(
+            i,
+            {
+                **{name: vector for name in DISTANCES},
+                "sp": qdrant_edge.SparseVector(*point_sparse(i)),
+            },
+            point_payload(i),
+        )
         for i, vector in zip(ids, vectors)
     ]
     shard.update(qdrant_edge.UpdateOperation.upsert_points(points))
@@ -484,6 +523,39 @@ def test_relevance_feedback_matches_qdrant(engines, using, coefficients):
         limit=12, query=qdrant_edge.Query.FeedbackNaive(query, using)
     )
     assert len(keel) == 12
+    assert_same(keel, edge_query(engines, request))
+
+
+def test_sparse_relevance_feedback_matches_qdrant(engines):
+    target = {"indices": [1, 4, 7], "values": [0.5, -0.25, 1.0]}
+    examples = [
+        ({"indices": [4, 9], "values": [1.0, 0.5]}, 0.8),
+        ({"indices": [1, 2, 7], "values": [-0.5, 0.3, 0.2]}, 0.3),
+        ({"indices": [0, 11], "values": [0.9, 0.9]}, 0.1),
+    ]
+    body = {
+        "query": {
+            "relevance_feedback": {
+                "target": target,
+                "feedback": [{"example": e, "score": s} for e, s in examples],
+                "strategy": {"naive": {"a": 0.6, "b": 1.1, "c": 0.9}},
+            }
+        },
+        "using": "sp",
+        "limit": 20,
+    }
+    keel = keel_query(engines, body)
+
+    def edge_sparse(vector: dict) -> Any:
+        return qdrant_edge.SparseVector(vector["indices"], vector["values"])
+
+    query = qdrant_edge.FeedbackNaiveQuery(
+        edge_sparse(target),
+        [qdrant_edge.FeedbackItem(edge_sparse(e), s) for e, s in examples],
+        qdrant_edge.NaiveFeedbackStrategy(0.6, 1.1, 0.9),
+    )
+    request = qdrant_edge.QueryRequest(limit=20, query=qdrant_edge.Query.FeedbackNaive(query, "sp"))
+    assert len(keel) == 20
     assert_same(keel, edge_query(engines, request))
 
 
