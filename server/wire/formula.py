@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import FormatError
+from engine.filters.conditions import Condition
 from engine.filters.payload_path import PayloadPath
 from engine.limits import FILTER_JSON_DEPTH_MAX
 from engine.query import formula as formulas
@@ -82,7 +83,7 @@ def _parse_expression(value: Any, path: str, errors: Errors) -> formulas.Express
     raise FormatError("data did not match any variant of untagged enum Expression")
 
 
-def _parse_condition(value: dict[str, Any], path: str, errors: Errors) -> Any:
+def _parse_condition(value: dict[str, Any], path: str, errors: Errors) -> Condition | None:
     """A filter condition, or None when `value` is not one. Read as the only condition of a
     filter, so its validation paths are moved from `<path>.must[0]` to `<path>`."""
     found: Errors = []
@@ -90,7 +91,8 @@ def _parse_condition(value: dict[str, Any], path: str, errors: Errors) -> Any:
         wrapper = parse_filter_collecting({"must": [value]}, path, found)
     except FormatError:
         return None
-    assert wrapper is not None and wrapper.must is not None, wrapper
+    assert wrapper is not None, value
+    assert wrapper.must is not None, wrapper
     inner = f"{path}.must[0]"
     errors.extend((path + field[len(inner) :], message) for field, message in found)
     return wrapper.must[0]
