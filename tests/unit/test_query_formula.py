@@ -597,6 +597,11 @@ def random_formula(rng: random.Random, depth: int) -> Any:
             return {"key": "tag", "match": {"value": rng.choice(["red", "blue"])}}
         if rng.random() < 0.1:
             return {"key": "rank", "range": {"gte": rng.choice([5, 20])}}
+        if rng.random() < 0.1:
+            origin = {"lon": rng.choice([13.4, -70.0]), "lat": rng.choice([52.5, 10.0])}
+            return {"geo_distance": {"origin": origin, "to": "place"}}
+        if rng.random() < 0.1:
+            return {"sum": [{"datetime_key": "when"}, {"neg": {"datetime": "2024-04-01"}}]}
         return rng.choice(LEAVES)
     kind = rng.choice(("sum", "mult", "div", "pow", "decay", *UNARY))
     if kind in ("sum", "mult"):
@@ -630,6 +635,13 @@ def to_edge_expression(data: Any) -> Any:
             check = {"range": qdrant_edge.RangeFloat(gte=float(data["range"]["gte"]))}
         return E.Condition(qdrant_edge.FieldCondition(data["key"], **check))
     [(kind, value)] = data.items()
+    if kind == "geo_distance":
+        origin = qdrant_edge.GeoPoint(lon=value["origin"]["lon"], lat=value["origin"]["lat"])
+        return E.GeoDistance(origin, value["to"])
+    if kind == "datetime_key":
+        return E.DatetimeKey(value)
+    if kind == "datetime":
+        return E.Datetime(value)
     if kind in ("sum", "mult"):
         terms = [to_edge_expression(item) for item in value]
         return E.Sum(terms) if kind == "sum" else E.Mult(terms)
