@@ -100,13 +100,6 @@ def check_timeout(timeout_s: float | None, config: StrictModeConfig | None) -> N
         check_limit(int(timeout_s), config.max_timeout, "timeout")
 
 
-def check_batch_size(batch_count: int, config: StrictModeConfig | None) -> None:
-    """`search_max_batchsize` of a batch read (query, search, recommend, discover batches)."""
-    if is_enabled(config):
-        assert config is not None
-        check_limit(batch_count, config.search_max_batchsize, "search batch size")
-
-
 def check_filter(
     filter_: filters.Filter | None,
     allow_unindexed: bool | None,
