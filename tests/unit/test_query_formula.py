@@ -692,3 +692,35 @@ def test_random_formulas_match_qdrant(engines):
             assert_same(keel, edge)
     # Both outcomes are exercised: most formulas answer, some fail to evaluate.
     assert RANDOM_FORMULA_COUNT // 2 < answered < RANDOM_FORMULA_COUNT, answered
+
+
+def test_random_relevance_feedback_matches_qdrant(engines):
+    rng = random.Random(20_260_518)
+    for _ in range(30):
+        using = rng.choice(sorted(DISTANCES))
+        target = [round(rng.uniform(-1, 1), 3) for _ in range(DIM)]
+        examples = [
+            ([round(rng.uniform(-1, 1), 3) for _ in range(DIM)], rng.choice([0.0, 0.2, 0.5, 1.0]))
+            for _ in range(rng.randint(1, 5))
+        ]
+        a, b, c = rng.uniform(-1, 2), rng.choice([0.0, 0.5, 1.0, 2.5]), rng.uniform(-2, 2)
+        body = {
+            "query": {
+                "relevance_feedback": {
+                    "target": target,
+                    "feedback": [{"example": e, "score": s} for e, s in examples],
+                    "strategy": {"naive": {"a": a, "b": b, "c": c}},
+                }
+            },
+            "using": using,
+            "limit": 8,
+        }
+        query = qdrant_edge.FeedbackNaiveQuery(
+            target,
+            [qdrant_edge.FeedbackItem(e, s) for e, s in examples],
+            qdrant_edge.NaiveFeedbackStrategy(a, b, c),
+        )
+        request = qdrant_edge.QueryRequest(
+            limit=8, query=qdrant_edge.Query.FeedbackNaive(query, using)
+        )
+        assert_same(keel_query(engines, body), edge_query(engines, request))
