@@ -32,6 +32,7 @@ API_KEY = "dashboard-rw-key"
 READ_ONLY_KEY = "dashboard-ro-key"
 CITIES = ["Berlin", "London", "Paris", "Rome", "Madrid", "Oslo"]
 CITY_POINTS = 120
+SEED_BATCH_POINTS = 20
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 BROWSER_LOAD_TIMEOUT_S = 20
 
@@ -79,10 +80,11 @@ def seed(url: str) -> None:
         }
         for point_id in range(1, CITY_POINTS + 1)
     ]
-    status, answer = api_call(
-        url, "PUT", "/collections/cities/points?wait=true", {"points": points}
-    )
-    assert status == 200, answer
+    # Several upserts, so the durability view has op ids and batches to show.
+    for first in range(0, len(points), SEED_BATCH_POINTS):
+        batch = {"points": points[first : first + SEED_BATCH_POINTS]}
+        status, answer = api_call(url, "PUT", "/collections/cities/points?wait=true", batch)
+        assert status == 200, answer
     named = {"text": {"size": 4, "distance": "Cosine"}, "image": {"size": 4, "distance": "Cosine"}}
     api_call(url, "PUT", "/collections/named", {"vectors": named})
     api_call(
