@@ -560,6 +560,7 @@ async def test_write_rate_limit(api: Api):
         "capacity, please try to split your request",
         429,
     )
+    assert await api.points_count() == 10  # id 10 was not written
     ten = {"batch": {"ids": list(range(10)), "vectors": [[1, 2, 3, 5]] * 10}}
     assert (await api.upsert(ten)).status == 200
     response = await api.upsert(ten)
