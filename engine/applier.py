@@ -36,7 +36,7 @@ from engine.errors import StorageError
 from engine.locks import ReadWriteLock
 from engine.logfmt import log_event
 from engine.ops import Operation, PointId
-from engine.readview import ReadView
+from engine.readview import PreparedBatch, ReadView
 from engine.store.mutations import CompileFilter
 from engine.store.store import IndexDelta, Store
 from engine.vectors.hnsw import CheckpointNotWritten, VectorIndex
@@ -57,13 +57,8 @@ def add_to_indexes(indexes: dict[str, VectorIndex], delta: IndexDelta) -> None:
             index.pending_count += len(added)
 
 
-def remove_from_indexes(
-    indexes: dict[str, VectorIndex], delta: IndexDelta, read_view: ReadView | None = None
-) -> None:
-    """Take a batch's replaced or deleted vectors out of the graphs, and the batch into the
-    read view (with its LMDB commit, under the visibility lock)."""
-    if read_view is not None:
-        read_view.apply(delta)
+def remove_from_indexes(indexes: dict[str, VectorIndex], delta: IndexDelta) -> None:
+    """Take a batch's replaced or deleted vectors out of the graphs (with its LMDB commit)."""
     for name, index in indexes.items():
         index.pending_count = 0  # the batch's new vectors are committed now
         removed = delta.removed_labels.get(name)
@@ -86,11 +81,23 @@ def apply_batch(
     labels enter the graphs before the commit but mean nothing to a reader until LMDB maps
     them to a point.
     """
+    prepared: list[PreparedBatch] = []
+
+    def before_commit(delta: IndexDelta) -> None:
+        add_to_indexes(indexes, delta)
+        if read_view is not None:
+            prepared.append(read_view.prepare(delta))
+
+    def with_commit(delta: IndexDelta) -> None:
+        if read_view is not None:
+            read_view.apply(delta, prepared[-1], store)
+        remove_from_indexes(indexes, delta)
+
     return store.write_batch(
         records,
         compile_filter=compile_filter,
-        on_prepared=lambda delta: add_to_indexes(indexes, delta),
-        on_committed=lambda delta: remove_from_indexes(indexes, delta, read_view),
+        on_prepared=before_commit,
+        on_committed=with_commit,
         commit_lock=visibility_lock,
     )
 

@@ -288,9 +288,7 @@ class Reader:
         index = self._indexes.get(name)
         specs = self._store.index_specs
         lookup = planner.plan(request.filter, specs)
-        estimate = (
-            None if lookup is None else self._store.estimate_candidates(lookup, ESTIMATE_STEPS_MAX)
-        )
+        estimate = None if lookup is None else self._estimate(lookup)
         is_graph_usable = index is not None and not request.is_exact and index.live_count > 0
         full_scan_rows = self._full_scan_rows(name)
         if lookup is not None and (
@@ -324,22 +322,41 @@ class Reader:
     def _indexed_candidates(
         self, filter_: filters.Filter, lookup: payload_index.Lookup, specs: planner.Specs
     ) -> np.ndarray | None:
-        """Labels of the points matching `filter_`, from the indexes' lookup: without reading
-        a point when the lookup is exact (planner.is_exact), else checking each candidate's
-        payload. None if the lookup selects too many points (then: scan)."""
-        keys = self._store.candidate_keys(lookup, specs, limits.PLAN_CANDIDATES_MAX)
-        if keys is None:
-            return None
-        if planner.is_exact(filter_, specs):
-            return self._view.labels.labels_of(keys)
+        """Labels of the points matching `filter_`, from the indexes' lookup (the view's
+        postings, else LMDB's index): without reading a point when the lookup is exact
+        (planner.is_exact), else checking each candidate's payload. None if the lookup
+        selects too many points (then: scan)."""
+        is_exact = planner.is_exact(filter_, specs)
+        table = self._view.labels
+        labels = self._view.postings.resolve(lookup, table)
+        if labels is not None:
+            if is_exact:
+                return labels
+            keys = [table.key_of(label) for label in labels.tolist()]
+        else:
+            keys = self._store.candidate_keys(  # type: ignore[assignment]
+                lookup, specs, limits.PLAN_CANDIDATES_MAX, is_exact=is_exact
+            )
+            if keys is None:
+                return None
+            if is_exact:
+                return table.labels_of(keys)  # type: ignore[arg-type]
         predicate = self._compile(filter_)
         matching = [
             point.label
-            for point in self._store.get_points(keys)
+            for point in self._store.get_points(keys)  # type: ignore[arg-type]
             if point is not None
             and predicate(point_id_from_key(point.key), point.payload or {}, point.names)
         ]
         return np.asarray(matching, dtype=np.uint64)
+
+    def _estimate(self, lookup: payload_index.Lookup) -> int | None:
+        """How many points `lookup` may select at most: the view's postings, else LMDB's
+        entry counts."""
+        estimate = self._view.postings.estimate(lookup)
+        if estimate is None:
+            estimate = self._store.estimate_candidates(lookup, ESTIMATE_STEPS_MAX)
+        return estimate
 
     def _matching_labels(self, filter_: filters.Filter, name: str) -> np.ndarray:
         """Labels of every point matching `filter_` that has vector `name`: a scan of the

@@ -1,8 +1,9 @@
 """The read view: what the read path keeps in memory so that a search needs no LMDB read.
 
-Owns: `ReadView`, the in-memory mirror of LMDB's live labels (engine/readview/labels.py) and
-dense vectors (engine/readview/vectors.py) of one collection, loaded after recovery and
-changed by the applier inside the commit of each batch.
+Owns: `ReadView`, the in-memory mirror of LMDB's live labels (engine/readview/labels.py),
+dense vectors (engine/readview/vectors.py) and payload index entries
+(engine/readview/postings.py) of one collection, loaded after recovery and changed by the
+applier with each batch: `prepare` before the commit (outside any lock), `apply` inside it.
 Not here: LMDB itself (engine/store/), the graphs (engine/vectors/hnsw.py), what a read does
 with the view (engine/query/reads.py).
 
@@ -21,20 +22,34 @@ yet, and is not visible.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from engine.ops import CollectionConfig
 from engine.readview.labels import DAMAGED_VERSION, LabelTable
+from engine.readview.postings import COMPACT_SLACK_ENTRIES, FieldPostings, Postings
 from engine.readview.vectors import VectorCache
+from engine.store.payload_index import IndexSpec
 from engine.store.store import IndexDelta, Store
 
 LOAD_CHUNK_COUNT = 65_536  # vectors read from LMDB per chunk while loading
 
 
 @dataclass
+class PreparedBatch:
+    """What `ReadView.prepare` computed for one batch, for `apply` to take in."""
+
+    # (label, version op id, field, encoded value): payload index entries of the point
+    # versions the batch wrote.
+    entries: list[tuple[int, int, FieldPostings, bytes]] = field(default_factory=list)
+
+
+@dataclass
 class ReadView:
     labels: LabelTable
     vectors: dict[str, VectorCache]  # by dense vector name
+    postings: Postings
 
     @classmethod
     def load(cls, store: Store, config: CollectionConfig) -> ReadView:
@@ -60,14 +75,34 @@ class ReadView:
                 cache.put(chunk_labels, matrix)
                 cache.damaged.update(damaged)
             vectors[name] = cache
-        return cls(labels, vectors)
+        view = cls(labels, vectors, Postings())
+        view.sync_postings(store)
+        return view
 
-    def apply(self, delta: IndexDelta) -> None:
-        """Take in one committed batch; the caller holds the visibility lock exclusively."""
-        for born in delta.born_points:
-            self.labels.add(born.label, born.key, born.version_op_id)
+    def prepare(self, delta: IndexDelta) -> PreparedBatch:
+        """The work of `apply` that needs no lock (index values of the born points' payloads),
+        done before the commit. Applier thread only."""
+        prepared = PreparedBatch()
+        entries_of = self.postings.entries_of
+        for written in delta.written_points:
+            for field_postings, value in entries_of(written.payload):
+                prepared.entries.append(
+                    (written.label, written.version_op_id, field_postings, value)
+                )
+        return prepared
+
+    def apply(self, delta: IndexDelta, prepared: PreparedBatch, store: Store) -> None:
+        """Take in one committed batch; the caller holds the visibility lock exclusively.
+        `store` has committed it: payload indexes created by the batch are read from it."""
+        for written in delta.written_points:
+            if written.is_born:
+                self.labels.add(written.label, written.key, written.version_op_id)
+            else:
+                self.labels.set_version(written.label, written.version_op_id)
         for label in delta.killed_labels:
             self.labels.kill(label)
+        self.postings.add_entries(prepared.entries)
+        self.sync_postings(store)
         for name, cache in self.vectors.items():
             removed = delta.removed_labels.get(name)
             if removed:
@@ -76,6 +111,46 @@ class ReadView:
             if added:
                 cache.put(added, delta.added_vectors[name])
 
+    def sync_postings(self, store: Store) -> None:
+        """Mirror the store's payload indexes as they are now: build the ones created (or
+        retyped) since the last call from LMDB, forget dropped ones, compact the ones whose
+        dead entries outgrew their live ones."""
+        specs = {name: spec for name, spec in store.index_specs.items() if Postings.is_mirrored(spec)}
+        fields = self.postings.fields
+        for name in [name for name in fields if name not in specs]:
+            del fields[name]
+        for name, spec in specs.items():
+            current = fields.get(name)
+            if current is None or _definition(current.spec) != _definition(spec):
+                fields[name] = self._built(store, spec)
+            elif current.entry_count > 2 * current.entries_at_build + COMPACT_SLACK_ENTRIES:
+                fields[name] = current.compacted(self.labels)
+
+    def _built(self, store: Store, spec: IndexSpec) -> FieldPostings:
+        """One field's postings from its LMDB entries (a scan of that index)."""
+        built = FieldPostings(spec)
+        label_of = self.labels.label_of
+        version_of = self.labels.version_of
+        by_value: dict[bytes, list[int]] = {}
+        for value, key in store.iter_index_entries(spec.field_name):
+            label = label_of(key)
+            if label is not None:
+                by_value.setdefault(value, []).append(label)
+        for value in sorted(by_value):
+            for label in sorted(by_value[value]):
+                built.add(value, label, version_of(label))
+        built.entries_at_build = built.entry_count
+        return built
+
     def memory_bytes(self) -> int:
         """What the view holds in memory, estimated from its arrays and objects."""
-        return self.labels.memory_bytes() + sum(c.memory_bytes() for c in self.vectors.values())
+        return (
+            self.labels.memory_bytes()
+            + sum(c.memory_bytes() for c in self.vectors.values())
+            + self.postings.memory_bytes()
+        )
+
+
+def _definition(spec: IndexSpec) -> tuple:
+    """What makes two specs the same index (points_count changes with every write)."""
+    return (spec.schema_type, repr(spec.params))

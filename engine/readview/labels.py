@@ -6,7 +6,7 @@ Not here: payloads and vectors' names (LMDB; read only when a request asks for t
 
 Labels are never reused (engine/store/store.py), so the table is indexed by label: a list of
 keys (None once the label died) and an array of versions. Memory per live point: the dict
-entry and its bytes key (about 110 bytes together) and 16 bytes per label ever born.
+entry and its bytes key (about 110 bytes together) and 17 bytes per label ever born.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ class LabelTable:
     def __init__(self) -> None:
         self._keys: list[bytes | None] = []  # by label
         self._versions = np.zeros(INITIAL_CAPACITY, dtype=np.int64)  # by label
+        self._live = np.zeros(INITIAL_CAPACITY, dtype=bool)  # by label
         self._label_of: dict[bytes, int] = {}
         self.live_count = 0
         self.damaged_count = 0  # live labels with DAMAGED_VERSION
@@ -33,20 +34,31 @@ class LabelTable:
         if label >= len(keys):
             keys.extend([None] * (label + 1 - len(keys)))
         if label >= len(self._versions):
-            grown = np.zeros(max(label + 1, 2 * len(self._versions)), dtype=np.int64)
-            grown[: len(self._versions)] = self._versions
-            self._versions = grown
+            capacity = max(label + 1, 2 * len(self._versions))
+            versions = np.zeros(capacity, dtype=np.int64)
+            versions[: len(self._versions)] = self._versions
+            live = np.zeros(capacity, dtype=bool)
+            live[: len(self._live)] = self._live
+            self._versions, self._live = versions, live
         assert keys[label] is None, f"label {label} born twice"
         keys[label] = key
         self._versions[label] = version_op_id
+        self._live[label] = True
         self._label_of[key] = label
         self.live_count += 1
         self.damaged_count += version_op_id == DAMAGED_VERSION
+
+    def set_version(self, label: int, version_op_id: int) -> None:
+        """A payload edit wrote the point again under the same label."""
+        assert self._keys[label] is not None, f"label {label} is not live"
+        self.damaged_count -= self._versions[label] == DAMAGED_VERSION
+        self._versions[label] = version_op_id
 
     def kill(self, label: int) -> None:
         key = self._keys[label]
         assert key is not None, f"label {label} killed twice"
         self._keys[label] = None
+        self._live[label] = False
         self.damaged_count -= self._versions[label] == DAMAGED_VERSION
         if self._label_of.get(key) == label:  # the point may already hold a newer label
             del self._label_of[key]
@@ -70,6 +82,26 @@ class LabelTable:
         found = [label for label in map(get, keys) if label is not None]
         return np.fromiter(found, dtype=np.uint64, count=len(found))
 
+    def is_live(self, labels: np.ndarray) -> np.ndarray:
+        """A bool per label (int64 array): whether it is live."""
+        is_known = labels < len(self._live)
+        result = np.zeros(len(labels), dtype=bool)
+        result[is_known] = self._live[labels[is_known]]
+        return result
+
+    def is_current(self, labels: np.ndarray, versions: np.ndarray) -> np.ndarray:
+        """A bool per (label, version) pair: the label is live and at that version."""
+        is_known = labels < len(self._live)
+        result = np.zeros(len(labels), dtype=bool)
+        known = labels[is_known]
+        result[is_known] = self._live[known] & (self._versions[known] == versions[is_known])
+        return result
+
+    @property
+    def live_mask(self) -> np.ndarray:
+        """By label: live or not (labels past its end are not). Read it under the lock."""
+        return self._live
+
     def memory_bytes(self) -> int:
         # The dict's own table plus each key's bytes object; the list's slots; the array.
         key_bytes = self.live_count * (sys.getsizeof(b"") + 17)
@@ -78,4 +110,5 @@ class LabelTable:
             + key_bytes
             + sys.getsizeof(self._keys)
             + self._versions.nbytes
+            + self._live.nbytes
         )

@@ -106,12 +106,15 @@ class PointRow:
 
 
 @dataclass(frozen=True, slots=True)
-class BornPoint:
-    """A label born in a batch: the point it holds and the op that wrote that version."""
+class WrittenPoint:
+    """A point row written by a batch: a new label (`is_born`), or a payload edit that keeps
+    the label and writes a new version."""
 
     label: int
     key: bytes
     version_op_id: int
+    payload: dict[str, Any] | None  # not a copy: read it, never change it
+    is_born: bool
 
 
 def load_point(key: bytes, raw: bytes | memoryview) -> PointRow:
@@ -220,6 +223,9 @@ class BatchWriter:
             self._txn.put(key, value, db=self._dbs.points)
             self._reindex(key, old.payload, new_payload)
             self.delta.points_written += 1
+            self.delta.written_points.append(
+                WrittenPoint(old.label, key, op_id, new_payload, False)
+            )
 
         if op.filter is None:
             assert op.ids is not None, "a payload edit selects points by ids or by filter"
@@ -447,7 +453,7 @@ class BatchWriter:
         put(key, dump_point(PointRow(label, op_id, payload, list(vectors))), db=self._dbs.points)
         put(encoded_label, seal(key), db=self._dbs.labels)
         delta.points_written += 1
-        delta.born_points.append(BornPoint(label, key, op_id))
+        delta.written_points.append(WrittenPoint(label, key, op_id, payload, True))
 
     def _kill(self, op_id: int, key: bytes, old: PointRow) -> None:
         old_label, old_names = old.label, old.names

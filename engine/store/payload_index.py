@@ -261,19 +261,25 @@ def drop_field(txn: lmdb.Transaction, db: Any, field_name: str) -> int:
 # ---- resolving lookups (inside a read transaction) ------------------------------------------
 
 
-def resolve(txn: lmdb.Transaction, db: Any, lookup: Lookup, keys_max: int) -> set[bytes] | None:
-    """The point keys `lookup` selects, or None if more than keys_max (then: scan)."""
+def resolve(
+    txn: lmdb.Transaction, db: Any, lookup: Lookup, keys_max: int, *, is_exact: bool = False
+) -> set[bytes] | None:
+    """The point keys `lookup` selects, or None if more than keys_max (then: scan). An `AllOf`
+    leaves out a part over keys_max (a superset, enough for a filter checked on each key),
+    unless `is_exact`: then it is None too, as the caller skips the check."""
     if isinstance(lookup, KeySet):
         return set(lookup.keys) if len(lookup.keys) <= keys_max else None
     if isinstance(lookup, ValueEqual | ValueRange):
         return _resolve_values(txn, db, lookup, keys_max)
-    parts = [resolve(txn, db, part, keys_max) for part in lookup.parts]
+    parts = [resolve(txn, db, part, keys_max, is_exact=is_exact) for part in lookup.parts]
     if isinstance(lookup, AnyOf):
         if any(part is None for part in parts):
             return None
         union: set[bytes] = set().union(*parts)
         return union if len(union) <= keys_max else None
     assert isinstance(lookup, AllOf), lookup
+    if is_exact and any(part is None for part in parts):
+        return None
     known = sorted((part for part in parts if part is not None), key=len)
     if not known:
         return None

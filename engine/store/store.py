@@ -52,11 +52,11 @@ from engine.store import payload_index
 from engine.store.checksum import unseal
 from engine.store.mutations import (
     BatchWriter,
-    BornPoint,
     CompileFilter,
     Databases,
     Predicate,
     label_key,
+    WrittenPoint,
     load_point,
 )
 
@@ -87,7 +87,7 @@ class IndexDelta:
     added_vectors: dict[str, list[np.ndarray]] = field(default_factory=dict)
     removed_labels: dict[str, list[int]] = field(default_factory=dict)
     points_written: int = 0
-    born_points: list[BornPoint] = field(default_factory=list)
+    written_points: list[WrittenPoint] = field(default_factory=list)
     killed_labels: list[int] = field(default_factory=list)
     # op_id -> the first missing id an id-listed edit met (engine/store/mutations.py); the applier answers
     # the op's waiter with it.
@@ -415,14 +415,31 @@ class Store:
                     yield point
 
     def candidate_keys(
-        self, lookup: payload_index.Lookup, specs: dict[str, payload_index.IndexSpec], keys_max: int
+        self,
+        lookup: payload_index.Lookup,
+        specs: dict[str, payload_index.IndexSpec],
+        keys_max: int,
+        *,
+        is_exact: bool = False,
     ) -> list[bytes] | None:
         """The keys a planner's lookup selects, sorted, without reading any point; None as
-        in iter_candidate_points. Keys of deleted points may be among them only if the index
-        still held them, which it does not: entries go in the point's own transaction."""
+        in iter_candidate_points (and, with is_exact, rather than a superset)."""
         with self._lock.shared(), self._env.begin() as txn:
-            keys = self._resolve_in(txn, lookup, specs, keys_max)
+            keys = self._resolve_in(txn, lookup, specs, keys_max, is_exact=is_exact)
         return None if keys is None else sorted(keys)
+
+    def iter_index_entries(self, field_name: str) -> Iterator[tuple[bytes, bytes]]:
+        """(encoded value, point key) of every entry of a payload index, in one transaction."""
+        prefix = payload_index.field_key(field_name)
+        with self._lock.shared(), self._env.begin() as txn:
+            cursor = txn.cursor(self._pindex)
+            if not cursor.set_range(prefix):
+                return
+            for entry_key, point in cursor:
+                entry_key = bytes(entry_key)
+                if not entry_key.startswith(prefix):
+                    return
+                yield entry_key[len(prefix) :], bytes(point)
 
     def _resolve_in(
         self,
@@ -430,6 +447,8 @@ class Store:
         lookup: payload_index.Lookup,
         specs: dict[str, payload_index.IndexSpec],
         keys_max: int,
+        *,
+        is_exact: bool = False,
     ) -> set[bytes] | None:
         """payload_index.resolve, or None if an index it reads was dropped or retyped since
         `specs` were read (a commit in between)."""
@@ -440,7 +459,7 @@ class Store:
             schema_type = cbor2.loads(unseal(raw, "schema", field_name.encode()))[0]
             if schema_type != specs[field_name].schema_type:
                 return None
-        return payload_index.resolve(txn, self._pindex, lookup, keys_max)
+        return payload_index.resolve(txn, self._pindex, lookup, keys_max, is_exact=is_exact)
 
     def estimate_candidates(self, lookup: payload_index.Lookup, steps_max: int) -> int | None:
         """payload_index.estimate in a read transaction: entry counts, no point is read."""

@@ -215,12 +215,19 @@ def _collection_families(collections: list[Collection]) -> Iterator[Metric]:
         "Vectors in the collection's HNSW graph of each vector name",
         labels=["collection", "vector"],
     )
+    read_view = GaugeMetricFamily(
+        "keel_collection_read_view_bytes",
+        "Memory the read path keeps instead of reading LMDB: labels, dense vectors, payload "
+        "index entries (engine/readview/; an estimate)",
+        labels=["collection"],
+    )
     histograms = {
         name: HistogramMetricFamily(name, text, labels=["collection"])
         for name, (text, _) in COLLECTION_HISTOGRAMS.items()
     }
     for collection in collections:
         name = collection.name
+        read_view.add_metric([name], collection.read_view.memory_bytes())
         progress = collection.metrics()
         for metric_name, value in _collection_values(progress, collection.stats()).items():
             gauges[metric_name].add_metric([name], value)
@@ -232,6 +239,7 @@ def _collection_families(collections: list[Collection]) -> Iterator[Metric]:
     yield GaugeMetricFamily("keel_collections", "Collections open", value=len(collections))
     yield from gauges.values()
     yield index_vectors
+    yield read_view
     yield from histograms.values()
 
 

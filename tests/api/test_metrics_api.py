@@ -65,6 +65,8 @@ async def test_write_path_metrics_move_with_waited_upserts(api: Api):
     assert value(after, "keel_collection_unapplied_bytes", collection="c") == 0
     assert value(after, "keel_collection_points", collection="c") == 17
     assert value(after, "keel_collection_index_vectors", collection="c", vector="") == 17
+    # The read view holds at least the 17 vectors' floats.
+    assert value(after, "keel_collection_read_view_bytes", collection="c") >= 17 * 4 * 4
     assert value(after, "keel_collection_checkpoint_age_seconds", collection="c") >= 0
     assert value(after, "keel_collection_write_path_failed", collection="c") == 0
     assert value(after, "keel_collections") == 1

@@ -1,0 +1,271 @@
+"""The read view (engine/readview/): what searches read instead of LMDB.
+
+Goal: the view a collection keeps up to date batch by batch is, after any mix of writes,
+exactly the view loaded afresh from LMDB, and a filtered search through it answers what an
+exact scan answers. Method: random writes (upserts, deletes, payload edits, index creation
+and removal) in batches, comparing the incremental view with `ReadView.load` after each;
+unit checks of each structure; searches racing with writes only ever see committed points.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.errors import CorruptionError
+from engine.filters.conditions import compile_filter
+from engine.ops import (
+    CreateFieldIndex,
+    DeleteFieldIndex,
+    DeletePoints,
+    PayloadMode,
+    PayloadSelector,
+    SearchRequest,
+    UpdatePayload,
+)
+from engine.readview import ReadView
+from engine.readview.labels import LabelTable
+from engine.readview.postings import FieldPostings, Postings
+from engine.readview.vectors import VectorCache
+from engine.store import payload_index
+from engine.store.payload_index import AllOf, AnyOf, IndexSpec, KeySet, ValueEqual, ValueRange
+from server.wire.filters import parse_filter
+from tests.unit.engine_helpers import open_catalog, single_vector_config, upsert
+
+
+def test_vector_cache_reuses_rows_and_drops_unknown_labels() -> None:
+    cache = VectorCache(2)
+    cache.put([0, 1, 2], np.array([[0, 0], [1, 1], [2, 2]], dtype=np.float32))
+    cache.remove([1])
+    cache.put([5], np.array([[5, 5]], dtype=np.float32))  # takes row 1 back
+    labels, vectors = cache.vectors(np.array([5, 1, 2, 99, 0]))
+    assert labels.tolist() == [5, 2, 0]
+    assert vectors.tolist() == [[5, 5], [2, 2], [0, 0]]
+    seen = {int(label): row.tolist() for chunk in cache.chunks(2) for label, row in zip(*chunk)}
+    assert seen == {0: [0, 0], 5: [5, 5], 2: [2, 2]}
+    assert cache.live_count == 3
+    many = np.arange(10, 3000)
+    cache.put(many, np.repeat(many[:, None], 2, axis=1).astype(np.float32))  # grows
+    assert cache.vectors(np.array([2999]))[1].tolist() == [[2999, 2999]]
+
+
+def test_vector_cache_raises_for_a_damaged_vector_only_when_it_is_read() -> None:
+    cache = VectorCache(2)
+    cache.put([0], np.zeros((1, 2), dtype=np.float32))
+    cache.damaged[1] = "LMDB value fails its checksum: database=v: key=01"
+    assert cache.vectors(np.array([0]))[0].tolist() == [0]
+    with pytest.raises(CorruptionError, match="checksum"):
+        cache.vectors(np.array([0, 1]))
+    with pytest.raises(CorruptionError, match="checksum"):
+        list(cache.chunks(10))
+    cache.remove([1])  # the point was overwritten: its damaged vector is gone
+    assert len(list(cache.chunks(10))) == 1
+
+
+def test_label_table_maps_both_ways_and_forgets_dead_labels() -> None:
+    table = LabelTable()
+    table.add(3, b"\x00a", 7)
+    table.add(4, b"\x00b", 8)
+    table.add(5, b"\x00a", 9)  # a new version of point a
+    table.kill(3)
+    assert table.key_of(3) is None and table.key_of(5) == b"\x00a" and table.key_of(10**6) is None
+    assert table.label_of(b"\x00a") == 5 and table.version_of(5) == 9
+    assert table.is_live(np.array([3, 4, 5, 10**6])).tolist() == [False, True, True, False]
+    assert table.labels_of([b"\x00b", b"\x00zz", b"\x00a"]).tolist() == [4, 5]
+    assert table.live_count == 2
+
+
+def test_postings_resolve_lookups_to_live_labels() -> None:
+    table = LabelTable()
+    for label in range(6):
+        table.add(label, bytes([0, label]), label)
+    postings = Postings()
+    words = FieldPostings(IndexSpec("w", "keyword", None))
+    numbers = FieldPostings(IndexSpec("n", "integer", None))
+    postings.fields = {"w": words, "n": numbers}
+    word = payload_index.encode_keyword
+    number = payload_index.encode_float
+    for label in range(6):
+        words.add(word("even" if label % 2 == 0 else "odd"), label, label)
+        numbers.add(number(float(label)), label, label)
+    table.kill(2)
+    table.set_version(0, 10)  # a payload edit: label 0's entries above are no longer current
+    words.add(word("even"), 0, 10)
+    numbers.add(number(0.0), 0, 10)
+    resolve = postings.resolve
+    assert resolve(ValueEqual("w", word("even")), table).tolist() == [0, 4]
+    assert resolve(ValueEqual("w", word("none")), table).tolist() == []
+    assert resolve(ValueRange("n", number(1.0), number(3.0)), table).tolist() == [1, 3]
+    both = AllOf((ValueEqual("w", word("odd")), ValueRange("n", number(2.0), number(9.0))))
+    assert resolve(both, table).tolist() == [3, 5]
+    either = AnyOf((ValueEqual("w", word("odd")), ValueEqual("n", number(0.0))))
+    assert resolve(either, table).tolist() == [0, 1, 3, 5]
+    assert resolve(KeySet(frozenset({bytes([0, 4]), bytes([0, 2])})), table).tolist() == [4]
+    # A field the view does not mirror: LMDB must answer, never a superset.
+    assert resolve(AllOf((ValueEqual("w", word("odd")), ValueEqual("t", b"x"))), table) is None
+    assert postings.estimate(ValueEqual("w", word("even"))) == 4  # old entries count
+    compacted = words.compacted(table)
+    assert compacted.entry_count == 5 and compacted.entries_at_build == 5
+    assert compacted.labels_equal(word("even"), table).tolist() == [0, 4]
+
+
+def _snapshot(view: ReadView) -> dict:
+    """Everything a view holds, in a comparable form."""
+    table = view.labels
+    live = np.nonzero(table.live_mask)[0].tolist()
+    vectors = {}
+    for name, cache in view.vectors.items():
+        rows = {}
+        for labels, matrix in cache.chunks(1 << 20):
+            rows.update({int(label): row.tolist() for label, row in zip(labels, matrix)})
+        vectors[name] = rows
+    postings = {
+        name: {value: field.labels_equal(value, table).tolist() for value in field.by_value}
+        for name, field in view.postings.fields.items()
+    }
+    postings = {
+        name: {value: labels for value, labels in field.items() if labels}
+        for name, field in postings.items()
+    }
+    return {
+        "labels": {label: (table.key_of(label), table.version_of(label)) for label in live},
+        "vectors": vectors,
+        "postings": postings,
+    }
+
+
+async def test_the_view_kept_by_the_applier_is_the_view_loaded_from_lmdb(tmp_path: Path) -> None:
+    catalog = await open_catalog(tmp_path)
+    await catalog.create("c", single_vector_config())
+    collection = catalog.get("c")
+    rng = np.random.default_rng(11)
+    ops_of_kind = {
+        "upsert": lambda: upsert(
+            rng.integers(0, 200, 20).tolist(),
+            rng.standard_normal((20, 4)),
+            [{"k": f"v{rng.integers(4)}", "n": int(rng.integers(10))} for _ in range(20)],
+        ),
+        "delete": lambda: DeletePoints(rng.integers(0, 200, 10).tolist()),
+        "delete_by_filter": lambda: DeletePoints(
+            [], parse_filter({"must": [{"key": "n", "match": {"value": int(rng.integers(10))}}]})
+        ),
+        "set_payload": lambda: UpdatePayload(
+            None,
+            PayloadMode.SET,
+            {"k": f"v{rng.integers(4)}"},
+            filter=parse_filter({"must": [{"key": "n", "range": {"lt": int(rng.integers(10))}}]}),
+        ),
+        "create_index": lambda: CreateFieldIndex(*[("k", "keyword"), ("n", "integer")][rng.integers(2)]),
+        "drop_index": lambda: DeleteFieldIndex(["k", "n"][rng.integers(2)]),
+    }
+    kinds = list(ops_of_kind)
+    for _round in range(40):
+        ops = [ops_of_kind[kinds[rng.integers(len(kinds))]]() for _ in range(rng.integers(1, 5))]
+        results = await collection.update_many(ops, wait=True, timeout_s=None)
+        assert results
+        with collection._visibility_lock.shared():
+            kept = _snapshot(collection.read_view)
+            loaded = _snapshot(ReadView.load(collection._store, collection.config))
+        assert kept == loaded
+    assert kept["labels"] and kept["postings"], "the rounds exercised nothing"
+    await catalog.close()
+
+
+async def test_filtered_searches_through_the_view_answer_as_an_exact_scan(tmp_path: Path) -> None:
+    catalog = await open_catalog(tmp_path)
+    await catalog.create("c", single_vector_config())
+    collection = catalog.get("c")
+    rng = np.random.default_rng(3)
+    count = 3000
+    payloads = [{"k": f"v{i % 50}", "half": f"h{i % 2}", "n": i % 100} for i in range(count)]
+    await collection.update(
+        upsert(list(range(count)), rng.standard_normal((count, 4)), payloads),
+        wait=True,
+        timeout_s=None,
+    )
+    for op in [CreateFieldIndex("k", "keyword"), CreateFieldIndex("half", "keyword")]:
+        await collection.update(op, wait=True, timeout_s=None)
+    await collection.wait_indexed()
+    filters_ = [
+        {"must": [{"key": "k", "match": {"value": "v7"}}]},  # indexed, exact, 2 %
+        {"must": [{"key": "k", "match": {"any": ["v1", "v2"]}}, {"key": "half", "match": {"value": "h1"}}]},
+        {"must": [{"key": "half", "match": {"value": "h0"}}]},  # indexed, 50 %: the graph
+        {"must": [{"key": "n", "range": {"gte": 10, "lt": 60}}]},  # unindexed, 50 %
+        {"must": [{"key": "n", "match": {"value": 3}}]},  # unindexed, 1 %
+        {"must": [{"key": "k", "match": {"value": "v7"}}], "must_not": [{"has_id": [7, 57]}]},
+    ]
+    found_count = wanted_count = 0
+    for data in filters_:
+        filter_ = parse_filter(data)
+        for _ in range(8):
+            query = rng.standard_normal(4).astype(np.float32)
+            searched = await collection.search(
+                SearchRequest("", query, limit=10, filter=filter_, with_payload=PayloadSelector(False))
+            )
+            exact = await collection.search(
+                SearchRequest("", query, limit=10, filter=filter_, is_exact=True)
+            )
+            exact_ids = [hit.id for hit in exact]
+            assert len(searched) == len(exact)
+            found_count += len({hit.id for hit in searched} & set(exact_ids))
+            wanted_count += len(exact_ids)
+            check = compile_filter(filter_)
+            matching = {i for i in range(count) if check(i, payloads[i], [""])}
+            assert {hit.id for hit in searched} <= matching, data
+            for hit in searched:
+                assert hit.version is not None and hit.payload is None
+    assert found_count >= 0.95 * wanted_count, (found_count, wanted_count)
+    await catalog.close()
+
+
+async def test_searches_racing_with_writes_see_only_committed_points(tmp_path: Path) -> None:
+    """A writer replaces and deletes points while searches run in threads: every hit is a
+    point that exists with a payload matching the filter at some committed state."""
+    catalog = await open_catalog(tmp_path)
+    await catalog.create("c", single_vector_config())
+    collection = catalog.get("c")
+    rng = np.random.default_rng(9)
+    await collection.update(CreateFieldIndex("k", "keyword"), wait=True, timeout_s=None)
+    await collection.update(
+        upsert(list(range(400)), rng.standard_normal((400, 4)), [{"k": "a"}] * 400),
+        wait=True,
+        timeout_s=None,
+    )
+    stop = threading.Event()
+    failures: list[str] = []
+    filter_ = parse_filter({"must": [{"key": "k", "match": {"value": "a"}}]})
+
+    def search_until_stopped() -> None:
+        local = np.random.default_rng(1)
+        while not stop.is_set():
+            query = local.standard_normal(4).astype(np.float32)
+            for request in [
+                SearchRequest("", query, limit=20, filter=filter_),
+                SearchRequest("", query, limit=20),
+            ]:
+                for hit in collection._reader.search(request):
+                    if hit.id >= 400 or (request.filter and hit.payload != {"k": "a"}):
+                        failures.append(f"{hit.id} {hit.payload}")
+
+    threads = [threading.Thread(target=search_until_stopped) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        for round_ in range(30):
+            ids = rng.integers(0, 400, 50).tolist()
+            payload = {"k": "b"} if round_ % 2 else {"k": "a"}
+            await collection.update(
+                upsert(ids, rng.standard_normal((50, 4)), [payload] * 50), wait=True, timeout_s=None
+            )
+            await collection.update(DeletePoints(ids[:5]), wait=True, timeout_s=None)
+            await asyncio.sleep(0)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    await catalog.close()
