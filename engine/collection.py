@@ -75,7 +75,7 @@ from engine.stats import HistogramSnapshot
 from engine.store.payload_index import IndexSpec
 from engine.store.store import Store
 from engine.strict_mode import checks as strict_checks
-from engine.strict_mode import rate_limits
+from engine.strict_mode import memory, rate_limits
 from engine.strict_mode.fields import IndexSchemas
 from engine.vectors.hnsw import VectorIndex, advance_checkpoints, has_graph, remove_checkpoint
 from engine.vectors.search_coalescer import SearchCoalescer
@@ -598,6 +598,10 @@ class Collection:
             if isinstance(op, CreateFieldIndex):
                 strict_checks.check_payload_index_count(len(indexes), strict)
             strict_checks.check_write(op, strict, indexes, sizes)
+        is_adding = any(strict_checks.consumes_memory(op) for op in ops)
+        if strict.max_resident_memory_percent is not None and is_adding:
+            used_percent = memory.resident_memory_percent()
+            strict_checks.check_resident_memory(used_percent, strict)
         strict_checks.check_timeout(timeout_s, strict)
         if self.rate_limits.write is not None:
             self.rate_limits.consume_writes(await self._read(self._write_costs, ops))

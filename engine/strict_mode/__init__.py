@@ -1,11 +1,11 @@
 """Strict mode: a collection's limits on the requests it serves, checked before they run.
 
-Owns, in three modules: `checks.py`, the checks of each kind of request against the
+Owns, in four modules: `checks.py`, the checks of each kind of request against the
 collection's StrictModeConfig (pure functions over typed requests: limits, timeout, filters on
 unindexed fields, filter size, search params, full scans, batch sizes, collection size, sparse
 vector lengths, payload index count); `fields.py`, what a filter or formula asks of the
 payload indexes and how big it is; `rate_limits.py`, the token buckets of the read and write
-rate limits and what each request costs.
+rate limits and what each request costs; `memory.py`, the process's resident memory share.
 Not here: the config type and its merge (engine/ops.py StrictModeConfig), parsing it
 (server/wire/collection_config.py), the facts a check needs about the collection and where
 the checks run (engine/collection.py `Collection.check_read` / `check_writes`, called by the

@@ -33,6 +33,7 @@ from engine.filters.payload_path import PayloadPath
 from engine.ops import (
     UNNAMED_VECTOR,
     CollectionConfig,
+    CreateFieldIndex,
     DeletePoints,
     DeleteVectors,
     Operation,
@@ -417,6 +418,28 @@ def check_write(
         _check_sizes(config, sizes, payload_only=True)
     if isinstance(op, DeletePoints | UpdatePayload | DeleteVectors):
         check_filter(op.filter, config.unindexed_filtering_update, config, indexes)
+
+
+def consumes_memory(op: Operation) -> bool:
+    """Whether the op adds data (Qdrant's `consumes_memory`): upserts, vector updates, set and
+    overwrite payload, index creation; deletes free memory and are never held back."""
+    if isinstance(op, UpdatePayload):
+        return op.mode in SETTING_MODES
+    return isinstance(op, UpsertPoints | UpdateVectors | CreateFieldIndex)
+
+
+def check_resident_memory(used_percent: int | None, config: StrictModeConfig) -> None:
+    """The deprecated `max_resident_memory_percent`: a write that adds data is refused while
+    the process's resident memory is at or above that share (None: unreadable, allowed)."""
+    limit = config.max_resident_memory_percent
+    if limit is None or used_percent is None or used_percent < limit:
+        return
+    raise refusal(
+        f"Resident memory usage is at {used_percent}% of total memory, exceeding the "
+        f"configured limit of {limit}%",
+        "Reduce memory usage (e.g. delete points or drop collections), or raise "
+        "`max_resident_memory_percent` in the strict mode config of this collection.",
+    )
 
 
 def check_payload_index_count(index_count: int, config: StrictModeConfig | None) -> None:

@@ -17,6 +17,7 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 
 from engine.catalog import Catalog
 from engine.limits import EngineSettings
+from engine.strict_mode import memory
 from tests.api.conftest import Api
 from tests.keel_process import KeelProcess
 
@@ -504,6 +505,24 @@ async def test_max_payload_index_count(api: Api):
     )
     await set_strict_mode(api, {"enabled": False})
     await create_index(api, "price", "float")
+
+
+async def test_resident_memory_limit(api: Api, monkeypatch: pytest.MonkeyPatch):
+    """The process's memory is what it is: the reading is replaced to be at the limit."""
+    await make_collection(api)
+    await set_strict_mode(api, {"enabled": True, "max_resident_memory_percent": 90})
+    monkeypatch.setattr(memory, "resident_memory_percent", lambda: 90)
+    response = await api.upsert({"points": [{"id": 50, "vector": [1, 2, 3, 4]}]})
+    assert response.status == 400
+    assert response.error.startswith(
+        "Bad request: Resident memory usage is at 90% of total memory, exceeding the "
+        "configured limit of 90%. Help: "
+    )
+    assert await api.points_count() == 10
+    delete = await api.call("POST", POINTS + "/delete", json={"points": [1]})
+    assert delete.status == 200  # deletes free memory: never held back
+    monkeypatch.setattr(memory, "resident_memory_percent", lambda: 89)
+    assert (await api.upsert({"points": [{"id": 50, "vector": [1, 2, 3, 4]}]})).status == 200
 
 
 # ---- rate limits ----------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from engine.ops import (
 )
 from engine.query import formula as formulas
 from engine.query import plan
-from engine.strict_mode import checks, fields, rate_limits
+from engine.strict_mode import checks, fields, memory, rate_limits
 from server.wire.collection_config import collection_info_json, parse_create_collection
 from server.wire.collection_update import parse_update_collection
 from server.wire.filters import parse_filter
@@ -466,3 +466,28 @@ def test_conditions_module_is_the_one_strict_mode_walks():
         filters.Filter,
     }
     assert set(filters.Condition.__args__) == handled
+
+
+def test_resident_memory_limit_holds_back_writes_that_add_data():
+    config = StrictModeConfig(enabled=True, max_resident_memory_percent=80)
+    checks.check_resident_memory(79, config)
+    checks.check_resident_memory(None, config)  # unreadable: allowed
+    with pytest.raises(StrictModeError) as raised:
+        checks.check_resident_memory(80, config)
+    assert str(raised.value) == (
+        "Resident memory usage is at 80% of total memory, exceeding the configured limit of "
+        "80%. Help: Reduce memory usage (e.g. delete points or drop collections), or raise "
+        "`max_resident_memory_percent` in the strict mode config of this collection."
+    )
+    assert checks.consumes_memory(_upsert(1))
+    assert checks.consumes_memory(UpdatePayload([1], PayloadMode.OVERWRITE, payload={}))
+    assert not checks.consumes_memory(UpdatePayload([1], PayloadMode.DELETE_KEYS, keys=["a"]))
+    assert not checks.consumes_memory(DeletePoints([1]))
+
+
+def test_resident_memory_is_read_from_proc():
+    percent = memory.resident_memory_percent()
+    assert percent is not None
+    assert 0 <= percent <= 100
+    assert memory.percent_of(3, 4) == 75
+    assert memory.percent_of(5, 4) == 100
