@@ -138,7 +138,7 @@ def query_read_costs(request: plan.QueryRequest) -> tuple[int, int]:
             examples = plan.examples_of(query)
             id_count = sum(1 for example in examples if plan.is_point_id(example))
             ids_count += id_count
-            cost += sum(_similarity_cost(example) for example in examples)
+            cost += _query_vectors_cost(query, examples)
             cost += filter_cost(leaf.filter) + (1 if id_count else 0)
         else:
             cost += BASE_COST + filter_cost(leaf.filter)
@@ -148,6 +148,20 @@ def query_read_costs(request: plan.QueryRequest) -> tuple[int, int]:
 def search_cost(example: Any, filter_: filters.Filter | None) -> int:
     """A core search's cost: its vector's similarity cost plus its filter's conditions."""
     return _similarity_cost(example) + filter_cost(filter_)
+
+
+def _query_vectors_cost(query: Any, examples: list[Any]) -> int:
+    """`QueryEnum::search_cost`: each vector the search compares with, except recommend's
+    `average_vector`, which searches with the one averaged vector (a sparse average has the
+    union of the examples' dimensions)."""
+    is_average = isinstance(query, plan.Recommend) and query.strategy == "average_vector"
+    if not is_average:
+        return sum(_similarity_cost(example) for example in examples)
+    sparse = [example for example in examples if getattr(example, "indices", None) is not None]
+    if not sparse:
+        return 1
+    dims = set().union(*(set(example.indices.tolist()) for example in sparse))
+    return -(-len(dims) // SPARSE_DIMS_COST_UNIT)
 
 
 def _leaves(node: plan.QueryNode) -> Iterator[plan.QueryNode]:

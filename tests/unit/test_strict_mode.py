@@ -414,7 +414,7 @@ def test_query_costs():
         _node(
             query=plan.Fusion("rrf"),
             prefetch=(
-                _node(query=plan.Recommend((1, 2), (np.zeros(4, np.float32),))),
+                _node(query=plan.Recommend((1, 2), (np.zeros(4, np.float32),), "best_score")),
                 _node(query=plan.Nearest(sparse), filter=parse_filter({"must": [{"has_id": [1]}]})),
                 _node(query=None),
             ),
@@ -422,6 +422,9 @@ def test_query_costs():
     )
     # ids 1 and 2; recommend: 3 vectors + the has_id exclusion; sparse: 2 + 1 condition; scroll: 1
     assert rate_limits.query_read_costs(request) == (2, 4 + 3 + 1)
+    # average_vector searches with one averaged vector.
+    average = plan.QueryRequest(_node(query=plan.Recommend((1, 2, 3), ())))
+    assert rate_limits.query_read_costs(average) == (3, 1 + 1)
 
 
 def test_filtered_write_estimate():
