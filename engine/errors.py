@@ -47,7 +47,7 @@ class RateLimited(KeelError):
     """A strict-mode rate limit has too few tokens for the request; nothing ran. Qdrant: 429
     `Rate limiting exceeded: ...` with Retry-After, none when the request can never fit."""
 
-    def __init__(self, message: str, retry_after_s: float | None) -> None:
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
