@@ -95,6 +95,9 @@ class QueryReader(Reader):
         """Exact scan: `score(matrix)` of every point with vector `name` (or only `ids`)
         matching `filter_`, best `limit` first. For a sparse `name`, `score` gets a list of
         SparseVectors instead of a matrix."""
+        is_sparse = name in self.config.sparse_vectors
+        if ids is not None and filter_ is None and not is_sparse:
+            return self._score_listed(name, score, is_higher_better, ids, limit)
         predicate = None if filter_ is None else self._compile(filter_)
         with self._visibility_lock.shared():
             if ids is None:
@@ -113,7 +116,6 @@ class QueryReader(Reader):
             ]
             scored: list[StoredPoint] = []
             all_scores = []
-            is_sparse = name in self.config.sparse_vectors
             fetch = self._store.get_sparse if is_sparse else self._store.get_vectors
             for start in range(0, len(kept), EXACT_CHUNK_COUNT):
                 chunk = kept[start : start + EXACT_CHUNK_COUNT]
@@ -131,6 +133,33 @@ class QueryReader(Reader):
         keys = -scores if is_higher_better else scores
         order = np.argsort(keys, kind="stable")[:limit]
         return [(point_id_from_key(kept[i].key), float(scores[i])) for i in order]
+
+    def _score_listed(
+        self,
+        name: str,
+        score: Callable[[Any], np.ndarray],
+        is_higher_better: bool,
+        ids: list[PointId],
+        limit: int,
+    ) -> list[tuple[PointId, float]]:
+        """score_points of listed points (a prefetch's candidates: the rerank) with dense
+        vectors and no filter, from the read view: no LMDB read. Equal scores keep the
+        order of `ids`, as the LMDB path does."""
+        keys = list(dict.fromkeys(map(point_key, ids)))
+        table = self._view.labels
+        with self._visibility_lock.shared():
+            found = [(key, table.label_of(key)) for key in keys]
+            listed = [(key, label) for key, label in found if label is not None]
+            labels, matrix = self._view.vectors[name].vectors(
+                np.fromiter((label for _, label in listed), dtype=np.int64, count=len(listed))
+            )
+            if len(labels) == 0:
+                return []
+            scores = np.asarray(score(matrix), dtype=np.float32)
+        key_of_label = {label: key for key, label in listed}
+        keys_scored = [key_of_label[label] for label in labels.tolist()]
+        order = np.argsort(-scores if is_higher_better else scores, kind="stable")[:limit]
+        return [(point_id_from_key(keys_scored[i]), float(scores[i])) for i in order]
 
     def payload_points(
         self, filter_: Filter | None, ids: list[PointId] | None
@@ -157,7 +186,18 @@ class QueryReader(Reader):
         with_payload: PayloadSelector,
         with_vector: VectorSelector,
     ) -> list[ScoredPoint]:
-        """ScoredPoints for (id, score) pairs, in order; points deleted meanwhile are left out."""
+        """ScoredPoints for (id, score) pairs, in order; points deleted meanwhile are left out.
+        Without payloads or vectors wanted, versions come from the read view (no LMDB read)."""
+        if not with_payload.is_enabled and not with_vector.is_enabled:
+            table = self._view.labels
+            with self._visibility_lock.shared():
+                if table.damaged_count == 0:
+                    labels = [table.label_of(point_key(point_id)) for point_id, _ in hits]
+                    return [
+                        ScoredPoint(point_id, table.version_of(label), score, None, None)
+                        for (point_id, score), label in zip(hits, labels)
+                        if label is not None
+                    ]
         stored = self._store.get_points([point_key(point_id) for point_id, _ in hits])
         return [
             ScoredPoint(
