@@ -38,12 +38,20 @@ async def set_strict_mode(api: Api, config: dict[str, Any], name: str = "c") -> 
 
 
 async def make_collection(api: Api, **body: Any) -> None:
-    """`c`: 10 points of 4 dims with a city, a count, a price and a nested `items` array."""
-    await api.create_collection("c", **(body or {"vectors": {"size": 4, "distance": "Dot"}}))
+    """`c`: 10 points of 4 dims (each named vector of `body`, else one unnamed) with a city,
+    a count, a price and a nested `items` array."""
+    body = body or {"vectors": {"size": 4, "distance": "Dot"}}
+    await api.create_collection("c", **body)
+    names = [] if "size" in body["vectors"] else list(body["vectors"])
+
+    def vector(i: int) -> Any:
+        values = [0.1 * (i + 1), 0.2, 0.3, 0.4]
+        return {name: values for name in names} if names else values
+
     points = [
         {
             "id": i,
-            "vector": [0.1 * (i + 1), 0.2, 0.3, 0.4],
+            "vector": vector(i),
             "payload": {
                 "city": CITIES[i % 5],
                 "count": i,
@@ -666,3 +674,29 @@ def test_qdrant_client_sets_updates_and_keeps_strict_mode(tmp_path: Path):
         client.close()
     finally:
         assert server.terminate() == 0
+
+
+async def test_full_scan_with_a_tenant_filter_needs_payload_m(api: Api):
+    await make_collection(api, vectors={"dense": {"size": 4, "distance": "Dot"}})
+    patch = {"vectors": {"dense": {"hnsw_config": {"m": 0, "payload_m": 0}}}}
+    assert (await api.call("PATCH", COLLECTION, json=patch)).result is True
+    body = {
+        "query": [1, 0, 0, 0],
+        "using": "dense",
+        "filter": {"must": [{"key": "city", "match": {"value": "Berlin"}}]},
+    }
+    assert (await query(api, body)).status == 200
+    await set_strict_mode(api, {"enabled": True, "search_allow_exact": False})
+    assert "global vector indexing is disabled" in (await query(api, body)).error
+    await create_index(api, "city", "keyword")
+    assert "global vector indexing is disabled" in (await query(api, body)).error
+    await create_index(api, "city", {"type": "keyword", "is_tenant": True})
+    refused(
+        await query(api, body),
+        "Bad request: Request is forbidden on 'dense' because vector indexing is disabled "
+        "(hnsw_config.m = 0 and hnsw_config.payload_m = 0). Help: Enable vector indexing, use a "
+        "prefetch query with indexed vectors or enable strict mode `search_allow_exact` option",
+    )
+    patch = {"vectors": {"dense": {"hnsw_config": {"m": 0, "payload_m": 1}}}}
+    assert (await api.call("PATCH", COLLECTION, json=patch)).result is True
+    assert (await query(api, body)).status == 200
