@@ -66,14 +66,18 @@ export class ApiError extends Error {
 }
 
 /**
- * What the key may do: "read-write", "read-only", or {error} for a refused key.
- * A read-only key is told apart by a write Keel refuses before reading its body: with a
- * read-only key auth answers 403, with a read-write key (or none needed) the deliberately
- * invalid body answers 4xx from the handler, so nothing is ever written.
+ * What the key may do: {access: "read-write" | "read-only" | "recovering"}, or {error} for a
+ * refused key. The read is GET /durability, which answers during recovery too (every other
+ * call waits for it); while Keel recovers the write check would wait as well, so it is left
+ * for later ("recovering"). A read-only key is told apart by a write Keel refuses before
+ * reading its body: with a read-only key auth answers 403, with a read-write key (or none
+ * needed) the deliberately invalid body answers 4xx from the handler, so nothing is written.
  */
 export async function probeAccess() {
-  const read = await call("GET", "collections");
+  const read = await call("GET", "durability");
   if (read.status === 401 || read.status === 403) return { error: read.error, status: read.status };
+  if (!read.ok) return { error: read.error, status: read.status };
+  if (!read.result.ready) return { access: "recovering" };
   const write = await call("POST", "collections/aliases", { actions: "probe" });
   if (write.status === 403) return { access: "read-only" };
   if (write.status === 401) return { error: write.error, status: 401 };

@@ -14,6 +14,7 @@ const VIEWS = { collections, points, console: console_, durability, vectors, sna
 const view = document.getElementById("view");
 const banner = document.getElementById("banner");
 const accessLabel = document.getElementById("access");
+const RECOVERY_CHECK_MS = 2000;
 let stopCurrent = () => {};
 let renderCount = 0;
 
@@ -33,10 +34,16 @@ async function checkKey() {
     return false;
   }
   state.access = answer.access;
-  document.body.classList.toggle("read-only", answer.access === "read-only");
+  // While Keel recovers, what the key may write is not known yet: writes stay hidden.
+  document.body.classList.toggle("read-only", answer.access !== "read-write");
   accessLabel.textContent = answer.access;
   showBanner("");
+  if (answer.access === "recovering") setTimeout(checkAgainAfterRecovery, RECOVERY_CHECK_MS);
   return true;
+}
+
+async function checkAgainAfterRecovery() {
+  if (await checkKey() && state.access !== "recovering") route();
 }
 
 /**

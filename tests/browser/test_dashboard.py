@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import logging
 import os
 import urllib.request
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 
 from engine import files
 from engine.catalog import Catalog
+from engine.collection import Collection
 from engine.limits import EngineSettings
 from server.app import create_app
 from server.version import KEEL_VERSION
@@ -432,4 +434,71 @@ async def test_a_closed_write_path_is_shown_in_red_with_its_error(
             f"write path closed: {shown['write_path_error']}"
         )
     finally:
+        await catalog.close()
+
+
+async def test_recovery_progress_shows_until_the_catalog_is_open(
+    browser: Any,
+    aiohttp_server: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Goal: while Keel recovers, the durability view shows how far (the page loads and
+    polls although every other call waits for recovery). Method: an in-process server whose
+    catalog opens its second collection only when the test says so."""
+    # The progress comes from the engine's INFO events, which `keel serve` logs by default.
+    caplog.set_level(logging.INFO, logger="engine")
+    storage = tmp_path / "storage"
+    catalog = Catalog(storage, EngineSettings())
+    await catalog.open()
+    app = create_app(catalog, keel_version=KEEL_VERSION, api_key=API_KEY)
+    server = await aiohttp_server(app)
+    url = str(server.make_url("")).rstrip("/")
+    for name in ("first", "second"):
+        body = {"vectors": {"size": 4, "distance": "Dot"}}
+        assert (await asyncio.to_thread(api_call, url, "PUT", f"/collections/{name}", body))[
+            0
+        ] == 200
+    await server.close()
+    await catalog.close()
+
+    release = asyncio.Event()
+    open_collection = Collection.open.__func__
+    opened_names: list[str] = []
+
+    async def held_open(cls: type, directory: Path, name: str, settings: Any) -> Collection:
+        if opened_names:
+            await release.wait()  # the second collection: recovery stays in progress
+        opened_names.append(name)
+        return await open_collection(cls, directory, name, settings)
+
+    monkeypatch.setattr(Collection, "open", classmethod(held_open))
+    catalog = Catalog(storage, EngineSettings())
+    server = await aiohttp_server(create_app(catalog, keel_version=KEEL_VERSION, api_key=API_KEY))
+    url = str(server.make_url("")).rstrip("/")
+    recovery = asyncio.create_task(catalog.open())
+    try:
+
+        def recovering_text() -> str:
+            open_view(browser, SimpleNamespace(url=url), "durability")
+            wait_until(lambda: elements(browser, "#recovery"), VIEW_TIMEOUT_S)
+            return text_of(browser, "#recovery")
+
+        assert "collections opened: 1 / 2" in await asyncio.to_thread(recovering_text)
+        assert text_of(browser, "#access") == "recovering"
+        release.set()
+        await recovery
+
+        def cards_after_recovery() -> list[str]:
+            wait_until(lambda: not elements(browser, "#recovery"), VIEW_TIMEOUT_S)
+            card = "#durability-body [data-collection]"
+            wait_until(lambda: len(elements(browser, card)) == 2, VIEW_TIMEOUT_S)
+            wait_until(lambda: text_of(browser, "#access") == "read-write", VIEW_TIMEOUT_S)
+            return attribute_values(browser, card, "data-collection")
+
+        assert await asyncio.to_thread(cards_after_recovery) == ["first", "second"]
+    finally:
+        release.set()
+        await recovery
         await catalog.close()
