@@ -8,6 +8,11 @@ operation_rate_cost.rs, search.rs `search_rate_cost`, query/scroll.rs `scroll_ra
 the planned query's searches and scrolls in `LocalShard::query_batch`), and what a filtered
 write costs: its expected number of points (lib/segment/src/index/query_estimator.rs).
 Not here: taking the tokens for a request (engine/collection.py), the 429 (server/app.py).
+
+Difference: Qdrant also builds the buckets when it loads a collection whose strict mode has
+rate limits but is disabled (`LocalShard::new` does not look at `enabled`), so after a restart
+such a collection is rate limited until its next strict mode PATCH; Keel builds them only
+while strict mode is enabled, as Qdrant does after every PATCH.
 """
 
 from __future__ import annotations
