@@ -502,3 +502,24 @@ async def test_recovery_progress_shows_until_the_catalog_is_open(
         release.set()
         await recovery
         await catalog.close()
+
+
+def test_the_durability_view_lists_followers_with_their_lag(
+    browser: Any, keel_server: KeelProcess
+) -> None:
+    follower = "/keel/collections/cities/followers/dashboard-mirror"
+    status, registered = api_call(keel_server.url, "PUT", follower, {"next_op_id": 0})
+    assert status == 200, registered
+    try:
+        _, durability = api_call(keel_server.url, "GET", "/durability")
+        (cities,) = [c for c in durability["result"]["collections"] if c["name"] == "cities"]
+        (shown,) = cities["followers"]
+        assert shown["name"] == "dashboard-mirror"
+        assert shown["lag_ops"] == cities["durable_op_id"] + 1  # it has copied nothing yet
+        assert 0 < shown["retained_bytes"] <= cities["wal"]["bytes"]
+        open_view(browser, keel_server, "durability")
+        row = "#durability-body [data-collection='cities'] .followers tbody tr"
+        wait_until(lambda: elements(browser, row), VIEW_TIMEOUT_S)
+        assert text_of(browser, row).split()[:2] == ["dashboard-mirror", str(shown["lag_ops"])]
+    finally:
+        api_call(keel_server.url, "DELETE", follower)
