@@ -67,7 +67,7 @@ EXACT_CHUNK_COUNT = 16_384  # vectors scored per numpy call in an exact search
 OVERFETCH_FACTOR = 2.0
 POST_FILTER_SHARE_MAX = 0.25
 POST_FILTER_FETCH_MIN = 64  # the first search's hits when no index estimates the filter
-POST_FILTER_CHUNK = 32  # hits whose payloads are read in one transaction
+POST_FILTER_CHUNK_MIN = 8  # fewest hits whose payloads are read in one transaction
 ESTIMATE_STEPS_MAX = 10_000  # distinct index values counted for one estimate
 
 
@@ -408,8 +408,15 @@ class Reader:
             except RuntimeError:
                 return None
             kept: list[int] = []
-            for start in range(0, len(labels), POST_FILTER_CHUNK):
-                chunk = [label for label in labels[start : start + POST_FILTER_CHUNK]]
+            start = 0
+            while start < len(labels):
+                # Read about as many payloads as should give the missing matches: each
+                # read is a point decoded, the cost this path exists to keep small.
+                missing_count = wanted_count - len(kept)
+                share = (len(kept) + 1) / (start + 2) if start else 0.5
+                chunk_size = max(POST_FILTER_CHUNK_MIN, math.ceil(missing_count / share))
+                chunk = labels[start : start + chunk_size]
+                start += len(chunk)
                 unknown = [
                     (label, key)
                     for label in chunk
