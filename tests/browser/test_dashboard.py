@@ -155,6 +155,11 @@ def test_the_collections_view_shows_the_apis_numbers(
 def test_the_console_runs_a_query(browser: Any, keel_server: KeelProcess) -> None:
     open_view(browser, keel_server, "console")
     editor = elements(browser, "#console-input")[0]
+    count_example = [
+        item for item in elements(browser, "#console-examples li") if item.text == "Count"
+    ]
+    count_example[0].click()
+    assert editor.get_attribute("value").startswith("POST collections/my_collection/points/count")
     editor.clear()
     editor.send_keys(
         'POST collections/cities/points/query\n{"query": [0.2, 0.1, 0.9, 0.7], "limit": 3}'
@@ -237,6 +242,11 @@ def test_find_similar_runs_a_query_by_id(browser: Any, keel_server: KeelProcess)
     )
     shown = row_ids(browser, "#similar tr[data-point-id]")
     assert shown == [hit["id"] for hit in expected["result"]["points"]]
+
+    elements(browser, f"#points-rows tr[data-point-id='{first_id}'] .open-point")[0].click()
+    wait_until(lambda: text_of(browser, "#point-opened pre"), VIEW_TIMEOUT_S)
+    _, point = api_call(keel_server.url, "GET", f"/collections/cities/points/{first_id}")
+    assert json.loads(text_of(browser, "#point-opened pre")) == point["result"]
 
 
 def test_a_write_elsewhere_moves_the_durability_views_op_ids(
