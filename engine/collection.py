@@ -26,6 +26,7 @@ follower of the old history is refused instead of resumed (server/api/followers.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
@@ -93,6 +94,7 @@ READ_THREADS = 2
 # Strict mode's payload size is a scan of the payloads (engine/strict_mode/checks.py); after a
 # write it is computed again at most this often (Qdrant checks a cached estimate too).
 PAYLOAD_BYTES_REFRESH_S = 1.0
+PAYLOAD_SCAN_CHUNK = 10_000  # points read per LMDB transaction by that scan
 FLOAT32_BYTES = 4
 StrictCheck = Callable[[CollectionConfig, IndexSchemas], None]
 SEARCH_BATCH_MAX = 64  # coalesced searches per read-pool job
@@ -196,7 +198,8 @@ class Collection:
             self._reader.search_many, read_executor, READ_THREADS, SEARCH_BATCH_MAX
         )
         self.rate_limits = rate_limits.RateLimits(config.strict_mode)
-        self._payload_bytes_cache: tuple[int, float, int] | None = None  # op id, when, bytes
+        # The payload scan's result: applied op id, fresh until (monotonic s), bytes.
+        self._payload_bytes_cache: tuple[int, float, int] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -628,20 +631,30 @@ class Collection:
         )
 
     def _payload_bytes(self) -> int:
-        """The JSON size of every stored payload, scanned again only when writes were applied
-        since the last scan and it is older than PAYLOAD_BYTES_REFRESH_S (read pool)."""
+        """The JSON size of every stored payload (read pool). Scanned again only when writes
+        were applied since the last scan and it is older than PAYLOAD_BYTES_REFRESH_S, or ten
+        times the last scan's duration: a big collection is not rescanned back to back."""
         applied_op_id, now_s = self._applier.applied_op_id, time.monotonic()
         cached = self._payload_bytes_cache
-        if cached is not None and (
-            cached[0] == applied_op_id or now_s - cached[1] < PAYLOAD_BYTES_REFRESH_S
-        ):
-            return cached[2]
-        total_bytes = sum(
-            len(json.dumps(point.payload, separators=(",", ":"), ensure_ascii=False).encode())
-            for point in self._store.iter_points(None)
-            if point.payload
-        )
-        self._payload_bytes_cache = (applied_op_id, now_s, total_bytes)
+        if cached is not None:
+            cached_op_id, fresh_until_s, cached_bytes = cached
+            if cached_op_id == applied_op_id or now_s < fresh_until_s:
+                return cached_bytes
+        total_bytes = 0
+        start_key: bytes | None = None
+        while True:  # in chunks, each its own read transaction: writers are not held up
+            points = self._store.iter_points(start_key)
+            try:
+                chunk = list(itertools.islice(points, PAYLOAD_SCAN_CHUNK))
+            finally:
+                points.close()  # ends the chunk's read transaction now
+            total_bytes += sum(_json_bytes(point.payload) for point in chunk if point.payload)
+            if len(chunk) < PAYLOAD_SCAN_CHUNK:
+                break
+            start_key = chunk[-1].key + b"\x00"  # the next key after the last one read
+        took_s = time.monotonic() - now_s
+        fresh_until_s = now_s + max(PAYLOAD_BYTES_REFRESH_S, 10 * took_s)
+        self._payload_bytes_cache = (applied_op_id, fresh_until_s, total_bytes)
         return total_bytes
 
     def _write_costs(self, ops: list[Operation]) -> list[int]:
@@ -699,6 +712,10 @@ class Collection:
             raise self._applier.failure
         if self._wal.is_failed:
             raise StorageError(f"write path of collection {self.name} is closed")
+
+
+def _json_bytes(payload: dict[str, object]) -> int:
+    return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def read_config(directory: Path) -> CollectionConfig:

@@ -15,6 +15,7 @@ import pytest
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
+import engine.collection
 from engine.catalog import Catalog
 from engine.limits import EngineSettings
 from engine.strict_mode import memory
@@ -477,6 +478,24 @@ async def test_max_collection_payload_size(api: Api):
     assert "a" not in (await api.retrieve([1], with_payload=True))[0]["payload"]
     # Deletes still run: they free space.
     assert (await api.call("POST", POINTS + "/payload/clear", json={"points": [1]})).status == 200
+
+
+async def test_payload_size_is_the_json_size_of_the_stored_payloads(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+):
+    """Scanned in chunks (3 points here) and, for the test, afresh at every check."""
+    monkeypatch.setattr(engine.collection, "PAYLOAD_SCAN_CHUNK", 3)
+    monkeypatch.setattr(engine.collection, "PAYLOAD_BYTES_REFRESH_S", 0.0)
+    await make_collection(api)
+    payloads = [point["payload"] for point in await api.scroll_all()]
+    total_bytes = sum(len(json.dumps(p, separators=(",", ":")).encode()) for p in payloads)
+    await set_strict_mode(
+        api, {"enabled": True, "max_collection_payload_size_bytes": total_bytes + 1}
+    )
+    set_payload = {"payload": {"a": 1}, "points": [1]}
+    assert (await api.call("POST", POINTS + "/payload", json=set_payload)).status == 200
+    response = await api.call("POST", POINTS + "/payload", json=set_payload)
+    assert "Max payload storage size limit of" in response.error
 
 
 async def test_sparse_max_length(api: Api):
