@@ -577,16 +577,22 @@ class Collection:
     # ---- strict mode (engine/strict_mode/) --------------------------------------------------
 
     def check_read(
-        self, check: StrictCheck | None, timeout_s: float | None, costs: list[int]
+        self,
+        check: StrictCheck | None,
+        timeout_s: float | None,
+        costs: Callable[[], list[int]],
     ) -> None:
         """Strict mode's checks of a read (`check`, then the timeout), then its read rate
-        costs; raises StrictModeError or RateLimited before the read runs."""
+        costs (`costs()`, computed only when there is a read limit); raises StrictModeError or
+        RateLimited before the read runs. Without strict mode this costs nothing."""
         strict = self.config.strict_mode
-        if strict_checks.is_enabled(strict):
-            if check is not None:
-                check(self.config, self.index_schemas())
-            strict_checks.check_timeout(timeout_s, strict)
-        self.rate_limits.consume_reads(costs)
+        if not strict_checks.is_enabled(strict):
+            return
+        if check is not None:
+            check(self.config, self.index_schemas())
+        strict_checks.check_timeout(timeout_s, strict)
+        if self.rate_limits.read is not None:
+            self.rate_limits.consume_reads(costs())
 
     async def check_writes(self, ops: list[Operation], timeout_s: float | None) -> None:
         """Strict mode's checks of a write request's ops (all before any is logged), its

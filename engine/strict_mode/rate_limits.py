@@ -126,6 +126,36 @@ def filter_cost(filter_: filters.Filter | None) -> int:
     return 0 if filter_ is None else total_conditions_count(filter_)
 
 
+# What each read takes from the read bucket, one cost per call Qdrant's shard takes tokens for.
+
+
+def filtered_read_costs(filter_: filters.Filter | None) -> list[int]:
+    """Scroll, count and facet: one, plus the filter's conditions."""
+    return [BASE_COST + filter_cost(filter_)]
+
+
+def retrieve_read_costs(ids: list[Any]) -> list[int]:
+    """Retrieve: one per id."""
+    return [len(ids)]
+
+
+def search_read_costs(vector: Any, filter_: filters.Filter | None) -> list[int]:
+    """POST /points/search: the query vector's cost plus the filter's conditions."""
+    return [search_cost(vector, filter_)]
+
+
+def matrix_read_costs(sample_count: int, filter_: filters.Filter | None) -> list[int]:
+    """The distance matrix as Keel reads it: the sampling scroll, then a search per sampled
+    point, each with the filter."""
+    return [(sample_count + 1) * (BASE_COST + filter_cost(filter_))]
+
+
+def query_batch_read_costs(requests: list[plan.QueryRequest]) -> list[int]:
+    """A query or a batch of them: fetching the example ids, then the searches and scrolls."""
+    costs = [query_read_costs(request) for request in requests]
+    return [sum(ids for ids, _ in costs), sum(cost for _, cost in costs)]
+
+
 def query_read_costs(request: plan.QueryRequest) -> tuple[int, int]:
     """(ids to fetch, search and scroll cost) of a query: Qdrant first retrieves the vectors
     of the examples given as ids (one token each), then runs the planned searches (each

@@ -25,7 +25,7 @@ from engine.errors import FormatError, NotImplementedYet
 from engine.filters.conditions import Filter
 from engine.filters.payload_path import PayloadPath
 from engine.strict_mode import checks as strict_checks
-from engine.strict_mode.rate_limits import BASE_COST, filter_cost
+from engine.strict_mode.rate_limits import filtered_read_costs
 from server.api.context import catalog_of, collection_name_of, read_json
 from server.responses import ok
 from server.wire.filters import parse_filter
@@ -51,7 +51,7 @@ async def facet(request: web.Request) -> web.Response:
     timeout_s = parse_read_params(request.query)
     collection = catalog_of(request).get(name)
     check = partial(strict_checks.check_facet, body.limit_given, body.filter, body.is_exact)
-    collection.check_read(check, timeout_s, [BASE_COST + filter_cost(body.filter)])
+    collection.check_read(check, timeout_s, partial(filtered_read_costs, body.filter))
     hits = await collection.facet(body.key, body.filter, body.limit)
     return ok(request, {"hits": [{"value": value, "count": count} for value, count in hits]})
 

@@ -22,7 +22,7 @@ from engine.filters.conditions import Filter
 from engine.ops import UNNAMED_VECTOR
 from engine.query.distance_matrix import DistanceMatrix
 from engine.strict_mode import checks as strict_checks
-from engine.strict_mode.rate_limits import BASE_COST, filter_cost
+from engine.strict_mode.rate_limits import matrix_read_costs
 from server.api.context import catalog_of, collection_name_of, read_json
 from server.responses import ok, point_id_json
 from server.wire.filters import parse_filter
@@ -78,9 +78,8 @@ async def _matrix(request: web.Request) -> DistanceMatrix:
     timeout_s = parse_read_params(request.query)
     collection = catalog_of(request).get(name)
     check = partial(strict_checks.check_matrix, body.sample_given, body.limit_given, body.filter)
-    # Read cost: the sampling scroll, then one search per sampled point, each with the filter.
-    cost = (body.sample_count + 1) * (BASE_COST + filter_cost(body.filter))
-    collection.check_read(check, timeout_s, [cost])
+    costs = partial(matrix_read_costs, body.sample_count, body.filter)
+    collection.check_read(check, timeout_s, costs)
     return await collection.distance_matrix(body.filter, body.sample_count, body.limit, body.using)
 
 

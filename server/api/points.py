@@ -23,7 +23,11 @@ from aiohttp import web
 from engine.errors import NotFound
 from engine.ops import PayloadSelector, SparseVector, UpdateResult, VectorSelector
 from engine.strict_mode import checks as strict_checks
-from engine.strict_mode.rate_limits import BASE_COST, filter_cost, search_cost
+from engine.strict_mode.rate_limits import (
+    filtered_read_costs,
+    retrieve_read_costs,
+    search_read_costs,
+)
 from server.api import query as query_api
 from server.api.context import (
     catalog_of,
@@ -92,7 +96,7 @@ async def retrieve_points(request: web.Request) -> web.Response:
     retrieve = parse_retrieve(await read_json(request))
     timeout_s = parse_read_params(request.query)
     collection = catalog_of(request).get(name)
-    collection.check_read(None, timeout_s, [len(retrieve.ids)])
+    collection.check_read(None, timeout_s, partial(retrieve_read_costs, retrieve.ids))
     records = await collection.retrieve(retrieve.ids, retrieve.with_payload, retrieve.with_vector)
     check_selected_vectors_exist(collection.config, retrieve.with_vector, bool(records))
     is_single_unnamed = collection.config.is_single_unnamed
@@ -105,7 +109,7 @@ async def get_point(request: web.Request) -> web.Response:
     timeout_s = parse_read_params(request.query)
     point_id = parse_point_id_path(request.match_info["point_id"])
     collection = catalog_of(request).get(name)
-    collection.check_read(None, timeout_s, [1])
+    collection.check_read(None, timeout_s, partial(retrieve_read_costs, [point_id]))
     records = await collection.retrieve(
         [point_id], PayloadSelector(is_enabled=True), VectorSelector(is_enabled=True)
     )
@@ -122,7 +126,7 @@ async def scroll_points(request: web.Request) -> web.Response:
     collection = catalog_of(request).get(name)
     # Strict mode sees the limit the client gave (Qdrant's ScrollRequestInternal.limit).
     check = partial(strict_checks.check_scroll, data.get("limit"), scroll.filter)
-    collection.check_read(check, timeout_s, [BASE_COST + filter_cost(scroll.filter)])
+    collection.check_read(check, timeout_s, partial(filtered_read_costs, scroll.filter))
     if scroll.order_by is not None:
         return await query_api.scroll_ordered(request, name, scroll)
     records, next_offset = await collection.scroll(
@@ -147,7 +151,7 @@ async def count_points(request: web.Request) -> web.Response:
     collection = catalog_of(request).get(name)
     # CountRequestInternal's `exact` defaults to true (strict mode's search_allow_exact).
     check = partial(strict_checks.check_count, filter_, data.get("exact", True))
-    collection.check_read(check, timeout_s, [BASE_COST + filter_cost(filter_)])
+    collection.check_read(check, timeout_s, partial(filtered_read_costs, filter_))
     return ok(request, {"count": await collection.count(filter_)})
 
 
@@ -166,7 +170,8 @@ async def search_points(request: web.Request) -> web.Response:
         search.is_exact,
         oversampling,
     )
-    collection.check_read(check, timeout_s, [search_cost(search.vector, search.filter)])
+    costs = partial(search_read_costs, search.vector, search.filter)
+    collection.check_read(check, timeout_s, costs)
     is_single_unnamed = collection.config.is_single_unnamed
     if isinstance(search.vector, SparseVector):  # a NamedSparseVector: the query engine's
         scored = (await collection.query(query.search_as_query(search), {})).points

@@ -30,8 +30,8 @@ from engine.query.plan import (
     with_lookup_collection,
 )
 from engine.strict_mode import checks as strict_checks
-from engine.strict_mode import rate_limits
 from engine.strict_mode.checks import NodeParams, QueryCheck
+from engine.strict_mode.rate_limits import query_batch_read_costs
 from server.api.context import catalog_of, collection_name_of, read_json
 from server.responses import (
     ApiError,
@@ -128,9 +128,8 @@ async def answer(
         QueryCheck(query_request, node_params(raw), is_universal)
         for query_request, raw in zip(requests, raw_requests)
     ]
-    collection.check_read(
-        partial(strict_checks.check_queries, checks, is_batch), timeout_s, _read_costs(requests)
-    )
+    check = partial(strict_checks.check_queries, checks, is_batch)
+    collection.check_read(check, timeout_s, partial(query_batch_read_costs, requests))
     is_single_unnamed = collection.config.is_single_unnamed
     jobs = [(query_request, _lookups(catalog, query_request)) for query_request in requests]
     results = await collection.query_many(jobs)
@@ -185,13 +184,6 @@ def node_params(raw: Any) -> NodeParams:
         has_params=isinstance(params, dict),
         prefetch=tuple(node_params(child) for child in prefetches),
     )
-
-
-def _read_costs(requests: list[QueryRequest]) -> list[int]:
-    """The read rate costs of a query request or batch: fetching the example ids, then the
-    searches and scrolls (engine/strict_mode/rate_limits.py)."""
-    costs = [rate_limits.query_read_costs(query_request) for query_request in requests]
-    return [sum(ids for ids, _ in costs), sum(cost for _, cost in costs)]
 
 
 def _lookups(catalog: Catalog, request: QueryRequest) -> dict[str, Collection]:
