@@ -15,6 +15,9 @@ export async function render(root, context) {
     return;
   }
   const name = names.includes(context.params[0]) ? context.params[0] : names[0];
+  const vectors = (await request("GET", `collections/${enc(name)}`)).config.params.vectors || {};
+  // Named vectors: "find similar" searches with the first one (Qdrant needs `using` then).
+  const using = "size" in vectors ? null : Object.keys(vectors)[0] ?? null;
   const filter = h("textarea", { id: "points-filter", rows: 3,
     placeholder: '{"must": [{"key": "city", "match": {"value": "Berlin"}}]}' });
   const filterError = h("div", { id: "points-filter-error" });
@@ -36,7 +39,7 @@ export async function render(root, context) {
     }
     page.offsets.push(offset ?? null);
     page.next = answer.result.next_page_offset;
-    table.replaceChildren(...answer.result.points.map((point) => pointRow(name, point, detail)));
+    table.replaceChildren(...answer.result.points.map((point) => pointRow(name, point, detail, using)));
     if (answer.result.points.length === 0) {
       table.append(h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No point matches.")));
     }
@@ -77,7 +80,7 @@ export async function render(root, context) {
   await load(null);
 }
 
-function pointRow(name, point, detail) {
+function pointRow(name, point, detail, using) {
   const vectorCell = h("td", {}, h("button", { class: "show-vector", onclick: async () => {
     const answer = await call("GET", `collections/${enc(name)}/points/${enc(String(point.id))}`);
     vectorCell.replaceChildren(answer.ok ? jsonTree(answer.result.vector, { open: true })
@@ -90,7 +93,7 @@ function pointRow(name, point, detail) {
     h("td", {},
       h("button", { class: "open-point", onclick: () => openPoint(name, point.id, detail) },
         "open"), " ",
-      h("button", { class: "find-similar", onclick: () => findSimilar(name, point.id, detail) },
+      h("button", { class: "find-similar", onclick: () => findSimilar(name, point.id, detail, using) },
         "find similar")));
 }
 
@@ -101,8 +104,9 @@ async function openPoint(name, id, detail) {
     answer.ok ? h("pre", {}, JSON.stringify(answer.result, null, 2)) : errorBox(answer.error)));
 }
 
-async function findSimilar(name, id, detail) {
+async function findSimilar(name, id, detail, using) {
   const body = { query: id, limit: 10, with_payload: true };
+  if (using) body.using = using;
   const answer = await call("POST", `collections/${enc(name)}/points/query`, body);
   const panel = h("div", { class: "panel", id: "similar" },
     h("h3", {}, `Similar to ${id}`),

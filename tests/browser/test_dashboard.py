@@ -249,6 +249,15 @@ def test_find_similar_runs_a_query_by_id(browser: Any, keel_server: KeelProcess)
     assert json.loads(text_of(browser, "#point-opened pre")) == point["result"]
 
 
+def test_find_similar_uses_the_first_named_vector(browser: Any, keel_server: KeelProcess) -> None:
+    open_view(browser, keel_server, "points/named")
+    wait_until(lambda: row_ids(browser), VIEW_TIMEOUT_S)
+    elements(browser, "#points-rows tr[data-point-id='1'] .find-similar")[0].click()
+    wait_until(lambda: elements(browser, "#similar"), VIEW_TIMEOUT_S)
+    assert '"using":"image"' in text_of(browser, "#similar")  # the first name Keel lists
+    assert elements(browser, "#similar .error-box") == []
+
+
 def test_a_write_elsewhere_moves_the_durability_views_op_ids(
     browser: Any, keel_server: KeelProcess
 ) -> None:
