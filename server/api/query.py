@@ -18,7 +18,7 @@ from aiohttp import web
 from engine.catalog import Catalog
 from engine.collection import Collection
 from engine.errors import BadRequest, NotFound
-from engine.ops import UNNAMED_VECTOR
+from engine.ops import UNNAMED_VECTOR, CollectionConfig
 from engine.query.plan import (
     Fusion,
     Group,
@@ -31,6 +31,7 @@ from engine.query.plan import (
 )
 from engine.strict_mode import checks as strict_checks
 from engine.strict_mode.checks import NodeParams, QueryCheck
+from engine.strict_mode.fields import IndexSchemas
 from engine.strict_mode.rate_limits import query_batch_read_costs
 from server.api.context import catalog_of, collection_name_of, read_json
 from server.responses import (
@@ -123,12 +124,7 @@ async def answer(
     requests = parsed if is_batch else [parsed]
     for query_request in requests:
         check_query(query_request.root)
-    raw_requests = data["searches"] if is_batch else [data]  # the parse checked the shape
-    checks = [
-        QueryCheck(query_request, node_params(raw), is_universal)
-        for query_request, raw in zip(requests, raw_requests)
-    ]
-    check = partial(strict_checks.check_queries, checks, is_batch)
+    check = partial(_check_strict_mode, requests, data, is_batch, is_universal)
     collection.check_read(check, timeout_s, partial(query_batch_read_costs, requests))
     is_single_unnamed = collection.config.is_single_unnamed
     jobs = [(query_request, _lookups(catalog, query_request)) for query_request in requests]
@@ -166,6 +162,24 @@ def check_query(node: QueryNode) -> None:
         )
     for child in node.prefetch:
         check_query(child)
+
+
+def _check_strict_mode(
+    requests: list[QueryRequest],
+    data: Any,
+    is_batch: bool,
+    is_universal: bool,
+    config: CollectionConfig,
+    indexes: IndexSchemas,
+) -> None:
+    """Strict mode's checks of the parsed requests, with what their bodies' `params` say
+    that the plans drop (called only when the collection has strict mode on)."""
+    raw_requests = data["searches"] if is_batch else [data]  # the parse checked the shape
+    checks = [
+        QueryCheck(query_request, node_params(raw), is_universal)
+        for query_request, raw in zip(requests, raw_requests)
+    ]
+    strict_checks.check_queries(checks, is_batch, config, indexes)
 
 
 def node_params(raw: Any) -> NodeParams:
