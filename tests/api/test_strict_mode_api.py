@@ -719,3 +719,15 @@ async def test_full_scan_with_a_tenant_filter_needs_payload_m(api: Api):
     patch = {"vectors": {"dense": {"hnsw_config": {"m": 0, "payload_m": 1}}}}
     assert (await api.call("PATCH", COLLECTION, json=patch)).result is True
     assert (await query(api, body)).status == 200
+
+
+async def test_a_snapshot_carries_strict_mode(api: Api, tmp_path: Path):
+    await make_collection(api)
+    await set_strict_mode(api, {"enabled": True, "max_query_limit": 3})
+    snapshot = (await api.call("POST", COLLECTION + "/snapshots")).result
+    await set_strict_mode(api, {"enabled": False})
+    location = (tmp_path / "snapshots" / "c" / snapshot["name"]).as_uri()
+    recover = await api.call("PUT", COLLECTION + "/snapshots/recover", json={"location": location})
+    assert recover.result is True
+    assert (await config_of(api))["strict_mode_config"] == {"enabled": True, "max_query_limit": 3}
+    assert "Limit exceeded 4 > 3" in (await query(api, {"query": [1, 0, 0, 0], "limit": 4})).error
