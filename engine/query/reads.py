@@ -286,7 +286,10 @@ class Reader:
         name = request.vector_name
         wanted_count = request.limit + request.offset
         index = self._indexes.get(name)
-        specs = self._store.index_specs
+        # Fields the filter matches without a payload index get postings in memory (built
+        # once, kept by the applier), so the search plans as if they had one.
+        self._view.ensure_implicit(request.filter, self._store.index_specs, self._store)
+        specs = self._view.planning_specs(self._store.index_specs)
         lookup = planner.plan(request.filter, specs)
         estimate = None if lookup is None else self._estimate(lookup)
         is_graph_usable = index is not None and not request.is_exact and index.live_count > 0

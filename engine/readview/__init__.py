@@ -22,18 +22,20 @@ yet, and is not visible.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
-import numpy as np
-
+from engine.filters.conditions import Filter
 from engine.ops import CollectionConfig
 from engine.readview.labels import DAMAGED_VERSION, LabelTable
 from engine.readview.postings import COMPACT_SLACK_ENTRIES, FieldPostings, Postings
 from engine.readview.vectors import VectorCache
+from engine.store import payload_index, planner
 from engine.store.payload_index import IndexSpec
 from engine.store.store import IndexDelta, Store
 
 LOAD_CHUNK_COUNT = 65_536  # vectors read from LMDB per chunk while loading
+IMPLICIT_FIELDS_MAX = 16  # unindexed fields a collection's view builds postings for
 
 
 @dataclass
@@ -43,6 +45,9 @@ class PreparedBatch:
     # (label, version op id, field, encoded value): payload index entries of the point
     # versions the batch wrote.
     entries: list[tuple[int, int, FieldPostings, bytes]] = field(default_factory=list)
+    # The postings `entries` covers; one a search built meanwhile (an implicit field, from
+    # a scan that did not see this batch) gets the batch's entries in `apply`.
+    fields: tuple[FieldPostings, ...] = ()
 
 
 @dataclass
@@ -50,6 +55,7 @@ class ReadView:
     labels: LabelTable
     vectors: dict[str, VectorCache]  # by dense vector name
     postings: Postings
+    _implicit_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def load(cls, store: Store, config: CollectionConfig) -> ReadView:
@@ -82,10 +88,11 @@ class ReadView:
     def prepare(self, delta: IndexDelta) -> PreparedBatch:
         """The work of `apply` that needs no lock (index values of the born points' payloads),
         done before the commit. Applier thread only."""
-        prepared = PreparedBatch()
+        fields = tuple(self.postings.fields.values())  # searches may add fields meanwhile
+        prepared = PreparedBatch(fields=fields)
         entries_of = self.postings.entries_of
         for written in delta.written_points:
-            for field_postings, value in entries_of(written.payload):
+            for field_postings, value in entries_of(written.payload, fields):
                 prepared.entries.append(
                     (written.label, written.version_op_id, field_postings, value)
                 )
@@ -102,6 +109,17 @@ class ReadView:
         for label in delta.killed_labels:
             self.labels.kill(label)
         self.postings.add_entries(prepared.entries)
+        built_meanwhile = tuple(
+            field for field in self.postings.fields.values() if field not in prepared.fields
+        )
+        if built_meanwhile:
+            self.postings.add_entries(
+                (written.label, written.version_op_id, field_postings, value)
+                for written in delta.written_points
+                for field_postings, value in self.postings.entries_of(
+                    written.payload, built_meanwhile
+                )
+            )
         self.sync_postings(store)
         for name, cache in self.vectors.items():
             removed = delta.removed_labels.get(name)
@@ -115,16 +133,60 @@ class ReadView:
         """Mirror the store's payload indexes as they are now: build the ones created (or
         retyped) since the last call from LMDB, forget dropped ones, compact the ones whose
         dead entries outgrew their live ones."""
-        specs = {name: spec for name, spec in store.index_specs.items() if Postings.is_mirrored(spec)}
+        specs = {
+            name: spec for name, spec in store.index_specs.items() if Postings.is_mirrored(spec)
+        }
         fields = self.postings.fields
-        for name in [name for name in fields if name not in specs]:
+        for name in [name for name in fields if name not in specs and not fields[name].is_implicit]:
             del fields[name]
+        for name, spec in store.index_specs.items():
+            if name not in specs and name in fields:
+                del fields[name]  # a real index of another kind (text, geo) replaces it
         for name, spec in specs.items():
             current = fields.get(name)
+            if current is not None and current.is_implicit:
+                current = None  # a real index now: built from LMDB, as the planner sees it
             if current is None or _definition(current.spec) != _definition(spec):
                 fields[name] = self._built(store, spec)
             elif current.entry_count > 2 * current.entries_at_build + COMPACT_SLACK_ENTRIES:
                 fields[name] = current.compacted(self.labels)
+
+    def planning_specs(self, specs: dict[str, IndexSpec]) -> dict[str, IndexSpec]:
+        """The payload indexes and the view's implicit postings, for planning a search."""
+        implicit = {
+            name: field.spec
+            for name, field in self.postings.fields.items()
+            if field.is_implicit and name not in specs
+        }
+        return {**specs, **implicit} if implicit else specs
+
+    def ensure_implicit(self, filter_: Filter, specs: dict[str, IndexSpec], store: Store) -> None:
+        """Build in-memory postings for the fields `filter_` matches or ranges on that have
+        no payload index (planner.unindexed_fields), so that its searches plan as if they
+        had one. The caller holds the visibility lock shared: no batch commits during the
+        build (one scan of the payloads), and the applier keeps the postings afterwards."""
+        wanted = planner.unindexed_fields(filter_, specs)
+        fields = self.postings.fields
+        missing = {name: kind for name, kind in wanted.items() if name not in fields}
+        if not missing:
+            return
+        with self._implicit_lock:
+            missing = {name: kind for name, kind in missing.items() if name not in fields}
+            implicit_count = sum(field.is_implicit for field in fields.values())
+            room = IMPLICIT_FIELDS_MAX - implicit_count
+            for name, kind in list(missing.items())[: max(room, 0)]:
+                fields[name] = self._scanned(store, IndexSpec(name, kind, None))
+
+    def _scanned(self, store: Store, spec: IndexSpec) -> FieldPostings:
+        """Implicit postings of one field, from a scan of every payload."""
+        built = FieldPostings(spec, is_implicit=True)
+        path = built.path
+        version_of = self.labels.version_of
+        for point in store.iter_points(None):
+            for value in payload_index.index_values(spec.schema_type, path, point.payload or {}):
+                built.add(value, point.label, version_of(point.label))
+        built.entries_at_build = built.entry_count
+        return built
 
     def _built(self, store: Store, spec: IndexSpec) -> FieldPostings:
         """One field's postings from its LMDB entries (a scan of that index)."""

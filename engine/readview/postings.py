@@ -50,8 +50,11 @@ COMPACT_SLACK_ENTRIES = 4_096
 class FieldPostings:
     """The postings of one indexed field."""
 
-    def __init__(self, spec: IndexSpec) -> None:
+    def __init__(self, spec: IndexSpec, *, is_implicit: bool = False) -> None:
         self.spec = spec
+        # Built by the view for searches on a field without a payload index; no LMDB index
+        # backs it, so only the view's own lookups may use it.
+        self.is_implicit = is_implicit
         self.path = PayloadPath.parse(spec.field_name)
         self.by_value: dict[bytes, array] = {}
         # Sorted distinct values, kept for the types whose lookups may be ranges.
@@ -95,7 +98,7 @@ class FieldPostings:
 
     def compacted(self, table: LabelTable) -> FieldPostings:
         """A copy with the current entries only (the applier swaps it in under the lock)."""
-        fresh = FieldPostings(self.spec)
+        fresh = FieldPostings(self.spec, is_implicit=self.is_implicit)
         for value in self.sorted_values if self.sorted_values is not None else self.by_value:
             pairs = np.frombuffer(self.by_value[value], dtype=np.int64).reshape(-1, 2)
             kept = pairs[table.is_current(pairs[:, 0], pairs[:, 1])]
@@ -124,13 +127,15 @@ class Postings:
     def is_mirrored(spec: IndexSpec) -> bool:
         return spec.schema_type in MIRRORED_TYPES
 
-    def entries_of(self, payload: dict | None) -> list[tuple[FieldPostings, bytes]]:
-        """The entries a point version with `payload` adds (computed before the commit,
-        added after it with `add_entries`)."""
+    def entries_of(
+        self, payload: dict | None, fields: Iterable[FieldPostings]
+    ) -> list[tuple[FieldPostings, bytes]]:
+        """The entries a point version with `payload` adds to `fields` (computed before the
+        commit, added after it with `add_entries`)."""
         if not payload:
             return []
         entries = []
-        for field in self.fields.values():
+        for field in fields:
             for value in payload_index.index_values(field.spec.schema_type, field.path, payload):
                 entries.append((field, value))
         return entries

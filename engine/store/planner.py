@@ -69,6 +69,52 @@ def plan(filter_: Filter, specs: Specs) -> Lookup | None:
     return _plan_filter(filter_, by_path, 0)
 
 
+def unindexed_fields(filter_: Filter, specs: Specs) -> dict[str, str]:
+    """Fields the `must` conditions of `filter_` (nested `must` too) match or range on
+    without a payload index, with the index type that would plan them: "keyword" for
+    strings, "bool", "integer" for integers and numeric ranges. The read view builds
+    such postings in memory for searches (engine/readview/__init__.py)."""
+    by_path = {str(PayloadPath.parse(name)) for name in specs}
+    found: dict[str, str] = {}
+    _collect_unindexed(filter_, by_path, found, 0)
+    return found
+
+
+def _collect_unindexed(filter_: Filter, by_path: set[str], found: dict[str, str], depth: int) -> None:
+    if depth > DEPTH_MAX:
+        return
+    for condition in filter_.must or ():
+        if isinstance(condition, Filter):
+            _collect_unindexed(condition, by_path, found, depth + 1)
+            continue
+        if not isinstance(condition, FieldCondition) or not _is_single_check(condition):
+            continue
+        name = str(condition.key)
+        if name in by_path:
+            continue
+        schema_type = _type_to_plan(condition)
+        if schema_type is not None:
+            found.setdefault(name, schema_type)
+
+
+def _type_to_plan(condition: FieldCondition) -> str | None:
+    match = condition.match
+    if isinstance(match, MatchValue):
+        value = match.value
+        if type(value) is str:
+            return "keyword"
+        if type(value) is bool:
+            return "bool"
+        return "integer" if type(value) is int else None
+    if isinstance(match, MatchAny) and match.any:
+        if all(type(v) is str for v in match.any):
+            return "keyword"
+        return "integer" if all(type(v) is int for v in match.any) else None
+    if isinstance(condition.range, Range):
+        return "integer"
+    return None
+
+
 def is_exact(filter_: Filter, specs: Specs) -> bool:
     """Whether plan(filter_, specs) selects exactly the matching points, not a superset, so
     that a read may skip checking the filter on each candidate (and reading its payload).

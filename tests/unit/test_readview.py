@@ -31,7 +31,10 @@ from engine.readview import ReadView
 from engine.readview.labels import LabelTable
 from engine.readview.postings import FieldPostings, Postings
 from engine.readview.vectors import VectorCache
+from engine.ops import point_key
+from engine.query.reads import compile_filter_with_indexes
 from engine.store import payload_index
+from engine.store.store import IndexDelta, Store
 from engine.store.payload_index import AllOf, AnyOf, IndexSpec, KeySet, ValueEqual, ValueRange
 from server.wire.filters import parse_filter
 from tests.unit.engine_helpers import open_catalog, single_vector_config, upsert
@@ -125,7 +128,8 @@ def _snapshot(view: ReadView) -> dict:
         vectors[name] = rows
     postings = {
         name: {value: field.labels_equal(value, table).tolist() for value in field.by_value}
-        for name, field in view.postings.fields.items()
+        for name, field in list(view.postings.fields.items())
+        if not field.is_implicit  # compared with a fresh scan instead
     }
     postings = {
         name: {value: labels for value, labels in field.items() if labels}
@@ -139,6 +143,10 @@ def _snapshot(view: ReadView) -> dict:
 
 
 async def test_the_view_kept_by_the_applier_is_the_view_loaded_from_lmdb(tmp_path: Path) -> None:
+    """Random batches while a thread searches with filters on the same fields, indexed or
+    not (so the view builds implicit postings for unindexed ones, racing with the batches):
+    after each batch the view equals a fresh load, and each implicit field equals a fresh
+    scan of the payloads."""
     catalog = await open_catalog(tmp_path)
     await catalog.create("c", single_vector_config())
     collection = catalog.get("c")
@@ -159,20 +167,56 @@ async def test_the_view_kept_by_the_applier_is_the_view_loaded_from_lmdb(tmp_pat
             {"k": f"v{rng.integers(4)}"},
             filter=parse_filter({"must": [{"key": "n", "range": {"lt": int(rng.integers(10))}}]}),
         ),
-        "create_index": lambda: CreateFieldIndex(*[("k", "keyword"), ("n", "integer")][rng.integers(2)]),
+        "create_index": lambda: CreateFieldIndex(
+            *[("k", "keyword"), ("n", "integer")][rng.integers(2)]
+        ),
         "drop_index": lambda: DeleteFieldIndex(["k", "n"][rng.integers(2)]),
     }
     kinds = list(ops_of_kind)
-    for _round in range(40):
-        ops = [ops_of_kind[kinds[rng.integers(len(kinds))]]() for _ in range(rng.integers(1, 5))]
-        results = await collection.update_many(ops, wait=True, timeout_s=None)
-        assert results
-        with collection._visibility_lock.shared():
-            kept = _snapshot(collection.read_view)
-            loaded = _snapshot(ReadView.load(collection._store, collection.config))
-        assert kept == loaded
-    assert kept["labels"] and kept["postings"], "the rounds exercised nothing"
+    stop = threading.Event()
+    search_filters = [
+        parse_filter({"must": [{"key": "k", "match": {"value": "v1"}}]}),
+        parse_filter({"must": [{"key": "n", "range": {"gte": 3, "lte": 6}}]}),
+    ]
+
+    def search_until_stopped() -> None:
+        while not stop.is_set():
+            for filter_ in search_filters:
+                query = np.ones(4, dtype=np.float32)
+                collection._reader.search(SearchRequest("", query, limit=5, filter=filter_))
+
+    searcher = threading.Thread(target=search_until_stopped)
+    searcher.start()
+    implicit_seen = set()
+    try:
+        for _round in range(40):
+            count = int(rng.integers(1, 5))
+            ops = [ops_of_kind[kinds[rng.integers(len(kinds))]]() for _ in range(count)]
+            assert await collection.update_many(ops, wait=True, timeout_s=None)
+            with collection._visibility_lock.shared():
+                view = collection.read_view
+                kept = _snapshot(view)
+                loaded_view = ReadView.load(collection._store, collection.config)
+                loaded = _snapshot(loaded_view)
+                implicit = {n: f for n, f in view.postings.fields.items() if f.is_implicit}
+                for name, field_postings in implicit.items():
+                    fresh = loaded_view._scanned(collection._store, field_postings.spec)
+                    assert _entries(field_postings, view) == _entries(fresh, view), name
+                    implicit_seen.add(name)
+            assert kept == loaded
+    finally:
+        stop.set()
+        searcher.join()
+    assert kept["labels"] and implicit_seen, "the rounds exercised nothing"
     await catalog.close()
+
+
+def _entries(field_postings: FieldPostings, view: ReadView) -> dict[bytes, list[int]]:
+    found = {
+        value: field_postings.labels_equal(value, view.labels).tolist()
+        for value in field_postings.by_value
+    }
+    return {value: labels for value, labels in found.items() if labels}
 
 
 async def test_filtered_searches_through_the_view_answer_as_an_exact_scan(tmp_path: Path) -> None:
@@ -269,3 +313,34 @@ async def test_searches_racing_with_writes_see_only_committed_points(tmp_path: P
             thread.join()
     assert failures == []
     await catalog.close()
+
+
+def test_implicit_postings_built_between_prepare_and_commit_get_the_batch(
+    tmp_path: Path,
+) -> None:
+    """The race `ReadView.apply` covers: a search builds implicit postings (a scan that
+    cannot see the batch) after the applier prepared the batch's entries without them."""
+    store = Store(tmp_path / "lmdb", [""], 1 << 22)
+    config = single_vector_config()
+    filter_ = parse_filter({"must": [{"key": "u", "match": {"value": "x"}}]})
+    first = upsert([1, 2], np.ones((2, 4)), [{"u": "x"}, {"u": "y"}])
+    store.write_batch([(0, first)], compile_filter=compile_filter_with_indexes)
+    view = ReadView.load(store, config)
+    prepared = []
+
+    def before_commit(delta: IndexDelta) -> None:
+        prepared.append(view.prepare(delta))
+        view.ensure_implicit(filter_, store.index_specs, store)  # the racing search
+
+    second = upsert([3, 2], np.ones((2, 4)), [{"u": "x"}, {"u": "x"}])
+    store.write_batch(
+        [(1, second)],
+        compile_filter=compile_filter_with_indexes,
+        on_prepared=before_commit,
+        on_committed=lambda delta: view.apply(delta, prepared[-1], store),
+    )
+    field_postings = view.postings.fields["u"]
+    labels = field_postings.labels_equal(payload_index.encode_keyword("x"), view.labels)
+    keys = sorted(view.labels.key_of(label) for label in labels.tolist())
+    assert keys == [point_key(1), point_key(2), point_key(3)]
+    store.close()
