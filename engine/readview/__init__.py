@@ -36,6 +36,9 @@ from engine.store.store import IndexDelta, Store
 
 LOAD_CHUNK_COUNT = 65_536  # vectors read from LMDB per chunk while loading
 IMPLICIT_FIELDS_MAX = 16  # unindexed fields a collection's view builds postings for
+# An unindexed field with more distinct values than this (ids, timestamps) is not mirrored:
+# its postings would cost about 200 bytes per point for lookups a payload index should serve.
+IMPLICIT_VALUES_MAX = 65_536
 
 
 @dataclass
@@ -56,6 +59,9 @@ class ReadView:
     vectors: dict[str, VectorCache]  # by dense vector name
     postings: Postings
     _implicit_lock: threading.Lock = field(default_factory=threading.Lock)
+    # (field, type) found to have too many distinct values: not scanned again until a
+    # restart (a real payload index is the answer for those).
+    _implicit_declined: set[tuple[str, str]] = field(default_factory=set)
 
     @classmethod
     def load(cls, store: Store, config: CollectionConfig) -> ReadView:
@@ -167,7 +173,11 @@ class ReadView:
         build (one scan of the payloads), and the applier keeps the postings afterwards."""
         wanted = planner.unindexed_fields(filter_, specs)
         fields = self.postings.fields
-        missing = {name: kind for name, kind in wanted.items() if name not in fields}
+        missing = {
+            name: kind
+            for name, kind in wanted.items()
+            if name not in fields and (name, kind) not in self._implicit_declined
+        }
         if not missing:
             return
         with self._implicit_lock:
@@ -175,16 +185,25 @@ class ReadView:
             implicit_count = sum(field.is_implicit for field in fields.values())
             room = IMPLICIT_FIELDS_MAX - implicit_count
             for name, kind in list(missing.items())[: max(room, 0)]:
-                fields[name] = self._scanned(store, IndexSpec(name, kind, None))
+                built = self._scanned(store, IndexSpec(name, kind, None), IMPLICIT_VALUES_MAX)
+                if built is None:
+                    self._implicit_declined.add((name, kind))
+                else:
+                    fields[name] = built
 
-    def _scanned(self, store: Store, spec: IndexSpec) -> FieldPostings:
-        """Implicit postings of one field, from a scan of every payload."""
+    def _scanned(
+        self, store: Store, spec: IndexSpec, values_max: int | None = None
+    ) -> FieldPostings | None:
+        """Implicit postings of one field, from a scan of every payload; None once it
+        meets more than `values_max` distinct values."""
         built = FieldPostings(spec, is_implicit=True)
         path = built.path
         version_of = self.labels.version_of
         for point in store.iter_points(None):
             for value in payload_index.index_values(spec.schema_type, path, point.payload or {}):
                 built.add(value, point.label, version_of(point.label))
+            if values_max is not None and len(built.by_value) > values_max:
+                return None
         built.entries_at_build = built.entry_count
         return built
 

@@ -80,7 +80,9 @@ def unindexed_fields(filter_: Filter, specs: Specs) -> dict[str, str]:
     return found
 
 
-def _collect_unindexed(filter_: Filter, by_path: set[str], found: dict[str, str], depth: int) -> None:
+def _collect_unindexed(
+    filter_: Filter, by_path: set[str], found: dict[str, str], depth: int
+) -> None:
     if depth > DEPTH_MAX:
         return
     for condition in filter_.must or ():

@@ -55,8 +55,8 @@ from engine.store.mutations import (
     CompileFilter,
     Databases,
     Predicate,
-    label_key,
     WrittenPoint,
+    label_key,
     load_point,
 )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine import readview
 from engine.errors import CorruptionError
 from engine.filters.conditions import compile_filter
 from engine.ops import (
@@ -26,16 +27,16 @@ from engine.ops import (
     PayloadSelector,
     SearchRequest,
     UpdatePayload,
+    point_key,
 )
+from engine.query.reads import compile_filter_with_indexes
 from engine.readview import ReadView
 from engine.readview.labels import LabelTable
 from engine.readview.postings import FieldPostings, Postings
 from engine.readview.vectors import VectorCache
-from engine.ops import point_key
-from engine.query.reads import compile_filter_with_indexes
 from engine.store import payload_index
-from engine.store.store import IndexDelta, Store
 from engine.store.payload_index import AllOf, AnyOf, IndexSpec, KeySet, ValueEqual, ValueRange
+from engine.store.store import IndexDelta, Store
 from server.wire.filters import parse_filter
 from tests.unit.engine_helpers import open_catalog, single_vector_config, upsert
 
@@ -236,7 +237,12 @@ async def test_filtered_searches_through_the_view_answer_as_an_exact_scan(tmp_pa
     await collection.wait_indexed()
     filters_ = [
         {"must": [{"key": "k", "match": {"value": "v7"}}]},  # indexed, exact, 2 %
-        {"must": [{"key": "k", "match": {"any": ["v1", "v2"]}}, {"key": "half", "match": {"value": "h1"}}]},
+        {
+            "must": [
+                {"key": "k", "match": {"any": ["v1", "v2"]}},
+                {"key": "half", "match": {"value": "h1"}},
+            ]
+        },
         {"must": [{"key": "half", "match": {"value": "h0"}}]},  # indexed, 50 %: the graph
         {"must": [{"key": "n", "range": {"gte": 10, "lt": 60}}]},  # unindexed, 50 %
         {"must": [{"key": "n", "match": {"value": 3}}]},  # unindexed, 1 %
@@ -248,7 +254,9 @@ async def test_filtered_searches_through_the_view_answer_as_an_exact_scan(tmp_pa
         for _ in range(8):
             query = rng.standard_normal(4).astype(np.float32)
             searched = await collection.search(
-                SearchRequest("", query, limit=10, filter=filter_, with_payload=PayloadSelector(False))
+                SearchRequest(
+                    "", query, limit=10, filter=filter_, with_payload=PayloadSelector(False)
+                )
             )
             exact = await collection.search(
                 SearchRequest("", query, limit=10, filter=filter_, is_exact=True)
@@ -344,3 +352,26 @@ def test_implicit_postings_built_between_prepare_and_commit_get_the_batch(
     keys = sorted(view.labels.key_of(label) for label in labels.tolist())
     assert keys == [point_key(1), point_key(2), point_key(3)]
     store.close()
+
+
+async def test_an_unindexed_field_with_too_many_values_is_not_mirrored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(readview, "IMPLICIT_VALUES_MAX", 5)
+    catalog = await open_catalog(tmp_path)
+    await catalog.create("c", single_vector_config())
+    collection = catalog.get("c")
+    payloads = [{"few": f"f{i % 3}", "many": f"m{i}"} for i in range(40)]
+    await collection.update(
+        upsert(list(range(40)), np.ones((40, 4)), payloads), wait=True, timeout_s=None
+    )
+    query = np.ones(4, dtype=np.float32)
+    for data, expected in [
+        ({"key": "many", "match": {"value": "m7"}}, [7]),
+        ({"key": "few", "match": {"value": "f1"}}, list(range(1, 40, 3))),
+    ]:
+        filter_ = parse_filter({"must": [data]})
+        hits = await collection.search(SearchRequest("", query, limit=40, filter=filter_))
+        assert sorted(hit.id for hit in hits) == expected
+    assert set(collection.read_view.postings.fields) == {"few"}
+    await catalog.close()
