@@ -95,9 +95,11 @@ READ_THREADS = 2
 # write it is computed again at most this often (Qdrant checks a cached estimate too).
 PAYLOAD_BYTES_REFRESH_S = 1.0
 PAYLOAD_SCAN_CHUNK = 10_000  # points read per LMDB transaction by that scan
+PAYLOAD_RESCAN_FACTOR = 10  # a scan stays fresh for at least this many times its duration
 FLOAT32_BYTES = 4
 StrictCheck = Callable[[CollectionConfig, IndexSchemas], None]
 SEARCH_BATCH_MAX = 64  # coalesced searches per read-pool job
+QueryJob = tuple[query_plan.QueryRequest, dict[str, QueryReader]]
 # LMDB map size for opening a store outside the server (it grows on the next real open).
 STORE_MAP_BYTES_SMALL = 1 << 20
 
@@ -194,8 +196,15 @@ class Collection:
         self._reader = QueryReader(
             config, self._store, self._indexes, self._visibility_lock, recovered.read_view
         )
+        self._search_coalescer: SearchCoalescer[SearchRequest, list[ScoredPoint]]
         self._search_coalescer = SearchCoalescer(
             self._reader.search_many, read_executor, READ_THREADS, SEARCH_BATCH_MAX
+        )
+        # Single universal queries coalesce the same way (their plain nearest searches go to
+        # hnswlib together: universal.execute_many).
+        self._query_coalescer: SearchCoalescer[QueryJob, query_plan.QueryResult]
+        self._query_coalescer = SearchCoalescer(
+            self._execute_queries, read_executor, READ_THREADS, SEARCH_BATCH_MAX
         )
         self.rate_limits = rate_limits.RateLimits(config.strict_mode)
         # The payload scan's result: applied op id, fresh until (monotonic s), bytes.
@@ -449,7 +458,23 @@ class Collection:
             (request, {name: other._reader for name, other in lookups.items()})
             for request, lookups in requests
         ]
+        if len(jobs) == 1:
+            return [await self._query_coalescer.search(jobs[0])]
         return await self._read(query.execute_many, self._reader, jobs, self.name)
+
+    def _execute_queries(self, jobs: list[QueryJob]) -> list[query_plan.QueryResult | Exception]:
+        """Concurrent single queries, coalesced: together when all succeed, else each on
+        its own, so that one request's error is its own answer only."""
+        try:
+            return list(query.execute_many(self._reader, jobs, self.name))
+        except Exception:  # noqa: BLE001 - each query is run again alone, below
+            results: list[query_plan.QueryResult | Exception] = []
+            for request, readers in jobs:
+                try:
+                    results.append(query.execute(self._reader, request, readers, self.name))
+                except Exception as error:  # noqa: BLE001 - handed to that request's caller
+                    results.append(error)
+            return results
 
     async def distance_matrix(
         self, filter_: Filter | None, sample_count: int, limit: int, using: str
@@ -659,7 +684,7 @@ class Collection:
                 break
             start_key = chunk[-1].key + b"\x00"  # the next key after the last one read
         took_s = time.monotonic() - now_s
-        fresh_until_s = now_s + max(PAYLOAD_BYTES_REFRESH_S, 10 * took_s)
+        fresh_until_s = now_s + max(PAYLOAD_BYTES_REFRESH_S, PAYLOAD_RESCAN_FACTOR * took_s)
         self._payload_bytes_cache = (applied_op_id, fresh_until_s, total_bytes)
         return total_bytes
 

@@ -15,18 +15,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import Executor
+from typing import Any, Generic, TypeVar
 
-from engine.ops import ScoredPoint, SearchRequest
+Request = TypeVar("Request")
+Result = TypeVar("Result")
+Waiting = tuple[Any, "asyncio.Future[Any]"]
 
-SearchMany = Callable[[list[SearchRequest]], list[list[ScoredPoint] | Exception]]
-Waiting = tuple[SearchRequest, "asyncio.Future[list[ScoredPoint]]"]
 
-
-class SearchCoalescer:
-    """Runs `search_many` in `executor` over the searches that queued up meanwhile."""
+class SearchCoalescer(Generic[Request, Result]):
+    """Runs `search_many` in `executor` over the searches that queued up meanwhile. Any
+    request type: a SearchRequest (Reader.search_many) or a universal query's job
+    (Collection._execute_queries); `search_many` gives each request its result or error."""
 
     def __init__(
-        self, search_many: SearchMany, executor: Executor, jobs_max: int, batch_max: int
+        self,
+        search_many: Callable[[list[Request]], list[Result | Exception]],
+        executor: Executor,
+        jobs_max: int,
+        batch_max: int,
     ) -> None:
         assert jobs_max >= 1 and batch_max >= 1, (jobs_max, batch_max)
         self._search_many = search_many
@@ -36,9 +42,9 @@ class SearchCoalescer:
         self._waiting: list[Waiting] = []
         self._running_count = 0
 
-    async def search(self, request: SearchRequest) -> list[ScoredPoint]:
+    async def search(self, request: Request) -> Result:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[ScoredPoint]] = loop.create_future()
+        future: asyncio.Future[Result] = loop.create_future()
         self._waiting.append((request, future))
         if self._running_count < self._jobs_max:
             self._start(loop)
@@ -72,7 +78,7 @@ class SearchCoalescer:
 def _settle(
     batch: list[Waiting],
     *,
-    results: list[list[ScoredPoint] | Exception] | None = None,
+    results: list[Any] | None = None,
     error: BaseException | None = None,
 ) -> None:
     """Hand each waiting search its result, its own error, or the job's error. A waiter

@@ -11,6 +11,8 @@ collection_query.rs` (`validation`), `lib/collection/src/collection/query.rs`
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.api.conftest import Api
@@ -369,3 +371,18 @@ async def test_reads_selecting_a_vector_the_collection_lacks_are_400_once_a_poin
     )
     nothing = {"must": [{"has_id": [99]}]}
     assert (await points.call("POST", path, json=with_selector(body, nothing))).status == 200
+
+
+async def test_concurrent_queries_each_get_their_own_answer_or_error(points: Api):
+    """Single queries arriving together are coalesced into one read job
+    (Collection._execute_queries); one that fails must fail alone."""
+    bodies = [{"query": [1, 0.1 * i], "limit": 2} for i in range(12)]
+    bodies[5] = {"query": 999, "limit": 2}  # no such point: Qdrant's 404
+    responses = await asyncio.gather(*(points.call("POST", QUERY, json=b) for b in bodies))
+    for position, response in enumerate(responses):
+        if position == 5:
+            assert response.status == 404 and "No point with id 999 found" in response.error
+        else:
+            assert response.status == 200 and len(response.result["points"]) == 2
+    alone = await query(points, bodies[3])
+    assert [p["id"] for p in alone] == [p["id"] for p in responses[3].result["points"]]

@@ -486,6 +486,7 @@ async def test_payload_size_is_the_json_size_of_the_stored_payloads(
     """Scanned in chunks (3 points here) and, for the test, afresh at every check."""
     monkeypatch.setattr(engine.collection, "PAYLOAD_SCAN_CHUNK", 3)
     monkeypatch.setattr(engine.collection, "PAYLOAD_BYTES_REFRESH_S", 0.0)
+    monkeypatch.setattr(engine.collection, "PAYLOAD_RESCAN_FACTOR", 0)
     await make_collection(api)
     payloads = [point["payload"] for point in await api.scroll_all()]
     total_bytes = sum(len(json.dumps(p, separators=(",", ":")).encode()) for p in payloads)
@@ -493,7 +494,12 @@ async def test_payload_size_is_the_json_size_of_the_stored_payloads(
         api, {"enabled": True, "max_collection_payload_size_bytes": total_bytes + 1}
     )
     set_payload = {"payload": {"a": 1}, "points": [1]}
-    assert (await api.call("POST", POINTS + "/payload", json=set_payload)).status == 200
+    # wait=true: the next check must see this write applied (the default, wait=false,
+    # answers before the applier has written it, and the scan reads applied payloads).
+    first = await api.call(
+        "POST", POINTS + "/payload", json=set_payload, query={"wait": "true"}
+    )
+    assert first.status == 200
     response = await api.call("POST", POINTS + "/payload", json=set_payload)
     assert "Max payload storage size limit of" in response.error
 
