@@ -107,6 +107,7 @@ class ReadView:
     def apply(self, delta: IndexDelta, prepared: PreparedBatch, store: Store) -> None:
         """Take in one committed batch; the caller holds the visibility lock exclusively.
         `store` has committed it: payload indexes created by the batch are read from it."""
+        self.labels.generation += 1
         for written in delta.written_points:
             if written.is_born:
                 self.labels.add(written.label, written.key, written.version_op_id)

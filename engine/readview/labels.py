@@ -27,6 +27,9 @@ class LabelTable:
         self._label_of: dict[bytes, int] = {}
         self.live_count = 0
         self.damaged_count = 0  # live labels with DAMAGED_VERSION
+        # Bumped by the applier with every batch it applies (under the visibility lock):
+        # what readers cache from the view is valid while it stays the same.
+        self.generation = 0
 
     def add(self, label: int, key: bytes, version_op_id: int) -> None:
         """A label born for point `key` (its previous label, if any, is killed separately)."""

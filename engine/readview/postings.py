@@ -63,6 +63,9 @@ class FieldPostings:
         )
         self.entry_count = 0
         self.entries_at_build = 0
+        # value -> (label table generation, current labels): a filter value searched again
+        # before the next batch costs a dict lookup, not a mask and a sort of its posting.
+        self._current_cache: dict[bytes, tuple[int, np.ndarray]] = {}
 
     def add(self, value: bytes, label: int, version_op_id: int) -> None:
         posting = self.by_value.get(value)
@@ -75,11 +78,17 @@ class FieldPostings:
         self.entry_count += 1
 
     def labels_equal(self, value: bytes, table: LabelTable) -> np.ndarray:
-        """Current labels holding `value`, sorted, unique."""
+        """Current labels holding `value`, sorted, unique (shared: never change it)."""
+        cached = self._current_cache.get(value)
+        if cached is not None and cached[0] == table.generation:
+            return cached[1]
         posting = self.by_value.get(value)
         if posting is None:
             return np.empty(0, dtype=np.int64)
-        return _current(np.frombuffer(posting, dtype=np.int64), table)
+        labels = _current(np.frombuffer(posting, dtype=np.int64), table)
+        labels.flags.writeable = False
+        self._current_cache[value] = (table.generation, labels)
+        return labels
 
     def labels_in_range(self, low: bytes, high: bytes, table: LabelTable) -> np.ndarray | None:
         """Current labels holding a value in [low, high], sorted, unique; None if the range
