@@ -286,6 +286,7 @@ class Collection:
             list(config.vectors),
             STORE_MAP_BYTES_SMALL,
             tuple(config.sparse_vectors),
+            config.multivector_dims(),
         )
         try:
             applied_op_id = store.applied_op_id
@@ -768,6 +769,7 @@ def recover(
         list(config.vectors),
         settings.lmdb_map_bytes_initial,
         tuple(config.sparse_vectors),
+        config.multivector_dims(),
     )
     wal = Wal(directory / "wal", name, settings.segment_bytes_target, settings.fsync_slow_s)
     wal.open()

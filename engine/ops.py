@@ -53,10 +53,15 @@ class UpdateStatus(str, enum.Enum):
 
 @dataclass(frozen=True)
 class VectorConfig:
+    """A dense vector name. `is_multivector`: each point holds a matrix (rows of `size`),
+    compared by MaxSim (Qdrant's `multivector_config: {"comparator": "max_sim"}`, its only
+    comparator); such a name has no HNSW graph and no in-memory cache."""
+
     size: int
     distance: Distance
     hnsw_m: int | None = None  # per-vector override of the collection's hnsw settings
     hnsw_ef_construct: int | None = None
+    is_multivector: bool = False
 
 
 class SparseModifier(str, enum.Enum):
@@ -115,6 +120,27 @@ class SparseColumn:
         indices = np.concatenate([v.indices for v in vectors] or [empty_u32]).astype(np.uint32)
         values = np.concatenate([v.values for v in vectors] or [empty_f32]).astype(np.float32)
         return cls(np.asarray(rows, dtype=np.int32), offsets, indices, values)
+
+
+@dataclass(frozen=True)
+class MultiColumn:
+    """The matrices of one multivector name in an op: row i belongs to ids[rows[i]] and is
+    matrix[offsets[i]:offsets[i + 1]] (at least one vector each)."""
+
+    rows: np.ndarray  # int32, strictly increasing positions into the op's ids
+    offsets: np.ndarray  # int64, len(rows) + 1, offsets[0] == 0, strictly increasing
+    matrix: np.ndarray  # float32, shape (offsets[-1], dim), C-contiguous
+
+    def matrix_of(self, row: int) -> np.ndarray:
+        return self.matrix[int(self.offsets[row]) : int(self.offsets[row + 1])]
+
+    @classmethod
+    def from_matrices(cls, rows: list[int], matrices: list[np.ndarray], dim: int) -> MultiColumn:
+        offsets = np.zeros(len(matrices) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(matrix) for matrix in matrices], dtype=np.int64)
+        empty = np.empty((0, dim), np.float32)
+        matrix = np.ascontiguousarray(np.concatenate(matrices or [empty]), dtype=np.float32)
+        return cls(np.asarray(rows, dtype=np.int32), offsets, matrix)
 
 
 @dataclass(frozen=True)
@@ -232,6 +258,10 @@ class CollectionConfig:
     def is_single_unnamed(self) -> bool:
         return list(self.vectors) == [UNNAMED_VECTOR]
 
+    def multivector_dims(self) -> dict[str, int]:
+        """The multivector names and their row size (the store reshapes their values)."""
+        return {name: v.size for name, v in self.vectors.items() if v.is_multivector}
+
     def to_json_dict(self) -> dict[str, Any]:
         return {
             "vectors": {
@@ -240,6 +270,8 @@ class CollectionConfig:
                     "distance": v.distance.value,
                     "hnsw_m": v.hnsw_m,
                     "hnsw_ef_construct": v.hnsw_ef_construct,
+                    # Only when set: a config without multivectors is written as before.
+                    **({"multivector": "max_sim"} if v.is_multivector else {}),
                 }
                 for name, v in self.vectors.items()
             },
@@ -266,6 +298,7 @@ class CollectionConfig:
                 distance=Distance(v["distance"]),
                 hnsw_m=v.get("hnsw_m"),
                 hnsw_ef_construct=v.get("hnsw_ef_construct"),
+                is_multivector=v.get("multivector") == "max_sim",
             )
             for name, v in data["vectors"].items()
         }
@@ -305,6 +338,7 @@ class UpsertPoints:
     update_mode: UpdateMode = UpdateMode.UPSERT
     update_filter: OpFilter = None
     sparse: dict[str, SparseColumn] = field(default_factory=dict)
+    multi: dict[str, MultiColumn] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -344,6 +378,7 @@ class UpdateVectors:
     vectors: dict[str, NamedVectors]
     update_filter: OpFilter = None
     sparse: dict[str, SparseColumn] = field(default_factory=dict)
+    multi: dict[str, MultiColumn] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from engine.ops import (
     CreateFieldIndex,
     DeleteVectors,
     Distance,
+    MultiColumn,
     NamedVectors,
     Operation,
     SparseColumn,
@@ -32,8 +33,11 @@ from engine.ops import (
     UpdateVectors,
     UpsertPoints,
 )
+from engine.query import multivector
 from engine.store.payload_index import FIELD_NAME_BYTES_MAX, SCHEMA_TYPES, IndexSpec
 from engine.vectors.scores import normalize_rows
+
+MULTI_TO_REGULAR = "Conversion between multi and regular vectors failed"
 
 
 def validated(
@@ -49,7 +53,8 @@ def validated(
         for payload in op.payloads:
             check_payload_depth(payload)
         _check_sparse(op.sparse, config)
-        return replace(op, vectors=_validated_vectors(op.vectors, config))
+        multi = _validated_multi(op.multi, config)
+        return replace(op, vectors=_validated_vectors(op.vectors, config), multi=multi)
     if isinstance(op, UpdatePayload):
         key_steps = len(PayloadPath.parse(op.key).steps) if op.key else 0
         if key_steps > limits.PAYLOAD_DEPTH_MAX:
@@ -59,7 +64,8 @@ def validated(
         # Ids that don't exist when the op is applied are skipped (see engine/store/mutations.py):
         # checking here would miss earlier unapplied ops and earlier ops of a batch.
         _check_sparse(op.sparse, config)
-        return replace(op, vectors=_validated_vectors(op.vectors, config))
+        multi = _validated_multi(op.multi, config)
+        return replace(op, vectors=_validated_vectors(op.vectors, config), multi=multi)
     if isinstance(op, DeleteVectors):
         for name in op.names:
             if name not in config.vectors and name not in config.sparse_vectors:
@@ -108,6 +114,8 @@ def _validated_vectors(
         vector_config = config.vectors.get(name)
         if vector_config is None:
             raise missing_vector_name(name)
+        if vector_config.is_multivector:
+            raise BadRequest(MULTI_TO_REGULAR)  # the server sends one-row matrices instead
         matrix = named.matrix
         if matrix.ndim != 2 or matrix.shape[1] != vector_config.size:
             got = matrix.shape[-1] if matrix.ndim else 0
@@ -120,6 +128,30 @@ def _validated_vectors(
         if vector_config.distance is Distance.COSINE:
             matrix = normalize_rows(matrix)
         result[name] = NamedVectors(named.rows, matrix)
+    return result
+
+
+def _validated_multi(
+    multi: dict[str, MultiColumn], config: CollectionConfig
+) -> dict[str, MultiColumn]:
+    """Each matrix checked (engine/query/multivector.py), Cosine rows made unit length."""
+    result = {}
+    for name, column in multi.items():
+        vector_config = config.vectors.get(name)
+        if vector_config is None:
+            raise missing_vector_name(name)
+        if not vector_config.is_multivector:
+            raise BadRequest(MULTI_TO_REGULAR)
+        for row in range(len(column.rows)):
+            multivector.check_stored_matrix(
+                column.matrix_of(row), vector_config.size, name, config.is_single_unnamed
+            )
+        if column.offsets.shape[0] != column.rows.shape[0] + 1:
+            raise BadRequest(f"multivector column {name!r} has bad offsets")
+        matrix = column.matrix
+        if vector_config.distance is Distance.COSINE:
+            matrix = normalize_rows(matrix)
+        result[name] = MultiColumn(column.rows, column.offsets, matrix)
     return result
 
 

@@ -126,6 +126,7 @@ async def repair(
             list(config.vectors),
             settings.lmdb_map_bytes_initial,
             tuple(config.sparse_vectors),
+            config.multivector_dims(),
         )
         try:
             store.rebuild_derived()

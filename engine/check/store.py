@@ -24,7 +24,7 @@ import lmdb
 import numpy as np
 
 from engine.filters.payload_path import PayloadPath
-from engine.ops import CollectionConfig, SparseVector, point_id_from_key
+from engine.ops import CollectionConfig, SparseVector, VectorConfig, point_id_from_key
 from engine.store import payload_index
 from engine.store.checksum import is_intact
 from engine.store.mutations import inverted_key, label_key
@@ -212,7 +212,7 @@ class _Checker:
             elif is_sparse:
                 if (len(raw) - 4) % 8:
                     self._damage(db_name, encoded_label, "sparse vector of a bad length")
-            elif len(raw) - 4 != 4 * self._config.vectors[name].size:
+            elif not _is_vector_length(len(raw) - 4, self._config.vectors[name]):
                 self._damage(db_name, encoded_label, "vector of the wrong dimension")
         for label in expected.keys() - found:
             self._damage("points", expected[label], f"vector {name!r} missing")
@@ -294,3 +294,11 @@ def _describe(key: bytes) -> str:
     key = bytes(key)
     is_point_key = (len(key), key[:1]) in ((9, b"\x00"), (17, b"\x01"))
     return f"{key.hex()} (point {point_id_from_key(key)})" if is_point_key else key.hex()
+
+
+def _is_vector_length(value_bytes: int, config: VectorConfig) -> bool:
+    """One vector of `size` float32s; for a multivector, one or more such rows."""
+    row_bytes = 4 * config.size
+    if config.is_multivector:
+        return value_bytes > 0 and value_bytes % row_bytes == 0
+    return value_bytes == row_bytes

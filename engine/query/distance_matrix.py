@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from engine.errors import missing_vector_name
+from engine.errors import NotImplementedYet, missing_vector_name
 from engine.filters import conditions as filters
 from engine.ops import PointId, point_key
 from engine.query.plan import merge_filters
@@ -38,6 +38,8 @@ def distance_matrix(
     vector_config = reader.config.vectors.get(using)
     if vector_config is None and not is_sparse:
         raise missing_vector_name(using)
+    if vector_config is not None and vector_config.is_multivector:
+        raise NotImplementedYet("search/matrix is not implemented on a multivector yet")
     having = merge_filters(filter_, filters.Filter(must=(filters.HasVectorCondition(using),)))
     candidates = [point_id for point_id, _ in reader.payload_points(having, None)]
     sample = random.sample(candidates, min(sample_count, len(candidates)))

@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from engine.errors import BadRequest, NotFound, missing_vector_name
+from engine.errors import BadRequest, NotFound, NotImplementedYet, missing_vector_name
 from engine.filters import conditions as filters
 from engine.filters import instants
 from engine.filters.payload_path import PayloadPath
@@ -39,6 +39,7 @@ from engine.ops import (
     SparseVector,
     VectorSelector,
 )
+from engine.query import multivector
 from engine.query.feedback import RelevanceFeedback, feedback_scorer
 from engine.query.formula import CompiledFormula, Formula, compile_formula, rescore
 from engine.query.plan import (
@@ -79,6 +80,11 @@ Lookups = dict[str, QueryReader]  # collection name -> reader, for lookup_from a
 GROUP_OVERFETCH = 4  # candidates fetched per wanted group member
 GROUP_FETCH_MIN = 100
 SPARSE_DENSE_MISMATCH = "Conversion between sparse and regular vectors failed"
+MULTI_DENSE_MISMATCH = "Conversion between multi and regular vectors failed"
+MULTIVECTOR_UNSUPPORTED = (
+    "only nearest queries (without mmr) are implemented on a multivector; "
+    "recommend, discover, context, relevance feedback and mmr are not yet"
+)
 
 
 def group_hits(
@@ -219,6 +225,7 @@ def _is_plain(reader: QueryReader, request: QueryRequest) -> bool:
         and root.lookup_from is None
         and request.group_by is None
         and root.using in reader.config.vectors
+        and not reader.config.vectors[root.using].is_multivector
     )
 
 
@@ -376,6 +383,9 @@ def _mmr_hits(
 ) -> list[Hit]:
     """The nearest `candidates_limit` hits, re-ranked by MMR (query_scores.mmr_order)."""
     assert query.mmr is not None
+    vector_config = context.reader.config.vectors.get(node.using)
+    if vector_config is not None and vector_config.is_multivector:
+        raise NotImplementedYet(MULTIVECTOR_UNSUPPORTED)
     plain = replace(query, mmr=None)
     pool_size = query.mmr.candidates_limit or node.limit
     # Excluded ids (the query's own point) never become candidates, as with Qdrant's filter.
@@ -448,8 +458,12 @@ def _vector_hits(
         raise missing_vector_name(node.using)
     if any(isinstance(example, SparseVector) for example in examples_of(query)):
         raise BadRequest(SPARSE_DENSE_MISMATCH)
+    if vector_config.is_multivector:
+        return _multivector_hits(context, node, query, candidates, wanted)
     distance = vector_config.distance
     examples = _examples(context, node, query)
+    if any(np.ndim(example) != 1 for example in examples):
+        raise BadRequest(MULTI_DENSE_MISMATCH)  # a matrix, given or looked up by id
     _check_dimensions(examples, vector_config.size)
     if _is_scored_directly(query):
         score = _direct_scorer(query, examples, distance)
@@ -469,6 +483,34 @@ def _vector_hits(
         node.using, score, is_higher_better, node.filter, candidates, wanted
     )
     return _thresholded(pairs, node.score_threshold, is_higher_better)
+
+
+def _multivector_hits(
+    context: _Context,
+    node: QueryNode,
+    query: VectorQuery,
+    candidates: list[PointId] | None,
+    wanted: int,
+) -> list[Hit]:
+    """A nearest query on a multivector name: exact MaxSim (engine/query/multivector.py)
+    over every point having it (filtered) or over the prefetch's candidates."""
+    if not isinstance(query, Nearest) or query.mmr is not None:
+        raise NotImplementedYet(MULTIVECTOR_UNSUPPORTED)
+    vector_config = context.reader.config.vectors[node.using]
+    [example] = _examples(context, node, query)
+    matrix = multivector.query_matrix(example, vector_config)
+    distance = vector_config.distance
+    pairs = context.reader.score_points(
+        node.using,
+        lambda matrices: multivector.maxsim_scores(matrix, matrices, distance),
+        True,  # MaxSim is a similarity for every distance; reported scores are after
+        node.filter,
+        candidates,
+        wanted,
+    )
+    scores = multivector.reported(np.array([score for _, score in pairs]), distance)
+    reported = [(point_id, float(score)) for (point_id, _), score in zip(pairs, scores)]
+    return _thresholded(reported, node.score_threshold, distance.is_higher_better)
 
 
 def _sparse_hits(

@@ -94,9 +94,11 @@ class QueryReader(Reader):
     ) -> list[tuple[PointId, float]]:
         """Exact scan: `score(matrix)` of every point with vector `name` (or only `ids`)
         matching `filter_`, best `limit` first. For a sparse `name`, `score` gets a list of
-        SparseVectors instead of a matrix."""
+        SparseVectors instead of a matrix; for a multivector, a list of matrices."""
         is_sparse = name in self.config.sparse_vectors
-        if ids is not None and filter_ is None and not is_sparse:
+        # A multivector's `score` takes a list of matrices, read from LMDB (no read-view cache).
+        is_listed = is_sparse or name in self._store.multivector_dims
+        if ids is not None and filter_ is None and not is_listed:
             return self._score_listed(name, score, is_higher_better, ids, limit)
         predicate = None if filter_ is None else self._compile(filter_)
         with self._visibility_lock.shared():
@@ -125,7 +127,7 @@ class QueryReader(Reader):
                 if pairs:
                     scored.extend(p for p, _ in pairs)
                     found = [v for _, v in pairs]
-                    all_scores.append(score(found if is_sparse else np.stack(found)))
+                    all_scores.append(score(found if is_listed else np.stack(found)))
         if not scored:
             return []
         kept = scored

@@ -80,6 +80,8 @@ class ReadView:
             labels.add(label, key, DAMAGED_VERSION)
         vectors = {}
         for name, vector_config in config.vectors.items():
+            if vector_config.is_multivector:
+                continue  # matrices of varying length: MaxSim reads them from LMDB
             cache = VectorCache(vector_config.size, store.count_vectors(name))
             for chunk_labels, matrix, damaged in store.iter_vectors_checked(
                 name, vector_config.size, LOAD_CHUNK_COUNT

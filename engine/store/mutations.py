@@ -48,6 +48,7 @@ from engine.ops import (
     DeleteFieldIndex,
     DeletePoints,
     DeleteVectors,
+    MultiColumn,
     NamedVectors,
     Operation,
     PayloadMode,
@@ -88,6 +89,8 @@ class Databases:
     pindex: Any = None  # payload index entries
     sparse: dict[str, Any] = field(default_factory=dict)  # label -> SparseVector bytes
     inverted: dict[str, Any] = field(default_factory=dict)  # index u32 + label u64 -> f32
+    # The names of `vectors` holding matrices (rows of this dim): no graph, not in the delta.
+    multivector_dims: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -189,6 +192,7 @@ class BatchWriter:
 
     def _upsert(self, op_id: int, op: UpsertPoints) -> None:
         row_of, sparse_row_of = _row_lookups(op.vectors, op.sparse, len(op.ids))
+        multi_row_of = {name: _row_lookup(c.rows, len(op.ids)) for name, c in op.multi.items()}
         predicate = self._update_predicate(op.update_filter)
         for position, point_id in enumerate(op.ids):
             key = point_key(point_id)
@@ -200,6 +204,7 @@ class BatchWriter:
             if old is not None and predicate is not None and not _matches(predicate, key, old):
                 continue  # conditional upsert: an existing point must match to be replaced
             vectors = _point_vectors(op.vectors, row_of, op.sparse, sparse_row_of, position)
+            vectors.update(_point_matrices(op.multi, multi_row_of, position))
             if old is not None:
                 self._kill(op_id, key, old)
             self._write_new_version(op_id, key, op.payloads[position], vectors)
@@ -241,6 +246,7 @@ class BatchWriter:
         repeated id wins, as Qdrant merges them); the first missing id, if any. A point
         that exists but misses `update_filter` is left alone and is not missing."""
         row_of, sparse_row_of = _row_lookups(op.vectors, op.sparse, len(op.ids))
+        multi_row_of = {name: _row_lookup(c.rows, len(op.ids)) for name, c in op.multi.items()}
         predicate = self._update_predicate(op.update_filter)
         positions_of: dict[bytes, list[int]] = {}
         distinct_ids = []
@@ -262,6 +268,7 @@ class BatchWriter:
         def edit(key: bytes, old: PointRow) -> None:
             for position in positions_of[key]:
                 new = _point_vectors(op.vectors, row_of, op.sparse, sparse_row_of, position)
+                new.update(_point_matrices(op.multi, multi_row_of, position))
                 self._replace_vectors(op_id, key, drop_names=set(), new=new)
 
         return self._edit_listed(distinct_ids, edit)
@@ -306,11 +313,13 @@ class BatchWriter:
                 raw = self._txn.get(label_key(old_label), db=db)
                 assert raw is not None, (old_label, name)
                 value = unseal(raw, ("s:" if is_sparse else "v:") + name, label_key(old_label))
-                vectors[name] = (
-                    SparseVector.from_bytes(value)
-                    if is_sparse
-                    else np.frombuffer(value, dtype="<f4")
-                )
+                if is_sparse:
+                    vectors[name] = SparseVector.from_bytes(value)
+                elif name in self._dbs.multivector_dims:
+                    dim = self._dbs.multivector_dims[name]
+                    vectors[name] = np.frombuffer(value, dtype="<f4").reshape(-1, dim)
+                else:
+                    vectors[name] = np.frombuffer(value, dtype="<f4")
         vectors.update(new)
         self._kill(op_id, key, old)
         self._write_new_version(op_id, key, payload, vectors)
@@ -439,6 +448,14 @@ class BatchWriter:
             if isinstance(vector, SparseVector):
                 self._put_sparse(name, label, vector)
                 continue
+            if vector.ndim == 2:
+                # A multivector's matrix: rows of float32, the row count is len / (4 * dim).
+                # No graph and no read-view cache holds it, so it stays out of the delta.
+                assert name in self._dbs.multivector_dims, name
+                assert vector.shape[0] > 0, (name, label)
+                put(encoded_label, seal(vector.astype("<f4").tobytes()), db=self._dbs.vectors[name])
+                continue
+            assert name not in self._dbs.multivector_dims, name
             put(
                 encoded_label,
                 seal(vector.astype("<f4", copy=False).tobytes()),
@@ -466,6 +483,8 @@ class BatchWriter:
                 continue
             is_deleted = self._txn.delete(encoded_label, db=self._dbs.vectors[name])
             assert is_deleted, (old_label, name)
+            if name in self._dbs.multivector_dims:
+                continue  # never in a graph or the read view's cache (see _write_new_version)
             self.delta.removed_labels.setdefault(name, []).append(old_label)
         self._txn.put(encoded_label, seal(cbor2.dumps([op_id, old_names])), db=self._dbs.dead)
         self.delta.killed_labels.append(old_label)
@@ -514,6 +533,17 @@ def _point_vectors(
         if row >= 0:
             vectors[name] = column.vector(row)
     return vectors
+
+
+def _point_matrices(
+    multi: dict[str, MultiColumn], multi_row_of: dict[str, list[int]], position: int
+) -> dict[str, np.ndarray]:
+    """The multivector matrices an op gives the point at `position`, by name."""
+    return {
+        name: column.matrix_of(multi_row_of[name][position])
+        for name, column in multi.items()
+        if multi_row_of[name][position] >= 0
+    }
 
 
 def edited_payload(payload: dict[str, Any], op: UpdatePayload) -> dict[str, Any] | None:

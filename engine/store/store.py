@@ -14,7 +14,9 @@ labels born after it (`labels` from its next_label) and labels that died after i
 | points     | ops.point_key(id)           | [label, version op_id, payload or null, names] |
 | labels     | label u64 big-endian        | point key (raw bytes)                          |
 | dead       | label u64 big-endian        | [death op_id, names]                           |
-| v:<name>   | label u64 big-endian        | float32 little-endian bytes (raw)              |
+| v:<name>   | label u64 big-endian        | float32 little-endian bytes (raw); for a       |
+|            |                             | multivector name, its rows one after the other |
+|            |                             | (row count = bytes / (4 * dim), at least one)  |
 | s:<name>   | label u64 big-endian        | sparse: u32 LE indices, then f32 LE values     |
 | i:<name>   | index u32 BE + label u64 BE | f32 LE value: sparse inverted index (postings) |
 | schema     | payload field name          | payload index definition (engine/store/payload_index.py)    |
@@ -111,8 +113,12 @@ class Store:
         vector_names: list[str],
         map_bytes_initial: int,
         sparse_names: tuple[str, ...] = (),
+        multivector_dims: dict[str, int] | None = None,
     ) -> None:
         self.path = path
+        # Names among vector_names whose values are matrices (CollectionConfig.multivector_dims).
+        self.multivector_dims = dict(multivector_dims or {})
+        assert set(self.multivector_dims) <= set(vector_names), (multivector_dims, vector_names)
         self.vector_names = list(vector_names)
         self.sparse_names = list(sparse_names)
         self._map_bytes = map_bytes_initial
@@ -151,6 +157,7 @@ class Store:
             self._pindex,
             self._sparse,
             self._inverted,
+            self.multivector_dims,
         )
         self._check_format()
         with self._env.begin() as txn:
@@ -270,12 +277,18 @@ class Store:
             return [_point_key_of(txn, self._labels, label) for label in labels]
 
     def get_vectors(self, name: str, labels: list[int]) -> list[np.ndarray | None]:
+        """Each label's vector `name` (None where it has none); a multivector name's values
+        are matrices (rows x dim)."""
         with self._lock.shared(), self._env.begin() as txn:
             raw = [txn.get(label_key(label), db=self._vectors[name]) for label in labels]
-        return [
+        vectors = [
             None if value is None else np.frombuffer(unseal(value, "v:" + name, key), dtype="<f4")
             for value, key in zip(raw, map(label_key, labels))
         ]
+        dim = self.multivector_dims.get(name)
+        if dim is None:
+            return vectors
+        return [None if vector is None else vector.reshape(-1, dim) for vector in vectors]
 
     def get_sparse(self, name: str, labels: list[int]) -> list[SparseVector | None]:
         with self._lock.shared(), self._env.begin() as txn:

@@ -69,9 +69,10 @@ def is_complete_hnsw_file(data: bytes) -> bool:
 
 
 def has_graph(config: VectorConfig, hnsw: HnswSettings) -> bool:
-    """False for Manhattan (no hnswlib space) and for m == 0 (Qdrant: "no HNSW graph")."""
+    """False for Manhattan (no hnswlib space), for m == 0 (Qdrant: "no HNSW graph") and for
+    a multivector (hnswlib has no MaxSim; engine/query/multivector.py scores it exactly)."""
     m = hnsw.m if config.hnsw_m is None else config.hnsw_m
-    return config.distance in _SPACE_BY_DISTANCE and m > 0
+    return config.distance in _SPACE_BY_DISTANCE and m > 0 and not config.is_multivector
 
 
 def advance_checkpoints(directory: Path, from_op_id: int, to_op_id: int) -> None:

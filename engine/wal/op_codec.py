@@ -18,6 +18,9 @@ Record body: a CBOR map, keys short on purpose (they are repeated in every recor
 | s   | upsert, vectors     | sparse name -> [rows, offsets, indices, values]: rows as in |
 |     |                     | v, offsets LE int64 (len(rows) + 1) into indices (LE uint32,|
 |     |                     | ascending per row) and values (LE float32); absent: none    |
+| mv  | upsert, vectors     | multivector name -> [rows, offsets, dim, matrix]: rows as in|
+|     |                     | v, offsets LE int64 (len(rows) + 1) into the matrix's rows, |
+|     |                     | matrix LE float32, offsets[-1] x dim; absent: none          |
 | p   | upsert, payload     | payload per id (upsert) / the payload to set (payload)      |
 | k   | payload             | keys to delete                                              |
 | key | payload             | nested path to set at                                       |
@@ -51,6 +54,7 @@ from engine.ops import (
     DeleteFieldIndex,
     DeletePoints,
     DeleteVectors,
+    MultiColumn,
     NamedVectors,
     Operation,
     PayloadMode,
@@ -181,6 +185,37 @@ def _decode_sparse(data: dict[str, list[bytes]]) -> dict[str, SparseColumn]:
     return columns
 
 
+def _encode_multi(multi: dict[str, MultiColumn]) -> dict[str, list[Any]]:
+    encoded = {}
+    for name, column in multi.items():
+        assert column.offsets.shape[0] == column.rows.shape[0] + 1, (name, column.offsets.shape)
+        assert column.matrix.dtype == np.float32, (name, column.matrix.dtype)
+        assert column.matrix.shape[0] == column.offsets[-1], (name, column.matrix.shape)
+        encoded[name] = [
+            column.rows.astype("<i4", copy=False).tobytes(),
+            column.offsets.astype("<i8", copy=False).tobytes(),
+            column.matrix.shape[1],
+            column.matrix.astype("<f4", copy=False).tobytes(),
+        ]
+    return encoded
+
+
+def _decode_multi(data: dict[str, list[Any]]) -> dict[str, MultiColumn]:
+    columns = {}
+    for name, (rows, offsets, dim, matrix) in data.items():
+        offsets_array = np.frombuffer(offsets, dtype="<i8").astype(np.int64)
+        matrix_array = np.frombuffer(matrix, dtype=_FLOAT32_LE)
+        rows_array = np.frombuffer(rows, dtype="<i4").astype(np.int32)
+        if offsets_array.shape[0] != rows_array.shape[0] + 1:
+            raise ValueError(f"multivector column {name!r} has bad offsets")
+        if matrix_array.shape[0] != int(offsets_array[-1]) * dim:
+            raise ValueError(f"multivector column {name!r} has a matrix of the wrong size")
+        columns[name] = MultiColumn(
+            rows_array, offsets_array, matrix_array.reshape(int(offsets_array[-1]), dim)
+        )
+    return columns
+
+
 def _encode_ids(ids: list[PointId] | None) -> list[int | bytes] | None:
     return None if ids is None else [_encode_id(point_id) for point_id in ids]
 
@@ -205,6 +240,7 @@ def _encode_upsert(op: UpsertPoints) -> dict[str, Any]:
         "p": op.payloads,
         "f": encode_tree(op.update_filter),
         **({"s": _encode_sparse(op.sparse)} if op.sparse else {}),
+        **({"mv": _encode_multi(op.multi)} if op.multi else {}),
     }
 
 
@@ -216,6 +252,7 @@ def _decode_upsert(data: dict[str, Any], types: Mapping[str, type]) -> UpsertPoi
         update_mode=_UPDATE_MODES[data["m"]],
         update_filter=decode_tree(data.get("f"), types),
         sparse=_decode_sparse(data["s"]) if "s" in data else {},
+        multi=_decode_multi(data["mv"]) if "mv" in data else {},
     )
 
 
@@ -257,6 +294,7 @@ def _encode_update_vectors(op: UpdateVectors) -> dict[str, Any]:
         "v": _encode_vectors(op.vectors),
         "f": encode_tree(op.update_filter),
         **({"s": _encode_sparse(op.sparse)} if op.sparse else {}),
+        **({"mv": _encode_multi(op.multi)} if op.multi else {}),
     }
 
 
@@ -266,6 +304,7 @@ def _decode_update_vectors(data: dict[str, Any], types: Mapping[str, type]) -> U
         vectors=_decode_vectors(data["v"]),
         update_filter=decode_tree(data["f"], types),
         sparse=_decode_sparse(data.get("s", {})),
+        multi=_decode_multi(data.get("mv", {})),
     )
 
 

@@ -173,7 +173,10 @@ async def search_points(request: web.Request) -> web.Response:
     costs = partial(search_read_costs, search.vector, search.filter)
     collection.check_read(check, timeout_s, costs)
     is_single_unnamed = collection.config.is_single_unnamed
-    if isinstance(search.vector, SparseVector):  # a NamedSparseVector: the query engine's
+    vector_config = collection.config.vectors.get(search.vector_name)
+    is_multivector = vector_config is not None and vector_config.is_multivector
+    # A NamedSparseVector, or a vector searching a multivector (MaxSim): the query engine's.
+    if isinstance(search.vector, SparseVector) or is_multivector:
         scored = (await collection.query(query.search_as_query(search), {})).points
     else:
         scored = await collection.search(build_search(search, collection.config))

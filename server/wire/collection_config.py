@@ -49,6 +49,7 @@ U64_MAX = 2**64 - 1
 MEMORY = ("cold", "cached", "pinned")
 DATATYPES = ("float32", "uint8", "float16", "turbo4")
 DISTANCES = tuple(distance.value for distance in Distance)
+MULTIVECTOR_COMPARATORS = ("max_sim",)
 VECTOR_NAME_BYTES_MAX = 200  # Qdrant's validate_vector_name
 VECTOR_NAME_CHARS_FORBIDDEN = '<>:"/\\|?*\0\x1f'
 
@@ -399,14 +400,26 @@ def _parse_vector_params(raw: Any) -> tuple[VectorConfig, dict[str, Any], list[t
         message = "`pinned` memory placement is not supported for dense vector storage"
         errors.append(("memory", message))
     if raw.get("multivector_config") is not None:
-        raise NotImplementedYet("multivectors are not implemented yet")
+        echo["multivector_config"] = _parse_multivector_config(raw["multivector_config"])
     vector = VectorConfig(
         size=size,
         distance=Distance(distance),
         hnsw_m=hnsw.get("m"),
         hnsw_ef_construct=hnsw.get("ef_construct"),
+        is_multivector="multivector_config" in echo,
     )
     return vector, echo, errors
+
+
+def _parse_multivector_config(raw: Any) -> dict[str, str]:
+    """MultiVectorConfig: `{"comparator": "max_sim"}`, its only comparator (echoed so)."""
+    if not isinstance(raw, dict):
+        raise invalid_type(raw, "struct MultiVectorConfig")
+    if "comparator" not in raw:
+        raise missing_field("comparator")
+    if raw["comparator"] not in MULTIVECTOR_COMPARATORS:
+        raise unknown_variant(raw["comparator"], MULTIVECTOR_COMPARATORS)
+    return {"comparator": raw["comparator"]}
 
 
 def _parse_fields(

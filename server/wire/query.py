@@ -63,6 +63,7 @@ from server.wire.serde_text import (
     unknown_variant,
     validation_errors,
 )
+from server.wire.upsert import multi_errors
 
 FUSIONS = ("rrf", "dbsf")
 SAMPLES = ("random",)
@@ -303,14 +304,14 @@ def _is_vector_object(value: dict[str, Any]) -> bool:
 
 
 def _parse_vector_input(value: Any) -> Any:
-    """VectorInput: a dense vector (a list), a sparse vector or a point id; multi and
-    inference 501."""
+    """VectorInput: a dense vector (a list), a matrix (a multivector query: a list of lists),
+    a sparse vector or a point id; inference objects 501."""
     if type(value) is list and all(type(item) in NUMBER_TYPES for item in value):
         return value
     if type(value) in (int, str):
         return parse_point_id(value)
-    if type(value) is list and all(type(item) is list for item in value):
-        raise NotImplementedYet("multivectors are not implemented yet")
+    if type(value) is list and value and all(_is_number_list(item) for item in value):
+        return _parse_matrix(value)
     if isinstance(value, dict) and "indices" in value and "values" in value:
         if not is_sparse_value(value):
             raise FormatError("Expected some form of vector, id, or a type of query")
@@ -318,6 +319,18 @@ def _parse_vector_input(value: Any) -> Any:
     if isinstance(value, dict) and "model" in value:
         raise NotImplementedYet("inference objects are not implemented yet")
     raise FormatError("Expected some form of vector, id, or a type of query")
+
+
+def _is_number_list(value: Any) -> bool:
+    return type(value) is list and all(type(item) in NUMBER_TYPES for item in value)
+
+
+def _parse_matrix(value: list[list[Any]]) -> list[list[Any]]:
+    """A multivector query, checked as Qdrant's `validate_multi_vector` (422 under `data`)."""
+    errors = multi_errors(value)
+    if errors:
+        raise validation_errors([(f"query.{field}", message) for field, message in errors])
+    return value
 
 
 def _parse_recommend(value: Any) -> Recommend:

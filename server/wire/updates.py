@@ -278,8 +278,8 @@ def _update_vectors_write(data: Any, prefix: str) -> tuple[PointWrite, Errors]:
     errors.extend(filter_errors)
 
     def build_ops(config: CollectionConfig) -> list[Operation]:
-        dense, sparse = build_point_vectors(ids, vectors, config)
-        return [UpdateVectors(ids, dense, update_filter, sparse)]
+        dense, sparse, multi = build_point_vectors(ids, vectors, config)
+        return [UpdateVectors(ids, dense, update_filter, sparse, multi)]
 
     return PointWrite(build_ops), errors
 

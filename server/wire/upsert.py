@@ -35,6 +35,7 @@ from engine.errors import BadRequest, FormatError, NotImplementedYet, missing_ve
 from engine.ops import (
     UNNAMED_VECTOR,
     CollectionConfig,
+    MultiColumn,
     NamedVectors,
     PointId,
     SparseColumn,
@@ -42,6 +43,7 @@ from engine.ops import (
     UpdateMode,
     UpsertPoints,
 )
+from engine.query.multivector import MULTIVECTOR_FLATTENED_LEN_MAX
 from server.wire.filters import parse_filter_collecting
 from server.wire.schemas import (
     NUMBER_TYPES,
@@ -131,11 +133,11 @@ def parse_upsert_parts(data: Any, prefix: str = "") -> tuple[UpsertBody, list[tu
 def build_upsert(body: UpsertBody, config: CollectionConfig) -> UpsertPoints:
     """Phase 2: check vectors against the collection and build columnar UpsertPoints."""
     if body.batch_vectors is not None:
-        vectors, sparse = _batch_columns(body, config)
+        vectors, sparse, multi = _batch_columns(body, config)
     else:
-        vectors, sparse = _list_columns(body, config)
+        vectors, sparse, multi = _list_columns(body, config)
     return UpsertPoints(
-        body.ids, vectors, body.payloads, body.update_mode, body.update_filter, sparse
+        body.ids, vectors, body.payloads, body.update_mode, body.update_filter, sparse, multi
     )
 
 
@@ -168,6 +170,8 @@ def point_vector_errors(path: str, vector: Any) -> list[tuple[str, str]]:
     """`VectorStruct::validate` of one shape-checked vector: `<path>.vector` for an empty
     unnamed vector, the named values as `named_vector_errors` words them."""
     if type(vector) is list:
+        if _list_kind(vector) == MULTI:
+            return [(f"{path}.{field}", message) for field, message in multi_errors(vector)]
         return [(f"{path}.vector", EMPTY_DENSE)] if not vector else []
     return named_vector_errors(path, list(vector.values()))
 
@@ -188,7 +192,7 @@ def named_vector_errors(path: str, values: list[Any]) -> list[tuple[str, str]]:
 
 def build_point_vectors(
     ids: list[PointId], point_vectors: list[Any], config: CollectionConfig
-) -> tuple[dict[str, NamedVectors], dict[str, SparseColumn]]:
+) -> tuple[dict[str, NamedVectors], dict[str, SparseColumn], dict[str, MultiColumn]]:
     """Phase 2 of per-point vectors (shape-checked by check_point_vector): the columns by name,
     checked against the collection in Qdrant's order (dimensions, then names), float32."""
     body = UpsertBody(ids, [None] * len(ids), point_vectors, None, UpdateMode.UPSERT)
@@ -296,6 +300,8 @@ def _raise_if_inference_object(value: Any) -> None:
 def _vector_value_errors(value: Any) -> list[tuple[str, str]]:
     """`Vector::validate` of one named value: (field, message) pairs."""
     if type(value) is list:
+        if _list_kind(value) == MULTI:
+            return multi_errors(value)
         return [("vector", EMPTY_DENSE)] if not value else []
     if type(value) is not dict:
         return []
@@ -331,9 +337,12 @@ def _batch_errors(
 ) -> list[tuple[str, str]]:
     """`Batch::validate`: the vectors' own errors first, then each count against the ids'."""
     if None in columns:
-        # One error at most: Batch::validate stops at the first empty row (`?`).
-        if any(not row for row in columns[None]):
-            return [("batch.vector", EMPTY_DENSE)]
+        # One error at most: Batch::validate stops at the first failing row (`?`).
+        for row in columns[None]:
+            if not row:
+                return [("batch.vector", EMPTY_DENSE)]
+            if _list_kind(row) == MULTI and (errors := multi_errors(row)):
+                return [(f"batch.{field}", message) for field, message in errors[:1]]
     else:
         values = [value for column in columns.values() for value in column]
         errors = named_vector_errors("batch", values)
@@ -349,12 +358,29 @@ def _batch_errors(
     return []
 
 
+def multi_errors(matrix: list[list[Any]]) -> list[tuple[str, str]]:
+    """`validate_multi_vector` (lib/common/common/src/validation.rs): its first error, under
+    `data`. A matrix with no rows is `[]`, which parses as an empty dense vector first."""
+    lengths = [len(row) for row in matrix]
+    if 0 in lengths:
+        return [("data", "all vectors must be non-empty")]
+    total = sum(lengths)
+    if total >= MULTIVECTOR_FLATTENED_LEN_MAX:
+        limit = MULTIVECTOR_FLATTENED_LEN_MAX
+        return [("data", f"Total size of all vectors ({total}) must be less than {limit}")]
+    bad = next((length for length in lengths if length != lengths[0]), None)
+    if bad is not None:
+        message = f"all vectors must have the same dimension, found vector with dimension {bad}"
+        return [("data", message)]
+    return []
+
+
 # ---- phase 2: against the collection -------------------------------------------------------
 
 
 def _list_columns(
     body: UpsertBody, config: CollectionConfig
-) -> tuple[dict[str, NamedVectors], dict[str, SparseColumn]]:
+) -> tuple[dict[str, NamedVectors], dict[str, SparseColumn], dict[str, MultiColumn]]:
     """Group the list form's vectors by name, checking each as Qdrant does, in its order."""
     assert body.point_vectors is not None
     rows_by_name: dict[str, list[int]] = {}
@@ -375,23 +401,22 @@ def _list_columns(
             for row in value if is_multi else (value,):
                 if len(row) != vector_config.size:
                     raise _dimension_error(vector_config.size, len(row), name, is_unnamed)
-            has_multi = has_multi or is_multi
+            if vector_config.is_multivector and not is_multi:
+                value = [value]  # a plain vector: a matrix of one row, as Qdrant converts it
+            has_multi = has_multi or (is_multi and not vector_config.is_multivector)
             rows_by_name.setdefault(name, []).append(position)
             values_by_name.setdefault(name, []).append(value)
     _raise_for_names(unknown_name, has_multi)
     if config.is_single_unnamed and not config.sparse_vectors:
         _require_unnamed_vector(body.ids, rows_by_name.get(UNNAMED_VECTOR, []))
-    dense = {
-        name: _named_vectors(body.ids, rows_by_name[name], values, config.vectors[name].size)
-        for name, values in values_by_name.items()
-    }
+    dense, multi = _dense_and_multi(body.ids, rows_by_name, values_by_name, config)
     named = [{} if type(vector) is list else vector for vector in body.point_vectors]
-    return dense, _sparse_columns(named, config)
+    return dense, _sparse_columns(named, config), multi
 
 
 def _batch_columns(
     body: UpsertBody, config: CollectionConfig
-) -> tuple[dict[str, NamedVectors], dict[str, SparseColumn]]:
+) -> tuple[dict[str, NamedVectors], dict[str, SparseColumn], dict[str, MultiColumn]]:
     """The batch form's columns: every point carries every vector named in the batch."""
     vectors = body.batch_vectors
     is_unnamed = type(vectors) is list
@@ -414,17 +439,19 @@ def _batch_columns(
             for row in value if is_multi else (value,):
                 if len(row) != vector_config.size:
                     raise _dimension_error(vector_config.size, len(row), name, is_unnamed)
-            has_multi = has_multi or is_multi
+            has_multi = has_multi or (is_multi and not vector_config.is_multivector)
     _raise_for_names(unknown_name, has_multi)
     if config.is_single_unnamed and not config.sparse_vectors:
         _require_unnamed_vector(body.ids, range(len(columns.get(UNNAMED_VECTOR, ()))))
     positions = list(range(len(body.ids)))
-    dense = {
-        name: _named_vectors(body.ids, positions, column, config.vectors[name].size)
+    rows_by_name = {name: positions for name, column in columns.items() if column}
+    values_by_name = {
+        name: [_as_matrix_value(value, config.vectors[name].is_multivector) for value in column]
         for name, column in columns.items()
         if column
     }
-    return dense, _sparse_columns(points, config)
+    dense, multi = _dense_and_multi(body.ids, rows_by_name, values_by_name, config)
+    return dense, _sparse_columns(points, config), multi
 
 
 def _is_sparse_item(name: str, value: Any, config: CollectionConfig) -> bool:
@@ -471,6 +498,42 @@ def _require_unnamed_vector(ids: list[PointId], positions: Any) -> None:
         raise BadRequest(
             f"point {ids[missing]} has no vector; this collection's unnamed vector is required"
         )
+
+
+def _as_matrix_value(value: list[Any], is_multivector: bool) -> list[Any]:
+    """A multivector name's value as a matrix (a plain vector is one row); others as they are."""
+    return [value] if is_multivector and value and type(value[0]) is not list else value
+
+
+def _dense_and_multi(
+    ids: list[PointId],
+    rows_by_name: dict[str, list[int]],
+    values_by_name: dict[str, list[Any]],
+    config: CollectionConfig,
+) -> tuple[dict[str, NamedVectors], dict[str, MultiColumn]]:
+    """The dense columns and the multivector columns, by name, float32 and finite."""
+    dense, multi = {}, {}
+    for name, values in values_by_name.items():
+        vector_config = config.vectors[name]
+        if vector_config.is_multivector:
+            multi[name] = _multi_column(ids, rows_by_name[name], values, vector_config.size)
+        else:
+            dense[name] = _named_vectors(ids, rows_by_name[name], values, vector_config.size)
+    return dense, multi
+
+
+def _multi_column(
+    ids: list[PointId], rows: list[int], matrices: list[list[list[Any]]], dim: int
+) -> MultiColumn:
+    column = MultiColumn.from_matrices(rows, [_to_matrix(m, dim) for m in matrices], dim)
+    is_finite = np.isfinite(column.matrix).all(axis=1)
+    if not is_finite.all():
+        # The point of the first bad row: the last matrix starting at or before it.
+        bad_row = int(np.argmin(is_finite))
+        row = int(np.searchsorted(column.offsets, bad_row, side="right")) - 1
+        point_id = ids[rows[row]]
+        raise BadRequest(f"vector of point {point_id} has a value that is not a finite float32")
+    return column
 
 
 def _named_vectors(

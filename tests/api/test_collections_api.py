@@ -235,11 +235,11 @@ async def test_accepted_options_are_echoed(api: Api):
                 "vectors": {
                     "size": 4,
                     "distance": "Dot",
-                    "multivector_config": {"comparator": "max_sim"},
+                    "multivector_config": {"comparator": "sum_sim"},
                 }
             },
-            501,
-            "Not implemented in Keel: multivectors are not implemented yet",
+            400,
+            "Format error in JSON body: data did not match any variant of untagged enum VectorsConfig",
         ),
         (
             [],
