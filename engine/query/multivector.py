@@ -48,6 +48,28 @@ def query_matrix(example: np.ndarray, config: VectorConfig) -> np.ndarray:
     return matrix
 
 
+def average(positive: list[np.ndarray], negative: list[np.ndarray]) -> np.ndarray:
+    """Recommend's `average_vector` query on a multivector, as Qdrant's
+    `avg_vector_for_recommendation` (recommendations.rs): matrices are not averaged but
+    concatenated, the negatives' rows negated; plain vectors (all of one side) are averaged
+    as usual and searched as one row. Examples are as given (stored ones unit length)."""
+    positive_kind, negative_kind = _kind(positive), _kind(negative)
+    if positive_kind is None:
+        raise BadRequest("Positive vectors should not be empty with `average` strategy")
+    average_positive = _average(positive, positive_kind)
+    if negative_kind is None:
+        return average_positive
+    if negative_kind != positive_kind:
+        raise BadRequest(
+            "Positive and negative vectors should be of the same type, either all dense or all "
+            "sparse or all multi"
+        )
+    average_negative = _average(negative, negative_kind)
+    if positive_kind == "multi":
+        return np.concatenate([average_positive, -average_negative]).astype(np.float32)
+    return (average_positive + average_positive - average_negative).astype(np.float32)
+
+
 def maxsim_scores(query: np.ndarray, matrices: list[np.ndarray], distance: Distance) -> np.ndarray:
     """MaxSim of each stored matrix against `query` (preprocessed), higher better for every
     distance: one similarity matrix for all the points' rows, then a max per point's rows."""
@@ -88,6 +110,20 @@ def check_stored_matrix(matrix: np.ndarray, size: int, name: str, is_unnamed: bo
         )
     if not np.isfinite(matrix).all():
         raise BadRequest("vector contains a non-finite number (NaN or infinity)")
+
+
+def _kind(examples: list[np.ndarray]) -> str | None:
+    kinds = {"multi" if np.ndim(example) == 2 else "dense" for example in examples}
+    if len(kinds) > 1:
+        raise BadRequest("Can't average vectors with different types")
+    return kinds.pop() if kinds else None
+
+
+def _average(examples: list[np.ndarray], kind: str) -> np.ndarray:
+    arrays = [np.asarray(example, dtype=np.float32) for example in examples]
+    if kind == "multi":
+        return np.concatenate(arrays)
+    return np.mean(np.stack(arrays), axis=0, dtype=np.float32)
 
 
 def _similarity(query: np.ndarray, rows: np.ndarray, distance: Distance) -> np.ndarray:

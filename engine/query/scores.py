@@ -34,6 +34,7 @@ import numpy as np
 
 from engine.errors import BadRequest
 from engine.ops import Distance, PointId, SparseVector
+from engine.query import multivector
 
 F32_EPSILON = float(np.finfo(np.float32).eps)  # Rust f32::EPSILON, the context margin
 
@@ -97,9 +98,12 @@ def average_vector(positive: list[np.ndarray], negative: list[np.ndarray]) -> np
 def internal_similarity(matrix: Any, query: Any, distance: Distance) -> np.ndarray:
     """Qdrant's internal score (higher is better): dot products, or minus the distance
     (squared for Euclid) for the distances where lower is better. For sparse vectors
-    (`matrix` a list of SparseVectors, `query` one) the dot product, 0 without overlap."""
+    (`matrix` a list of SparseVectors, `query` one) the dot product, 0 without overlap; for
+    multivectors (`matrix` a list of matrices, `query` one) MaxSim."""
     if isinstance(query, SparseVector):
         return np.array([sparse_dot(query, vector) for vector in matrix], dtype=np.float32)
+    if query.ndim == 2:  # a multivector query: `matrix` is a list of matrices
+        return multivector.maxsim_scores(query, matrix, distance)
     if distance in (Distance.COSINE, Distance.DOT):
         return matrix @ query
     if distance is Distance.EUCLID:

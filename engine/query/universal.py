@@ -81,10 +81,7 @@ GROUP_OVERFETCH = 4  # candidates fetched per wanted group member
 GROUP_FETCH_MIN = 100
 SPARSE_DENSE_MISMATCH = "Conversion between sparse and regular vectors failed"
 MULTI_DENSE_MISMATCH = "Conversion between multi and regular vectors failed"
-MULTIVECTOR_UNSUPPORTED = (
-    "only nearest queries (without mmr) are implemented on a multivector; "
-    "recommend, discover, context, relevance feedback and mmr are not yet"
-)
+MULTIVECTOR_MMR = "mmr is not implemented on a multivector yet"
 
 
 def group_hits(
@@ -385,7 +382,7 @@ def _mmr_hits(
     assert query.mmr is not None
     vector_config = context.reader.config.vectors.get(node.using)
     if vector_config is not None and vector_config.is_multivector:
-        raise NotImplementedYet(MULTIVECTOR_UNSUPPORTED)
+        raise NotImplementedYet(MULTIVECTOR_MMR)
     plain = replace(query, mmr=None)
     pool_size = query.mmr.candidates_limit or node.limit
     # Excluded ids (the query's own point) never become candidates, as with Qdrant's filter.
@@ -492,14 +489,29 @@ def _multivector_hits(
     candidates: list[PointId] | None,
     wanted: int,
 ) -> list[Hit]:
-    """A nearest query on a multivector name: exact MaxSim (engine/query/multivector.py)
-    over every point having it (filtered) or over the prefetch's candidates."""
-    if not isinstance(query, Nearest) or query.mmr is not None:
-        raise NotImplementedYet(MULTIVECTOR_UNSUPPORTED)
+    """A vector query on a multivector name, scored exactly (engine/query/multivector.py)
+    over every point having it (filtered) or over the prefetch's candidates: nearest and
+    recommend's average_vector by MaxSim with Qdrant's reported scores, the other
+    strategies, discover, context and relevance feedback by their scores over MaxSim."""
+    if isinstance(query, Nearest) and query.mmr is not None:
+        raise NotImplementedYet(MULTIVECTOR_MMR)
     vector_config = context.reader.config.vectors[node.using]
-    [example] = _examples(context, node, query)
-    matrix = multivector.query_matrix(example, vector_config)
     distance = vector_config.distance
+    examples = _examples(context, node, query)
+    # Each checked (size, finite) and preprocessed; averaging takes them as given.
+    matrices = [multivector.query_matrix(example, vector_config) for example in examples]
+    if _is_scored_directly(query):
+        score = _direct_scorer(query, matrices, distance)
+        pairs = context.reader.score_points(
+            node.using, score, True, node.filter, candidates, wanted
+        )
+        return _thresholded(pairs, node.score_threshold, True)
+    if isinstance(query, Recommend):
+        split = len(query.positive)
+        example = multivector.average(examples[:split], examples[split:])
+    else:
+        [example] = examples
+    matrix = multivector.query_matrix(example, vector_config)
     pairs = context.reader.score_points(
         node.using,
         lambda matrices: multivector.maxsim_scores(matrix, matrices, distance),
@@ -608,7 +620,8 @@ def _examples(context: _Context, node: QueryNode, query: VectorQuery) -> list[np
                 raise BadRequest(SPARSE_DENSE_MISMATCH)
             _raise_unknown_lookup_vector(reader, ids, name)
         found = reader.example_vectors(ids, name)
-    distance = context.reader.config.vectors[node.using].distance
+    vector_config = context.reader.config.vectors[node.using]
+    distance = vector_config.distance
     vectors = []
     for example in examples:
         if is_point_id(example):
@@ -624,7 +637,12 @@ def _examples(context: _Context, node: QueryNode, query: VectorQuery) -> list[np
         vectors.append(vector)
     # Qdrant's `VectorInternal::preprocess` leaves dense vectors alone: average_vector mixes
     # raw and stored (unit) vectors as given; the metric normalises whatever is scored.
-    if distance is Distance.COSINE and _is_scored_directly(query):
+    # (A multivector's rows are made unit length by multivector.query_matrix.)
+    if (
+        distance is Distance.COSINE
+        and _is_scored_directly(query)
+        and not vector_config.is_multivector
+    ):
         vectors = [_unit(vector) for vector in vectors]
     return vectors
 
