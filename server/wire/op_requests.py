@@ -58,11 +58,9 @@ from engine.ops import (
     DeleteFieldIndex,
     DeletePoints,
     DeleteVectors,
-    NamedVectors,
     Operation,
     PayloadMode,
     PointId,
-    SparseColumn,
     UpdateMode,
     UpdatePayload,
     UpdateVectors,
@@ -95,7 +93,7 @@ def op_request(collection_name: str, op: Operation, is_single_unnamed: bool) -> 
     if isinstance(op, UpdatePayload):
         return _payload_request(points, op)
     if isinstance(op, UpdateVectors):
-        body = {"points": _point_vectors(op.ids, op.vectors, op.sparse, is_single_unnamed)}
+        body = {"points": _point_vectors(op, is_single_unnamed)}
         if op.update_filter is not None:
             body["update_filter"] = render_filter(op.update_filter)
         return OpRequest("PUT", points + "/vectors", body)
@@ -260,7 +258,7 @@ def _payload_request(points: str, op: UpdatePayload) -> OpRequest:
 
 
 def _upsert_body(op: UpsertPoints, is_single_unnamed: bool) -> dict[str, Any]:
-    vectors = _point_vectors(op.ids, op.vectors, op.sparse, is_single_unnamed)
+    vectors = _point_vectors(op, is_single_unnamed)
     for point, payload in zip(vectors, op.payloads):
         if payload is not None:
             point["payload"] = payload
@@ -273,13 +271,15 @@ def _upsert_body(op: UpsertPoints, is_single_unnamed: bool) -> dict[str, Any]:
 
 
 def _point_vectors(
-    ids: list[PointId],
-    vectors: dict[str, NamedVectors],
-    sparse: dict[str, SparseColumn],
-    is_single_unnamed: bool,
+    op: UpsertPoints | UpdateVectors, is_single_unnamed: bool
 ) -> list[dict[str, Any]]:
-    """`[{"id", "vector"}]`: each id with every vector the op gives it."""
+    """`[{"id", "vector"}]`: each id with every vector the op gives it (a multivector's
+    matrix as a list of rows)."""
+    ids, vectors, sparse = op.ids, op.vectors, op.sparse
     by_row: list[dict[str, Any]] = [{} for _ in ids]
+    for name, column in op.multi.items():
+        for position, row in enumerate(column.rows.tolist()):
+            by_row[row][name] = column.matrix_of(position).astype(np.float32).tolist()
     for name, named in vectors.items():
         for row, values in zip(named.rows.tolist(), named.matrix.astype(np.float32).tolist()):
             by_row[row][name] = values
