@@ -34,7 +34,6 @@ from engine.store import payload_index, planner
 from engine.store.payload_index import IndexSpec
 from engine.store.store import IndexDelta, Store
 
-LOAD_CHUNK_COUNT = 65_536  # vectors read from LMDB per chunk while loading
 IMPLICIT_FIELDS_MAX = 16  # unindexed fields a collection's view builds postings for
 # An unindexed field with more distinct values than this (ids, timestamps) is not mirrored:
 # its postings would cost about 200 bytes per point for lookups a payload index should serve.
@@ -83,11 +82,7 @@ class ReadView:
             if vector_config.is_multivector:
                 continue  # matrices of varying length: MaxSim reads them from LMDB
             cache = VectorCache(vector_config.size, store.count_vectors(name))
-            for chunk_labels, matrix, damaged in store.iter_vectors_checked(
-                name, vector_config.size, LOAD_CHUNK_COUNT
-            ):
-                cache.put(chunk_labels, matrix)
-                cache.damaged.update(damaged)
+            cache.load(store.iter_vector_values(name))
             vectors[name] = cache
         view = cls(labels, vectors, Postings())
         view.sync_postings(store)

@@ -65,6 +65,27 @@ class VectorCache:
         self._row_of[labels] = rows
         self.live_count += count
 
+    def load(self, values: Iterator[tuple[int, bytes | None, str]]) -> None:
+        """Fill an empty cache with (label, float32 bytes, error) rows, row by row: no chunk
+        of copies beside the matrix (a damaged vector, bytes None, is noted in `damaged`)."""
+        assert self._rows_used == 0, "load() fills an empty cache"
+        labels: list[int] = []
+        for label, raw, error in values:
+            if raw is None:
+                self.damaged[label] = error
+                continue
+            row = len(labels)
+            self._reserve_rows(row + 1)
+            self._matrix[row] = np.frombuffer(raw, dtype="<f4")
+            labels.append(label)
+            self._rows_used = row + 1
+        if labels:
+            array = np.asarray(labels, dtype=np.int64)
+            self._reserve_labels(int(array.max()) + 1)
+            self._label_of_row[: len(labels)] = array
+            self._row_of[array] = np.arange(len(labels), dtype=np.int32)
+        self.live_count = len(labels)
+
     def remove(self, labels: Sequence[int]) -> None:
         if self.damaged:
             for label in labels:

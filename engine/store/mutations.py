@@ -126,6 +126,37 @@ def load_point(key: bytes, raw: bytes | memoryview) -> PointRow:
     return PointRow(label, version_op_id, payload, names)
 
 
+def load_label_and_version(key: bytes, raw: bytes | memoryview) -> tuple[int, int]:
+    """(label, version op id) of a `points` value, its checksum verified, without decoding
+    its payload: they are the first two items of the CBOR array dump_point writes (the
+    golden files pin that). Other encodings fall back to a full decode."""
+    value = unseal(raw, "points", key)
+    if value[0] == 0x84:  # a CBOR array of four items
+        label, position = _cbor_uint(value, 1)
+        if label is not None:
+            version_op_id, _ = _cbor_uint(value, position)
+            if version_op_id is not None:
+                return label, version_op_id
+    row = cbor2.loads(value)
+    return row[0], row[1]
+
+
+def _cbor_uint(value: bytes, position: int) -> tuple[int | None, int]:
+    """A CBOR unsigned integer at `position` and the position after it; None if another
+    type is there."""
+    head = value[position]
+    if head >> 5 != 0:
+        return None, position
+    info = head & 0x1F
+    if info < 24:
+        return info, position + 1
+    width = {24: 1, 25: 2, 26: 4, 27: 8}.get(info)
+    if width is None:
+        return None, position
+    end = position + 1 + width
+    return int.from_bytes(value[position + 1 : end], "big"), end
+
+
 def dump_point(row: PointRow) -> bytes:
     """The `points` value of a PointRow, sealed (load_point's inverse)."""
     return seal(cbor2.dumps([row.label, row.version_op_id, row.payload, row.names]))

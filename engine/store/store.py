@@ -59,6 +59,7 @@ from engine.store.mutations import (
     Predicate,
     WrittenPoint,
     label_key,
+    load_label_and_version,
     load_point,
 )
 
@@ -349,11 +350,11 @@ class Store:
             for key, value in txn.cursor(self._points):
                 key = bytes(key)
                 try:
-                    row = load_point(key, value)
+                    label, version_op_id = load_label_and_version(key, value)
                 except CorruptionError:
                     yield key, -1, -1
                     continue
-                yield key, row.label, row.version_op_id
+                yield key, label, version_op_id
 
     def labels_of_damaged(self, keys: set[bytes]) -> dict[bytes, int]:
         """The labels of points whose value is damaged, from the labels database (a scan;
@@ -369,28 +370,16 @@ class Store:
                     found[key] = int.from_bytes(encoded_label, "big")
         return found
 
-    def iter_vectors_checked(
-        self, name: str, dim: int, chunk_count: int
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, dict[int, str]]]:
-        """iter_vectors, except that a vector failing its checksum is left out of the chunk
-        and named in the third element (label -> the error), instead of raising."""
+    def iter_vector_values(self, name: str) -> Iterator[tuple[int, bytes | None, str]]:
+        """(label, float32 bytes, "") of every vector `name`, by label, in one transaction;
+        (label, None, the error) for one that fails its checksum, instead of raising."""
         with self._lock.shared(), self._env.begin() as txn:
-            labels: list[int] = []
-            chunks: list[bytes] = []
-            damaged: dict[int, str] = {}
             for key, value in txn.cursor(self._vectors[name]):
                 label = int.from_bytes(key, "big")
                 try:
-                    chunks.append(unseal(value, "v:" + name, key))
+                    yield label, unseal(value, "v:" + name, key), ""
                 except CorruptionError as error:
-                    damaged[label] = str(error)
-                    continue
-                labels.append(label)
-                if len(labels) >= chunk_count:
-                    yield (*_as_matrix(labels, chunks, dim), damaged)
-                    labels, chunks, damaged = [], [], {}
-            if labels or damaged:
-                yield (*_as_matrix(labels, chunks, dim), damaged)
+                    yield label, None, str(error)
 
     def iter_candidate_points(
         self,
