@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from engine.errors import BadRequest, NotFound, NotImplementedYet, missing_vector_name
+from engine.errors import BadRequest, NotFound, missing_vector_name
 from engine.filters import conditions as filters
 from engine.filters import instants
 from engine.filters.payload_path import PayloadPath
@@ -81,7 +81,6 @@ GROUP_OVERFETCH = 4  # candidates fetched per wanted group member
 GROUP_FETCH_MIN = 100
 SPARSE_DENSE_MISMATCH = "Conversion between sparse and regular vectors failed"
 MULTI_DENSE_MISMATCH = "Conversion between multi and regular vectors failed"
-MULTIVECTOR_MMR = "mmr is not implemented on a multivector yet"
 
 
 def group_hits(
@@ -380,9 +379,6 @@ def _mmr_hits(
 ) -> list[Hit]:
     """The nearest `candidates_limit` hits, re-ranked by MMR (query_scores.mmr_order)."""
     assert query.mmr is not None
-    vector_config = context.reader.config.vectors.get(node.using)
-    if vector_config is not None and vector_config.is_multivector:
-        raise NotImplementedYet(MULTIVECTOR_MMR)
     plain = replace(query, mmr=None)
     pool_size = query.mmr.candidates_limit or node.limit
     # Excluded ids (the query's own point) never become candidates, as with Qdrant's filter.
@@ -397,10 +393,18 @@ def _mmr_hits(
     pool = [hit for hit in pool if stored.get(hit.id) is not None]  # Qdrant skips those too
     if len(pool) < 2:
         return pool[:wanted]
+    vector_config = context.reader.config.vectors.get(node.using)
+    is_multivector = vector_config is not None and vector_config.is_multivector
     if is_sparse:
         distance = Distance.DOT
         [vector] = _sparse_examples(context, node, plain)
         vectors: Any = [stored[hit.id] for hit in pool]
+    elif is_multivector:
+        assert vector_config is not None
+        distance = vector_config.distance
+        [example] = _examples(context, node, plain)
+        vector = multivector.query_matrix(example, vector_config)
+        vectors = [stored[hit.id] for hit in pool]  # matrices: internal_similarity is MaxSim
     else:
         distance = context.reader.config.vectors[node.using].distance
         [vector] = _examples(context, node, plain)
@@ -409,6 +413,10 @@ def _mmr_hits(
         vectors = np.stack([stored[hit.id] for hit in pool]).astype(np.float32)
     relevance = internal_similarity(vectors, vector, distance)
     similarity = np.stack([internal_similarity(vectors, row, distance) for row in vectors])
+    if is_multivector:
+        # MaxSim is not symmetric: Qdrant's LazyMatrix scores a candidate as the query
+        # against a picked point's matrix; mmr_order reads similarity[picked][candidate].
+        similarity = similarity.T
     lambda_ = 1.0 - query.mmr.diversity
     return [pool[index] for index in mmr_order(relevance, similarity, lambda_, wanted)]
 
@@ -493,8 +501,7 @@ def _multivector_hits(
     over every point having it (filtered) or over the prefetch's candidates: nearest and
     recommend's average_vector by MaxSim with Qdrant's reported scores, the other
     strategies, discover, context and relevance feedback by their scores over MaxSim."""
-    if isinstance(query, Nearest) and query.mmr is not None:
-        raise NotImplementedYet(MULTIVECTOR_MMR)
+    assert not isinstance(query, Nearest) or query.mmr is None, "mmr runs in _mmr_hits"
     vector_config = context.reader.config.vectors[node.using]
     distance = vector_config.distance
     examples = _examples(context, node, query)

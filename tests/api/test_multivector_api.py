@@ -6,7 +6,7 @@ Qdrant's errors for bad matrices (and that nothing is written then), and `query`
 every distance, a plain vector as a one-row matrix, filters, `using`, `score_threshold`,
 limit/offset, with_vector, and a dense prefetch reranked by MaxSim. Scores are compared with
 qdrant-edge (Qdrant's engine in process) on the same points. What is not implemented on a
-multivector (mmr, the distance matrix) answers 501. Recommend, discover, context and relevance
+multivector (the distance matrix) answers 501. Recommend, discover, context and relevance
 feedback score by MaxSim, compared with qdrant-edge too.
 """
 
@@ -330,7 +330,6 @@ async def test_query_by_point_id_uses_its_stored_matrix(api: Api, tmp_path: Path
             400,
             "Can't average vectors with different types",
         ),
-        ({"query": {"nearest": [[1, 0, 0, 0]], "mmr": {}}, "using": "mv"}, 501, "mmr"),
     ],
 )
 async def test_query_errors(api: Api, body: Any, status: int, message: str):
@@ -463,3 +462,23 @@ async def test_recommend_average_concatenates_matrices_and_negates_negatives(api
     nearest = {"query": concatenated, "using": "mv"}
     assert hits == (await api.call("POST", QUERY, json=nearest)).result["points"]
     assert len(hits) == 10
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+async def test_mmr_over_maxsim_matches_qdrant(api: Api, tmp_path: Path, distance: str):
+    """MMR on a multivector: relevance and the candidates' similarities by MaxSim (not
+    symmetric: Qdrant scores a candidate as the query against a picked point)."""
+    points = points_of(18, 40)
+    await create_named(api, distance)
+    await api.upsert({"points": points})
+    shard = edge_shard(tmp_path / "edge", distance, points)
+    rng = random.Random(distance)
+    for diversity in (0.3, 0.8):
+        query = matrix(rng, 3)
+        mmr = {"diversity": diversity, "candidates_limit": 20}
+        body = {"query": {"nearest": query, "mmr": mmr}, "using": "mv", "limit": 8}
+        hits = (await api.call("POST", QUERY, json=body)).result["points"]
+        edge_mmr = qdrant_edge.Mmr(query, 1.0 - diversity, 20, "mv")
+        expected = shard.query(qdrant_edge.QueryRequest(limit=8, query=edge_mmr))
+        assert len(hits) == 8
+        assert_same_hits(hits, expected)
