@@ -16,9 +16,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from engine.errors import NotImplementedYet, missing_vector_name
+import numpy as np
+
+from engine.errors import missing_vector_name
 from engine.filters import conditions as filters
 from engine.ops import PointId, point_key
+from engine.query import multivector
 from engine.query.plan import merge_filters
 from engine.query.universal_reads import QueryReader
 from engine.vectors.scores import score_matrix
@@ -38,8 +41,6 @@ def distance_matrix(
     vector_config = reader.config.vectors.get(using)
     if vector_config is None and not is_sparse:
         raise missing_vector_name(using)
-    if vector_config is not None and vector_config.is_multivector:
-        raise NotImplementedYet("search/matrix is not implemented on a multivector yet")
     having = merge_filters(filter_, filters.Filter(must=(filters.HasVectorCondition(using),)))
     candidates = [point_id for point_id, _ in reader.payload_points(having, None)]
     sample = random.sample(candidates, min(sample_count, len(candidates)))
@@ -63,6 +64,9 @@ def distance_matrix(
             neighbours.append(reader.sparse_search(using, vector, None, others, limit))
             continue
         assert vector_config is not None
+        if vector_config.is_multivector:
+            neighbours.append(_maxsim_neighbours(reader, using, vector, others, limit))
+            continue
         pairs = reader.score_points(
             using,
             lambda matrix, query=vector: score_matrix(matrix, query, vector_config.distance),
@@ -73,3 +77,21 @@ def distance_matrix(
         )
         neighbours.append(pairs)
     return DistanceMatrix(sample, neighbours)
+
+
+def _maxsim_neighbours(
+    reader: QueryReader, using: str, matrix: np.ndarray, others: list[PointId], limit: int
+) -> list[tuple[PointId, float]]:
+    """A sampled point's nearest among `others` by MaxSim, its stored matrix the query (its
+    rows already preprocessed), scores as a nearest query reports them."""
+    distance = reader.config.vectors[using].distance
+    pairs = reader.score_points(
+        using,
+        lambda matrices: multivector.maxsim_scores(matrix, matrices, distance),
+        True,
+        None,
+        others,
+        limit,
+    )
+    scores = multivector.reported(np.array([score for _, score in pairs]), distance)
+    return [(point_id, float(score)) for (point_id, _), score in zip(pairs, scores)]

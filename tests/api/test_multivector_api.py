@@ -5,9 +5,9 @@ upserts in every body form, retrieve/scroll returning matrices, vector updates a
 Qdrant's errors for bad matrices (and that nothing is written then), and `query` with a matrix:
 every distance, a plain vector as a one-row matrix, filters, `using`, `score_threshold`,
 limit/offset, with_vector, and a dense prefetch reranked by MaxSim. Scores are compared with
-qdrant-edge (Qdrant's engine in process) on the same points. What is not implemented on a
-multivector (the distance matrix) answers 501. Recommend, discover, context and relevance
-feedback score by MaxSim, compared with qdrant-edge too.
+qdrant-edge (Qdrant's engine in process) on the same points. Recommend, discover, context,
+relevance feedback and mmr score over MaxSim, compared with qdrant-edge too; the distance
+matrix scores samples by MaxSim.
 """
 
 from __future__ import annotations
@@ -351,14 +351,26 @@ async def test_legacy_search_on_a_multivector_scores_one_row_by_maxsim(api: Api)
     assert len(response.result) == 3
 
 
-async def test_distance_matrix_on_a_multivector_answers_501(api: Api):
-    await create_named(api, "Dot")
-    await api.upsert({"points": points_of(14, 5)})
-    body = {"sample": 3, "limit": 2, "using": "mv"}
+async def test_distance_matrix_scores_samples_by_maxsim(api: Api):
+    """Each sampled point's neighbours among the sample are what a query by its id, limited
+    to the sample, answers: MaxSim with its stored matrix, Qdrant's reported scores."""
+    await create_named(api, "Euclid")
+    await api.upsert({"points": points_of(14, 12)})
+    body = {"sample": 6, "limit": 3, "using": "mv"}
     path = "/collections/{collection_name}/points/search/matrix/pairs"
-    response = await api.call("POST", path, json=body)
-    assert response.status == 501
-    assert "multivector" in response.error
+    pairs = (await api.call("POST", path, json=body)).result["pairs"]
+    sample = sorted({pair["a"] for pair in pairs} | {pair["b"] for pair in pairs})
+    assert len(sample) == 6
+    for point_id in sample:
+        query = {
+            "query": point_id,
+            "using": "mv",
+            "limit": 3,
+            "filter": {"must": [{"has_id": sample}]},
+        }
+        hits = (await api.call("POST", QUERY, json=query)).result["points"]
+        mine = [(pair["b"], pair["score"]) for pair in pairs if pair["a"] == point_id]
+        assert mine == [(hit["id"], pytest.approx(hit["score"])) for hit in hits]
 
 
 async def test_groups_by_maxsim(api: Api):
