@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import cbor2
+import lmdb
 import numpy as np
 import pytest
 
@@ -25,6 +26,7 @@ from engine.ops import (
 )
 from engine.query import multivector
 from engine.query.plan import Nearest, QueryNode, QueryRequest
+from engine.store.checksum import seal
 from engine.store.store import Store
 from engine.validation import validated
 from engine.vectors.hnsw import has_graph
@@ -188,3 +190,27 @@ async def test_multivectors_survive_restart_snapshot_and_check(tmp_path: Path):
 
     report = check_storage(storage, lambda _text: None)
     assert [f for f in report.findings if f.severity is not Severity.NOTE] == []
+
+
+@pytest.mark.parametrize(("rows", "is_damage"), [(2.0, False), (0.0, True), (1.5, True)])
+async def test_check_accepts_whole_rows_only(tmp_path: Path, rows: float, is_damage: bool):
+    """`keel check` on a multivector value of `rows` rows (sealed, so only its length is
+    wrong): any whole number of rows but zero is sound."""
+    storage = tmp_path / "storage"
+    catalog = await open_catalog(storage)
+    await catalog.create("c", CONFIG)
+    await catalog.get("c").update(multi_upsert({1: FIRST}), wait=True, timeout_s=None)
+    await catalog.close()
+    env = lmdb.open(str(storage / "collections" / "c" / "lmdb"), max_dbs=16)
+    with env.begin(write=True) as txn:
+        db = env.open_db(b"v:mv", txn=txn)
+        [(key, _)] = list(txn.cursor(db))
+        values = np.ones(int(rows * DIM), dtype="<f4").tobytes()
+        txn.put(key, seal(values), db=db)
+    env.close()
+    report = check_storage(storage, lambda _text: None)
+    problems = [f.text for f in report.findings if f.severity is not Severity.NOTE]
+    if is_damage:
+        assert any("vector of the wrong dimension" in text for text in problems), problems
+    else:
+        assert problems == []
