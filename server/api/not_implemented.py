@@ -17,9 +17,6 @@ POINTS = COLLECTION + "/points"
 ROUTES_NOT_IMPLEMENTED = [
     ("PUT", COLLECTION + "/vectors/{vector_name}"),
     ("DELETE", COLLECTION + "/vectors/{vector_name}"),
-    # A snapshot made for the request and streamed, never stored: Keel writes snapshots to
-    # files only (server/api/shard_snapshots.py serves shard 0's).
-    ("GET", COLLECTION + "/shards/{shard_id}/snapshot"),
     # Resource quotas (disk and memory use past which writes are refused): Keel has none.
     ("GET", "/quotas"),
     ("PUT", "/quotas"),

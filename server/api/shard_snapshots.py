@@ -4,9 +4,10 @@ collection's.
 Owns: the six routes under `/collections/{collection_name}/shards/{shard_id}/snapshots`
 (create, list, download, delete, recover, upload); each checks the shard, then answers as
 the collection snapshot route does.
-Not here: the collection snapshot handlers these hand over to (server/api/snapshots.py),
-streaming a fresh shard snapshot (`GET .../shards/{shard_id}/snapshot`, answered 501 by
-server/api/not_implemented.py: Keel writes snapshots to files only).
+Also `GET .../shards/{shard_id}/snapshot`: a snapshot made for the request, streamed, and not
+kept (written to the storage's tmp/ while it streams, deleted after, or by the next start if
+Keel stops meanwhile).
+Not here: the collection snapshot handlers these hand over to (server/api/snapshots.py).
 
 Qdrant 1.19 (`src/actix/api/snapshot_api.rs`, `lib/collection/src/shards/shard_holder/`):
 the shard id is a u32 path parameter (400 "Deserialize error in path parameters" if not);
@@ -22,8 +23,12 @@ config included (Qdrant keeps the collection's config and replaces the shard's d
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+
 from aiohttp import web
 
+from engine import snapshot
 from engine.errors import NotFound
 from server.api import snapshots
 from server.api.context import catalog_of, collection_name_of
@@ -64,6 +69,33 @@ async def upload_shard_snapshot(request: web.Request) -> web.Response:
     return await snapshots.upload_snapshot(request)
 
 
+async def stream_shard_snapshot(request: web.Request) -> web.StreamResponse:
+    """GET .../shards/{shard_id}/snapshot: the collection as of now, as a snapshot file."""
+    check_shard(request)
+    catalog = catalog_of(request)
+    name = collection_name_of(request)
+    directory = catalog.new_upload_path().with_suffix(".stream")
+    loop = asyncio.get_running_loop()
+    try:
+        info = await catalog.create_snapshot(name, directory)
+        path = directory / catalog.get(name).name / info.name
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Disposition": f'attachment; filename="{info.name}"',
+                "Content-Length": str(info.size_bytes),
+            }
+        )
+        await response.prepare(request)
+        with open(path, "rb") as file:
+            while chunk := await loop.run_in_executor(None, file.read, snapshot.CHUNK_BYTES):
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+    finally:
+        await loop.run_in_executor(None, shutil.rmtree, directory, True)
+
+
 def check_shard(request: web.Request) -> None:
     """The shard id parses as a u32, the collection (or alias) exists, the shard id is 0."""
     text = request.match_info["shard_id"]
@@ -84,4 +116,5 @@ ROUTES = [
     ("PUT", SHARD_SNAPSHOTS + "/recover", recover_shard_snapshot),
     ("GET", SHARD_SNAPSHOTS + "/{snapshot_name}", download_shard_snapshot),
     ("DELETE", SHARD_SNAPSHOTS + "/{snapshot_name}", delete_shard_snapshot),
+    ("GET", "/collections/{collection_name}/shards/{shard_id}/snapshot", stream_shard_snapshot),
 ]

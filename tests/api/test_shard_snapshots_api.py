@@ -123,3 +123,32 @@ async def test_recovering_a_shard_never_creates_the_collection(
     )
     assert response.status == 404
     assert (await api.call("GET", "/collections/{collection_name}", name="other")).status == 404
+
+
+STREAM = "/collections/{collection_name}/shards/{shard_id}/snapshot"
+
+
+async def test_a_streamed_shard_snapshot_restores_the_collection_and_is_not_kept(
+    api: Api, tmp_path: Path
+) -> None:
+    await api.create_collection()
+    await api.upsert({"points": [point(1), point(2)]})
+    streamed = await shard_call(api, "GET", STREAM)
+    assert streamed.status == 200
+    assert streamed.headers["Content-Type"] == "application/octet-stream"
+    assert int(streamed.headers["Content-Length"]) == len(streamed.body)
+    # Nothing is kept: no snapshot listed, nothing left in the storage's tmp/.
+    assert (await shard_call(api, "GET", SHARD_SNAPSHOTS)).result == []
+    assert list((tmp_path / "storage" / "tmp").iterdir()) == []
+
+    await api.upsert({"points": [point(3)]})
+    form = aiohttp.FormData()
+    form.add_field("snapshot", streamed.body, filename="streamed.snapshot")
+    uploaded = await shard_call(api, "POST", SHARD_SNAPSHOTS + "/upload", form=form)
+    assert uploaded.result is True
+    assert [p["id"] for p in await api.scroll_all()] == [1, 2]
+
+    other_shard = await shard_call(api, "GET", STREAM, shard_id="1")
+    assert (other_shard.status, other_shard.error) == (404, "Not found: shard 1 not found")
+    missing = await shard_call(api, "GET", STREAM, name="nope")
+    assert missing.status == 404
