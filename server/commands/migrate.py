@@ -197,6 +197,7 @@ class Migration:
                 list(config.vectors),
                 limits.LMDB_MAP_BYTES_INITIAL,
                 tuple(config.sparse_vectors),
+                config.multivector_dims(),
             )
             try:
                 entry["points_count"] = store.count_points()

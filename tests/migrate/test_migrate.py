@@ -329,3 +329,52 @@ def test_the_kill_switch_is_refused_without_the_test_faults_switch(tmp_path):
     assert "KEEL_MIGRATE_KILL_AFTER_BATCHES='4' is a test-only fault setting" in refused.stderr
     assert "KEEL_TEST_FAULTS=1" in refused.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_migrate_and_follow_carry_multivectors(servers, tmp_path):
+    """Matrices of several rows reach the target whole, by migrate and then by follow."""
+    source, target = servers
+    source_client, target_client = client_of(source), client_of(target)
+    source_client.create_collection(
+        "mv",
+        vectors_config={
+            "colbert": models.VectorParams(
+                size=4,
+                distance=models.Distance.COSINE,
+                multivector_config=models.MultiVectorConfig(
+                    comparator=models.MultiVectorComparator.MAX_SIM
+                ),
+            )
+        },
+    )
+    rng = random.Random(5)
+
+    def matrix(rows: int) -> list[list[float]]:
+        return [[rng.uniform(-1, 1) for _ in range(4)] for _ in range(rows)]
+
+    points = [models.PointStruct(id=i, vector={"colbert": matrix(1 + i % 4)}) for i in range(30)]
+    source_client.upsert("mv", points, wait=True)
+    state = tmp_path / "state.json"
+    migrated = run_keel("migrate", "--from", source.url, "--to", target.url, "--state", str(state))
+    assert migrated.returncode == 0, migrated.stderr
+    source_client.upsert(
+        "mv", [models.PointStruct(id=99, vector={"colbert": matrix(3)})], wait=True
+    )
+    followed = run_keel(
+        "follow", "--from", source.url, "--to", target.url, "--state", str(state),
+        "--until-caught-up",
+    )  # fmt: skip
+    assert followed.returncode == 0, followed.stderr
+    read = {"limit": 100, "with_vectors": True, "collection_name": "mv"}
+    source_points = source_client.scroll(**read)[0]
+    target_points = target_client.scroll(**read)[0]
+    assert len(target_points) == 31
+    assert [(p.id, p.vector) for p in target_points] == [(p.id, p.vector) for p in source_points]
+    query = matrix(2)
+    found = [
+        [(hit.id, round(hit.score, 5)) for hit in client.query_points(
+            "mv", query=query, using="colbert", limit=5
+        ).points]
+        for client in (source_client, target_client)
+    ]  # fmt: skip
+    assert found[0] == found[1]
