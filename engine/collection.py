@@ -209,6 +209,7 @@ class Collection:
         self.rate_limits = rate_limits.RateLimits(config.strict_mode)
         # The payload scan's result: applied op id, fresh until (monotonic s), bytes.
         self._payload_bytes_cache: tuple[int, float, int] | None = None
+        self.open_took_s: float | None = None  # how long open() took (telemetry's init time)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -236,6 +237,7 @@ class Collection:
         )
         collection._wal.start()
         collection._applier.start()
+        collection.open_took_s = time.monotonic() - started_s
         log_event(
             log,
             logging.INFO,
@@ -243,7 +245,7 @@ class Collection:
             collection=name,
             ops_replayed=recovered.replayed_count,
             applied_op_id=recovered.store.applied_op_id,
-            took_s=round(time.monotonic() - started_s, 3),
+            took_s=round(collection.open_took_s, 3),
         )
         return collection
 
@@ -599,6 +601,11 @@ class Collection:
             apply_batch_op_count=self._applier.batch_op_count.snapshot(),
             apply_batch_latency_s=self._applier.batch_latency_s.snapshot(),
         )
+
+    async def payload_bytes(self) -> int:
+        """The JSON size of every stored payload, as strict mode counts it (read pool: a
+        scan, cached as `_payload_bytes` says); for telemetry's size estimate."""
+        return await self._read(self._payload_bytes)
 
     # ---- strict mode (engine/strict_mode/) --------------------------------------------------
 
