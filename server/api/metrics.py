@@ -1,16 +1,18 @@
 """`GET /metrics`: Keel's state in Prometheus's text format, and the HTTP request counts.
 
-Owns: the metric names (all `keel_...`, plus prometheus_client's standard `process_...`),
-`RequestStats` (count and latency of every request by method, route template and status,
-recorded by `metrics_middleware`), and `KeelCollector`, which reads engine state at scrape
-time. Each app has its own CollectorRegistry, so several apps in one process never share or
-collide on a metric.
+Owns: Keel's own metric names (all `keel_...`, plus prometheus_client's standard
+`process_...`), `metrics_middleware`, which records every request into `RequestStats`
+(server/api/request_stats.py), and `KeelCollector`, which reads engine state at scrape time.
+Each scrape builds its own CollectorRegistry (Keel's collector, Qdrant's names from
+server/api/qdrant_metrics.py, the process collector), so the query parameters apply to that
+scrape only and several apps in one process never share or collide on a metric.
 Not here: measuring the write path (engine/wal/log.py, engine/applier.py record into
 engine/stats.py histograms); whether /metrics needs an API key (server/auth.py).
 
 Labels are bounded: `endpoint` is the route's template (`/collections/{collection_name}`),
 never the raw path, `method` is one of HTTP's methods or "other", and `collection` is a
-collection that exists.
+collection that exists. `anonymize=true` hashes collection and vector names in every label,
+Keel's included; `per_collection` and `timeout` are Qdrant's (qdrant_metrics.py).
 """
 
 from __future__ import annotations
@@ -29,12 +31,18 @@ from prometheus_client.metrics_core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.utils import floatToGoString
 
 from engine.catalog import Catalog
 from engine.collection import Collection, CollectionMetrics, CollectionStats
-from engine.errors import NotReady
-from engine.stats import LATENCY_BUCKETS_S, Histogram, HistogramSnapshot
+from engine.errors import NotFound, NotReady
+from server.api.qdrant_metrics import QdrantCollector, cumulative_buckets
+from server.api.request_stats import RequestKey, RequestSnapshot, RequestStats
+from server.api.telemetry import (
+    Anonymizer,
+    TelemetryParams,
+    open_collections,
+    parse_telemetry_params,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -72,37 +80,12 @@ COLLECTION_HISTOGRAMS = {
 
 
 @dataclass(frozen=True)
-class RequestKey:
-    method: str
-    endpoint: str  # route template without a trailing slash
-    status: int
-
-
-class RequestStats:
-    """Latency histogram of every (method, endpoint, status) seen; written on the loop.
-
-    Bounded without a cap: keys are at most KNOWN_METHODS + "other", times the routes of
-    the app + "unmatched", times the statuses Keel answers (a few dozen).
-    """
-
-    def __init__(self) -> None:
-        self._histograms: dict[RequestKey, Histogram] = {}
-
-    def observe(self, key: RequestKey, took_s: float) -> None:
-        histogram = self._histograms.get(key)
-        if histogram is None:
-            histogram = self._histograms[key] = Histogram(LATENCY_BUCKETS_S)
-        histogram.observe(took_s)
-
-    def snapshot(self) -> dict[RequestKey, HistogramSnapshot]:
-        return {key: histogram.snapshot() for key, histogram in self._histograms.items()}
-
-
-@dataclass(frozen=True)
 class Metrics:
-    """What one app exposes: its registry and the request stats its middleware records."""
+    """What one app exposes: the catalog, Keel's version, the request stats its middleware
+    records."""
 
-    registry: CollectorRegistry
+    catalog: Catalog
+    keel_version: str
     requests: RequestStats
 
 
@@ -110,12 +93,15 @@ METRICS_KEY = web.AppKey("metrics", Metrics)
 
 
 def build_metrics(catalog: Catalog, keel_version: str) -> Metrics:
-    """A registry of its own holding KeelCollector and the process collector."""
-    registry = CollectorRegistry(auto_describe=False)
-    requests = RequestStats()
-    registry.register(KeelCollector(catalog, requests, keel_version))
-    ProcessCollector(registry=registry)  # process_cpu_seconds_total, resident memory, fds
-    return Metrics(registry, requests)
+    """The request stats of an app over `catalog`, and what a scrape needs besides."""
+
+    def collection_of(name: str) -> str | None:
+        try:
+            return catalog.get(name).name  # an alias counts for its collection
+        except (NotFound, NotReady):
+            return None
+
+    return Metrics(catalog, keel_version, RequestStats(collection_of))
 
 
 def metrics_middleware(requests: RequestStats) -> Callable:
@@ -138,7 +124,8 @@ def metrics_middleware(requests: RequestStats) -> Callable:
             raise
         finally:
             key = RequestKey(_method_of(request), endpoint_of(request), status)
-            requests.observe(key, time.monotonic() - started_s)
+            collection_name = request.match_info.get("collection_name")
+            requests.observe(key, time.monotonic() - started_s, collection_name)
 
     return count_request
 
@@ -154,8 +141,21 @@ def endpoint_of(request: web.Request) -> str:
 
 async def metrics(request: web.Request) -> web.Response:
     """Everything in Prometheus text format; answers during recovery too (no collections)."""
-    body = generate_latest(request.app[METRICS_KEY].registry, escaping="underscores")
+    params = parse_telemetry_params(request.query, has_details=False)
+    registry = build_registry(request.app[METRICS_KEY], params)
+    body = generate_latest(registry, escaping="underscores")
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+def build_registry(app_metrics: Metrics, params: TelemetryParams) -> CollectorRegistry:
+    """One scrape's registry: Keel's names, Qdrant's names, the process's."""
+    registry = CollectorRegistry(auto_describe=False)
+    anonymizer = Anonymizer(params.anonymize)
+    catalog, requests = app_metrics.catalog, app_metrics.requests
+    registry.register(KeelCollector(catalog, requests, app_metrics.keel_version, anonymizer))
+    registry.register(QdrantCollector(catalog, requests, params))
+    ProcessCollector(registry=registry)  # process_cpu_seconds_total, resident memory, fds
+    return registry
 
 
 ROUTES = [("GET", "/metrics", metrics)]
@@ -168,10 +168,17 @@ class KeelCollector:
     disk beyond an LMDB stat per collection, like `GET /collections/{name}` does.
     """
 
-    def __init__(self, catalog: Catalog, requests: RequestStats, keel_version: str) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        requests: RequestStats,
+        keel_version: str,
+        anonymizer: Anonymizer,
+    ) -> None:
         self._catalog = catalog
         self._requests = requests
         self._keel_version = keel_version
+        self._anonymizer = anonymizer
 
     def collect(self) -> Iterator[Metric]:
         info = GaugeMetricFamily("keel_build_info", "Keel's version", labels=["version"])
@@ -181,17 +188,10 @@ class KeelCollector:
             "keel_ready", "1 once recovery has finished", value=int(self._catalog.is_ready)
         )
         yield from _request_families(self._requests.snapshot())
-        yield from _collection_families(_open_collections(self._catalog))
+        yield from _collection_families(open_collections(self._catalog), self._anonymizer)
 
 
-def _open_collections(catalog: Catalog) -> list[Collection]:
-    try:
-        return [catalog.get(name) for name in catalog.names()]
-    except NotReady:
-        return []  # still recovering (or shutting down): no collection section
-
-
-def _request_families(snapshots: dict[RequestKey, HistogramSnapshot]) -> Iterator[Metric]:
+def _request_families(snapshots: dict[RequestKey, RequestSnapshot]) -> Iterator[Metric]:
     labels = ["method", "endpoint", "status"]
     total = CounterMetricFamily("keel_http_requests_total", "HTTP requests answered", labels=labels)
     duration = HistogramMetricFamily(
@@ -199,13 +199,13 @@ def _request_families(snapshots: dict[RequestKey, HistogramSnapshot]) -> Iterato
     )
     for key, snapshot in sorted(snapshots.items(), key=lambda item: _sort_key(item[0])):
         values = [key.method, key.endpoint, str(key.status)]
-        total.add_metric(values, snapshot.count)
-        duration.add_metric(values, _buckets(snapshot), snapshot.sum)
+        total.add_metric(values, snapshot.latency_s.count)
+        duration.add_metric(values, cumulative_buckets(snapshot.latency_s), snapshot.latency_s.sum)
     yield total
     yield duration
 
 
-def _collection_families(collections: list[Collection]) -> Iterator[Metric]:
+def _collection_families(collections: list[Collection], anonymizer: Anonymizer) -> Iterator[Metric]:
     gauges = {
         name: GaugeMetricFamily(name, text, labels=["collection"])
         for name, text in COLLECTION_GAUGES.items()
@@ -226,16 +226,16 @@ def _collection_families(collections: list[Collection]) -> Iterator[Metric]:
         for name, (text, _) in COLLECTION_HISTOGRAMS.items()
     }
     for collection in collections:
-        name = collection.name
+        name = anonymizer.name(collection.name)
         read_view.add_metric([name], collection.read_view.memory_bytes())
         progress = collection.metrics()
         for metric_name, value in _collection_values(progress, collection.stats()).items():
             gauges[metric_name].add_metric([name], value)
         for vector_name, count in sorted(progress.index_vector_counts.items()):
-            index_vectors.add_metric([name, vector_name], count)
+            index_vectors.add_metric([name, anonymizer.name(vector_name)], count)
         for metric_name, (_, field_name) in COLLECTION_HISTOGRAMS.items():
             snapshot = getattr(progress, field_name)
-            histograms[metric_name].add_metric([name], _buckets(snapshot), snapshot.sum)
+            histograms[metric_name].add_metric([name], cumulative_buckets(snapshot), snapshot.sum)
     yield GaugeMetricFamily("keel_collections", "Collections open", value=len(collections))
     yield from gauges.values()
     yield index_vectors
@@ -256,14 +256,6 @@ def _collection_values(progress: CollectionMetrics, stats: CollectionStats) -> d
     }
     assert values.keys() == COLLECTION_GAUGES.keys(), values.keys() ^ COLLECTION_GAUGES.keys()
     return values
-
-
-def _buckets(snapshot: HistogramSnapshot) -> list[tuple[str, float]]:
-    """Prometheus's cumulative `le` buckets, +Inf (== count) last."""
-    bounds = [floatToGoString(bound) for bound in snapshot.upper_bounds]
-    buckets = list(zip(bounds, snapshot.cumulative_counts()))
-    buckets.append(("+Inf", snapshot.count))
-    return buckets
 
 
 def _method_of(request: web.Request) -> str:

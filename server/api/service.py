@@ -1,18 +1,14 @@
 """Service endpoints: `/` (version), health probes, `/telemetry` and `/issues`.
 
 Owns: the answers of `GET /`, `/healthz`, `/livez`, `/readyz`, `/telemetry`, `/issues`.
-Not here: collections and points (server/api/collections.py, server/api/points.py); `/metrics` and the request
-counts telemetry shares with it (server/api/metrics.py).
-
-`/telemetry` fills the parts of Qdrant's TelemetryData that are cheap and true for Keel: the
-app, each collection as one local shard (points, vectors, the unapplied ops as its update
-queue; Keel has no optimizer, so total_optimized_points is 0), and REST response statistics
-by "METHOD route template" and status. avg_duration_micros is the mean over every request
-since start, not Qdrant's mean of the last 128.
+Not here: collections and points (server/api/collections.py, server/api/points.py); what
+TelemetryData holds at each details level (server/api/telemetry.py); `/metrics`
+(server/api/metrics.py) and the request statistics both share (server/api/request_stats.py).
 
 Qdrant 1.19 (`src/actix/api/service_api.rs`): `/` is *not* wrapped in the envelope; the
 probes answer text/plain; `/readyz` is 503 until every shard is loaded, which for Keel is
-until the catalog's recovery (WAL replay) has finished.
+until the catalog's recovery (WAL replay) has finished. `/telemetry` takes `details_level`
+(default 0), `anonymize`, `per_collection` and `timeout` (seconds, default 60).
 
 `/issues` (`src/actix/api/issues_api.rs`) reports what Qdrant's issue detectors found
 (e.g. a filter on a field without a payload index); Keel has no detectors, so its report is
@@ -24,15 +20,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from engine.catalog import Catalog
-from engine.collection import Collection
 from engine.errors import NotReady
-from engine.stats import HistogramSnapshot
 from server.api.context import INFO_KEY, catalog_of
-from server.api.metrics import METRICS_KEY, RequestKey
+from server.api.metrics import METRICS_KEY
+from server.api.telemetry import QDRANT_VERSION, AppFacts, build_telemetry, parse_telemetry_params
 from server.responses import json_response, ok
 
 QDRANT_TITLE = "qdrant - vector search engine"
-QDRANT_VERSION = "1.19.0"  # the API version Keel speaks; Keel's own is in server/version.py
 HEALTHZ_TEXT = "healthz check passed"
 READY_TEXT = "all shards are ready"
 NOT_READY_TEXT = "some shards are not ready"
@@ -55,21 +49,22 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def telemetry(request: web.Request) -> web.Response:
-    """TelemetryData: an id, the app (name `keel`, Keel's version), collections, requests.
+    """TelemetryData at the asked details level (server/api/telemetry.py).
 
     The id is the storage's (engine/catalog.py), stable across restarts, so `keel migrate`
     and `keel import` can tell whether two URLs reach one server. Qdrant's is per process.
     """
+    params = parse_telemetry_params(request.query, has_details=True)
     info = request.app[INFO_KEY]
+    catalog = catalog_of(request)
     # The catalog reads its id right after taking the lock, before the server answers
     # anything; only an app built in process over an unopened catalog falls back.
-    storage_id = catalog_of(request).storage_id
-    result = {
-        "id": storage_id or info.telemetry_id,
-        "app": {"name": "keel", "version": info.keel_version, "startup": info.started_at},
-        "collections": _collections_telemetry(catalog_of(request)),
-        "requests": _requests_telemetry(request.app[METRICS_KEY].requests.snapshot()),
-    }
+    app = AppFacts(catalog.storage_id or info.telemetry_id, info.keel_version, info.started_at)
+    requests = request.app[METRICS_KEY].requests
+    by_collection = None
+    if params.per_collection:
+        by_collection = requests.snapshot_by_collection(_collection_names(catalog))
+    result = await build_telemetry(catalog, app, requests.snapshot(), by_collection, params)
     return ok(request, result)
 
 
@@ -81,56 +76,11 @@ async def clear_issues(request: web.Request) -> web.Response:
     return ok(request, True)
 
 
-def _collections_telemetry(catalog: Catalog) -> dict:
+def _collection_names(catalog: Catalog) -> frozenset[str]:
     try:
-        collections = [catalog.get(name) for name in catalog.names()]
+        return frozenset(catalog.names())
     except NotReady:
-        return {"number_of_collections": 0}  # still recovering; telemetry answers anyway
-    return {
-        "number_of_collections": len(collections),
-        "collections": [_collection_telemetry(collection) for collection in collections],
-    }
-
-
-def _collection_telemetry(collection: Collection) -> dict:
-    """A CollectionTelemetry: the collection as one local shard with no replicas."""
-    stats = collection.stats()
-    progress = collection.metrics()
-    vector_counts = collection.vector_counts()
-    update_queue = {"length": progress.appended_op_id - progress.applied_op_id}
-    if progress.applied_op_id >= 0:
-        update_queue["op_num"] = progress.applied_op_id
-    local = {
-        "status": stats.status,
-        "total_optimized_points": 0,
-        "num_points": stats.points_count,
-        "num_vectors": sum(vector_counts.values()),
-        "num_vectors_by_name": vector_counts,
-        "update_queue": update_queue,
-    }
-    shard = {"id": 0, "local": local, "remote": [], "replicate_states": {}}
-    return {"id": collection.name, "shards": [shard]}
-
-
-def _requests_telemetry(snapshots: dict[RequestKey, HistogramSnapshot]) -> dict:
-    """RequestsTelemetry: REST statistics by "METHOD template", then by status; no gRPC."""
-    responses: dict[str, dict[str, dict]] = {}
-    for key, snapshot in sorted(snapshots.items(), key=lambda item: str(item[0])):
-        by_status = responses.setdefault(f"{key.method} {key.endpoint}", {})
-        by_status[str(key.status)] = _duration_statistics(snapshot)
-    return {"rest": {"responses": responses}, "grpc": {"responses": {}}}
-
-
-def _duration_statistics(snapshot: HistogramSnapshot) -> dict:
-    assert snapshot.count > 0, "a request key exists only once a request was counted"
-    assert snapshot.min_value is not None and snapshot.max_value is not None, snapshot
-    return {
-        "count": snapshot.count,
-        "avg_duration_micros": snapshot.sum / snapshot.count * 1e6,
-        "min_duration_micros": snapshot.min_value * 1e6,
-        "max_duration_micros": snapshot.max_value * 1e6,
-        "total_duration_micros": round(snapshot.sum * 1e6),
-    }
+        return frozenset()  # still recovering: no collection yet
 
 
 ROUTES = [

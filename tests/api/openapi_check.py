@@ -76,6 +76,12 @@ NULLABLE_FIELDS = frozenset(
         ("OptimizersConfig", "max_segment_size"),
         ("OptimizersConfig", "memmap_threshold"),
         ("OptimizersConfig", "prevent_unoptimized"),
+        # Telemetry fields Qdrant writes as null (Option without skip_serializing_if).
+        ("ReplicaSetTelemetry", "key"),  # no custom sharding
+        ("QuotaExceeded", "resident_memory"),  # resource not capped
+        ("QuotaExceeded", "disk_usage"),
+        ("CollectionConfigTelemetry", "quantization_config"),
+        ("CollectionConfigTelemetry", "uuid"),  # anonymize=true
     }
 )
 

@@ -1,0 +1,423 @@
+"""`/telemetry` and `/metrics` as Qdrant 1.19's REST suite checks them on a single node
+(its tests/openapi/test_service.py and test_update_queue.py), with Keel's numbers behind
+every value: the checks are ported as behaviour, then each value is compared with what the
+engine holds.
+
+Where Keel differs on purpose: `memory`, `hardware` and `search_pool` are left out at every
+level (Keel has no jemalloc counters, hardware counters or search runtimes; Qdrant leaves
+them out too when it has none), so the key sets below are Qdrant's minus those three.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from server.api.telemetry import Anonymizer
+from tests.api.conftest import Api
+
+Samples = dict[tuple[str, frozenset], float]
+SCROLL = "/collections/{collection_name}/points/scroll"
+UPSERT = "/collections/{collection_name}/points"
+KEEL_ABSENT = {"memory", "hardware", "search_pool"}
+TOP_KEYS_LEVEL_0 = {"id", "app", "collections", "cluster", "requests", "quota"}
+TOP_KEYS = TOP_KEYS_LEVEL_0 | {"memory", "hardware", "search_pool"}
+LOCAL_KEYS_LEVEL_3 = {
+    "variant_name",
+    "status",
+    "total_optimized_points",
+    "vectors_size_bytes",
+    "payloads_size_bytes",
+    "num_points",
+    "num_vectors",
+    "num_vectors_by_name",
+    "optimizations",
+    "async_scorer",
+    "update_queue",
+}
+LOCAL_KEYS_LEVEL_4 = LOCAL_KEYS_LEVEL_3 | {"segments", "indexed_only_excluded_vectors"}
+NAMED = {"vectors": {"a": {"size": 4, "distance": "Dot"}, "b": {"size": 2, "distance": "Cosine"}}}
+
+
+async def metrics_text(api: Api, query: str = "") -> str:
+    response = await api.client.get("/metrics" + query)
+    assert response.status == 200, await response.text()
+    return await response.text()
+
+
+def parse(text: str) -> Samples:
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples: Samples, metric: str, /, **labels: str) -> float:
+    return samples[(metric, frozenset(labels.items()))]
+
+
+def rest_labels(method: str, endpoint: str, status: int, **extra: str) -> dict[str, str]:
+    return {"method": method, "endpoint": endpoint, "status": str(status), **extra}
+
+
+async def telemetry(api: Api, **query: str) -> dict[str, Any]:
+    """GET /telemetry, validated against Qdrant's TelemetryData by `api.call`."""
+    return (await api.call("GET", "/telemetry", query=query or None)).result
+
+
+async def upsert(api: Api, count: int, name: str = "c", first_id: int = 0) -> None:
+    points = [
+        {"id": first_id + i, "vector": [1.0, 0.0, 0.0, float(i)], "payload": {"n": i}}
+        for i in range(count)
+    ]
+    response = await api.upsert({"points": points}, name=name, query={"wait": "true"})
+    assert response.result["status"] == "completed"
+
+
+async def scroll(api: Api, name: str = "c", body: Any = None, validate: bool = True) -> int:
+    response = await api.call(
+        "POST", SCROLL, json=body or {"limit": 1}, name=name, validate=validate
+    )
+    return response.status
+
+
+# ---- /metrics ------------------------------------------------------------------------------
+
+
+async def test_metrics_name_the_api_and_count_the_collections(api: Api) -> None:
+    await api.create_collection("a")
+    await api.create_collection("b")
+    text = await metrics_text(api)
+    assert "# HELP app_info information about qdrant server" in text
+    assert "# TYPE app_info gauge" in text
+    samples = parse(text)
+    assert value(samples, "app_info", name="qdrant", version="1.19.0") == 1
+    assert 'app_info{name="qdrant",version="' in text  # label order as Qdrant writes it
+    assert value(samples, "collections_total") == 2
+    await api.call("DELETE", "/collections/{collection_name}", name="b")
+    assert value(parse(await metrics_text(api)), "collections_total") == 1
+
+
+async def test_request_metrics_carry_no_collection_label_by_default(api: Api) -> None:
+    await api.create_collection()
+    await upsert(api, 3)
+    for _ in range(2):
+        assert await scroll(api) == 200
+    text = await metrics_text(api)
+    samples = parse(text)
+    assert value(samples, "rest_responses_total", **rest_labels("POST", SCROLL, 200)) == 2
+    assert value(samples, "collection_points", id="c") == 3
+    request_series = [labels for name, labels in samples if name.startswith("rest_responses")]
+    assert request_series
+    assert not [labels for labels in request_series if "collection" in dict(labels)]
+
+
+async def test_per_collection_request_metrics_label_each_existing_collection(api: Api) -> None:
+    for name in ("a", "b", "gone"):
+        await api.create_collection(name)
+    for name in ("a", "a", "b", "gone"):
+        assert await scroll(api, name) == 200
+    await api.call("DELETE", "/collections/{collection_name}", name="gone")
+    assert await scroll(api, "missing", validate=False) == 404
+    samples = parse(await metrics_text(api, "?per_collection=true"))
+    labels = rest_labels("POST", SCROLL, 200)
+    assert value(samples, "rest_responses_total", **labels, collection="a") == 2
+    assert value(samples, "rest_responses_total", **labels, collection="b") == 1
+    collections = {
+        dict(labels).get("collection")
+        for name, labels in samples
+        if name.startswith("rest_responses")
+    }
+    # Every series is labelled; a deleted collection and a made-up name are not there.
+    assert collections == {"a", "b"}
+
+
+async def test_request_metrics_cover_point_routes_and_time_successes_only(api: Api) -> None:
+    await api.create_collection()
+    await upsert(api, 2)
+    assert await scroll(api) == 200
+    assert await scroll(api, body={"limit": "many"}, validate=False) == 400
+    assert (await api.call("GET", "/collections/{collection_name}")).status == 200
+    samples = parse(await metrics_text(api))
+    ok, refused = rest_labels("POST", SCROLL, 200), rest_labels("POST", SCROLL, 400)
+    assert value(samples, "rest_responses_total", **refused) == 1
+    for timing in ("avg", "min", "max"):
+        assert (
+            "rest_responses_" + timing + "_duration_seconds",
+            frozenset(refused.items()),
+        ) not in samples
+    low = value(samples, "rest_responses_min_duration_seconds", **ok)
+    mean = value(samples, "rest_responses_avg_duration_seconds", **ok)
+    high = value(samples, "rest_responses_max_duration_seconds", **ok)
+    assert 0 < low <= mean <= high
+    assert value(samples, "rest_responses_duration_seconds_count", **ok) == 1
+    endpoints = {dict(labels).get("endpoint") for name, labels in samples if "rest_" in name}
+    assert "/collections/{collection_name}" not in endpoints  # not one of Qdrant's routes
+    assert UPSERT in endpoints
+    # Keel's own request metrics still count every route.
+    keel_labels = rest_labels("GET", "/collections/{collection_name}", 200)
+    assert value(samples, "keel_http_requests_total", **keel_labels) == 1
+
+
+async def test_collection_metrics_are_the_engines_numbers(api: Api) -> None:
+    await api.create_collection("c", **NAMED)
+    points = [
+        {"id": 1, "vector": {"a": [1, 0, 0, 0], "b": [1, 0]}},
+        {"id": 2, "vector": {"a": [0, 1, 0, 0]}},
+    ]
+    await api.upsert({"points": points}, query={"wait": "true"})
+    samples = parse(await metrics_text(api))
+    assert value(samples, "collection_vectors", collection="c", vector="a") == 2
+    assert value(samples, "collection_vectors", collection="c", vector="b") == 1
+    assert value(samples, "collections_vector_total") == 3
+    assert value(samples, "collection_points", id="c") == 2
+    assert value(samples, "collection_update_queue_length", id="c") == 0
+    assert value(samples, "collection_update_queue_deferred_points", id="c") == 0
+    assert value(samples, "collection_running_optimizations", id="c") == 0
+    for direction in ("incoming", "outgoing"):
+        assert value(samples, f"collection_shard_transfer_{direction}", id="c") == 0
+    assert value(samples, "collection_active_replicas_min") == 1
+    assert value(samples, "collection_active_replicas_max") == 1
+    assert value(samples, "collection_dead_replicas") == 0
+    assert value(samples, "cluster_enabled") == 0
+    assert value(samples, "app_status_recovery_mode") == 0
+    assert value(samples, "keel_collection_points", collection="c") == 2  # Keel's own stay
+    names = {name for name, _ in samples}
+    assert not {name for name in names if name.startswith(("memory_", "grpc_", "snapshot_"))}
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Qdrant reads these from /proc too")
+async def test_process_figures_come_from_proc(api: Api) -> None:
+    samples = parse(await metrics_text(api))
+    assert value(samples, "process_threads") >= 1
+    assert value(samples, "process_open_mmaps") >= 1
+    max_map_count = int(Path("/proc/sys/vm/max_map_count").read_text())
+    assert value(samples, "system_max_mmaps") == max_map_count
+    assert value(samples, "process_minor_page_faults_total") > 0
+    assert value(samples, "process_major_page_faults_total") >= 0
+    assert value(samples, "process_open_fds") >= 1  # prometheus_client's, same name
+
+
+async def test_metrics_query_parameters_are_checked(api: Api) -> None:
+    response = await api.client.get("/metrics?timeout=0")
+    assert response.status == 422
+    response = await api.client.get("/metrics?per_collection=yes")
+    assert response.status == 400
+    assert (await response.json())["status"]["error"] == (
+        "Deserialize error in query parameters: provided string was not `true` or `false`"
+    )
+    assert (await api.client.get("/metrics?timeout=5&anonymize=false")).status == 200
+
+
+# ---- /telemetry ----------------------------------------------------------------------------
+
+
+async def test_telemetry_by_default_is_level_0(api: Api) -> None:
+    await api.create_collection()
+    await upsert(api, 2)
+    result = await telemetry(api)
+    assert set(result) == TOP_KEYS_LEVEL_0
+    assert result["collections"] == {"number_of_collections": 1}
+    upserts = result["requests"]["rest"]["responses"]["PUT " + UPSERT]["200"]
+    assert upserts["count"] == 1
+    assert set(upserts) == {"count", "avg_duration_micros"}  # the details come at level 1
+    assert "per_collection_responses" not in result["requests"]["rest"]
+    assert "per_collection_responses" not in result["requests"]["grpc"]
+    assert result["cluster"] == {"enabled": False}
+    assert result["quota"]["config"] == {"enabled": False}
+    assert "features" not in result["app"]
+
+
+@pytest.mark.parametrize("level", [0, 1, 2, 3, 10])
+async def test_each_details_level_has_qdrants_parts(api: Api, level: int) -> None:
+    await api.create_collection()
+    await upsert(api, 3)
+    result = await telemetry(api, details_level=str(level))
+    upserts = result["requests"]["rest"]["responses"]["PUT " + UPSERT]["200"]
+    assert upserts["count"] == 1
+    if level == 0:
+        assert set(result) == TOP_KEYS_LEVEL_0
+        assert set(result["collections"]) == {"number_of_collections"}
+        return
+    assert set(result) == TOP_KEYS - KEEL_ABSENT
+    assert set(result["collections"]) == {"number_of_collections", "collections", "snapshots"}
+    assert result["app"]["features"]["staging"] is False  # Qdrant's suite skips on this
+    assert upserts["last_responded"].endswith("Z")  # UTC, as chrono writes it
+    last = datetime.fromisoformat(upserts["last_responded"])
+    assert abs((datetime.now(UTC) - last).total_seconds()) < 60
+    [collection] = result["collections"]["collections"]
+    if level == 1:
+        assert set(collection) == {"vectors", "optimizers_status", "params"}
+        assert collection["vectors"] == 3
+        return
+    if level == 2:
+        assert set(collection) == {"id", "init_time_ms", "config"}
+        return
+    assert set(collection) == {"id", "init_time_ms", "config", "shards", "transfers", "resharding"}
+    [shard] = collection["shards"]
+    assert set(shard) == {"id", "key", "local", "remote", "replicate_states", "partial_snapshot"}
+    expected = LOCAL_KEYS_LEVEL_3 if level == 3 else LOCAL_KEYS_LEVEL_4
+    assert set(shard["local"]) == expected
+    if level >= 4:
+        [segment] = shard["local"]["segments"]
+        assert set(segment) == {"info", "config", "vector_index_searches", "payload_field_indices"}
+
+
+async def test_update_queue_op_num_counts_the_applied_ops(api: Api) -> None:
+    """Qdrant's op_num is 0 on an empty collection and n after n waited updates."""
+    await api.create_collection()
+
+    async def queue() -> dict[str, int]:
+        result = await telemetry(api, details_level="10")
+        [collection] = result["collections"]["collections"]
+        [shard] = collection["shards"]
+        return shard["local"]["update_queue"]
+
+    assert await queue() == {"length": 0, "op_num": 0}
+    await upsert(api, 1)
+    assert await queue() == {"length": 0, "op_num": 1}
+    await upsert(api, 1)
+    assert await queue() == {"length": 0, "op_num": 2}
+
+
+async def test_shard_and_segment_numbers_are_the_engines(api: Api) -> None:
+    await api.create_collection("c", **NAMED)
+    payloads = [{"city": "Berlin"}, {"city": "Paris", "n": 2}]
+    points = [
+        {"id": 1, "vector": {"a": [1, 0, 0, 0], "b": [1, 0]}, "payload": payloads[0]},
+        {"id": 2, "vector": {"a": [0, 1, 0, 0]}, "payload": payloads[1]},
+    ]
+    await api.upsert({"points": points}, query={"wait": "true"})
+    index = {"field_name": "city", "field_schema": "keyword"}
+    await api.call(
+        "PUT", "/collections/{collection_name}/index", json=index, query={"wait": "true"}
+    )
+    [collection] = (await telemetry(api, details_level="4"))["collections"]["collections"]
+    assert collection["id"] == "c"
+    assert collection["init_time_ms"] >= 0
+    assert collection["config"]["params"]["vectors"] == NAMED["vectors"]
+    [shard] = collection["shards"]
+    cluster = (await api.call("GET", "/collections/{collection_name}/cluster")).result
+    assert shard["replicate_states"] == {str(cluster["peer_id"]): "Active"}
+    local = shard["local"]
+    assert (local["num_points"], local["num_vectors"]) == (2, 3)
+    assert local["num_vectors_by_name"] == {"a": 2, "b": 1}
+    assert local["vectors_size_bytes"] == (2 * 4 + 1 * 2) * 4  # count x size x float32
+    json_bytes = sum(len(json.dumps(p, separators=(",", ":")).encode()) for p in payloads)
+    assert local["payloads_size_bytes"] == json_bytes
+    assert local["status"] == "green"
+    [segment] = local["segments"]
+    info = segment["info"]
+    assert (info["num_points"], info["num_vectors"], info["num_indexed_vectors"]) == (2, 3, 3)
+    assert info["vector_data"]["b"] == {
+        "num_vectors": 1,
+        "num_indexed_vectors": 1,
+        "num_deleted_vectors": 0,
+    }
+    assert info["index_schema"]["city"]["data_type"] == "keyword"
+    assert info["disk_usage_bytes"] > 0
+    assert info["ram_usage_bytes"] > 0
+    optimizations = await api.call(
+        "GET", "/collections/{collection_name}/optimizations", query={"with": "idle_segments"}
+    )
+    [idle] = optimizations.result["idle_segments"]
+    assert info["uuid"] == idle["uuid"]  # one segment, one uuid, wherever it is named
+    assert segment["config"]["vector_data"]["b"]["distance"] == "Cosine"
+
+
+async def test_per_collection_telemetry_lists_each_collections_requests(api: Api) -> None:
+    await api.create_collection("a")
+    await api.create_collection("b")
+    assert await scroll(api, "a") == 200
+    result = await telemetry(api, per_collection="true", details_level="1")
+    by_collection = result["requests"]["rest"]["per_collection_responses"]
+    assert by_collection["a"]["POST " + SCROLL]["200"]["count"] == 1
+    assert "POST " + SCROLL not in by_collection["b"]
+    assert "per_collection_responses" not in result["requests"]["grpc"]
+
+
+async def test_anonymize_hides_collection_vector_and_field_names(api: Api) -> None:
+    secret = "secret_tenant"
+    vectors = {"vectors": {"secret_vector": {"size": 4, "distance": "Dot"}}}
+    await api.create_collection(secret, **vectors)
+    point = {"id": 1, "vector": {"secret_vector": [1, 0, 0, 0]}, "payload": {"secret_field": 1}}
+    await api.upsert({"points": [point]}, name=secret, query={"wait": "true"})
+    index = {"field_name": "secret_field", "field_schema": "integer"}
+    await api.call(
+        "PUT",
+        "/collections/{collection_name}/index",
+        json=index,
+        name=secret,
+        query={"wait": "true"},
+    )
+    result = await telemetry(api, details_level="10", anonymize="true", per_collection="true")
+    assert not _paths_containing(result, "secret")
+    [collection] = result["collections"]["collections"]
+    hidden = Anonymizer(is_on=True).name(secret)
+    assert collection["id"] == hidden
+    assert collection["config"]["uuid"] is None
+    assert collection["shards"][0]["local"]["num_points"] == 1  # small counts stay exact
+    metrics = await metrics_text(api, "?anonymize=true&per_collection=true")
+    assert "secret" not in metrics
+    assert value(parse(metrics), "collection_points", id=hidden) == 1
+    assert secret in await metrics_text(api)  # off by default
+
+
+def test_anonymized_counts_keep_their_leading_digits() -> None:
+    anonymizer = Anonymizer(is_on=True)
+    assert [anonymizer.count(n) for n in (0, 7, 9_999, 31_622)] == [0, 7, 9_999, 31_622]
+    assert anonymizer.count(123_456) == 123_450
+    assert anonymizer.count(7_654_321) == 7_654_000  # 10^7 magnitude: 4 digits kept
+    assert Anonymizer(is_on=False).count(7_654_321) == 7_654_321
+
+
+async def test_telemetry_query_parameters_are_checked(api: Api) -> None:
+    cases = [
+        ("details_level=high", 400, "invalid digit found in string"),
+        ("details_level=-1", 400, "invalid digit found in string"),
+        ("anonymize=1", 400, "provided string was not `true` or `false`"),
+        ("timeout=0", 422, "[timeout: value 0 invalid, must be 1 or larger]"),
+    ]
+    for query, status, text in cases:
+        response = await api.call("GET", "/telemetry", query=query)
+        assert response.status == status, query
+        assert response.error.endswith(text), response.error
+
+
+async def test_telemetry_past_its_timeout_is_408(api: Api, monkeypatch) -> None:
+    """The payload size is a scan; `timeout` bounds the gathering, as Qdrant's does."""
+    await api.create_collection()
+
+    async def slow_scan(self: Any) -> int:
+        await asyncio.sleep(5)
+        return 0
+
+    monkeypatch.setattr("engine.collection.Collection.payload_bytes", slow_scan)
+    response = await api.call("GET", "/telemetry", query={"details_level": "3", "timeout": "1"})
+    assert response.status == 408
+    assert response.error == "Timeout: Operation 'collections telemetry' timed out after 1s"
+    assert (await api.call("GET", "/telemetry", query={"details_level": "2"})).status == 200
+
+
+def _paths_containing(document: Any, word: str, path: str = "") -> list[str]:
+    """Where `word` is in a key or a string of `document`, as JSON paths."""
+    if isinstance(document, dict):
+        found = [f"{path}.{key}" for key in document if word in str(key)]
+        for key, item in document.items():
+            found += _paths_containing(item, word, f"{path}.{key}")
+        return found
+    if isinstance(document, list):
+        return [
+            p
+            for i, item in enumerate(document)
+            for p in _paths_containing(item, word, f"{path}[{i}]")
+        ]
+    return [path] if isinstance(document, str) and word in document else []
