@@ -20,9 +20,11 @@ from engine import readview
 from engine.errors import CorruptionError
 from engine.filters.conditions import compile_filter
 from engine.ops import (
+    CollectionConfig,
     CreateFieldIndex,
     DeleteFieldIndex,
     DeletePoints,
+    HnswSettings,
     PayloadMode,
     PayloadSelector,
     SearchRequest,
@@ -374,4 +376,51 @@ async def test_an_unindexed_field_with_too_many_values_is_not_mirrored(
         hits = await collection.search(SearchRequest("", query, limit=40, filter=filter_))
         assert sorted(hit.id for hit in hits) == expected
     assert set(collection.read_view.postings.fields) == {"few"}
+    await catalog.close()
+
+
+async def test_broad_exact_filters_post_filter_the_graph_by_membership(tmp_path: Path) -> None:
+    """With the full scan threshold at 1 KiB every filter here is "broad": the graph is
+    searched and its hits kept if the postings (real or implicit) hold them."""
+    catalog = await open_catalog(tmp_path)
+    config = single_vector_config()
+    await catalog.create("c", CollectionConfig(config.vectors, HnswSettings(full_scan_threshold=1)))
+    collection = catalog.get("c")
+    rng = np.random.default_rng(21)
+    count = 3000
+    payloads = [{"half": f"h{i % 2}", "third": f"t{i % 3}", "u": f"u{i % 2}"} for i in range(count)]
+    await collection.update(
+        upsert(list(range(count)), rng.standard_normal((count, 4)), payloads),
+        wait=True,
+        timeout_s=None,
+    )
+    for field_name in ("half", "third"):
+        await collection.update(CreateFieldIndex(field_name, "keyword"), wait=True, timeout_s=None)
+    await collection.wait_indexed()
+    filters_ = [
+        {"must": [{"key": "half", "match": {"value": "h1"}}]},
+        {
+            "must": [
+                {"key": "half", "match": {"value": "h0"}},
+                {"key": "third", "match": {"value": "t1"}},
+            ]
+        },
+        {"must": [{"key": "u", "match": {"value": "u0"}}]},  # unindexed: implicit postings
+    ]
+    found_count = wanted_count = 0
+    for data in filters_:
+        filter_ = parse_filter(data)
+        check = compile_filter(filter_)
+        for _ in range(10):
+            query = rng.standard_normal(4).astype(np.float32)
+            searched = await collection.search(SearchRequest("", query, limit=10, filter=filter_))
+            exact = await collection.search(
+                SearchRequest("", query, limit=10, filter=filter_, is_exact=True)
+            )
+            assert all(check(hit.id, payloads[hit.id], [""]) for hit in searched), data
+            assert len(searched) == 10
+            found_count += len({hit.id for hit in searched} & {hit.id for hit in exact})
+            wanted_count += len(exact)
+    assert found_count >= 0.95 * wanted_count, (found_count, wanted_count)
+    assert "u" in collection.read_view.postings.fields
     await catalog.close()
