@@ -291,27 +291,36 @@ class Reader:
         self._view.ensure_implicit(request.filter, self._store.index_specs, self._store)
         specs = self._view.planning_specs(self._store.index_specs)
         lookup = planner.plan(request.filter, specs)
-        estimate = None if lookup is None else self._estimate(lookup)
         is_graph_usable = index is not None and not request.is_exact and index.live_count > 0
         full_scan_rows = self._full_scan_rows(name)
-        if lookup is not None and (
-            not is_graph_usable or (estimate is not None and estimate <= full_scan_rows)
-        ):
-            allowed = self._indexed_candidates(request.filter, lookup, specs)
-            if allowed is not None and (not is_graph_usable or len(allowed) <= full_scan_rows):
-                return self._score_labels(name, query, distance, allowed, wanted_count)
-        if is_graph_usable:
+        members = None
+        if lookup is not None and planner.is_exact(request.filter, specs):
+            members = self._view.postings.resolve(lookup, self._view.labels)
+        if members is not None:
+            # The postings answer the filter exactly: its matching labels, no payload read.
+            if not is_graph_usable or len(members) <= full_scan_rows:
+                return self._score_labels(name, query, distance, members, wanted_count)
             assert index is not None
-            members = None
-            if lookup is not None and planner.is_exact(request.filter, specs):
-                members = self._view.postings.resolve(lookup, self._view.labels)
-            if members is not None:
-                found = self._post_filtered_by_members(request, query, distance, index, members)
-            else:
-                found = self._post_filtered(request, query, distance, index, estimate)
+            found = self._post_filtered_by_members(request, query, distance, index, members)
             if found is not None:
                 return found
-        allowed = self._matching_labels(request.filter, name)
+        else:
+            estimate = None if lookup is None else self._estimate(lookup)
+            if lookup is not None and (
+                not is_graph_usable or (estimate is not None and estimate <= full_scan_rows)
+            ):
+                allowed = self._indexed_candidates(request.filter, lookup, specs)
+                if allowed is not None and (not is_graph_usable or len(allowed) <= full_scan_rows):
+                    return self._score_labels(name, query, distance, allowed, wanted_count)
+            if is_graph_usable:
+                assert index is not None
+                found = self._post_filtered(request, query, distance, index, estimate)
+                if found is not None:
+                    return found
+        if members is not None:
+            allowed = members
+        else:
+            allowed = self._matching_labels(request.filter, name)
         if not is_graph_usable or len(allowed) <= full_scan_rows:
             return self._score_labels(name, query, distance, allowed, wanted_count)
         assert index is not None

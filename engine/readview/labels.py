@@ -101,6 +101,11 @@ class LabelTable:
         return result
 
     @property
+    def label_space(self) -> int:
+        """One past the highest label the table has room for: labels are below it."""
+        return len(self._live)
+
+    @property
     def live_mask(self) -> np.ndarray:
         """By label: live or not (labels past its end are not). Read it under the lock."""
         return self._live

@@ -17,7 +17,8 @@ why the indexes hold such a superset). So:
   not planned.
 - `has_id` in `must`: the listed ids' keys, no index needed.
 
-Ranges use inclusive bounds (`gt 5` looks up [5, inf]): one extra value, removed by the check.
+Numeric ranges are exact: a strict bound is the next f64 inward (`gt 5` looks up from
+5.000000000000001), so is_exact may skip the check for them.
 """
 
 from __future__ import annotations
@@ -124,8 +125,9 @@ def is_exact(filter_: Filter, specs: Specs) -> bool:
     Only `must` lists (nested too) of conditions whose lookup is an equality the index
     answers exactly: a keyword index and string values (its entries are the strings at the
     path, arrays flattened one level, as the filter reads them; longer strings by SHA-256),
-    a bool index and a boolean, `has_id`. Not integers (the index holds every number as f64,
-    and 1.0 is not 1 to a filter), ranges (inclusive bounds), geo, or any other clause.
+    a bool index and a boolean, `has_id`, a numeric range on an integer or float index. Not
+    integer matches (the index holds every number as f64, and 1.0 is not 1 to a match),
+    datetime ranges, geo, or any other clause.
     """
     by_path = {str(PayloadPath.parse(name)): spec for name, spec in specs.items()}
     return _is_exact_filter(filter_, by_path, 0)
@@ -149,7 +151,13 @@ def _is_exact_condition(condition: Any, by_path: Specs, depth: int) -> bool:
     if not isinstance(condition, FieldCondition) or not _is_single_check(condition):
         return False
     spec = by_path.get(str(condition.key))
-    if spec is None or condition.match is None:
+    if spec is None:
+        return False
+    if isinstance(condition.range, Range):
+        # Numbers compare as f64 in a range, as the index holds them, and _float_bounds
+        # makes the lookup's bounds exact.
+        return spec.schema_type in NUMBER_TYPES
+    if condition.match is None:
         return False
     match = condition.match
     if isinstance(match, MatchValue):
@@ -244,8 +252,12 @@ def _is_single_check(condition: FieldCondition) -> bool:
 
 
 def _float_bounds(bounds: Range) -> tuple[bytes, bytes]:
-    lows = [b for b in (bounds.gt, bounds.gte) if b is not None]
-    highs = [b for b in (bounds.lt, bounds.lte) if b is not None]
+    """Inclusive f64 bounds selecting exactly the values the range accepts: a strict bound
+    moves to the next f64 inward (`gt 5` looks up [5.000000000000001, inf])."""
+    lows = [b for b in (bounds.gte,) if b is not None]
+    lows += [math.nextafter(b, math.inf) for b in (bounds.gt,) if b is not None]
+    highs = [b for b in (bounds.lte,) if b is not None]
+    highs += [math.nextafter(b, -math.inf) for b in (bounds.lt,) if b is not None]
     low = max(lows) if lows else -math.inf
     high = min(highs) if highs else math.inf
     return payload_index.encode_float(low), payload_index.encode_float(high)

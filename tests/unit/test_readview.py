@@ -424,3 +424,29 @@ async def test_broad_exact_filters_post_filter_the_graph_by_membership(tmp_path:
     assert found_count >= 0.95 * wanted_count, (found_count, wanted_count)
     assert "u" in collection.read_view.postings.fields
     await catalog.close()
+
+
+async def test_numeric_ranges_through_postings_keep_their_strict_bounds(tmp_path: Path) -> None:
+    """Ranges are exact lookups (no payload check): `gt 5` must not take 5 or 5.0, `lt 5`
+    not -0.0 < 5 wrongly, and arrays match by any element; indexed and implicit alike."""
+    catalog = await open_catalog(tmp_path)
+    await catalog.create("c", single_vector_config())
+    collection = catalog.get("c")
+    values = [5, 5.0, 5.5, 4, -0.0, 0, 6, [1, 9], [5], 2**53 + 1, "5", True, None]
+    count = len(values)
+    payloads = [{"n": value, "m": value} for value in values]
+    await collection.update(
+        upsert(list(range(count)), np.ones((count, 4)), payloads), wait=True, timeout_s=None
+    )
+    await collection.update(CreateFieldIndex("n", "float"), wait=True, timeout_s=None)
+    ranges = [{"gt": 5}, {"gte": 5}, {"lt": 5}, {"lte": 5.5}, {"gt": 0}, {"lt": 0},
+              {"gt": 4, "lt": 6}, {"gte": 2**53}]  # fmt: skip
+    for bounds in ranges:
+        for key in ("n", "m"):  # indexed, and unindexed (implicit postings)
+            filter_ = parse_filter({"must": [{"key": key, "range": bounds}]})
+            check = compile_filter(filter_)
+            expected = sorted(i for i in range(count) if check(i, payloads[i], [""]))
+            request = SearchRequest("", np.ones(4, dtype=np.float32), limit=50, filter=filter_)
+            found = sorted(hit.id for hit in await collection.search(request))
+            assert found == expected, (key, bounds)
+    await catalog.close()
