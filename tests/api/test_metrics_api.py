@@ -30,8 +30,8 @@ async def scrape(client: Any, headers: dict | None = None) -> Samples:
     return samples
 
 
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples[(name, frozenset(labels.items()))]
+def value(samples: Samples, metric: str, /, **labels: str) -> float:
+    return samples[(metric, frozenset(labels.items()))]
 
 
 def http_count(samples: Samples, method: str, endpoint: str, status: int) -> float:
@@ -119,6 +119,11 @@ async def test_metrics_answer_while_recovery_has_not_finished(aiohttp_client, tm
     assert value(samples, "keel_ready") == 0
     assert value(samples, "keel_collections") == 0
     assert not [name for name, _ in samples if name.startswith("keel_collection_")]
+    # Qdrant's names answer too: no collection yet, the API Keel speaks.
+    assert value(samples, "collections_total") == 0
+    assert value(samples, "app_info", name="qdrant", version="1.19.0") == 1
+    assert value(samples, "collection_active_replicas_min") == 0
+    assert not [labels for _, labels in samples if {"id", "collection"} & dict(labels).keys()]
     response = await client.get("/telemetry")
     assert response.status == 200
     assert (await response.json())["result"]["collections"] == {"number_of_collections": 0}
