@@ -362,16 +362,22 @@ async def _segment(
 
 
 def _segment_config(collection: Collection, anonymizer: Anonymizer) -> dict[str, Any]:
+    """SegmentConfig: each vector's size, distance and graph settings (a vector's own `m`
+    and `ef_construct` over the collection's)."""
     hnsw = collection_info_json(collection.config, collection.stats())["config"]["hnsw_config"]
-    vector_data = {
-        anonymizer.name(name): {
+    vector_data = {}
+    for name, vector in collection.config.vectors.items():
+        options = dict(hnsw)
+        if vector.hnsw_m is not None:
+            options["m"] = vector.hnsw_m
+        if vector.hnsw_ef_construct is not None:
+            options["ef_construct"] = vector.hnsw_ef_construct
+        vector_data[anonymizer.name(name)] = {
             "size": vector.size,
             "distance": vector.distance.value,
             "storage_type": "Memory",  # persisted in LMDB, searched from memory
-            "index": {"type": "hnsw", "options": hnsw},
+            "index": {"type": "hnsw", "options": options},
         }
-        for name, vector in collection.config.vectors.items()
-    }
     return {"vector_data": vector_data, "payload_storage_type": {"type": "mmap"}}
 
 

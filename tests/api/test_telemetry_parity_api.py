@@ -43,7 +43,12 @@ LOCAL_KEYS_LEVEL_3 = {
     "update_queue",
 }
 LOCAL_KEYS_LEVEL_4 = LOCAL_KEYS_LEVEL_3 | {"segments", "indexed_only_excluded_vectors"}
-NAMED = {"vectors": {"a": {"size": 4, "distance": "Dot"}, "b": {"size": 2, "distance": "Cosine"}}}
+NAMED = {
+    "vectors": {
+        "a": {"size": 4, "distance": "Dot"},
+        "b": {"size": 2, "distance": "Cosine", "hnsw_config": {"m": 8}},
+    }
+}
 
 
 async def metrics_text(api: Api, query: str = "") -> str:
@@ -330,7 +335,10 @@ async def test_shard_and_segment_numbers_are_the_engines(api: Api) -> None:
     )
     [idle] = optimizations.result["idle_segments"]
     assert info["uuid"] == idle["uuid"]  # one segment, one uuid, wherever it is named
-    assert segment["config"]["vector_data"]["b"]["distance"] == "Cosine"
+    vector_data = segment["config"]["vector_data"]
+    assert vector_data["b"]["distance"] == "Cosine"
+    graph_m = {name: data["index"]["options"]["m"] for name, data in vector_data.items()}
+    assert graph_m == {"a": 16, "b": 8}  # b's own m over the collection's
 
 
 async def test_per_collection_telemetry_lists_each_collections_requests(api: Api) -> None:
