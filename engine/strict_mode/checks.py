@@ -36,6 +36,7 @@ from engine.ops import (
     CreateFieldIndex,
     DeletePoints,
     DeleteVectors,
+    MultiColumn,
     Operation,
     PayloadMode,
     SparseColumn,
@@ -409,10 +410,12 @@ def check_write(
     if isinstance(op, UpsertPoints):
         check_limit(len(op.ids), config.upsert_max_batchsize, "upsert limit")
         _check_sizes(config, sizes, payload_only=False)
+        _check_multivector_counts(op.multi, config)
         _check_sparse_lengths(op.sparse, config)
     elif isinstance(op, UpdateVectors):
         check_limit(len(op.ids), config.upsert_max_batchsize, "update limit")
         _check_sizes(config, sizes, payload_only=False)
+        _check_multivector_counts(op.multi, config)
         _check_sparse_lengths(op.sparse, config)
     elif isinstance(op, UpdatePayload) and op.mode in SETTING_MODES:
         _check_sizes(config, sizes, payload_only=True)
@@ -475,6 +478,23 @@ def _check_sizes(
     points_limit = config.max_points_count
     if not payload_only and points_limit is not None and sizes.points_count >= points_limit:
         raise StrictModeError(f"Max points count limit of {points_limit} reached!")
+
+
+def _check_multivector_counts(multi: dict[str, MultiColumn], config: StrictModeConfig) -> None:
+    """`multivector_config`: a matrix with more rows than its name's max_vectors is refused
+    (checked before the sparse lengths, as Qdrant's update.rs does)."""
+    limits = config.multivector_config or {}
+    for name, column in multi.items():
+        max_vectors = limits.get(name)
+        if max_vectors is None:
+            continue
+        counts = column.offsets[1:] - column.offsets[:-1]
+        too_many = counts[counts > max_vectors]
+        if len(too_many):
+            raise StrictModeError(
+                f"Multivector '{name}' has a limit of {max_vectors} vectors, "
+                f"but {int(too_many[0])} were provided!"
+            )
 
 
 def _check_sparse_lengths(sparse: dict[str, SparseColumn], config: StrictModeConfig) -> None:

@@ -737,3 +737,25 @@ async def test_a_snapshot_carries_strict_mode(api: Api, tmp_path: Path):
     assert recover.result is True
     assert (await config_of(api))["strict_mode_config"] == {"enabled": True, "max_query_limit": 3}
     assert "Limit exceeded 4 > 3" in (await query(api, {"query": [1, 0, 0, 0], "limit": 4})).error
+
+
+async def test_multivector_max_vectors(api: Api):
+    """Qdrant's StrictModeMultivector.max_vectors: rows per matrix, checked on upserts (list
+    and batch forms) and vector updates; a plain vector for the name is one row."""
+    multi = {"size": 2, "distance": "Dot", "multivector_config": {"comparator": "max_sim"}}
+    await api.create_collection("c", vectors={"colbert": multi})
+    await set_strict_mode(
+        api, {"enabled": True, "multivector_config": {"colbert": {"max_vectors": 2}}}
+    )
+    two_rows = [[1.0, 0.0], [0.0, 1.0]]
+    three_rows = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]
+    assert (
+        await api.upsert({"points": [{"id": 1, "vector": {"colbert": two_rows}}]})
+    ).status == 200
+    message = "Bad request: Multivector 'colbert' has a limit of 2 vectors, but 3 were provided!"
+    refused(await api.upsert({"points": [{"id": 2, "vector": {"colbert": three_rows}}]}), message)
+    batch = {"batch": {"ids": [3, 4], "vectors": {"colbert": [two_rows, three_rows]}}}
+    refused(await api.upsert(batch), message)
+    update = {"points": [{"id": 1, "vector": {"colbert": three_rows}}]}
+    refused(await api.call("PUT", POINTS + "/vectors", json=update), message)
+    assert await api.points_count() == 1
