@@ -9,7 +9,7 @@ Qdrant 1.19 (`src/common/metrics.rs`) builds its metrics from a level-4 telemetr
 this collector, from the same engine numbers `/telemetry` reports. As there, a family with
 no sample is left out, request metrics cover a fixed list of point and search routes only
 (timings for status 200 only), and `per_collection=true` replaces them with the same series
-labelled by collection. Left out because Keel has nothing true to put in them: `memory_*`
+labelled by collection (unless no request was recorded per collection yet). Left out because Keel has nothing true to put in them: `memory_*`
 (jemalloc's counters), `collection_hardware_metric_*` (per-collection I/O counters),
 `snapshot_*` (snapshot counters), `collection_indexed_only_excluded_points`, `quota_exceeded`
 (Keel enforces no quota), the cluster's consensus figures (single node), `grpc_*` (no gRPC).
@@ -110,11 +110,13 @@ class QdrantCollector:
         yield GaugeMetricFamily(
             "cluster_enabled", "1 with distributed mode on; Keel is a single node", value=0
         )
+        by_collection = {}
         if self._params.per_collection:
             names = frozenset(collection.name for collection in collections)
             by_collection = self._requests.snapshot_by_collection(names)
+        if by_collection:
             yield from _rest_families(_per_collection_series(by_collection, self._anonymizer))
-        else:
+        else:  # as Qdrant: nothing recorded per collection yet, the overall series instead
             series = [([], key, snapshot) for key, snapshot in self._requests.snapshot().items()]
             yield from _rest_families(series)
         yield from _process_families()

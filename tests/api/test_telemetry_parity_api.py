@@ -145,6 +145,15 @@ async def test_per_collection_request_metrics_label_each_existing_collection(api
     assert collections == {"a", "b"}
 
 
+async def test_per_collection_falls_back_to_the_overall_series_with_none_recorded(
+    api: Api,
+) -> None:
+    """As in Qdrant: with nothing recorded per collection, the overall series are shown."""
+    assert await scroll(api, "missing", validate=False) == 404  # kept overall only
+    samples = parse(await metrics_text(api, "?per_collection=true"))
+    assert value(samples, "rest_responses_total", **rest_labels("POST", SCROLL, 404)) == 1
+
+
 async def test_request_metrics_cover_point_routes_and_time_successes_only(api: Api) -> None:
     await api.create_collection()
     await upsert(api, 2)
