@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from server.api.context import catalog_of, collection_name_of, read_json
+from server.api.telemetry import update_queue
 from server.responses import ApiError, ok
 from server.wire.collection_config import collection_info_json, parse_create_collection
 from server.wire.collection_update import parse_update_collection
@@ -40,7 +41,11 @@ async def create_collection(request: web.Request) -> web.Response:
 async def get_collection(request: web.Request) -> web.Response:
     name = collection_name_of(request)
     collection = catalog_of(request).get(name)
-    return ok(request, collection_info_json(collection.config, collection.stats()))
+    info = collection_info_json(collection.config, collection.stats())
+    # Qdrant's UpdateQueueInfo: ops acknowledged and not applied yet (its `deferred_points`
+    # is left out: Keel defers no points).
+    info["update_queue"] = {"length": update_queue(collection)["length"]}
+    return ok(request, info)
 
 
 async def update_collection(request: web.Request) -> web.Response:

@@ -48,7 +48,7 @@ async def test_creating_a_collection_named_like_an_alias_is_400(api: Api):
 
 async def test_collection_info_matches_qdrants_defaults(api: Api):
     await api.create_collection("c", vectors={"size": 4, "distance": "Cosine"})
-    await api.upsert({"points": [{"id": 1, "vector": [1, 2, 3, 4]}]})
+    await api.upsert({"points": [{"id": 1, "vector": [1, 2, 3, 4]}]}, query={"wait": "true"})
     info = (await api.call("GET", COLLECTION, name="c")).result
     assert info == {
         "status": "green",
@@ -86,6 +86,7 @@ async def test_collection_info_matches_qdrants_defaults(api: Api):
             "quantization_config": None,
         },
         "payload_schema": {},
+        "update_queue": {"length": 0},  # the upsert waited: nothing is queued
     }
     parsed = models.CollectionInfo.model_validate(info)
     assert parsed.config.params.vectors.size == 4
