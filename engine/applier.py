@@ -35,7 +35,7 @@ from engine import files, limits, stats
 from engine.errors import StorageError
 from engine.locks import ReadWriteLock
 from engine.logfmt import log_event
-from engine.ops import Operation, PointId
+from engine.ops import Operation, PointId, is_schema_op
 from engine.readview import PreparedBatch, ReadView
 from engine.store.mutations import CompileFilter
 from engine.store.store import IndexDelta, Store
@@ -73,9 +73,11 @@ def apply_batch(
     compile_filter: CompileFilter,
     records: list[tuple[int, Operation]],
     read_view: ReadView | None = None,
+    on_schema_committed: Callable[[IndexDelta], None] | None = None,
 ) -> IndexDelta:
     """Apply records to LMDB, the graphs and the read view so that readers see all of it
-    or none of it.
+    or none of it. A vector-name op comes alone; `on_schema_committed` (inside the commit's
+    exclusive section) then makes or drops its graph and read-view cache.
 
     Readers hold `visibility_lock` shared across their graph search and LMDB read; new
     labels enter the graphs before the commit but mean nothing to a reader until LMDB maps
@@ -89,6 +91,10 @@ def apply_batch(
             prepared.append(read_view.prepare(delta))
 
     def with_commit(delta: IndexDelta) -> None:
+        if delta.schema_op is not None:
+            if on_schema_committed is not None:
+                on_schema_committed(delta)
+            return
         if read_view is not None:
             read_view.apply(delta, prepared[-1], store)
         remove_from_indexes(indexes, delta)
@@ -137,8 +143,10 @@ class Applier:
         follower_retention_bytes_max: int = 0,
         lagging_indexes: dict[str, VectorIndex] | None = None,
         read_view: ReadView | None = None,
+        on_schema_committed: Callable[[IndexDelta], None] | None = None,
     ) -> None:
         self.name = name
+        self._on_schema_committed = on_schema_committed
         self._read_view = read_view
         # Graphs as of their checkpoints, behind LMDB: caught up before any new op is
         # applied, then moved into `indexes` (which reads see).
@@ -344,8 +352,11 @@ class Applier:
         batch_bytes = 0
         while self._unapplied and self._unapplied[0].op_id <= durable_op_id:
             size_bytes = self._unapplied[0].size_bytes
+            if batch and is_schema_op(batch[-1].op):
+                break  # a vector-name op changes what later ops write to: alone in its batch
             if batch and (
-                len(batch) >= self._apply_batch_ops_max
+                is_schema_op(self._unapplied[0].op)
+                or len(batch) >= self._apply_batch_ops_max
                 or batch_bytes + size_bytes > limits.APPLY_BATCH_BYTES_MAX
             ):
                 break
@@ -367,6 +378,7 @@ class Applier:
             self._compile_filter,
             records,
             self._read_view,
+            self._on_schema_committed,
         )
         assert self._store.applied_op_id == last_op_id, (self._store.applied_op_id, last_op_id)
         assert set(delta.missing_point_ids) <= {op_id for op_id, _ in records}, "foreign op_id"

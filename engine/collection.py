@@ -21,6 +21,14 @@ Incarnation: a collection restored from a snapshot, or deleted and created again
 same name, is another history of ops than the one before it. Its op ids continue above the
 old ones (the catalog's op_id_floors.json), and it gets a new incarnation id, so that a WAL
 follower of the old history is refused instead of resumed (server/api/followers.py).
+
+Vector names (Qdrant 1.19's create/delete vector name) change through the WAL like points:
+`self.config` takes a vector-name op when it is appended (so later ops are validated
+against it), LMDB, the graphs, the read view and the readers when it is applied (alone in
+its batch). LMDB's `vector_schema` record (engine/store/store.py), written in the op's
+transaction, is the truth about the names; config.json follows it after the op is durable,
+and recovery puts any config.json a crash left behind back in step with it
+(`ops.reconcile_vector_names`).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import asyncio
 import itertools
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -56,6 +65,8 @@ from engine.logfmt import log_event
 from engine.ops import (
     CollectionConfig,
     CreateFieldIndex,
+    CreateVectorName,
+    DeleteVectorName,
     Operation,
     PayloadSelector,
     PointId,
@@ -65,6 +76,9 @@ from engine.ops import (
     UpdateResult,
     UpdateStatus,
     VectorSelector,
+    config_after,
+    is_schema_op,
+    reconcile_vector_names,
 )
 from engine.query import plan as query_plan
 from engine.query import universal as query
@@ -72,9 +86,10 @@ from engine.query.distance_matrix import DistanceMatrix, distance_matrix
 from engine.query.reads import compile_filter_with_indexes
 from engine.query.universal_reads import QueryReader
 from engine.readview import ReadView
+from engine.readview.vectors import VectorCache
 from engine.stats import HistogramSnapshot
 from engine.store.payload_index import IndexSpec
-from engine.store.store import Store
+from engine.store.store import IndexDelta, Store
 from engine.strict_mode import checks as strict_checks
 from engine.strict_mode import memory, rate_limits
 from engine.strict_mode.fields import IndexSchemas
@@ -138,6 +153,7 @@ class Recovered:
     lagging_indexes: dict[str, VectorIndex]  # graphs as of their checkpoints, behind LMDB
     replayed_count: int  # WAL records applied to LMDB
     read_view: ReadView  # loaded after the replay
+    config: CollectionConfig  # config.json, in step with LMDB's vector names
 
 
 class Collection:
@@ -160,6 +176,8 @@ class Collection:
         self.name = name
         self._settings = settings
         self.config = config
+        # config.json is written by PATCH (the loop's executor) and after vector-name ops.
+        self._config_file_lock = threading.Lock()
         self.incarnation = incarnation
         self.followers = followers
         self.ops_replayed_count = recovered.replayed_count
@@ -187,6 +205,7 @@ class Collection:
             follower_retention_bytes_max=settings.follower_retention_bytes_max,
             lagging_indexes=recovered.lagging_indexes,
             read_view=recovered.read_view,
+            on_schema_committed=self._schema_committed,
         )
         # The WAL -> applier hand-off: every fsync wakes the applier to apply what became
         # durable; a batch the WAL refused (disk full) leaves the applier's queue.
@@ -233,7 +252,14 @@ class Collection:
             read_executor.shutdown(wait=False)
             raise
         collection = cls(
-            directory, name, settings, config, incarnation, followers, recovered, read_executor
+            directory,
+            name,
+            settings,
+            recovered.config,
+            incarnation,
+            followers,
+            recovered,
+            read_executor,
         )
         collection._wal.start()
         collection._applier.start()
@@ -309,6 +335,10 @@ class Collection:
         assert CollectionConfig.from_json_dict(json.loads(data)) == config, "config round trip"
         files.write_file_atomic(directory / CONFIG_FILE_NAME, data)
 
+    def _write_config_locked(self, config: CollectionConfig) -> None:
+        with self._config_file_lock:
+            self.write_config(self.directory, config)
+
     async def update_config(self, config: CollectionConfig) -> None:
         """Make `config` durable, then use it. Vector names, sizes and distances must stay.
 
@@ -321,7 +351,7 @@ class Collection:
             assert vector.size == self.config.vectors[name].size, (name, vector.size)
             assert vector.distance == self.config.vectors[name].distance, (name, vector)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._read_executor, self.write_config, self.directory, config)
+        await loop.run_in_executor(self._read_executor, self._write_config_locked, config)
         # A PATCH naming strict mode always makes a new object (CollectionUpdate.apply):
         # Qdrant rebuilds the rate limiters (full) on every such update, even to equal values.
         if config.strict_mode is not self.config.strict_mode:
@@ -331,6 +361,19 @@ class Collection:
         log_event(log, logging.INFO, "collection config updated", collection=self.name)
 
     # ---- writes ----------------------------------------------------------------------------
+
+    async def update_vector_names(
+        self, op: CreateVectorName | DeleteVectorName, *, wait: bool, timeout_s: float | None
+    ) -> UpdateResult:
+        """Add or remove a vector name through the WAL, as `update` logs a point op: durable
+        on ACKNOWLEDGED, applied (graph, cache, reads) on COMPLETED. Later ops are validated
+        against the new names at once. BadRequest (nothing written) for a name that exists
+        with another kind or space."""
+        [result] = await self.update_many([op], wait=wait, timeout_s=timeout_s)
+        # Durable now; config.json follows (recovery would also bring it in step with LMDB).
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._read_executor, self._write_config_locked, self.config)
+        return result
 
     async def update(self, op: Operation, *, wait: bool, timeout_s: float | None) -> UpdateResult:
         """Log `op` durably, then (wait=True) until applied and visible to reads.
@@ -355,18 +398,20 @@ class Collection:
         wait, NotFound names the first missing id of the first op that met one.
         """
         assert ops, "update_many needs at least one op"
+        assert len(ops) == 1 or not any(map(is_schema_op, ops)), "a vector-name op comes alone"
         started_s = time.monotonic()
-        bodies = []
-        validated_ops = [self._validated(op) for op in ops]
-        for op in validated_ops:
-            body = encode_op(op)
-            if len(body) > limits.RECORD_BYTES_MAX:
-                raise BadRequest(f"operation is too large: {len(body)} bytes encoded")
-            bodies.append(body)
+        config = self.config
+        validated_ops, bodies = self._validated_bodies(ops)
         await self._admit(sum(len(body) for body in bodies))
         self._raise_if_closed()
+        if self.config is not config:
+            # A vector-name op was appended while this waited for room: check against the
+            # names the op will be applied with (nothing awaits from here to the append).
+            validated_ops, bodies = self._validated_bodies(ops)
         op_ids, durables, outcomes = [], [], []
         for op, body in zip(validated_ops, bodies):  # no await in here: ids stay consecutive
+            if is_schema_op(op):
+                self.config = config_after(self.config, op)
             op_id, durable = self._wal.append(body)
             self._applier.submit(op_id, op, len(body))
             if wait:
@@ -585,7 +630,7 @@ class Collection:
 
     def vector_counts(self) -> dict[str, int]:
         """Dense vectors stored in LMDB, by vector name (an LMDB stat each, no scan)."""
-        return {name: self._store.count_vectors(name) for name in self.config.vectors}
+        return {name: self._store.count_vectors(name) for name in self._store.vector_names}
 
     def metrics(self) -> CollectionMetrics:
         """Op ids, budget and histograms of the write path; cheap (no disk access)."""
@@ -662,6 +707,7 @@ class Collection:
         vector_bytes = sum(
             self._store.count_vectors(name) * vector.size * FLOAT32_BYTES
             for name, vector in self.config.vectors.items()
+            if name in self._store.vector_names  # a name added, not applied yet: empty
         )
         is_payload_bounded = strict.max_collection_payload_size_bytes is not None
         payload_bytes = self._payload_bytes() if is_payload_bounded else 0
@@ -707,6 +753,40 @@ class Collection:
 
     def _validated(self, op: Operation) -> Operation:
         return validation.validated(op, self.config, self._store.index_specs)
+
+    def _validated_bodies(self, ops: list[Operation]) -> tuple[list[Operation], list[bytes]]:
+        validated_ops = [self._validated(op) for op in ops]
+        bodies = []
+        for op in validated_ops:
+            body = encode_op(op)
+            if len(body) > limits.RECORD_BYTES_MAX:
+                raise BadRequest(f"operation is too large: {len(body)} bytes encoded")
+            bodies.append(body)
+        return validated_ops, bodies
+
+    def _schema_committed(self, delta: IndexDelta) -> None:
+        """A vector-name op was committed to LMDB (applier thread, visibility lock held
+        exclusively): make or drop its graph and read-view cache, and let reads see the
+        applied names."""
+        op, applied = delta.schema_op, delta.schema_config
+        assert op is not None and applied is not None, delta
+        config = reconcile_vector_names(self.config, applied)
+        index_directory = self.directory / "index"
+        if isinstance(op, DeleteVectorName):
+            self._indexes.pop(op.name, None)
+            self._applier.lagging_indexes.pop(op.name, None)
+            self.read_view.vectors.pop(op.name, None)
+            remove_checkpoint(index_directory, op.name)  # a later graph of the name is new
+        elif op.name in applied.vectors and op.name not in self.read_view.vectors:
+            vector = config.vectors[op.name]
+            if has_graph(vector, config.hnsw) and op.name not in self._indexes:
+                remove_checkpoint(index_directory, op.name)  # one a crash left of an old graph
+                index = VectorIndex(index_directory, op.name, vector, config.hnsw)
+                index.load_checkpoint()
+                self._indexes[op.name] = index
+            if not vector.is_multivector:
+                self.read_view.vectors[op.name] = VectorCache(vector.size, 0)
+        self._reader.config = config
 
     async def _admit(self, size_bytes: int) -> None:
         """Wait until the unapplied budget has room; Overloaded past the deadline."""
@@ -778,6 +858,8 @@ def recover(
         tuple(config.sparse_vectors),
         config.multivector_dims(),
     )
+    if store.schema_config is None:
+        store.schema_config = config  # no vector-name op applied yet: config.json's names hold
     wal = Wal(directory / "wal", name, settings.segment_bytes_target, settings.fsync_slow_s)
     wal.open()
     applied_op_id = store.applied_op_id
@@ -792,17 +874,31 @@ def recover(
             f"has applied only up to op {applied_op_id}: segments missing in "
             f"{wal.directory}"
         )
-    lagging_indexes = open_indexes(directory, name, config, store.applied_op_id)
+    applied_before_replay = store.applied_op_id
     replayed_count = replay_wal(name, wal, store)
-    read_view = ReadView.load(store, config)
-    return Recovered(store, wal, lagging_indexes, replayed_count, read_view)
+    reconciled = reconcile_vector_names(config, store.schema_config)
+    if reconciled != config:
+        # A crash came between a vector-name op's LMDB commit and config.json.
+        Collection.write_config(directory, reconciled)
+        log_event(log, logging.INFO, "config vector names restored from lmdb", collection=name)
+    lagging_indexes = open_indexes(
+        directory, name, reconciled, applied_before_replay, store.created_op_ids
+    )
+    read_view = ReadView.load(store, reconciled)
+    return Recovered(store, wal, lagging_indexes, replayed_count, read_view, reconciled)
 
 
 def open_indexes(
-    directory: Path, name: str, config: CollectionConfig, applied_op_id: int
+    directory: Path,
+    name: str,
+    config: CollectionConfig,
+    applied_op_id: int,
+    created_op_ids: dict[str, int] | None = None,
 ) -> dict[str, VectorIndex]:
-    """The graphs as of their checkpoints (a checkpoint ahead of LMDB is discarded), by
-    vector name; a vector without a graph loses its stale checkpoint."""
+    """The graphs as of their checkpoints (a checkpoint ahead of LMDB, or older than the op
+    that created its vector name, is discarded), by vector name; a vector without a graph
+    loses its stale checkpoint."""
+    created_op_ids = created_op_ids or {}
     indexes: dict[str, VectorIndex] = {}
     for vector_name, vector_config in config.vectors.items():
         if not has_graph(vector_config, config.hnsw):
@@ -817,7 +913,17 @@ def open_indexes(
             continue
         index = VectorIndex(directory / "index", vector_name, vector_config, config.hnsw)
         index.load_checkpoint()
-        if index.checkpoint_op_id > applied_op_id:
+        if index.checkpoint_op_id < created_op_ids.get(vector_name, -1):
+            # A graph of an earlier vector of this name (deleted, then made again).
+            log_event(
+                log,
+                logging.INFO,
+                "index checkpoint older than its vector name, rebuilding",
+                collection=name,
+                vector=vector_name,
+            )
+            index.discard_checkpoint()
+        elif index.checkpoint_op_id > applied_op_id:
             # LMDB lost its last transactions to a power loss; the graph is ahead of it.
             log_event(
                 log,
@@ -837,7 +943,11 @@ def replay_wal(name: str, wal: Wal, store: Store) -> int:
     replayed_count = 0
     last_log_s = time.monotonic()
     for op_id, body in wal.read_records(store.applied_op_id):
-        batch.append((op_id, decode_op(body, FILTER_TYPES)))
+        op = decode_op(body, FILTER_TYPES)
+        if batch and (is_schema_op(op) or is_schema_op(batch[-1][1])):
+            replayed_count += _replay_batch(store, batch)  # a vector-name op goes alone
+            batch = []
+        batch.append((op_id, op))
         if len(batch) >= REPLAY_BATCH_OPS:
             replayed_count += _replay_batch(store, batch)
             batch = []

@@ -1,7 +1,8 @@
 """Operation and configuration types of the engine.
 
 Owns: what a write operation is (`UpsertPoints`, `DeletePoints`, `UpdatePayload`,
-`UpdateVectors`, `DeleteVectors`, `CreateFieldIndex`, `DeleteFieldIndex`), point ids and their
+`UpdateVectors`, `DeleteVectors`, `CreateFieldIndex`, `DeleteFieldIndex`, and the vector-name
+ops `CreateVectorName`, `DeleteVectorName` with what they do to a config), point ids and their
 LMDB key form, a collection's configuration, and the shapes the read side returns
 (`PointRecord`, `ScoredPoint`).
 Not here: encoding ops (engine/wal/op_codec.py), framing (engine/wal/format.py), applying (applier.py), or
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -407,6 +408,26 @@ class DeleteFieldIndex:
     field_name: str
 
 
+@dataclass(frozen=True)
+class CreateVectorName:
+    """Add vector `name` to the collection (Qdrant 1.19's `PUT .../vectors/{name}`): dense
+    when `dense` is set, else sparse. Every point starts without it. `echo` is what collection
+    info shows of it (the server's, kept verbatim). Applying it for a name that exists changes
+    nothing (Qdrant's shard op is idempotent the same way)."""
+
+    name: str
+    dense: VectorConfig | None = None
+    sparse: SparseVectorConfig | None = None
+    echo: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeleteVectorName:
+    """Remove vector `name` and its data from every point; nothing happens if it is absent."""
+
+    name: str
+
+
 Operation = (
     UpsertPoints
     | DeletePoints
@@ -415,7 +436,82 @@ Operation = (
     | DeleteVectors
     | CreateFieldIndex
     | DeleteFieldIndex
+    | CreateVectorName
+    | DeleteVectorName
 )
+SchemaOperation = CreateVectorName | DeleteVectorName
+
+
+def is_schema_op(op: Operation) -> bool:
+    """An op that changes the collection's vector names: applied alone in its batch."""
+    return isinstance(op, CreateVectorName | DeleteVectorName)
+
+
+def config_after(config: CollectionConfig, op: SchemaOperation) -> CollectionConfig:
+    """`config` with `op` applied: the name added (or kept, if it exists) or removed, with its
+    echo. A collection made with one unnamed vector shows its vectors as a map afterwards,
+    as Qdrant turns its `VectorsConfig::Single` into `Multi`."""
+    vectors, sparse = dict(config.vectors), dict(config.sparse_vectors)
+    echo = dict(config.echo)
+    vector_echo = dict(echo.get("vectors", {}))
+    sparse_echo = dict(echo.get("sparse_vectors", {}))
+    if isinstance(op, CreateVectorName):
+        if op.name in vectors or op.name in sparse:
+            return config
+        if op.dense is not None:
+            vectors[op.name] = op.dense
+            vector_echo[op.name] = op.echo
+        else:
+            assert op.sparse is not None, op
+            sparse[op.name] = op.sparse
+            sparse_echo[op.name] = op.echo
+    else:
+        if op.name not in vectors and op.name not in sparse:
+            return config
+        vectors.pop(op.name, None)
+        sparse.pop(op.name, None)
+        vector_echo.pop(op.name, None)
+        sparse_echo.pop(op.name, None)
+    echo.update(vectors=vector_echo, sparse_vectors=sparse_echo, is_single_form=False)
+    return replace(config, vectors=vectors, sparse_vectors=sparse, echo=echo)
+
+
+def reconcile_vector_names(config: CollectionConfig, truth: CollectionConfig) -> CollectionConfig:
+    """`config` (config.json) with the vector names of `truth` (the store's record, written in
+    the transaction of the last vector-name op): names only one has go or come with their
+    echo, a name whose kind, size, distance or multivector-ness differs is taken from
+    `truth`; the rest of `config` (tuning a PATCH may have changed) is kept."""
+    vectors = {
+        name: config.vectors.get(name, vector)
+        if _same_space(config.vectors.get(name), vector)
+        else vector
+        for name, vector in truth.vectors.items()
+    }
+    sparse = {
+        name: config.sparse_vectors.get(name, vector)
+        for name, vector in truth.sparse_vectors.items()
+    }
+    if vectors == config.vectors and sparse == config.sparse_vectors:
+        return config
+    echo = dict(config.echo)
+    for key, names in (("vectors", vectors), ("sparse_vectors", sparse)):
+        mine, theirs = config.echo.get(key, {}), truth.echo.get(key, {})
+        echo[key] = {
+            name: mine[name]
+            if name in mine and names[name] == getattr(config, key).get(name)
+            else theirs.get(name, {})
+            for name in names
+        }
+    echo["is_single_form"] = truth.echo.get("is_single_form", truth.is_single_unnamed)
+    return replace(config, vectors=vectors, sparse_vectors=sparse, echo=echo)
+
+
+def _same_space(mine: VectorConfig | None, theirs: VectorConfig) -> bool:
+    return mine is not None and (mine.size, mine.distance, mine.is_multivector) == (
+        theirs.size,
+        theirs.distance,
+        theirs.is_multivector,
+    )
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ from engine.filters.payload_path import PayloadPath
 from engine.ops import (
     CollectionConfig,
     CreateFieldIndex,
+    CreateVectorName,
+    DeleteVectorName,
     DeleteVectors,
     Distance,
     MultiColumn,
@@ -45,6 +47,11 @@ def validated(
 ) -> Operation:
     """`op` checked against the collection's config and payload indexes, Cosine vectors
     normalised; BadRequest (or NotImplementedYet) for an op that must not be logged."""
+    if isinstance(op, CreateVectorName):
+        _check_create_vector_name(op, config)
+        return op
+    if isinstance(op, DeleteVectorName):
+        return op  # an absent name is deleted as Qdrant does it: nothing happens
     if isinstance(op, UpsertPoints):
         if len(op.payloads) != len(op.ids):
             raise BadRequest(
@@ -88,6 +95,42 @@ def _check_field_index(op: CreateFieldIndex, index_specs: Mapping[str, IndexSpec
         text_match.check_text_params(op.params or {})  # 501 for what Keel can't tokenize
     if op.field_name not in index_specs and len(index_specs) >= limits.PAYLOAD_INDEXES_MAX:
         raise BadRequest(f"a collection has at most {limits.PAYLOAD_INDEXES_MAX} indexes")
+
+
+def _check_create_vector_name(op: CreateVectorName, config: CollectionConfig) -> None:
+    """Qdrant's `add_vector_to_config`: the same name again with the same space is accepted
+    (and changes nothing), with another space or kind it is refused."""
+    name = op.name
+    dense, sparse = config.vectors.get(name), config.sparse_vectors.get(name)
+    if op.dense is not None:
+        if sparse is not None:
+            raise BadRequest(f"Vector `{name}` already exists as a sparse vector")
+        if dense is None:
+            if len(config.vectors) >= limits.VECTOR_NAMES_MAX:
+                raise BadRequest(f"a collection has at most {limits.VECTOR_NAMES_MAX} vectors")
+            return
+        echo = config.echo.get("vectors", {}).get(name, {})
+        is_same = (dense.size, dense.distance, dense.is_multivector) == (
+            op.dense.size,
+            op.dense.distance,
+            op.dense.is_multivector,
+        ) and echo.get("datatype") == op.echo.get("datatype")
+        if not is_same:
+            raise BadRequest(f"Vector `{name}` already exists with a different configuration")
+        return
+    assert op.sparse is not None, op
+    if dense is not None:
+        raise BadRequest(f"Vector `{name}` already exists as a dense vector")
+    if sparse is None:
+        if len(config.sparse_vectors) >= limits.VECTOR_NAMES_MAX:
+            raise BadRequest(f"a collection has at most {limits.VECTOR_NAMES_MAX} sparse vectors")
+        return
+    echo = config.echo.get("sparse_vectors", {}).get(name, {})
+    is_same = sparse.modifier == op.sparse.modifier and echo.get("index", {}).get(
+        "datatype"
+    ) == op.echo.get("index", {}).get("datatype")
+    if not is_same:
+        raise BadRequest(f"Sparse vector `{name}` already exists with a different configuration")
 
 
 def _check_sparse(sparse: dict[str, SparseColumn], config: CollectionConfig) -> None:

@@ -155,6 +155,7 @@ def _check_collection(directory: Path, name: str, report: CheckReport, progress:
     wal_range = _check_wal(directory / "wal", add, report)
     try:
         with StoreView(directory / "lmdb", config) as view:
+            config = view.config  # with LMDB's vector names
             store_check = view.check(progress)
             facts = store_check.facts
             severity = Severity.REPAIRABLE if store_check.is_derived_only else Severity.DAMAGE
@@ -176,6 +177,8 @@ def _check_collection(directory: Path, name: str, report: CheckReport, progress:
                     )
     except lmdb.Error as error:
         add(Severity.DAMAGE, f"{directory / 'lmdb'}: LMDB cannot read it: {error}")
+    except CorruptionError as error:  # the vector_schema record fails its checksum
+        add(Severity.DAMAGE, f"{directory / 'lmdb'}: {error}")
 
 
 def _check_wal(

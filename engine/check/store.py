@@ -24,9 +24,16 @@ import lmdb
 import numpy as np
 
 from engine.filters.payload_path import PayloadPath
-from engine.ops import CollectionConfig, SparseVector, VectorConfig, point_id_from_key
+from engine.limits import VECTOR_NAMES_MAX
+from engine.ops import (
+    CollectionConfig,
+    SparseVector,
+    VectorConfig,
+    point_id_from_key,
+    reconcile_vector_names,
+)
 from engine.store import payload_index
-from engine.store.checksum import is_intact
+from engine.store.checksum import is_intact, unseal
 from engine.store.mutations import inverted_key, label_key
 
 FINDINGS_PER_KIND_MAX = 20  # one damaged page can fail thousands of values: show a sample
@@ -60,15 +67,28 @@ class StoreView:
     """
 
     def __init__(self, path: Path, config: CollectionConfig) -> None:
-        self.config = config
         self._env = lmdb.open(
             str(path),
             readonly=True,
             lock=False,
             subdir=True,
-            max_dbs=8 + len(config.vectors) + 2 * len(config.sparse_vectors),
+            max_dbs=8 + 3 * max(VECTOR_NAMES_MAX, len(config.vectors), len(config.sparse_vectors)),
         )
         self._txn = self._env.begin(buffers=False)
+        # The names are LMDB's `vector_schema` record's once a vector-name op was applied
+        # (engine/store/store.py); config.json may lag it after a crash, until the next open.
+        self.config = self._with_stored_names(config)
+
+    def _with_stored_names(self, config: CollectionConfig) -> CollectionConfig:
+        try:
+            meta = self._env.open_db(b"meta", txn=self._txn, create=False)
+        except lmdb.NotFoundError:
+            return config  # an empty environment: the checker says so
+        raw = self._txn.get(b"vector_schema", db=meta)
+        if raw is None:
+            return config
+        record = cbor2.loads(unseal(raw, "meta", b"vector_schema"))
+        return reconcile_vector_names(config, CollectionConfig.from_json_dict(record["config"]))
 
     def __enter__(self) -> Self:
         return self

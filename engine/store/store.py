@@ -11,6 +11,9 @@ labels born after it (`labels` from its next_label) and labels that died after i
 | database   | key                         | value (CBOR unless said)                       |
 |------------|-----------------------------|------------------------------------------------|
 | meta       | b"applied_op_id", b"next_label", b"format" | u64 big-endian                  |
+| meta       | b"vector_schema"            | sealed CBOR {"op_id", "config", "created"}: the  |
+|            |                             | config (CollectionConfig.to_json_dict) after the |
+|            |                             | last vector-name op, and name -> op that made it |
 | points     | ops.point_key(id)           | [label, version op_id, payload or null, names] |
 | labels     | label u64 big-endian        | point key (raw bytes)                          |
 | dead       | label u64 big-endian        | [death op_id, names]                           |
@@ -26,6 +29,11 @@ Values of points, labels, dead, v:, s: and schema are sealed with a CRC (engine/
 derived databases (i:, pindex) are not: `keel check` recomputes and compares them. `format`
 is STORE_FORMAT; a store without it (written before checksums) is refused, not misread.
 
+The vector names are the `vector_schema` record's once a vector-name op (ops.CreateVectorName,
+DeleteVectorName) was applied: it is written in that op's transaction, so it always agrees
+with the databases; before that, the names the caller passes (config.json's). A vector-name
+op is applied alone in its batch (`write_batch`), and opens or drops its databases there.
+
 `applied_op_id` is written in the same transaction as the data it covers, so replaying the
 WAL from it is idempotent. The environment uses metasync=False: a power loss may roll back
 the last transactions, so `sync()` is called before anything relies on LMDB being durable
@@ -36,7 +44,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +57,24 @@ from engine.errors import CorruptionError, StorageError
 from engine.filters.conditions import Filter
 from engine.locks import ReadWriteLock
 from engine.logfmt import log_event
-from engine.ops import Operation, SparseVector
+from engine.ops import (
+    CollectionConfig,
+    CreateVectorName,
+    Operation,
+    SchemaOperation,
+    SparseVector,
+    config_after,
+    is_schema_op,
+)
 from engine.store import payload_index
-from engine.store.checksum import unseal
+from engine.store.checksum import seal, unseal
 from engine.store.mutations import (
     BatchWriter,
     CompileFilter,
     Databases,
     Predicate,
     WrittenPoint,
+    dump_point,
     label_key,
     load_label_and_version,
     load_point,
@@ -68,6 +85,10 @@ log = logging.getLogger(__name__)
 _APPLIED_KEY = b"applied_op_id"
 _NEXT_LABEL_KEY = b"next_label"
 _FORMAT_KEY = b"format"
+_SCHEMA_KEY = b"vector_schema"
+# Named databases: the fixed ones, plus one per dense and two per sparse name, each kind up to
+# VECTOR_NAMES_MAX; vector-name ops open more after the environment is open.
+_DBS_MAX = 8 + 3 * limits.VECTOR_NAMES_MAX
 _NO_OP_ID = -1
 STORE_FORMAT = 1  # 1: sealed values (engine/store/checksum.py)
 
@@ -92,6 +113,9 @@ class IndexDelta:
     points_written: int = 0
     written_points: list[WrittenPoint] = field(default_factory=list)
     killed_labels: list[int] = field(default_factory=list)
+    # A vector-name op's batch (applied alone): the op and the config it leaves.
+    schema_op: SchemaOperation | None = None
+    schema_config: CollectionConfig | None = None
     # op_id -> the first missing id an id-listed edit met (engine/store/mutations.py); the applier answers
     # the op's waiter with it.
     missing_point_ids: dict[int, Any] = field(default_factory=dict)
@@ -117,17 +141,12 @@ class Store:
         multivector_dims: dict[str, int] | None = None,
     ) -> None:
         self.path = path
-        # Names among vector_names whose values are matrices (CollectionConfig.multivector_dims).
-        self.multivector_dims = dict(multivector_dims or {})
-        assert set(self.multivector_dims) <= set(vector_names), (multivector_dims, vector_names)
-        self.vector_names = list(vector_names)
-        self.sparse_names = list(sparse_names)
         self._map_bytes = map_bytes_initial
         self._lock = ReadWriteLock()  # exclusive only around set_mapsize
         self._env = lmdb.open(
             str(path),
             map_size=map_bytes_initial,
-            max_dbs=8 + len(vector_names) + 2 * len(sparse_names),
+            max_dbs=max(_DBS_MAX, 8 + len(vector_names) + 2 * len(sparse_names)),
             subdir=True,
             sync=True,
             metasync=False,
@@ -141,6 +160,17 @@ class Store:
         # before the WAL below applied_op_id may ever be truncated.
         files.fsync_directory(path)
         self._meta = self._env.open_db(b"meta")
+        # The config after the last vector-name op, or None: the caller's names are the truth.
+        self.schema_config, self.created_op_ids = self._read_schema()
+        if self.schema_config is not None:
+            vector_names = list(self.schema_config.vectors)
+            sparse_names = tuple(self.schema_config.sparse_vectors)
+            multivector_dims = self.schema_config.multivector_dims()
+        # Names among vector_names whose values are matrices (CollectionConfig.multivector_dims).
+        self.multivector_dims = dict(multivector_dims or {})
+        assert set(self.multivector_dims) <= set(vector_names), (multivector_dims, vector_names)
+        self.vector_names = list(vector_names)
+        self.sparse_names = list(sparse_names)
         self._points = self._env.open_db(b"points")
         self._labels = self._env.open_db(b"labels")
         self._dead = self._env.open_db(b"dead")
@@ -223,9 +253,14 @@ class Store:
         if not records:
             return IndexDelta()
         assert records[0][0] == self.applied_op_id + 1, (records[0][0], self.applied_op_id)
+        is_schema_batch = is_schema_op(records[0][1])
+        assert not is_schema_batch or len(records) == 1, "a vector-name op is applied alone"
+        assert is_schema_batch or not any(is_schema_op(op) for _, op in records), records
         commit_lock = commit_lock or ReadWriteLock()
         for _attempt in range(64):
             try:
+                if is_schema_batch:
+                    return self._write_schema_op(*records[0], on_committed, commit_lock)
                 return self._write_in_txn(
                     records, compile_filter, on_prepared, on_committed, commit_lock
                 )
@@ -539,6 +574,72 @@ class Store:
             on_committed(delta)
         return delta
 
+    def _write_schema_op(
+        self,
+        op_id: int,
+        op: SchemaOperation,
+        on_committed: Callable[[IndexDelta], None],
+        commit_lock: ReadWriteLock,
+    ) -> IndexDelta:
+        """Apply one vector-name op in its own transaction: open or drop the name's databases,
+        take a deleted name out of every point, write the new `vector_schema` record and
+        applied_op_id. Idempotent as every op: an existing name is not made again, an absent
+        one not deleted, and a replay skips what applied_op_id covers."""
+        assert self.schema_config is not None, "vector-name op on a store with no base config"
+        config = config_after(self.schema_config, op)
+        created = dict(self.created_op_ids)
+        vectors, sparse, inverted = dict(self._vectors), dict(self._sparse), dict(self._inverted)
+        txn = self._env.begin(write=True)
+        try:
+            if config is not self.schema_config and isinstance(op, CreateVectorName):
+                created[op.name] = op_id
+                if op.dense is not None:
+                    vectors[op.name] = self._env.open_db(b"v:" + op.name.encode(), txn=txn)
+                else:
+                    sparse[op.name] = self._env.open_db(b"s:" + op.name.encode(), txn=txn)
+                    inverted[op.name] = self._env.open_db(b"i:" + op.name.encode(), txn=txn)
+            elif config is not self.schema_config:
+                created.pop(op.name, None)
+                for dbs in (vectors, sparse, inverted):
+                    if op.name in dbs:
+                        txn.drop(dbs.pop(op.name), delete=True)
+                _forget_vector_name(txn, self._points, op.name)
+            record = {"op_id": op_id, "config": config.to_json_dict(), "created": created}
+            txn.put(_SCHEMA_KEY, seal(cbor2.dumps(record)), db=self._meta)
+            txn.put(_APPLIED_KEY, op_id.to_bytes(8, "big"), db=self._meta)
+        except BaseException:
+            txn.abort()
+            raise
+        delta = IndexDelta(schema_op=op, schema_config=config)
+        with commit_lock.exclusive():
+            txn.commit()
+            self.applied_op_id = op_id
+            self.schema_config, self.created_op_ids = config, created
+            self._vectors, self._sparse, self._inverted = vectors, sparse, inverted
+            self.vector_names = list(config.vectors)
+            self.sparse_names = list(config.sparse_vectors)
+            self.multivector_dims = config.multivector_dims()
+            self._dbs = replace(
+                self._dbs,
+                vectors=vectors,
+                sparse=sparse,
+                inverted=inverted,
+                multivector_dims=self.multivector_dims,
+            )
+            on_committed(delta)
+        # Tests crash here: LMDB has the op, config.json may not (recovery reconciles them).
+        files.failpoint("store.after_schema_commit")
+        assert set(self._vectors) == set(config.vectors), (set(self._vectors), config.vectors)
+        return delta
+
+    def _read_schema(self) -> tuple[CollectionConfig | None, dict[str, int]]:
+        with self._env.begin() as txn:
+            raw = txn.get(_SCHEMA_KEY, db=self._meta)
+            if raw is None:
+                return None, {}
+            record = cbor2.loads(unseal(raw, "meta", _SCHEMA_KEY))
+        return CollectionConfig.from_json_dict(record["config"]), dict(record["created"])
+
     def _check_format(self) -> None:
         """Stamp a new store with STORE_FORMAT; refuse one written in another format."""
         with self._env.begin(write=True) as txn:
@@ -569,6 +670,19 @@ class Store:
             log, logging.INFO, "lmdb map grown", path=Path(self.path), map_bytes=new_map_bytes
         )
         self._map_bytes = new_map_bytes
+
+
+def _forget_vector_name(txn: lmdb.Transaction, points_db: Any, name: str) -> None:
+    """Take `name` out of the vector names of every point that has it (label, version and
+    payload kept: Qdrant does not version a point for a vector-name op)."""
+    changed = []
+    for key, value in txn.cursor(points_db):
+        row = load_point(bytes(key), value)
+        if name in row.names:
+            changed.append((bytes(key), row))
+    for key, row in changed:
+        row.names = [other for other in row.names if other != name]
+        txn.put(key, dump_point(row), db=points_db)
 
 
 def _read_u64(txn: lmdb.Transaction, db: Any, key: bytes, default: int) -> int:

@@ -10,7 +10,8 @@ Record body: a CBOR map, keys short on purpose (they are repeated in every recor
 | key | in ops              | meaning                                                     |
 |-----|---------------------|-------------------------------------------------------------|
 | t   | all                 | "upsert", "delete", "payload", "vectors", "delete_vectors", |
-|     |                     | "create_index", "delete_index"                              |
+|     |                     | "create_index", "delete_index", "create_vector_name",       |
+|     |                     | "delete_vector_name"                                        |
 | ids | all                 | point ids: uint, or 16-byte bstr for a UUID; null: filter   |
 | m   | upsert, payload     | update_mode / payload mode                                  |
 | v   | upsert, vectors     | name -> [rows, dim, matrix]: rows = LE int32 positions into |
@@ -29,6 +30,11 @@ Record body: a CBOR map, keys short on purpose (they are repeated in every recor
 | fn  | create/delete_index | payload field name (a JSON path, as the client wrote it)    |
 | st  | create_index        | schema type: "keyword", "integer", "float", ...             |
 | sp  | create_index        | the schema's params object as the client sent it, or null   |
+| vn  | *_vector_name       | the vector name                                             |
+| d   | create_vector_name  | dense: {"size", "distance", "multivector"?} (as config.json  |
+|     |                     | writes a vector), or null for a sparse one                  |
+| sm  | create_vector_name  | sparse: its modifier ("none", "idf"), or null for a dense one|
+| e   | create_vector_name  | what collection info echoes of it (JSON object)             |
 
 Filters are resolved when the op is applied, in op order, never when it is logged: a filter
 selects the points as they are after every earlier op.
@@ -51,19 +57,25 @@ from engine.errors import CorruptionError
 from engine.ops import (
     U64_MAX,
     CreateFieldIndex,
+    CreateVectorName,
     DeleteFieldIndex,
     DeletePoints,
+    DeleteVectorName,
     DeleteVectors,
+    Distance,
     MultiColumn,
     NamedVectors,
     Operation,
     PayloadMode,
     PointId,
     SparseColumn,
+    SparseModifier,
+    SparseVectorConfig,
     UpdateMode,
     UpdatePayload,
     UpdateVectors,
     UpsertPoints,
+    VectorConfig,
 )
 
 
@@ -339,6 +351,44 @@ def _decode_delete_index(data: dict[str, Any], _types: Mapping[str, type]) -> De
     return DeleteFieldIndex(field_name=data["fn"])
 
 
+def _encode_create_vector_name(op: CreateVectorName) -> dict[str, Any]:
+    assert (op.dense is None) != (op.sparse is None), op
+    dense = None
+    if op.dense is not None:
+        # Only what makes the space: per-vector tuning is config (PATCH), not this op's.
+        dense = {"size": op.dense.size, "distance": op.dense.distance.value}
+        if op.dense.is_multivector:
+            dense["multivector"] = "max_sim"
+    sparse = None if op.sparse is None else op.sparse.modifier.value
+    return {"t": "create_vector_name", "vn": op.name, "d": dense, "sm": sparse, "e": op.echo}
+
+
+def _decode_create_vector_name(data: dict[str, Any], _types: Mapping[str, type]) -> Any:
+    dense, sparse = data["d"], data["sm"]
+    if (dense is None) == (sparse is None):
+        raise ValueError("create_vector_name needs exactly one of dense and sparse")
+    return CreateVectorName(
+        name=data["vn"],
+        dense=None
+        if dense is None
+        else VectorConfig(
+            size=dense["size"],
+            distance=Distance(dense["distance"]),
+            is_multivector=dense.get("multivector") == "max_sim",
+        ),
+        sparse=None if sparse is None else SparseVectorConfig(SparseModifier(sparse)),
+        echo=data["e"],
+    )
+
+
+def _encode_delete_vector_name(op: DeleteVectorName) -> dict[str, Any]:
+    return {"t": "delete_vector_name", "vn": op.name}
+
+
+def _decode_delete_vector_name(data: dict[str, Any], _types: Mapping[str, type]) -> Any:
+    return DeleteVectorName(name=data["vn"])
+
+
 _OP_ENCODERS: dict[type, Callable[[Any], dict[str, Any]]] = {
     UpsertPoints: _encode_upsert,
     DeletePoints: _encode_delete,
@@ -347,6 +397,8 @@ _OP_ENCODERS: dict[type, Callable[[Any], dict[str, Any]]] = {
     DeleteVectors: _encode_delete_vectors,
     CreateFieldIndex: _encode_create_index,
     DeleteFieldIndex: _encode_delete_index,
+    CreateVectorName: _encode_create_vector_name,
+    DeleteVectorName: _encode_delete_vector_name,
 }
 _OP_DECODERS: dict[str, Callable[[dict[str, Any], Mapping[str, type]], Any]] = {
     "upsert": _decode_upsert,
@@ -356,6 +408,8 @@ _OP_DECODERS: dict[str, Callable[[dict[str, Any], Mapping[str, type]], Any]] = {
     "delete_vectors": _decode_delete_vectors,
     "create_index": _decode_create_index,
     "delete_index": _decode_delete_index,
+    "create_vector_name": _decode_create_vector_name,
+    "delete_vector_name": _decode_delete_vector_name,
 }
 
 

@@ -64,6 +64,7 @@ from engine.ops import (
 from engine.store.store import Store
 from engine.wal import format as wal_format
 from engine.wal.op_codec import decode_op
+from tests.unit import test_golden_vector_names as golden_vector_names
 from tests.unit.golden_expected import (
     CONFIG_JSON,
     FILTER_CLASS_NAMES,
@@ -89,6 +90,8 @@ OP_TAGS = {
     "create_index",
     "delete_index",
 }
+# Pinned by the later golden set of vector-name ops (tests/unit/test_golden_vector_names.py).
+LATER_OP_TAGS = {"create_vector_name", "delete_vector_name"}
 STORE_MAP_BYTES = 1 << 20
 ALL_PAYLOAD = PayloadSelector(True)
 ALL_VECTORS = VectorSelector(True)
@@ -169,6 +172,7 @@ def test_the_golden_wal_covers_every_op_and_filter_class_of_today() -> None:
     """A new op type, mode or filter class must be pinned too: add a golden set for it
     (tests/golden/make_golden.py says how), never rewrite the existing files."""
     ops = [op for name in COLLECTION_NAMES for op in OPS[name]]
+    ops += list(golden_vector_names.VECTOR_NAME_OPS.values())
     assert {type(op) for op in ops} == set(typing.get_args(Operation))
     assert {op.mode for op in ops if hasattr(op, "mode")} == set(PayloadMode)
     assert {op.update_mode for op in ops if hasattr(op, "update_mode")} == set(UpdateMode)
@@ -180,6 +184,8 @@ def test_the_golden_wal_covers_every_op_and_filter_class_of_today() -> None:
             cbor2.loads(body)["t"] for _, body in _parse_segment_by_hand(_segment_bytes(name))[1]
         }
     assert tags == OP_TAGS
+    later_tags = {body["t"] for body in golden_vector_names.BODIES.values()}
+    assert tags | later_tags == OP_TAGS | LATER_OP_TAGS
 
 
 # ---- LMDB and config -----------------------------------------------------------------------
