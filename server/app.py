@@ -61,6 +61,7 @@ from server.api import (
     service,
     shard_snapshots,
     snapshots,
+    vector_names,
 )
 from server.api.context import (
     CATALOG_KEY,
@@ -169,6 +170,7 @@ def create_app(
         *metrics.ROUTES,
         *aliases.ROUTES,
         *collections.ROUTES,
+        *vector_names.ROUTES,
         *facet.ROUTES,
         *points.ROUTES,
         *legacy_query.ROUTES,

@@ -15,8 +15,6 @@ COLLECTION = "/collections/{collection_name}"
 POINTS = COLLECTION + "/points"
 
 ROUTES_NOT_IMPLEMENTED = [
-    ("PUT", COLLECTION + "/vectors/{vector_name}"),
-    ("DELETE", COLLECTION + "/vectors/{vector_name}"),
     # Resource quotas (disk and memory use past which writes are refused): Keel has none.
     ("GET", "/quotas"),
     ("PUT", "/quotas"),

@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -55,8 +56,10 @@ from engine.filters.instants import INSTANT_KEY_SPAN, NS_PER_S
 from engine.ops import (
     UNNAMED_VECTOR,
     CreateFieldIndex,
+    CreateVectorName,
     DeleteFieldIndex,
     DeletePoints,
+    DeleteVectorName,
     DeleteVectors,
     Operation,
     PayloadMode,
@@ -104,8 +107,32 @@ def op_request(collection_name: str, op: Operation, is_single_unnamed: bool) -> 
         schema = op.params if op.params is not None else op.schema_type
         body = {"field_name": op.field_name, "field_schema": schema}
         return OpRequest("PUT", f"/collections/{collection_name}/index", body)
+    if isinstance(op, CreateVectorName | DeleteVectorName):
+        return _vector_name_request(collection_name, op)
     assert isinstance(op, DeleteFieldIndex), type(op)
     return OpRequest("DELETE", f"/collections/{collection_name}/index/{op.field_name}", None)
+
+
+def _vector_name_request(
+    collection_name: str, op: CreateVectorName | DeleteVectorName
+) -> OpRequest:
+    """PUT or DELETE /collections/{c}/vectors/{name}; the body of a creation is what the
+    client sent, rebuilt from the op and its echo (server/wire/vector_name_config.py)."""
+    path = f"/collections/{collection_name}/vectors/{quote(op.name, safe='')}"
+    if isinstance(op, DeleteVectorName):
+        return OpRequest("DELETE", path, None)
+    if op.dense is not None:
+        dense = {"size": op.dense.size, "distance": op.dense.distance.value}
+        for key in ("multivector_config", "datatype"):
+            if key in op.echo:
+                dense[key] = op.echo[key]
+        return OpRequest("PUT", path, {"dense": dense})
+    sparse: dict[str, Any] = {}
+    if "modifier" in op.echo:
+        sparse["modifier"] = op.echo["modifier"]
+    if "datatype" in op.echo.get("index", {}):
+        sparse["datatype"] = op.echo["index"]["datatype"]
+    return OpRequest("PUT", path, {"sparse": sparse})
 
 
 def render_filter(filter_: Filter) -> dict[str, Any]:
