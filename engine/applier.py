@@ -39,7 +39,7 @@ from engine.ops import Operation, PointId, is_schema_op
 from engine.readview import PreparedBatch, ReadView
 from engine.store.mutations import CompileFilter
 from engine.store.store import IndexDelta, Store
-from engine.vectors.hnsw import CheckpointNotWritten, VectorIndex
+from engine.vectors.hnsw import CheckpointNotWritten, VectorIndex, remove_checkpoint
 from engine.wal.followers import FollowerRegistry, SegmentExtent
 from engine.wal.log import Wal
 
@@ -261,6 +261,45 @@ class Applier:
         if self.failure is None:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._checkpoint)
         self._executor.shutdown(wait=True)
+
+    # ---- graphs switched by a config update -------------------------------------------------
+
+    async def drop_graph(self, name: str) -> None:
+        """Stop using vector `name`'s graph (its m became 0): reads score it exactly from
+        then on. Runs in the applier's thread, between batches; the checkpoint goes too, so
+        that no later start loads it."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._drop_graph, name)
+
+    def rebuild_graph(self, index: VectorIndex) -> asyncio.Future[int | None]:
+        """Build `index` (empty) from LMDB in the applier's thread, between batches (writes
+        wait meanwhile), and then let reads use it instead of the graph the vector had, if
+        any; until then reads use that one, or score exactly. The caller keeps the future and
+        awaits it (Collection.close does, after this applier is closed)."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, self._rebuild_graph, index)
+        future.add_done_callback(self._fail_if_raised)  # on the loop, as _run's failures
+        return future
+
+    def _fail_if_raised(self, future: asyncio.Future[int | None]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self._fail(future.exception())  # type: ignore[arg-type]
+
+    def _drop_graph(self, name: str) -> None:
+        with self._visibility_lock.exclusive():
+            self._indexes.pop(name, None)
+            self.lagging_indexes.pop(name, None)
+        remove_checkpoint(self._store.path.parent / "index", name)
+
+    def _rebuild_graph(self, index: VectorIndex) -> int | None:
+        if self.failure is not None or self._is_closing:
+            return None
+        assert index.live_count == 0, "a rebuild starts from an empty graph"
+        # The old graph's checkpoint was built with the old settings: a start before the new
+        # graph's first checkpoint must build from LMDB, not load it.
+        remove_checkpoint(index.directory, index.name)
+        self.lagging_indexes[index.name] = index
+        return self._catch_up(index.name)  # a failure closes the write path (_fail_if_raised)
 
     # ---- the task --------------------------------------------------------------------------
 

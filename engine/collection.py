@@ -178,6 +178,8 @@ class Collection:
         self.config = config
         # config.json is written by PATCH (the loop's executor) and after vector-name ops.
         self._config_file_lock = threading.Lock()
+        # Graphs a config update is building (Applier.rebuild_graph); awaited by close().
+        self._graph_builds: list[asyncio.Future[int | None]] = []
         self.incarnation = incarnation
         self.followers = followers
         self.ops_replayed_count = recovered.replayed_count
@@ -279,6 +281,8 @@ class Collection:
         """Finish queued writes, checkpoint, close files. Safe to call once."""
         await self._wal.close()
         await self._applier.close()
+        if self._graph_builds:
+            await asyncio.wait(self._graph_builds)  # done: the applier's thread has stopped
         self._read_executor.shutdown(wait=True)
         self._store.close()
         log_event(log, logging.INFO, "collection closed", collection=self.name)
@@ -342,9 +346,11 @@ class Collection:
     async def update_config(self, config: CollectionConfig) -> None:
         """Make `config` durable, then use it. Vector names, sizes and distances must stay.
 
-        What takes effect at once: everything reads consult (full_scan_threshold, the echo).
-        A graph already built keeps its m and ef_construct; a graph built later (a rebuild
-        from LMDB, or one for a vector whose m was 0) uses the new ones.
+        What takes effect at once: everything reads consult (full_scan_threshold, the echo),
+        and a vector whose m became 0 loses its graph (searched exactly from then on). A
+        vector whose graph settings (m, ef_construct, collection-wide or its own) changed, or
+        whose m is no longer 0, gets a graph built from LMDB with them, in the applier's thread
+        (writes wait meanwhile, reads use the old graph or score exactly; status "yellow").
         """
         assert config.vectors.keys() == self.config.vectors.keys(), "vector names changed"
         for name, vector in config.vectors.items():
@@ -356,9 +362,24 @@ class Collection:
         # Qdrant rebuilds the rate limiters (full) on every such update, even to equal values.
         if config.strict_mode is not self.config.strict_mode:
             self.rate_limits = rate_limits.RateLimits(config.strict_mode)
-        self.config = config
+        old_config, self.config = self.config, config
         self._reader.config = config
-        log_event(log, logging.INFO, "collection config updated", collection=self.name)
+        dropped, rebuilt = graph_changes(old_config, config)
+        for name in dropped:
+            await self._applier.drop_graph(name)
+        for name in rebuilt:
+            index = VectorIndex(self.directory / "index", name, config.vectors[name], config.hnsw)
+            index.discard_checkpoint()  # empty: built from LMDB, not from the old checkpoint
+            self._graph_builds = [build for build in self._graph_builds if not build.done()]
+            self._graph_builds.append(self._applier.rebuild_graph(index))
+        log_event(
+            log,
+            logging.INFO,
+            "collection config updated",
+            collection=self.name,
+            graphs_dropped=len(dropped),
+            graphs_rebuilt=len(rebuilt),
+        )
 
     # ---- writes ----------------------------------------------------------------------------
 
@@ -611,8 +632,13 @@ class Collection:
         )
 
     async def wait_indexed(self) -> None:
-        """Until every graph has caught up with LMDB after the open (reads use them then)."""
+        """Until every graph has caught up with LMDB after the open, and every graph a config
+        update started is built (reads use them then)."""
         await self._applier.wait_caught_up()
+        if self._graph_builds:
+            await asyncio.wait(self._graph_builds)  # never cancels a build
+        if self._applier.failure is not None:
+            raise self._applier.failure
 
     @property
     def is_write_path_failed(self) -> bool:
@@ -835,6 +861,26 @@ class Collection:
 
 def _json_bytes(payload: dict[str, object]) -> int:
     return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def graph_changes(old: CollectionConfig, new: CollectionConfig) -> tuple[list[str], list[str]]:
+    """(names whose graph goes, names that need a graph built) when `old` becomes `new`:
+    has_graph turned off, or turned on or built with other m / ef_construct."""
+    dropped, rebuilt = [], []
+    for name, vector in new.vectors.items():
+        was, now = has_graph(old.vectors[name], old.hnsw), has_graph(vector, new.hnsw)
+        if was and not now:
+            dropped.append(name)
+        elif now and (not was or _graph_params(old, name) != _graph_params(new, name)):
+            rebuilt.append(name)
+    return dropped, rebuilt
+
+
+def _graph_params(config: CollectionConfig, name: str) -> tuple[int, int]:
+    """(m, ef_construct) a graph of vector `name` is built with (VectorIndex's rule)."""
+    vector = config.vectors[name]
+    m = config.hnsw.m if vector.hnsw_m is None else vector.hnsw_m
+    return m, vector.hnsw_ef_construct or config.hnsw.ef_construct
 
 
 def read_config(directory: Path) -> CollectionConfig:
