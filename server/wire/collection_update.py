@@ -26,11 +26,19 @@ the whole body first and then writes the new config once, all or nothing.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, replace
 from typing import Any
 
-from engine.errors import FormatError, NotImplementedYet, missing_vector_name
-from engine.ops import CollectionConfig, HnswSettings, StrictModeConfig, VectorConfig
+from engine.errors import FormatError, missing_vector_name
+from engine.ops import (
+    CollectionConfig,
+    HnswSettings,
+    SparseModifier,
+    SparseVectorConfig,
+    StrictModeConfig,
+    VectorConfig,
+)
 from server.wire.collection_config import (
     HNSW_ALIASES,
     HNSW_FIELDS,
@@ -40,6 +48,7 @@ from server.wire.collection_config import (
     _parse_fields,
     _parse_quantization,
     _parse_scalar,
+    _parse_sparse_vectors,
     parse_strict_mode_config,
 )
 from server.wire.serde_text import invalid_type, untagged_mismatch, validation_errors
@@ -66,16 +75,15 @@ class CollectionUpdate:
     vector_diffs: dict[str, dict[str, Any]]
     quantization: dict[str, Any] | str | None
     metadata: dict[str, Any] | None
-    sparse_names: tuple[str, ...] = ()  # names in the body's `sparse_vectors`
+    # The body's `sparse_vectors`: name -> the fields given (`modifier`, `index`), as echoed.
+    sparse_diffs: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     strict_mode: StrictModeConfig | None = None  # the diff; None: unchanged
 
     def apply(self, config: CollectionConfig) -> CollectionConfig:
         """`config` with this update merged in; BadRequest for a vector it does not have."""
-        for name in sorted(self.sparse_names):
+        for name in sorted(self.sparse_diffs):
             if name not in config.sparse_vectors:
                 raise missing_vector_name(name)
-        if self.sparse_names:
-            raise NotImplementedYet("changing sparse vector params is not implemented yet")
         echo = copy.deepcopy(config.echo)
         echo["optimizers_config"] = {**echo.get("optimizers_config", {}), **self.optimizers}
         echo["params"] = _merged_params(echo.get("params", {}), self.params)
@@ -86,6 +94,7 @@ class CollectionUpdate:
         if self.metadata is not None:
             echo["metadata"] = merge_metadata(echo.get("metadata"), self.metadata)
         vectors = _merged_vectors(config, echo, self.vector_diffs)
+        sparse_vectors = _merged_sparse(config, echo, self.sparse_diffs)
         hnsw = _merged_hnsw(config.hnsw, self.hnsw)
         strict_mode = config.strict_mode
         if self.strict_mode is not None:
@@ -95,7 +104,7 @@ class CollectionUpdate:
             vectors=vectors,
             hnsw=hnsw,
             echo=echo,
-            sparse_vectors=config.sparse_vectors,
+            sparse_vectors=sparse_vectors,
             strict_mode=strict_mode,
         )
 
@@ -104,8 +113,7 @@ def parse_update_collection(data: Any) -> CollectionUpdate:
     """An UpdateCollection body, checked as Qdrant checks it before finding the collection.
 
     Raises FormatError (400) for a malformed body, ValidationError (422) for values out of
-    range; `apply` answers BadRequest (400) for an unknown sparse vector name and 501 for
-    changing a known one.
+    range; `apply` answers BadRequest (400) for a vector name the collection does not have.
     """
     if not isinstance(data, dict):
         raise invalid_type(data, "struct UpdateCollection")
@@ -132,10 +140,10 @@ def parse_update_collection(data: Any) -> CollectionUpdate:
     strict_mode = parse_strict_mode_config(data.get("strict_mode_config"), errors)
     if errors:
         raise validation_errors(errors)
-    sparse = data.get("sparse_vectors")
-    sparse_names = tuple(sparse) if isinstance(sparse, dict) else ()
+    # SparseVectorParams, as in a create body: only the fields given are kept (the echo).
+    _, sparse_diffs = _parse_sparse_vectors(data.get("sparse_vectors"))
     return CollectionUpdate(
-        hnsw, optimizers, params, vector_diffs, quantization, metadata, sparse_names, strict_mode
+        hnsw, optimizers, params, vector_diffs, quantization, metadata, sparse_diffs, strict_mode
     )
 
 
@@ -227,6 +235,25 @@ def _merged_params(current: dict[str, Any], diff: dict[str, Any]) -> dict[str, A
     if "payload" in diff:
         merged["payload"] = {**current.get("payload", {}), **diff["payload"]}
     return merged
+
+
+def _merged_sparse(
+    config: CollectionConfig, echo: dict[str, Any], diffs: dict[str, dict[str, Any]]
+) -> dict[str, SparseVectorConfig]:
+    """Qdrant's `update_sparse_vectors_from_other`: a `modifier` given replaces the stored
+    one (IDF weighting is computed per query, so it takes effect at once); `index` fields
+    given replace those stored (`SparseIndexParams::update_from_other`), shown only."""
+    sparse_vectors = dict(config.sparse_vectors)
+    sparse_echo = {name: dict(params) for name, params in echo.get("sparse_vectors", {}).items()}
+    for name, diff in diffs.items():
+        params = sparse_echo.setdefault(name, {})
+        if "modifier" in diff:
+            params["modifier"] = diff["modifier"]
+            sparse_vectors[name] = SparseVectorConfig(SparseModifier(diff["modifier"]))
+        if "index" in diff:
+            params["index"] = {**params.get("index", {}), **diff["index"]}
+    echo["sparse_vectors"] = sparse_echo
+    return sparse_vectors
 
 
 def _merged_hnsw(current: HnswSettings, diff: dict[str, Any]) -> HnswSettings:
