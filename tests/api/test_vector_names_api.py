@@ -205,3 +205,58 @@ async def test_bad_bodies_and_names_write_nothing(api: Api):
     )
     assert await api.next_op_id() == op_id + 1
     assert list((await info_params(api))["vectors"]) == ["a"]
+
+
+async def test_an_added_multivector_name_takes_matrices_and_scores_by_maxsim(api: Api):
+    await api.create_collection(**NAMED)
+    body = {
+        "dense": {"size": 2, "distance": "Dot", "multivector_config": {"comparator": "max_sim"}}
+    }
+    await call_vector_name(api, "PUT", "colbert", body)
+    params = await info_params(api)
+    assert params["vectors"]["colbert"] == {
+        "size": 2,
+        "distance": "Dot",
+        "multivector_config": {"comparator": "max_sim"},
+    }
+    points = [
+        {"id": 1, "vector": {"colbert": [[1, 0], [0, 1]]}},
+        {"id": 2, "vector": {"colbert": [[2, 2]]}},
+    ]
+    assert (await api.upsert({"points": points})).result["status"] == "completed"
+    query = {"query": [[1, 0], [0, 1]], "using": "colbert"}
+    hits = await api.call("POST", "/collections/{collection_name}/points/query", json=query)
+    # MaxSim: per query row the best dot product, summed: 1 + 1 for point 1, 2 + 2 for 2.
+    assert [(p["id"], p["score"]) for p in hits.result["points"]] == [(2, 4.0), (1, 2.0)]
+    [point] = await api.retrieve([1], with_vector=True)
+    assert point["vector"] == {"colbert": [[1.0, 0.0], [0.0, 1.0]]}
+    await call_vector_name(api, "DELETE", "colbert")
+    assert [p["vector"] for p in await api.retrieve([1, 2], with_vector=True)] == [{}, {}]
+
+
+async def test_a_name_made_again_with_another_size_and_distance(api: Api):
+    """Qdrant's own tests/openapi/test_named_vector_crud.py scenario: delete an indexed
+    vector, make it again with other dimensions, scroll, write, search."""
+    vectors = {"vec_a": {"size": 4, "distance": "Cosine"}, "vec_b": {"size": 3, "distance": "Dot"}}
+    await api.create_collection(vectors=vectors)
+    points = [{"id": i, "vector": {"vec_a": [1, i, 0, 1], "vec_b": [i, 1, 1]}} for i in range(30)]
+    await api.upsert({"points": points})
+    await call_vector_name(api, "DELETE", "vec_a")
+    await call_vector_name(api, "PUT", "vec_a", {"dense": {"size": 6, "distance": "Dot"}})
+    for point in await api.scroll_all():
+        assert point["vector"] == {"vec_b": [float(point["id"]), 1.0, 1.0]}
+    update = {"points": [{"id": i, "vector": {"vec_a": [i, 0, 0, 0, 0, 1]}} for i in range(5)]}
+    assert (
+        await api.call("PUT", "/collections/{collection_name}/points/vectors", json=update)
+    ).result
+    query = {"query": [1, 0, 0, 0, 0, 0], "using": "vec_a", "limit": 10}
+    hits = await api.call("POST", "/collections/{collection_name}/points/query", json=query)
+    assert [(p["id"], p["score"]) for p in hits.result["points"]] == [
+        (4, 4.0),
+        (3, 3.0),
+        (2, 2.0),
+        (1, 1.0),
+        (0, 0.0),
+    ]
+    info = (await api.call("GET", COLLECTION)).result
+    assert info["config"]["params"]["vectors"]["vec_a"] == {"size": 6, "distance": "Dot"}
