@@ -178,6 +178,7 @@ class Collection:
         self.config = config
         # config.json is written by PATCH (the loop's executor) and after vector-name ops.
         self._config_file_lock = threading.Lock()
+        self._config_lock = asyncio.Lock()  # orders PATCH and vector-name config.json writes
         # Graphs a config update is building (Applier.rebuild_graph); awaited by close().
         self._graph_builds: list[asyncio.Future[int | None]] = []
         self.incarnation = incarnation
@@ -344,7 +345,8 @@ class Collection:
             self.write_config(self.directory, config)
 
     async def update_config(self, config: CollectionConfig) -> None:
-        """Make `config` durable, then use it. Vector names, sizes and distances must stay.
+        """Make `config` durable, then use it. Sizes and distances must stay; the vector
+        names are the collection's as vector-name ops left them, even ones appended meanwhile.
 
         What takes effect at once: everything reads consult (full_scan_threshold, the echo),
         and a vector whose m became 0 loses its graph (searched exactly from then on). A
@@ -352,18 +354,26 @@ class Collection:
         whose m is no longer 0, gets a graph built from LMDB with them, in the applier's thread
         (writes wait meanwhile, reads use the old graph or score exactly; status "yellow").
         """
-        assert config.vectors.keys() == self.config.vectors.keys(), "vector names changed"
-        for name, vector in config.vectors.items():
-            assert vector.size == self.config.vectors[name].size, (name, vector.size)
-            assert vector.distance == self.config.vectors[name].distance, (name, vector)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._read_executor, self._write_config_locked, config)
-        # A PATCH naming strict mode always makes a new object (CollectionUpdate.apply):
-        # Qdrant rebuilds the rate limiters (full) on every such update, even to equal values.
-        if config.strict_mode is not self.config.strict_mode:
-            self.rate_limits = rate_limits.RateLimits(config.strict_mode)
-        old_config, self.config = self.config, config
-        self._reader.config = config
+        async with self._config_lock:  # one config.json writer at a time, in this order
+            for name, vector in config.vectors.items():
+                if name in self.config.vectors:
+                    assert vector.size == self.config.vectors[name].size, (name, vector.size)
+                    assert vector.distance == self.config.vectors[name].distance, (name, vector)
+            config = reconcile_vector_names(config, self.config)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._read_executor, self._write_config_locked, config)
+            # A vector-name op appended during the write: its names, and it writes them.
+            config = reconcile_vector_names(config, self.config)
+            # A PATCH naming strict mode always makes a new object (CollectionUpdate.apply):
+            # Qdrant rebuilds the rate limiters (full) on every such update, even to equal
+            # values.
+            if config.strict_mode is not self.config.strict_mode:
+                self.rate_limits = rate_limits.RateLimits(config.strict_mode)
+            old_config, self.config = self.config, config
+            applied = self._store.schema_config
+            self._reader.config = (
+                config if applied is None else reconcile_vector_names(config, applied)
+            )
         dropped, rebuilt = graph_changes(old_config, config)
         for name in dropped:
             await self._applier.drop_graph(name)
@@ -392,8 +402,10 @@ class Collection:
         with another kind or space."""
         [result] = await self.update_many([op], wait=wait, timeout_s=timeout_s)
         # Durable now; config.json follows (recovery would also bring it in step with LMDB).
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._read_executor, self._write_config_locked, self.config)
+        # Under the lock, the config as it is then: a PATCH's config.json is never undone.
+        async with self._config_lock:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._read_executor, self._write_config_locked, self.config)
         return result
 
     async def update(self, op: Operation, *, wait: bool, timeout_s: float | None) -> UpdateResult:
@@ -868,6 +880,8 @@ def graph_changes(old: CollectionConfig, new: CollectionConfig) -> tuple[list[st
     has_graph turned off, or turned on or built with other m / ef_construct."""
     dropped, rebuilt = [], []
     for name, vector in new.vectors.items():
+        if name not in old.vectors:
+            continue  # a vector-name op's: its graph is made when it is applied
         was, now = has_graph(old.vectors[name], old.hnsw), has_graph(vector, new.hnsw)
         if was and not now:
             dropped.append(name)

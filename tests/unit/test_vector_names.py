@@ -3,13 +3,15 @@ LMDB whatever config.json and the index checkpoints a crash left behind."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from engine.check.check import check_storage
-from engine.collection import CONFIG_FILE_NAME
+from engine.collection import CONFIG_FILE_NAME, read_config
 from engine.errors import BadRequest
 from engine.ops import (
     UNNAMED_VECTOR,
@@ -176,5 +178,42 @@ async def test_a_snapshot_restores_the_vector_names_it_was_taken_with(tmp_path: 
         assert list(restored.config.sparse_vectors) == ["s"]
         [record] = await restored.retrieve([1], *_all_vectors())
         assert record.vectors == {}
+    finally:
+        await catalog.close()
+
+
+async def test_a_patch_and_a_vector_name_op_at_once_both_reach_config_json(tmp_path: Path):
+    """Whatever order their config.json writes take, neither undoes the other: the PATCH's
+    tuning and the new name are both there, in memory, on disk and after a reopen."""
+    catalog = await open_catalog(tmp_path)
+    try:
+        await catalog.create("c", NAMED)
+        collection = catalog.get("c")
+        for round_index in range(6):
+            op = CreateVectorName(f"v{round_index}", dense=DOT2)
+            ef = 40 + round_index
+
+            def tune(config: CollectionConfig, ef: int = ef) -> CollectionConfig:
+                vectors = {
+                    **config.vectors,
+                    "a": replace(config.vectors["a"], hnsw_ef_construct=ef),
+                }
+                return replace(config, vectors=vectors)
+
+            create = collection.update_vector_names(op, wait=round_index % 2 == 0, timeout_s=None)
+            patch = catalog.update_config("c", tune)
+            pair = (create, patch) if round_index % 3 else (patch, create)
+            await asyncio.gather(*pair)
+            written = read_config(collection.directory)
+            for config in (collection.config, written):
+                assert f"v{round_index}" in config.vectors
+                assert config.vectors["a"].hnsw_ef_construct == ef
+    finally:
+        await catalog.close()
+    catalog = await open_catalog(tmp_path)
+    try:
+        config = catalog.get("c").config
+        assert sorted(config.vectors) == ["a", "v0", "v1", "v2", "v3", "v4", "v5"]
+        assert config.vectors["a"].hnsw_ef_construct == 45
     finally:
         await catalog.close()
