@@ -367,10 +367,9 @@ class Catalog:
         loop = asyncio.get_running_loop()
         async with self._create_lock:
             collection = self.get(name)
-            config = collection.config
             directory = snapshots_path / collection.name
             staging = await loop.run_in_executor(None, snapshot.prepare_staging, directory)
-            op_id = await collection.copy_lmdb(staging / "lmdb")
+            op_id, config = await collection.copy_lmdb_with_config(staging / "lmdb")
             created_at = datetime.now(UTC)
             return await loop.run_in_executor(
                 None, snapshot.pack, staging, directory, collection.name, config, op_id, created_at
@@ -518,10 +517,10 @@ class Catalog:
         collection = self._collections[name]
         directory = full_staging / str(index)
         staging = await loop.run_in_executor(None, snapshot.prepare_staging, directory)
-        op_id = await collection.copy_lmdb(staging / "lmdb")
+        op_id, config = await collection.copy_lmdb_with_config(staging / "lmdb")
         created_at = datetime.now(UTC)
         info = await loop.run_in_executor(
-            None, snapshot.pack, staging, directory, name, collection.config, op_id, created_at
+            None, snapshot.pack, staging, directory, name, config, op_id, created_at
         )
         assert (directory / info.name).is_file(), (directory, info.name)
         return directory / info.name, op_id

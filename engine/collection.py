@@ -581,6 +581,16 @@ class Collection:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._read_executor, self._store.copy_snapshot, directory)
 
+    async def copy_lmdb_with_config(self, directory: Path) -> tuple[int, CollectionConfig]:
+        """`copy_lmdb`, and the config to keep with the copy: this one, with the vector
+        names the copy has (a vector-name op appended but not applied by then is not in it,
+        and a restore must not open the copy with its names)."""
+        loop = asyncio.get_running_loop()
+        copy = self._store.copy_snapshot_with_names
+        op_id, names = await loop.run_in_executor(self._read_executor, copy, directory)
+        config = self.config
+        return op_id, config if names is None else reconcile_vector_names(config, names)
+
     async def register_follower(
         self, name: str, next_op_id: int | None, incarnation: str | None = None
     ) -> Follower:
@@ -920,6 +930,7 @@ def recover(
     )
     if store.schema_config is None:
         store.schema_config = config  # no vector-name op applied yet: config.json's names hold
+        store.base_config = config
     wal = Wal(directory / "wal", name, settings.segment_bytes_target, settings.fsync_slow_s)
     wal.open()
     applied_op_id = store.applied_op_id

@@ -162,6 +162,8 @@ class Store:
         self._meta = self._env.open_db(b"meta")
         # The config after the last vector-name op, or None: the caller's names are the truth.
         self.schema_config, self.created_op_ids = self._read_schema()
+        # With no record, the config (config.json's) the store was opened for; set by recovery.
+        self.base_config: CollectionConfig | None = None
         if self.schema_config is not None:
             vector_names = list(self.schema_config.vectors)
             sparse_names = tuple(self.schema_config.sparse_vectors)
@@ -222,10 +224,19 @@ class Store:
         exist) as of ONE read transaction, and return the applied_op_id that transaction saw.
         Writers go on meanwhile; a map resize waits for the copy (set_mapsize needs no open
         transaction). Not durable: the caller fsyncs what it keeps."""
+        return self.copy_snapshot_with_names(directory)[0]
+
+    def copy_snapshot_with_names(self, directory: Path) -> tuple[int, CollectionConfig | None]:
+        """`copy_snapshot`, and the config whose vector names the copy has: its
+        `vector_schema` record's, or with none, `base_config`'s (None if not set)."""
         with self._lock.shared(), self._env.begin() as txn:
             op_id = _read_u64(txn, self._meta, _APPLIED_KEY, _NO_OP_ID)
+            raw = txn.get(_SCHEMA_KEY, db=self._meta)
             self._env.copy(str(directory), compact=True, txn=txn)
-        return op_id
+        if raw is None:
+            return op_id, self.base_config
+        record = cbor2.loads(unseal(raw, "meta", _SCHEMA_KEY))
+        return op_id, CollectionConfig.from_json_dict(record["config"])
 
     def sync(self) -> None:
         """Force everything committed (meta pages included) to disk."""

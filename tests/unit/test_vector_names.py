@@ -4,6 +4,7 @@ LMDB whatever config.json and the index checkpoints a crash left behind."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -215,5 +216,37 @@ async def test_a_patch_and_a_vector_name_op_at_once_both_reach_config_json(tmp_p
         config = catalog.get("c").config
         assert sorted(config.vectors) == ["a", "v0", "v1", "v2", "v3", "v4", "v5"]
         assert config.vectors["a"].hnsw_ef_construct == 45
+    finally:
+        await catalog.close()
+
+
+async def test_a_snapshot_between_a_vector_name_op_and_its_apply_keeps_the_copys_names(
+    tmp_path: Path,
+):
+    """The snapshot's config has the vector names of its LMDB copy, not those of an op
+    acknowledged but not applied when the copy was taken (the applier's thread is held)."""
+    catalog = await open_catalog(tmp_path / "storage")
+    try:
+        await catalog.create("c", NAMED)
+        collection = catalog.get("c")
+        await collection.update(upsert([1], [[1, 0]], name="a"), wait=True, timeout_s=None)
+        release = threading.Event()
+        held = collection._applier._executor.submit(release.wait)  # the applier's one thread
+        try:
+            op = DeleteVectorName("a")
+            result = await collection.update_vector_names(op, wait=False, timeout_s=None)
+            assert result.status.value == "acknowledged"
+            assert list(collection.config.vectors) == []
+            info = await catalog.create_snapshot("c", tmp_path / "snapshots")
+        finally:
+            release.set()
+            held.result()
+        await catalog.restore("r", tmp_path / "snapshots" / "c" / info.name)
+        restored = catalog.get("r")
+        assert list(restored.config.vectors) == ["a"]  # as of the copy's op id
+        await restored.update(upsert([1], [[0, 1]], name="a"), wait=True, timeout_s=None)
+        [record] = await restored.retrieve([1], *_all_vectors())
+        assert record.vectors["a"].tolist() == [0.0, 1.0]
+        assert not restored.is_write_path_failed
     finally:
         await catalog.close()
