@@ -503,6 +503,10 @@ class Collection:
                 f"Vector dimension error: expected dim: {vector_config.size}, "
                 f"got {request.vector.shape[0]}"
             )
+        if request.vector_name not in self._store.vector_names:
+            # Added by a vector-name op not applied yet: no point has a value of it (a write
+            # giving one comes after the op), so nothing is near.
+            return []
         return await self._search_coalescer.search(request)
 
     async def scroll(

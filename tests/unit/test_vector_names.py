@@ -250,3 +250,27 @@ async def test_a_snapshot_between_a_vector_name_op_and_its_apply_keeps_the_copys
         assert not restored.is_write_path_failed
     finally:
         await catalog.close()
+
+
+async def test_a_name_acknowledged_but_not_applied_is_searched_as_empty(tmp_path: Path):
+    catalog = await open_catalog(tmp_path)
+    try:
+        await catalog.create("c", NAMED)
+        collection = catalog.get("c")
+        await collection.update(upsert([1], [[1, 0]], name="a"), wait=True, timeout_s=None)
+        release = threading.Event()
+        held = collection._applier._executor.submit(release.wait)  # the applier's one thread
+        try:
+            op = CreateVectorName("x", dense=DOT2)
+            await collection.update_vector_names(op, wait=False, timeout_s=None)
+            request = SearchRequest("x", np.ones(2, np.float32))
+            assert await collection.search(request) == []
+            [record] = await collection.retrieve([1], *_all_vectors())
+            assert list(record.vectors) == ["a"]
+        finally:
+            release.set()
+            held.result()
+        await collection.update(upsert([2], [[3, 4]], name="x"), wait=True, timeout_s=None)
+        assert [hit.id for hit in await collection.search(request)] == [2]
+    finally:
+        await catalog.close()
