@@ -682,7 +682,11 @@ class Collection:
 
     def vector_counts(self) -> dict[str, int]:
         """Dense vectors stored in LMDB, by vector name (an LMDB stat each, no scan)."""
-        return {name: self._store.count_vectors(name) for name in self._store.vector_names}
+        stored = self._store.vector_names  # a vector-name op not applied yet: counts 0
+        return {
+            name: self._store.count_vectors(name) if name in stored else 0
+            for name in self.config.vectors
+        }
 
     def metrics(self) -> CollectionMetrics:
         """Op ids, budget and histograms of the write path; cheap (no disk access)."""

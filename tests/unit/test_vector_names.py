@@ -265,6 +265,7 @@ async def test_a_name_acknowledged_but_not_applied_is_searched_as_empty(tmp_path
             await collection.update_vector_names(op, wait=False, timeout_s=None)
             request = SearchRequest("x", np.ones(2, np.float32))
             assert await collection.search(request) == []
+            assert collection.vector_counts() == {"a": 1, "x": 0}
             [record] = await collection.retrieve([1], *_all_vectors())
             assert list(record.vectors) == ["a"]
         finally:
