@@ -63,6 +63,9 @@ class VectorConfig:
     hnsw_m: int | None = None  # per-vector override of the collection's hnsw settings
     hnsw_ef_construct: int | None = None
     is_multivector: bool = False
+    # How Qdrant would store the values: "float16" or "uint8" (engine/validation.py rounds
+    # them so); None: float32. Kept in config.json as the echo's `datatype`, not on its own.
+    datatype: str | None = None
 
 
 class SparseModifier(str, enum.Enum):
@@ -300,6 +303,7 @@ class CollectionConfig:
                 hnsw_m=v.get("hnsw_m"),
                 hnsw_ef_construct=v.get("hnsw_ef_construct"),
                 is_multivector=v.get("multivector") == "max_sim",
+                datatype=stored_datatype(data.get("echo", {}).get("vectors", {}).get(name, {})),
             )
             for name, v in data["vectors"].items()
         }
@@ -507,11 +511,20 @@ def reconcile_vector_names(config: CollectionConfig, truth: CollectionConfig) ->
 
 
 def _same_space(mine: VectorConfig | None, theirs: VectorConfig) -> bool:
-    return mine is not None and (mine.size, mine.distance, mine.is_multivector) == (
-        theirs.size,
-        theirs.distance,
-        theirs.is_multivector,
-    )
+    return mine is not None and (
+        mine.size,
+        mine.distance,
+        mine.is_multivector,
+        mine.datatype,
+    ) == (theirs.size, theirs.distance, theirs.is_multivector, theirs.datatype)
+
+
+def stored_datatype(vector_echo: dict[str, Any]) -> str | None:
+    """VectorConfig.datatype of a vector whose echo (VectorParams as shown) is `vector_echo`:
+    the datatypes whose values Qdrant stores rounded; float32 and turbo4 (a quantization
+    Keel does not do: its values are kept whole) are None."""
+    datatype = vector_echo.get("datatype")
+    return datatype if datatype in ("float16", "uint8") else None
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,14 @@ from engine.ops import (
     UpdatePayload,
     UpdateVectors,
     UpsertPoints,
+    VectorConfig,
 )
 from engine.query import multivector
 from engine.store.payload_index import FIELD_NAME_BYTES_MAX, SCHEMA_TYPES, IndexSpec
 from engine.vectors.scores import normalize_rows
 
 MULTI_TO_REGULAR = "Conversion between multi and regular vectors failed"
+FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 def validated(
@@ -168,9 +170,7 @@ def _validated_vectors(
             )
         if not np.isfinite(matrix).all():
             raise BadRequest("vector contains a non-finite number (NaN or infinity)")
-        if vector_config.distance is Distance.COSINE:
-            matrix = normalize_rows(matrix)
-        result[name] = NamedVectors(named.rows, matrix)
+        result[name] = NamedVectors(named.rows, stored_form(matrix, vector_config))
     return result
 
 
@@ -191,11 +191,28 @@ def _validated_multi(
             )
         if column.offsets.shape[0] != column.rows.shape[0] + 1:
             raise BadRequest(f"multivector column {name!r} has bad offsets")
-        matrix = column.matrix
-        if vector_config.distance is Distance.COSINE:
-            matrix = normalize_rows(matrix)
+        matrix = stored_form(column.matrix, vector_config)
         result[name] = MultiColumn(column.rows, column.offsets, matrix)
     return result
+
+
+def stored_form(matrix: np.ndarray, vector_config: VectorConfig) -> np.ndarray:
+    """The rows as Keel stores them: Cosine ones unit length (Qdrant's preprocessing), then
+    rounded as Qdrant's storage of the vector's `datatype` rounds them: float16 to the nearest
+    half (`f16::from_f32`; Keel clips to the largest finite half first, where Qdrant would
+    store infinity), uint8 toward zero and into [0, 255] (Rust's `x as u8`). A Cosine uint8
+    vector is the exception: Qdrant stores it unnormalised and scores it by true cosine; Keel
+    keeps it normalised and unrounded, which scores the same up to uint8 rounding."""
+    if vector_config.distance is Distance.COSINE:
+        matrix = normalize_rows(matrix)
+        if vector_config.datatype == "uint8":
+            return matrix
+    if vector_config.datatype == "float16":
+        clipped = np.clip(matrix, -FLOAT16_MAX, FLOAT16_MAX)
+        return clipped.astype(np.float16).astype(np.float32)
+    if vector_config.datatype == "uint8":
+        return np.clip(np.trunc(matrix), 0, 255).astype(np.float32)
+    return matrix
 
 
 def check_payload_depth(payload: object, depth: int = 1) -> None:

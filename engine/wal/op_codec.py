@@ -76,6 +76,7 @@ from engine.ops import (
     UpdateVectors,
     UpsertPoints,
     VectorConfig,
+    stored_datatype,
 )
 
 
@@ -375,6 +376,7 @@ def _decode_create_vector_name(data: dict[str, Any], _types: Mapping[str, type])
             size=dense["size"],
             distance=Distance(dense["distance"]),
             is_multivector=dense.get("multivector") == "max_sim",
+            datatype=stored_datatype(data["e"]),  # carried by the echo, as in config.json
         ),
         sparse=None if sparse is None else SparseVectorConfig(SparseModifier(sparse)),
         echo=data["e"],

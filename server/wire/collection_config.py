@@ -34,6 +34,7 @@ from engine.ops import (
     SparseVectorConfig,
     StrictModeConfig,
     VectorConfig,
+    stored_datatype,
 )
 from server.wire.serde_text import (
     invalid_type,
@@ -407,6 +408,7 @@ def _parse_vector_params(raw: Any) -> tuple[VectorConfig, dict[str, Any], list[t
         hnsw_m=hnsw.get("m"),
         hnsw_ef_construct=hnsw.get("ef_construct"),
         is_multivector="multivector_config" in echo,
+        datatype=stored_datatype(echo),
     )
     return vector, echo, errors
 

@@ -29,6 +29,7 @@ from engine.ops import (
     SparseModifier,
     SparseVectorConfig,
     VectorConfig,
+    stored_datatype,
 )
 from server.responses import ApiError
 from server.wire.collection_config import (
@@ -89,7 +90,12 @@ def _parse_dense(name: str, raw: Any) -> CreateVectorName:
         echo["datatype"] = datatype
     if not 1 <= size <= VECTOR_DIM_MAX:
         raise validation_errors([("dense.size", range_message(size, 1, VECTOR_DIM_MAX))])
-    dense = VectorConfig(size, Distance(distance), is_multivector=multivector is not None)
+    dense = VectorConfig(
+        size,
+        Distance(distance),
+        is_multivector=multivector is not None,
+        datatype=stored_datatype(echo),
+    )
     return CreateVectorName(name, dense=dense, echo=echo)
 
 

@@ -55,10 +55,11 @@ async def test_an_added_dense_name_is_shown_written_and_searched(api: Api):
         await api.call("PUT", "/collections/{collection_name}/points/vectors", json=update)
     ).result
     [point] = await api.retrieve([1], with_vector=True)
-    assert point["vector"] == {"a": [1.0, 0.0], "b": [0.0, 0.6, 0.8]}
+    # Normalised (Cosine), then stored as float16 would keep it (the datatype given).
+    assert point["vector"] == {"a": [1.0, 0.0], "b": [0.0, 0.60009766, 0.7998047]}
     query = {"query": [0, 0, 1], "using": "b", "limit": 3}
     hits = await api.call("POST", "/collections/{collection_name}/points/query", json=query)
-    assert [(p["id"], round(p["score"], 4)) for p in hits.result["points"]] == [(1, 0.8)]
+    assert [(p["id"], round(p["score"], 4)) for p in hits.result["points"]] == [(1, 0.7998)]
 
 
 async def test_adding_to_an_unnamed_collection_shows_the_vectors_as_a_map(api: Api):

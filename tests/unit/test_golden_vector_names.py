@@ -41,7 +41,11 @@ SEGMENT = "00000000000000000000.wal"
 SEGMENT_SHA256 = "c930545a60118e35e35855777cb3f42ac7a0ba6fc3c207280166933482804ae1"
 # op id -> the op it decodes to (the point writes are pinned by test_golden_formats.py).
 VECTOR_NAME_OPS = {
-    1: CreateVectorName("c", dense=VectorConfig(3, Distance.COSINE), echo={"datatype": "float16"}),
+    1: CreateVectorName(
+        "c",
+        dense=VectorConfig(3, Distance.COSINE, datatype="float16"),  # from the echo
+        echo={"datatype": "float16"},
+    ),
     3: CreateVectorName(
         "s", sparse=SparseVectorConfig(SparseModifier.IDF), echo={"modifier": "idf"}
     ),
@@ -102,7 +106,9 @@ async def test_the_golden_storage_opens_with_the_names_the_ops_left(
     try:
         collection = catalog.get(NAME)
         assert collection.ops_replayed_count == (3 if is_lmdb_kept else 7)
-        assert collection.config.vectors == {"c": VectorConfig(3, Distance.COSINE)}
+        assert collection.config.vectors == {
+            "c": VectorConfig(3, Distance.COSINE, datatype="float16")
+        }
         assert collection.config.sparse_vectors == {"s": SparseVectorConfig(SparseModifier.IDF)}
         assert collection.config.echo["vectors"] == {"c": {"datatype": "float16"}}
         records, _ = await collection.scroll(

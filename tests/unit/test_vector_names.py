@@ -64,7 +64,11 @@ def test_reconcile_takes_names_from_the_truth_and_tuning_from_the_config():
 @pytest.mark.parametrize(
     "op",
     [
-        CreateVectorName("b", dense=DOT2, echo={"datatype": "float16"}),
+        CreateVectorName(
+            "b",
+            dense=VectorConfig(2, Distance.DOT, datatype="float16"),
+            echo={"datatype": "float16"},
+        ),
         CreateVectorName("m", dense=VectorConfig(3, Distance.COSINE, is_multivector=True)),
         CreateVectorName("s", sparse=SparseVectorConfig(SparseModifier.IDF), echo={"x": 1}),
         DeleteVectorName("b"),
