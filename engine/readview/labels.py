@@ -76,6 +76,10 @@ class LabelTable:
         damaged (the caller then reads the point from LMDB, which raises)."""
         return int(self._versions[label])
 
+    def versions_of(self, labels: np.ndarray) -> np.ndarray:
+        """version_of each label (int64 array of labels the table holds)."""
+        return self._versions[labels]
+
     def label_of(self, key: bytes) -> int | None:
         return self._label_of.get(key)
 

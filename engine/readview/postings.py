@@ -80,6 +80,18 @@ class FieldPostings:
         posting.append(version_op_id)
         self.entry_count += 1
 
+    def add_many(self, value: bytes, labels: np.ndarray, versions: np.ndarray) -> None:
+        """`add` of each (label, version) pair, in one array write."""
+        pairs = np.empty((len(labels), 2), dtype=np.int64)
+        pairs[:, 0], pairs[:, 1] = labels, versions
+        posting = self.by_value.get(value)
+        if posting is None:
+            posting = self.by_value[value] = array("q")
+            if self.sorted_values is not None:
+                bisect.insort(self.sorted_values, value)
+        posting.frombytes(pairs.tobytes())
+        self.entry_count += len(labels)
+
     def labels_equal(self, value: bytes, table: LabelTable) -> np.ndarray:
         """Current labels holding `value`, sorted, unique (shared: never change it)."""
         cached = self._current_cache.get(value)

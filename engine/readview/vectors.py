@@ -20,6 +20,7 @@ import numpy as np
 from engine.errors import CorruptionError
 
 INITIAL_ROWS = 1024
+LOAD_CHUNK_ROWS = 4_096  # rows copied into the matrix at once while loading
 NO_ROW = -1
 
 
@@ -66,19 +67,31 @@ class VectorCache:
         self.live_count += count
 
     def load(self, values: Iterator[tuple[int, bytes | None, str]]) -> None:
-        """Fill an empty cache with (label, float32 bytes, error) rows, row by row: no chunk
-        of copies beside the matrix (a damaged vector, bytes None, is noted in `damaged`)."""
+        """Fill an empty cache with (label, float32 bytes, error) rows, LOAD_CHUNK_ROWS at a
+        time (a small chunk of copies beside the matrix; a damaged vector, bytes None, is
+        noted in `damaged`)."""
         assert self._rows_used == 0, "load() fills an empty cache"
         labels: list[int] = []
+        chunk: list[bytes] = []
+
+        def flush() -> None:
+            start = len(labels) - len(chunk)
+            self._reserve_rows(len(labels))
+            matrix = np.frombuffer(b"".join(chunk), dtype="<f4").reshape(len(chunk), self.dim)
+            self._matrix[start : len(labels)] = matrix
+            self._rows_used = len(labels)
+            chunk.clear()
+
         for label, raw, error in values:
             if raw is None:
                 self.damaged[label] = error
                 continue
-            row = len(labels)
-            self._reserve_rows(row + 1)
-            self._matrix[row] = np.frombuffer(raw, dtype="<f4")
             labels.append(label)
-            self._rows_used = row + 1
+            chunk.append(raw)
+            if len(chunk) >= LOAD_CHUNK_ROWS:
+                flush()
+        if chunk:
+            flush()
         if labels:
             array = np.asarray(labels, dtype=np.int64)
             self._reserve_labels(int(array.max()) + 1)

@@ -450,3 +450,14 @@ async def test_numeric_ranges_through_postings_keep_their_strict_bounds(tmp_path
             found = sorted(hit.id for hit in await collection.search(request))
             assert found == expected, (key, bounds)
     await catalog.close()
+
+
+def test_vector_cache_loads_rows_in_chunks_and_notes_damaged_ones() -> None:
+    rows = [(label, np.full(3, label, dtype="<f4").tobytes(), "") for label in range(10_000)]
+    rows[5_000] = (5_000, None, "LMDB value fails its checksum: database=v: key=1388")
+    cache = VectorCache(3)
+    cache.load(iter(rows))
+    assert cache.live_count == 9_999 and set(cache.damaged) == {5_000}
+    labels, vectors = cache.vectors(np.array([0, 4_097, 9_999]))
+    assert labels.tolist() == [0, 4_097, 9_999]
+    assert vectors[:, 0].tolist() == [0.0, 4_097.0, 9_999.0]
