@@ -40,6 +40,10 @@ IMPLICIT_FIELDS_MAX = 16  # unindexed fields a collection's view builds postings
 # An unindexed field with more distinct values than this (ids, timestamps) is not mirrored:
 # its postings would cost about 200 bytes per point for lookups a payload index should serve.
 IMPLICIT_VALUES_MAX = 65_536
+# The scan that builds implicit postings holds the read lock shared, so writes wait for it
+# (about 3 s per million points here): past this many points it is not done, and a payload
+# index is the way to a fast filter.
+IMPLICIT_POINTS_MAX = 250_000
 
 
 @dataclass
@@ -171,6 +175,8 @@ class ReadView:
         no payload index (planner.unindexed_fields), so that its searches plan as if they
         had one. The caller holds the visibility lock shared: no batch commits during the
         build (one scan of the payloads), and the applier keeps the postings afterwards."""
+        if self.labels.live_count > IMPLICIT_POINTS_MAX:
+            return
         wanted = planner.unindexed_fields(filter_, specs)
         fields = self.postings.fields
         missing = {

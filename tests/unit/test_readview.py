@@ -461,3 +461,22 @@ def test_vector_cache_loads_rows_in_chunks_and_notes_damaged_ones() -> None:
     labels, vectors = cache.vectors(np.array([0, 4_097, 9_999]))
     assert labels.tolist() == [0, 4_097, 9_999]
     assert vectors[:, 0].tolist() == [0.0, 4_097.0, 9_999.0]
+
+
+async def test_no_implicit_postings_past_the_points_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(readview, "IMPLICIT_POINTS_MAX", 10)
+    catalog = await open_catalog(tmp_path)
+    await catalog.create("c", single_vector_config())
+    collection = catalog.get("c")
+    payloads = [{"u": f"u{i % 2}"} for i in range(20)]
+    await collection.update(
+        upsert(list(range(20)), np.ones((20, 4)), payloads), wait=True, timeout_s=None
+    )
+    filter_ = parse_filter({"must": [{"key": "u", "match": {"value": "u1"}}]})
+    request = SearchRequest("", np.ones(4, dtype=np.float32), limit=20, filter=filter_)
+    hits = await collection.search(request)
+    assert sorted(hit.id for hit in hits) == list(range(1, 20, 2))
+    assert collection.read_view.postings.fields == {}
+    await catalog.close()
