@@ -673,8 +673,11 @@ class Collection:
 
     @property
     def is_indexing(self) -> bool:
-        """Whether a graph is still catching up after the open (reads of it score exactly)."""
-        return bool(self._applier.lagging_indexes)
+        """Whether a graph is still catching up after the open, or one a config update
+        started is not built yet (reads of it score exactly, or use the old graph)."""
+        return bool(self._applier.lagging_indexes) or any(
+            not build.done() for build in self._graph_builds
+        )
 
     @property
     def applied_op_id(self) -> int:

@@ -141,6 +141,15 @@ class VectorIndex:
                 raise ValueError("checksum mismatch")
             if meta["dim"] != self.dim:
                 raise ValueError(f"dimension {meta['dim']} != {self.dim}")
+            # A graph built with other settings (a PATCH changed them, and the process died
+            # before the new graph's first checkpoint) is rebuilt with the config's. A
+            # checkpoint written before these were recorded is taken as it is.
+            built = (meta.get("m", self.m), meta.get("ef_construct", self.ef_construct))
+            if built != (self.m, self.ef_construct):
+                raise ValueError(
+                    f"built with m={built[0]} ef_construct={built[1]}, the config says "
+                    f"m={self.m} ef_construct={self.ef_construct}"
+                )
             graph = hnswlib.Index(space=self._space, dim=self.dim)
             graph.load_index(str(data_path), max_elements=0, allow_replace_deleted=True)
         except (OSError, ValueError, KeyError, RuntimeError) as error:
@@ -195,6 +204,8 @@ class VectorIndex:
             "bytes": len(data),
             "dim": self.dim,
             "live_count": self.live_count,
+            "m": self.m,
+            "ef_construct": self.ef_construct,
         }
         try:
             files.write_file_atomic(

@@ -9,6 +9,7 @@ without one, and answer searches of both with every point.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.keel_process import KeelProcess, wait_until
@@ -67,3 +68,31 @@ def test_a_rebuilt_and_a_dropped_graph_after_kill_9(tmp_path: Path):
     assert searched_ids(server.url, "b") == list(range(40))
     assert server.terminate() == 0
     assert meta_a.exists() and not meta_b.exists()
+
+
+def test_a_kill_right_after_the_patch_never_loads_the_old_graph(tmp_path: Path):
+    """Killed as soon as the PATCH is answered (the build may not have started, the old
+    checkpoint may still be there): the restart must build the graph with the new settings,
+    which the checkpoint it then writes records."""
+    storage = tmp_path / "storage"
+    server = KeelProcess.start(storage, extra_env=NEVER)
+    vectors = {"a": {"size": 2, "distance": "Dot"}}
+    assert request_json(server.url, "PUT", PATH, {"vectors": vectors})[0] == 200
+    points = [{"id": i, "vector": {"a": [1, i]}} for i in range(40)]
+    assert request_json(server.url, "PUT", PATH + "/points", {"points": points})[0] == 200
+    assert server.terminate() == 0
+    meta_a = storage / "collections" / COLLECTION / "index" / f"v-{b'a'.hex()}.json"
+    assert json.loads(meta_a.read_bytes())["ef_construct"] == 100
+
+    server = KeelProcess.start(storage, extra_env=NEVER)
+    patch = {"vectors": {"a": {"hnsw_config": {"m": 8, "ef_construct": 40}}}}
+    assert request_json(server.url, "PATCH", PATH, patch)[0] == 200
+    server.kill_9()
+
+    server = KeelProcess.start(storage, extra_env=NEVER)
+    wait_until(lambda: info(server.url)["status"] == "green")
+    assert info(server.url)["indexed_vectors_count"] == 40
+    assert searched_ids(server.url, "a") == list(range(40))
+    assert server.terminate() == 0
+    meta = json.loads(meta_a.read_bytes())
+    assert (meta["m"], meta["ef_construct"], meta["live_count"]) == (8, 40, 40)

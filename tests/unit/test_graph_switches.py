@@ -20,6 +20,7 @@ from engine.ops import (
     UpsertPoints,
     VectorConfig,
 )
+from engine.vectors.hnsw import VectorIndex
 from tests.unit.engine_helpers import open_catalog, upsert
 
 CONFIG = CollectionConfig(
@@ -108,3 +109,22 @@ async def test_other_graph_settings_rebuild_the_graph_and_drop_its_old_checkpoin
     finally:
         await catalog.close()
     assert meta_path.exists()  # the close checkpoints the new graph
+
+
+def test_a_checkpoint_built_with_other_settings_is_not_loaded(tmp_path: Path):
+    """Whatever the timing of a crash after a PATCH, a start never uses a graph built with
+    the old m / ef_construct: the checkpoint says what it was built with."""
+    built = VectorIndex(tmp_path, "v", VectorConfig(2, Distance.DOT), HnswSettings(ef_construct=32))
+    built.load_checkpoint()
+    built.add([0, 1], np.array([[1, 0], [0, 1]], np.float32))
+    built.save_checkpoint(5, 2)
+    same = VectorIndex(tmp_path, "v", VectorConfig(2, Distance.DOT), HnswSettings(ef_construct=32))
+    assert same.load_checkpoint()
+    assert same.checkpoint_op_id == 5
+    for vector, hnsw in [
+        (VectorConfig(2, Distance.DOT, hnsw_ef_construct=64), HnswSettings(ef_construct=32)),
+        (VectorConfig(2, Distance.DOT), HnswSettings(m=8, ef_construct=32)),
+    ]:
+        other = VectorIndex(tmp_path, "v", vector, hnsw)
+        assert not other.load_checkpoint()
+        assert (other.checkpoint_op_id, other.live_count) == (-1, 0)
