@@ -672,6 +672,20 @@ class Collection:
         return self._wal.is_failed or self._applier.failure is not None
 
     @property
+    def write_path_error(self) -> str | None:
+        """What every write answers since the write path closed; None while it is open."""
+        try:
+            self._raise_if_closed()
+        except StorageError as closed:
+            return str(closed)
+        return None
+
+    @property
+    def settings(self) -> EngineSettings:
+        """The engine settings this collection runs with (read-only)."""
+        return self._settings
+
+    @property
     def is_indexing(self) -> bool:
         """Whether a graph is still catching up after the open, or one a config update
         started is not built yet (reads of it score exactly, or use the old graph)."""

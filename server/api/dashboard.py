@@ -42,7 +42,7 @@ from typing import Any
 from aiohttp import web
 
 from engine.collection import Collection
-from engine.errors import NotReady, StorageError
+from engine.errors import NotReady
 from engine.logfmt import Event
 from engine.stats import HistogramSnapshot
 from server.api.context import catalog_of
@@ -266,18 +266,9 @@ def _histogram_json(snapshot: HistogramSnapshot) -> dict[str, Any]:
 
 
 def _settings_of(collection: Collection) -> Any:
-    # The engine settings a collection runs with have no public accessor yet; the budget and
-    # the follower retention are read-only facts of the running collection.
-    return collection._settings
+    return collection.settings
 
 
 def _write_path_error(collection: Collection) -> str | None:
     """The error that closed the write path (what every write now answers), else None."""
-    if not collection.is_write_path_failed:
-        return None
-    try:
-        # Private: the only place the error text is kept.
-        collection._raise_if_closed()
-    except StorageError as closed:
-        return str(closed)
-    return "write path closed (see the server log)"
+    return collection.write_path_error
