@@ -778,7 +778,10 @@ class Collection:
         strict = self.config.strict_mode
         assert strict is not None
         vector_bytes = sum(
-            self._store.count_vectors(name) * vector.size * FLOAT32_BYTES
+            # A matrix has any number of rows: its pages' size, as Qdrant counts storage.
+            self._store.vector_pages_bytes(name)
+            if vector.is_multivector
+            else self._store.count_vectors(name) * vector.size * FLOAT32_BYTES
             for name, vector in self.config.vectors.items()
             if name in self._store.vector_names  # a name added, not applied yet: empty
         )

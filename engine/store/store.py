@@ -522,6 +522,13 @@ class Store:
         with self._lock.shared(), self._env.begin() as txn:
             return txn.stat(self._vectors[name])["entries"]
 
+    def vector_pages_bytes(self, name: str) -> int:
+        """Bytes of the LMDB pages holding vectors `name` (leaf and overflow pages): the
+        storage size of a multivector name, whose values have any number of rows."""
+        with self._lock.shared(), self._env.begin() as txn:
+            stat = txn.stat(self._vectors[name])
+        return stat["psize"] * (stat["leaf_pages"] + stat["overflow_pages"])
+
     def iter_vectors(
         self, name: str, dim: int, chunk_count: int, from_label: int = 0
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:

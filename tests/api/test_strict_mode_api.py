@@ -759,3 +759,18 @@ async def test_multivector_max_vectors(api: Api):
     update = {"points": [{"id": 1, "vector": {"colbert": three_rows}}]}
     refused(await api.call("PUT", POINTS + "/vectors", json=update), message)
     assert await api.points_count() == 1
+
+
+async def test_multivector_storage_counts_every_row(api: Api):
+    """A matrix of many rows fills the vector storage limit as its rows do, not as one."""
+    multi = {"size": 64, "distance": "Dot", "multivector_config": {"comparator": "max_sim"}}
+    await api.create_collection("c", vectors={"colbert": multi})
+    rows = [[0.5] * 64 for _ in range(100)]  # 25.6 KB of floats per point
+    body = {"points": [{"id": i, "vector": {"colbert": rows}} for i in range(4)]}
+    assert (await api.upsert(body, query={"wait": "true"})).status == 200
+    # One row per point would be 4 x 64 x 4 = 1 KiB: under a 64 KiB limit; the rows are not.
+    await set_strict_mode(api, {"enabled": True, "max_collection_vector_size_bytes": 65_536})
+    refused(
+        await api.upsert({"points": [{"id": 9, "vector": {"colbert": rows}}]}),
+        "Bad request: Max vector storage size limit of 0.0625MB reached!",
+    )
