@@ -43,7 +43,8 @@ def _recall_panel(axes, results: dict) -> None:
     axes.set_xlabel("queries/s (log)")
     axes.set_ylabel("recall@10")
     axes.set_title("recall vs throughput (points: hnsw_ef 16..256)")
-    axes.legend(fontsize=7)
+    if axes.get_legend_handles_labels()[0]:  # nothing to label when every curve was skipped
+        axes.legend(fontsize=7)
     axes.grid(True, which="both", alpha=0.3)
 
 
