@@ -67,6 +67,7 @@ EXACT_CHUNK_COUNT = 16_384  # vectors scored per numpy call in an exact search
 OVERFETCH_FACTOR = 2.0
 POST_FILTER_SHARE_MAX = 0.25
 POST_FILTER_FETCH_MIN = 64  # the first search's hits when no index estimates the filter
+GRAPH_VISIT_ROWS = 4  # exact row scorings one graph hit costs, about (measured, see below)
 POST_FILTER_CHUNK_MIN = 8  # fewest hits whose payloads are read in one transaction
 ESTIMATE_STEPS_MAX = 10_000  # distinct index values counted for one estimate
 
@@ -298,7 +299,10 @@ class Reader:
             members = self._view.postings.resolve(lookup, self._view.labels)
         if members is not None:
             # The postings answer the filter exactly: its matching labels, no payload read.
-            if not is_graph_usable or len(members) <= full_scan_rows:
+            if not is_graph_usable or (
+                len(members) <= full_scan_rows
+                and self._is_scoring_cheaper(len(members), index, request)  # type: ignore[arg-type]
+            ):
                 return self._score_labels(name, query, distance, members, wanted_count)
             assert index is not None
             found = self._post_filtered_by_members(request, query, distance, index, members)
@@ -307,7 +311,12 @@ class Reader:
         else:
             estimate = None if lookup is None else self._estimate(lookup)
             if lookup is not None and (
-                not is_graph_usable or (estimate is not None and estimate <= full_scan_rows)
+                not is_graph_usable
+                or (
+                    estimate is not None
+                    and estimate <= full_scan_rows
+                    and self._is_scoring_cheaper(estimate, index, request)  # type: ignore[arg-type]
+                )
             ):
                 allowed = self._indexed_candidates(request.filter, lookup, specs)
                 if allowed is not None and (not is_graph_usable or len(allowed) <= full_scan_rows):
@@ -492,6 +501,20 @@ class Reader:
                 return self._rescore(request.vector_name, query, distance, matching)
             fetch_count *= 4
         return None
+
+    def _is_scoring_cheaper(
+        self, member_count: int, index: VectorIndex, request: SearchRequest
+    ) -> bool:
+        """Whether scoring every member exactly costs less than the graph search that would
+        find enough of them: about wanted / selectivity x OVERFETCH_FACTOR hits (at least
+        ef), each visit costing about GRAPH_VISIT_ROWS row scorings. Measured on 100k x 128:
+        10 000 members (10 %) scored exactly ran at 0.23x an unfiltered search, the graph at
+        about 1x; 1 000 members (1 %) scored exactly at 2.6x."""
+        wanted_count = request.limit + request.offset
+        selectivity = max(member_count, 1) / max(index.live_count, 1)
+        ef = request.hnsw_ef or max(index.ef_construct, 100)
+        visits = max(ef, wanted_count / selectivity * OVERFETCH_FACTOR)
+        return member_count <= visits * GRAPH_VISIT_ROWS
 
     def _full_scan_rows(self, name: str) -> int:
         """Qdrant's full_scan_threshold (KiB of vectors) as a count of vectors `name`."""
