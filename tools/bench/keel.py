@@ -46,7 +46,7 @@ RECALL_CLIENTS = 8  # the aiohttp client that reads the answers of the wrk bodie
 RECALL_BUDGET_S_MIN = 10.0  # a recall pass stops after max(this, the phase's seconds)
 UPSERT_COLLECTION = "upserts"
 UPSERT_BODIES = 1_000  # distinct vectors; wrk splices a new id into each request
-READ_CACHE_METRIC = "keel_read_cache_bytes"
+READ_CACHE_METRIC = "keel_collection_read_view_bytes"
 REPLAY_BATCH_OPS = 1_000  # operations per points/batch request (Keel's maximum)
 REPLAY_DIM = 8
 INDEXED_TIMEOUT_S = 1_800.0
@@ -298,7 +298,7 @@ def memory(server: KeelProcess) -> dict:
 
 
 def read_cache_bytes(url: str) -> int | None:
-    """The sum of every `keel_read_cache_bytes` sample in `/metrics`; None if the server
+    """The sum of every `keel_collection_read_view_bytes` sample in `/metrics`; None if the server
     does not export that gauge."""
     with urllib.request.urlopen(f"{url}/metrics", timeout=30) as response:
         text = response.read().decode()
