@@ -26,7 +26,7 @@ TARGET_NAMES = {"ingest_vs_chroma", "indexed_vs_hnswlib", "search_vs_floor",
                 "batch_vs_hnswlib", "filtered_recall", "small_vs_fsync", "replay", "rss"} | {
                 f"filtered_{s}_{k}" for s in SELECTIVITIES for k in KINDS}  # fmt: skip
 KEEL_SECTIONS = {"ingest_wait_false", "ingest_wait_true", "small_requests", "search",
-                 "query_batch", "capacity", "sweep", "memory", "replay"}  # fmt: skip
+                 "query_batch", "capacity", "sweep", "multivector", "memory", "replay"}  # fmt: skip
 
 
 @pytest.mark.slow
@@ -80,4 +80,8 @@ def test_quick_bench_writes_every_section(tmp_path):
         for kind in KINDS:
             assert results["keel"]["sweep"][selectivity][kind]["recall"] > 0.5
             assert results["qdrant_edge"]["sweep"][selectivity][kind]["recall"] > 0.5
+    multi = results["keel"]["multivector"]
+    assert multi["full_scan"]["recall"] >= 0.95  # exact MaxSim: numpy's top 10, up to float ties
+    assert multi["full_scan"]["qps"] > 0 and multi["rerank"]["qps"] > 0
+    assert "multivector MaxSim" in completed.stdout
     assert "PASS" in completed.stdout or "MISS" in completed.stdout

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from tests.keel_process import free_port
-from tools.bench import baselines, chroma, keel, plot, report, sweep, wrk
+from tools.bench import baselines, chroma, keel, multivector, plot, report, sweep, wrk
 from tools.bench.data import Dataset, make_dataset
 from tools.bench.floor import FloorProcess
 
@@ -34,7 +34,7 @@ EFS = [16, 32, 64, 128, 256]
 DEFAULT_EF = 64  # the fixed ef when hnswlib, which chooses it, is skipped
 CONCURRENCIES = [1, 8, 32]
 PHASES = ("fsync", "hnswlib", "edge", "chroma", "floor", "keel", "wait-true", "small", "ingest",
-          "search", "batch", "capacity", "sweep", "replay")  # fmt: skip
+          "search", "batch", "capacity", "sweep", "multivector", "replay")  # fmt: skip
 WRK_PHASES = ("floor", "capacity", "sweep")
 QUICK = {"vectors": 2_000, "dim": 32, "queries": 100, "seconds": 0.4, "replay_ops": 5_000}
 CHROMA_CLIENTS = 8  # the same concurrency as Keel's ingest and wrk's connections
@@ -167,6 +167,9 @@ def run_keel_main(
         if "sweep" not in skip:
             _say("keel: selectivity sweep under wrk")
             out["sweep"] = asyncio.run(sweep.run(server.url, dataset, ef, seconds, work_dir))
+        if "multivector" not in skip:
+            _say("keel: multivector MaxSim, full scan and prefetch rerank")
+            out["multivector"] = asyncio.run(multivector.run(server.url, dataset, seconds))
         out["memory"] = {**keel.memory(server), "idle_peak_rss_bytes": idle["peak_rss_bytes"]}
         if "capacity" not in skip:
             _say("keel: 1-point upserts under wrk")

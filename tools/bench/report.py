@@ -79,6 +79,7 @@ def format_table(results: dict, found: list[Target]) -> str:
     lines = [f"config: {json.dumps(results['config'])}", ""]
     lines += _baseline_lines(results) + [""] + _keel_lines(results) + [""]
     lines += _wrk_lines(results) + [""] + _sweep_lines(results) + [""]
+    lines += _multivector_lines(results) + [""]
     lines.append(f"{'target':<62} {'measured':>10} {'bound':>8}  verdict")
     for target in found:
         value = "-" if target.value is None else f"{target.value:.2f}"
@@ -345,6 +346,27 @@ def _sweep_lines(results: dict) -> list[str]:
         for kind, label in KIND_LABELS.items():
             lines += _error_lines(f"{selectivity} {label}", _get(sweep or {}, selectivity, kind))
     return lines
+
+
+def _multivector_lines(results: dict) -> list[str]:
+    mv = _get(results, "keel", "multivector")
+    if not mv:
+        return [f"multivector: skipped {_because(results, 'multivector')}"]
+    shape = f"{mv['points']} points x {mv['rows']} rows x {mv['dim']} dims, Dot"
+    full, rerank = mv["full_scan"], mv["rerank"]
+    return [
+        f"multivector MaxSim ({shape}; queries of {mv['query_rows']} rows; one client)",
+        f"  upsert (batches of 500, wait=true)      {mv['upsert_points_per_s']:>9} points/s",
+        (
+            f"  full scan, exact                        {full['qps']:>9} q/s "
+            f"p50 {full['p50_ms']} ms recall@10 {full['recall']}"
+        ),
+        (
+            f"  dense prefetch of {rerank['candidates']} + MaxSim rerank  {rerank['qps']:>9} q/s "
+            f"p50 {rerank['p50_ms']} ms"
+        ),
+        f"  numpy, same full scan in process         {mv['numpy_full_scan_qps']:>9} q/s",
+    ]
 
 
 def _error_lines(label: str, row: dict | None) -> list[str]:
