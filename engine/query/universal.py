@@ -74,7 +74,7 @@ from engine.query.scores import (
     sparse_average,
 )
 from engine.query.universal_reads import QueryReader
-from engine.vectors.scores import score_matrix
+from engine.vectors.scores import score_matrix, unit_vector
 
 Lookups = dict[str, QueryReader]  # collection name -> reader, for lookup_from and with_lookup
 GROUP_OVERFETCH = 4  # candidates fetched per wanted group member
@@ -710,7 +710,4 @@ def _check_dimensions(vectors: list[np.ndarray], size: int) -> None:
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(vector))
-    if norm == 0 or abs(norm - 1.0) < 1e-6:
-        return vector.astype(np.float32)
-    return (vector / norm).astype(np.float32)
+    return unit_vector(vector).copy()  # callers may keep it: never the caller's own array

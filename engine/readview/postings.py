@@ -189,9 +189,6 @@ class Postings:
     def resolve(self, lookup: Lookup, table: LabelTable) -> np.ndarray | None:
         """Live labels `lookup` selects, sorted, unique (int64); None if a field it reads is
         not mirrored (or a range is too wide): then LMDB resolves it."""
-        return self._resolve(lookup, table)
-
-    def _resolve(self, lookup: Lookup, table: LabelTable) -> np.ndarray | None:
         if isinstance(lookup, KeySet):
             return np.unique(table.labels_of(list(lookup.keys)).astype(np.int64))
         if isinstance(lookup, ValueEqual | ValueRange):
@@ -203,7 +200,7 @@ class Postings:
             if field.sorted_values is None:
                 return None
             return field.labels_in_range(lookup.low, lookup.high, table)
-        parts = [self._resolve(part, table) for part in lookup.parts]
+        parts = [self.resolve(part, table) for part in lookup.parts]
         if isinstance(lookup, AnyOf):
             if any(part is None for part in parts):
                 return None

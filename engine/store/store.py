@@ -307,22 +307,6 @@ class Store:
         with self._lock.shared(), self._env.begin(buffers=False) as txn:
             return [_stored_point(key, txn.get(key, db=self._points)) for key in keys]
 
-    def get_points_by_label(self, labels: list[int]) -> list[StoredPoint | None]:
-        """The live point holding each label, or None where the label has died."""
-        with self._lock.shared(), self._env.begin() as txn:
-            result = []
-            for label in labels:
-                key = _point_key_of(txn, self._labels, label)
-                result.append(
-                    None if key is None else _stored_point(key, txn.get(key, db=self._points))
-                )
-            return result
-
-    def point_keys_of_labels(self, labels: list[int]) -> list[bytes | None]:
-        """The key of the live point holding each label, or None where the label died."""
-        with self._lock.shared(), self._env.begin() as txn:
-            return [_point_key_of(txn, self._labels, label) for label in labels]
-
     def get_vectors(self, name: str, labels: list[int]) -> list[np.ndarray | None]:
         """Each label's vector `name` (None where it has none); a multivector name's values
         are matrices (rows x dim)."""

@@ -483,32 +483,31 @@ def _check_sizes(
 def _check_multivector_counts(multi: dict[str, MultiColumn], config: StrictModeConfig) -> None:
     """`multivector_config`: a matrix with more rows than its name's max_vectors is refused
     (checked before the sparse lengths, as Qdrant's update.rs does)."""
-    limits = config.multivector_config or {}
-    for name, column in multi.items():
-        max_vectors = limits.get(name)
-        if max_vectors is None:
-            continue
-        counts = column.offsets[1:] - column.offsets[:-1]
-        too_many = counts[counts > max_vectors]
-        if len(too_many):
-            raise StrictModeError(
-                f"Multivector '{name}' has a limit of {max_vectors} vectors, "
-                f"but {int(too_many[0])} were provided!"
-            )
+    _check_row_counts(multi, config.multivector_config, "Multivector", "vectors")
 
 
 def _check_sparse_lengths(sparse: dict[str, SparseColumn], config: StrictModeConfig) -> None:
     """`sparse_config`: a sparse vector longer than its name's max_length is refused."""
-    limits = config.sparse_config or {}
-    for name, column in sparse.items():
-        max_length = limits.get(name)
-        if max_length is None:
+    _check_row_counts(sparse, config.sparse_config, "Sparse vector", "indices")
+
+
+def _check_row_counts(
+    columns: dict[str, MultiColumn] | dict[str, SparseColumn],
+    limits: dict[str, int | None] | None,
+    kind: str,
+    unit: str,
+) -> None:
+    """Each value's length (a column's offsets delimit its values) against its name's limit,
+    in Qdrant's words: "<kind> '<name>' has a limit of N <unit>, but M were provided!"."""
+    for name, column in columns.items():
+        limit = (limits or {}).get(name)
+        if limit is None:
             continue
         lengths = column.offsets[1:] - column.offsets[:-1]
-        too_long = lengths[lengths > max_length]
+        too_long = lengths[lengths > limit]
         if len(too_long):
             raise StrictModeError(
-                f"Sparse vector '{name}' has a limit of {max_length} indices, "
+                f"{kind} '{name}' has a limit of {limit} {unit}, "
                 f"but {int(too_long[0])} were provided!"
             )
 

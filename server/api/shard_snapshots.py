@@ -87,7 +87,9 @@ async def stream_shard_snapshot(request: web.Request) -> web.StreamResponse:
             }
         )
         await response.prepare(request)
-        with open(path, "rb") as file:
+        # Written chunk by chunk, not as a FileResponse: that one may still be sending
+        # (sendfile) when the handler returns and the file is removed (measured: disconnects).
+        with open(path, "rb") as file:  # noqa: ASYNC230 - opening is instant; reads are not
             while chunk := await loop.run_in_executor(None, file.read, snapshot.CHUNK_BYTES):
                 await response.write(chunk)
         await response.write_eof()
