@@ -26,12 +26,14 @@ from tools.crashtest.aliases import AliasChange, AliasModel, judge_aliases, next
 from tools.crashtest.cli import exit_code, summary_line
 from tools.crashtest.cli import main as crashtest_main
 from tools.crashtest.client import new_session
-from tools.crashtest.runner import CrashTest, build_report
 from tools.crashtest.model import check_op_ids, judge
 from tools.crashtest.ops import UNCERTAIN, UNNAMED, Kind, Op, Outcome, make_point
+from tools.crashtest.runner import CrashTest, build_report
+from tools.crashtest.verify import observed_point
 from tools.crashtest.workload import COLLECTIONS, Plan
 
 PLAIN = COLLECTIONS[0].name
+NAMED = COLLECTIONS[1]
 SEED = 2  # its kill moments fall 0.9 to 1.3 s into each cycle: every cycle has load
 
 
@@ -107,6 +109,27 @@ def test_an_uncertain_op_applied_to_some_of_its_points_only_is_caught() -> None:
     assert whole.findings == [] and whole.uncertain_applied == 1
     assert nothing.findings == [] and nothing.uncertain_not_applied == 1
     assert [finding.check for finding in half.findings] == ["all_or_nothing"]
+
+
+def test_a_torn_or_missing_multivector_is_a_lost_write() -> None:
+    """An acknowledged upsert of a two-row matrix, read back (as retrieve answers it) whole,
+    with a row lost, with one number changed, and without the multivector."""
+    rows = [[0.5, -0.25, 0.0, 1.0], [0.125, 0.0, -1.0, 0.75]]
+    upsert = _acked(Kind.UPSERT, 3, payload={"m": 1})
+    upsert.collection = NAMED.name
+    upsert.points = {1: make_point({"m": 1}, {"text": [0.5] * 4, "colbert": rows})}
+
+    def read_back(colbert: list[list[float]] | None) -> dict[int, tuple]:
+        vector: dict = {"text": [0.5] * 4} | ({"colbert": colbert} if colbert else {})
+        return {1: observed_point(NAMED, {"id": 1, "payload": {"m": 1}, "vector": vector})}
+
+    whole = judge(NAMED.name, {}, [upsert], read_back(rows))
+    assert whole.findings == []
+    changed = [rows[0], [0.125, 0.0, -1.0, 0.5]]
+    for colbert in (rows[:1], changed, None):
+        verdict = judge(NAMED.name, {}, [upsert], read_back(colbert))
+        assert [f.detail["problem"] for f in verdict.findings] == ["corrupt"], colbert
+        assert verdict.lost_ops == [upsert]
 
 
 def test_op_ids_must_be_unique_rising_and_above_those_before_the_restart() -> None:

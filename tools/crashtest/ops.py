@@ -7,8 +7,10 @@ that don't, delete removes, payload edits merge, replace, delete keys or clear.
 Not here: generating ops (workload.py), judging the server's state (model.py).
 
 A point's state is a hashable value, `Point = (payload as canonical JSON, ((vector name,
-float32 values as floats), ...))`, or None when the point is absent, so that sets of
-possible states are cheap to build and compare.
+value), ...))`, or None when the point is absent, so that sets of possible states are cheap
+to build and compare. A value is a tuple of float32 numbers (as floats) for a plain vector,
+or for a multivector a tuple of such rows, so a matrix that lost a row or a number is a
+different state.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-Point = tuple[str, tuple[tuple[str, tuple[float, ...]], ...]]
+Vector = tuple[float, ...] | tuple[tuple[float, ...], ...]  # a multivector: its rows
+Point = tuple[str, tuple[tuple[str, Vector], ...]]
 State = Point | None
 
 UNNAMED = ""  # the name under which a collection's single unnamed vector is kept
@@ -102,17 +105,13 @@ class Op:
         }
 
 
-def make_point(payload: Mapping[str, Any] | None, vectors: Mapping[str, Iterable[float]]) -> Point:
+def make_point(payload: Mapping[str, Any] | None, vectors: Mapping[str, Iterable[Any]]) -> Point:
     """The canonical state of a point: sorted-key payload JSON (None is `{}`, as Keel and
-    Qdrant answer it) and each vector rounded to float32, the precision Keel stores."""
+    Qdrant answer it) and each vector, or each row of a multivector, rounded to float32, the
+    precision Keel stores."""
     payload_json = orjson.dumps(payload or {}, option=orjson.OPT_SORT_KEYS).decode()
-    rows = tuple(
-        sorted(
-            (name, tuple(np.asarray(list(values), dtype=np.float32).tolist()))
-            for name, values in vectors.items()
-        )
-    )
-    return payload_json, rows
+    named = tuple(sorted((name, _float32(values)) for name, values in vectors.items()))
+    return payload_json, named
 
 
 def point_payload(point: Point) -> dict[str, Any]:
@@ -123,7 +122,11 @@ def point_json(state: State) -> dict[str, Any] | None:
     """A state as JSON for the report."""
     if state is None:
         return None
-    return {"payload": point_payload(state), "vector": {name: list(v) for name, v in state[1]}}
+    vectors = {
+        name: [list(row) if isinstance(row, tuple) else row for row in value]
+        for name, value in state[1]
+    }
+    return {"payload": point_payload(state), "vector": vectors}
 
 
 def apply(op: Op, point_id: int, state: State) -> State:
@@ -142,6 +145,15 @@ def apply(op: Op, point_id: int, state: State) -> State:
         # error for a missing one, and a missing point stays missing either way.
         return None
     return _with_payload(state, _edited_payload(op, point_payload(state)))
+
+
+def _float32(values: Iterable[Any]) -> Vector:
+    """A vector as float32 numbers; a list of lists (a multivector) row by row, so that rows
+    of different lengths (a torn matrix read back) still make a state, not an error."""
+    values = list(values)
+    if values and isinstance(values[0], list | tuple):
+        return tuple(tuple(np.asarray(list(row), dtype=np.float32).tolist()) for row in values)
+    return tuple(np.asarray(values, dtype=np.float32).tolist())
 
 
 def _edited_payload(op: Op, payload: dict[str, Any]) -> dict[str, Any]:
