@@ -29,8 +29,8 @@ from tools.crashtest.client import new_session
 from tools.crashtest.model import check_op_ids, judge
 from tools.crashtest.ops import UNCERTAIN, UNNAMED, Kind, Op, Outcome, make_point
 from tools.crashtest.runner import CrashTest, build_report
-from tools.crashtest.verify import observed_point
-from tools.crashtest.workload import COLLECTIONS, Plan
+from tools.crashtest.verify import ReadChecks, judge_maxsim, observed_point
+from tools.crashtest.workload import COLLECTIONS, Plan, generate_op
 
 PLAIN = COLLECTIONS[0].name
 NAMED = COLLECTIONS[1]
@@ -50,6 +50,7 @@ def test_a_short_crashtest_run_loses_nothing(tmp_path: Path) -> None:
     assert report["acknowledged_ops"] > 50, report["ops_by_outcome"]
     assert [entry["cycle"] for entry in report["cycle_log"]] == [1, 2]
     assert report["hnsw_search_sampled"] > 0
+    assert report["maxsim_query_sampled"] > 0
     assert report["alias_changes_acknowledged"] > 0
     # Keel implements every endpoint the tool checks (payload edits, scroll, count): a
     # skipped check here would be one that silently did not run.
@@ -111,6 +112,31 @@ def test_an_uncertain_op_applied_to_some_of_its_points_only_is_caught() -> None:
     assert [finding.check for finding in half.findings] == ["all_or_nothing"]
 
 
+def test_named_upserts_carry_multivectors_of_one_to_three_rows_in_every_body_form() -> None:
+    plan = Plan(Options().id_space)
+    rng = random.Random(SEED)
+    ops = [generate_op(rng, plan, writer_index=0, seq=seq) for seq in range(400)]
+    row_counts: dict[str, set[int]] = {"points_named": set(), "batch_named": set()}
+    is_colbert_left_out = False
+    for op in ops:
+        if op.form not in row_counts:
+            continue
+        body = json.loads(op.body)
+        if op.form == "batch_named":
+            matrices = body["batch"]["vectors"]["colbert"]
+        else:
+            vectors = [point["vector"] for point in body["points"]]
+            is_colbert_left_out |= any("colbert" not in vector for vector in vectors)
+            matrices = [vector["colbert"] for vector in vectors if "colbert" in vector]
+        row_counts[op.form].update(len(matrix) for matrix in matrices)
+        assert all(len(row) == 4 for matrix in matrices for row in matrix)
+    assert row_counts == {"points_named": {1, 2, 3}, "batch_named": {1, 2, 3}}
+    assert is_colbert_left_out, "no named upsert sent only some of the vectors"
+    assert NAMED.create_body()["vectors"]["colbert"]["multivector_config"] == {
+        "comparator": "max_sim"
+    }
+
+
 def test_a_torn_or_missing_multivector_is_a_lost_write() -> None:
     """An acknowledged upsert of a two-row matrix, read back (as retrieve answers it) whole,
     with a row lost, with one number changed, and without the multivector."""
@@ -130,6 +156,49 @@ def test_a_torn_or_missing_multivector_is_a_lost_write() -> None:
         verdict = judge(NAMED.name, {}, [upsert], read_back(colbert))
         assert [f.detail["problem"] for f in verdict.findings] == ["corrupt"], colbert
         assert verdict.lost_ops == [upsert]
+
+
+def test_a_maxsim_answer_the_retrieved_matrices_do_not_give_is_a_finding() -> None:
+    """The MaxSim check on hand-computed scores (Euclid: the square root of the summed least
+    squared distances). The query is point 1's rows and [1, 0, 0, 0]: point 1 scores 0.5,
+    point 3 sqrt(0.75), point 2 sqrt(4.5); point 4 has no multivector. A server whose copy of
+    point 1 lost a row, or whose scan lost point 1 or 3, or that scores point 4, is caught."""
+    matrices = {
+        1: [[0.5, 0.0, 0.0, 0.0], [0.0, 0.5, 0.0, 0.0]],
+        2: [[0.0, 0.0, 0.0, 1.0]],
+        3: [[0.5, 0.0, 0.0, 0.0]],
+    }
+    points = {pid: make_point({"p": pid}, {"colbert": rows}) for pid, rows in matrices.items()}
+    points[4] = make_point({"p": 4}, {"text": [0.0] * 4})
+    query = [matrices[1][1], matrices[1][0], [1.0, 0.0, 0.0, 0.0]]
+    one, two, three = (1, 0.5), (2, 4.5**0.5), (3, 0.75**0.5)
+    answers = {
+        "right": [one, three, two],
+        "point 1 lost a row": [three, (1, 0.75**0.5), two],
+        "point 1 not scanned": [three, two],
+        "point 3 not scanned": [one, two],
+        "point 4 scored": [one, three, (4, 0.0)],
+    }
+    problems = {}
+    for label, answer in answers.items():
+        checks = ReadChecks()
+        hits = [{"id": pid, "score": score, "payload": {"p": pid}} for pid, score in answer]
+        judge_maxsim(NAMED, "colbert", 1, query, hits, points, checks)
+        assert checks.maxsim_sampled == 1
+        problems[label] = [(f.check, f.detail["problem"]) for f in checks.findings]
+    assert problems == {
+        "right": [],
+        "point 1 lost a row": [
+            ("maxsim", "MaxSim score differs from the retrieved matrix's"),
+            ("maxsim", "MaxSim hits are not the best-scoring matrices"),
+        ],
+        "point 1 not scanned": [("maxsim", "MaxSim query does not find the point")],
+        "point 3 not scanned": [("maxsim", "MaxSim hits are not the best-scoring matrices")],
+        "point 4 scored": [
+            ("maxsim", "MaxSim query returned a point without the multivector"),
+            ("maxsim", "MaxSim hits are not the best-scoring matrices"),
+        ],
+    }
 
 
 def test_op_ids_must_be_unique_rising_and_above_those_before_the_restart() -> None:

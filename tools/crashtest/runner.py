@@ -155,7 +155,7 @@ class CrashTest:
         self.lost_op_count = 0
         self.skipped: dict[str, str] = {}
         self.uncertain = Counter[str]()
-        self.hnsw = Counter[str]()
+        self.search_counts = Counter[str]()  # sampled points searched, and found
         self.cycle_log: list[dict[str, Any]] = []
         self.harness_failure: dict[str, Any] | None = None
 
@@ -451,7 +451,11 @@ class CrashTest:
         )
         self._add(reads.findings)
         self.skipped.update(reads.skipped)
-        self.hnsw.update(found=reads.hnsw_found, sampled=reads.hnsw_sampled)
+        self.search_counts.update(
+            hnsw_found=reads.hnsw_found,
+            hnsw_sampled=reads.hnsw_sampled,
+            maxsim_sampled=reads.maxsim_sampled,
+        )
         marker = await write_marker(session, url, spec, self.plan, label)
         if marker.outcome is not Outcome.COMPLETED or marker.op_id is None:
             self._add(
@@ -569,8 +573,9 @@ def build_report(run: CrashTest) -> dict[str, Any]:
         "op_id_violation_count": run.finding_counts["op_id"],
         "findings_by_check": dict(run.finding_counts),
         "findings": [finding.as_json() for finding in run.findings],
-        "hnsw_search_found": run.hnsw["found"],
-        "hnsw_search_sampled": run.hnsw["sampled"],
+        "hnsw_search_found": run.search_counts["hnsw_found"],
+        "hnsw_search_sampled": run.search_counts["hnsw_sampled"],
+        "maxsim_query_sampled": run.search_counts["maxsim_sampled"],
         "skipped": dict(sorted(run.skipped.items())),
         "harness_failure": run.harness_failure,
         "cycle_log": run.cycle_log,

@@ -4,17 +4,19 @@ Owns: the collections the test creates, the op mix, the request bodies, and the 
 which record every request's outcome (tools/crashtest/ops.py) for the checker.
 Not here: the server process (target.py), judging the result (model.py).
 
-The mix, per op: a collection (one unnamed 8-d vector, or two named vectors `text` 4-d and
-`image` 6-d, all Euclid); then an upsert in one of the three body forms (a points list with
-an unnamed vector, a points list with named vectors, sometimes only one of them, or the
-columnar `batch`), with `update_mode` absent, `upsert`, `insert_only` or `update_only`; a
-delete by ids; or a payload edit (set, overwrite, delete keys, clear) when the server
-implements it. Each op has `wait=true` or `false`, sometimes `ordering` and `timeout`.
+The mix, per op: a collection (one unnamed 8-d vector, or three named vectors `text` 4-d,
+`image` 6-d and the multivector `colbert`, a matrix of 1 to 3 rows of 4, compared by MaxSim;
+all Euclid); then an upsert in one of the three body forms (a points list with an unnamed
+vector, a points list with named vectors, sometimes only some of them, or the columnar
+`batch`), with `update_mode` absent, `upsert`, `insert_only` or `update_only`; a delete by
+ids; or a payload edit (set, overwrite, delete keys, clear) when the server implements it.
+Each op has `wait=true` or `false`, sometimes `ordering` and `timeout`.
 
 Ids are drawn from a small space so that ops collide: ids below `stable_count` are created
 at setup and never deleted, and only they get payload edits (so an edit never meets a
 missing point, where Qdrant answers an error); deletes draw from the ids above.
-Vector components are multiples of 1/4096, exact in float32 and in JSON.
+Vector components (multivector rows' too) are multiples of 1/4096, exact in float32 and in
+JSON.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ POINTS_PER_EDIT_MAX = 4
 OPS_PER_WRITER_MAX = 1_000_000  # a cycle ends long before; this only bounds the loop
 REFUSED_PAUSE_S = 0.05  # pacing after a 503 (backpressure), so the writer doesn't spin
 VECTOR_STEPS = 4096
+MULTIVECTOR_ROWS_MAX = 3
 TEXTS = ("", "Berlin", "ü", "日本語", "😀", 'quote " and \\ backslash')
 PAYLOAD_KEYS = ("n", "f", "t", "l", "o")
 PAYLOAD_ENDPOINTS = {
@@ -51,24 +54,31 @@ assert set(PAYLOAD_ENDPOINTS) == set(PAYLOAD_KINDS)
 class CollectionSpec:
     name: str
     vectors: dict[str, int]  # vector name (UNNAMED for the single unnamed one) -> size
+    multivector_names: frozenset[str] = frozenset()  # values are matrices of rows of `size`
+
+    def __post_init__(self) -> None:
+        assert self.multivector_names <= set(self.vectors), self
 
     @property
     def is_named(self) -> bool:
         return UNNAMED not in self.vectors
 
     def create_body(self) -> dict[str, Any]:
-        if not self.is_named:
-            return {"vectors": {"size": self.vectors[UNNAMED], "distance": "Euclid"}}
-        return {
-            "vectors": {
-                name: {"size": size, "distance": "Euclid"} for name, size in self.vectors.items()
-            }
-        }
+        configs = {name: self._vector_config(name) for name in self.vectors}
+        return {"vectors": configs if self.is_named else configs[UNNAMED]}
+
+    def _vector_config(self, name: str) -> dict[str, Any]:
+        config: dict[str, Any] = {"size": self.vectors[name], "distance": "Euclid"}
+        if name in self.multivector_names:
+            config["multivector_config"] = {"comparator": "max_sim"}
+        return config
 
 
 COLLECTIONS = (
     CollectionSpec("crashtest_plain", {UNNAMED: 8}),
-    CollectionSpec("crashtest_named", {"text": 4, "image": 6}),
+    CollectionSpec(
+        "crashtest_named", {"text": 4, "image": 6, "colbert": 4}, frozenset({"colbert"})
+    ),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in COLLECTIONS}
 
@@ -181,6 +191,11 @@ async def send(session: aiohttp.ClientSession, url: str, op: Op) -> None:
         op.body = b""  # the op's fields say everything the checker needs
 
 
+def random_vector(rng: random.Random, size: int) -> list[float]:
+    """Components in [-1, 1], multiples of 1/4096: exact in float32 and in JSON."""
+    return [rng.randint(-VECTOR_STEPS, VECTOR_STEPS) / VECTOR_STEPS for _ in range(size)]
+
+
 def _record_answer(op: Op, status: int, raw: bytes) -> None:
     if status == 503:
         op.outcome = Outcome.REFUSED
@@ -267,21 +282,26 @@ def _payload(rng: random.Random, writer_index: int, seq: int) -> dict[str, Any]:
     return {"w": writer_index, "s": seq, **payload}
 
 
-def _vectors(
-    rng: random.Random, spec: CollectionSpec, is_subset_allowed: bool
-) -> dict[str, list[float]]:
+def _vectors(rng: random.Random, spec: CollectionSpec, is_subset_allowed: bool) -> dict[str, Any]:
+    """A point's vectors: one per name, a matrix of 1 to 3 rows for a multivector name."""
     names = list(spec.vectors)
     if spec.is_named and is_subset_allowed and rng.random() < 0.15:
-        names = [rng.choice(names)]  # a point may carry only some of the named vectors
-    return {
-        name: [rng.randint(-VECTOR_STEPS, VECTOR_STEPS) / VECTOR_STEPS for _ in range(size)]
-        for name, size in spec.vectors.items()
-        if name in names
-    }
+        # A point may carry only some of the named vectors.
+        names = rng.sample(names, rng.randint(1, len(names) - 1))
+    vectors: dict[str, Any] = {}
+    for name, size in spec.vectors.items():
+        if name not in names:
+            continue
+        if name in spec.multivector_names:
+            row_count = rng.randint(1, MULTIVECTOR_ROWS_MAX)
+            vectors[name] = [random_vector(rng, size) for _ in range(row_count)]
+        else:
+            vectors[name] = random_vector(rng, size)
+    return vectors
 
 
 def _point_json(
-    spec: CollectionSpec, point_id: int, payload: dict | None, vectors: dict[str, list[float]]
+    spec: CollectionSpec, point_id: int, payload: dict | None, vectors: dict[str, Any]
 ) -> dict[str, Any]:
     point: dict[str, Any] = {
         "id": point_id,
@@ -296,8 +316,9 @@ def _batch_body(
     spec: CollectionSpec,
     ids: tuple[int, ...],
     payloads: list[dict | None],
-    vectors: list[dict[str, list[float]]],
+    vectors: list[dict[str, Any]],
 ) -> dict[str, Any]:
+    # A multivector's column is a list of matrices, one per point.
     columns: Any = (
         {name: [v[name] for v in vectors] for name in spec.vectors}
         if spec.is_named
