@@ -5,7 +5,8 @@ and filtered search — selects what Qdrant's reference selects. Method: the see
 filters of tests/unit/test_filter_congruence.py (whose docstring says which corners of the
 language are left out because local mode disagrees with Qdrant 1.19) go into a Keel server
 and into `QdrantClient(":memory:")`; every filter is asked of both through the same client
-calls, and ids, counts and (exact) search order must agree.
+calls, and ids, counts and (exact) search order must agree. Filtered queries on a multivector
+are in tests/client/test_multivector_congruence_http.py.
 """
 
 from __future__ import annotations

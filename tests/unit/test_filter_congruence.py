@@ -25,6 +25,10 @@ Excluded on purpose, because both references are newer than the Qdrant 1.19 Keel
   microseconds. The datetimes here have at most one decimal.
 And filters matching a boolean value are not sent to qdrant-edge-py: its Python binding
 turns `MatchValue(True)` into the integer 1 (local mode compares them).
+
+The payloads and filters made here also drive filtered multivector (MaxSim) queries against
+qdrant-edge-py: tests/unit/test_multivector_congruence.py, and over HTTP
+tests/client/test_multivector_congruence_http.py.
 """
 
 from __future__ import annotations
