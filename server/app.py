@@ -44,6 +44,7 @@ from engine.errors import (
 )
 from engine.limits import RECOVERY_WAIT_S, REQUEST_BODY_BYTES_MAX
 from engine.logfmt import log_event
+from server import routing
 from server.api import (
     aliases,
     collections,
@@ -154,7 +155,7 @@ def create_app(
     # Outermost: they must see the final status, auth's 401/403 included.
     middlewares.insert(0, request_log_middleware(log_requests))
     middlewares.insert(0, metrics.metrics_middleware(app_metrics.requests))
-    app = web.Application(client_max_size=max_request_size_bytes, middlewares=middlewares)
+    app = routing.application(client_max_size=max_request_size_bytes, middlewares=middlewares)
     app[CATALOG_KEY] = catalog
     app[SNAPSHOTS_PATH_KEY] = snapshots_path or catalog.storage_path.parent / "snapshots"
     app[metrics.METRICS_KEY] = app_metrics

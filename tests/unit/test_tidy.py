@@ -82,7 +82,7 @@ ENGINE_SPINE = {
     "validation",
 }
 SERVER_BASE = {"__init__", "responses", "config", "logs", "version", "malloc_arenas"}
-SERVER_APP = {"__main__", "app", "run", "cli", "auth", "request_log", "systemd"}
+SERVER_APP = {"__main__", "app", "run", "cli", "auth", "request_log", "routing", "systemd"}
 ENGINE_ORDER = [
     "engine.base",
     "engine.filters",
