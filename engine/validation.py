@@ -2,7 +2,8 @@
 
 Owns: what makes an op unacceptable for a collection (vector names, dimensions, non-finite
 numbers, sparse indices, payload nesting depth, payload index definitions) and the one
-change made on the way in (Cosine vectors normalised to unit length).
+change made on the way in (Cosine vectors normalised to unit length, values rounded to the
+vector's datatype).
 Not here: parsing requests (server/), applying ops (engine/store/mutations.py).
 
 Everything an op could fail on when applied must be refused here: a logged op that fails
@@ -38,10 +39,9 @@ from engine.ops import (
 )
 from engine.query import multivector
 from engine.store.payload_index import FIELD_NAME_BYTES_MAX, SCHEMA_TYPES, IndexSpec
-from engine.vectors.scores import normalize_rows
+from engine.vectors.scores import as_datatype, is_raw_cosine, normalize_rows
 
 MULTI_TO_REGULAR = "Conversion between multi and regular vectors failed"
-FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 def validated(
@@ -197,22 +197,13 @@ def _validated_multi(
 
 
 def stored_form(matrix: np.ndarray, vector_config: VectorConfig) -> np.ndarray:
-    """The rows as Keel stores them: Cosine ones unit length (Qdrant's preprocessing), then
-    rounded as Qdrant's storage of the vector's `datatype` rounds them: float16 to the nearest
-    half (`f16::from_f32`; Keel clips to the largest finite half first, where Qdrant would
-    store infinity), uint8 toward zero and into [0, 255] (Rust's `x as u8`). A Cosine uint8
-    vector is the exception: Qdrant stores it unnormalised and scores it by true cosine; Keel
-    keeps it normalised and unrounded, which scores the same up to uint8 rounding."""
-    if vector_config.distance is Distance.COSINE:
+    """The rows as Keel stores them, as Qdrant stores them: Cosine ones unit length (the
+    metric's preprocessing), then rounded as the vector's `datatype` is
+    (engine/vectors/scores.py `as_datatype`). A uint8 Cosine vector is not made unit length:
+    Qdrant keeps it as given, in bytes, and scores it by true cosine (`is_raw_cosine`)."""
+    if vector_config.distance is Distance.COSINE and not is_raw_cosine(vector_config):
         matrix = normalize_rows(matrix)
-        if vector_config.datatype == "uint8":
-            return matrix
-    if vector_config.datatype == "float16":
-        clipped = np.clip(matrix, -FLOAT16_MAX, FLOAT16_MAX)
-        return clipped.astype(np.float16).astype(np.float32)
-    if vector_config.datatype == "uint8":
-        return np.clip(np.trunc(matrix), 0, 255).astype(np.float32)
-    return matrix
+    return as_datatype(matrix, vector_config.datatype)
 
 
 def check_payload_depth(payload: object, depth: int = 1) -> None:

@@ -24,7 +24,7 @@ from engine.ops import PointId, point_key
 from engine.query import multivector
 from engine.query.plan import merge_filters
 from engine.query.universal_reads import QueryReader
-from engine.vectors.scores import score_matrix
+from engine.vectors.scores import on_scoring_rows, query_form, score_rows
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,11 @@ def distance_matrix(
         if vector_config.is_multivector:
             neighbours.append(_maxsim_neighbours(reader, using, vector, others, limit))
             continue
+        # The point's vector is a query like any other (Qdrant searches with it).
+        query = query_form(vector, vector_config)
         pairs = reader.score_points(
             using,
-            lambda matrix, query=vector: score_matrix(matrix, query, vector_config.distance),
+            lambda matrix, query=query: score_rows(matrix, query, vector_config),
             vector_config.distance.is_higher_better,
             None,
             others,
@@ -82,12 +84,16 @@ def distance_matrix(
 def _maxsim_neighbours(
     reader: QueryReader, using: str, matrix: np.ndarray, others: list[PointId], limit: int
 ) -> list[tuple[PointId, float]]:
-    """A sampled point's nearest among `others` by MaxSim, its stored matrix the query (its
-    rows already preprocessed), scores as a nearest query reports them."""
-    distance = reader.config.vectors[using].distance
+    """A sampled point's nearest among `others` by MaxSim, its stored matrix the query
+    (preprocessed as any query), scores as a nearest query reports them."""
+    vector_config = reader.config.vectors[using]
+    distance = vector_config.distance
+    query = multivector.query_matrix(matrix, vector_config)
     pairs = reader.score_points(
         using,
-        lambda matrices: multivector.maxsim_scores(matrix, matrices, distance),
+        on_scoring_rows(
+            lambda matrices: multivector.maxsim_scores(query, matrices, distance), vector_config
+        ),
         True,
         None,
         others,

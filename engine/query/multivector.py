@@ -14,7 +14,10 @@ metric's `preprocess`), minus the squared L2 distance for Euclid and minus the L
 Manhattan; higher is better for every distance. A nearest query's score is then
 post-processed as a plain one (`local_shard/search.rs`): Euclid reports sqrt(|sum|),
 Manhattan |sum|, so a lower reported score is better there, and `score_threshold` compares
-the reported score (Distance::check_threshold).
+the reported score (Distance::check_threshold). With a `datatype`, the query's rows are
+preprocessed for it and rounded to it as stored rows are (`multi_metric_query_scorer.rs`), and
+a uint8 Cosine vector's rows are compared by true cosine: `query_matrix` makes the query's
+rows unit length, the caller the stored ones (engine/vectors/scores.py `on_scoring_rows`).
 
 Cost: no graph (hnswlib has no MaxSim), so a search reads every candidate matrix from LMDB
 and does query_rows x point_rows x dim multiply-adds per point.
@@ -26,7 +29,7 @@ import numpy as np
 
 from engine.errors import BadRequest
 from engine.ops import Distance, VectorConfig
-from engine.vectors.scores import normalize_rows
+from engine.vectors.scores import as_datatype, is_raw_cosine, normalize_rows
 
 # Qdrant's MAX_MULTIVECTOR_FLATTENED_LEN (release build): numbers in one matrix, exclusive.
 MULTIVECTOR_FLATTENED_LEN_MAX = 1024 * 1024
@@ -34,7 +37,8 @@ MULTIVECTOR_FLATTENED_LEN_MAX = 1024 * 1024
 
 def query_matrix(example: np.ndarray, config: VectorConfig) -> np.ndarray:
     """The query as a float32 matrix of `config.size` columns, preprocessed as Qdrant does
-    (unit rows for Cosine); BadRequest for a wrong size or a non-finite number."""
+    (unit rows for Cosine, then rounded to the vector's datatype: engine/vectors/scores.py
+    `query_form` row by row); BadRequest for a wrong size or a non-finite number."""
     matrix = np.asarray(example, dtype=np.float32)
     if matrix.ndim == 1:
         matrix = matrix.reshape(1, -1)  # a plain vector: a matrix of one row
@@ -43,8 +47,12 @@ def query_matrix(example: np.ndarray, config: VectorConfig) -> np.ndarray:
         raise BadRequest(f"Vector dimension error: expected dim: {config.size}, got {got}")
     if not np.isfinite(matrix).all():
         raise BadRequest("query vector contains a number that is not finite as a float32")
-    if config.distance is Distance.COSINE:
+    if config.distance is Distance.COSINE and not is_raw_cosine(config):
         matrix = normalize_rows(matrix)
+    if config.datatype is not None:
+        matrix = as_datatype(matrix, config.datatype)
+    if is_raw_cosine(config):
+        matrix = normalize_rows(matrix)  # stored rows are scored unit length: `scoring_rows`
     return matrix
 
 

@@ -57,10 +57,9 @@ from engine.store.store import Store, StoredPoint
 from engine.vectors.hnsw import VectorIndex
 from engine.vectors.scores import (
     best_order,
-    normalize_rows,
     passes_threshold,
-    score_matrix,
-    unit_vector,
+    query_form,
+    score_rows,
 )
 
 R = TypeVar("R")
@@ -213,10 +212,9 @@ class Reader:
             if len(positions) < 2:
                 continue
             index = self._indexes[name]
-            distance = self.config.vectors[name].distance
-            queries = np.stack([requests[p].vector for p in positions]).astype(np.float32)
-            if distance is Distance.COSINE:
-                queries = normalize_rows(queries)
+            config = self.config.vectors[name]
+            distance = config.distance
+            queries = np.stack([query_form(requests[p].vector, config) for p in positions])
             ef = hnsw_ef or max(index.ef_construct, 100)
             with self._visibility_lock.shared():
                 try:
@@ -248,9 +246,7 @@ class Reader:
         self, request: SearchRequest, distance: Distance
     ) -> tuple[list[int], np.ndarray]:
         """Best labels and exact scores; caller holds the visibility lock."""
-        query = request.vector.astype(np.float32)
-        if distance is Distance.COSINE:
-            query = unit_vector(query)
+        query = query_form(request.vector, self.config.vectors[request.vector_name])
         if request.filter is not None:
             return self._filtered_nearest(request, query, distance)
         return self._nearest(request, query, distance)
@@ -542,7 +538,7 @@ class Reader:
         kept, matrix = self._view.vectors[name].vectors(labels)
         if len(kept) == 0:
             return [], np.empty(0, dtype=np.float32)
-        scores = score_matrix(matrix, query, distance)
+        scores = score_rows(matrix, query, self.config.vectors[name])
         order = best_order(scores, distance, min(wanted_count, len(kept)))
         return kept[order].tolist(), scores[order]
 
@@ -566,7 +562,7 @@ class Reader:
         best_labels = np.empty(0, dtype=np.int64)
         best_scores = np.empty(0, dtype=np.float32)
         for labels, matrix in self._view.vectors[name].chunks(EXACT_CHUNK_COUNT):
-            scores = score_matrix(matrix, query, distance)
+            scores = score_rows(matrix, query, self.config.vectors[name])
             best_labels = np.concatenate([best_labels, labels])
             best_scores = np.concatenate([best_scores, scores])
             best_labels, best_scores = _best_in_label_order(
@@ -582,7 +578,7 @@ class Reader:
         kept, matrix = self._view.vectors[name].vectors(labels)
         if len(kept) == 0:
             return [], np.empty(0, dtype=np.float32)
-        scores = score_matrix(matrix, query, distance)
+        scores = score_rows(matrix, query, self.config.vectors[name])
         order = best_order(scores, distance, len(kept))
         return kept[order].tolist(), scores[order]
 

@@ -37,6 +37,7 @@ from engine.ops import (
     PointId,
     SearchRequest,
     SparseVector,
+    VectorConfig,
     VectorSelector,
 )
 from engine.query import multivector
@@ -74,7 +75,7 @@ from engine.query.scores import (
     sparse_average,
 )
 from engine.query.universal_reads import QueryReader
-from engine.vectors.scores import score_matrix, unit_vector
+from engine.vectors.scores import on_scoring_rows, query_form, score_rows, scoring_rows
 
 Lookups = dict[str, QueryReader]  # collection name -> reader, for lookup_from and with_lookup
 GROUP_OVERFETCH = 4  # candidates fetched per wanted group member
@@ -404,13 +405,15 @@ def _mmr_hits(
         distance = vector_config.distance
         [example] = _examples(context, node, plain)
         vector = multivector.query_matrix(example, vector_config)
-        vectors = [stored[hit.id] for hit in pool]  # matrices: internal_similarity is MaxSim
+        # Matrices: internal_similarity is MaxSim.
+        vectors = [scoring_rows(stored[hit.id], vector_config) for hit in pool]
     else:
-        distance = context.reader.config.vectors[node.using].distance
-        [vector] = _examples(context, node, plain)
-        if distance is Distance.COSINE:
-            vector = _unit(vector)
-        vectors = np.stack([stored[hit.id] for hit in pool]).astype(np.float32)
+        assert vector_config is not None
+        distance = vector_config.distance
+        [example] = _examples(context, node, plain)
+        vector = query_form(example, vector_config)
+        matrix = np.stack([stored[hit.id] for hit in pool]).astype(np.float32)
+        vectors = scoring_rows(matrix, vector_config)
     relevance = internal_similarity(vectors, vector, distance)
     similarity = np.stack([internal_similarity(vectors, row, distance) for row in vectors])
     if is_multivector:
@@ -471,7 +474,9 @@ def _vector_hits(
         raise BadRequest(MULTI_DENSE_MISMATCH)  # a matrix, given or looked up by id
     _check_dimensions(examples, vector_config.size)
     if _is_scored_directly(query):
-        score = _direct_scorer(query, examples, distance)
+        # Each example preprocessed and in the storage type, as Qdrant's CustomQueryScorer.
+        examples = [query_form(example, vector_config) for example in examples]
+        score = on_scoring_rows(_direct_scorer(query, examples, distance), vector_config)
         pairs = reader.score_points(node.using, score, True, node.filter, candidates, wanted)
         return _thresholded(pairs, node.score_threshold, True)
     if isinstance(query, Recommend):
@@ -480,9 +485,7 @@ def _vector_hits(
         vector = examples[0]
     if candidates is None:
         return _searched(reader, node, vector, wanted)
-    if distance is Distance.COSINE:
-        vector = _unit(vector)
-    score = _nearest_scorer(vector, distance)
+    score = _nearest_scorer(query_form(vector, vector_config), vector_config)
     is_higher_better = distance.is_higher_better
     pairs = reader.score_points(
         node.using, score, is_higher_better, node.filter, candidates, wanted
@@ -508,7 +511,7 @@ def _multivector_hits(
     # Each checked (size, finite) and preprocessed; averaging takes them as given.
     matrices = [multivector.query_matrix(example, vector_config) for example in examples]
     if _is_scored_directly(query):
-        score = _direct_scorer(query, matrices, distance)
+        score = on_scoring_rows(_direct_scorer(query, matrices, distance), vector_config)
         pairs = context.reader.score_points(
             node.using, score, True, node.filter, candidates, wanted
         )
@@ -521,7 +524,9 @@ def _multivector_hits(
     matrix = multivector.query_matrix(example, vector_config)
     pairs = context.reader.score_points(
         node.using,
-        lambda matrices: multivector.maxsim_scores(matrix, matrices, distance),
+        on_scoring_rows(
+            lambda matrices: multivector.maxsim_scores(matrix, matrices, distance), vector_config
+        ),
         True,  # MaxSim is a similarity for every distance; reported scores are after
         node.filter,
         candidates,
@@ -599,8 +604,10 @@ def _searched(reader: QueryReader, node: QueryNode, vector: np.ndarray, wanted: 
     return [Hit(point_id, score) for point_id, score in reader.search_hits(request)]
 
 
-def _nearest_scorer(vector: np.ndarray, distance: Distance) -> Callable[[np.ndarray], np.ndarray]:
-    return lambda matrix: score_matrix(matrix, vector, distance)
+def _nearest_scorer(
+    vector: np.ndarray, vector_config: VectorConfig
+) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda matrix: score_rows(matrix, vector, vector_config)
 
 
 def _thresholded(
@@ -615,8 +622,8 @@ def _thresholded(
 
 
 def _examples(context: _Context, node: QueryNode, query: VectorQuery) -> list[np.ndarray]:
-    """The query's examples as vectors (in examples_of's order), ids resolved, preprocessed
-    as Qdrant does: unit length for a Cosine vector."""
+    """The query's examples as vectors (in examples_of's order), ids resolved, as given:
+    the caller preprocesses them (engine/vectors/scores.py `query_form`)."""
     examples = examples_of(query)
     ids = [example for example in examples if is_point_id(example)]
     found: dict[PointId, np.ndarray | None] = {}
@@ -627,8 +634,6 @@ def _examples(context: _Context, node: QueryNode, query: VectorQuery) -> list[np
                 raise BadRequest(SPARSE_DENSE_MISMATCH)
             _raise_unknown_lookup_vector(reader, ids, name)
         found = reader.example_vectors(ids, name)
-    vector_config = context.reader.config.vectors[node.using]
-    distance = vector_config.distance
     vectors = []
     for example in examples:
         if is_point_id(example):
@@ -643,14 +648,7 @@ def _examples(context: _Context, node: QueryNode, query: VectorQuery) -> list[np
             vector = np.asarray(example, dtype=np.float32)
         vectors.append(vector)
     # Qdrant's `VectorInternal::preprocess` leaves dense vectors alone: average_vector mixes
-    # raw and stored (unit) vectors as given; the metric normalises whatever is scored.
-    # (A multivector's rows are made unit length by multivector.query_matrix.)
-    if (
-        distance is Distance.COSINE
-        and _is_scored_directly(query)
-        and not vector_config.is_multivector
-    ):
-        vectors = [_unit(vector) for vector in vectors]
+    # raw and stored vectors as given; the query scorer preprocesses whatever is scored.
     return vectors
 
 
@@ -707,7 +705,3 @@ def _check_dimensions(vectors: list[np.ndarray], size: int) -> None:
             raise BadRequest(f"Vector dimension error: expected dim: {size}, got {len(vector)}")
         if not np.isfinite(vector).all():
             raise BadRequest("query vector contains a number that is not finite as a float32")
-
-
-def _unit(vector: np.ndarray) -> np.ndarray:
-    return unit_vector(vector).copy()  # callers may keep it: never the caller's own array

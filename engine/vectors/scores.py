@@ -1,18 +1,38 @@
 """Exact scores of vectors as Qdrant reports them, and the order they sort in.
 
 Owns: a matrix of candidates scored against one query (similarity for Cosine and Dot,
-distance for Euclid and Manhattan), unit-length rows for Cosine, the best-first order and
-the score threshold test (strict, both ways, as Qdrant's Distance::check_threshold), and the
-IDF weight of sparse indices.
+distance for Euclid and Manhattan), unit-length rows for Cosine, a vector's `datatype`
+(values rounded as Qdrant's storage type rounds them, the query included), the best-first
+order and the score threshold test (strict, both ways, as Qdrant's Distance::check_threshold),
+and the IDF weight of sparse indices.
 Not here: which candidates are scored (engine/query/reads.py), the universal query's custom scores
 (engine/query/scores.py).
+
+Datatypes, as Qdrant 1.19 scores them (`lib/segment/src/vector_storage/query_scorer/
+metric_query_scorer.rs`, `lib/segment/src/data_types/primitive.rs`, `lib/segment/src/spaces/
+metric_f16/`, `metric_uint/`): the query goes through the metric's `preprocess` for the
+storage type, then is converted to that type like a stored vector, and the two are compared
+in it. For float16 that is: Cosine vectors unit length, then rounded to halves; the
+similarity is the float32 sum of the products. A uint8 Cosine vector is neither stored nor
+queried unit length (`metric_uint/simple_cosine.rs` `preprocess` keeps it): both are cut to
+bytes as given and scored by true cosine, `dot / sqrt(|a|^2 |b|^2)`, 0 when either is zero.
+Keel keeps such a vector as Qdrant does (bytes, as float32) and scores it as the dot product
+of unit rows (`scoring_rows`) and a unit query (`query_form`): the same cosine, rounded once
+more; its graph holds the rows unit length (engine/vectors/hnsw.py). A store written before
+(issue 17) holds such a vector unit length and unrounded: it reads back as written and scores
+by the same formula (a cosine does not see a row's scale).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
-from engine.ops import Distance
+from engine.ops import Distance, VectorConfig
+
+FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 def normalize_rows(matrix: np.ndarray) -> np.ndarray:
@@ -32,6 +52,66 @@ def unit_vector(vector: np.ndarray) -> np.ndarray:
     if norm == 0 or abs(norm - 1.0) < 1e-6:
         return vector
     return (vector / norm).astype(np.float32)
+
+
+def as_datatype(matrix: np.ndarray, datatype: str | None) -> np.ndarray:
+    """Float32 values rounded as Qdrant's storage of `datatype` rounds them: float16 to the
+    nearest half (`f16::from_f32`; clipped to the largest finite half first, where Qdrant
+    would hold infinity), uint8 toward zero and into [0, 255] (Rust's saturating `x as u8`);
+    float32 (None) as they are."""
+    if datatype == "float16":
+        clipped = np.clip(matrix, -FLOAT16_MAX, FLOAT16_MAX)
+        return clipped.astype(np.float16).astype(np.float32)
+    if datatype == "uint8":
+        return np.clip(np.trunc(matrix), 0, 255).astype(np.float32)
+    return matrix
+
+
+def is_raw_cosine(config: VectorConfig) -> bool:
+    """A uint8 Cosine vector: stored as given (in bytes), never unit length, as in Qdrant."""
+    return config.distance is Distance.COSINE and config.datatype == "uint8"
+
+
+def query_form(vector: np.ndarray, config: VectorConfig) -> np.ndarray:
+    """A query vector (a float32 copy) as Keel scores it against `config`'s stored rows:
+    Qdrant's query (unit length for Cosine, then in the storage type: module docstring),
+    made unit length afterwards for a uint8 Cosine vector (`scoring_rows`)."""
+    vector = np.array(vector, dtype=np.float32)
+    if config.distance is Distance.COSINE and config.datatype != "uint8":
+        vector = unit_vector(vector)
+    if config.datatype is not None:
+        vector = as_datatype(vector, config.datatype)
+    if is_raw_cosine(config):
+        vector = unit_vector(vector)
+    return vector
+
+
+def scoring_rows(matrix: np.ndarray, config: VectorConfig) -> np.ndarray:
+    """Stored rows as a query from `query_form` is scored against: unit length for a uint8
+    Cosine vector (so the dot product is Qdrant's true cosine; a zero row scores 0 as in
+    Qdrant), as they are otherwise."""
+    return normalize_rows(matrix) if is_raw_cosine(config) else matrix
+
+
+def on_scoring_rows(
+    score: Callable[[Any], np.ndarray], config: VectorConfig
+) -> Callable[[Any], np.ndarray]:
+    """`score` of stored rows (a matrix, or a multivector's list of matrices), given them as
+    `scoring_rows` makes them."""
+    if not is_raw_cosine(config):
+        return score
+
+    def scored(stored: Any) -> np.ndarray:
+        if isinstance(stored, np.ndarray):
+            return score(normalize_rows(stored))
+        return score([normalize_rows(matrix) for matrix in stored])
+
+    return scored
+
+
+def score_rows(matrix: np.ndarray, query: np.ndarray, config: VectorConfig) -> np.ndarray:
+    """Qdrant's score of each stored row of `config`'s vector against a `query_form` query."""
+    return score_matrix(scoring_rows(matrix, config), query, config.distance)
 
 
 def score_matrix(matrix: np.ndarray, query: np.ndarray, distance: Distance) -> np.ndarray:

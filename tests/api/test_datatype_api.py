@@ -1,11 +1,15 @@
 """A vector's `datatype` changes what is stored as Qdrant's storage changes it
 (lib/segment/src/data_types/primitive.rs): uint8 values truncated toward zero into [0, 255]
-(`x as u8`), float16 rounded to the nearest half (`f16::from_f32`). The uint8 multivector
-case is Qdrant's own tests/openapi/test_multi_vector_uint8.py."""
+(`x as u8`), float16 rounded to the nearest half (`f16::from_f32`); a query is converted the
+same way before it is scored (query_scorer/metric_query_scorer.rs), and a uint8 Cosine
+vector is kept as given and scored by true cosine. The uint8 multivector case is Qdrant's own
+tests/openapi/test_multi_vector_uint8.py; tests/unit/test_datatype_congruence.py compares
+every distance and datatype with qdrant-edge-py."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.api.conftest import Api
 
@@ -61,3 +65,44 @@ async def test_uint8_and_float16_dense_vectors_are_stored_rounded(api: Api):
     query = {"query": [7, 7, 7, 7], "using": "bytes"}
     hits = await api.call("POST", "/collections/{collection_name}/points/query", json=query)
     assert [(p["id"], p["score"]) for p in hits.result["points"]] == [(1, 0.0)]
+
+
+QUERY = "/collections/{collection_name}/points/query"
+
+
+async def scores_by_id(api: Api, body: dict) -> dict[int, np.float32]:
+    """Scores as float32: the answer writes each one's shortest float32 form."""
+    points = (await api.call("POST", QUERY, json=body)).result["points"]
+    return {point["id"]: np.float32(point["score"]) for point in points}
+
+
+async def test_a_uint8_cosine_vector_is_kept_as_given_and_scored_by_true_cosine(api: Api):
+    """Qdrant's `metric_uint/simple_cosine.rs`: no unit length for uint8, stored or queried;
+    both cut to bytes, then dot / sqrt(|a|^2 |b|^2), 0 for a zero vector."""
+    await api.create_collection(vectors={"size": 4, "distance": "Cosine", "datatype": "uint8"})
+    points = [{"id": 1, "vector": [3.7, 10.2, 0.5, 255.9]}, {"id": 2, "vector": [-1.0] * 4}]
+    await api.upsert({"points": points})
+    assert (await vectors_by_id(api)) == {1: [3.0, 10.0, 0.0, 255.0], 2: [0.0] * 4}
+    for params in ({"exact": False}, {"exact": True}):
+        body = {"query": [1.9, 2.5, 300.0, -4.0], "params": params}
+        scores = await scores_by_id(api, body)
+        # As bytes: the query is [1, 2, 255, 0]; 23 = 1 * 3 + 2 * 10. Keel divides unit
+        # rows, not the sums, so the last bit of the float32 may differ from Qdrant's.
+        assert scores[1] == pytest.approx(23 / np.sqrt(65030 * 65134), rel=1e-6)
+        assert scores[2] == 0.0
+
+
+async def test_a_float16_query_is_rounded_to_halves_before_scoring(api: Api):
+    """Qdrant's MetricQueryScorer converts the query to the storage type: 0.1 becomes the
+    half 0.0999755859375, and a Cosine query is made unit length first."""
+    vectors = {
+        "dot": {"size": 2, "distance": "Dot", "datatype": "float16"},
+        "cos": {"size": 2, "distance": "Cosine", "datatype": "float16"},
+    }
+    await api.create_collection(vectors=vectors)
+    await api.upsert({"points": [{"id": 1, "vector": {"dot": [1.0, 0.0], "cos": [1.0, 0.0]}}]})
+    dot = await scores_by_id(api, {"query": [0.1, 0.0], "using": "dot"})
+    assert dot == {1: np.float32(0.0999755859375)}
+    cos = await scores_by_id(api, {"query": [1.0, 2.0], "using": "cos"})
+    unit_half = np.float16(1.0 / np.sqrt(np.float32(5.0)))  # 0.44726..., as a half
+    assert cos == {1: np.float32(unit_half)}
