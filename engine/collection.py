@@ -218,6 +218,7 @@ class Collection:
         self._reader = QueryReader(
             config, self._store, self._indexes, self._visibility_lock, recovered.read_view
         )
+        self._reader.acknowledged_config = lambda: self.config
         self._search_coalescer: SearchCoalescer[SearchRequest, list[ScoredPoint]]
         self._search_coalescer = SearchCoalescer(
             self._reader.search_many, read_executor, READ_THREADS, SEARCH_BATCH_MAX

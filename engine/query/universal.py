@@ -463,7 +463,7 @@ def _vector_hits(
         return _sparse_hits(context, node, query, candidates, wanted)
     vector_config = reader.config.vectors.get(node.using)
     if vector_config is None:
-        raise missing_vector_name(node.using)
+        return _pending_name_hits(reader, node.using, query)
     if any(isinstance(example, SparseVector) for example in examples_of(query)):
         raise BadRequest(SPARSE_DENSE_MISMATCH)
     if vector_config.is_multivector:
@@ -491,6 +491,27 @@ def _vector_hits(
         node.using, score, is_higher_better, node.filter, candidates, wanted
     )
     return _thresholded(pairs, node.score_threshold, is_higher_better)
+
+
+def _pending_name_hits(reader: QueryReader, name: str, query: VectorQuery) -> list[Hit]:
+    """A query on vector `name` that no applied op created: nothing when an acknowledged op
+    has (in Qdrant the name exists once the op is accepted, and no point has a value of it:
+    a write giving one comes after the op), after the size check of a given dense vector;
+    else Qdrant's unknown-name error."""
+    acknowledged = None if reader.acknowledged_config is None else reader.acknowledged_config()
+    if acknowledged is None or not (
+        name in acknowledged.vectors or name in acknowledged.sparse_vectors
+    ):
+        raise missing_vector_name(name)
+    pending = acknowledged.vectors.get(name)
+    if pending is not None and not pending.is_multivector:
+        given = [
+            np.asarray(example, dtype=np.float32)
+            for example in examples_of(query)
+            if not is_point_id(example) and not isinstance(example, SparseVector)
+        ]
+        _check_dimensions([vector for vector in given if vector.ndim == 1], pending.size)
+    return []
 
 
 def _multivector_hits(

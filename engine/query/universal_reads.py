@@ -16,6 +16,7 @@ import numpy as np
 
 from engine.filters.conditions import Filter
 from engine.ops import (
+    CollectionConfig,
     PayloadSelector,
     PointId,
     ScoredPoint,
@@ -31,7 +32,13 @@ from engine.vectors.scores import idf
 
 
 class QueryReader(Reader):
-    """A collection's Reader with the reads of the universal query; any thread."""
+    """A collection's Reader with the reads of the universal query; any thread.
+
+    `config` names the vectors as applied. `acknowledged_config`, set by the collection,
+    gives its config as acknowledged: with a name a vector-name op added before it was
+    applied (engine/query/universal.py finds nothing under such a name)."""
+
+    acknowledged_config: Callable[[], CollectionConfig] | None = None
 
     def sparse_search(
         self,
