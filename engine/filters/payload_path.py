@@ -13,6 +13,7 @@ renaming either breaks replay of old logs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from typing import Any
 
 U64_MAX = 2**64 - 1
@@ -31,6 +32,11 @@ class PayloadPath:
         return cls(_parse_path_steps(text))
 
     def __str__(self) -> str:
+        return self.text
+
+    @cached_property
+    def text(self) -> str:
+        """The canonical text (kept: filters name their fields by it on every search)."""
         parts = [_format_key(self.steps[0])]
         for step in self.steps[1:]:
             if step is None:
@@ -58,6 +64,13 @@ class PayloadPath:
         found: list[Any] = []
         _collect(self.steps, 1, payload[first], found)
         return found
+
+
+@lru_cache(maxsize=4096)
+def canonical_text(text: str) -> str:
+    """The canonical text of the path `text` (`"a".b` is `a.b`); ValueError if not a path.
+    Remembered: payload index names are normalised so on every filtered search."""
+    return PayloadPath.parse(text).text
 
 
 def _collect(steps: tuple[PathStep, ...], position: int, value: Any, found: list[Any]) -> None:

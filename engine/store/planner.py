@@ -39,7 +39,7 @@ from engine.filters.conditions import (
     MatchValue,
     Range,
 )
-from engine.filters.payload_path import PayloadPath
+from engine.filters.payload_path import canonical_text
 from engine.ops import point_key
 from engine.store import payload_index
 from engine.store.payload_index import (
@@ -66,7 +66,7 @@ def plan(filter_: Filter, specs: Specs) -> Lookup | None:
     """Lookups selecting a superset of the points `filter_` matches; None: scan everything."""
     if not specs and not _has_id_in_must(filter_):
         return None
-    by_path = {str(PayloadPath.parse(name)): spec for name, spec in specs.items()}
+    by_path = {canonical_text(name): spec for name, spec in specs.items()}
     return _plan_filter(filter_, by_path, 0)
 
 
@@ -75,7 +75,7 @@ def unindexed_fields(filter_: Filter, specs: Specs) -> dict[str, str]:
     without a payload index, with the index type that would plan them: "keyword" for
     strings, "bool", "integer" for integers and numeric ranges. The read view builds
     such postings in memory for searches (engine/readview/__init__.py)."""
-    by_path = {str(PayloadPath.parse(name)) for name in specs}
+    by_path = {canonical_text(name) for name in specs}
     found: dict[str, str] = {}
     _collect_unindexed(filter_, by_path, found, 0)
     return found
@@ -129,7 +129,7 @@ def is_exact(filter_: Filter, specs: Specs) -> bool:
     integer matches (the index holds every number as f64, and 1.0 is not 1 to a match),
     datetime ranges, geo, or any other clause.
     """
-    by_path = {str(PayloadPath.parse(name)): spec for name, spec in specs.items()}
+    by_path = {canonical_text(name): spec for name, spec in specs.items()}
     return _is_exact_filter(filter_, by_path, 0)
 
 
