@@ -589,25 +589,21 @@ class Reader:
         vectors. Caller holds the visibility lock."""
         threshold = request.score_threshold
         table = self._view.labels
+        key_of = table.key_of
         chosen = [
-            (label, score)
+            (key, label, score)
             for label, score in zip(labels, scores.tolist())
-            if table.key_of(label) is not None
+            if (key := key_of(label)) is not None
             and (threshold is None or passes_threshold(score, threshold, distance))
         ][request.offset : request.offset + request.limit]
         is_lean = not request.with_payload.is_enabled and not request.with_vector.is_enabled
         if is_lean and table.damaged_count == 0:
+            versions = table.versions_of(np.fromiter((label for _, label, _ in chosen), np.int64))
             return [
-                ScoredPoint(
-                    point_id_from_key(table.key_of(label)),  # type: ignore[arg-type]
-                    table.version_of(label),
-                    score,
-                    None,
-                    None,
-                )
-                for label, score in chosen
+                ScoredPoint(point_id_from_key(key), version, score, None, None)
+                for (key, _, score), version in zip(chosen, versions.tolist())
             ]
-        points = self._store.get_points([table.key_of(label) for label, _ in chosen])  # type: ignore[misc]
+        points = self._store.get_points([key for key, _, _ in chosen])
         return [
             ScoredPoint(
                 point_id_from_key(p.key),
@@ -616,7 +612,7 @@ class Reader:
                 self._select_payload(p, request.with_payload),
                 self._select_vectors(p, request.with_vector),
             )
-            for p, (_, score) in zip(points, chosen)
+            for p, (_, _, score) in zip(points, chosen)
             if p is not None
         ]
 

@@ -35,6 +35,7 @@ from engine.ops import (
     Distance,
     PayloadSelector,
     PointId,
+    ScoredPoint,
     SearchRequest,
     SparseVector,
     VectorConfig,
@@ -75,7 +76,7 @@ from engine.query.scores import (
     sparse_average,
 )
 from engine.query.universal_reads import QueryReader
-from engine.vectors.scores import on_scoring_rows, query_form, score_rows, scoring_rows
+from engine.vectors.scores import on_scoring_rows, query_form, score_rows
 
 Lookups = dict[str, QueryReader]  # collection name -> reader, for lookup_from and with_lookup
 GROUP_OVERFETCH = 4  # candidates fetched per wanted group member
@@ -192,23 +193,26 @@ def execute_many(
     reader: QueryReader, jobs: list[tuple[QueryRequest, Lookups]], collection_name: str
 ) -> list[QueryResult]:
     """`execute` of each job, in order. Plain nearest queries by a dense vector (no filter,
-    prefetch, groups or MMR) are searched together (`QueryReader.search_hits_many`); the same
-    hits, in less time than one search each. Raises at the first query that fails."""
+    prefetch, groups or MMR) are run as the search they are (`Reader.search`, together
+    through `Reader.search_many` when there are several): the same points, without the
+    query planner's steps or a second lookup of each hit. Raises at the first query that
+    fails."""
     plain = [position for position, (request, _) in enumerate(jobs) if _is_plain(reader, request)]
-    hits_of: dict[int, list[tuple[PointId, float]]] = {}
-    if len(plain) > 1:
+    points_of: dict[int, list[ScoredPoint]] = {}
+    if len(plain) == 1:
+        points_of[plain[0]] = reader.search(_plain_search(reader, jobs[plain[0]][0]))
+    elif plain:
         searches = [_plain_search(reader, jobs[position][0]) for position in plain]
-        hits_of = dict(zip(plain, reader.search_hits_many(searches)))
-    results = []
-    for position, (request, lookups) in enumerate(jobs):
-        if position not in hits_of:
-            results.append(execute(reader, request, lookups, collection_name))
-            continue
-        hits = hits_of[position][request.offset : request.offset + request.root.limit]
-        results.append(
-            QueryResult(reader.scored_points(hits, request.with_payload, request.with_vector))
-        )
-    return results
+        for position, found in zip(plain, reader.search_many(searches)):
+            if isinstance(found, Exception):
+                raise found
+            points_of[position] = found
+    return [
+        QueryResult(points_of[position])
+        if position in points_of
+        else execute(reader, request, lookups, collection_name)
+        for position, (request, lookups) in enumerate(jobs)
+    ]
 
 
 def _is_plain(reader: QueryReader, request: QueryRequest) -> bool:
@@ -227,7 +231,8 @@ def _is_plain(reader: QueryReader, request: QueryRequest) -> bool:
 
 
 def _plain_search(reader: QueryReader, request: QueryRequest) -> SearchRequest:
-    """The search `execute` would run for a plain nearest query (see `_searched`)."""
+    """The search `execute` runs for a plain nearest query (see `_searched`), with the
+    query's offset, payload and vector selection."""
     root = request.root
     assert isinstance(root.query, Nearest)
     vector = np.asarray(root.query.example, dtype=np.float32)
@@ -235,11 +240,13 @@ def _plain_search(reader: QueryReader, request: QueryRequest) -> SearchRequest:
     return SearchRequest(
         vector_name=root.using,
         vector=vector,
-        limit=root.limit + request.offset,
+        limit=root.limit,
+        offset=request.offset,
         score_threshold=root.score_threshold,
         hnsw_ef=root.hnsw_ef,
         is_exact=root.is_exact,
-        with_payload=PayloadSelector(False),
+        with_payload=request.with_payload,
+        with_vector=request.with_vector,
         filter=None,
     )
 
@@ -400,26 +407,28 @@ def _mmr_hits(
         distance = Distance.DOT
         [vector] = _sparse_examples(context, node, plain)
         vectors: Any = [stored[hit.id] for hit in pool]
-    elif is_multivector:
-        assert vector_config is not None
-        distance = vector_config.distance
-        [example] = _examples(context, node, plain)
-        vector = multivector.query_matrix(example, vector_config)
-        # Matrices: internal_similarity is MaxSim.
-        vectors = [scoring_rows(stored[hit.id], vector_config) for hit in pool]
+        queries: list[Any] = vectors
     else:
         assert vector_config is not None
         distance = vector_config.distance
         [example] = _examples(context, node, plain)
-        vector = query_form(example, vector_config)
-        matrix = np.stack([stored[hit.id] for hit in pool]).astype(np.float32)
-        vectors = scoring_rows(matrix, vector_config)
+        # Qdrant scores MMR in a float32 volatile storage of the vectors as retrieved
+        # (shard/src/query/mmr): whatever the datatype, no rounding, and only the query side
+        # preprocessed (unit length for Cosine, a uint8 one included).
+        as_float32 = replace(vector_config, datatype=None)
+        if is_multivector:
+            vector = multivector.query_matrix(example, as_float32)
+            vectors = [stored[hit.id] for hit in pool]  # matrices: internal_similarity is MaxSim
+            queries = [multivector.query_matrix(matrix, as_float32) for matrix in vectors]
+        else:
+            vector = query_form(example, as_float32)
+            vectors = np.stack([stored[hit.id] for hit in pool]).astype(np.float32)
+            queries = [query_form(row, as_float32) for row in vectors]
     relevance = internal_similarity(vectors, vector, distance)
-    similarity = np.stack([internal_similarity(vectors, row, distance) for row in vectors])
-    if is_multivector:
-        # MaxSim is not symmetric: Qdrant's LazyMatrix scores a candidate as the query
-        # against a picked point's matrix; mmr_order reads similarity[picked][candidate].
-        similarity = similarity.T
+    # Not symmetric (MaxSim; a preprocessed query against stored rows): Qdrant's LazyMatrix
+    # scores a candidate as the query against a picked point; mmr_order reads
+    # similarity[picked][candidate].
+    similarity = np.stack([internal_similarity(vectors, row, distance) for row in queries]).T
     lambda_ = 1.0 - query.mmr.diversity
     return [pool[index] for index in mmr_order(relevance, similarity, lambda_, wanted)]
 
