@@ -192,3 +192,51 @@ def test_stored_vectors_read_back_as_qdrant_shows_them(engines: Engines) -> None
     keel = {record.id: record.vectors[NAME].tolist() for record in records}
     edge = {record.id: record.vector[NAME] for record in engines.shard.retrieve(ids, False, True)}
     assert keel == edge
+
+
+def test_sum_scores_discover_and_context_agree(engines: Engines) -> None:
+    """The other custom scores over the same similarities (examples converted as queries)."""
+    examples = queries(engines, "custom")
+    target, positive, negative = examples[0], examples[1], examples[2]
+    pair = {"positive": positive, "negative": negative}
+    edge_pair = qdrant_edge.ContextPair(positive, negative)
+    cases = [
+        (
+            {
+                "recommend": {
+                    "positive": [positive],
+                    "negative": [negative],
+                    "strategy": "sum_scores",
+                }
+            },
+            qdrant_edge.Query.RecommendSumScores(
+                qdrant_edge.RecommendQuery(positives=[positive], negatives=[negative]), NAME
+            ),
+        ),
+        (
+            {"discover": {"target": target, "context": [pair]}},
+            qdrant_edge.Query.Discover(qdrant_edge.DiscoverQuery(target, [edge_pair]), NAME),
+        ),
+        (
+            {"context": [pair]},
+            qdrant_edge.Query.Context(qdrant_edge.ContextQuery([edge_pair]), NAME),
+        ),
+    ]
+    for query, edge_query in cases:
+        body = {"query": query, "using": NAME, "limit": POINT_COUNT}
+        assert_same_hits(body, engines.keel_query(body), engines.edge_query(query=edge_query))
+
+
+def test_mmr_agrees(engines: Engines) -> None:
+    """MMR over the nearest candidates: relevance and the candidates' pairwise similarities
+    (stored vectors as queries) in the storage type; hits keep their search scores."""
+    for query in queries(engines, "mmr")[:4]:
+        mmr = {"diversity": 0.5, "candidates_limit": POINT_COUNT}
+        body = {"query": {"nearest": query, "mmr": mmr}, "using": NAME, "limit": 10}
+        edge = engines.shard.query(
+            qdrant_edge.QueryRequest(limit=10, query=qdrant_edge.Mmr(query, 0.5, POINT_COUNT, NAME))
+        )
+        edge_hits = [(hit.id, hit.score) for hit in edge]
+        keel = engines.keel_query(body)
+        assert [i for i, _ in keel] == [i for i, _ in edge_hits], body
+        assert [s for _, s in keel] == pytest.approx([s for _, s in edge_hits], **SCORE_TOLERANCE)
