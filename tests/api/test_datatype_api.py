@@ -106,3 +106,19 @@ async def test_a_float16_query_is_rounded_to_halves_before_scoring(api: Api):
     cos = await scores_by_id(api, {"query": [1.0, 2.0], "using": "cos"})
     unit_half = np.float16(1.0 / np.sqrt(np.float32(5.0)))  # 0.44726..., as a half
     assert cos == {1: np.float32(unit_half)}
+
+
+async def test_the_distance_matrix_scores_uint8_cosine_by_true_cosine(api: Api):
+    """The matrix searches with each sampled point's vector as a query (Qdrant's
+    distance_matrix.rs), so the pair scores by the cosine of the bytes, both ways."""
+    await api.create_collection(vectors={"size": 4, "distance": "Cosine", "datatype": "uint8"})
+    points = [
+        {"id": 1, "vector": [3.7, 10.2, 0.5, 255.9]},
+        {"id": 2, "vector": [1.9, 2.5, 300, -4]},
+    ]
+    await api.upsert({"points": points})
+    pairs_path = "/collections/{collection_name}/points/search/matrix/pairs"
+    pairs = (await api.call("POST", pairs_path, json={"sample": 2, "limit": 1})).result["pairs"]
+    assert sorted((pair["a"], pair["b"]) for pair in pairs) == [(1, 2), (2, 1)]
+    for pair in pairs:  # the bytes: [3, 10, 0, 255] and [1, 2, 255, 0]
+        assert pair["score"] == pytest.approx(23 / np.sqrt(65030 * 65134), rel=1e-6)
