@@ -3,9 +3,10 @@
 Goal: with a datatype, Keel stores, shows and scores vectors as Qdrant 1.19 does
 (engine/vectors/scores.py says how, from Qdrant's source): stored values rounded to the type;
 the query preprocessed for the type and rounded to it as well; a uint8 Cosine vector kept as
-given and scored by true cosine. Plain vectors and multivectors (MaxSim), on Dot, Cosine and
-Euclid, through the graph search, the exact search, a prefetch's rerank and recommend's
-best_score; retrieved vectors must be the same numbers.
+given and scored by true cosine. Plain vectors and multivectors (MaxSim), on every distance
+(Manhattan has no graph), through the graph search, the exact search, a prefetch's rerank,
+recommend, discover, context and MMR (which Qdrant scores in float32); retrieved vectors must
+be the same numbers.
 
 Method: seeded points (values past both ends of uint8, fractions float16 rounds, a point
 that uint8 makes all zeros) go into a Keel collection (through the wire parsers a request
@@ -40,7 +41,7 @@ SEED = 1717
 NAME = "v"
 CASES = [
     (distance, datatype, is_multi)
-    for distance in ("Dot", "Cosine", "Euclid")
+    for distance in ("Dot", "Cosine", "Euclid", "Manhattan")
     for datatype in ("float16", "uint8")
     for is_multi in (False, True)
 ]
