@@ -73,7 +73,8 @@ class QueryReader(Reader):
 
     def example_vectors(self, ids: list[PointId], name: str) -> dict[PointId, np.ndarray | None]:
         """Each existing point's stored vector `name` (None if it has none); absent ids are
-        left out. Stored Cosine vectors are already unit length."""
+        left out. Stored Cosine vectors are unit length, but uint8 ones (kept as given:
+        engine/vectors/scores.py)."""
         return self._stored_vectors(ids, name, self._store.get_vectors)
 
     def sparse_vectors_of(self, ids: list[PointId], name: str) -> dict[PointId, Any]:
