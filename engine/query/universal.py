@@ -192,11 +192,11 @@ def execute(
 def execute_many(
     reader: QueryReader, jobs: list[tuple[QueryRequest, Lookups]], collection_name: str
 ) -> list[QueryResult]:
-    """`execute` of each job, in order. Plain nearest queries by a dense vector (no filter,
-    prefetch, groups or MMR) are run as the search they are (`Reader.search`, together
-    through `Reader.search_many` when there are several): the same points, without the
-    query planner's steps or a second lookup of each hit. Raises at the first query that
-    fails."""
+    """`execute` of each job, in order. Plain nearest queries by a dense vector (filtered or
+    not; no prefetch, groups or MMR) are run as the search they are (`Reader.search`,
+    through `Reader.search_many` when there are several, which searches unfiltered ones
+    together): the same points, without the query planner's steps or a second lookup of
+    each hit. Raises at the first query that fails."""
     plain = [position for position, (request, _) in enumerate(jobs) if _is_plain(reader, request)]
     points_of: dict[int, list[ScoredPoint]] = {}
     if len(plain) == 1:
@@ -222,7 +222,6 @@ def _is_plain(reader: QueryReader, request: QueryRequest) -> bool:
         and query.mmr is None
         and isinstance(query.example, list)
         and not root.prefetch
-        and root.filter is None
         and root.lookup_from is None
         and request.group_by is None
         and root.using in reader.config.vectors
@@ -247,7 +246,7 @@ def _plain_search(reader: QueryReader, request: QueryRequest) -> SearchRequest:
         is_exact=root.is_exact,
         with_payload=request.with_payload,
         with_vector=request.with_vector,
-        filter=None,
+        filter=root.filter,
     )
 
 
