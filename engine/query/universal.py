@@ -226,6 +226,7 @@ def _is_plain(reader: QueryReader, request: QueryRequest) -> bool:
         and request.group_by is None
         and root.using in reader.config.vectors
         and not reader.config.vectors[root.using].is_multivector
+        and _is_acknowledged(reader, root.using)
     )
 
 
@@ -467,6 +468,8 @@ def _vector_hits(
     wanted: int,
 ) -> list[Hit]:
     reader = context.reader
+    if not _is_acknowledged(reader, node.using):
+        raise missing_vector_name(node.using)  # deleted by an op not applied yet
     if node.using in reader.config.sparse_vectors:
         return _sparse_hits(context, node, query, candidates, wanted)
     vector_config = reader.config.vectors.get(node.using)
@@ -499,6 +502,16 @@ def _vector_hits(
         node.using, score, is_higher_better, node.filter, candidates, wanted
     )
     return _thresholded(pairs, node.score_threshold, is_higher_better)
+
+
+def _is_acknowledged(reader: QueryReader, name: str) -> bool:
+    """Whether the collection has vector `name` as acknowledged: a name an acknowledged op
+    deletes is gone at once, before the op is applied (Qdrant drops it from the collection's
+    config before its shards apply the op, and then refuses queries naming it)."""
+    if reader.acknowledged_config is None:
+        return True
+    acknowledged = reader.acknowledged_config()
+    return name in acknowledged.vectors or name in acknowledged.sparse_vectors
 
 
 def _pending_name_hits(reader: QueryReader, name: str, query: VectorQuery) -> list[Hit]:

@@ -22,6 +22,7 @@ from engine.errors import BadRequest
 from engine.ops import (
     CollectionConfig,
     CreateVectorName,
+    DeleteVectorName,
     Distance,
     SparseVectorConfig,
     VectorConfig,
@@ -97,5 +98,39 @@ async def test_a_query_on_a_pending_name_still_checks_the_dimension(tmp_path: Pa
                 await query_ids(collection, {"query": [1.0, 2.0, 3.0], "using": "x"})
             with pytest.raises(BadRequest, match="Not existing vector name"):
                 await query_ids(collection, {"query": [1.0, 2.0], "using": "y"})
+    finally:
+        await catalog.close()
+
+
+async def test_a_query_on_a_name_deleted_but_not_applied_is_refused_at_once(
+    tmp_path: Path,
+) -> None:
+    """The reverse: Qdrant drops the name from the collection's config when it accepts the
+    delete, so queries naming it answer "Not existing vector name" before the shards have
+    removed the data; the legacy search answers so too (tests/unit/test_vector_names.py)."""
+    catalog = await open_catalog(tmp_path)
+    try:
+        config = CollectionConfig(vectors={"a": DOT2, "b": DOT2})
+        await catalog.create("c", config)
+        collection = catalog.get("c")
+        both = upsert([1], [[1.0, 0.0]], name="a")
+        both.vectors["b"] = upsert([1], [[0.0, 1.0]], name="b").vectors["b"]
+        await collection.update(both, wait=True, timeout_s=None)
+        assert await query_ids(collection, {"query": [1, 1], "using": "b"}) == [1]
+        with applier_held(collection):
+            result = await collection.update_vector_names(
+                DeleteVectorName("b"), wait=False, timeout_s=None
+            )
+            assert result.status.value == "acknowledged"
+            for body in (
+                {"query": [1, 1], "using": "b"},  # a plain search
+                {"query": [1, 1], "using": "b", "filter": {"must": [{"has_id": [1]}]}},
+                {"prefetch": [{"query": [1, 1], "using": "b"}], "query": {"fusion": "rrf"}},
+            ):
+                with pytest.raises(BadRequest, match="Not existing vector name error: b"):
+                    await query_ids(collection, body)
+            assert await query_ids(collection, {"query": [1, 1], "using": "a"}) == [1]
+        with pytest.raises(BadRequest, match="Not existing vector name error: b"):
+            await query_ids(collection, {"query": [1, 1], "using": "b"})  # applied
     finally:
         await catalog.close()
