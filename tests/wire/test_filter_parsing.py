@@ -41,6 +41,7 @@ from server.app import describe_error
 from server.wire.filters import (
     CONDITION_EXPECTING,
     FILTER_JSON_DEPTH_MAX,
+    PARSED_FILTERS_MAX,
     parse_filter,
     parse_filter_collecting,
 )
@@ -425,3 +426,45 @@ def test_collecting_returns_the_filter_and_the_validation_errors() -> None:
     parsed = parse_filter_collecting(must({"key": "a"}), "filter", errors)
     assert parsed == Filter(must=(FieldCondition(key=key_path("a")),))
     assert errors == [("filter.must[0].__all__", NO_CHECK)]
+
+
+# --- parsed filters are remembered -------------------------------------------------------------
+
+
+def test_a_filter_parsed_again_is_the_remembered_one_whatever_its_key_order() -> None:
+    data = {"must": [{"match": {"value": "x"}, "key": "a"}], "should": {"has_id": [1]}}
+    first = parse_filter(data)
+    reordered = {"should": {"has_id": [1]}, "must": [{"key": "a", "match": {"value": "x"}}]}
+    assert parse_filter(reordered) is first
+    assert first == Filter(
+        must=(FieldCondition(key=key_path("a"), match=MatchValue(value="x")),),
+        should=(HasIdCondition(has_id=frozenset({1})),),
+    )
+
+
+def test_remembered_filters_keep_ints_floats_and_bools_apart() -> None:
+    parsed = [parse_filter(must({"key": "a", "match": {"value": value}})) for value in (1, True)]
+    parsed += [parse_filter(must({"key": "a", "range": {"gt": value}})) for value in (1, 1.5)]
+    assert [p.must[0].match for p in parsed[:2]] == [MatchValue(value=1), MatchValue(value=True)]
+    # 1 == True in Python: the types tell whether the second parse was the first's.
+    assert type(parsed[0].must[0].match.value) is int  # type: ignore[union-attr]
+    assert type(parsed[1].must[0].match.value) is bool  # type: ignore[union-attr]
+    assert answer(must({"key": "a", "match": {"value": 1.0}}))[0] == 400  # not an i64
+    assert parsed[2].must[0].range != parsed[3].must[0].range
+
+
+def test_a_filter_with_validation_errors_is_never_remembered() -> None:
+    """Its errors name where it sits in the body, so each parse reports them afresh."""
+    for path in ("filter", "prefetch.filter", "filter"):
+        assert answer(must({"key": "a"}), path=path) == (
+            422,
+            f"{VALIDATION}[{path}.must[0].__all__: {NO_CHECK}]",
+        )
+
+
+def test_past_the_bound_filters_are_forgotten_and_still_parsed_right() -> None:
+    for number in range(PARSED_FILTERS_MAX + 5):
+        parsed = parse_filter(must({"key": "n", "match": {"value": number}}))
+        assert parsed.must[0].match == MatchValue(value=number)  # type: ignore[union-attr]
+    big = must({"has_id": list(range(2_000))})  # longer than a remembered key may be
+    assert parse_filter(big) is not parse_filter(big)
