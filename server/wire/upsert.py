@@ -157,6 +157,7 @@ def check_point_vector(vector: Any) -> list[str | None]:
         for name, value in vector.items():
             kind = _named_value_kind(value)
             if kind is None:
+                _raise_if_inference_object(value)  # a named document: {"name": {"model"..}}
                 _raise_if_inference_object(vector)
                 raise untagged_mismatch("VectorStruct")
             if kind == DENSE and not value:
