@@ -3,6 +3,8 @@
 Owns: parsing Qdrant's SearchMatrixRequest (`filter`, `sample` default 10 and at least 2,
 `limit` default 3 and at least 1, `using`, `shard_key`) and shaping the two answers:
 `{"pairs": [{"a", "b", "score"}]}` and `{"offsets_row", "offsets_col", "scores", "ids"}`.
+Scores are f32 in Qdrant (ScoreType) and are written as float32, shortest text (1.4063001,
+not 1.4063000679016113), as search scores are in server/responses.py.
 Not here: sampling and scoring (engine/query/distance_matrix.py).
 
 The sample is random, as in Qdrant: two calls may answer differently unless `sample` is at
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import numpy as np
 from aiohttp import web
 
 from engine.errors import NotImplementedYet
@@ -47,7 +50,7 @@ class MatrixBody:
 async def matrix_pairs(request: web.Request) -> web.Response:
     matrix = await _matrix(request)
     pairs = [
-        {"a": point_id_json(point_id), "b": point_id_json(other), "score": score}
+        {"a": point_id_json(point_id), "b": point_id_json(other), "score": np.float32(score)}
         for point_id, row in zip(matrix.ids, matrix.neighbours)
         for other, score in row
     ]
@@ -62,7 +65,7 @@ async def matrix_offsets(request: web.Request) -> web.Response:
         for other, score in neighbours:
             rows.append(row)
             columns.append(offset_of[other])
-            scores.append(score)
+            scores.append(np.float32(score))
     result = {
         "offsets_row": rows,
         "offsets_col": columns,

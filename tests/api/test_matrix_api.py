@@ -68,3 +68,15 @@ async def test_sample_query(points: Api) -> None:
     assert sorted(point["id"] for point in result) == [1, 3, 5]
     response = await points.call("POST", QUERY, json={"query": {"sample": "nope"}})
     assert response.status == 400
+
+
+async def test_scores_are_written_as_float32(api: Api) -> None:
+    """Qdrant's scores are f32: serde writes the shortest f32 text (0.22360681), not the
+    float64 widening of it (0.22360680997371674). Both answers, parsed, give that number."""
+    await api.create_collection("c", vectors={"size": 2, "distance": "Euclid"})
+    body = {"points": [{"id": 1, "vector": [0.0, 0.0]}, {"id": 2, "vector": [0.1, 0.2]}]}
+    await api.upsert(body, query={"wait": "true"})
+    pairs = (await api.call("POST", PAIRS, json={})).result["pairs"]
+    assert [pair["score"] for pair in pairs] == [0.22360681, 0.22360681]
+    offsets = (await api.call("POST", OFFSETS, json={})).result
+    assert offsets["scores"] == [0.22360681, 0.22360681]
