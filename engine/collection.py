@@ -728,6 +728,11 @@ class Collection:
 
     # ---- strict mode (engine/strict_mode/) --------------------------------------------------
 
+    def stored_similarity_cost(self, point_id: PointId, name: str) -> int:
+        """Strict mode's read cost of a query example given by id (Reader's, on the loop:
+        one point's vector, read only when the read rate limit is set)."""
+        return self._reader.stored_similarity_cost(point_id, name)
+
     def check_read(
         self,
         check: StrictCheck | None,

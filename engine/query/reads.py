@@ -157,6 +157,19 @@ class Reader:
         points = [p for p in self._store.get_points(keys) if p is not None]
         return self._records(points, with_payload, with_vector)
 
+    def stored_similarity_cost(self, point_id: PointId, name: str) -> int:
+        """Qdrant's similarity cost of point `point_id`'s vector `name` (strict mode's read
+        rate, for a query example given by id): the rows of a multivector, else 1 (also
+        when the point or its vector is missing: the query then fails or finds nothing)."""
+        if name not in self._store.multivector_dims:
+            return 1
+        with self._visibility_lock.shared():
+            label = self._view.labels.label_of(point_key(point_id))
+            if label is None:
+                return 1
+            [matrix] = self._store.get_vectors(name, [label])
+        return 1 if matrix is None else len(matrix)
+
     def search(self, request: SearchRequest) -> list[ScoredPoint]:
         distance = self.config.vectors[request.vector_name].distance
         with self._visibility_lock.shared():

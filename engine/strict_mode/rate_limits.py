@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
+
 from engine.errors import RateLimited
 from engine.filters import conditions as filters
 from engine.ops import (
@@ -150,17 +152,27 @@ def matrix_read_costs(sample_count: int, filter_: filters.Filter | None) -> list
     return [(sample_count + 1) * (BASE_COST + filter_cost(filter_))]
 
 
-def query_batch_read_costs(requests: list[plan.QueryRequest]) -> list[int]:
+# The similarity cost of a point's stored vector `name`, for an example given by id: the rows
+# of a multivector, else 1 (Collection.stored_similarity_cost reads it).
+StoredCost = Callable[[Any, str], int]
+
+
+def query_batch_read_costs(
+    requests: list[plan.QueryRequest], stored_cost: StoredCost | None = None
+) -> list[int]:
     """A query or a batch of them: fetching the example ids, then the searches and scrolls."""
-    costs = [query_read_costs(request) for request in requests]
+    costs = [query_read_costs(request, stored_cost) for request in requests]
     return [sum(ids for ids, _ in costs), sum(cost for _, cost in costs)]
 
 
-def query_read_costs(request: plan.QueryRequest) -> tuple[int, int]:
+def query_read_costs(
+    request: plan.QueryRequest, stored_cost: StoredCost | None = None
+) -> tuple[int, int]:
     """(ids to fetch, search and scroll cost) of a query: Qdrant first retrieves the vectors
     of the examples given as ids (one token each), then runs the planned searches (each
-    example vector costs its similarity cost, plus the filter's conditions and one for the
-    has_id exclusion of those ids) and scrolls (one, plus the filter's conditions)."""
+    example vector costs its similarity cost, an id's the fetched vector's, plus the
+    filter's conditions and one for the has_id exclusion of those ids) and scrolls (one,
+    plus the filter's conditions)."""
     root = plan.push_filters_down(request.root)
     ids_count = 0
     cost = 0
@@ -173,7 +185,10 @@ def query_read_costs(request: plan.QueryRequest) -> tuple[int, int]:
             examples = plan.examples_of(query)
             id_count = sum(1 for example in examples if plan.is_point_id(example))
             ids_count += id_count
-            cost += _query_vectors_cost(query, examples)
+            # An id naming a point of another collection (lookup_from) costs 1: its vector
+            # is not this collection's to read.
+            fetched = stored_cost if leaf.lookup_from is None else None
+            cost += _query_vectors_cost(query, examples, leaf.using, fetched)
             cost += filter_cost(leaf.filter) + (1 if id_count else 0)
         else:
             cost += BASE_COST + filter_cost(leaf.filter)
@@ -182,16 +197,18 @@ def query_read_costs(request: plan.QueryRequest) -> tuple[int, int]:
 
 def search_cost(example: Any, filter_: filters.Filter | None) -> int:
     """A core search's cost: its vector's similarity cost plus its filter's conditions."""
-    return _similarity_cost(example) + filter_cost(filter_)
+    return _similarity_cost(example, "", None) + filter_cost(filter_)
 
 
-def _query_vectors_cost(query: Any, examples: list[Any]) -> int:
+def _query_vectors_cost(
+    query: Any, examples: list[Any], using: str, stored_cost: StoredCost | None
+) -> int:
     """`QueryEnum::search_cost`: each vector the search compares with, except recommend's
     `average_vector`, which searches with the one averaged vector (a sparse average has the
     union of the examples' dimensions)."""
     is_average = isinstance(query, plan.Recommend) and query.strategy == "average_vector"
     if not is_average:
-        return sum(_similarity_cost(example) for example in examples)
+        return sum(_similarity_cost(example, using, stored_cost) for example in examples)
     sparse = [example for example in examples if getattr(example, "indices", None) is not None]
     if not sparse:
         return 1
@@ -209,12 +226,16 @@ def _leaves(node: plan.QueryNode) -> Iterator[plan.QueryNode]:
         yield from _leaves(child)
 
 
-def _similarity_cost(example: Any) -> int:
+def _similarity_cost(example: Any, using: str, stored_cost: StoredCost | None) -> int:
+    """`VectorInternal::similarity_cost`: a multivector costs its rows, a sparse vector its
+    dimensions by SPARSE_DIMS_COST_UNIT, a dense one 1; an id, the vector it fetches."""
     if plan.is_point_id(example):
-        return 1  # Keel's stored vectors are single dense or sparse: the fetched one costs 1
+        return 1 if stored_cost is None else stored_cost(example, using)
     indices = getattr(example, "indices", None)
     if indices is not None:  # a SparseVector
         return max(0, -(-len(indices) // SPARSE_DIMS_COST_UNIT))
+    if np.ndim(example) == 2:  # a multivector query: its rows
+        return len(example)
     return 1
 
 

@@ -125,7 +125,8 @@ async def answer(
     for query_request in requests:
         check_query(query_request.root)
     check = partial(_check_strict_mode, requests, data, is_batch, is_universal)
-    collection.check_read(check, timeout_s, partial(query_batch_read_costs, requests))
+    costs = partial(query_batch_read_costs, requests, collection.stored_similarity_cost)
+    collection.check_read(check, timeout_s, costs)
     is_single_unnamed = collection.config.is_single_unnamed
     jobs = [(query_request, _lookups(catalog, query_request)) for query_request in requests]
     results = await collection.query_many(jobs)

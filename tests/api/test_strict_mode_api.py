@@ -496,9 +496,7 @@ async def test_payload_size_is_the_json_size_of_the_stored_payloads(
     set_payload = {"payload": {"a": 1}, "points": [1]}
     # wait=true: the next check must see this write applied (the default, wait=false,
     # answers before the applier has written it, and the scan reads applied payloads).
-    first = await api.call(
-        "POST", POINTS + "/payload", json=set_payload, query={"wait": "true"}
-    )
+    first = await api.call("POST", POINTS + "/payload", json=set_payload, query={"wait": "true"})
     assert first.status == 200
     response = await api.call("POST", POINTS + "/payload", json=set_payload)
     assert "Max payload storage size limit of" in response.error
@@ -774,3 +772,28 @@ async def test_multivector_storage_counts_every_row(api: Api):
         await api.upsert({"points": [{"id": 9, "vector": {"colbert": rows}}]}),
         "Bad request: Max vector storage size limit of 0.0625MB reached!",
     )
+
+
+async def test_a_multivector_costs_its_rows_given_or_fetched_by_id(api: Api):
+    """Qdrant's test_read_rate_limiter_many_vectors: a query matrix of 3 rows costs 3 tokens,
+    and so does an id whose stored multivector has 3 rows (+1 to fetch it, +1 for the
+    has_id exclusion of the example)."""
+    multi = {"size": 4, "distance": "Dot", "multivector_config": {"comparator": "max_sim"}}
+    await api.create_collection("c", vectors={"m": multi})
+    rows = [[0.1, 0.2, 0.3, 0.4]] * 3
+    upsert = {"points": [{"id": 2, "vector": {"m": rows}}, {"id": 3, "vector": {"m": rows[:1]}}]}
+    assert (await api.upsert(upsert)).result["status"] == "completed"
+    by_matrix = {"query": rows, "using": "m", "limit": 5}
+    by_id = {"query": 2, "using": "m", "limit": 5}
+    too_large = "request larger than rate limiter capacity"
+    for body, fitting_limit in ((by_matrix, 3), (by_id, 5)):
+        await set_strict_mode(api, {"enabled": True, "read_rate_limit": 2})
+        response = await query(api, body)
+        assert response.status == 429 and too_large in response.error, response.body
+        await set_strict_mode(api, {"enabled": True, "read_rate_limit": fitting_limit - 1})
+        assert (await query(api, body)).status == 429  # one token short
+        await set_strict_mode(api, {"enabled": True, "read_rate_limit": fitting_limit})
+        assert (await query(api, body)).status == 200
+    # A one-row multivector fetched by id costs 1 (+2): 3 tokens are enough.
+    await set_strict_mode(api, {"enabled": True, "read_rate_limit": 3})
+    assert (await query(api, {"query": 3, "using": "m"})).status == 200
