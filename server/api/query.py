@@ -202,14 +202,34 @@ def node_params(raw: Any) -> NodeParams:
 
 
 def _lookups(catalog: Catalog, request: QueryRequest) -> dict[str, Collection]:
-    # Qdrant answers 404 naming a `lookup_from` collection that does not exist.
-    lookups = {name: catalog.get(name) for name in lookup_collections(request.root)}
-    name = with_lookup_collection(request)
-    if name is not None and name not in lookups:
-        if not catalog.exists(name):
-            raise NotFound(f"Collection {name} not found")  # lookup/mod.rs words it so
-        lookups[name] = catalog.get(name)
+    """The collections named by `lookup_from` and `with_lookup`, checked in Qdrant's order
+    (the query's own, then its prefetches', last listed first), so that of several missing
+    ones the same is named."""
+    names = [request.root.lookup_from.collection] if request.root.lookup_from else []
+    stack = list(request.root.prefetch)
+    while stack:
+        prefetch = stack.pop()
+        if prefetch.lookup_from is not None:
+            names.append(prefetch.lookup_from.collection)
+        stack.extend(prefetch.prefetch)
+    with_lookup = with_lookup_collection(request)
+    names += [with_lookup] if with_lookup is not None else []
+    lookups: dict[str, Collection] = {}
+    for name in names:
+        if name not in lookups:
+            lookups[name] = _lookup_collection(catalog, name)
+    assert set(lookups) >= lookup_collections(request.root), (set(lookups), request.root)
     return lookups
+
+
+def _lookup_collection(catalog: Catalog, name: str) -> Collection:
+    # A missing `lookup_from` or `with_lookup` collection is 404 with words of its own, not
+    # the catalog's "Collection `x` doesn't exist!": Qdrant's
+    # validate_lookup_from_collection_exists (storage/src/content_manager/toc/point_ops.rs,
+    # the query and its prefetches), fetch_vectors.rs and lookup/mod.rs all say so.
+    if not catalog.exists(name):
+        raise NotFound(f"Collection {name} not found")
+    return catalog.get(name)
 
 
 def points_json(_: QueryRequest, result: QueryResult, is_single_unnamed: bool) -> list[Any]:

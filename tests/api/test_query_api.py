@@ -23,6 +23,7 @@ QUERY_GROUPS = "/collections/{collection_name}/points/query/groups"
 SEARCH_BATCH = "/collections/{collection_name}/points/search/batch"
 SEARCH_GROUPS = "/collections/{collection_name}/points/search/groups"
 SCROLL = "/collections/{collection_name}/points/scroll"
+RECOMMEND = "/collections/{collection_name}/points/recommend"
 EXACT = {"exact": True}
 
 
@@ -135,9 +136,29 @@ async def test_lookup_from_reads_another_collection(points: Api):
     await points.upsert({"points": [{"id": 1, "vector": [0, 1]}]}, name="other")
     body = {"query": 1, "limit": 1, "lookup_from": {"collection": "other"}}
     assert [p["id"] for p in await query(points, body)] == [5]
-    body["lookup_from"] = {"collection": "nope"}
+
+
+async def test_a_missing_lookup_collection_is_404_with_qdrants_words(points: Api):
+    """Qdrant words a missing `lookup_from` collection (of the query, a prefetch, a legacy
+    recommend) as lookup/mod.rs does a missing `with_lookup` one, not as a missing
+    collection in the path; of several, the query's own is named first."""
+    message = "Not found: Collection nope not found"
+    lookup_from = {"collection": "nope"}
+    for path, body in [
+        (QUERY, {"query": 1, "lookup_from": lookup_from}),
+        (QUERY, {"prefetch": {"query": 1, "lookup_from": lookup_from}, "query": {"fusion": "rrf"}}),
+        (QUERY_BATCH, {"searches": [{"query": [1, 0]}, {"query": 1, "lookup_from": lookup_from}]}),
+        (RECOMMEND, {"positive": [1], "limit": 1, "lookup_from": lookup_from}),
+    ]:
+        response = await points.call("POST", path, json=body)
+        assert (response.status, response.error) == (404, message), path
+    body = {
+        "prefetch": {"query": 1, "lookup_from": {"collection": "nope2"}},
+        "query": 1,
+        "lookup_from": lookup_from,
+    }
     response = await points.call("POST", QUERY, json=body)
-    assert (response.status, response.error) == (404, "Not found: Collection `nope` doesn't exist!")
+    assert (response.status, response.error) == (404, message)
 
 
 async def test_a_lookup_vector_the_other_collection_lacks_fails_on_the_first_point(points: Api):
