@@ -186,8 +186,17 @@ def list_snapshots(directory: Path) -> list[SnapshotInfo]:
 
 
 def find_snapshot(directory: Path, name: str) -> Path:
-    """The path of snapshot `name` in `directory`; BadRequest for a bad name, else NotFound."""
-    check_snapshot_name(name)
+    """The path of snapshot `name` in `directory`; NotFound unless it is a file there.
+
+    A name that could leave `directory` (`/`, `..`) or names one of Keel's own files (a
+    leading `.`) is not found either, never opened: Qdrant answers such names with the same
+    404 (`lib/collection/src/common/snapshots_manager.rs`, `get_snapshot_path`), whether they
+    came plain or with encoded slashes (`..%2F..%2Fetc%2Fpasswd`, decoded by the router).
+    """
+    try:
+        check_snapshot_name(name)
+    except BadRequest:
+        raise NotFound(f"Snapshot {name} not found") from None
     path = directory / name
     if not path.is_file():
         raise NotFound(f"Snapshot {name} not found")

@@ -100,8 +100,43 @@ async def test_unknown_collection_and_bad_names(api: Api) -> None:
     await api.create_collection("c")
     for bad_name in ("a..b.snapshot", ".hidden"):
         response = await snapshot_call(api, "GET", "c", bad_name)
-        assert response.status == 400, response.body
+        assert (response.status, response.error) == (
+            404,
+            f"Not found: Snapshot {bad_name} not found",
+        )
     assert (await api.call("POST", SNAPSHOTS, name="c", query={"wait": "maybe"})).status == 400
+
+
+@pytest.mark.parametrize(
+    ("prefix", "depth"),  # depth: from the route's snapshot directory up to tmp_path
+    [
+        ("/collections/c/snapshots/", 2),
+        ("/collections/c/shards/0/snapshots/", 2),
+        ("/snapshots/", 1),
+    ],
+)
+async def test_encoded_slashes_never_reach_a_file_outside_the_snapshots_directory(
+    api: Api, tmp_path: Path, prefix: str, depth: int
+) -> None:
+    """Goal: `..%2F` in a snapshot name is Qdrant's 404, never a file served from outside.
+    Method: put a file beside the snapshots directory and name it from each download
+    route, with every slash encoded (the router decodes them into the name), as a DELETE
+    too; the file must be untouched and its bytes nowhere in an answer."""
+    await api.create_collection("c")
+    secret = tmp_path / "secret.snapshot"
+    secret.write_bytes(b"not for clients")
+    (tmp_path / "snapshots" / "c").mkdir(parents=True, exist_ok=True)
+    name = "..%2F" * depth + "secret.snapshot"
+    for method in ("GET", "DELETE"):
+        response = await api.client.request(method, prefix + name)
+        body = await response.read()
+        assert response.status == 404, body
+        assert b"not for clients" not in body
+        decoded = "../" * depth + "secret.snapshot"
+        assert (await response.json())["status"]["error"] == (
+            f"Not found: Snapshot {decoded} not found"
+        )
+    assert secret.read_bytes() == b"not for clients"
 
 
 async def test_a_snapshot_under_concurrent_writes_restores_to_its_exact_op_id(

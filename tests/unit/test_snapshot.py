@@ -167,8 +167,9 @@ async def test_list_and_delete(tmp_path: Path) -> None:
         info.size_bytes,
         info.checksum,
     )
-    with pytest.raises(BadRequest):
+    with pytest.raises(NotFound):
         snapshot.delete_snapshot(directory, "../c/" + info.name)
+    assert (directory / info.name).is_file()
     snapshot.delete_snapshot(directory, info.name)
     assert snapshot.list_snapshots(directory) == []
     assert list(directory.iterdir()) == []
