@@ -16,7 +16,8 @@ config_diff.rs, outputs `CollectionInfo`/`CollectionConfig`/`CollectionParams`/`
 Strict mode: `StrictModeConfig` and its `*Output` (lib/segment/src/types.rs: every field
 optional, left out of the output when unset; the limits validated `range(min = 1)`), stored as
 given on create (`create_collection.rs`: no default strict mode in Keel's storage config) and
-absent from collection info when never set.
+absent from collection info when never set. Collection info's `warnings`:
+`CollectionConfigInternal::get_warnings` (lib/collection/src/config.rs), from the config alone.
 """
 
 from __future__ import annotations
@@ -319,15 +320,44 @@ def collection_info_json(config: CollectionConfig, stats: Any) -> dict[str, Any]
         info_config["strict_mode_config"] = config.strict_mode.to_json_dict()
     if echo.get("metadata") is not None:
         info_config["metadata"] = echo["metadata"]
+    info: dict[str, Any] = {"status": stats.status, "optimizer_status": "ok"}
+    warnings = configuration_warnings(config)
+    if warnings:  # Qdrant leaves `warnings` out when it is empty
+        info["warnings"] = [{"message": message} for message in warnings]
     return {
-        "status": stats.status,
-        "optimizer_status": "ok",
+        **info,
         "indexed_vectors_count": stats.indexed_vectors_count,
         "points_count": stats.points_count,
         "segments_count": stats.segments_count,
         "config": info_config,
         "payload_schema": payload_schema_json(stats.payload_indexes),
     }
+
+
+def configuration_warnings(config: CollectionConfig) -> list[str]:
+    """Qdrant's `CollectionConfigInternal::get_warnings`: per vector (in name order), the
+    collection's hnsw_config with the vector's own over it; `inline_storage` on a multivector,
+    or on a vector with no quantization (its own or the collection's), is ignored, and said so."""
+    echo = config.echo
+    vector_echoes = echo.get("vectors", {})
+    has_collection_quantization = echo.get("quantization_config") is not None
+    warnings = []
+    for name in sorted(config.vectors):
+        vector_echo = vector_echoes.get(name, {})
+        hnsw = {**echo.get("hnsw_config", {}), **vector_echo.get("hnsw_config", {})}
+        if not hnsw.get("inline_storage", False):
+            continue
+        option = f"The `hnsw_config.inline_storage` option for vector '{name}'"
+        has_quantization = has_collection_quantization or "quantization_config" in vector_echo
+        if "multivector_config" in vector_echo:
+            warnings.append(
+                f"{option} is not compatible with multivectors. This option will be ignored."
+            )
+        elif not has_quantization:
+            warnings.append(
+                f"{option} requires quantization to be enabled. This option will be ignored."
+            )
+    return warnings
 
 
 def payload_schema_json(specs: Any) -> dict[str, Any]:

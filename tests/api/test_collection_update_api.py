@@ -140,3 +140,18 @@ async def test_full_scan_threshold_takes_effect_at_once(api: Api, catalog: Catal
     await api.create_collection("c")
     await api.call("PATCH", COLLECTION, json={"hnsw_config": {"full_scan_threshold": 12345}})
     assert catalog.get("c")._reader.config.hnsw.full_scan_threshold == 12345
+
+
+async def test_patch_quantization_clears_the_inline_storage_warning(api: Api):
+    body = {"vectors": {"size": 2, "distance": "Dot", "hnsw_config": {"inline_storage": True}}}
+    assert (await api.call("PUT", COLLECTION, json=body)).result is True
+    info = (await api.call("GET", COLLECTION)).result
+    assert [warning["message"][:40] for warning in info["warnings"]] == [
+        "The `hnsw_config.inline_storage` option "
+    ]
+    patch = {"vectors": {"": {"quantization_config": {"scalar": {"type": "int8"}}}}}
+    assert (await api.call("PATCH", COLLECTION, json=patch)).result is True
+    assert "warnings" not in (await api.call("GET", COLLECTION)).result
+    patch = {"vectors": {"": {"quantization_config": "Disabled"}}}
+    assert (await api.call("PATCH", COLLECTION, json=patch)).result is True
+    assert len((await api.call("GET", COLLECTION)).result["warnings"]) == 1

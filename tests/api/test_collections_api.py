@@ -288,3 +288,59 @@ async def test_trailing_slashes_are_ignored_as_by_qdrant(api: Api):
     response = await api.client.get("/collections/")
     assert response.status == 200
     assert (await response.json())["result"] == {"collections": []}
+
+
+INLINE = {"hnsw_config": {"inline_storage": True}}
+SCALAR = {"scalar": {"type": "int8"}}
+MAX_SIM = {"comparator": "max_sim"}
+NO_QUANTIZATION = (
+    "The `hnsw_config.inline_storage` option for vector '{}' requires quantization to be "
+    "enabled. This option will be ignored."
+)
+MULTIVECTOR = (
+    "The `hnsw_config.inline_storage` option for vector '{}' is not compatible with "
+    "multivectors. This option will be ignored."
+)
+
+
+@pytest.mark.parametrize(
+    "body, messages",
+    [
+        ({"vectors": {"size": 4, "distance": "Dot"}}, []),
+        ({"vectors": {"size": 4, "distance": "Dot", **INLINE}}, [NO_QUANTIZATION.format("")]),
+        ({"vectors": {"size": 4, "distance": "Dot", **INLINE, "quantization_config": SCALAR}}, []),
+        ({"vectors": {"size": 4, "distance": "Dot"}, **INLINE, "quantization_config": SCALAR}, []),
+        (
+            {
+                "vectors": {
+                    "v": {"size": 4, "distance": "Dot", "multivector_config": MAX_SIM},
+                    "u": {"size": 4, "distance": "Dot", "quantization_config": SCALAR},
+                    "t": {"size": 4, "distance": "Dot", "hnsw_config": {"inline_storage": False}},
+                },
+                "quantization_config": None,
+                **INLINE,
+            },
+            [MULTIVECTOR.format("v")],  # u has quantization, t turns inline_storage off
+        ),
+        (
+            {
+                "vectors": {
+                    "b": {"size": 4, "distance": "Dot", **INLINE},
+                    "a": {"size": 4, "distance": "Dot", **INLINE},
+                }
+            },
+            [NO_QUANTIZATION.format("a"), NO_QUANTIZATION.format("b")],
+        ),
+    ],
+)
+async def test_collection_info_warns_of_ignored_inline_storage(api: Api, body, messages):
+    """Qdrant's `get_warnings`: `inline_storage` (the collection's hnsw_config with the
+    vector's over it) without any quantization, or on a multivector, is reported right after
+    `optimizer_status`, one message per vector in name order; no `warnings` when none."""
+    assert (await api.call("PUT", COLLECTION, json=body)).result is True
+    info = (await api.call("GET", COLLECTION, name="c")).result
+    if not messages:
+        assert "warnings" not in info
+        return
+    assert list(info)[:3] == ["status", "optimizer_status", "warnings"]
+    assert info["warnings"] == [{"message": message} for message in messages]
