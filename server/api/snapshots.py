@@ -23,6 +23,8 @@ accepted and ignored (one node has no replicas to prefer).
 from __future__ import annotations
 
 import asyncio
+import string
+import unicodedata
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from engine import snapshot
-from engine.errors import BadRequest
+from engine.errors import BadRequest, ValidationError
 from server.api.context import SNAPSHOTS_PATH_KEY, catalog_of, collection_name_of, read_json
 from server.responses import ApiError, ok
 from server.wire.schemas import parse_update_params
@@ -42,6 +44,7 @@ SNAPSHOT_PRIORITIES = ("no_sync", "snapshot", "replica")
 UPLOAD_FIELD_NAME = "snapshot"  # Qdrant's multipart field
 UPLOAD_PARTS_MAX = 16  # multipart parts looked at before giving up on finding the snapshot
 UPLOAD_CHUNK_BYTES = snapshot.CHUNK_BYTES
+SHA256_HEX_DIGITS = 64
 
 
 async def create_snapshot(request: web.Request) -> web.Response:
@@ -90,8 +93,8 @@ async def upload_snapshot(request: web.Request) -> web.Response:
     parse_update_params(request.query)
     _check_priority(request.query.get("priority"))
     checksum = request.query.get("checksum")
-    if checksum is not None:
-        snapshot.check_checksum(checksum)
+    if checksum is not None and (problem := sha256_problem(checksum)) is not None:
+        raise ApiError(422, f"Validation error in query parameters: [checksum: {problem}]")
     catalog = catalog_of(request)
     upload = await _receive_upload(request, catalog.new_upload_path())
     loop = asyncio.get_running_loop()
@@ -158,13 +161,34 @@ def parse_snapshot_recover(data: Any) -> tuple[str, str | None]:
     priority = data.get("priority")
     if priority is not None and priority not in SNAPSHOT_PRIORITIES:
         raise unknown_variant(priority, SNAPSHOT_PRIORITIES)
-    if checksum is not None:
-        snapshot.check_checksum(checksum)
+    if checksum is not None and (problem := sha256_problem(checksum)) is not None:
+        raise ValidationError(f"checksum: {problem}")
     return location, checksum
 
 
+def sha256_problem(checksum: str) -> str | None:
+    """Qdrant's description of a checksum that is not a sha256 in hex, or None if it is one.
+
+    Qdrant's `validate_sha256_hash` (lib/common/common/src/validation.rs) gives a wrong
+    length no message, so Qdrant prints the validator's own text, whose parameters come
+    from a HashMap in an order that changes from run to run; Keel writes one of them.
+    """
+    if len(checksum.encode()) != SHA256_HEX_DIGITS:
+        return (
+            f"Validation error: invalid_sha256_hash [{{"
+            f'"length": Number({len(checksum.encode())}), '
+            f'"expected_length": Number({SHA256_HEX_DIGITS}), '
+            f'"value": String({rust_debug_text(checksum)})}}]'
+        )
+    if any(c not in string.hexdigits for c in checksum):
+        return "invalid characters, expected 0-9, a-f, A-F"
+    return None
+
+
 def local_snapshot_path(location: str, snapshots_path: Path) -> Path:
-    """The file a `file://` location names; it must be inside the snapshots directory."""
+    """The file a `file://` location names, checked in Qdrant's order and words
+    (lib/storage/src/content_manager/snapshots/download.rs): a file path (no host but
+    `localhost`), an existing file (400 each), inside the snapshots directory (403)."""
     url = urllib.parse.urlsplit(location)
     if url.scheme in ("http", "https"):
         raise BadRequest(
@@ -173,16 +197,44 @@ def local_snapshot_path(location: str, snapshots_path: Path) -> Path:
             "snapshots directory and recover it with a file:// location"
         )
     if url.scheme != "file":
-        raise BadRequest(f"URL {location} with schema {url.scheme!r} is not supported")
-    if url.netloc not in ("", "localhost"):
-        raise BadRequest(f"file:// location {location} names a host; use file:///absolute/path")
+        raise BadRequest(f"URL {location} with scheme {url.scheme} is not supported")
+    if url.netloc not in ("", "localhost") or not url.path.startswith("/"):
+        raise ApiError(
+            400, "Bad request: Invalid snapshot URI, file path must be absolute or on localhost"
+        )
     path = Path(urllib.parse.unquote(url.path))
-    if not path.is_absolute():
-        raise BadRequest(f"file:// location {location} is not an absolute path")
+    if not path.exists():
+        message = f"Snapshot file {rust_debug_text(str(path))} does not exist"
+        raise ApiError(400, f"Bad request: {message}")
     # resolve(): neither `..` nor a symlink may lead out of the snapshots directory.
-    if not path.resolve().is_relative_to(snapshots_path.resolve()):
-        raise ApiError(403, f"Forbidden: Snapshot file {path} must be inside snapshots directory")
+    try:
+        resolved_path = path.resolve(strict=True)
+    except OSError as error:
+        message = f"Failed to resolve snapshot path {rust_debug_text(str(path))}: {error.strerror}"
+        raise ApiError(400, f"Bad request: {message} (os error {error.errno})") from None
+    snapshots_dir = snapshots_path.resolve()
+    if not resolved_path.is_relative_to(snapshots_dir):
+        directory_text = rust_debug_text(str(snapshots_dir))
+        raise ApiError(
+            403,
+            f"Forbidden: Snapshot file path must be inside the snapshots directory {directory_text}",
+        )
     return path
+
+
+def rust_debug_text(text: str) -> str:
+    """`text` as Rust's `{:?}` writes a str or a path: quoted, with `\\`, `\"` and control
+    characters escaped (how Qdrant quotes names in its messages)."""
+    escapes = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}
+    parts = []
+    for c in text:
+        if c in escapes:
+            parts.append(escapes[c])
+        elif unicodedata.category(c) == "Cc":
+            parts.append(f"\\u{{{ord(c):x}}}")
+        else:
+            parts.append(c)
+    return '"' + "".join(parts) + '"'
 
 
 def _snapshot_directory(request: web.Request) -> Path:

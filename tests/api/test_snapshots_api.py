@@ -219,16 +219,72 @@ async def test_recover_refuses_other_locations(api: Api, tmp_path: Path) -> None
     assert "file://" in response.error
     outside = tmp_path / "outside.snapshot"
     outside.write_bytes(b"x")
+    (tmp_path / "snapshots").mkdir(exist_ok=True)
+    forbidden = (
+        403,
+        "Forbidden: Snapshot file path must be inside the snapshots directory "
+        f'"{(tmp_path / "snapshots").resolve()}"',
+    )
     response = await api.call("PUT", RECOVER, json={"location": outside.as_uri()}, name="c")
-    assert response.status == 403
+    assert (response.status, response.error) == forbidden
     escape = (tmp_path / "snapshots" / ".." / "outside.snapshot").as_uri()
     response = await api.call("PUT", RECOVER, json={"location": escape}, name="c")
-    assert response.status == 403
-    inside = (tmp_path / "snapshots" / "missing.snapshot").as_uri()
-    response = await api.call("PUT", RECOVER, json={"location": inside}, name="c")
-    assert response.status == 404
+    assert (response.status, response.error) == forbidden
     assert (await api.call("PUT", RECOVER, json={}, name="c")).status == 400
     assert (await api.call("GET", "/collections/{collection_name}", name="c")).status == 404
+
+
+async def test_recover_checks_a_file_location_in_qdrants_order_and_words(
+    api: Api, tmp_path: Path
+) -> None:
+    """Qdrant's download.rs: not a local path (a host other than localhost) is 400, a
+    missing file 400 (before the directory check, so outside or inside alike), then 403."""
+    not_local = "Bad request: Invalid snapshot URI, file path must be absolute or on localhost"
+    missing_inside = tmp_path / "snapshots" / "missing.snapshot"
+    expected = {
+        "file://whatever.snapshot": not_local,
+        "file://./etc/passwd": not_local,
+        "file:///whatever.snapshot": 'Bad request: Snapshot file "/whatever.snapshot" does not exist',
+        "file://localhost/whatever.snapshot": (
+            'Bad request: Snapshot file "/whatever.snapshot" does not exist'
+        ),
+        missing_inside.as_uri(): f'Bad request: Snapshot file "{missing_inside}" does not exist',
+    }
+    for location, error in expected.items():
+        response = await api.call("PUT", RECOVER, json={"location": location}, name="nope")
+        assert (response.status, response.error) == (400, error), location
+    assert (await api.call("GET", "/collections/{collection_name}", name="nope")).status == 404
+
+
+SHA256_LENGTH_PROBLEM = (
+    'checksum: Validation error: invalid_sha256_hash [{"length": Number(3), '
+    '"expected_length": Number(64), "value": String("abc")}]'
+)
+SHA256_CHARACTERS_PROBLEM = "checksum: invalid characters, expected 0-9, a-f, A-F"
+
+
+async def test_a_malformed_checksum_is_qdrants_422_before_anything_is_read(
+    api: Api, tmp_path: Path
+) -> None:
+    """Qdrant validates `checksum` (validate_sha256_hash) with the query or the body: 422
+    in the validator's words, before the upload is looked at or the location opened."""
+    await api.create_collection("c")
+    for checksum, problem in (
+        ("abc", SHA256_LENGTH_PROBLEM),
+        ("g" * 64, SHA256_CHARACTERS_PROBLEM),
+    ):
+        response = await upload(api, "c", b"not a snapshot", f"?checksum={checksum}")
+        assert (response.status, response.body["status"]["error"]) == (
+            422,
+            f"Validation error in query parameters: [{problem}]",
+        )
+        body = {"location": (tmp_path / "nowhere.snapshot").as_uri(), "checksum": checksum}
+        response = await api.call("PUT", RECOVER, json=body, name="c")
+        assert (response.status, response.error) == (
+            422,
+            f"Validation error in JSON body: [{problem}]",
+        )
+    assert list((tmp_path / "storage" / "tmp").iterdir()) == []
 
 
 @pytest.mark.parametrize("target", ["new", "al"])
