@@ -203,7 +203,10 @@ def parse_create_collection(data: Any) -> CollectionConfig:
     if metadata is not None and type(metadata) is not dict:
         raise invalid_type(metadata, "a map")
     extra_params = _parse_extra_params(data)
+    errors.extend(payload_memory_errors(extra_params.get("payload"), "payload"))
     strict_mode = parse_strict_mode_config(data.get("strict_mode_config"), errors)
+    sparse_vectors, sparse_echo = _parse_sparse_vectors(data.get("sparse_vectors"))
+    errors.extend(sparse_datatype_errors(sparse_echo, is_update=False))
     if errors:
         raise validation_errors(errors)
     _check_vector_names(vectors, is_single_form)
@@ -224,10 +227,15 @@ def parse_create_collection(data: Any) -> CollectionConfig:
         ef_construct=hnsw.get("ef_construct", defaults.ef_construct),
         full_scan_threshold=hnsw.get("full_scan_threshold", defaults.full_scan_threshold),
     )
-    sparse_vectors, echo["sparse_vectors"] = _parse_sparse_vectors(data.get("sparse_vectors"))
+    echo["sparse_vectors"] = sparse_echo
     for name in sparse_vectors:
+        _check_vector_name(name, "sparse")
         if name in vectors:
-            raise BadRequest(f"Vector name {name} is used by both dense and sparse vectors")
+            # Qdrant names the first duplicate in dense name order (its BTreeMap), in
+            # CreateCollectionOperation::new (storage/src/content_manager/collection_meta_ops.rs).
+            duplicate = min(set(vectors) & set(sparse_vectors))
+            message = "Dense and sparse vector names must be unique - duplicate found with"
+            raise BadRequest(f"{message} '{duplicate}'")
     return CollectionConfig(
         vectors=vectors,
         hnsw=hnsw_settings,
@@ -265,6 +273,33 @@ def parse_strict_mode_config(raw: Any, errors: list[tuple[str, str]]) -> StrictM
     return StrictModeConfig(**values)
 
 
+def payload_memory_errors(payload: dict[str, Any] | None, path: str) -> list[tuple[str, str]]:
+    """`PayloadStorageParams` validation (lib/collection/src/config.rs): payload storage has
+    no `pinned` placement."""
+    if payload is None or payload.get("memory") != "pinned":
+        return []
+    return [(f"{path}.memory", "`pinned` memory placement is not supported for payload storage")]
+
+
+def sparse_datatype_errors(
+    sparse_echo: dict[str, dict[str, Any]], is_update: bool
+) -> list[tuple[str, str]]:
+    """`SparseIndexParams` validation: sparse vectors have no `turbo4` datatype. A create
+    body's map is validated by validator's map rule (`sparse_vectors[<position>]`, the
+    position in name order); an update's `SparseVectorsConfig` by `validate_iter` (`?`, then
+    `?[<index among the failing>]` when more than one fails)."""
+    message = "sparse vectors do not support the `turbo4` datatype"
+    names = sorted(sparse_echo)
+    failing = [n for n in names if sparse_echo[n].get("index", {}).get("datatype") == "turbo4"]
+    if not is_update:
+        paths = [f"sparse_vectors[{names.index(name)}]" for name in failing]
+    elif len(failing) == 1:
+        paths = ["sparse_vectors.?"]
+    else:
+        paths = [f"sparse_vectors.?[{index}]" for index in range(len(failing))]
+    return [(f"{path}.index.datatype", message) for path in paths]
+
+
 def _parse_sparse_vectors(
     raw: Any,
 ) -> tuple[dict[str, SparseVectorConfig], dict[str, dict[str, Any]]]:
@@ -290,7 +325,6 @@ def _parse_sparse_vectors(
         index = _parse_fields(
             params.get("index"), SPARSE_INDEX_FIELDS, {}, "SparseIndexParams", "index", []
         )
-        _check_vector_name(name, "sparse")
         configs[name] = SparseVectorConfig(SparseModifier(modifier or "none"))
         echo[name] = {key: value for key, value in params.items() if value is not None}
         if "index" in echo[name]:

@@ -50,6 +50,8 @@ from server.wire.collection_config import (
     _parse_scalar,
     _parse_sparse_vectors,
     parse_strict_mode_config,
+    payload_memory_errors,
+    sparse_datatype_errors,
 )
 from server.wire.serde_text import invalid_type, untagged_mismatch, validation_errors
 
@@ -138,10 +140,11 @@ def parse_update_collection(data: Any) -> CollectionUpdate:
     if metadata is not None and type(metadata) is not dict:
         raise invalid_type(metadata, "a map")
     strict_mode = parse_strict_mode_config(data.get("strict_mode_config"), errors)
-    if errors:
-        raise validation_errors(errors)
     # SparseVectorParams, as in a create body: only the fields given are kept (the echo).
     _, sparse_diffs = _parse_sparse_vectors(data.get("sparse_vectors"))
+    errors.extend(sparse_datatype_errors(sparse_diffs, is_update=True))
+    if errors:
+        raise validation_errors(errors)
     return CollectionUpdate(
         hnsw, optimizers, params, vector_diffs, quantization, metadata, sparse_diffs, strict_mode
     )
@@ -177,6 +180,7 @@ def _parse_params_diff(raw: Any, errors: list[tuple[str, str]]) -> dict[str, Any
             raise invalid_type(payload, "struct PayloadStorageParams")
         memory = payload.get("memory")
         params["payload"] = {} if memory is None else {"memory": _parse_scalar(memory, MEMORY)}
+        errors.extend(payload_memory_errors(params["payload"], "params.payload"))
     return params
 
 

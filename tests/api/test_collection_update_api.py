@@ -142,6 +142,42 @@ async def test_full_scan_threshold_takes_effect_at_once(api: Api, catalog: Catal
     assert catalog.get("c")._reader.config.hnsw.full_scan_threshold == 12345
 
 
+async def test_patch_validates_payload_memory_and_sparse_datatype(api: Api):
+    """Payload storage has no `pinned` placement and sparse vectors no `turbo4` datatype:
+    422 as Qdrant's validators answer, and nothing changed."""
+    body = {"vectors": {"size": 2, "distance": "Dot"}, "sparse_vectors": {"a": {}, "b": {}}}
+    assert (await api.call("PUT", COLLECTION, json=body)).result is True
+    before = await config_of(api)
+    patch = {
+        "params": {"payload": {"memory": "pinned"}},
+        "optimizers_config": {"indexing_threshold": 1},
+    }
+    response = await api.call("PATCH", COLLECTION, json=patch)
+    assert (response.status, response.error) == (
+        422,
+        (
+            "Validation error in JSON body: [params.payload.memory: `pinned` memory placement is "
+            "not supported for payload storage]"
+        ),
+    )
+    turbo4 = {"index": {"datatype": "turbo4"}}
+    response = await api.call("PATCH", COLLECTION, json={"sparse_vectors": {"b": turbo4}})
+    assert (response.status, response.error) == (
+        422,
+        (
+            "Validation error in JSON body: [sparse_vectors.?.index.datatype: sparse vectors do "
+            "not support the `turbo4` datatype]"
+        ),
+    )
+    response = await api.call(
+        "PATCH", COLLECTION, json={"sparse_vectors": {"a": turbo4, "b": turbo4}}
+    )
+    assert response.status == 422
+    assert "[sparse_vectors.?[0].index.datatype: " in response.error
+    assert "; sparse_vectors.?[1].index.datatype: " in response.error
+    assert await config_of(api) == before
+
+
 async def test_patch_quantization_clears_the_inline_storage_warning(api: Api):
     body = {"vectors": {"size": 2, "distance": "Dot", "hnsw_config": {"inline_storage": True}}}
     assert (await api.call("PUT", COLLECTION, json=body)).result is True

@@ -247,6 +247,27 @@ async def test_accepted_options_are_echoed(api: Api):
             400,
             "Format error in JSON body: invalid type: sequence, expected struct CreateCollection",
         ),
+        (
+            {"vectors": {"size": 4, "distance": "Dot"}, "payload": {"memory": "pinned"}},
+            422,
+            (
+                "Validation error in JSON body: [payload.memory: `pinned` memory placement is "
+                "not supported for payload storage]"
+            ),
+        ),
+        (
+            {
+                "sparse_vectors": {
+                    "a": {"index": {"datatype": "float16"}},
+                    "b": {"index": {"datatype": "turbo4"}},
+                }
+            },
+            422,
+            (
+                "Validation error in JSON body: [sparse_vectors[1].index.datatype: sparse "
+                "vectors do not support the `turbo4` datatype]"
+            ),
+        ),
     ],
 )
 async def test_invalid_collection_configs_create_nothing(api: Api, body, status, message):
