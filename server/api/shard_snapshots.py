@@ -12,7 +12,8 @@ Not here: the collection snapshot handlers these hand over to (server/api/snapsh
 Qdrant 1.19 (`src/actix/api/snapshot_api.rs`, `lib/collection/src/shards/shard_holder/`):
 the shard id is a u32 path parameter (400 "Deserialize error in path parameters" if not);
 the collection is looked up first (404), then the shard: one the collection does not have
-is 404 "Not found: shard N not found". Recovering or uploading a shard snapshot needs the
+is 404 "Not found: shard N not found". For create, delete, recover and upload those lookups
+are part of the work, so with `wait=false` their failure is logged after a 202, as in Qdrant. Recovering or uploading a shard snapshot needs the
 collection to exist; it never creates one.
 
 Keel differs where one shard makes a difference invisible or impossible: a snapshot of
@@ -40,8 +41,8 @@ U32_MAX = 2**32 - 1
 
 
 async def create_shard_snapshot(request: web.Request) -> web.Response:
-    check_shard(request)
-    return await snapshots.create_snapshot(request)
+    parse_shard_id(request)
+    return await snapshots.create_snapshot(request, check=lambda: check_shard(request))
 
 
 async def list_shard_snapshots(request: web.Request) -> web.Response:
@@ -55,18 +56,18 @@ async def download_shard_snapshot(request: web.Request) -> web.StreamResponse:
 
 
 async def delete_shard_snapshot(request: web.Request) -> web.Response:
-    check_shard(request)
-    return await snapshots.delete_snapshot(request)
+    parse_shard_id(request)
+    return await snapshots.delete_snapshot(request, check=lambda: check_shard(request))
 
 
 async def recover_shard_snapshot(request: web.Request) -> web.Response:
-    check_shard(request)
-    return await snapshots.recover_snapshot(request)
+    parse_shard_id(request)
+    return await snapshots.recover_snapshot(request, check=lambda: check_shard(request))
 
 
 async def upload_shard_snapshot(request: web.Request) -> web.Response:
-    check_shard(request)
-    return await snapshots.upload_snapshot(request)
+    parse_shard_id(request)
+    return await snapshots.upload_snapshot(request, check=lambda: check_shard(request))
 
 
 async def stream_shard_snapshot(request: web.Request) -> web.StreamResponse:
@@ -100,15 +101,21 @@ async def stream_shard_snapshot(request: web.Request) -> web.StreamResponse:
 
 def check_shard(request: web.Request) -> None:
     """The shard id parses as a u32, the collection (or alias) exists, the shard id is 0."""
+    shard_id = parse_shard_id(request)
+    name = collection_name_of(request)
+    catalog_of(request).get(name)
+    if shard_id != SHARD_ID:
+        raise NotFound(f"shard {shard_id} not found")
+
+
+def parse_shard_id(request: web.Request) -> int:
+    """The `{shard_id}` of the path as a u32: Qdrant's 400 if it is not one."""
     text = request.match_info["shard_id"]
     if not (text.isascii() and text.isdigit() and int(text) <= U32_MAX):
         raise ApiError(
             400, f'Deserialize error in path parameters: can not parse "{text}" to a u32'
         )
-    name = collection_name_of(request)
-    catalog_of(request).get(name)
-    if int(text) != SHARD_ID:
-        raise NotFound(f"shard {int(text)} not found")
+    return int(text)
 
 
 ROUTES = [

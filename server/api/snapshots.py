@@ -14,29 +14,39 @@ restore-full`, server/commands/snapshot_cli.py).
 Qdrant 1.19 (`src/actix/api/snapshot_api.rs`, `lib/storage/src/content_manager/snapshots/`):
 an alias names its collection everywhere; recover and upload create the collection or
 replace it; a `file://` location must lie inside the snapshots directory (403 otherwise).
-Keel differs in three ways: it does not download `http(s)://` locations (400: download the
-file, then recover it with `file://` or upload it); `wait=false` is accepted but Keel
-always answers once the work is done (200, never 202); `priority` and `api_key` are
-accepted and ignored (one node has no replicas to prefer).
+With `wait=false` the write routes answer Qdrant's 202 `{"status": "accepted"}`, a failure
+only logged (`answer_or_accept`). Keel differs in three ways: it does not download
+`http(s)://` locations (400: download the file, then recover it with `file://` or upload
+it); with `wait=false` it still does the work before answering (so the 202 comes once the
+snapshot exists, or is gone); `priority` and `api_key` are accepted and ignored (one node
+has no replicas to prefer).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import string
 import unicodedata
 import urllib.parse
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, web
 
 from engine import snapshot
-from engine.errors import BadRequest, ValidationError
+from engine.errors import BadRequest, KeelError, ValidationError
 from server.api.context import SNAPSHOTS_PATH_KEY, catalog_of, collection_name_of, read_json
-from server.responses import ApiError, ok
+from server.responses import ApiError, elapsed_s, json_response, ok
 from server.wire.schemas import parse_update_params
 from server.wire.serde_text import invalid_type, missing_field, unknown_variant
+
+log = logging.getLogger(__name__)
+
+# A check the shard routes run as part of the work (collection and shard exist), so that,
+# as in Qdrant, it fails the work (logged after a 202) rather than the request.
+Check = Callable[[], None] | None
 
 SNAPSHOTS = "/collections/{collection_name}/snapshots"
 FULL_SNAPSHOTS = "/snapshots"
@@ -47,11 +57,20 @@ UPLOAD_CHUNK_BYTES = snapshot.CHUNK_BYTES
 SHA256_HEX_DIGITS = 64
 
 
-async def create_snapshot(request: web.Request) -> web.Response:
+async def create_snapshot(request: web.Request, check: Check = None) -> web.Response:
+    """POST .../snapshots; `check` (the shard routes') runs as part of the work."""
     name = collection_name_of(request)
-    parse_update_params(request.query)  # `wait`: checked, then Keel waits either way
-    info = await catalog_of(request).create_snapshot(name, request.app[SNAPSHOTS_PATH_KEY])
-    return ok(request, snapshot_description_json(info))
+    wait = parse_update_params(request.query).wait
+
+    async def work() -> dict[str, Any]:
+        if check is not None:
+            check()
+        snapshots_path = request.app[SNAPSHOTS_PATH_KEY]
+        return snapshot_description_json(
+            await catalog_of(request).create_snapshot(name, snapshots_path)
+        )
+
+    return await answer_or_accept(request, wait, work)
 
 
 async def list_snapshots(request: web.Request) -> web.Response:
@@ -68,49 +87,72 @@ async def download_snapshot(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
 
 
-async def delete_snapshot(request: web.Request) -> web.Response:
-    directory = _snapshot_directory(request)
-    parse_update_params(request.query)
-    loop = asyncio.get_running_loop()
-    snapshot_name = request.match_info["snapshot_name"]
-    await loop.run_in_executor(None, snapshot.delete_snapshot, directory, snapshot_name)
-    return ok(request, True)
+async def delete_snapshot(request: web.Request, check: Check = None) -> web.Response:
+    wait = parse_update_params(request.query).wait
+
+    async def work() -> bool:
+        if check is not None:
+            check()
+        directory = _snapshot_directory(request)
+        loop = asyncio.get_running_loop()
+        snapshot_name = request.match_info["snapshot_name"]
+        await loop.run_in_executor(None, snapshot.delete_snapshot, directory, snapshot_name)
+        return True
+
+    return await answer_or_accept(request, wait, work)
 
 
-async def recover_snapshot(request: web.Request) -> web.Response:
+async def recover_snapshot(request: web.Request, check: Check = None) -> web.Response:
     """PUT .../snapshots/recover {"location": "file:///...", "checksum": ...}."""
     name = collection_name_of(request)
-    parse_update_params(request.query)
+    wait = parse_update_params(request.query).wait
     location, checksum = parse_snapshot_recover(await read_json(request))
-    path = local_snapshot_path(location, request.app[SNAPSHOTS_PATH_KEY])
-    await catalog_of(request).restore(name, path, checksum)
-    return ok(request, True)
+
+    async def work() -> bool:
+        if check is not None:
+            check()
+        path = local_snapshot_path(location, request.app[SNAPSHOTS_PATH_KEY])
+        await catalog_of(request).restore(name, path, checksum)
+        return True
+
+    return await answer_or_accept(request, wait, work)
 
 
-async def upload_snapshot(request: web.Request) -> web.Response:
+async def upload_snapshot(request: web.Request, check: Check = None) -> web.Response:
     """POST .../snapshots/upload, multipart field `snapshot`; query `checksum`, `priority`."""
     name = collection_name_of(request)
-    parse_update_params(request.query)
+    wait = parse_update_params(request.query).wait
     _check_priority(request.query.get("priority"))
     checksum = request.query.get("checksum")
     if checksum is not None and (problem := sha256_problem(checksum)) is not None:
         raise ApiError(422, f"Validation error in query parameters: [checksum: {problem}]")
     catalog = catalog_of(request)
     upload = await _receive_upload(request, catalog.new_upload_path())
+
+    async def work() -> bool:
+        if check is not None:
+            check()
+        await catalog.restore(name, upload.path, checksum)
+        return True
+
     loop = asyncio.get_running_loop()
     try:
-        await catalog.restore(name, upload.path, checksum)
+        return await answer_or_accept(request, wait, work)
     finally:
         await loop.run_in_executor(None, upload.discard)
-    return ok(request, True)
 
 
 async def create_full_snapshot(request: web.Request) -> web.Response:
     """POST /snapshots: every collection and the aliases (engine/full_snapshot.py)."""
-    parse_update_params(request.query)  # `wait`: checked, then Keel waits either way
-    snapshots_path = request.app[SNAPSHOTS_PATH_KEY]
-    info = await catalog_of(request).create_full_snapshot(snapshots_path)
-    return ok(request, snapshot_description_json(info))
+    wait = parse_update_params(request.query).wait
+
+    async def work() -> dict[str, Any]:
+        snapshots_path = request.app[SNAPSHOTS_PATH_KEY]
+        return snapshot_description_json(
+            await catalog_of(request).create_full_snapshot(snapshots_path)
+        )
+
+    return await answer_or_accept(request, wait, work)
 
 
 async def list_full_snapshots(request: web.Request) -> web.Response:
@@ -128,12 +170,41 @@ async def download_full_snapshot(request: web.Request) -> web.StreamResponse:
 
 
 async def delete_full_snapshot(request: web.Request) -> web.Response:
-    parse_update_params(request.query)
-    loop = asyncio.get_running_loop()
-    directory = request.app[SNAPSHOTS_PATH_KEY]
-    snapshot_name = request.match_info["snapshot_name"]
-    await loop.run_in_executor(None, snapshot.delete_snapshot, directory, snapshot_name)
-    return ok(request, True)
+    wait = parse_update_params(request.query).wait
+
+    async def work() -> bool:
+        loop = asyncio.get_running_loop()
+        directory = request.app[SNAPSHOTS_PATH_KEY]
+        snapshot_name = request.match_info["snapshot_name"]
+        await loop.run_in_executor(None, snapshot.delete_snapshot, directory, snapshot_name)
+        return True
+
+    return await answer_or_accept(request, wait, work)
+
+
+async def answer_or_accept(
+    request: web.Request, wait: bool, work: Callable[[], Awaitable[Any]]
+) -> web.Response:
+    """Qdrant's `time_or_accept` (src/actix/helpers.rs): with `wait` (the default), the
+    work's result or its error; with `wait=false`, 202 `{"status": "accepted", "time"}`,
+    and a failure of the work is only logged, as Qdrant logs it.
+
+    Unlike Qdrant, Keel does the work before answering either way: when the 202 goes out,
+    the snapshot is already made, deleted or recovered (or its failure logged).
+    """
+    if wait:
+        return ok(request, await work())
+    try:
+        await work()
+    except (KeelError, ApiError) as error:
+        # The client asked not to wait for the outcome; Qdrant's spawned task logs it.
+        log.warning(
+            "snapshot operation failed after wait=false method=%s path=%s error=%s",
+            request.method,
+            request.path,
+            error,
+        )
+    return json_response({"status": "accepted", "time": elapsed_s(request)}, status=202)
 
 
 def snapshot_description_json(info: snapshot.SnapshotInfo) -> dict[str, Any]:

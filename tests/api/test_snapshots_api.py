@@ -220,10 +220,10 @@ async def test_recover_refuses_other_locations(api: Api, tmp_path: Path) -> None
     outside = tmp_path / "outside.snapshot"
     outside.write_bytes(b"x")
     (tmp_path / "snapshots").mkdir(exist_ok=True)
+    snapshots_dir = (tmp_path / "snapshots").resolve()
     forbidden = (
         403,
-        "Forbidden: Snapshot file path must be inside the snapshots directory "
-        f'"{(tmp_path / "snapshots").resolve()}"',
+        f'Forbidden: Snapshot file path must be inside the snapshots directory "{snapshots_dir}"',
     )
     response = await api.call("PUT", RECOVER, json={"location": outside.as_uri()}, name="c")
     assert (response.status, response.error) == forbidden
@@ -370,3 +370,67 @@ async def test_full_snapshots_list_none_and_ignore_collection_snapshots(api: Api
     assert (await api.call("GET", FULL_SNAPSHOTS)).result == []
     empty = (await api.call("POST", FULL_SNAPSHOTS)).result  # no collection needed
     assert [d["name"] for d in (await api.call("GET", FULL_SNAPSHOTS)).result] == [empty["name"]]
+
+
+# ---- wait=false: Qdrant's 202 ---------------------------------------------------------------
+
+
+def assert_accepted(response: ApiResponse) -> None:
+    """Qdrant's accepted_response (src/actix/helpers.rs): 202, status "accepted", no result."""
+    assert response.status == 202, response.body
+    assert set(response.body) == {"status", "time"}, response.body
+    assert response.body["status"] == "accepted"
+    assert isinstance(response.body["time"], float)
+
+
+async def test_wait_false_answers_202_accepted_with_the_work_already_done(
+    api: Api, tmp_path: Path
+) -> None:
+    """Goal: create and delete, of collection and full snapshots, answer Qdrant's 202 with
+    wait=false, and (Keel's promise) the snapshot exists or is gone when the 202 arrives.
+    Method: each call once, then the listing and the files, with no polling."""
+    await api.create_collection("c")
+    no_wait = {"wait": "false"}
+    assert_accepted(await api.call("POST", SNAPSHOTS, name="c", query=no_wait, validate=False))
+    [description] = (await api.call("GET", SNAPSHOTS, name="c")).result
+    assert (tmp_path / "snapshots" / "c" / description["name"]).is_file()
+    deleted = await api.call(
+        "DELETE",
+        ONE_SNAPSHOT.replace("{snapshot_name}", description["name"]),
+        query=no_wait,
+        validate=False,
+    )
+    assert_accepted(deleted)
+    assert (await api.call("GET", SNAPSHOTS, name="c")).result == []
+
+    assert_accepted(await api.call("POST", FULL_SNAPSHOTS, query=no_wait, validate=False))
+    [full] = (await api.call("GET", FULL_SNAPSHOTS)).result
+    assert (tmp_path / "snapshots" / full["name"]).is_file()
+    path = ONE_FULL_SNAPSHOT.replace("{snapshot_name}", full["name"])
+    assert_accepted(await api.call("DELETE", path, query=no_wait, validate=False))
+    assert (await api.call("GET", FULL_SNAPSHOTS)).result == []
+    # wait=true (and no wait) still answers the result.
+    created = await api.call("POST", SNAPSHOTS, name="c", query={"wait": "true"})
+    assert created.status == 200
+    assert created.result["name"].endswith(".snapshot")
+
+
+async def test_wait_false_logs_a_failure_after_its_202(
+    api: Api, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As Qdrant's time_or_accept: the client asked not to wait, so a failing snapshot
+    operation still answers 202, and the failure is logged, not lost."""
+    caplog.set_level("WARNING", logger="server.api.snapshots")
+    no_wait = {"wait": "false"}
+    assert_accepted(await api.call("POST", SNAPSHOTS, name="nope", query=no_wait, validate=False))
+    location = (tmp_path / "snapshots" / "missing.snapshot").as_uri()
+    recovered = await api.call(
+        "PUT", RECOVER, name="new", json={"location": location}, query=no_wait, validate=False
+    )
+    assert_accepted(recovered)
+    assert (await api.call("GET", "/collections/{collection_name}", name="new")).status == 404
+    failures = [r.getMessage() for r in caplog.records if "wait=false" in r.getMessage()]
+    assert len(failures) == 2, failures
+    assert "Collection `nope` doesn't exist!" in failures[0]
+    assert "missing.snapshot" in failures[1]
+    assert "does not exist" in failures[1]
