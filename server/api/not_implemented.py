@@ -13,6 +13,7 @@ from engine.errors import NotImplementedYet
 
 COLLECTION = "/collections/{collection_name}"
 POINTS = COLLECTION + "/points"
+PARTIAL_SNAPSHOT = COLLECTION + "/shards/{shard_id}/snapshot/partial"
 
 ROUTES_NOT_IMPLEMENTED = [
     # Resource quotas (disk and memory use past which writes are refused): Keel has none.
@@ -20,6 +21,12 @@ ROUTES_NOT_IMPLEMENTED = [
     ("PUT", "/quotas"),
     # Telemetry gathered from every peer of a cluster (/telemetry is this node's).
     ("GET", "/cluster/telemetry"),
+    # Partial shard snapshots (only the files changed since a manifest of segment file
+    # versions): Keel's snapshot is one LMDB copy, with no segments to diff. The partial
+    # recover route is in shard_snapshots.py: it checks its query first, as Qdrant does.
+    ("POST", PARTIAL_SNAPSHOT + "/create"),
+    ("POST", PARTIAL_SNAPSHOT + "/recover_from"),
+    ("GET", PARTIAL_SNAPSHOT + "/manifest"),
 ]
 
 

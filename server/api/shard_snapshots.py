@@ -7,6 +7,8 @@ the collection snapshot route does.
 Also `GET .../shards/{shard_id}/snapshot`: a snapshot made for the request, streamed, and not
 kept (written to the storage's tmp/ while it streams, deleted after, or by the next start if
 Keel stops meanwhile).
+Also `POST .../shards/{shard_id}/snapshot/partial/recover`: checked as Qdrant checks it, then
+501 (Keel makes no partial snapshots; the other partial routes are in not_implemented.py).
 Not here: the collection snapshot handlers these hand over to (server/api/snapshots.py).
 
 Qdrant 1.19 (`src/actix/api/snapshot_api.rs`, `lib/collection/src/shards/shard_holder/`):
@@ -30,7 +32,7 @@ import shutil
 from aiohttp import web
 
 from engine import snapshot
-from engine.errors import NotFound
+from engine.errors import NotFound, NotImplementedYet
 from server.api import snapshots
 from server.api.context import catalog_of, collection_name_of
 from server.responses import ApiError
@@ -99,6 +101,16 @@ async def stream_shard_snapshot(request: web.Request) -> web.StreamResponse:
         await loop.run_in_executor(None, shutil.rmtree, directory, True)
 
 
+async def recover_partial_snapshot(request: web.Request) -> web.Response:
+    """POST .../shards/{shard_id}/snapshot/partial/recover: 501, after the checks Qdrant
+    makes before it reads the upload (shard id, then `wait`, `priority`, `checksum`), so a
+    malformed request gets the answer it gets from Qdrant."""
+    parse_shard_id(request)
+    snapshots.parse_upload_query(request.query)
+    route = request.match_info.route.resource
+    raise NotImplementedYet(f"POST {route.canonical if route else request.path}")
+
+
 def check_shard(request: web.Request) -> None:
     """The shard id parses as a u32, the collection (or alias) exists, the shard id is 0."""
     shard_id = parse_shard_id(request)
@@ -126,4 +138,9 @@ ROUTES = [
     ("GET", SHARD_SNAPSHOTS + "/{snapshot_name}", download_shard_snapshot),
     ("DELETE", SHARD_SNAPSHOTS + "/{snapshot_name}", delete_shard_snapshot),
     ("GET", "/collections/{collection_name}/shards/{shard_id}/snapshot", stream_shard_snapshot),
+    (
+        "POST",
+        "/collections/{collection_name}/shards/{shard_id}/snapshot/partial/recover",
+        recover_partial_snapshot,
+    ),
 ]

@@ -29,7 +29,7 @@ import logging
 import string
 import unicodedata
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -121,11 +121,7 @@ async def recover_snapshot(request: web.Request, check: Check = None) -> web.Res
 async def upload_snapshot(request: web.Request, check: Check = None) -> web.Response:
     """POST .../snapshots/upload, multipart field `snapshot`; query `checksum`, `priority`."""
     name = collection_name_of(request)
-    wait = parse_update_params(request.query).wait
-    _check_priority(request.query.get("priority"))
-    checksum = request.query.get("checksum")
-    if checksum is not None and (problem := sha256_problem(checksum)) is not None:
-        raise ApiError(422, f"Validation error in query parameters: [checksum: {problem}]")
+    wait, checksum = parse_upload_query(request.query)
     catalog = catalog_of(request)
     upload = await _receive_upload(request, catalog.new_upload_path())
 
@@ -235,6 +231,17 @@ def parse_snapshot_recover(data: Any) -> tuple[str, str | None]:
     if checksum is not None and (problem := sha256_problem(checksum)) is not None:
         raise ValidationError(f"checksum: {problem}")
     return location, checksum
+
+
+def parse_upload_query(query: Mapping[str, str]) -> tuple[bool, str | None]:
+    """Qdrant's SnapshotUploadingParam -> (wait, checksum): `wait` and `priority` parsed
+    (400), then `checksum` validated (422)."""
+    wait = parse_update_params(query).wait
+    _check_priority(query.get("priority"))
+    checksum = query.get("checksum")
+    if checksum is not None and (problem := sha256_problem(checksum)) is not None:
+        raise ApiError(422, f"Validation error in query parameters: [checksum: {problem}]")
+    return wait, checksum
 
 
 def sha256_problem(checksum: str) -> str | None:

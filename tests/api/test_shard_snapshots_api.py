@@ -185,3 +185,32 @@ async def test_shard_snapshots_with_wait_false_answer_202_and_log_a_missing_shar
     assert (await shard_call(api, "GET", SHARD_SNAPSHOTS)).result == []
     bad = await shard_call(api, "POST", SHARD_SNAPSHOTS + "?wait=false", shard_id="x")
     assert bad.status == 400
+
+
+PARTIAL = "/collections/{collection_name}/shards/{shard_id}/snapshot/partial"
+
+
+async def test_partial_snapshot_routes_answer_an_honest_501(api: Api) -> None:
+    """Qdrant's four partial-snapshot routes are routed (not aiohttp's 404 "no API route")
+    and say Keel does not do them; recover first checks its query as Qdrant does (422 for
+    a malformed checksum, 400 for a shard id that is not a u32)."""
+    await api.create_collection()
+    for method, suffix in [
+        ("POST", "/create"),
+        ("POST", "/recover"),
+        ("POST", "/recover_from"),
+        ("GET", "/manifest"),
+    ]:
+        response = await shard_call(api, method, PARTIAL + suffix, json={})
+        assert (response.status, response.error) == (
+            501,
+            f"Not implemented in Keel: {method} {PARTIAL}{suffix}",
+        )
+    form = aiohttp.FormData()
+    form.add_field("snapshot", b"not a snapshot", filename="x.snapshot")
+    malformed = await shard_call(api, "POST", PARTIAL + "/recover?checksum=abc", form=form)
+    assert malformed.status == 422
+    assert "invalid_sha256_hash" in malformed.error
+    assert malformed.error.startswith("Validation error in query parameters: [checksum: ")
+    bad_shard = await shard_call(api, "POST", PARTIAL + "/recover", shard_id="x", json={})
+    assert bad_shard.status == 400
