@@ -350,9 +350,10 @@ class Collection:
         names are the collection's as vector-name ops left them, even ones appended meanwhile.
 
         What takes effect at once: everything reads consult (full_scan_threshold, the echo),
-        and a vector whose m became 0 loses its graph (searched exactly from then on). A
-        vector whose graph settings (m, ef_construct, collection-wide or its own) changed, or
-        whose m is no longer 0, gets a graph built from LMDB with them, in the applier's thread
+        and a vector whose m became 0, or whose collection's indexing was turned off
+        (is_graphed), loses its graph (searched exactly from then on). A vector whose graph
+        settings (m, ef_construct, collection-wide or its own) changed, or whose graph is on
+        again, gets a graph built from LMDB with them, in the applier's thread
         (writes wait meanwhile, reads use the old graph or score exactly; status "yellow").
         """
         async with self._config_lock:  # one config.json writer at a time, in this order
@@ -861,7 +862,7 @@ class Collection:
             remove_checkpoint(index_directory, op.name)  # a later graph of the name is new
         elif op.name in applied.vectors and op.name not in self.read_view.vectors:
             vector = config.vectors[op.name]
-            if has_graph(vector, config.hnsw) and op.name not in self._indexes:
+            if is_graphed(config, op.name) and op.name not in self._indexes:
                 remove_checkpoint(index_directory, op.name)  # one a crash left of an old graph
                 index = VectorIndex(index_directory, op.name, vector, config.hnsw)
                 index.load_checkpoint()
@@ -921,17 +922,28 @@ def _json_bytes(payload: dict[str, object]) -> int:
 
 def graph_changes(old: CollectionConfig, new: CollectionConfig) -> tuple[list[str], list[str]]:
     """(names whose graph goes, names that need a graph built) when `old` becomes `new`:
-    has_graph turned off, or turned on or built with other m / ef_construct."""
+    is_graphed turned off, or turned on or built with other m / ef_construct."""
     dropped, rebuilt = [], []
-    for name, vector in new.vectors.items():
+    for name in new.vectors:
         if name not in old.vectors:
             continue  # a vector-name op's: its graph is made when it is applied
-        was, now = has_graph(old.vectors[name], old.hnsw), has_graph(vector, new.hnsw)
+        was, now = is_graphed(old, name), is_graphed(new, name)
         if was and not now:
             dropped.append(name)
         elif now and (not was or _graph_params(old, name) != _graph_params(new, name)):
             rebuilt.append(name)
     return dropped, rebuilt
+
+
+def is_graphed(config: CollectionConfig, name: str) -> bool:
+    """Whether vector `name` has an HNSW graph: has_graph's rule, unless the collection's
+    indexing is off. Qdrant's `optimizers_config.indexing_threshold` = 0 disables indexing
+    (get_indexing_threshold_kb: 0 -> no segment is ever large enough), so its vectors are
+    searched exactly and none counts as indexed. Any other threshold is a segment size below
+    which Qdrant does not index; Keel's one segment is indexed whatever its size. The value
+    is kept in config.json as the echo's, as Qdrant shows it, not on its own."""
+    is_indexing_off = config.echo.get("optimizers_config", {}).get("indexing_threshold") == 0
+    return has_graph(config.vectors[name], config.hnsw) and not is_indexing_off
 
 
 def _graph_params(config: CollectionConfig, name: str) -> tuple[int, int]:
@@ -1006,7 +1018,7 @@ def open_indexes(
     created_op_ids = created_op_ids or {}
     indexes: dict[str, VectorIndex] = {}
     for vector_name, vector_config in config.vectors.items():
-        if not has_graph(vector_config, config.hnsw):
+        if not is_graphed(config, vector_name):
             if remove_checkpoint(directory / "index", vector_name):
                 log_event(
                     log,

@@ -365,3 +365,25 @@ async def test_collection_info_warns_of_ignored_inline_storage(api: Api, body, m
         return
     assert list(info)[:3] == ["status", "optimizer_status", "warnings"]
     assert info["warnings"] == [{"message": message} for message in messages]
+
+
+async def test_indexing_threshold_zero_leaves_vectors_unindexed(api: Api):
+    """Qdrant's test_disable_indexing: indexing_threshold 0 builds no graph (0 indexed);
+    a small non-zero threshold indexes the collection."""
+    for name, threshold_kb in (("off", 0), ("on", 10)):
+        body = {
+            "vectors": {"size": 4, "distance": "Dot"},
+            "optimizers_config": {"indexing_threshold": threshold_kb},
+        }
+        assert (await api.call("PUT", COLLECTION, name=name, json=body)).result is True
+        points = [{"id": i, "vector": [i, 1, 2, 3]} for i in range(20)]
+        await api.upsert({"points": points}, name=name, query={"wait": "true"})
+    off = (await api.call("GET", COLLECTION, name="off")).result
+    assert (off["points_count"], off["indexed_vectors_count"]) == (20, 0)
+    on = (await api.call("GET", COLLECTION, name="on")).result
+    assert (on["points_count"], on["indexed_vectors_count"]) == (20, 20)
+    search = {"query": [1, 0, 0, 0], "limit": 3}
+    response = await api.call(
+        "POST", "/collections/{collection_name}/points/query", name="off", json=search
+    )
+    assert [point["id"] for point in response.result["points"]] == [19, 18, 17]

@@ -21,7 +21,7 @@ import pytest
 
 from engine import files
 from engine.catalog import Catalog
-from engine.collection import CONFIG_FILE_NAME, Collection
+from engine.collection import CONFIG_FILE_NAME, Collection, graph_changes, is_graphed
 from engine.errors import BadRequest
 from engine.limits import EngineSettings
 from engine.ops import (
@@ -150,4 +150,53 @@ async def test_a_graph_turned_off_and_on_again_is_rebuilt_from_lmdb(tmp_path: Pa
     query = np.ones(4, np.float32)
     graph_hits = await collection.search(SearchRequest("", query, limit=100, hnsw_ef=400))
     assert sorted(hit.id for hit in graph_hits) == live_ids
+    await catalog.close()
+
+
+def with_indexing_threshold(config: CollectionConfig, threshold_kb: int) -> CollectionConfig:
+    """`config` as a create or PATCH with `optimizers_config.indexing_threshold` leaves it."""
+    optimizers = {**config.echo.get("optimizers_config", {}), "indexing_threshold": threshold_kb}
+    return replace(config, echo={**config.echo, "optimizers_config": optimizers})
+
+
+def test_indexing_threshold_zero_turns_every_graph_off():
+    """Qdrant's indexing_threshold 0 disables indexing; any other value leaves Keel's one
+    segment indexed, as before."""
+    config = CollectionConfig(
+        vectors={"a": VectorConfig(4, Distance.DOT), "b": VectorConfig(4, Distance.DOT)}
+    )
+    off = with_indexing_threshold(config, 0)
+    assert graph_changes(config, off) == (["a", "b"], [])
+    assert graph_changes(off, with_indexing_threshold(off, 10)) == ([], ["a", "b"])
+    assert graph_changes(config, with_indexing_threshold(config, 10)) == ([], [])
+    assert [is_graphed(off, name) for name in off.vectors] == [False, False]
+
+
+async def test_a_collection_made_with_indexing_off_never_builds_a_graph(tmp_path: Path):
+    """Created with indexing_threshold 0: no graph, exact search, indexed_vectors_count 0,
+    no checkpoint written (every op would checkpoint a graph), and the same after a restart,
+    which reads the setting from config.json. Turning indexing on builds the graph from LMDB;
+    off again drops it at once."""
+    catalog = await open_catalog(tmp_path, checkpoint_every_ops=1)
+    await catalog.create("c", with_indexing_threshold(single_vector_config(dim=4), 0))
+    rng = np.random.default_rng(5)
+    update = catalog.get("c").update
+    await update(upsert(list(range(40)), rng.normal(size=(40, 4))), wait=True, timeout_s=None)
+    query = np.ones(4, np.float32)
+    collection = catalog.get("c")
+    exact = await collection.search(SearchRequest("", query, limit=40, is_exact=True))
+    assert collection.stats().indexed_vectors_count == 0
+    assert await collection.search(SearchRequest("", query, limit=40)) == exact
+    await catalog.close()
+    assert not list((tmp_path / "collections" / "c" / "index").glob("v-*"))
+
+    catalog = await open_catalog(tmp_path)
+    collection = catalog.get("c")
+    assert collection.stats().indexed_vectors_count == 0
+    assert await collection.search(SearchRequest("", query, limit=40)) == exact
+    await catalog.update_config("c", lambda config: with_indexing_threshold(config, 10))
+    await collection.wait_indexed()
+    assert collection.stats().indexed_vectors_count == 40
+    await catalog.update_config("c", lambda config: with_indexing_threshold(config, 0))
+    assert collection.stats().indexed_vectors_count == 0
     await catalog.close()
