@@ -228,14 +228,16 @@ def parse_create_collection(data: Any) -> CollectionConfig:
         full_scan_threshold=hnsw.get("full_scan_threshold", defaults.full_scan_threshold),
     )
     echo["sparse_vectors"] = sparse_echo
-    for name in sparse_vectors:
+    # CreateCollectionOperation::new (storage/src/content_manager/collection_meta_ops.rs), in
+    # its order: every sparse name (a BTreeMap: name order), then the empty name, then the
+    # first duplicate in dense name order.
+    for name in sorted(sparse_vectors):
         _check_vector_name(name, "sparse")
-        if name in vectors:
-            # Qdrant names the first duplicate in dense name order (its BTreeMap), in
-            # CreateCollectionOperation::new (storage/src/content_manager/collection_meta_ops.rs).
-            duplicate = min(set(vectors) & set(sparse_vectors))
-            message = "Dense and sparse vector names must be unique - duplicate found with"
-            raise BadRequest(f"{message} '{duplicate}'")
+    if UNNAMED_VECTOR in sparse_vectors:
+        raise BadRequest("Sparse vector name cannot be empty")
+    if duplicates := set(vectors) & set(sparse_vectors):
+        message = "Dense and sparse vector names must be unique - duplicate found with"
+        raise BadRequest(f"{message} '{min(duplicates)}'")
     return CollectionConfig(
         vectors=vectors,
         hnsw=hnsw_settings,

@@ -248,6 +248,19 @@ async def test_accepted_options_are_echoed(api: Api):
             "Format error in JSON body: invalid type: sequence, expected struct CreateCollection",
         ),
         (
+            {
+                "vectors": {"a": {"size": 4, "distance": "Dot"}},
+                "sparse_vectors": {"a": {}, "c/": {}, "b/": {}},
+            },
+            400,
+            'Wrong input: Invalid sparse vector name `b/`: vector name cannot contain "/" char',
+        ),
+        (
+            {"vectors": {"a": {"size": 4, "distance": "Dot"}}, "sparse_vectors": {"": {}}},
+            400,
+            "Wrong input: Sparse vector name cannot be empty",
+        ),
+        (
             {"vectors": {"size": 4, "distance": "Dot"}, "payload": {"memory": "pinned"}},
             422,
             (
