@@ -10,12 +10,19 @@ Qdrant 1.19 (`src/common/telemetry.rs`, `telemetry_ops/`, `lib/collection/src/te
 shapes the answer by `details_level`: 0 has the collection count and the request count and
 mean by route; 1 adds app features, per-request min/max/total/last answer, and one short
 entry per collection; 2 makes those entries id, load time and config; 3 adds the shards; 4
-and above the segments. Keel fills each part with its own numbers. A part Keel has no
-equivalent for is left out, Qdrant's own form when it has none: `memory` (no jemalloc),
-`hardware` (no per-collection I/O counters), `search_pool` (no high-CPU/high-IO runtimes),
-the cluster's status and config (single node), the app's runtime flags and system facts.
-Nothing is made up; where a Qdrant field names something Keel never does (an optimizer, a
-deferred point, a partial snapshot) its value is the true zero.
+and above the segments; from level 1 the node's `hardware` and `search_pool` come too.
+Keel fills each part with its own numbers. A part Keel has no equivalent for is left out,
+Qdrant's own form when it has none: `memory` (no jemalloc), the cluster's status and config
+(single node), the app's runtime flags and system facts. Nothing is made up; where a Qdrant
+field names something Keel never does (an optimizer, a deferred point, a partial snapshot)
+its value is the true zero.
+
+The node's parts, each Keel's own measure (Qdrant: `telemetry_ops/hardware.rs`,
+`search_pool.rs`):
+- `hardware`: Qdrant lists the collections whose requests it measured; Keel measures no
+  request's CPU or I/O, so it lists none (an empty map, never made-up zeros).
+- `search_pool`: Qdrant's two search runtimes; Keel has one fixed read pool per open
+  collection (`READ_THREADS` threads), so both counts are their sum and the mode is fixed.
 
 Keel's collection is one local shard (id 0) of one segment in LMDB: the segment's vectors
 are kept in memory for search ("Memory" storage) except multivectors, its payloads in the
@@ -38,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.catalog import Catalog
-from engine.collection import Collection
+from engine.collection import READ_THREADS, Collection
 from engine.errors import NotReady
 from server.api.distributed import SHARD_ID, SHARD_STATE, peer_id_of
 from server.api.optimizations import segment_uuid
@@ -69,6 +76,10 @@ PARTIAL_SNAPSHOT = {
     "recovery_timestamp": 0,
 }
 ANONYMIZED_COUNT_DIGITS = 4  # Qdrant keeps the leading digits of a count up to 10^4
+# Qdrant routes searches to its smaller high_cpu pool under CPU load and to its high_io pool,
+# over-committed for IO waits, otherwise. Keel's read pools have a fixed size and never
+# switch to a bigger one: the high_cpu kind.
+SEARCH_POOL_MODE = "high_cpu"
 
 
 @dataclass(frozen=True)
@@ -152,9 +163,10 @@ async def build_telemetry(
             "grpc": {"responses": {}},  # Keel serves REST only
         },
     }
-    # memory, hardware and search_pool (level 1 and above) are left out, Qdrant's form
-    # when it has none: Keel has no jemalloc counters, no per-collection hardware counters,
-    # no high-CPU/high-IO search runtimes.
+    if level >= 1:  # Qdrant's order: after requests, before quota
+        # Keel counts no request's CPU or I/O: no collection has counters to list.
+        result["hardware"] = {"collection_data": {}}
+        result["search_pool"] = search_pool_telemetry(catalog)
     result["quota"] = QUOTA
     return result
 
@@ -165,6 +177,17 @@ def open_collections(catalog: Catalog) -> list[Collection]:
         return [catalog.get(name) for name in catalog.names()]
     except NotReady:
         return []
+
+
+def search_pool_telemetry(catalog: Catalog) -> dict[str, Any]:
+    """SearchThreadPoolTelemetry: Keel's read pools, one of READ_THREADS threads per open
+    collection (engine/collection.py), summed; the same pool answers in either mode."""
+    threads_count = READ_THREADS * len(open_collections(catalog))
+    return {
+        "mode": SEARCH_POOL_MODE,
+        "high_cpu_threads": threads_count,
+        "high_io_threads": threads_count,
+    }
 
 
 def duration_statistics(snapshot: RequestSnapshot, level: int) -> dict[str, Any]:

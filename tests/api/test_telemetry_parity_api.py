@@ -3,9 +3,10 @@
 every value: the checks are ported as behaviour, then each value is compared with what the
 engine holds.
 
-Where Keel differs on purpose: `memory`, `hardware` and `search_pool` are left out at every
-level (Keel has no jemalloc counters, hardware counters or search runtimes; Qdrant leaves
-them out too when it has none), so the key sets below are Qdrant's minus those three.
+The node's parts from level 1 are Keel's own measures, checked against their sources:
+`search_pool` against the read pools of the open collections, `hardware` empty (Keel
+measures no request's CPU or I/O). `memory` is left out (Keel has no jemalloc counters;
+Qdrant leaves it out too without them).
 """
 
 from __future__ import annotations
@@ -20,15 +21,26 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from engine.collection import READ_THREADS
 from server.api.telemetry import Anonymizer
 from tests.api.conftest import Api
 
 Samples = dict[tuple[str, frozenset], float]
 SCROLL = "/collections/{collection_name}/points/scroll"
 UPSERT = "/collections/{collection_name}/points"
-KEEL_ABSENT = {"memory", "hardware", "search_pool"}
 TOP_KEYS_LEVEL_0 = {"id", "app", "collections", "cluster", "requests", "quota"}
-TOP_KEYS = TOP_KEYS_LEVEL_0 | {"memory", "hardware", "search_pool"}
+# TelemetryData's field order in Qdrant 1.19 (src/common/telemetry.rs), from level 1.
+TOP_KEYS_IN_ORDER = [
+    "id",
+    "app",
+    "collections",
+    "cluster",
+    "requests",
+    "memory",
+    "hardware",
+    "search_pool",
+    "quota",
+]
 LOCAL_KEYS_LEVEL_3 = {
     "variant_name",
     "status",
@@ -261,7 +273,7 @@ async def test_each_details_level_has_qdrants_parts(api: Api, level: int) -> Non
         assert set(result) == TOP_KEYS_LEVEL_0
         assert set(result["collections"]) == {"number_of_collections"}
         return
-    assert set(result) == TOP_KEYS - KEEL_ABSENT
+    assert list(result) == [key for key in TOP_KEYS_IN_ORDER if key != "memory"]
     assert set(result["collections"]) == {"number_of_collections", "collections", "snapshots"}
     assert result["app"]["features"]["staging"] is False  # Qdrant's suite skips on this
     assert upserts["last_responded"].endswith("Z")  # UTC, as chrono writes it
@@ -283,6 +295,29 @@ async def test_each_details_level_has_qdrants_parts(api: Api, level: int) -> Non
     if level >= 4:
         [segment] = shard["local"]["segments"]
         assert set(segment) == {"info", "config", "vector_index_searches", "payload_field_indices"}
+
+
+async def test_search_pool_is_the_read_threads_of_the_open_collections(api: Api) -> None:
+    pool = (await telemetry(api, details_level="1"))["search_pool"]
+    assert pool == {"mode": "high_cpu", "high_cpu_threads": 0, "high_io_threads": 0}
+    await api.create_collection("a")
+    await api.create_collection("b")
+    pool = (await telemetry(api, details_level="2"))["search_pool"]
+    assert pool["high_cpu_threads"] == pool["high_io_threads"] == 2 * READ_THREADS
+    await api.call("DELETE", "/collections/{collection_name}", name="b")
+    pool = (await telemetry(api, details_level="1"))["search_pool"]
+    assert pool["high_cpu_threads"] == pool["high_io_threads"] == READ_THREADS
+    assert "search_pool" not in await telemetry(api)  # level 0 has none of the node's parts
+
+
+async def test_hardware_lists_no_collection_keel_measures_none(api: Api) -> None:
+    """Qdrant lists each collection whose requests it measured; Keel measures none, so the
+    map stays empty after writes and reads rather than showing made-up zeros."""
+    await api.create_collection()
+    await upsert(api, 3)
+    assert await scroll(api) == 200
+    result = await telemetry(api, details_level="3")
+    assert result["hardware"] == {"collection_data": {}}
 
 
 async def test_update_queue_op_num_counts_the_applied_ops(api: Api) -> None:
