@@ -10,15 +10,18 @@ Qdrant 1.19 (`src/common/telemetry.rs`, `telemetry_ops/`, `lib/collection/src/te
 shapes the answer by `details_level`: 0 has the collection count and the request count and
 mean by route; 1 adds app features, per-request min/max/total/last answer, and one short
 entry per collection; 2 makes those entries id, load time and config; 3 adds the shards; 4
-and above the segments; from level 1 the node's `hardware` and `search_pool` come too.
-Keel fills each part with its own numbers. A part Keel has no equivalent for is left out,
-Qdrant's own form when it has none: `memory` (no jemalloc), the cluster's status and config
-(single node), the app's runtime flags and system facts. Nothing is made up; where a Qdrant
-field names something Keel never does (an optimizer, a deferred point, a partial snapshot)
-its value is the true zero.
+and above the segments; from level 1 the node's `memory`, `hardware` and `search_pool` come
+too. Keel fills each part with its own numbers. A part Keel has no equivalent for is left
+out, Qdrant's own form when it has none: the cluster's status and config (single node), the
+app's runtime flags and system facts. Nothing is made up; where a Qdrant field names
+something Keel never does (an optimizer, a deferred point, a partial snapshot) its value is
+the true zero.
 
-The node's parts, each Keel's own measure (Qdrant: `telemetry_ops/hardware.rs`,
-`search_pool.rs`):
+The node's parts, each Keel's own measure (Qdrant: `telemetry_ops/memory_telemetry.rs`,
+`hardware.rs`, `search_pool.rs`):
+- `memory`: Qdrant reads jemalloc; Keel runs on glibc's malloc and reads `mallinfo2()`
+  (chunks in use, free bytes kept) and `/proc/self/status` (`RssAnon`). Left out where
+  either is missing (not glibc 2.33+, no /proc), as Qdrant leaves it out without jemalloc.
 - `hardware`: Qdrant lists the collections whose requests it measured; Keel measures no
   request's CPU or I/O, so it lists none (an empty map, never made-up zeros).
 - `search_pool`: Qdrant's two search runtimes; Keel has one fixed read pool per open
@@ -34,6 +37,7 @@ pool, cached; bounded by `timeout`).
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hashlib
 import math
 import os
@@ -76,6 +80,8 @@ PARTIAL_SNAPSHOT = {
     "recovery_timestamp": 0,
 }
 ANONYMIZED_COUNT_DIGITS = 4  # Qdrant keeps the leading digits of a count up to 10^4
+PROC_STATUS_PATH = Path("/proc/self/status")
+KIB = 1024
 # Qdrant routes searches to its smaller high_cpu pool under CPU load and to its high_io pool,
 # over-committed for IO waits, otherwise. Keel's read pools have a fixed size and never
 # switch to a bigger one: the high_cpu kind.
@@ -164,6 +170,9 @@ async def build_telemetry(
         },
     }
     if level >= 1:  # Qdrant's order: after requests, before quota
+        memory = memory_telemetry()
+        if memory is not None:
+            result["memory"] = memory
         # Keel counts no request's CPU or I/O: no collection has counters to list.
         result["hardware"] = {"collection_data": {}}
         result["search_pool"] = search_pool_telemetry(catalog)
@@ -177,6 +186,37 @@ def open_collections(catalog: Catalog) -> list[Collection]:
         return [catalog.get(name) for name in catalog.names()]
     except NotReady:
         return []
+
+
+def memory_telemetry() -> dict[str, int] | None:
+    """MemoryTelemetry from glibc's malloc and /proc; None where either is missing.
+
+    jemalloc's fields, filled with what glibc measures: `active_bytes` and `allocated_bytes`
+    are the bytes of the chunks malloc has handed out and not got back (mallinfo2's
+    uordblks + hblkhd: each chunk's size word and alignment included, what the allocations
+    occupy, nearer jemalloc's `active`; glibc keeps no count of the bytes asked for, so
+    `allocated` carries the same figure).
+    `metadata_bytes` is 0: glibc keeps its bookkeeping inside those chunks and heaps, so
+    none is left to count apart. `retained_bytes` is the free bytes malloc keeps in its
+    heaps instead of returning them to the system (fordblks). `resident_bytes` is the
+    process's resident anonymous memory (RssAnon): every allocator's pages in RAM, Python's
+    own small-object arenas included, LMDB's file pages not. Python's objects of 512 bytes
+    or less come from those arenas, not malloc, so they count in `resident_bytes` only.
+    """
+    if _MALLINFO2 is None:
+        return None
+    resident_bytes = _rss_anon_bytes()
+    if resident_bytes is None:
+        return None
+    info = _MALLINFO2()
+    in_use_bytes = info.uordblks + info.hblkhd
+    return {
+        "active_bytes": in_use_bytes,
+        "allocated_bytes": in_use_bytes,
+        "metadata_bytes": 0,
+        "resident_bytes": resident_bytes,
+        "retained_bytes": info.fordblks,
+    }
 
 
 def search_pool_telemetry(catalog: Catalog) -> dict[str, Any]:
@@ -445,6 +485,57 @@ def _directory_bytes(directory: Path) -> int:
             except FileNotFoundError:
                 continue  # a WAL segment or checkpoint replaced meanwhile
     return total
+
+
+class _MallInfo2(ctypes.Structure):
+    """glibc's `struct mallinfo2` (malloc.h, glibc 2.33 and later): ten size_t counters."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _load_mallinfo2() -> Any:
+    """glibc's mallinfo2, or None (no dlopen, musl, glibc before 2.33). Not the older
+    mallinfo: its int fields wrap past 2 GiB."""
+    try:
+        # The process's own symbols (dlopen(NULL)) hold libc's, as server/malloc_arenas.py.
+        function = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return None
+    function.restype = _MallInfo2
+    function.argtypes = []
+    return function
+
+
+_MALLINFO2 = _load_mallinfo2()
+
+
+def _rss_anon_bytes() -> int | None:
+    """RssAnon of /proc/self/status (kB there), or None without it (not Linux, or a
+    kernel before 4.5)."""
+    try:
+        text = PROC_STATUS_PATH.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("RssAnon:"):
+            value_kib, unit = line.split()[1:3]
+            assert unit == "kB", line
+            return int(value_kib) * KIB
+    return None
 
 
 def _query_bool(query: Mapping[str, str], key: str) -> bool:

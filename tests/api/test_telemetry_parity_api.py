@@ -4,14 +4,15 @@ every value: the checks are ported as behaviour, then each value is compared wit
 engine holds.
 
 The node's parts from level 1 are Keel's own measures, checked against their sources:
-`search_pool` against the read pools of the open collections, `hardware` empty (Keel
-measures no request's CPU or I/O). `memory` is left out (Keel has no jemalloc counters;
-Qdrant leaves it out too without them).
+`memory` against glibc's malloc and /proc (a buffer allocated between two answers must show
+in both), `search_pool` against the read pools of the open collections, `hardware` empty
+(Keel measures no request's CPU or I/O).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import sys
 from datetime import UTC, datetime
@@ -41,6 +42,8 @@ TOP_KEYS_IN_ORDER = [
     "search_pool",
     "quota",
 ]
+MIB = 1024 * 1024
+HAS_MALLINFO2 = sys.platform == "linux" and hasattr(ctypes.CDLL(None), "mallinfo2")
 LOCAL_KEYS_LEVEL_3 = {
     "variant_name",
     "status",
@@ -273,7 +276,9 @@ async def test_each_details_level_has_qdrants_parts(api: Api, level: int) -> Non
         assert set(result) == TOP_KEYS_LEVEL_0
         assert set(result["collections"]) == {"number_of_collections"}
         return
-    assert list(result) == [key for key in TOP_KEYS_IN_ORDER if key != "memory"]
+    # Without glibc's mallinfo2 (musl, macOS) memory is left out, as Qdrant without jemalloc.
+    expected = [key for key in TOP_KEYS_IN_ORDER if HAS_MALLINFO2 or key != "memory"]
+    assert list(result) == expected
     assert set(result["collections"]) == {"number_of_collections", "collections", "snapshots"}
     assert result["app"]["features"]["staging"] is False  # Qdrant's suite skips on this
     assert upserts["last_responded"].endswith("Z")  # UTC, as chrono writes it
@@ -295,6 +300,27 @@ async def test_each_details_level_has_qdrants_parts(api: Api, level: int) -> Non
     if level >= 4:
         [segment] = shard["local"]["segments"]
         assert set(segment) == {"info", "config", "vector_index_searches", "payload_field_indices"}
+
+
+@pytest.mark.skipif(not HAS_MALLINFO2, reason="Keel's memory part is glibc's and /proc's")
+async def test_memory_is_what_malloc_and_proc_measure(api: Api) -> None:
+    """A 64 MiB buffer, filled so its pages are resident, allocated between two answers:
+    malloc's bytes in use and the resident anonymous memory both grow by it, and fall back
+    once it is freed. resident_bytes is RssAnon, read here around the answer."""
+    before = (await telemetry(api, details_level="1"))["memory"]
+    assert before["metadata_bytes"] == 0  # glibc counts its bookkeeping inside its chunks
+    assert before["active_bytes"] == before["allocated_bytes"]
+    assert before["retained_bytes"] >= 0
+    buffer = b"\x01" * (64 * MIB)  # past 512 bytes Python takes it from malloc
+    rss_anon_low = _rss_anon_bytes()
+    during = (await telemetry(api, details_level="1"))["memory"]
+    rss_anon_high = _rss_anon_bytes()
+    assert during["allocated_bytes"] - before["allocated_bytes"] >= 60 * MIB
+    assert during["resident_bytes"] - before["resident_bytes"] >= 60 * MIB
+    assert rss_anon_low - 8 * MIB <= during["resident_bytes"] <= rss_anon_high + 8 * MIB
+    del buffer
+    after = (await telemetry(api, details_level="1"))["memory"]
+    assert during["allocated_bytes"] - after["allocated_bytes"] >= 60 * MIB
 
 
 async def test_search_pool_is_the_read_threads_of_the_open_collections(api: Api) -> None:
@@ -457,6 +483,13 @@ async def test_telemetry_past_its_timeout_is_408(api: Api, monkeypatch) -> None:
     assert response.status == 408
     assert response.error == "Timeout: Operation 'collections telemetry' timed out after 1s"
     assert (await api.call("GET", "/telemetry", query={"details_level": "2"})).status == 200
+
+
+def _rss_anon_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no RssAnon in /proc/self/status")
 
 
 def _paths_containing(document: Any, word: str, path: str = "") -> list[str]:
