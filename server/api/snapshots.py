@@ -37,6 +37,7 @@ from aiohttp import BodyPartReader, web
 
 from engine import snapshot
 from engine.errors import BadRequest, KeelError, ValidationError
+from engine.logfmt import log_event
 from server.api.context import SNAPSHOTS_PATH_KEY, catalog_of, collection_name_of, read_json
 from server.responses import ApiError, elapsed_s, json_response, ok
 from server.wire.schemas import parse_update_params
@@ -194,11 +195,13 @@ async def answer_or_accept(
         await work()
     except (KeelError, ApiError) as error:
         # The client asked not to wait for the outcome; Qdrant's spawned task logs it.
-        log.warning(
-            "snapshot operation failed after wait=false method=%s path=%s error=%s",
-            request.method,
-            request.path,
-            error,
+        log_event(
+            log,
+            logging.WARNING,
+            "snapshot operation failed after wait=false",
+            method=request.method,
+            path=request.path,
+            error=str(error),
         )
     return json_response({"status": "accepted", "time": elapsed_s(request)}, status=202)
 
