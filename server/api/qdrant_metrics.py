@@ -1,7 +1,7 @@
 """The metric names Qdrant's `/metrics` exports, for the parts that are true of Keel.
 
 Owns: `QdrantCollector` (app_info, collections_*, collection_*, cluster_enabled,
-rest_responses_*, and the /proc process figures), `cumulative_buckets`.
+rest_responses_*, memory_*, and the /proc process figures), `cumulative_buckets`.
 Not here: Keel's own `keel_*` names and the route (server/api/metrics.py), the request
 statistics (server/api/request_stats.py).
 
@@ -9,10 +9,13 @@ Qdrant 1.19 (`src/common/metrics.rs`) builds its metrics from a level-4 telemetr
 this collector, from the same engine numbers `/telemetry` reports. As there, a family with
 no sample is left out, request metrics cover a fixed list of point and search routes only
 (timings for status 200 only), and `per_collection=true` replaces them with the same series
-labelled by collection (unless no request was recorded per collection yet). Left out because Keel has nothing true to put in them: `memory_*`
-(jemalloc's counters), `collection_hardware_metric_*` (per-collection I/O counters),
-`snapshot_*` (snapshot counters), `collection_indexed_only_excluded_points`, `quota_exceeded`
-(Keel enforces no quota), the cluster's consensus figures (single node), `grpc_*` (no gRPC).
+labelled by collection (unless no request was recorded per collection yet). `memory_*` are
+telemetry's `memory` (glibc's malloc and RssAnon, server/api/telemetry.py), left out where
+it is. Left out because Keel has nothing true to put in them:
+`collection_hardware_metric_*` (Keel measures no request's CPU or I/O; Qdrant writes none
+either while no collection was measured), `snapshot_*` (snapshot counters),
+`collection_indexed_only_excluded_points`, `quota_exceeded` (Keel enforces no quota), the
+cluster's consensus figures (single node), `grpc_*` (no gRPC).
 `app_info` names the API Keel speaks, as `GET /` does (`qdrant`, 1.19.0); Keel's own version
 is `keel_build_info`. `rest_responses_avg_duration_seconds` is the mean since start, not
 Qdrant's mean of the last 128.
@@ -40,6 +43,7 @@ from server.api.telemetry import (
     QDRANT_VERSION,
     Anonymizer,
     TelemetryParams,
+    memory_telemetry,
     open_collections,
     update_queue,
 )
@@ -82,6 +86,14 @@ MAX_MAP_COUNT_PATH = Path("/proc/sys/vm/max_map_count")
 # /proc/self/stat fields after the command name: minflt, cminflt, majflt, cmajflt are the
 # 10th to 13th fields of the line, the 8th to 11th after ")".
 STAT_MINFLT, STAT_CMINFLT, STAT_MAJFLT, STAT_CMAJFLT = 7, 8, 9, 10
+# Keel's memory_* gauges, one per field of telemetry's memory, each saying what Keel measures.
+MEMORY_HELP = {
+    "active_bytes": "bytes of the chunks glibc's malloc has handed out and not got back",
+    "allocated_bytes": "as memory_active_bytes: glibc keeps no count of the bytes asked for",
+    "metadata_bytes": "0: glibc keeps its bookkeeping inside the chunks it counts",
+    "resident_bytes": "resident anonymous memory of the process (RssAnon)",
+    "retained_bytes": "free bytes glibc's malloc keeps instead of returning them",
+}
 
 
 class QdrantCollector:
@@ -119,6 +131,7 @@ class QdrantCollector:
         else:  # as Qdrant: nothing recorded per collection yet, the overall series instead
             series = [([], key, snapshot) for key, snapshot in self._requests.snapshot().items()]
             yield from _rest_families(series)
+        yield from _memory_families()
         yield from _process_families()
 
 
@@ -236,6 +249,15 @@ def _rest_families(series: list[Series]) -> Iterator[Metric]:
     for family in (avg, low, high, histogram):
         if family.samples:
             yield family
+
+
+def _memory_families() -> Iterator[Metric]:
+    """memory_*: telemetry's memory, none where it is left out (as Qdrant without jemalloc)."""
+    memory = memory_telemetry()
+    if memory is None:
+        return
+    for field, value in memory.items():
+        yield GaugeMetricFamily(f"memory_{field}", MEMORY_HELP[field], value=value)
 
 
 def _process_families() -> Iterator[Metric]:

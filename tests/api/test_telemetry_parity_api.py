@@ -220,7 +220,8 @@ async def test_collection_metrics_are_the_engines_numbers(api: Api) -> None:
     assert value(samples, "app_status_recovery_mode") == 0
     assert value(samples, "keel_collection_points", collection="c") == 2  # Keel's own stay
     names = {name for name, _ in samples}
-    assert not {name for name in names if name.startswith(("memory_", "grpc_", "snapshot_"))}
+    assert not {name for name in names if name.startswith(("grpc_", "snapshot_"))}
+    assert not {name for name in names if name.startswith("collection_hardware_metric_")}
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="Qdrant reads these from /proc too")
@@ -233,6 +234,24 @@ async def test_process_figures_come_from_proc(api: Api) -> None:
     assert value(samples, "process_minor_page_faults_total") > 0
     assert value(samples, "process_major_page_faults_total") >= 0
     assert value(samples, "process_open_fds") >= 1  # prometheus_client's, same name
+
+
+@pytest.mark.skipif(not HAS_MALLINFO2, reason="Keel's memory part is glibc's and /proc's")
+async def test_memory_gauges_are_telemetrys_memory(api: Api) -> None:
+    """Qdrant exports its telemetry's memory as memory_* gauges; Keel's follow a 64 MiB
+    buffer allocated between two scrapes, as the telemetry does."""
+    before = parse(await metrics_text(api))
+    for field in ("active", "allocated", "metadata", "resident", "retained"):
+        assert value(before, f"memory_{field}_bytes") >= 0  # each is there
+    assert value(before, "memory_metadata_bytes") == 0
+    buffer = b"\x01" * (64 * MIB)
+    during = parse(await metrics_text(api))
+    for field in ("allocated", "resident"):
+        grown_bytes = value(during, f"memory_{field}_bytes") - value(
+            before, f"memory_{field}_bytes"
+        )
+        assert grown_bytes >= 60 * MIB, (field, grown_bytes)
+    del buffer
 
 
 async def test_metrics_query_parameters_are_checked(api: Api) -> None:
