@@ -16,8 +16,10 @@ From Qdrant 1.19's source (`lib/shard/src/query/formula.rs` compiles,
   rest (so an error there does not surface); any other non-finite intermediate is an error,
   as is a final score that overflows f32;
 - `$score[i]` missing for a point: the default for it, else 0; a payload key: its values
-  (arrays flattened unless the key ends in `[]`), one value is used, none falls back to the
-  default, several are an array and not a number; conditions score 1 or 0;
+  (those its field's payload index holds when it has one, else the payload's, arrays
+  flattened unless the key ends in `[]`: engine/query/formula_values.py), one value is used,
+  none falls back to the default, several are an array and not a number; conditions score
+  1 or 0;
 - the points are the union of the prefetches' results; `score_threshold` keeps scores at or
   above it; errors stop the query (400 `Wrong input: ...`).
 """
@@ -25,7 +27,7 @@ From Qdrant 1.19's source (`lib/shard/src/query/formula.rs` compiles,
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -38,7 +40,9 @@ from engine.filters.conditions import Condition, GeoPoint
 from engine.filters.geo import haversine_m
 from engine.filters.payload_path import PayloadPath
 from engine.ops import PointId
+from engine.query.formula_values import MISSING, Variables
 from engine.query.scores import Hit
+from engine.store.payload_index import IndexSpec
 
 SCORE_KEYWORD = "score"
 DECAY_MIDPOINT_DEFAULT = 0.5
@@ -232,15 +236,18 @@ def rescore(
     matched: list[set[PointId]],
     score_threshold: float | None,
     limit: int,
+    index_specs: Mapping[str, IndexSpec] | None = None,
 ) -> list[Hit]:
     """The best `limit` of `points` (id, payload) by the formula, ties in the given order.
     `prefetch_scores[i]` maps a point to its score in prefetch i; `matched[j]` holds the
-    points matching `formula.conditions[j]`. Raises BadRequest at the first point whose
-    evaluation fails."""
+    points matching `formula.conditions[j]`; a variable whose field has one of the
+    `index_specs` reads the values that index holds (engine/query/formula_values.py).
+    Raises BadRequest at the first point whose evaluation fails."""
     assert len(matched) == len(formula.conditions), (len(matched), len(formula.conditions))
+    variables = Variables(index_specs or {})
     hits = []
     for point_id, payload in points:
-        point = _Point(point_id, payload, prefetch_scores, matched, formula)
+        point = _Point(point_id, payload, prefetch_scores, matched, formula, variables)
         score = point.evaluate(formula.root)
         as_f32 = _as_f32(score)
         if not math.isfinite(as_f32):
@@ -362,12 +369,14 @@ class _Point:
         prefetch_scores: list[dict[PointId, float]],
         matched: list[set[PointId]],
         formula: CompiledFormula,
+        variables: Variables,
     ) -> None:
         self.point_id = point_id
         self.payload = payload
         self.prefetch_scores = prefetch_scores
         self.matched = matched
         self.formula = formula
+        self.variables = variables
 
     def evaluate(self, node: Any) -> float:
         # Branches in the order of Qdrant's `eval_expression`; nothing here swallows an error.
@@ -451,32 +460,15 @@ class _Point:
 
     def _payload_value(self, path: PayloadPath, expected: str, convert: Any) -> Any:
         """The value at `path` (or its default) converted, else Qdrant's VariableTypeError."""
-        value = _single_value(path, self.payload)
-        if value is _MISSING:
-            value = self.formula.payload_defaults.get(path, _MISSING)
-        if value is _MISSING:
+        value = self.variables.value(path, self.payload)
+        if value is MISSING:
+            value = self.formula.payload_defaults.get(path, MISSING)
+        if value is MISSING:
             raise _variable_type_error(path, expected, "No value found in a payload nor defaults")
         try:
             return convert(value)
         except ValueError as error:
             raise _variable_type_error(path, expected, str(error)) from None
-
-
-_MISSING = object()
-
-
-def _single_value(path: PayloadPath, payload: dict[str, Any]) -> Any:
-    """One value, a list of several, or _MISSING (Qdrant's `get_payload_value`)."""
-    values: list[Any] = []
-    for value in path.values(payload):
-        # Arrays are flattened as for indexing, unless the key itself ends in `[]`.
-        if type(value) is list and path.steps[-1] is not None:
-            values.extend(value)
-        else:
-            values.append(value)
-    if not values:
-        return _MISSING
-    return values[0] if len(values) == 1 else values
 
 
 def _number_of(value: Any) -> float:

@@ -375,7 +375,8 @@ def _formula_hits(
         for condition in formula.conditions
     ]
     scores = [{hit.id: hit.score for hit in response} for response in responses]
-    return rescore(formula, points, scores, matched, node.score_threshold, wanted)
+    specs = reader.payload_index_specs()
+    return rescore(formula, points, scores, matched, node.score_threshold, wanted, specs)
 
 
 def _mmr_hits(

@@ -27,6 +27,7 @@ from engine.ops import (
     point_key,
 )
 from engine.query.reads import EXACT_CHUNK_COUNT, Reader
+from engine.store.payload_index import IndexSpec
 from engine.store.store import StoredPoint
 from engine.vectors.scores import idf
 
@@ -170,6 +171,11 @@ class QueryReader(Reader):
         keys_scored = [key_of_label[label] for label in labels.tolist()]
         order = np.argsort(-scores if is_higher_better else scores, kind="stable")[:limit]
         return [(point_id_from_key(keys_scored[i]), float(scores[i])) for i in order]
+
+    def payload_index_specs(self) -> dict[str, IndexSpec]:
+        """The payload indexes, by field name (a formula reads an indexed field's values as
+        its index holds them, engine/query/formula_values.py)."""
+        return self._store.index_specs
 
     def payload_points(
         self, filter_: Filter | None, ids: list[PointId] | None

@@ -192,3 +192,26 @@ async def test_datetime_and_geo_terms(shop: Api):
     assert {p["id"]: p["score"] for p in points} == pytest.approx(
         {1: january * 1e-6, 2: january * 1e-6, 3: january * 1e-6, 4: may * 1e-6}
     )
+
+
+async def test_an_indexed_variable_reads_the_index(shop: Api):
+    """Qdrant's test_query_formula: `price: null` under a float index is no value (the
+    default), not a value that is not a number; without the index it is one (400)."""
+    point = {"id": 5, "vector": [0.3, 0.2, 0.1, 0.4], "payload": {"price": None}}
+    await shop.upsert({"points": [point]}, query={"wait": "true"})
+    body = {
+        "prefetch": PREFETCH,
+        "query": {"formula": {"sum": ["$score", "price"]}, "defaults": {"price": 0.5}},
+    }
+    response = await shop.call("POST", QUERY, json=body)
+    assert response.status == 400
+    assert response.error == (
+        "Wrong input: Expected number value for price in the payload and/or in the formula "
+        "defaults. Error: Value is not a number"
+    )
+    index = {"field_name": "price", "field_schema": "float"}
+    path = "/collections/{collection_name}/index"
+    assert (await shop.call("PUT", path, json=index, query={"wait": "true"})).status == 200
+    scores = await nearest_scores(shop)
+    points = (await shop.call("POST", QUERY, json=body)).result["points"]
+    assert {point["id"]: point["score"] for point in points}[5] == pytest.approx(scores[5] + 0.5)
