@@ -267,7 +267,8 @@ def unpack(
 
 
 class SnapshotUpload:
-    """A snapshot arriving in chunks (an HTTP upload), written to a new file at `path`.
+    """A snapshot arriving in chunks (an HTTP upload or download), written to a new file at
+    `path`.
 
     Not durable: it is read back and verified at once, and only what `unpack` writes must
     survive a crash. Bounded by limits.SNAPSHOT_BYTES_MAX. Blocking methods: call them in a
@@ -282,7 +283,7 @@ class SnapshotUpload:
     def write(self, chunk: bytes) -> None:
         assert self._fd is not None, "write after finish"
         if self.size_bytes + len(chunk) > limits.SNAPSHOT_BYTES_MAX:
-            raise BadRequest(f"snapshot upload exceeds {limits.SNAPSHOT_BYTES_MAX} bytes")
+            raise BadRequest(f"snapshot file exceeds {limits.SNAPSHOT_BYTES_MAX} bytes")
         files.write_all(self._fd, chunk)
         self.size_bytes += len(chunk)
 

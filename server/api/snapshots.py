@@ -13,13 +13,12 @@ restore-full`, server/commands/snapshot_cli.py).
 
 Qdrant 1.19 (`src/actix/api/snapshot_api.rs`, `lib/storage/src/content_manager/snapshots/`):
 an alias names its collection everywhere; recover and upload create the collection or
-replace it; a `file://` location must lie inside the snapshots directory (403 otherwise).
-With `wait=false` the write routes answer Qdrant's 202 `{"status": "accepted"}`, a failure
-only logged (`answer_or_accept`). Keel differs in three ways: it does not download
-`http(s)://` locations (400: download the file, then recover it with `file://` or upload
-it); with `wait=false` it still does the work before answering (so the 202 comes once the
-snapshot exists, or is gone); `priority` and `api_key` are accepted and ignored (one node
-has no replicas to prefer).
+replace it; a `file://` location must lie inside the snapshots directory (403 otherwise);
+an `http(s)://` one is downloaded first (server/api/snapshot_download.py, `api_key` sent
+with it). With `wait=false` the write routes answer Qdrant's 202 `{"status": "accepted"}`,
+a failure only logged (`answer_or_accept`). Keel differs in two ways: with `wait=false` it
+still does the work before answering (so the 202 comes once the snapshot exists, or is
+gone); `priority` is accepted and ignored (one node has no replicas to prefer).
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ from aiohttp import BodyPartReader, web
 from engine import snapshot
 from engine.errors import BadRequest, KeelError, ValidationError
 from engine.logfmt import log_event
+from server.api import snapshot_download
 from server.api.context import SNAPSHOTS_PATH_KEY, catalog_of, collection_name_of, read_json
 from server.responses import ApiError, elapsed_s, json_response, ok
 from server.wire.schemas import parse_update_params
@@ -107,13 +107,16 @@ async def recover_snapshot(request: web.Request, check: Check = None) -> web.Res
     """PUT .../snapshots/recover {"location": "file:///...", "checksum": ...}."""
     name = collection_name_of(request)
     wait = parse_update_params(request.query).wait
-    location, checksum = parse_snapshot_recover(await read_json(request))
+    location, checksum, api_key = parse_snapshot_recover(await read_json(request))
 
     async def work() -> bool:
         if check is not None:
             check()
-        path = local_snapshot_path(location, request.app[SNAPSHOTS_PATH_KEY])
-        await catalog_of(request).restore(name, path, checksum)
+        if urllib.parse.urlsplit(location).scheme in ("http", "https"):
+            await _recover_downloaded(request, name, location, checksum, api_key)
+        else:
+            path = local_snapshot_path(location, request.app[SNAPSHOTS_PATH_KEY])
+            await catalog_of(request).restore(name, path, checksum)
         return True
 
     return await answer_or_accept(request, wait, work)
@@ -215,8 +218,8 @@ def snapshot_description_json(info: snapshot.SnapshotInfo) -> dict[str, Any]:
     }
 
 
-def parse_snapshot_recover(data: Any) -> tuple[str, str | None]:
-    """SnapshotRecover -> (location, checksum); priority and api_key are checked, unused."""
+def parse_snapshot_recover(data: Any) -> tuple[str, str | None, str | None]:
+    """SnapshotRecover -> (location, checksum, api_key); priority is checked, unused."""
     if not isinstance(data, dict):
         raise invalid_type(data, "struct SnapshotRecover")
     if "location" not in data:
@@ -233,7 +236,7 @@ def parse_snapshot_recover(data: Any) -> tuple[str, str | None]:
         raise unknown_variant(priority, SNAPSHOT_PRIORITIES)
     if checksum is not None and (problem := sha256_problem(checksum)) is not None:
         raise ValidationError(f"checksum: {problem}")
-    return location, checksum
+    return location, checksum, data.get("api_key")
 
 
 def parse_upload_query(query: Mapping[str, str]) -> tuple[bool, str | None]:
@@ -271,12 +274,6 @@ def local_snapshot_path(location: str, snapshots_path: Path) -> Path:
     (lib/storage/src/content_manager/snapshots/download.rs): a file path (no host but
     `localhost`), an existing file (400 each), inside the snapshots directory (403)."""
     url = urllib.parse.urlsplit(location)
-    if url.scheme in ("http", "https"):
-        raise BadRequest(
-            f"Keel recovers snapshots only from file:// locations, not {url.scheme}://; "
-            "download the file and upload it to .../snapshots/upload, or put it in the "
-            "snapshots directory and recover it with a file:// location"
-        )
     if url.scheme != "file":
         raise BadRequest(f"URL {location} with scheme {url.scheme} is not supported")
     if url.netloc not in ("", "localhost") or not url.path.startswith("/"):
@@ -316,6 +313,24 @@ def rust_debug_text(text: str) -> str:
         else:
             parts.append(c)
     return '"' + "".join(parts) + '"'
+
+
+async def _recover_downloaded(
+    request: web.Request, name: str, url: str, checksum: str | None, api_key: str | None
+) -> None:
+    """Download `url` into the storage's tmp/, check `checksum` against what arrived (Qdrant's
+    text), restore it as a `file://` snapshot is restored, and remove the download."""
+    catalog = catalog_of(request)
+    upload, sha256 = await snapshot_download.download_snapshot(
+        url, catalog.new_upload_path(), api_key
+    )
+    loop = asyncio.get_running_loop()
+    try:
+        if checksum is not None and sha256 != checksum.lower():
+            raise BadRequest(f"Snapshot checksum mismatch: expected {checksum}, got {sha256}")
+        await catalog.restore(name, upload.path, None)
+    finally:
+        await loop.run_in_executor(None, upload.discard)
 
 
 def _snapshot_directory(request: web.Request) -> Path:

@@ -213,10 +213,12 @@ async def test_recover_replaces_an_existing_collection_and_a_bad_checksum_change
 
 
 async def test_recover_refuses_other_locations(api: Api, tmp_path: Path) -> None:
-    remote = {"location": "https://example.com/c.snapshot"}
-    response = await api.call("PUT", RECOVER, json=remote, name="c")
-    assert response.status == 400
-    assert "file://" in response.error
+    other_scheme = {"location": "ftp://example.com/c.snapshot"}
+    response = await api.call("PUT", RECOVER, json=other_scheme, name="c")
+    assert (response.status, response.error) == (
+        400,
+        "Wrong input: URL ftp://example.com/c.snapshot with scheme ftp is not supported",
+    )
     outside = tmp_path / "outside.snapshot"
     outside.write_bytes(b"x")
     (tmp_path / "snapshots").mkdir(exist_ok=True)
