@@ -279,13 +279,21 @@ class SnapshotUpload:
         self.path = path
         self.size_bytes = 0
         self._fd: int | None = files.create_append(path)
+        self._sha256 = hashlib.sha256()
 
     def write(self, chunk: bytes) -> None:
         assert self._fd is not None, "write after finish"
         if self.size_bytes + len(chunk) > limits.SNAPSHOT_BYTES_MAX:
             raise BadRequest(f"snapshot file exceeds {limits.SNAPSHOT_BYTES_MAX} bytes")
         files.write_all(self._fd, chunk)
+        self._sha256.update(chunk)
         self.size_bytes += len(chunk)
+
+    @property
+    def sha256(self) -> str:
+        """The sha256 hex of every byte written, once the file is closed."""
+        assert self._fd is None, f"sha256 of {self.path} asked before close"
+        return self._sha256.hexdigest()
 
     def close(self) -> None:
         if self._fd is not None:
@@ -358,22 +366,25 @@ def _member_entry(name: str, size_bytes: int, sha256: str) -> dict[str, Any]:
 
 
 def check_whole_file(snapshot_path: Path, expected_checksum: str | None) -> None:
-    expected = {}
+    """BadRequest unless the file's sha256 is `expected_checksum` (when given) and what its
+    `.checksum` sidecar says (when there is one)."""
     if expected_checksum is not None:
         check_checksum(expected_checksum)
-        expected["the checksum given"] = expected_checksum.lower()
     sidecar = snapshot_path.with_name(snapshot_path.name + CHECKSUM_SUFFIX)
+    sidecar_checksum = None
     if sidecar.is_file():
-        expected[f"its sidecar {sidecar.name}"] = sidecar.read_text(errors="replace").strip()
-    if not expected:
+        sidecar_checksum = sidecar.read_text(errors="replace").strip()
+    if expected_checksum is None and sidecar_checksum is None:
         return  # the manifest's per-member hashes are still checked
     actual = sha256_of_file(snapshot_path)
-    for source, checksum in expected.items():
-        if checksum != actual:
-            raise BadRequest(
-                f"snapshot {snapshot_path.name} checksum mismatch: sha256 is {actual}, "
-                f"{source} says {checksum}"
-            )
+    if expected_checksum is not None and expected_checksum.lower() != actual:
+        # Qdrant's words (lib/storage/src/content_manager/snapshots/recover.rs).
+        raise BadRequest(f"Snapshot checksum mismatch: expected {expected_checksum}, got {actual}")
+    if sidecar_checksum is not None and sidecar_checksum != actual:
+        raise BadRequest(
+            f"snapshot {snapshot_path.name} checksum mismatch: sha256 is {actual}, "
+            f"its sidecar {sidecar.name} says {sidecar_checksum}"
+        )
 
 
 def _extract_members(tar: tarfile.TarFile, target: Path) -> tuple[Manifest, bytes]:

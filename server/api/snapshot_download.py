@@ -1,9 +1,9 @@
 """Fetching a snapshot from an `http(s)://` location, for recover.
 
 Owns: the GET of the location, streamed chunk by chunk into a new file in the storage's
-tmp/ (engine.snapshot.SnapshotUpload: bounded by limits.SNAPSHOT_BYTES_MAX, removed by the
-caller, or by the next start if Keel stops meanwhile), its sha256 computed on the way, and
-Qdrant's answers when that fails.
+tmp/ (engine.snapshot.SnapshotUpload: bounded by limits.SNAPSHOT_BYTES_MAX, hashed as it is
+written, removed by the caller, or by the next start if Keel stops meanwhile), and Qdrant's
+answers when that fails.
 Not here: checking and restoring the file once it is here (catalog.restore, the same path
 as `file://` and upload), parsing the recover body (server/api/snapshots.py).
 
@@ -19,7 +19,6 @@ file and its manifest before it unpacks anything.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import urllib.parse
 from pathlib import Path
@@ -38,10 +37,8 @@ CONNECT_TIMEOUT_S = 60.0  # to open the connection (Keel's own bound; reqwest's 
 CHUNK_BYTES = snapshot.CHUNK_BYTES
 
 
-async def download_snapshot(
-    url: str, path: Path, api_key: str | None
-) -> tuple[snapshot.SnapshotUpload, str]:
-    """GET `url` into a new file at `path`; return it (closed) and its sha256 hex.
+async def download_snapshot(url: str, path: Path, api_key: str | None) -> snapshot.SnapshotUpload:
+    """GET `url` into a new file at `path`; return it, closed (its `sha256` known).
 
     Raises ApiError (500) if the request cannot be sent or the stream fails, BadRequest for
     a non-2xx answer or a body past limits.SNAPSHOT_BYTES_MAX. On any failure the file is
@@ -53,7 +50,6 @@ async def download_snapshot(
     )
     loop = asyncio.get_running_loop()
     upload = await loop.run_in_executor(None, snapshot.SnapshotUpload, path)
-    sha256 = hashlib.sha256()
     is_streaming = False
     try:
         async with (
@@ -67,7 +63,6 @@ async def download_snapshot(
                 )
             is_streaming = True
             async for chunk in response.content.iter_chunked(CHUNK_BYTES):
-                sha256.update(chunk)
                 await loop.run_in_executor(None, upload.write, chunk)
         await loop.run_in_executor(None, upload.close)
     except (TimeoutError, aiohttp.ClientError) as error:
@@ -83,7 +78,7 @@ async def download_snapshot(
         await loop.run_in_executor(None, upload.discard)
         raise
     log_event(log, logging.INFO, "snapshot downloaded", url=_loggable(url), bytes=upload.size_bytes)
-    return upload, sha256.hexdigest()
+    return upload
 
 
 def _loggable(url: str) -> str:

@@ -132,7 +132,11 @@ async def upload_snapshot(request: web.Request, check: Check = None) -> web.Resp
     async def work() -> bool:
         if check is not None:
             check()
-        await catalog.restore(name, upload.path, checksum)
+        if checksum is not None and checksum.lower() != upload.sha256:
+            # Qdrant's words and order (snapshot_api.rs): its hash as "expected", the given one.
+            message = f"Checksum mismatch: expected {upload.sha256}, actual {checksum}"
+            raise ApiError(400, message)
+        await catalog.restore(name, upload.path, None)
         return True
 
     loop = asyncio.get_running_loop()
@@ -321,13 +325,12 @@ async def _recover_downloaded(
     """Download `url` into the storage's tmp/, check `checksum` against what arrived (Qdrant's
     text), restore it as a `file://` snapshot is restored, and remove the download."""
     catalog = catalog_of(request)
-    upload, sha256 = await snapshot_download.download_snapshot(
-        url, catalog.new_upload_path(), api_key
-    )
+    upload = await snapshot_download.download_snapshot(url, catalog.new_upload_path(), api_key)
     loop = asyncio.get_running_loop()
     try:
-        if checksum is not None and sha256 != checksum.lower():
-            raise BadRequest(f"Snapshot checksum mismatch: expected {checksum}, got {sha256}")
+        if checksum is not None and upload.sha256 != checksum.lower():
+            message = f"Snapshot checksum mismatch: expected {checksum}, got {upload.sha256}"
+            raise BadRequest(message)
         await catalog.restore(name, upload.path, None)
     finally:
         await loop.run_in_executor(None, upload.discard)

@@ -203,8 +203,11 @@ async def test_recover_replaces_an_existing_collection_and_a_bad_checksum_change
 
     bad = {"location": location, "checksum": "0" * 64}
     response = await api.call("PUT", RECOVER, json=bad, name="al")
-    assert response.status == 400
-    assert "checksum mismatch" in response.error
+    mismatch = f"expected {'0' * 64}, got {description['checksum']}"
+    assert (response.status, response.error) == (
+        400,
+        f"Wrong input: Snapshot checksum mismatch: {mismatch}",
+    )
     assert [p["id"] for p in await api.scroll_all("c")] == [1, 2, 3]
 
     assert (await api.call("PUT", RECOVER, json={"location": location}, name="al")).result
@@ -299,7 +302,11 @@ async def test_upload_creates_or_replaces(api: Api, tmp_path: Path, target: str)
     await upsert_points(api, [3])
 
     response = await upload(api, target, data, "?checksum=" + "1" * 64)
-    assert response.status == 400
+    # Qdrant's words and order (snapshot_api.rs): the upload's hash is "expected".
+    assert (response.status, response.body["status"]["error"]) == (
+        400,
+        f"Checksum mismatch: expected {description['checksum']}, actual {'1' * 64}",
+    )
     assert [p["id"] for p in await api.scroll_all("c")] == [1, 2, 3]
 
     response = await upload(

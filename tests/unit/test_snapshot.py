@@ -124,7 +124,8 @@ async def test_an_explicit_checksum_must_match(tmp_path: Path) -> None:
     await catalog.create("c", single_vector_config())
     info = await catalog.create_snapshot("c", tmp_path / "snapshots")
     path = tmp_path / "snapshots" / "c" / info.name
-    with pytest.raises(BadRequest, match="the checksum given"):
+    mismatch = f"Snapshot checksum mismatch: expected {'0' * 64}, got {info.checksum}"
+    with pytest.raises(BadRequest, match=mismatch):
         await catalog.restore("new", path, "0" * 64)
     with pytest.raises(BadRequest, match="sha256 in hex"):
         await catalog.restore("new", path, "abc")
