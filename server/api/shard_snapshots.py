@@ -18,6 +18,11 @@ is 404 "Not found: shard N not found". For create, delete, recover and upload th
 are part of the work, so with `wait=false` their failure is logged after a 202, as in Qdrant. Recovering or uploading a shard snapshot needs the
 collection to exist; it never creates one.
 
+Recover takes Qdrant's ShardSnapshotLocation: an `http(s)://` URL, downloaded as the
+collection route downloads it, or the bare name of one of the shard's snapshots; another
+URL (`file://` included) is 400 `Invalid snapshot URL ...: URLs with file scheme are not
+supported`, as in Qdrant (src/common/snapshots.rs).
+
 Keel differs where one shard makes a difference invisible or impossible: a snapshot of
 shard 0 *is* a snapshot of the collection (the same file, name and checksum, listed by both
 routes), and recovering one replaces the collection as a collection snapshot does, its
@@ -27,19 +32,26 @@ config included (Qdrant keeps the collection's config and replaces the shard's d
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
+import urllib.parse
+from pathlib import Path
 
 from aiohttp import web
 
 from engine import snapshot
-from engine.errors import NotFound, NotImplementedYet
+from engine.errors import BadRequest, NotFound, NotImplementedYet
 from server.api import snapshots
-from server.api.context import catalog_of, collection_name_of
+from server.api.context import catalog_of, collection_name_of, read_json
 from server.responses import ApiError
+from server.wire.schemas import parse_update_params
 
 SHARD_SNAPSHOTS = "/collections/{collection_name}/shards/{shard_id}/snapshots"
 SHARD_ID = 0  # the one shard of a Keel collection
 U32_MAX = 2**32 - 1
+# What Qdrant's untagged ShardSnapshotLocation reads as a URL (a scheme, then ':'); any
+# other string is a snapshot file name.
+URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 async def create_shard_snapshot(request: web.Request) -> web.Response:
@@ -63,8 +75,29 @@ async def delete_shard_snapshot(request: web.Request) -> web.Response:
 
 
 async def recover_shard_snapshot(request: web.Request) -> web.Response:
+    """PUT .../shards/{shard_id}/snapshots/recover: Qdrant's ShardSnapshotLocation, an
+    http(s) URL (downloaded) or the name of one of the shard's snapshots (any other URL
+    is 400); the collection and shard are looked up first, as part of the work."""
     parse_shard_id(request)
-    return await snapshots.recover_snapshot(request, check=lambda: check_shard(request))
+    name = collection_name_of(request)
+    wait = parse_update_params(request.query).wait
+    location, checksum, api_key = snapshots.parse_snapshot_recover(await read_json(request))
+
+    async def work() -> bool:
+        check_shard(request)
+        if URL_SCHEME.match(location) is None:
+            path = _shard_snapshot_path(request, location)
+            await catalog_of(request).restore(name, path, checksum)
+            return True
+        scheme = urllib.parse.urlsplit(location).scheme
+        if scheme not in ("http", "https"):
+            raise BadRequest(
+                f"Invalid snapshot URL {location}: URLs with {scheme} scheme are not supported"
+            )
+        await snapshots.recover_downloaded(request, name, location, checksum, api_key)
+        return True
+
+    return await snapshots.answer_or_accept(request, wait, work)
 
 
 async def upload_shard_snapshot(request: web.Request) -> web.Response:
@@ -118,6 +151,20 @@ def check_shard(request: web.Request) -> None:
     catalog_of(request).get(name)
     if shard_id != SHARD_ID:
         raise NotFound(f"shard {shard_id} not found")
+
+
+def _shard_snapshot_path(request: web.Request, snapshot_name: str) -> Path:
+    """The shard's snapshot named `snapshot_name`, in Qdrant's 404s: a name that is not a
+    plain file name, then a file that is not there (named by its path)."""
+    directory = snapshots.snapshot_directory(request)
+    try:
+        snapshot.check_snapshot_name(snapshot_name)
+    except BadRequest:
+        raise NotFound(f"Snapshot {snapshot_name} not found") from None
+    path = directory / snapshot_name
+    if not path.is_file():
+        raise NotFound(f"Snapshot {snapshots.rust_debug_text(str(path))} not found")
+    return path
 
 
 def parse_shard_id(request: web.Request) -> int:

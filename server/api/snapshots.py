@@ -75,14 +75,14 @@ async def create_snapshot(request: web.Request, check: Check = None) -> web.Resp
 
 
 async def list_snapshots(request: web.Request) -> web.Response:
-    directory = _snapshot_directory(request)
+    directory = snapshot_directory(request)
     loop = asyncio.get_running_loop()
     infos = await loop.run_in_executor(None, snapshot.list_snapshots, directory)
     return ok(request, [snapshot_description_json(info) for info in infos])
 
 
 async def download_snapshot(request: web.Request) -> web.StreamResponse:
-    directory = _snapshot_directory(request)
+    directory = snapshot_directory(request)
     path = snapshot.find_snapshot(directory, request.match_info["snapshot_name"])
     # Streamed by aiohttp (sendfile where it can), never read into memory.
     return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
@@ -94,7 +94,7 @@ async def delete_snapshot(request: web.Request, check: Check = None) -> web.Resp
     async def work() -> bool:
         if check is not None:
             check()
-        directory = _snapshot_directory(request)
+        directory = snapshot_directory(request)
         loop = asyncio.get_running_loop()
         snapshot_name = request.match_info["snapshot_name"]
         await loop.run_in_executor(None, snapshot.delete_snapshot, directory, snapshot_name)
@@ -113,7 +113,7 @@ async def recover_snapshot(request: web.Request, check: Check = None) -> web.Res
         if check is not None:
             check()
         if urllib.parse.urlsplit(location).scheme in ("http", "https"):
-            await _recover_downloaded(request, name, location, checksum, api_key)
+            await recover_downloaded(request, name, location, checksum, api_key)
         else:
             path = local_snapshot_path(location, request.app[SNAPSHOTS_PATH_KEY])
             await catalog_of(request).restore(name, path, checksum)
@@ -319,7 +319,7 @@ def rust_debug_text(text: str) -> str:
     return '"' + "".join(parts) + '"'
 
 
-async def _recover_downloaded(
+async def recover_downloaded(
     request: web.Request, name: str, url: str, checksum: str | None, api_key: str | None
 ) -> None:
     """Download `url` into the storage's tmp/, check `checksum` against what arrived (Qdrant's
@@ -336,7 +336,7 @@ async def _recover_downloaded(
         await loop.run_in_executor(None, upload.discard)
 
 
-def _snapshot_directory(request: web.Request) -> Path:
+def snapshot_directory(request: web.Request) -> Path:
     """The snapshot directory of the collection (or alias) in the path; NotFound if none."""
     collection = catalog_of(request).get(collection_name_of(request))
     return request.app[SNAPSHOTS_PATH_KEY] / collection.name

@@ -67,9 +67,9 @@ async def test_shard_zero_snapshots_are_the_collections(api: Api, tmp_path: Path
     assert (tmp_path / "snapshots" / "c" / description["name"]).read_bytes() == download.body
 
     await api.upsert({"points": [point(3)]})
-    location = (tmp_path / "snapshots" / "c" / description["name"]).as_uri()
+    # Qdrant's ShardSnapshotLocation: a snapshot of the shard by its name.
     recovered = await shard_call(
-        api, "PUT", SHARD_SNAPSHOTS + "/recover", json={"location": location}
+        api, "PUT", SHARD_SNAPSHOTS + "/recover", json={"location": description["name"]}
     )
     assert recovered.result is True
     assert [p["id"] for p in await api.scroll_all()] == [1, 2]
@@ -214,3 +214,43 @@ async def test_partial_snapshot_routes_answer_an_honest_501(api: Api) -> None:
     assert malformed.error.startswith("Validation error in query parameters: [checksum: ")
     bad_shard = await shard_call(api, "POST", PARTIAL + "/recover", shard_id="x", json={})
     assert bad_shard.status == 400
+
+
+async def test_shard_recover_takes_qdrants_locations(api: Api, tmp_path: Path) -> None:
+    """Qdrant's ShardSnapshotLocation (src/common/snapshots.rs): a snapshot name, in the
+    shard's snapshots (404 naming the path if missing, 404 for a name with `..`), or an
+    http(s) URL; a file:// URL is 400, even for a file the collection route would take."""
+    await api.create_collection()
+    await api.upsert({"points": [point(1)]})
+    description = (await shard_call(api, "POST", SHARD_SNAPSHOTS)).result
+    await api.upsert({"points": [point(2)]})
+    recover = SHARD_SNAPSHOTS + "/recover"
+    file_url = (tmp_path / "snapshots" / "c" / description["name"]).as_uri()
+    directory = tmp_path / "snapshots" / "c"
+    not_supported = "URLs with file scheme are not supported"
+
+    expected = {
+        file_url: (400, f"Wrong input: Invalid snapshot URL {file_url}: {not_supported}"),
+        "missing.snapshot": (
+            404,
+            f'Not found: Snapshot "{directory / "missing.snapshot"}" not found',
+        ),
+        f"../c/{description['name']}": (
+            404,
+            f"Not found: Snapshot ../c/{description['name']} not found",
+        ),
+    }
+    for location, answer in expected.items():
+        response = await shard_call(api, "PUT", recover, json={"location": location})
+        assert (response.status, response.error) == answer, location
+    wrong = {"location": description["name"], "checksum": "0" * 64}
+    response = await shard_call(api, "PUT", recover, json=wrong)
+    mismatch = f"expected {'0' * 64}, got {description['checksum']}"
+    assert (response.status, response.error) == (
+        400,
+        f"Wrong input: Snapshot checksum mismatch: {mismatch}",
+    )
+    assert [p["id"] for p in await api.scroll_all()] == [1, 2]
+    by_name = {"location": description["name"], "checksum": description["checksum"]}
+    assert (await shard_call(api, "PUT", recover, json=by_name)).result is True
+    assert [p["id"] for p in await api.scroll_all()] == [1]
