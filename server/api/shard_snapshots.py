@@ -32,7 +32,6 @@ config included (Qdrant keeps the collection's config and replaces the shard's d
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import urllib.parse
 from pathlib import Path
@@ -45,13 +44,11 @@ from server.api import snapshots
 from server.api.context import catalog_of, collection_name_of, read_json
 from server.responses import ApiError
 from server.wire.schemas import parse_update_params
+from server.wire.serde_text import rust_debug_str
 
 SHARD_SNAPSHOTS = "/collections/{collection_name}/shards/{shard_id}/snapshots"
 SHARD_ID = 0  # the one shard of a Keel collection
 U32_MAX = 2**32 - 1
-# What Qdrant's untagged ShardSnapshotLocation reads as a URL (a scheme, then ':'); any
-# other string is a snapshot file name.
-URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 async def create_shard_snapshot(request: web.Request) -> web.Response:
@@ -81,11 +78,13 @@ async def recover_shard_snapshot(request: web.Request) -> web.Response:
     parse_shard_id(request)
     name = collection_name_of(request)
     wait = parse_update_params(request.query).wait
-    location, checksum, api_key = snapshots.parse_snapshot_recover(await read_json(request))
+    location, checksum, api_key = snapshots.parse_snapshot_recover(
+        await read_json(request), is_shard=True
+    )
 
     async def work() -> bool:
         check_shard(request)
-        if URL_SCHEME.match(location) is None:
+        if snapshots.URL_SCHEME.match(location) is None:
             path = _shard_snapshot_path(request, location)
             await catalog_of(request).restore(name, path, checksum)
             return True
@@ -163,7 +162,7 @@ def _shard_snapshot_path(request: web.Request, snapshot_name: str) -> Path:
         raise NotFound(f"Snapshot {snapshot_name} not found") from None
     path = directory / snapshot_name
     if not path.is_file():
-        raise NotFound(f"Snapshot {snapshots.rust_debug_text(str(path))} not found")
+        raise NotFound(f"Snapshot {rust_debug_str(str(path))} not found")
     return path
 
 

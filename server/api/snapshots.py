@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import string
-import unicodedata
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -35,13 +35,19 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from engine import snapshot
-from engine.errors import BadRequest, KeelError, ValidationError
+from engine.errors import BadRequest, FormatError, KeelError, ValidationError
 from engine.logfmt import log_event
 from server.api import snapshot_download
 from server.api.context import SNAPSHOTS_PATH_KEY, catalog_of, collection_name_of, read_json
 from server.responses import ApiError, elapsed_s, json_response, ok
 from server.wire.schemas import parse_update_params
-from server.wire.serde_text import invalid_type, missing_field, unknown_variant
+from server.wire.serde_text import (
+    invalid_type,
+    missing_field,
+    rust_debug_str,
+    unknown_variant,
+    untagged_mismatch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,9 @@ UPLOAD_FIELD_NAME = "snapshot"  # Qdrant's multipart field
 UPLOAD_PARTS_MAX = 16  # multipart parts looked at before giving up on finding the snapshot
 UPLOAD_CHUNK_BYTES = snapshot.CHUNK_BYTES
 SHA256_HEX_DIGITS = 64
+# What the url crate reads as an absolute URL's start (a scheme, then ':'); Qdrant's
+# ShardSnapshotLocation reads any other string as a file name.
+URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 async def create_snapshot(request: web.Request, check: Check = None) -> web.Response:
@@ -222,15 +231,24 @@ def snapshot_description_json(info: snapshot.SnapshotInfo) -> dict[str, Any]:
     }
 
 
-def parse_snapshot_recover(data: Any) -> tuple[str, str | None, str | None]:
-    """SnapshotRecover -> (location, checksum, api_key); priority is checked, unused."""
+def parse_snapshot_recover(
+    data: Any, *, is_shard: bool = False
+) -> tuple[str, str | None, str | None]:
+    """SnapshotRecover (or, `is_shard`, ShardSnapshotRecover) -> (location, checksum,
+    api_key); priority is checked, unused. A collection's location is a URL (serde's
+    `Url`: a string without a scheme is a format error); a shard's may also be a name."""
+    struct_name = "struct ShardSnapshotRecover" if is_shard else "struct SnapshotRecover"
     if not isinstance(data, dict):
-        raise invalid_type(data, "struct SnapshotRecover")
+        raise invalid_type(data, struct_name)
     if "location" not in data:
         raise missing_field("location")
     location, checksum = data["location"], data.get("checksum")
     if not isinstance(location, str):
+        if is_shard:
+            raise untagged_mismatch("ShardSnapshotLocation")
         raise invalid_type(location, "a string")
+    if not is_shard and URL_SCHEME.match(location) is None:
+        raise FormatError("relative URL without a base")  # the url crate's words
     if checksum is not None and not isinstance(checksum, str):
         raise invalid_type(checksum, "a string")
     if data.get("api_key") is not None and not isinstance(data["api_key"], str):
@@ -266,7 +284,7 @@ def sha256_problem(checksum: str) -> str | None:
             f"Validation error: invalid_sha256_hash [{{"
             f'"length": Number({len(checksum.encode())}), '
             f'"expected_length": Number({SHA256_HEX_DIGITS}), '
-            f'"value": String({rust_debug_text(checksum)})}}]'
+            f'"value": String({rust_debug_str(checksum)})}}]'
         )
     if any(c not in string.hexdigits for c in checksum):
         return "invalid characters, expected 0-9, a-f, A-F"
@@ -286,37 +304,22 @@ def local_snapshot_path(location: str, snapshots_path: Path) -> Path:
         )
     path = Path(urllib.parse.unquote(url.path))
     if not path.exists():
-        message = f"Snapshot file {rust_debug_text(str(path))} does not exist"
+        message = f"Snapshot file {rust_debug_str(str(path))} does not exist"
         raise ApiError(400, f"Bad request: {message}")
     # resolve(): neither `..` nor a symlink may lead out of the snapshots directory.
     try:
         resolved_path = path.resolve(strict=True)
     except OSError as error:
-        message = f"Failed to resolve snapshot path {rust_debug_text(str(path))}: {error.strerror}"
+        message = f"Failed to resolve snapshot path {rust_debug_str(str(path))}: {error.strerror}"
         raise ApiError(400, f"Bad request: {message} (os error {error.errno})") from None
     snapshots_dir = snapshots_path.resolve()
     if not resolved_path.is_relative_to(snapshots_dir):
-        directory_text = rust_debug_text(str(snapshots_dir))
+        directory_text = rust_debug_str(str(snapshots_dir))
         raise ApiError(
             403,
             f"Forbidden: Snapshot file path must be inside the snapshots directory {directory_text}",
         )
     return path
-
-
-def rust_debug_text(text: str) -> str:
-    """`text` as Rust's `{:?}` writes a str or a path: quoted, with `\\`, `\"` and control
-    characters escaped (how Qdrant quotes names in its messages)."""
-    escapes = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}
-    parts = []
-    for c in text:
-        if c in escapes:
-            parts.append(escapes[c])
-        elif unicodedata.category(c) == "Cc":
-            parts.append(f"\\u{{{ord(c):x}}}")
-        else:
-            parts.append(c)
-    return '"' + "".join(parts) + '"'
 
 
 async def recover_downloaded(

@@ -243,6 +243,12 @@ async def test_shard_recover_takes_qdrants_locations(api: Api, tmp_path: Path) -
     for location, answer in expected.items():
         response = await shard_call(api, "PUT", recover, json={"location": location})
         assert (response.status, response.error) == answer, location
+    not_a_location = await shard_call(api, "PUT", recover, json={"location": 7})
+    mismatch = "data did not match any variant of untagged enum ShardSnapshotLocation"
+    assert (not_a_location.status, not_a_location.error) == (
+        400,
+        f"Format error in JSON body: {mismatch}",
+    )
     wrong = {"location": description["name"], "checksum": "0" * 64}
     response = await shard_call(api, "PUT", recover, json=wrong)
     mismatch = f"expected {'0' * 64}, got {description['checksum']}"

@@ -222,6 +222,12 @@ async def test_recover_refuses_other_locations(api: Api, tmp_path: Path) -> None
         400,
         "Wrong input: URL ftp://example.com/c.snapshot with scheme ftp is not supported",
     )
+    # serde's Url: no scheme is a format error (Keel leaves out serde_json's position).
+    relative = await api.call("PUT", RECOVER, json={"location": "whatever"}, name="c")
+    assert (relative.status, relative.error) == (
+        400,
+        "Format error in JSON body: relative URL without a base",
+    )
     outside = tmp_path / "outside.snapshot"
     outside.write_bytes(b"x")
     (tmp_path / "snapshots").mkdir(exist_ok=True)
