@@ -43,7 +43,6 @@ from engine.errors import BadRequest, NotFound, NotImplementedYet
 from server.api import snapshots
 from server.api.context import catalog_of, collection_name_of, read_json
 from server.responses import ApiError
-from server.wire.schemas import parse_update_params
 from server.wire.serde_text import rust_debug_str
 
 SHARD_SNAPSHOTS = "/collections/{collection_name}/shards/{shard_id}/snapshots"
@@ -77,7 +76,7 @@ async def recover_shard_snapshot(request: web.Request) -> web.Response:
     is 400); the collection and shard are looked up first, as part of the work."""
     parse_shard_id(request)
     name = collection_name_of(request)
-    wait = parse_update_params(request.query).wait
+    wait = snapshots.parse_wait(request.query)
     location, checksum, api_key = snapshots.parse_snapshot_recover(
         await read_json(request), is_shard=True
     )

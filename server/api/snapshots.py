@@ -70,7 +70,7 @@ URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 async def create_snapshot(request: web.Request, check: Check = None) -> web.Response:
     """POST .../snapshots; `check` (the shard routes') runs as part of the work."""
     name = collection_name_of(request)
-    wait = parse_update_params(request.query).wait
+    wait = parse_wait(request.query)
 
     async def work() -> dict[str, Any]:
         if check is not None:
@@ -98,7 +98,7 @@ async def download_snapshot(request: web.Request) -> web.StreamResponse:
 
 
 async def delete_snapshot(request: web.Request, check: Check = None) -> web.Response:
-    wait = parse_update_params(request.query).wait
+    wait = parse_wait(request.query)
 
     async def work() -> bool:
         if check is not None:
@@ -115,7 +115,7 @@ async def delete_snapshot(request: web.Request, check: Check = None) -> web.Resp
 async def recover_snapshot(request: web.Request, check: Check = None) -> web.Response:
     """PUT .../snapshots/recover {"location": "file:///...", "checksum": ...}."""
     name = collection_name_of(request)
-    wait = parse_update_params(request.query).wait
+    wait = parse_wait(request.query)
     location, checksum, api_key = parse_snapshot_recover(await read_json(request))
 
     async def work() -> bool:
@@ -157,7 +157,7 @@ async def upload_snapshot(request: web.Request, check: Check = None) -> web.Resp
 
 async def create_full_snapshot(request: web.Request) -> web.Response:
     """POST /snapshots: every collection and the aliases (engine/full_snapshot.py)."""
-    wait = parse_update_params(request.query).wait
+    wait = parse_wait(request.query)
 
     async def work() -> dict[str, Any]:
         snapshots_path = request.app[SNAPSHOTS_PATH_KEY]
@@ -183,7 +183,7 @@ async def download_full_snapshot(request: web.Request) -> web.StreamResponse:
 
 
 async def delete_full_snapshot(request: web.Request) -> web.Response:
-    wait = parse_update_params(request.query).wait
+    wait = parse_wait(request.query)
 
     async def work() -> bool:
         loop = asyncio.get_running_loop()
@@ -261,10 +261,16 @@ def parse_snapshot_recover(
     return location, checksum, data.get("api_key")
 
 
+def parse_wait(query: Mapping[str, str]) -> bool:
+    """Qdrant's SnapshottingParam: `wait` (default true), parsed as an update's is; other
+    keys (`ordering`, `timeout`) are ignored, as serde ignores fields the struct lacks."""
+    return parse_update_params({"wait": query["wait"]} if "wait" in query else {}).wait
+
+
 def parse_upload_query(query: Mapping[str, str]) -> tuple[bool, str | None]:
     """Qdrant's SnapshotUploadingParam -> (wait, checksum): `wait` and `priority` parsed
     (400), then `checksum` validated (422)."""
-    wait = parse_update_params(query).wait
+    wait = parse_wait(query)
     _check_priority(query.get("priority"))
     checksum = query.get("checksum")
     if checksum is not None and (problem := sha256_problem(checksum)) is not None:

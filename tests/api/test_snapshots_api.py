@@ -105,6 +105,9 @@ async def test_unknown_collection_and_bad_names(api: Api) -> None:
             f"Not found: Snapshot {bad_name} not found",
         )
     assert (await api.call("POST", SNAPSHOTS, name="c", query={"wait": "maybe"})).status == 400
+    # SnapshottingParam has only `wait`: serde ignores an update's other parameters.
+    ignored = {"wait": "true", "ordering": "bogus", "timeout": "soon"}
+    assert (await api.call("POST", SNAPSHOTS, name="c", query=ignored)).status == 200
 
 
 @pytest.mark.parametrize(
