@@ -134,9 +134,10 @@ async def stream_shard_snapshot(request: web.Request) -> web.StreamResponse:
 
 async def recover_partial_snapshot(request: web.Request) -> web.Response:
     """POST .../shards/{shard_id}/snapshot/partial/recover: 501, after the checks Qdrant
-    makes before it reads the upload (shard id, then `wait`, `priority`, `checksum`), so a
-    malformed request gets the answer it gets from Qdrant."""
+    makes before it reads the upload (the path: shard id 400, collection name 422; then
+    `wait`, `priority` 400, `checksum` 422), so a malformed request gets Qdrant's answer."""
     parse_shard_id(request)
+    collection_name_of(request)  # its format only, as Qdrant's path validation
     snapshots.parse_upload_query(request.query)
     route = request.match_info.route.resource
     raise NotImplementedYet(f"POST {route.canonical if route else request.path}")

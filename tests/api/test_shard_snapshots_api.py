@@ -214,6 +214,10 @@ async def test_partial_snapshot_routes_answer_an_honest_501(api: Api) -> None:
     assert malformed.error.startswith("Validation error in query parameters: [checksum: ")
     bad_shard = await shard_call(api, "POST", PARTIAL + "/recover", shard_id="x", json={})
     assert bad_shard.status == 400
+    long_name = "a" * 256
+    bad_name = await shard_call(api, "POST", PARTIAL + "/recover", name=long_name, json={})
+    assert bad_name.status == 422
+    assert bad_name.error.startswith("Validation error in path parameters: [collection_name: ")
 
 
 async def test_shard_recover_takes_qdrants_locations(api: Api, tmp_path: Path) -> None:
