@@ -139,12 +139,13 @@ async def upload_snapshot(request: web.Request, check: Check = None) -> web.Resp
     upload = await _receive_upload(request, catalog.new_upload_path())
 
     async def work() -> bool:
-        if check is not None:
-            check()
+        # First, as in Qdrant (snapshot_api.rs): the upload's checksum, then the shard's
+        # collection. Qdrant's words and order: its hash as "expected", then the given one.
         if checksum is not None and checksum.lower() != upload.sha256:
-            # Qdrant's words and order (snapshot_api.rs): its hash as "expected", the given one.
             message = f"Checksum mismatch: expected {upload.sha256}, actual {checksum}"
             raise ApiError(400, message)
+        if check is not None:
+            check()
         await catalog.restore(name, upload.path, None)
         return True
 

@@ -150,6 +150,16 @@ async def test_a_streamed_shard_snapshot_restores_the_collection_and_is_not_kept
     assert uploaded.result is True
     assert [p["id"] for p in await api.scroll_all()] == [1, 2]
 
+    # Qdrant checks an upload's checksum before it looks for the shard.
+    form = aiohttp.FormData()
+    form.add_field("snapshot", streamed.body, filename="streamed.snapshot")
+    mismatch = await shard_call(
+        api, "POST", SHARD_SNAPSHOTS + "/upload?checksum=" + "0" * 64, shard_id="1", form=form
+    )
+    assert (mismatch.status, mismatch.error.split(",")[0]) == (
+        400,
+        f"Checksum mismatch: expected {hashlib.sha256(streamed.body).hexdigest()}",
+    )
     other_shard = await shard_call(api, "GET", STREAM, shard_id="1")
     assert (other_shard.status, other_shard.error) == (404, "Not found: shard 1 not found")
     missing = await shard_call(api, "GET", STREAM, name="nope")
