@@ -29,7 +29,13 @@ import numpy as np
 
 from engine.errors import BadRequest
 from engine.ops import Distance, VectorConfig
-from engine.vectors.scores import as_datatype, is_raw_cosine, normalize_rows
+from engine.vectors.scores import (
+    SCALAR_DIMS_MAX,
+    as_datatype,
+    is_raw_cosine,
+    normalize_rows,
+    summed_terms,
+)
 
 # Qdrant's MAX_MULTIVECTOR_FLATTENED_LEN (release build): numbers in one matrix, exclusive.
 MULTIVECTOR_FLATTENED_LEN_MAX = 1024 * 1024
@@ -135,6 +141,9 @@ def _average(examples: list[np.ndarray], kind: str) -> np.ndarray:
 
 
 def _similarity(query: np.ndarray, rows: np.ndarray, distance: Distance) -> np.ndarray:
+    if 0 < rows.shape[-1] <= SCALAR_DIMS_MAX:  # Qdrant's scalar loop, to the bit
+        summed = summed_terms(rows[None, :, :], query[:, None, :], distance)
+        return summed if distance.is_higher_better else -summed
     if distance in (Distance.COSINE, Distance.DOT):
         return query @ rows.T
     if distance is Distance.EUCLID:

@@ -35,6 +35,7 @@ import numpy as np
 from engine.errors import BadRequest
 from engine.ops import Distance, PointId, SparseVector
 from engine.query import multivector
+from engine.vectors.scores import SCALAR_DIMS_MAX, summed_terms
 
 F32_EPSILON = float(np.finfo(np.float32).eps)  # Rust f32::EPSILON, the context margin
 
@@ -104,6 +105,9 @@ def internal_similarity(matrix: Any, query: Any, distance: Distance) -> np.ndarr
         return np.array([sparse_dot(query, vector) for vector in matrix], dtype=np.float32)
     if query.ndim == 2:  # a multivector query: `matrix` is a list of matrices
         return multivector.maxsim_scores(query, matrix, distance)
+    if 0 < matrix.shape[-1] <= SCALAR_DIMS_MAX:  # Qdrant's scalar loop, to the bit
+        summed = summed_terms(matrix, query, distance)
+        return summed if distance.is_higher_better else -summed
     if distance in (Distance.COSINE, Distance.DOT):
         return matrix @ query
     if distance is Distance.EUCLID:
