@@ -130,3 +130,44 @@ def test_stored_vectors_are_qdrants_to_the_bit(engines: Any) -> None:
         for record in shard.retrieve(ids, False, True)
     }
     assert keel == edge
+
+
+@pytest.mark.parametrize("distance", ["Dot", "Cosine", "Euclid", "Manhattan"])
+def test_maxsim_of_small_rows_is_qdrants_to_the_bit(tmp_path: Any, distance: str) -> None:
+    """MaxSim compares every query row with every stored row by the same scalar loop."""
+    dim, rng = 5, random.Random(f"small maxsim {distance}")
+    points = [
+        {"id": index, "vector": {NAME: [random_vector(rng, dim) for _ in range(index % 3 + 1)]}}
+        for index in range(1, 21)
+    ]
+    loop = asyncio.new_event_loop()
+    catalog = loop.run_until_complete(open_catalog(tmp_path / "keel"))
+    multi = {"comparator": "max_sim"}
+    body = {"vectors": {NAME: {"size": dim, "distance": distance, "multivector_config": multi}}}
+    loop.run_until_complete(catalog.create("c", parse_create_collection(body)))
+    collection = catalog.get("c")
+    op = build_upsert(parse_upsert({"points": points}), collection.config)
+    loop.run_until_complete(collection.update(op, wait=True, timeout_s=None))
+    params = qdrant_edge.EdgeVectorParams(
+        size=dim,
+        distance=getattr(qdrant_edge.Distance, distance),
+        multivector_config=qdrant_edge.MultiVectorConfig(qdrant_edge.MultiVectorComparator.MaxSim),
+    )
+    shard = qdrant_edge.EdgeShard.create(
+        str(tmp_path / "edge"), qdrant_edge.EdgeConfig(vectors={NAME: params})
+    )
+    shard.update(
+        qdrant_edge.UpdateOperation.upsert_points(
+            [qdrant_edge.Point(p["id"], p["vector"], {}) for p in points]
+        )
+    )
+    try:
+        for _ in range(6):
+            query = [random_vector(rng, dim) for _ in range(rng.randint(1, 3))]
+            keel = keel_scores(loop, collection, {"query": query, "using": NAME, "limit": 20})
+            edge = edge_scores(shard, query=qdrant_edge.Query.Nearest(query, NAME))
+            assert keel == edge, query
+    finally:
+        shard.close()
+        loop.run_until_complete(catalog.close())
+        loop.close()
