@@ -91,6 +91,15 @@ class LookupFrom:
 
 
 @dataclass(frozen=True)
+class IdfParams:
+    """A search's `params.idf` (Qdrant 1.19): the points whose statistics weigh a sparse
+    query's dimensions under the `idf` modifier: the whole collection (`"global"`, corpus
+    None), or those matching the `corpus` filter that have the vector."""
+
+    corpus: filters.Filter | None = None
+
+
+@dataclass(frozen=True)
 class QueryNode:
     """One level of a query: its prefetches, its query, and the limits on what it returns."""
 
@@ -103,6 +112,7 @@ class QueryNode:
     hnsw_ef: int | None = None
     is_exact: bool = False
     lookup_from: LookupFrom | None = None
+    idf: IdfParams | None = None
 
 
 @dataclass(frozen=True)

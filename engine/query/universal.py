@@ -37,6 +37,7 @@ from engine.ops import (
     PointId,
     ScoredPoint,
     SearchRequest,
+    SparseModifier,
     SparseVector,
     VectorConfig,
     VectorSelector,
@@ -223,6 +224,7 @@ def _is_plain(reader: QueryReader, request: QueryRequest) -> bool:
         and isinstance(query.example, list)
         and not root.prefetch
         and root.lookup_from is None
+        and root.idf is None
         and request.group_by is None
         and root.using in reader.config.vectors
         and not reader.config.vectors[root.using].is_multivector
@@ -471,6 +473,12 @@ def _vector_hits(
     reader = context.reader
     if not _is_acknowledged(reader, node.using):
         raise missing_vector_name(node.using)  # deleted by an op not applied yet
+    if node.idf is not None and not _has_idf_modifier(reader, node.using):
+        # Qdrant refuses it rather than ignore a param that changes the scores.
+        raise BadRequest(
+            "search param `idf` requires a sparse vector with the `idf` modifier, "
+            f'which vector "{node.using}" is not'
+        )
     if node.using in reader.config.sparse_vectors:
         return _sparse_hits(context, node, query, candidates, wanted)
     vector_config = reader.config.vectors.get(node.using)
@@ -503,6 +511,11 @@ def _vector_hits(
         node.using, score, is_higher_better, node.filter, candidates, wanted
     )
     return _thresholded(pairs, node.score_threshold, is_higher_better)
+
+
+def _has_idf_modifier(reader: QueryReader, name: str) -> bool:
+    sparse = reader.config.sparse_vectors.get(name)
+    return sparse is not None and sparse.modifier is SparseModifier.IDF
 
 
 def _is_acknowledged(reader: QueryReader, name: str) -> bool:
@@ -603,7 +616,10 @@ def _sparse_hits(
             node.using, score, True, node.filter, candidates, wanted
         )
         return _thresholded(pairs, node.score_threshold, True)
-    pairs = context.reader.sparse_search(node.using, vector, node.filter, candidates, wanted)
+    corpus = None if node.idf is None else node.idf.corpus
+    pairs = context.reader.sparse_search(
+        node.using, vector, node.filter, candidates, wanted, corpus
+    )
     return _thresholded(pairs, node.score_threshold, True)
 
 

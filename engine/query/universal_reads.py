@@ -48,16 +48,23 @@ class QueryReader(Reader):
         filter_: Filter | None,
         ids: list[PointId] | None,
         limit: int,
+        idf_corpus: Filter | None = None,
     ) -> list[tuple[PointId, float]]:
         """Dot product of `query` with the points' sparse vector `name` through the inverted
         index, best `limit` first: only points sharing an index with the query score (as
         Qdrant). With `modifier: idf` the query's values are weighted by
         ln((n - df + 0.5) / (df + 0.5) + 1), n the points with a vector `name`, df those
-        having the index (Qdrant's `lib/segment` and qdrant-client's local mode). `ids`
-        restricts the points (a prefetch's candidates); `filter_` is checked on each."""
+        having the index (Qdrant's `lib/segment` and qdrant-client's local mode); with
+        `idf_corpus` (the search's `params.idf.corpus`), n and df count only the points
+        matching it, as Qdrant 1.19's corpus statistics do, whatever `filter_` retrieves.
+        `ids` restricts the points (a prefetch's candidates); `filter_` is checked on each."""
         predicate = None if filter_ is None else self._compile(filter_)
         is_idf = self.config.sparse_vectors[name].modifier is SparseModifier.IDF
-        points, scores = self._store.sparse_scores(name, query, idf if is_idf else None)
+        with self._visibility_lock.shared():
+            corpus = None
+            if is_idf and idf_corpus is not None:
+                corpus = self._corpus_labels(name, idf_corpus)
+            points, scores = self._store.sparse_scores(name, query, idf if is_idf else None, corpus)
         allowed = None if ids is None else set(map(point_key, ids))
         kept = [
             (point, score)
@@ -71,6 +78,18 @@ class QueryReader(Reader):
         ]
         kept.sort(key=lambda pair: (-pair[1], pair[0].key))
         return [(point_id_from_key(point.key), score) for point, score in kept[:limit]]
+
+    def _corpus_labels(self, name: str, corpus: Filter) -> np.ndarray:
+        """Sorted labels of the points matching `corpus` that have sparse vector `name` (a
+        scan of the payloads; the caller holds the visibility lock)."""
+        matches = self._compile(corpus)
+        labels = [
+            point.label
+            for point in self._store.iter_points(None)
+            if name in point.names
+            and matches(point_id_from_key(point.key), point.payload or {}, point.names)
+        ]
+        return np.sort(np.asarray(labels, dtype=np.uint64))
 
     def example_vectors(self, ids: list[PointId], name: str) -> dict[PointId, np.ndarray | None]:
         """Each existing point's stored vector `name` (None if it has none); absent ids are

@@ -334,17 +334,25 @@ class Store:
         name: str,
         query: SparseVector,
         weigh: Callable[[np.ndarray, int], np.ndarray] | None = None,
+        corpus_labels: np.ndarray | None = None,
     ) -> tuple[list[StoredPoint | None], np.ndarray]:
         """(points, scores): dot product of `query` with every stored sparse vector `name`
         sharing an index with it, from the inverted index. `weigh(frequencies, count)` may
         rescale the query's values from each index's document frequency and the count of
-        points having a vector `name` (IDF). One read transaction: postings and points are
+        points having a vector `name` (IDF); with `corpus_labels` (sorted labels of points
+        having it), over those points only. One read transaction: postings and points are
         one snapshot."""
         with self._lock.shared(), self._env.begin() as txn:
             cursor = txn.cursor(self._inverted[name])
             postings = [_posting(cursor, index) for index in query.indices.tolist()]
             weights = query.values.astype(np.float32)
-            if weigh is not None:
+            if weigh is not None and corpus_labels is not None:
+                frequencies = np.array(
+                    [np.isin(labels, corpus_labels).sum() for labels, _ in postings],
+                    dtype=np.int64,
+                )
+                weights = (weights * weigh(frequencies, len(corpus_labels))).astype(np.float32)
+            elif weigh is not None:
                 frequencies = np.array([len(labels) for labels, _ in postings], dtype=np.int64)
                 documents_count = txn.stat(self._sparse[name])["entries"]
                 weights = (weights * weigh(frequencies, documents_count)).astype(np.float32)

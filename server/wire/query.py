@@ -31,6 +31,7 @@ from engine.query.plan import (
     Discover,
     Fusion,
     GroupBy,
+    IdfParams,
     LookupFrom,
     Mmr,
     Nearest,
@@ -204,7 +205,7 @@ def _parse_node(
     if isinstance(query, Recommend) and not query.positive and not query.negative:
         errors.append((f"{prefix}.query.positives, negatives", RECOMMEND_WITHOUT_EXAMPLES))
     filter_ = parse_filter_collecting(data.get("filter"), f"{prefix}.filter", errors)
-    hnsw_ef, is_exact = _parse_params(data.get("params"), f"{prefix}.params", errors)
+    hnsw_ef, is_exact, idf = _parse_params(data.get("params"), f"{prefix}.params", errors)
     limit = default_limit if data.get("limit") is None else parse_usize(data["limit"])
     if limit < 1:
         errors.append((f"{prefix}.limit", range_message(limit, 1)))
@@ -222,6 +223,7 @@ def _parse_node(
         hnsw_ef=hnsw_ef,
         is_exact=is_exact,
         lookup_from=_parse_lookup_from(data.get("lookup_from")),
+        idf=idf,
     )
 
 
@@ -446,9 +448,11 @@ def _parse_lookup_from(value: Any) -> LookupFrom | None:
     return LookupFrom(collection, vector)
 
 
-def _parse_params(value: Any, prefix: str, errors: Errors) -> tuple[int | None, bool]:
+def _parse_params(
+    value: Any, prefix: str, errors: Errors
+) -> tuple[int | None, bool, IdfParams | None]:
     if value is None:
-        return None, False
+        return None, False, None
     if not isinstance(value, dict):
         raise invalid_type(value, "struct SearchParams")
     hnsw_ef = None if value.get("hnsw_ef") is None else parse_usize(value["hnsw_ef"])
@@ -457,7 +461,18 @@ def _parse_params(value: Any, prefix: str, errors: Errors) -> tuple[int | None, 
     is_exact = value.get("exact", False)
     if type(is_exact) is not bool:
         raise invalid_type(is_exact, "a boolean")
-    return hnsw_ef, is_exact
+    return hnsw_ef, is_exact, _parse_idf(value.get("idf"), f"{prefix}.idf", errors)
+
+
+def _parse_idf(value: Any, prefix: str, errors: Errors) -> IdfParams | None:
+    """IdfParams, untagged: `"global"`, or `{"corpus": Filter}`."""
+    if value is None:
+        return None
+    if value == "global":
+        return IdfParams()
+    if isinstance(value, dict) and isinstance(value.get("corpus"), dict):
+        return IdfParams(parse_filter_collecting(value["corpus"], f"{prefix}.corpus", errors))
+    raise FormatError("data did not match any variant of untagged enum IdfParams")
 
 
 def _parse_group_by(

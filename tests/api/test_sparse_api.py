@@ -4,6 +4,9 @@ query (nearest, prefetch + rrf), vector update and delete, and the errors with Q
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import pytest
 
 from tests.api.conftest import Api
@@ -196,3 +199,74 @@ async def test_vector_selector_and_has_vector_filter_know_sparse_names(hybrid: A
     scroll = "/collections/{collection_name}/points/scroll"
     points = (await hybrid.call("POST", scroll, json=body)).result["points"]
     assert [p["id"] for p in points] == [1, 2, 3]
+
+
+# --- params.idf: the IDF corpus (Qdrant 1.19) -------------------------------------------------
+
+CORPUS_POINTS = [("a", [0, 1]), ("a", [0]), ("b", [0, 1, 2]), ("b", [1])]  # Qdrant's own layout
+CORPUS_QUERY = {"indices": [0, 1, 2], "values": [1.0, 1.0, 1.0]}
+
+
+@pytest.fixture
+async def corpus(api: Api) -> Api:
+    sparse = {"text": {"modifier": "idf"}}
+    await api.create_collection(
+        "c", vectors={"dense": {"size": 2, "distance": "Dot"}}, sparse_vectors=sparse
+    )
+    points = [
+        {
+            "id": index,
+            "vector": {"dense": [1.0, 0.0], "text": {"indices": dims, "values": [1.0] * len(dims)}},
+            "payload": {"tenant": tenant, "idx": index},
+        }
+        for index, (tenant, dims) in enumerate(CORPUS_POINTS)
+    ]
+    assert (await api.upsert({"points": points})).status == 200
+    return api
+
+
+async def corpus_scores(api: Api, params: Any = None, filter_: Any = None) -> dict[int, float]:
+    body: dict[str, Any] = {"query": CORPUS_QUERY, "using": "text", "limit": 10}
+    if params is not None:
+        body["params"] = params
+    if filter_ is not None:
+        body["filter"] = filter_
+    response = await api.call("POST", QUERY, json=body)
+    assert response.status == 200, response.body
+    return {point["id"]: point["score"] for point in response.result["points"]}
+
+
+def tenant(value: str) -> dict[str, Any]:
+    return {"must": [{"key": "tenant", "match": {"value": value}}]}
+
+
+def idf_of(n: int, df: int) -> float:
+    return math.log((n - df + 0.5) / (df + 0.5) + 1.0)
+
+
+async def test_idf_corpus_weighs_by_the_matching_points_only(corpus: Api):
+    assert await corpus_scores(corpus, {"idf": "global"}) == await corpus_scores(corpus)
+    scores = await corpus_scores(corpus, {"idf": {"corpus": tenant("a")}})
+    idf = [idf_of(2, 2), idf_of(2, 1), idf_of(2, 0)]  # tenant a: n = 2, df = 2, 1, 0
+    assert scores == pytest.approx({0: idf[0] + idf[1], 1: idf[0], 2: sum(idf), 3: idf[1]})
+    # The retrieval filter narrows the answer, never the statistics.
+    narrow = await corpus_scores(corpus, {"idf": {"corpus": tenant("a")}}, tenant("b"))
+    assert narrow == {2: scores[2], 3: scores[3]}
+    empty = await corpus_scores(corpus, {"idf": {"corpus": tenant("none")}})
+    assert empty == pytest.approx(
+        {0: 2 * idf_of(0, 0), 1: idf_of(0, 0), 2: 3 * idf_of(0, 0), 3: idf_of(0, 0)}
+    )
+
+
+async def test_idf_params_need_a_sparse_vector_with_the_idf_modifier(corpus: Api):
+    body = {"query": [1.0, 0.0], "using": "dense", "params": {"idf": {"corpus": tenant("a")}}}
+    response = await corpus.call("POST", QUERY, json=body)
+    assert response.status == 400
+    assert response.error == (
+        "Wrong input: search param `idf` requires a sparse vector with the `idf` modifier, "
+        'which vector "dense" is not'
+    )
+    body["params"] = {"idf": "local"}
+    response = await corpus.call("POST", QUERY, json=body)
+    assert response.status == 400
+    assert "untagged enum IdfParams" in response.error
