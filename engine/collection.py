@@ -536,6 +536,14 @@ class Collection:
         readers = {name: other._reader for name, other in lookups.items()}
         return await self._read(query.execute, self._reader, request, readers, self.name)
 
+    async def resolve_named_points(
+        self, request: query_plan.QueryRequest, lookups: dict[str, Collection]
+    ) -> None:
+        """Raise Qdrant's error for a point or vector name the request names by id and that
+        is missing (engine/query/universal.py `resolve_named_points`); nothing else."""
+        readers = {name: other._reader for name, other in lookups.items()}
+        await self._read(query.resolve_named_points, self._reader, request, readers)
+
     async def query_many(
         self, requests: list[tuple[query_plan.QueryRequest, dict[str, Collection]]]
     ) -> list[query_plan.QueryResult]:

@@ -216,6 +216,25 @@ def execute_many(
     ]
 
 
+def resolve_named_points(reader: QueryReader, request: QueryRequest, lookups: Lookups) -> None:
+    """Fetch the vectors of the points every node's query names (here or in its
+    `lookup_from` collection), raising what Qdrant raises for a missing point or vector
+    name. Qdrant does this for a whole request before validating it, so those errors come
+    before the request's own faults (the caller's `check_query`, `_validate_node`)."""
+    context = _Context(reader, lookups, frozenset())
+    nodes = [request.root]
+    while nodes:
+        node = nodes.pop(0)
+        nodes.extend(node.prefetch)
+        query = node.query
+        if not isinstance(query, VectorQuery) or not any(map(is_point_id, examples_of(query))):
+            continue
+        if _lookup_vector_name(node) in _lookup_reader(context, node).config.sparse_vectors:
+            _sparse_examples(context, node, query)
+        else:
+            _examples(context, node, query)
+
+
 def _is_plain(reader: QueryReader, request: QueryRequest) -> bool:
     root, query = request.root, request.root.query
     return (

@@ -26,6 +26,9 @@ from engine.query.plan import (
     QueryNode,
     QueryRequest,
     QueryResult,
+    VectorQuery,
+    examples_of,
+    is_point_id,
     lookup_collections,
     with_lookup_collection,
 )
@@ -122,13 +125,17 @@ async def answer(
     collection = catalog.get(name)
     is_batch = isinstance(parsed, list)
     requests = parsed if is_batch else [parsed]
-    for query_request in requests:
-        check_query(query_request.root)
+    invalid = _first_invalid(requests)
+    if invalid is not None and not any(_names_points(r.root) for r in requests):
+        raise invalid
     check = partial(_check_strict_mode, requests, data, is_batch, is_universal)
     costs = partial(query_batch_read_costs, requests, collection.stored_similarity_cost)
     collection.check_read(check, timeout_s, costs)
     is_single_unnamed = collection.config.is_single_unnamed
     jobs = [(query_request, _lookups(catalog, query_request)) for query_request in requests]
+    if invalid is not None:
+        await _resolve_named_points(collection, jobs)
+        raise invalid
     results = await collection.query_many(jobs)
     for query_request, result in zip(requests, results):
         is_any_found = bool(result.points) or any(group.hits for group in result.groups or ())
@@ -138,6 +145,31 @@ async def answer(
         for query_request, result in zip(requests, results)
     ]
     return ok(request, answers if isinstance(parsed, list) else answers[0])
+
+
+def _first_invalid(requests: list[QueryRequest]) -> ApiError | None:
+    for query_request in requests:
+        try:
+            check_query(query_request.root)
+        except ApiError as error:
+            return error
+    return None
+
+
+def _names_points(node: QueryNode) -> bool:
+    """Whether the node or a prefetch names points by id (here or in `lookup_from`)."""
+    query = node.query
+    examples = examples_of(query) if isinstance(query, VectorQuery) else []
+    return any(map(is_point_id, examples)) or any(map(_names_points, node.prefetch))
+
+
+async def _resolve_named_points(
+    collection: Collection, jobs: list[tuple[QueryRequest, dict[str, Collection]]]
+) -> None:
+    """Qdrant fetches the vectors of the points a query names before it validates the
+    request (`check_query`), so a missing point or vector name is the answer then."""
+    for query_request, lookups in jobs:
+        await collection.resolve_named_points(query_request, lookups)
 
 
 def check_query(node: QueryNode) -> None:

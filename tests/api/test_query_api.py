@@ -12,6 +12,7 @@ collection_query.rs` (`validation`), `lib/collection/src/collection/query.rs`
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -380,6 +381,7 @@ async def test_reads_selecting_a_vector_the_collection_lacks_are_400_once_a_poin
     points: Api, path: str, body: dict
 ):
     """Qdrant checks `with_vector` names as it reads a found point's vectors (as retrieve)."""
+
     def with_selector(body: dict, filter_: dict | None) -> dict:
         if "searches" in body:
             return {"searches": [with_selector(search, filter_) for search in body["searches"]]}
@@ -407,3 +409,44 @@ async def test_concurrent_queries_each_get_their_own_answer_or_error(points: Api
             assert response.status == 200 and len(response.result["points"]) == 2
     alone = await query(points, bodies[3])
     assert [p["id"] for p in alone] == [p["id"] for p in responses[3].result["points"]]
+
+
+async def test_a_missing_named_point_is_reported_before_the_requests_own_faults(points: Api):
+    """Qdrant fetches the points a query names before it validates the request (its
+    test_recommend_lookup_validations): a fusion root with `using` answers 404 for a
+    prefetch's missing example, 400 for a missing lookup vector, and its own 400 when every
+    named point exists or none is named."""
+    await points.create_collection("other", vectors={"other": {"size": 2, "distance": "Dot"}})
+    await points.upsert({"points": [{"id": 1, "vector": {"other": [0, 1]}}]}, name="other")
+
+    def fused(recommend: dict[str, Any], vector: str = "other") -> dict[str, Any]:
+        lookup = {"collection": "other", "vector": vector}
+        prefetch = {"query": {"recommend": recommend}, "lookup_from": lookup}
+        return {"prefetch": [prefetch], "using": "", "query": {"fusion": "rrf"}}
+
+    # `using: ""` is the unnamed vector: fine for a fusion; "x" is not.
+    cases = [
+        (
+            {**fused({"positive": [1], "negative": [3]}), "using": "x"},
+            404,
+            "Not found: No point with id 3 found",
+        ),
+        (
+            {**fused({"positive": [1]}, vector="nope"), "using": "x"},
+            400,
+            "Wrong input: Not existing vector name error: nope",
+        ),
+        (
+            {**fused({"positive": [1]}), "using": "x"},
+            400,
+            "Bad request: Fusion queries cannot be combined with the 'using' field.",
+        ),
+        (
+            {"prefetch": [{"query": [1, 0]}], "using": "x", "query": {"fusion": "rrf"}},
+            400,
+            "Bad request: Fusion queries cannot be combined with the 'using' field.",
+        ),
+    ]
+    for body, status, message in cases:
+        response = await points.call("POST", QUERY, json=body)
+        assert (response.status, response.error) == (status, message), body
