@@ -129,6 +129,17 @@ class VectorCache:
             self._raise_if_damaged(labels[~has_row])
         return labels[has_row], self._matrix[rows[has_row]]
 
+    def stacked_vectors(self, labels: np.ndarray) -> np.ndarray | None:
+        """The vectors of a (searches x hits) matrix of labels, shaped (searches, hits, dim),
+        in one gather; None unless every label has a row (one of a batch not committed yet,
+        or a damaged value: the caller then goes search by search)."""
+        if self.damaged:
+            return None
+        rows = self.rows_of(labels.ravel())
+        if (rows == NO_ROW).any():
+            return None
+        return self._matrix[rows].reshape(*labels.shape, self.dim)
+
     def chunks(self, chunk_rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(labels, vectors) of every live row, chunk by chunk (views: read them at once)."""
         if self.damaged:

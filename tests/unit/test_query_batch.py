@@ -59,3 +59,40 @@ async def test_a_batch_answers_what_each_query_answers(tmp_path, monkeypatch) ->
     assert batched == alone
     assert all(result.points for result in batched)
     await catalog.close()
+
+
+async def test_searches_rescored_together_score_bit_for_bit_as_alone(tmp_path, monkeypatch) -> None:
+    """32 dims, Cosine and Dot: a coalesced group's hits are rescored in one stacked matmul
+    (Reader._rescored_together), which must give each search exactly its own scores."""
+    catalog = await open_catalog(tmp_path / "s")
+    config = CollectionConfig(
+        vectors={"a": VectorConfig(32, Distance.COSINE), "d": VectorConfig(32, Distance.DOT)}
+    )
+    await catalog.create("c", config)
+    collection = catalog.get("c")
+    rng = np.random.default_rng(11)
+    ids = list(range(500))
+    op = upsert(ids, rng.normal(size=(500, 32)), name="a")
+    rows = np.arange(500, dtype=np.int32)
+    both = {**op.vectors, "d": NamedVectors(rows, rng.normal(size=(500, 32)).astype(np.float32))}
+    await collection.update(replace(op, vectors=both), wait=True, timeout_s=None)
+    requests = [
+        query_plan.QueryRequest(
+            query_plan.QueryNode(query_plan.Nearest(rng.normal(size=32).tolist()), using, 10)
+        )
+        for using in ["a"] * 12 + ["d"] * 12
+    ]
+    reader = collection._reader
+    together = []
+    original = type(reader)._rescored_together
+    monkeypatch.setattr(
+        type(reader),
+        "_rescored_together",
+        lambda self, *args: together.append(original(self, *args)) or together[-1],
+    )
+    batched = query.execute_many(reader, [(request, {}) for request in requests], "c")
+    assert len(together) == 2 and all(result is not None for result in together)
+    alone = [query.execute(reader, request, {}, "c") for request in requests]
+    assert batched == alone
+    assert all(len(result.points) == 10 for result in batched)
+    await catalog.close()
