@@ -80,41 +80,28 @@ from engine.query.universal_reads import QueryReader
 from engine.vectors.scores import on_scoring_rows, query_form, score_rows
 
 Lookups = dict[str, QueryReader]  # collection name -> reader, for lookup_from and with_lookup
-GROUP_OVERFETCH = 4  # candidates fetched per wanted group member
-GROUP_FETCH_MIN = 100
+# Qdrant's search budget for groups (lib/shard/src/grouping/driver.rs): searches that find
+# new groups, then searches that fill the best groups not full yet.
+GROUP_COLLECTING_SEARCHES = 5
+GROUP_FILLING_SEARCHES = 5
 SPARSE_DENSE_MISMATCH = "Conversion between sparse and regular vectors failed"
 MULTI_DENSE_MISMATCH = "Conversion between multi and regular vectors failed"
 
 
-def group_hits(
-    points: list[tuple[PointId, dict]], key: str, group_size: int, limit: int
-) -> list[tuple[Any, list[PointId]]]:
-    """Qdrant's groups: points in score order, each joining the group of every string or
-    integer value under `key` (arrays give several groups), until the points run out; at
-    most `limit` groups, ordered by their best hit, each of at most `group_size` ids."""
-    groups: dict[tuple[type, Any], tuple[Any, list[PointId]]] = {}
-    for point_id, payload in points:
-        for value in group_values(payload, key):
-            slot = (type(value), value)
-            if slot not in groups and len(groups) == limit:
-                continue
-            members = groups.setdefault(slot, (value, []))[1]
-            if len(members) < group_size:
-                members.append(point_id)
-    return list(groups.values())
-
-
-def group_values(payload: dict, key: str) -> list[Any]:
-    """Distinct string or integer values at `key` (a JsonPath; a selected array counts as
-    its elements, as Qdrant's group_by flattens it)."""
-    values: list[Any] = []
+def group_keys(payload: dict, key: str) -> list[Any] | None:
+    """The groups a point joins (Qdrant's GroupsAggregator): each distinct value at `key` (a
+    JsonPath; a selected array counts as its elements) that is a string or an integer; None
+    when any value is of another kind (Qdrant leaves such a point out of every group)."""
+    keys: list[Any] = []
     seen: set[tuple[type, Any]] = set()
     for value in PayloadPath.parse(key).values(payload):
         for item in value if isinstance(value, list) else [value]:
-            if type(item) in (str, int) and (type(item), item) not in seen:
+            if type(item) not in (str, int):
+                return None
+            if (type(item), item) not in seen:
                 seen.add((type(item), item))
-                values.append(item)
-    return values
+                keys.append(item)
+    return keys
 
 
 def order_hits(points: list[tuple[PointId, dict]], order_by: OrderBy, limit: int) -> list[Hit]:
@@ -172,9 +159,9 @@ def execute(
     of the collections named by `lookup_from`. Raises BadRequest or NotFound like Qdrant."""
     excluded = frozenset(_referenced_ids(request.root, collection_name))
     context = _Context(reader, lookups, excluded)
-    root = push_filters_down(_root_with_group_filter(request))
     if request.group_by is not None:
-        return _grouped(context, root, request)
+        return _grouped(context, _root_with_group_filter(request), request)
+    root = push_filters_down(request.root)
     hits = _run_node(context, root, root.limit + request.offset)
     hits = hits[request.offset : request.offset + root.limit]
     points = reader.scored_points(
@@ -282,31 +269,174 @@ def _root_with_group_filter(request: QueryRequest) -> QueryNode:
 
 
 def _grouped(context: _Context, root: QueryNode, request: QueryRequest) -> QueryResult:
-    """Groups from the best hits: enough candidates to fill `limit` groups of `group_size`
-    in all but very skewed data (Qdrant searches again per missing group instead)."""
-    assert request.group_by is not None
-    wanted = max(root.limit * request.group_by.group_size * GROUP_OVERFETCH, GROUP_FETCH_MIN)
-    hits = _run_node(context, root, wanted)
-    payloads = dict(context.reader.payload_points(None, [hit.id for hit in hits]))
-    scores = [(hit.id, hit.score) for hit in hits if hit.id in payloads]
-    groups = group_hits(
-        [(point_id, payloads[point_id]) for point_id, _ in scores],
-        request.group_by.key,
-        request.group_by.group_size,
-        root.limit,
+    """Qdrant's group search (lib/shard/src/grouping/driver.rs): searches of `limit` x
+    `group_size` candidates (prefetch limits x `group_size` too), each excluding the points
+    already grouped; up to GROUP_COLLECTING_SEARCHES that also exclude the full groups, until
+    the `limit` best groups are full or nothing more is found, then up to
+    GROUP_FILLING_SEARCHES restricted to the best groups not full yet. `root` is not pushed
+    down yet: each search's filters reach the prefetches as the root's do."""
+    group_by = request.group_by
+    assert group_by is not None
+    path = PayloadPath.parse(group_by.key)
+    groups = _Groups(root.limit, group_by.group_size, _result_order(context.reader, root))
+    base = replace(
+        root,
+        limit=root.limit * group_by.group_size,
+        prefetch=tuple(_scaled(prefetch, group_by.group_size) for prefetch in root.prefetch),
     )
-    score_of = dict(scores)
-    members = [point_id for _, ids in groups for point_id in ids]
+    is_collecting, searches_left = True, GROUP_COLLECTING_SEARCHES
+    while root.limit > 0 and group_by.group_size > 0:
+        if searches_left == 0:
+            if not is_collecting:
+                break
+            is_collecting, searches_left = False, GROUP_FILLING_SEARCHES
+            continue
+        searches_left -= 1
+        if is_collecting:
+            narrowing = _group_conditions(path, groups.full_values(), filters.MatchExcept)
+        else:
+            narrowing = _group_conditions(path, groups.open_best_values(), filters.MatchAny)
+        grouped_ids = frozenset(groups.ids)
+        extra = filters.Filter(
+            must=narrowing or None,
+            must_not=(filters.HasIdCondition(grouped_ids),) if grouped_ids else None,
+        )
+        node = push_filters_down(replace(base, filter=merge_filters(extra, base.filter)))
+        hits = _run_node(context, node, node.limit)
+        payloads = dict(context.reader.payload_points(None, [hit.id for hit in hits]))
+        for hit in hits:
+            if hit.id in payloads:
+                groups.add(hit, group_keys(payloads[hit.id], group_by.key))
+        is_enough = groups.full_best_count() >= root.limit
+        if is_enough or (not hits and not is_collecting):
+            break
+        if not hits:
+            is_collecting, searches_left = False, GROUP_FILLING_SEARCHES
+    best = groups.distill()
+    members = [hit for _, hits in best for hit in hits]
     points = context.reader.scored_points(
-        [(point_id, score_of[point_id]) for point_id in dict.fromkeys(members)],
+        [(hit.id, hit.score) for hit in {hit.id: hit for hit in members}.values()],
         request.with_payload,
         request.with_vector,
     )
     by_id = {point.id: point for point in points}
-    result = [Group(group_id, [by_id[i] for i in ids if i in by_id]) for group_id, ids in groups]
-    if request.group_by.with_lookup is not None:
-        result = _looked_up(context, request.group_by.with_lookup, result)
+    result = [
+        Group(value, [by_id[hit.id] for hit in hits if hit.id in by_id]) for value, hits in best
+    ]
+    if group_by.with_lookup is not None:
+        result = _looked_up(context, group_by.with_lookup, result)
     return QueryResult([], groups=result)
+
+
+def _scaled(node: QueryNode, factor: int) -> QueryNode:
+    """The prefetch with its limit, and its prefetches', times `factor` (Qdrant's
+    `increase_limit_for_group`)."""
+    prefetch = tuple(_scaled(child, factor) for child in node.prefetch)
+    return replace(node, limit=node.limit * factor, prefetch=prefetch)
+
+
+def _group_conditions(
+    path: PayloadPath, values: list[Any], match: Callable[[Any], Any]
+) -> tuple[filters.FieldCondition, ...]:
+    """Qdrant's `except_on` / `match_on`: one condition for the integer values, one for the
+    strings (a match takes one kind)."""
+    ints = frozenset(value for value in values if type(value) is int)
+    strings = frozenset(value for value in values if type(value) is str)
+    return tuple(
+        filters.FieldCondition(path, match=match(kind)) for kind in (ints, strings) if kind
+    )
+
+
+def _result_order(reader: QueryReader, node: QueryNode) -> int:
+    """Qdrant's `query_result_order` of the node: 1 larger scores better, -1 smaller
+    (a distance, or points by id), 0 none (a random sample, MMR)."""
+    query = node.query
+    if query is None:
+        return -1
+    if isinstance(query, Sample):
+        return 0
+    if isinstance(query, OrderBy):
+        return 1 if query.is_descending else -1
+    if isinstance(query, Nearest) and query.mmr is not None:
+        return 0
+    is_distance_scored = isinstance(query, Nearest) or (
+        isinstance(query, Recommend) and query.strategy == "average_vector"
+    )
+    vector = reader.config.vectors.get(node.using)
+    if is_distance_scored and vector is not None:
+        return 1 if vector.distance.is_higher_better else -1
+    return 1
+
+
+class _Groups:
+    """Qdrant's GroupsAggregator (lib/shard/src/grouping/aggregator.rs): each hit joins the
+    group of every key value it has; a group is full at `group_size` members; the best
+    groups are the `limit` with the best best hit."""
+
+    def __init__(self, limit: int, group_size: int, order: int) -> None:
+        self.limit = limit
+        self.group_size = group_size
+        self.order = order
+        self.ids: set[PointId] = set()
+        self._members: dict[tuple[type, Any], dict[PointId, Hit]] = {}
+        self._best: dict[tuple[type, Any], Hit] = {}
+        self._full: set[tuple[type, Any]] = set()
+
+    def add(self, hit: Hit, values: list[Any] | None) -> None:
+        for value in values or ():
+            slot = (type(value), value)
+            members = self._members.setdefault(slot, {})
+            if hit.id not in members:
+                members[hit.id] = hit
+                self.ids.add(hit.id)
+            if len(members) == self.group_size:
+                self._full.add(slot)
+            best = self._best.get(slot)
+            if best is None or self._is_better(hit, best):
+                self._best[slot] = hit
+
+    def full_values(self) -> list[Any]:
+        return [value for _, value in self._full]
+
+    def open_best_values(self) -> list[Any]:
+        return [
+            value for slot in self._best_slots() if slot not in self._full for value in [slot[1]]
+        ]
+
+    def full_best_count(self) -> int:
+        return sum(slot in self._full for slot in self._best_slots())
+
+    def distill(self) -> list[tuple[Any, list[Hit]]]:
+        """The best groups, best first, each with its `group_size` best members."""
+        return [
+            (slot[1], self._ranked(list(self._members[slot].values()))[: self.group_size])
+            for slot in self._best_slots()
+        ]
+
+    def _best_slots(self) -> list[tuple[type, Any]]:
+        slots = list(self._best)
+        if self.order:
+            slots.sort(key=lambda slot: self._key(self._best[slot]), reverse=self.order > 0)
+        return slots[: self.limit]
+
+    def _ranked(self, hits: list[Hit]) -> list[Hit]:
+        if not self.order:
+            return hits
+        return sorted(hits, key=self._key, reverse=self.order > 0)
+
+    def _is_better(self, hit: Hit, other: Hit) -> bool:
+        if not self.order:
+            return False
+        return (
+            self._key(hit) > self._key(other)
+            if self.order > 0
+            else self._key(hit) < self._key(other)
+        )
+
+    @staticmethod
+    def _key(hit: Hit) -> Any:
+        # Qdrant's ScoredPoint order: by order_value when there is one, else by score.
+        return hit.score if hit.order_value is None else hit.order_value
 
 
 def _looked_up(context: _Context, lookup: WithLookup, groups: list[Group]) -> list[Group]:

@@ -12,7 +12,7 @@ import pytest
 from engine.ops import Distance
 from engine.query.plan import OrderBy
 from engine.query.scores import Hit, average_vector, dbsf, recommend_scorer, rrf
-from engine.query.universal import group_hits, order_hits, order_value_of
+from engine.query.universal import group_keys, order_hits, order_value_of
 
 
 def test_rrf_sums_one_over_rank_plus_k_per_list():
@@ -57,11 +57,11 @@ def test_order_values_and_start_from():
     assert [(hit.id, hit.order_value) for hit in hits] == [(2, 5), (2, 2.5)]
 
 
-def test_groups_follow_score_order_and_array_values():
-    points = [(1, {"g": ["a", "b"]}), (2, {"g": "b"}), (3, {"g": 7}), (4, {"g": "a"})]
-    assert group_hits(points, "g", group_size=1, limit=2) == [("a", [1]), ("b", [1])]
-    assert group_hits(points, "g", group_size=5, limit=5) == [
-        ("a", [1, 4]),
-        ("b", [1, 2]),
-        (7, [3]),
-    ]
+def test_group_keys_are_strings_and_integers_or_the_point_is_left_out():
+    """Qdrant's GroupsAggregator: array elements are keys too; a float, bool, null or
+    object among the values leaves the whole point out."""
+    assert group_keys({"g": ["a", "b", "a", 7]}, "g") == ["a", "b", 7]
+    assert group_keys({"g": "a"}, "g") == ["a"]
+    assert group_keys({"h": "a"}, "g") == []
+    for bad in (1.5, True, None, {"x": 1}, ["a", 2.0]):
+        assert group_keys({"g": bad}, "g") is None, bad
