@@ -67,6 +67,7 @@ from server.api import (
 from server.api.context import (
     CATALOG_KEY,
     INFO_KEY,
+    SNAPSHOT_URL_RECOVERY_KEY,
     SNAPSHOTS_PATH_KEY,
     ServerInfo,
     catalog_of,
@@ -133,6 +134,7 @@ def create_app(
     snapshots_path: Path | None = None,
     log_requests: str = "off",
     recovery_wait_s: float = RECOVERY_WAIT_S,
+    enable_snapshot_url_recovery: bool = True,
 ) -> web.Application:
     """The HTTP application over `catalog`; the caller opens and closes the catalog.
     With `api_key` or `read_only_api_key` set, requests need one (server/auth.py), for
@@ -140,7 +142,9 @@ def create_app(
     `snapshots_path` (default: `snapshots` beside the storage directory, where the config's
     defaults put it too). `log_requests` is the config's log.requests (request_log.py).
     A request arriving before the catalog is open waits up to `recovery_wait_s`
-    (service.recovery_wait_s, recovery_wait_middleware), then 503."""
+    (service.recovery_wait_s, recovery_wait_middleware), then 503. With
+    `enable_snapshot_url_recovery` False (service.enable_snapshot_url_recovery), snapshots
+    are not recovered from http(s):// locations."""
     assert 0 < max_request_size_bytes <= REQUEST_BODY_BYTES_MAX, max_request_size_bytes
     app_metrics = metrics.build_metrics(catalog, keel_version)
     # The recovery wait runs inside error_middleware, which answers its NotReady.
@@ -158,6 +162,7 @@ def create_app(
     app = routing.application(client_max_size=max_request_size_bytes, middlewares=middlewares)
     app[CATALOG_KEY] = catalog
     app[SNAPSHOTS_PATH_KEY] = snapshots_path or catalog.storage_path.parent / "snapshots"
+    app[SNAPSHOT_URL_RECOVERY_KEY] = enable_snapshot_url_recovery
     app[metrics.METRICS_KEY] = app_metrics
     app[INFO_KEY] = ServerInfo(
         keel_version=keel_version,

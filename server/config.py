@@ -91,6 +91,9 @@ class Settings:
     recovery_wait_s: float = limits.RECOVERY_WAIT_S
     # With a key configured, /metrics needs it too; False leaves /metrics open like /healthz.
     metrics_require_api_key: bool = True
+    # Qdrant's service.enable_snapshot_url_recovery: false refuses to recover a snapshot from
+    # an http(s):// location (a server that can reach internal addresses is an SSRF risk).
+    enable_snapshot_url_recovery: bool = True
     # Qdrant's service.enable_tls with tls.cert / tls.key: PEM files, HTTPS on http_port.
     enable_tls: bool = False
     tls_cert: str = ""
@@ -135,6 +138,7 @@ def to_nested(settings: Settings) -> dict[str, Any]:
             "unsafe_allow_public_without_api_key": settings.unsafe_allow_public_without_api_key,
             "metrics_require_api_key": settings.metrics_require_api_key,
             "recovery_wait_s": settings.recovery_wait_s,
+            "enable_snapshot_url_recovery": settings.enable_snapshot_url_recovery,
             "enable_tls": settings.enable_tls,
         },
         "tls": {"cert": settings.tls_cert, "key": settings.tls_key},
@@ -204,6 +208,7 @@ def from_nested(nested: Mapping[str, Any]) -> Settings:
         unsafe_allow_public_without_api_key=service["unsafe_allow_public_without_api_key"],
         metrics_require_api_key=service["metrics_require_api_key"],
         recovery_wait_s=float(service["recovery_wait_s"]),
+        enable_snapshot_url_recovery=service["enable_snapshot_url_recovery"],
         enable_tls=service["enable_tls"],
         tls_cert=nested["tls"]["cert"],
         tls_key=nested["tls"]["key"],

@@ -99,6 +99,7 @@ async def serve(settings: Settings) -> int:
         metrics_require_api_key=settings.metrics_require_api_key,
         log_requests=settings.log_requests,
         recovery_wait_s=settings.recovery_wait_s,
+        enable_snapshot_url_recovery=settings.enable_snapshot_url_recovery,
     )
     # server/request_log.py logs requests (log.requests); aiohttp's access log would repeat it.
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE_S, access_log=None)

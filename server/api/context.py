@@ -41,6 +41,8 @@ class ServerInfo:
 CATALOG_KEY = web.AppKey("catalog", Catalog)
 INFO_KEY = web.AppKey("server_info", ServerInfo)
 SNAPSHOTS_PATH_KEY = web.AppKey("snapshots_path", Path)  # storage.snapshots_path
+# service.enable_snapshot_url_recovery: whether http(s):// snapshot locations are recovered.
+SNAPSHOT_URL_RECOVERY_KEY = web.AppKey("snapshot_url_recovery", bool)
 
 
 def catalog_of(request: web.Request) -> Catalog:

@@ -38,7 +38,13 @@ from engine import snapshot
 from engine.errors import BadRequest, FormatError, KeelError, ValidationError
 from engine.logfmt import log_event
 from server.api import snapshot_download
-from server.api.context import SNAPSHOTS_PATH_KEY, catalog_of, collection_name_of, read_json
+from server.api.context import (
+    SNAPSHOT_URL_RECOVERY_KEY,
+    SNAPSHOTS_PATH_KEY,
+    catalog_of,
+    collection_name_of,
+    read_json,
+)
 from server.responses import ApiError, elapsed_s, json_response, ok
 from server.wire.schemas import parse_update_params
 from server.wire.serde_text import (
@@ -333,7 +339,11 @@ async def recover_downloaded(
     request: web.Request, name: str, url: str, checksum: str | None, api_key: str | None
 ) -> None:
     """Download `url` into the storage's tmp/, check `checksum` against what arrived (Qdrant's
-    text), restore it as a `file://` snapshot is restored, and remove the download."""
+    text), restore it as a `file://` snapshot is restored, and remove the download. Refused
+    (Qdrant's 403) when service.enable_snapshot_url_recovery is false."""
+    if not request.app[SNAPSHOT_URL_RECOVERY_KEY]:
+        message = "Snapshot recovery from remote URLs is disabled in the configuration"
+        raise ApiError(403, f"Forbidden: {message}")
     catalog = catalog_of(request)
     upload = await snapshot_download.download_snapshot(url, catalog.new_upload_path(), api_key)
     loop = asyncio.get_running_loop()

@@ -15,7 +15,8 @@ import pytest
 from aiohttp import web
 
 from engine import limits
-from tests.api.conftest import Api
+from server.app import create_app
+from tests.api.conftest import KEEL_VERSION, Api
 
 SNAPSHOTS = "/collections/{collection_name}/snapshots"
 RECOVER = SNAPSHOTS + "/recover"
@@ -124,3 +125,28 @@ async def test_a_download_past_the_size_limit_is_refused_and_removed(
     )
     assert (await api.call("GET", "/collections/{collection_name}", name="new")).status == 404
     assert list((tmp_path / "storage" / "tmp").iterdir()) == []
+
+
+async def test_url_recovery_switched_off_is_qdrants_403_and_fetches_nothing(
+    catalog: Any, tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    """service.enable_snapshot_url_recovery = false (against SSRF): an http(s) location is
+    refused before anything is fetched, on both routes; file:// and uploads still work."""
+    app = create_app(catalog, keel_version=KEEL_VERSION, enable_snapshot_url_recovery=False)
+    api = Api(await aiohttp_client(app))
+    data, checksum = await made_snapshot(api, tmp_path)
+    base_url, seen = await snapshot_server(aiohttp_server, data)
+    message = "Forbidden: Snapshot recovery from remote URLs is disabled in the configuration"
+    body = {"location": f"{base_url}/s.snapshot", "checksum": checksum}
+    response = await api.call("PUT", RECOVER, json=body, name="new")
+    assert (response.status, response.error) == (403, message)
+    shard = await api.call("PUT", SHARD_RECOVER, json=body, name="c", validate=False)
+    assert (shard.status, shard.body["status"]["error"]) == (403, message)
+    assert seen == []  # nothing was fetched
+    assert (await api.call("GET", "/collections/{collection_name}/exists", name="new")).result == {
+        "exists": False
+    }
+    snapshot_path = tmp_path / "snapshots" / "c"
+    name = next(snapshot_path.iterdir()).name
+    local = {"location": f"file://{snapshot_path / name}"}
+    assert (await api.call("PUT", RECOVER, json=local, name="new")).result is True

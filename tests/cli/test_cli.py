@@ -94,6 +94,7 @@ def test_config_command_prints_effective_config_with_precedence(tmp_path):
         "unsafe_allow_public_without_api_key": False,
         "metrics_require_api_key": True,
         "recovery_wait_s": 60.0,
+        "enable_snapshot_url_recovery": True,
         "enable_tls": False,
     }
     assert "top-secret" not in result.stdout  # secrets are masked
