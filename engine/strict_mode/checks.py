@@ -138,12 +138,21 @@ def check_filter(
 
 
 def check_search_params(
-    hnsw_ef: int | None, is_exact: bool, oversampling: float | None, config: StrictModeConfig
+    hnsw_ef: int | None,
+    is_exact: bool,
+    oversampling: float | None,
+    config: StrictModeConfig,
+    idf_corpus: filters.Filter | None = None,
+    indexes: IndexSchemas | None = None,
 ) -> None:
-    """A request's SearchParams: oversampling, hnsw_ef, then exact (SearchParams' own
-    check_custom, then its `request_exact`)."""
+    """A request's SearchParams: oversampling, hnsw_ef (its own check_custom), the `idf`
+    corpus filter as a read's filter (`indexed_filter_read`: read with unindexed-field
+    rules and limits), then exact (its `request_exact`)."""
     check_limit(oversampling, config.search_max_oversampling, "oversampling")
     check_limit(hnsw_ef, config.search_max_hnsw_ef, "hnsw_ef")
+    if idf_corpus is not None:
+        assert indexes is not None
+        check_filter(idf_corpus, config.unindexed_filtering_retrieve, config, indexes)
     check_exact(is_exact, config)
 
 
@@ -200,7 +209,7 @@ def check_query(check: QueryCheck, config: CollectionConfig, indexes: IndexSchem
     limit = root.limit if group_by is None else root.limit * group_by.group_size
     check_limit(limit, strict.max_query_limit, "limit")
     check_filter(root.filter, strict.unindexed_filtering_retrieve, strict, indexes)
-    _check_node_params(root, check.params, strict)
+    _check_node_params(root, check.params, strict, indexes)
     if group_by is not None:
         check_group_by(group_by.key, strict, indexes)
 
@@ -355,13 +364,18 @@ def _check_node(
     check_formula(node.query, strict, indexes)
     check_limit(node.limit, strict.max_query_limit, "limit")
     check_filter(node.filter, strict.unindexed_filtering_retrieve, strict, indexes)
-    _check_node_params(node, params, strict)
+    _check_node_params(node, params, strict, indexes)
 
 
-def _check_node_params(node: plan.QueryNode, params: NodeParams, config: StrictModeConfig) -> None:
+def _check_node_params(
+    node: plan.QueryNode, params: NodeParams, config: StrictModeConfig, indexes: IndexSchemas
+) -> None:
     is_given = params.has_params or node.hnsw_ef is not None or node.is_exact
     if is_given:
-        check_search_params(node.hnsw_ef, node.is_exact, params.oversampling, config)
+        corpus = None if node.idf is None else node.idf.corpus
+        check_search_params(
+            node.hnsw_ef, node.is_exact, params.oversampling, config, corpus, indexes
+        )
 
 
 def _children(

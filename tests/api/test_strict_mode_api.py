@@ -797,3 +797,35 @@ async def test_a_multivector_costs_its_rows_given_or_fetched_by_id(api: Api):
     # A one-row multivector fetched by id costs 1 (+2): 3 tokens are enough.
     await set_strict_mode(api, {"enabled": True, "read_rate_limit": 3})
     assert (await query(api, {"query": 3, "using": "m"})).status == 200
+
+
+async def test_an_idf_corpus_filter_is_checked_as_a_read_filter(api: Api):
+    """Qdrant's SearchParams `indexed_filter_read`: the corpus filter of `params.idf` needs
+    indexed fields under unindexed_filtering_retrieve=false, and counts against the filter
+    limits, after hnsw_ef and before exact."""
+    await api.create_collection("c", sparse_vectors={"s": {"modifier": "idf"}})
+    point = {"id": 1, "vector": {"s": {"indices": [1], "values": [1.0]}}, "payload": {"t": "a"}}
+    assert (await api.upsert({"points": [point]})).status == 200
+    corpus = {"must": [{"key": "t", "match": {"value": "a"}}]}
+    body = {
+        "query": {"indices": [1], "values": [1.0]},
+        "using": "s",
+        "params": {"idf": {"corpus": corpus}},
+    }
+    await set_strict_mode(api, {"enabled": True, "unindexed_filtering_retrieve": False})
+    refused(
+        await query(api, body),
+        'Bad request: Index required but not found for "t" of one of the following types: '
+        "[keyword]. Help: Create an index for this key or use a different filter.",
+    )
+    await create_index(api, "t", "keyword")
+    assert (await query(api, body)).status == 200
+    await set_strict_mode(api, {"filter_max_conditions": 0})
+    response = await query(api, body)
+    assert response.status == 400 and "Filter condition limit reached (1 > 0)" in response.error
+    # hnsw_ef is checked before the corpus, exact after it.
+    await set_strict_mode(api, {"search_max_hnsw_ef": 1, "search_allow_exact": False})
+    response = await query(api, {**body, "params": {**body["params"], "hnsw_ef": 5, "exact": True}})
+    assert "hnsw_ef" in response.error
+    response = await query(api, {**body, "params": {**body["params"], "exact": True}})
+    assert "Filter condition limit reached" in response.error
