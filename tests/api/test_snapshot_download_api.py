@@ -147,6 +147,6 @@ async def test_url_recovery_switched_off_is_qdrants_403_and_fetches_nothing(
         "exists": False
     }
     snapshot_path = tmp_path / "snapshots" / "c"
-    name = next(snapshot_path.iterdir()).name
+    [name] = [path.name for path in snapshot_path.iterdir() if path.suffix == ".snapshot"]
     local = {"location": f"file://{snapshot_path / name}"}
     assert (await api.call("PUT", RECOVER, json=local, name="new")).result is True
