@@ -186,18 +186,9 @@ class Reader:
             labels, scores = self._searched_labels(request, distance)
             return self._hits(labels, scores, distance, request)
 
-    def search_hits_many(self, requests: list[SearchRequest]) -> list[list[tuple[PointId, float]]]:
-        """`search_hits` of each request; unfiltered graph searches of the same vector, k and
-        ef go to hnswlib together (one knn_query over the matrix of queries)."""
-        results = self._searched_many(requests, self._hits)
-        return [
-            self.search_hits(request) if hits is None else hits
-            for request, hits in zip(requests, results)
-        ]
-
     def search_many(self, requests: list[SearchRequest]) -> list[list[ScoredPoint] | Exception]:
-        """`search` of each request (concurrent searches, coalesced): graph searches grouped
-        as in `search_hits_many`. A request that fails gives its error, the others their
+        """`search` of each request (concurrent searches, coalesced): unfiltered graph
+        searches of the same vector, k and ef go to hnswlib together (one knn_query). A request that fails gives its error, the others their
         points."""
         results: list[list[ScoredPoint] | Exception | None]
         results = list(self._searched_many(requests, self._scored_points))

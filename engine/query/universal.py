@@ -88,13 +88,13 @@ SPARSE_DENSE_MISMATCH = "Conversion between sparse and regular vectors failed"
 MULTI_DENSE_MISMATCH = "Conversion between multi and regular vectors failed"
 
 
-def group_keys(payload: dict, key: str) -> list[Any] | None:
-    """The groups a point joins (Qdrant's GroupsAggregator): each distinct value at `key` (a
-    JsonPath; a selected array counts as its elements) that is a string or an integer; None
+def group_keys(payload: dict, path: PayloadPath) -> list[Any] | None:
+    """The groups a point joins (Qdrant's GroupsAggregator): each distinct value at `path`
+    (a selected array counts as its elements) that is a string or an integer; None
     when any value is of another kind (Qdrant leaves such a point out of every group)."""
     keys: list[Any] = []
     seen: set[tuple[type, Any]] = set()
-    for value in PayloadPath.parse(key).values(payload):
+    for value in path.values(payload):
         for item in value if isinstance(value, list) else [value]:
             if type(item) not in (str, int):
                 return None
@@ -306,7 +306,7 @@ def _grouped(context: _Context, root: QueryNode, request: QueryRequest) -> Query
         payloads = dict(context.reader.payload_points(None, [hit.id for hit in hits]))
         for hit in hits:
             if hit.id in payloads:
-                groups.add(hit, group_keys(payloads[hit.id], group_by.key))
+                groups.add(hit, group_keys(payloads[hit.id], path))
         is_enough = groups.full_best_count() >= root.limit
         if is_enough or (not hits and not is_collecting):
             break
@@ -399,9 +399,7 @@ class _Groups:
         return [value for _, value in self._full]
 
     def open_best_values(self) -> list[Any]:
-        return [
-            value for slot in self._best_slots() if slot not in self._full for value in [slot[1]]
-        ]
+        return [slot[1] for slot in self._best_slots() if slot not in self._full]
 
     def full_best_count(self) -> int:
         return sum(slot in self._full for slot in self._best_slots())

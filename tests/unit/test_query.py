@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.filters.payload_path import PayloadPath
 from engine.ops import Distance
 from engine.query.plan import OrderBy
 from engine.query.scores import Hit, average_vector, dbsf, recommend_scorer, rrf
@@ -60,8 +61,9 @@ def test_order_values_and_start_from():
 def test_group_keys_are_strings_and_integers_or_the_point_is_left_out():
     """Qdrant's GroupsAggregator: array elements are keys too; a float, bool, null or
     object among the values leaves the whole point out."""
-    assert group_keys({"g": ["a", "b", "a", 7]}, "g") == ["a", "b", 7]
-    assert group_keys({"g": "a"}, "g") == ["a"]
-    assert group_keys({"h": "a"}, "g") == []
+    path = PayloadPath.parse("g")
+    assert group_keys({"g": ["a", "b", "a", 7]}, path) == ["a", "b", 7]
+    assert group_keys({"g": "a"}, path) == ["a"]
+    assert group_keys({"h": "a"}, path) == []
     for bad in (1.5, True, None, {"x": 1}, ["a", 2.0]):
-        assert group_keys({"g": bad}, "g") is None, bad
+        assert group_keys({"g": bad}, path) is None, bad
