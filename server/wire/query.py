@@ -209,9 +209,10 @@ def _parse_node(
     limit = default_limit if data.get("limit") is None else parse_usize(data["limit"])
     if limit < 1:
         errors.append((f"{prefix}.limit", range_message(limit, 1)))
+    # Qdrant's threshold is an f32 compared with f32 scores: rounded here, it compares with
+    # Keel's scores (float32 values) exactly as there.
     threshold = data.get("score_threshold")
-    if threshold is not None and type(threshold) not in NUMBER_TYPES:
-        raise invalid_type(threshold, "f32")
+    threshold = None if threshold is None else parse_f32(threshold)
     prefetch = _parse_prefetches(data.get("prefetch"), prefix, errors, depth)
     return QueryNode(
         query=query,
@@ -219,7 +220,7 @@ def _parse_node(
         limit=limit,
         prefetch=prefetch,
         filter=filter_,
-        score_threshold=None if threshold is None else float(threshold),
+        score_threshold=threshold,
         hnsw_ef=hnsw_ef,
         is_exact=is_exact,
         lookup_from=_parse_lookup_from(data.get("lookup_from")),

@@ -41,6 +41,7 @@ from engine.ops import (
 )
 from server.responses import ApiError
 from server.wire.filters import parse_filter, parse_filter_collecting
+from server.wire.formula import parse_f32
 from server.wire.serde_text import (
     invalid_type,
     missing_field,
@@ -520,15 +521,14 @@ def _search_body(
 ) -> SearchBody:
     offset = data.get("offset")
     offset = 0 if offset is None else parse_usize(offset)
-    score_threshold = data.get("score_threshold")
-    if score_threshold is not None and type(score_threshold) not in NUMBER_TYPES:
-        raise invalid_type(score_threshold, "f32")
+    score_threshold = data.get("score_threshold")  # an f32 in Qdrant, as in query.py
+    score_threshold = None if score_threshold is None else parse_f32(score_threshold)
     return SearchBody(
         vector_name=vector_name,
         vector=vector,
         limit=limit,
         offset=offset,
-        score_threshold=None if score_threshold is None else float(score_threshold),
+        score_threshold=score_threshold,
         hnsw_ef=hnsw_ef,
         is_exact=is_exact,
         # Search and query return no payload unless asked (Qdrant: "Default is false").
