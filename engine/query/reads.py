@@ -59,7 +59,7 @@ from engine.vectors.scores import (
     SCALAR_DIMS_MAX,
     best_order,
     is_raw_cosine,
-    passes_threshold,
+    passes_threshold_each,
     query_form,
     score_rows,
 )
@@ -263,16 +263,21 @@ class Reader:
     ) -> list[tuple[PointId, float]]:
         """(id, score) of the visible labels that pass the threshold, offset and limit
         applied; caller holds the visibility lock."""
-        threshold = request.score_threshold
-        key_of = self._view.labels.key_of
-        hits = []
-        for label, score in zip(labels, scores.tolist()):
-            key = key_of(label)
-            if key is not None and (
-                threshold is None or passes_threshold(score, threshold, distance)
-            ):
-                hits.append((point_id_from_key(key), score))
-        return hits[request.offset : request.offset + request.limit]
+        chosen_labels, chosen_scores = self._chosen(labels, scores, distance, request)
+        return list(zip(self._view.labels.ids_of(chosen_labels), chosen_scores))
+
+    def _chosen(
+        self, labels: list[int], scores: np.ndarray, distance: Distance, request: SearchRequest
+    ) -> tuple[np.ndarray, list[float]]:
+        """The labels (int64) and scores of the answer, in bulk: best-first `labels` still
+        live in the view whose scores pass the threshold, offset and limit applied. Caller
+        holds the visibility lock."""
+        all_labels = np.asarray(labels, dtype=np.int64)
+        is_kept = self._view.labels.is_live(all_labels)
+        if request.score_threshold is not None:
+            is_kept &= passes_threshold_each(scores, request.score_threshold, distance)
+        positions = np.flatnonzero(is_kept)[request.offset : request.offset + request.limit]
+        return all_labels[positions], scores[positions].tolist()
 
     def _searched_labels(
         self, request: SearchRequest, distance: Distance
@@ -619,23 +624,18 @@ class Reader:
     ) -> list[ScoredPoint]:
         """The answer's points; LMDB is read only when the request wants payloads or
         vectors. Caller holds the visibility lock."""
-        threshold = request.score_threshold
         table = self._view.labels
-        key_of = table.key_of
-        chosen = [
-            (key, label, score)
-            for label, score in zip(labels, scores.tolist())
-            if (key := key_of(label)) is not None
-            and (threshold is None or passes_threshold(score, threshold, distance))
-        ][request.offset : request.offset + request.limit]
+        chosen_labels, chosen_scores = self._chosen(labels, scores, distance, request)
         is_lean = not request.with_payload.is_enabled and not request.with_vector.is_enabled
         if is_lean and table.damaged_count == 0:
-            versions = table.versions_of(np.fromiter((label for _, label, _ in chosen), np.int64))
+            ids = table.ids_of(chosen_labels)
+            versions = table.versions_of(chosen_labels).tolist()
             return [
-                ScoredPoint(point_id_from_key(key), version, score, None, None)
-                for (key, _, score), version in zip(chosen, versions.tolist())
+                ScoredPoint(point_id, version, score, None, None)
+                for point_id, version, score in zip(ids, versions, chosen_scores)
             ]
-        points = self._store.get_points([key for key, _, _ in chosen])
+        key_of = table.key_of
+        points = self._store.get_points([key_of(label) for label in chosen_labels.tolist()])
         return [
             ScoredPoint(
                 point_id_from_key(p.key),
@@ -644,7 +644,7 @@ class Reader:
                 self._select_payload(p, request.with_payload),
                 self._select_vectors(p, request.with_vector),
             )
-            for p, (_, _, score) in zip(points, chosen)
+            for p, score in zip(points, chosen_scores)
             if p is not None
         ]
 

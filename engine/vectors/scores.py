@@ -187,6 +187,13 @@ def passes_threshold(score: float, threshold: float, distance: Distance) -> bool
     return score > threshold if distance.is_higher_better else score < threshold
 
 
+def passes_threshold_each(scores: np.ndarray, threshold: float, distance: Distance) -> np.ndarray:
+    """`passes_threshold` of each score, as a bool array. The scores are widened to float64
+    first: numpy would otherwise compare a float32 array in float32, rounding the threshold."""
+    wide = scores.astype(np.float64)
+    return wide > threshold if distance.is_higher_better else wide < threshold
+
+
 def idf(frequencies: np.ndarray, documents_count: int) -> np.ndarray:
     """Qdrant's inverse document frequency of each index: ln((n - df + 0.5) / (df + 0.5) + 1)."""
     return np.log((documents_count - frequencies + 0.5) / (frequencies + 0.5) + 1.0)

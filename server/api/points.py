@@ -41,7 +41,7 @@ from server.responses import (
     ok,
     point_id_json,
     record_json,
-    scored_point_json,
+    scored_points_json,
     update_result_json,
 )
 from server.wire import query, updates
@@ -181,7 +181,7 @@ async def search_points(request: web.Request) -> web.Response:
     else:
         scored = await collection.search(build_search(search, collection.config))
     check_selected_vectors_exist(collection.config, search.with_vector, bool(scored))
-    return ok(request, [scored_point_json(point, is_single_unnamed) for point in scored])
+    return ok(request, scored_points_json(scored, is_single_unnamed))
 
 
 async def _write(

@@ -42,7 +42,7 @@ from server.responses import (
     ok,
     point_id_json,
     record_json,
-    scored_point_json,
+    scored_points_json,
     vectors_json,
 )
 from server.wire.query import (
@@ -265,7 +265,7 @@ def _lookup_collection(catalog: Catalog, name: str) -> Collection:
 
 
 def points_json(_: QueryRequest, result: QueryResult, is_single_unnamed: bool) -> list[Any]:
-    points = [scored_point_json(point, is_single_unnamed) for point in result.points]
+    points = scored_points_json(result.points, is_single_unnamed)
     if result.order_values is not None:
         points = [_with_order_value(p, v) for p, v in zip(points, result.order_values)]
     return points
@@ -288,7 +288,7 @@ def groups_json(
 def _group_json(group: Group, is_single_unnamed: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": group.id,
-        "hits": [scored_point_json(point, is_single_unnamed) for point in group.hits],
+        "hits": scored_points_json(group.hits, is_single_unnamed),
     }
     if group.lookup is not None:
         body["lookup"] = record_json(group.lookup, is_single_unnamed)

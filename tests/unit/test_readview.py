@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,21 @@ def test_label_table_maps_both_ways_and_forgets_dead_labels() -> None:
     assert table.is_live(np.array([3, 4, 5, 10**6])).tolist() == [False, True, True, False]
     assert table.labels_of([b"\x00b", b"\x00zz", b"\x00a"]).tolist() == [4, 5]
     assert table.live_count == 2
+
+
+def test_label_table_gives_point_ids_in_bulk_and_decodes_uuids() -> None:
+    table = LabelTable()
+    ids = [0, 1, 2**63, 2**64 - 1]
+    for label, point_id in enumerate(ids):
+        table.add(label, point_key(point_id), 1)
+    table.add(5000, point_key(42), 1)  # past the initial capacity: the ids grow with it
+    assert table.ids_of(np.array([3, 5000, 0, 2])) == [2**64 - 1, 42, 0, 2**63]
+    assert all(type(point_id) is int for point_id in table.ids_of(np.array([1, 2])))
+    some_uuid = uuid.UUID("5c56c793-69f3-4fbf-87e6-c4bf54c28c26")
+    table.add(6000, point_key(some_uuid), 1)
+    assert table.ids_of(np.array([6000, 1])) == [some_uuid, 1]
+    table.kill(6000)
+    assert table.ids_of(np.array([5000, 1])) == [42, 1]
 
 
 def test_postings_resolve_lookups_to_live_labels() -> None:
