@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,7 @@ from engine.readview.vectors import VectorCache
 from engine.store import payload_index
 from engine.store.payload_index import AllOf, AnyOf, IndexSpec, KeySet, ValueEqual, ValueRange
 from engine.store.store import IndexDelta, Store
+from engine.vectors.hnsw import VectorIndex
 from server.wire.filters import parse_filter
 from tests.unit.engine_helpers import open_catalog, single_vector_config, upsert
 
@@ -439,6 +441,44 @@ async def test_broad_exact_filters_post_filter_the_graph_by_membership(tmp_path:
             wanted_count += len(exact)
     assert found_count >= 0.95 * wanted_count, (found_count, wanted_count)
     assert "u" in collection.read_view.postings.fields
+    await catalog.close()
+
+
+async def test_a_broad_filter_first_searches_the_graph_at_the_requests_own_ef(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 50 % filter at hnsw_ef 32: the 32 candidates an unfiltered search looks at should
+    hold 16 matches for 10 wanted, so the graph is asked for those, at ef 32, not for
+    10 / 0.5 x 2 = 40 (which would widen the search to ef 40). A 10 % one, whose ef
+    candidates would hold 3, still asks for 10 / 0.1 x 2 = 200."""
+    catalog = await open_catalog(tmp_path)
+    config = single_vector_config()
+    await catalog.create("c", CollectionConfig(config.vectors, HnswSettings(full_scan_threshold=1)))
+    collection = catalog.get("c")
+    count = 2000
+    payloads = [{"half": f"h{i % 2}", "tenth": f"t{i % 10}"} for i in range(count)]
+    rng = np.random.default_rng(5)
+    await collection.update(
+        upsert(list(range(count)), rng.standard_normal((count, 4)), payloads),
+        wait=True,
+        timeout_s=None,
+    )
+    await collection.wait_indexed()
+    searches: list[tuple[int, int]] = []
+    search = VectorIndex.search
+
+    def spy(self: VectorIndex, vector: np.ndarray, k: int, ef: int, label_filter=None):
+        searches.append((k, ef))
+        return search(self, vector, k, ef, label_filter)
+
+    monkeypatch.setattr(VectorIndex, "search", spy)
+    for field_name, value, expected in [("half", "h1", (32, 32)), ("tenth", "t3", (200, 200))]:
+        searches.clear()
+        filter_ = parse_filter({"must": [{"key": field_name, "match": {"value": value}}]})
+        request = SearchRequest("", np.ones(4, dtype=np.float32), limit=10, filter=filter_)
+        hits = await collection.search(replace(request, hnsw_ef=32))
+        assert len(hits) == 10 and all(payloads[hit.id][field_name] == value for hit in hits)
+        assert searches[0] == expected, field_name
     await catalog.close()
 
 
