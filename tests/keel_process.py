@@ -74,15 +74,17 @@ class KeelProcess:
         extra_env: Mapping[str, str] | None = None,
         extra_args: Sequence[str] = (),
         ready_timeout_s: float = READY_TIMEOUT_S,
+        module: str = "server",
     ) -> KeelProcess:
-        """Start a server on `storage_dir` and return once `/readyz` answers 200.
+        """Start a server on `storage_dir` and return once `/readyz` answers 200 (`module`:
+        what `python -m` runs, `server` or a wrapper of it such as tools/bench/ceiling.py).
 
         With `port=None` a free port is picked (and re-picked if another process takes it
         first). Raises AssertionError with the server's log if it exits or is not ready
         within `ready_timeout_s`.
         """
         for attempt in range(1, PORT_ATTEMPTS_MAX + 1):
-            server = cls.spawn(storage_dir, port, extra_env, extra_args)
+            server = cls.spawn(storage_dir, port, extra_env, extra_args, module)
             try:
                 if server.wait_ready(ready_timeout_s):
                     return server
@@ -110,13 +112,14 @@ class KeelProcess:
         port: int | None = None,
         extra_env: Mapping[str, str] | None = None,
         extra_args: Sequence[str] = (),
+        module: str = "server",
     ) -> KeelProcess:
         """Start a server and return at once, ready or not (for tests of failed starts)."""
         storage_dir = Path(storage_dir).resolve()
         port = free_port() if port is None else port
         log_path = storage_dir.parent / f"keel-{storage_dir.name}-{next(_log_numbers)}.log"
         command = [
-            sys.executable, "-m", "server",
+            sys.executable, "-m", module,
             "--storage", str(storage_dir), "--host", "127.0.0.1", "--port", str(port),
             *extra_args,
         ]  # fmt: skip

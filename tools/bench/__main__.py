@@ -177,6 +177,10 @@ def run_keel_main(
             out["capacity"]["upsert"] = asyncio.run(upserts)
     finally:
         server.terminate()
+    if "capacity" not in skip:
+        _say("keel with an empty engine: /points/query under wrk")
+        ceiling = keel.wrk_ceiling(temp_dir / "keel-ceiling", dataset, ef, seconds, work_dir)
+        out["capacity"]["ceiling"] = asyncio.run(ceiling)
 
 
 def _floor(dataset: Dataset, ef: int, seconds: float, work_dir: Path) -> dict:

@@ -66,10 +66,16 @@ class SearchPlan:
 
 
 def start(
-    storage_dir: Path, extra_env: dict[str, str] | None = None, ready_timeout_s: float = 60.0
+    storage_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    ready_timeout_s: float = 60.0,
+    module: str = "server",
 ) -> KeelProcess:
-    """A Keel server on a fresh storage directory (or restarted on one)."""
-    return KeelProcess.start(storage_dir, extra_env=extra_env, ready_timeout_s=ready_timeout_s)
+    """A Keel server on a fresh storage directory (or restarted on one); `module` runs it
+    (tools/bench/ceiling.py: Keel with an empty engine)."""
+    return KeelProcess.start(
+        storage_dir, extra_env=extra_env, ready_timeout_s=ready_timeout_s, module=module
+    )
 
 
 async def create_collection(url: str, name: str, dim: int, keyword_fields: tuple = ()) -> None:
@@ -254,6 +260,24 @@ async def wrk_query(url: str, bodies: list[bytes], truth, seconds: float, work_d
     row = await asyncio.to_thread(wrk.run, wrk.WrkRun(target, "POST", bodies, seconds), work_dir)
     recall = await recall_of(target, bodies, truth, max(seconds, RECALL_BUDGET_S_MIN))
     return {**row, "qps": row["ok_requests_per_s"], **recall}
+
+
+async def wrk_ceiling(
+    storage_dir: Path, dataset: Dataset, ef: int, seconds: float, work_dir
+) -> dict:
+    """`POST /points/query` under wrk, with the capacity run's bodies, on Keel with an empty
+    engine (tools/bench/ceiling.py): what Keel's HTTP path alone serves."""
+    server = start(storage_dir, module="tools.bench.ceiling")
+    try:
+        await create_collection(server.url, COLLECTION, dataset.dim)
+        target = f"{server.url}/collections/{COLLECTION}/points/query"
+        bodies = query_bodies(dataset, ef)
+        row = await asyncio.to_thread(
+            wrk.run, wrk.WrkRun(target, "POST", bodies, seconds), work_dir
+        )
+        return {**row, "qps": row["ok_requests_per_s"]}
+    finally:
+        server.terminate()
 
 
 async def recall_of(target: str, bodies: list[bytes], truth, budget_s: float) -> dict:

@@ -121,6 +121,10 @@ def _search_vs_floor(results: dict) -> Target:
                   f"Keel {query['qps']:.0f} q/s (recall {_fmt(query['recall'])}, p99 "
                   f"{query['latency_ms_p99']} ms) vs canned answer {floor['qps']:.0f} q/s "
                   f"(p99 {floor['latency_ms_p99']} ms)")  # fmt: skip
+        ceiling = _get(results, "keel", "capacity", "ceiling")
+        if ceiling:
+            detail += (f"; Keel with an empty engine {ceiling['qps']:.0f} q/s = "
+                       f"{ceiling['qps'] / floor['qps']:.2f}x: the HTTP path's own bound")  # fmt: skip
     return Target("search_vs_floor", "POST /points/query QPS (wrk) / canned-answer floor",
                   True, 0.5, value, detail)  # fmt: skip
 
@@ -306,6 +310,7 @@ def _wrk_lines(results: dict) -> list[str]:
     ]
     for label, row in (("canned-answer floor: POST /points/query", floor.get("query")),
                        ("Keel: POST /points/query", capacity.get("query")),
+                       ("Keel, empty engine: POST /points/query", capacity.get("ceiling")),
                        ("canned-answer floor: PUT 1 point", floor.get("upsert")),
                        ("Keel: PUT 1 point, wait=false", capacity.get("upsert"))):  # fmt: skip
         if row:
