@@ -68,7 +68,8 @@ def test_quick_bench_writes_every_section(tmp_path):
     assert results["hnswlib"]["by_ef"][str(ef)]["single"]["recall"] >= 0.95
     capacity = results["keel"]["capacity"]
     wrk_rows = [results["http_floor"]["query"], results["http_floor"]["upsert"],
-                capacity["query"], capacity["upsert"], capacity["ceiling"]]  # fmt: skip
+                capacity["query"], capacity["upsert"], capacity["ceiling"],
+                results["keel"]["sweep"]["unfiltered_after"]]  # fmt: skip
     wrk_rows += [results["keel"]["sweep"][s][k] for s in SELECTIVITIES for k in KINDS]
     for row in wrk_rows:
         assert row["tool"] == "wrk"

@@ -145,7 +145,7 @@ def _batch_vs_hnswlib(results: dict) -> Target:
 
 def _filtered(results: dict) -> list[Target]:
     """One target per selectivity and kind: filtered QPS / Keel's unfiltered QPS (wrk)."""
-    sweep, query = _get(results, "keel", "sweep"), _get(results, "keel", "capacity", "query")
+    sweep, reference = _get(results, "keel", "sweep"), _unfiltered_qps(results)
     edge = _get(results, "qdrant_edge", "sweep")
     found = []
     for selectivity in SELECTIVITIES:
@@ -153,9 +153,9 @@ def _filtered(results: dict) -> list[Target]:
             bound = FILTERED_RATIO_STRONG.get((selectivity, kind), FILTERED_RATIO_MIN)
             row = _get(sweep or {}, selectivity, kind)
             value, detail = None, "skipped"
-            if row and query:
-                value = row["qps"] / query["qps"]
-                detail = (f"Keel {row['qps']:.0f} q/s vs unfiltered {query['qps']:.0f}, recall "
+            if row and reference:
+                value = row["qps"] / reference
+                detail = (f"Keel {row['qps']:.0f} q/s vs unfiltered {reference:.0f}, recall "
                           f"{_fmt(row['recall'])}, p99 {row['latency_ms_p99']} ms")  # fmt: skip
                 if row.get("has_errors") or row.get("recall_error"):
                     detail += " (errors: see the sweep's table)"
@@ -323,6 +323,18 @@ def _wrk_lines(results: dict) -> list[str]:
     return lines
 
 
+def _unfiltered_qps(results: dict) -> float | None:
+    """Keel's unfiltered QPS under wrk that the sweep's ratios divide by: the mean of the
+    capacity run before the sweep and the run after it (either alone if the other is
+    missing), so that the machine's drift during the sweep counts half each way."""
+    runs = [
+        _get(results, "keel", "capacity", "query"),
+        _get(results, "keel", "sweep", "unfiltered_after"),
+    ]
+    found = [run["qps"] for run in runs if run]
+    return sum(found) / len(found) if found else None
+
+
 def _sweep_lines(results: dict) -> list[str]:
     sweep, edge = _get(results, "keel", "sweep"), _get(results, "qdrant_edge", "sweep")
     if not sweep and not edge:
@@ -335,10 +347,13 @@ def _sweep_lines(results: dict) -> list[str]:
         f"  {'':<21} {'Keel q/s':>9} {'x':>6} {'recall':>7} {'p99 ms':>8} | {'edge q/s':>9} "
         + f"{'x':>6} {'recall':>7}",
     ]
-    keel_base = query["qps"] if query else None
+    keel_base = _unfiltered_qps(results)
     edge_base = edge["unfiltered"]["qps"] if edge else None
     lines.append(_sweep_row("unfiltered", query, keel_base, edge and edge["unfiltered"],
                             edge_base))  # fmt: skip
+    if after := _get(sweep or {}, "unfiltered_after"):
+        lines.append(f"  {'unfiltered, after':<21} {after['qps']:>9.0f} "
+                     f"{_ratio(after['qps'], keel_base):>6}   (x: against the mean of the two)")  # fmt: skip
     for selectivity in SELECTIVITIES:
         for kind, label in KIND_LABELS.items():
             keel_row = _get(sweep or {}, selectivity, kind)

@@ -5,16 +5,18 @@ data.SELECTIVITIES a `sel < t` filter on the indexed field and the same filter o
 `sel_plain` (no index): QPS and latency under wrk (8 connections, the fixed ef), recall@10 of
 the same bodies against brute force over the matching points. The ratio the issue's targets
 take is filtered QPS / Keel's unfiltered QPS under the same wrk settings, measured just before
-by keel.wrk_query. Not here: qdrant-edge's side of the sweep (baselines.edge_sweep), the
+by keel.wrk_query and again after the sweep (the machine's speed drifts over the ~2 minutes
+between; report.py takes their mean). Not here: qdrant-edge's side of the sweep (baselines.edge_sweep), the
 targets (report.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
-from tools.bench import keel
+from tools.bench import keel, wrk
 from tools.bench.client import request_json
 from tools.bench.data import (
     INDEXED_FIELD,
@@ -42,4 +44,10 @@ async def run(url: str, dataset: Dataset, ef: int, seconds: float, work_dir: Pat
             bodies = keel.query_bodies(dataset, ef, condition)
             row = await keel.wrk_query(url, bodies, truth, seconds, work_dir)
             out[selectivity][kind] = {**row, "filter": condition}
+    unfiltered = wrk.WrkRun(
+        f"{url}/collections/{keel.COLLECTION}/points/query", "POST",
+        keel.query_bodies(dataset, ef), seconds,
+    )  # fmt: skip
+    row = await asyncio.to_thread(wrk.run, unfiltered, work_dir)
+    out["unfiltered_after"] = {**row, "qps": row["ok_requests_per_s"]}
     return out
