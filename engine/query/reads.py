@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -81,6 +82,16 @@ POST_FILTER_FETCH_MIN = 64  # the first search's hits when no index estimates th
 GRAPH_VISIT_ROWS = 4  # exact row scorings one graph hit costs, about (measured, see below)
 POST_FILTER_CHUNK_MIN = 8  # fewest hits whose payloads are read in one transaction
 ESTIMATE_STEPS_MAX = 10_000  # distinct index values counted for one estimate
+
+
+@dataclass(frozen=True)
+class FilterPlan:
+    """What the payload indexes say of a filter (Reader._plan_filter)."""
+
+    specs: planner.Specs
+    lookup: payload_index.Lookup | None  # the indexes' lookup; None: a scan
+    is_exact: bool  # the lookup selects exactly the matching points (planner.is_exact)
+    members: np.ndarray | None  # then, from the postings: the matching labels, sorted
 
 
 class Reader:
@@ -330,17 +341,11 @@ class Reader:
         name = request.vector_name
         wanted_count = request.limit + request.offset
         index = self._indexes.get(name)
-        # Fields the filter matches without a payload index get postings in memory (built
-        # once, kept by the applier), so the search plans as if they had one.
-        self._view.ensure_implicit(request.filter, self._store.index_specs, self._store)
-        specs = self._view.planning_specs(self._store.index_specs)
-        lookup = planner.plan(request.filter, specs)
+        assert request.filter is not None
+        plan = self._plan_filter(request.filter)
+        specs, lookup, is_exact, members = plan.specs, plan.lookup, plan.is_exact, plan.members
         is_graph_usable = index is not None and not request.is_exact and index.live_count > 0
         full_scan_rows = self._full_scan_rows(name)
-        is_exact = lookup is not None and planner.is_exact(request.filter, specs)
-        members = None
-        if is_exact:
-            members = self._view.postings.resolve(lookup, self._view.labels)
         if members is not None:
             # The postings answer the filter exactly: its matching labels, no payload read.
             if not is_graph_usable or (
@@ -389,6 +394,19 @@ class Reader:
             )
             return self._score_labels(name, query, distance, allowed, wanted_count)
         return self._rescore(name, query, distance, candidates)
+
+    def _plan_filter(self, filter_: filters.Filter) -> FilterPlan:
+        """How the payload indexes answer `filter_`; caller holds the visibility lock. Fields
+        the filter matches without a payload index get postings in memory first (built once,
+        kept by the applier), so it plans as if they had one."""
+        self._view.ensure_implicit(filter_, self._store.index_specs, self._store)
+        specs = self._view.planning_specs(self._store.index_specs)
+        lookup = planner.plan(filter_, specs)
+        is_exact = lookup is not None and planner.is_exact(filter_, specs)
+        members = None
+        if is_exact:
+            members = self._view.postings.resolve(lookup, self._view.labels)
+        return FilterPlan(specs, lookup, is_exact, members)
 
     def _indexed_candidates(
         self,

@@ -126,6 +126,10 @@ class QueryReader(Reader):
         is_sparse = name in self.config.sparse_vectors
         # A multivector's `score` takes a list of matrices, read from LMDB (no read-view cache).
         is_listed = is_sparse or name in self._store.multivector_dims
+        if ids is None and not is_sparse and is_listed:
+            found = self._score_every_matrix(name, score, is_higher_better, filter_, limit)
+            if found is not None:
+                return found
         if ids is not None and filter_ is None and not is_listed:
             return self._score_listed(name, score, is_higher_better, ids, limit)
         predicate = None if filter_ is None else self._compile(filter_)
@@ -163,6 +167,59 @@ class QueryReader(Reader):
         keys = -scores if is_higher_better else scores
         order = np.argsort(keys, kind="stable")[:limit]
         return [(point_id_from_key(kept[i].key), float(scores[i])) for i in order]
+
+    def _score_every_matrix(
+        self,
+        name: str,
+        score: Callable[[Any], np.ndarray],
+        is_higher_better: bool,
+        filter_: Filter | None,
+        limit: int,
+    ) -> list[tuple[PointId, float]] | None:
+        """`score_points` over every point having multivector `name`, by label: unfiltered,
+        its matrices in one cursor and no point decoded; filtered, those of the labels
+        matching the filter. Equal scores in point id order, as the scan of the points in key
+        order gives them. None (then: that scan) when the collection holds UUID points,
+        whose keys the label table cannot order."""
+        table = self._view.labels
+        with self._visibility_lock.shared():
+            if table.has_uuid_points:
+                return None
+            if filter_ is None:
+                chunks = self._store.iter_matrices(name, EXACT_CHUNK_COUNT)
+            else:
+                allowed = self._labels_matching(filter_, name).astype(np.int64).tolist()
+                parts = [
+                    allowed[start : start + EXACT_CHUNK_COUNT]
+                    for start in range(0, len(allowed), EXACT_CHUNK_COUNT)
+                ]
+                chunks = ((part, self._store.get_vectors(name, part)) for part in parts)
+            label_parts, score_parts = [], []
+            for labels, matrices in chunks:
+                pairs = [(label, m) for label, m in zip(labels, matrices) if m is not None]
+                if pairs:
+                    label_parts.append(np.fromiter((label for label, _ in pairs), np.int64))
+                    score_parts.append(score([m for _, m in pairs]))
+            if not label_parts:
+                return []
+            labels = np.concatenate(label_parts)
+            scores = np.concatenate(score_parts).astype(np.float32)
+            ids = table.sort_keys_of(labels)
+            assert ids is not None, "no UUID point can appear under the shared lock"
+            keys = -scores if is_higher_better else scores
+            order = np.lexsort((ids, keys))[:limit]
+            return list(zip(ids[order].tolist(), scores[order].tolist()))
+
+    def _labels_matching(self, filter_: Filter, name: str) -> np.ndarray:
+        """Labels of the points matching `filter_` (some may lack vector `name`): the payload
+        indexes' candidates, real or in memory, their payloads checked unless the indexes
+        answer the filter exactly; else every point's payload. Caller holds the lock."""
+        plan = self._plan_filter(filter_)
+        if plan.lookup is not None:
+            found = self._indexed_candidates(filter_, plan.lookup, plan.specs, plan.is_exact)
+            if found is not None:
+                return found
+        return self._matching_labels(filter_, name)
 
     def _score_listed(
         self,

@@ -93,6 +93,15 @@ class LabelTable:
         keys = self._keys
         return [point_id_from_key(keys[label]) for label in labels.tolist()]  # type: ignore[arg-type]
 
+    @property
+    def has_uuid_points(self) -> bool:
+        return self._uuid_count > 0
+
+    def sort_keys_of(self, labels: np.ndarray) -> np.ndarray | None:
+        """Each live label's point id as a uint64 when every id is an integer: they sort as
+        the points' LMDB keys do. None when the collection holds a UUID point."""
+        return None if self._uuid_count else self._int_ids[labels]
+
     def version_of(self, label: int) -> int:
         """The op that wrote this version of the point; DAMAGED_VERSION if its value is
         damaged (the caller then reads the point from LMDB, which raises)."""

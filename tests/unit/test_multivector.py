@@ -4,6 +4,7 @@ restart, a replay of the same ops, a snapshot restore and `keel check` all keep 
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import cbor2
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from engine.check.check import Severity, check_storage
-from engine.errors import BadRequest
+from engine.errors import BadRequest, CorruptionError
 from engine.ops import (
     CollectionConfig,
     Distance,
@@ -31,6 +32,7 @@ from engine.store.store import Store
 from engine.validation import validated
 from engine.vectors.hnsw import has_graph
 from engine.wal.op_codec import decode_op, encode_op
+from server.wire.filters import parse_filter
 from tests.unit.engine_helpers import open_catalog
 
 DIM = 3
@@ -214,3 +216,54 @@ async def test_check_accepts_whole_rows_only(tmp_path: Path, rows: float, is_dam
         assert any("vector of the wrong dimension" in text for text in problems), problems
     else:
         assert problems == []
+
+
+def nearest(vector: list[list[float]], limit: int = 10, filter_=None) -> QueryRequest:
+    return QueryRequest(
+        root=QueryNode(query=Nearest(vector), using="mv", limit=limit, filter=filter_)
+    )
+
+
+async def test_a_whole_collection_scan_orders_equal_scores_by_point_id(tmp_path: Path):
+    """The scan reads matrices by label (write order); equal MaxSim scores still come in
+    point id order, as the scan of the points in key order gave them, filtered or not,
+    and with UUIDs among the ids (then the points are scanned in key order)."""
+    catalog = await open_catalog(tmp_path)
+    await catalog.create("c", CONFIG)
+    collection = catalog.get("c")
+    ids = [9, 3, 12, 1, 7]  # written in this order: labels 0..4
+    await collection.update(multi_upsert({i: SECOND for i in ids}), wait=True, timeout_s=None)
+    await collection.update(multi_upsert({4: FIRST}), wait=True, timeout_s=None)
+    result = await collection.query(nearest([[0.0, 1.0, 0.0]]), {})
+    assert [(hit.id, hit.score) for hit in result.points] == [(4, 2.0)] + [
+        (i, 1.0) for i in sorted(ids)
+    ]
+    odd = parse_filter({"must": [{"has_id": [9, 3, 1, 7]}]})
+    result = await collection.query(nearest([[0.0, 1.0, 0.0]], 3, odd), {})
+    assert [hit.id for hit in result.points] == [1, 3, 7]
+    some_uuid = "5c56c793-69f3-4fbf-87e6-c4bf54c28c26"
+    column = MultiColumn.from_matrices([0], [SECOND], DIM)
+    dense = NamedVectors(np.zeros(1, dtype=np.int32), np.ones((1, DIM), dtype="f4"))
+    upsert = UpsertPoints([uuid.UUID(some_uuid)], {"d": dense}, [None], multi={"mv": column})
+    await collection.update(upsert, wait=True, timeout_s=None)
+    result = await collection.query(nearest([[0.0, 1.0, 0.0]]), {})
+    assert [str(hit.id) for hit in result.points] == ["4", *map(str, sorted(ids)), some_uuid]
+    await catalog.close()
+
+
+async def test_a_whole_collection_scan_raises_on_a_damaged_matrix(tmp_path: Path):
+    storage = tmp_path / "storage"
+    catalog = await open_catalog(storage)
+    await catalog.create("c", CONFIG)
+    await catalog.get("c").update(multi_upsert({1: FIRST, 2: SECOND}), wait=True, timeout_s=None)
+    await catalog.close()
+    env = lmdb.open(str(storage / "collections" / "c" / "lmdb"), max_dbs=16)
+    with env.begin(write=True) as txn:
+        db = env.open_db(b"v:mv", txn=txn)
+        key, value = next(iter(txn.cursor(db)))
+        txn.put(key, bytes(value[:-1]) + bytes([value[-1] ^ 1]), db=db)  # one bit flipped
+    env.close()
+    catalog = await open_catalog(storage)
+    with pytest.raises(CorruptionError):
+        await catalog.get("c").query(nearest([[0.0, 1.0, 0.0]]), {})
+    await catalog.close()
