@@ -58,7 +58,7 @@ def log_event(
 class Event:
     """The message of a log record: an event phrase and its fields, in call order."""
 
-    __slots__ = ("name", "fields")
+    __slots__ = ("fields", "name")
 
     def __init__(self, name: str, fields: Mapping[str, object]) -> None:
         self.name = name

@@ -234,7 +234,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         message = _http_error_text(request, http_error)
         return error(http_error.status, message, elapsed_s(request))
-    except Exception:
+    except Exception:  # noqa: BLE001 - any other fault is Qdrant's 500 body, logged with its traceback
         log_event(
             log,
             logging.ERROR,

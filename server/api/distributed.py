@@ -19,6 +19,7 @@ Keel's is derived from the storage id (engine/catalog.py), so it is stable too.
 from __future__ import annotations
 
 import uuid
+
 from aiohttp import web
 
 from engine.catalog import Catalog

@@ -243,7 +243,7 @@ def _without_none(annotation: Any) -> Any:
     if not is_union or type(None) not in arguments:
         return annotation
     remaining = tuple(argument for argument in arguments if argument is not type(None))
-    return remaining[0] if len(remaining) == 1 else typing.Union[remaining]
+    return remaining[0] if len(remaining) == 1 else typing.Union[remaining]  # noqa: UP007 - a tuple of types known at run time
 
 
 def _tightened_schema(type_: Any) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -40,6 +40,7 @@ import pytest
 from engine.catalog import Catalog
 from engine.check.check import check_storage
 from engine.filters.conditions import (
+    FILTER_TYPES,
     DatetimeRange,
     FieldCondition,
     Filter,
@@ -48,7 +49,6 @@ from engine.filters.conditions import (
     MatchValue,
     Range,
 )
-from engine.filters.conditions import FILTER_TYPES
 from engine.filters.payload_path import PayloadPath
 from engine.limits import EngineSettings
 from engine.ops import (
