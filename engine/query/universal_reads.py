@@ -9,7 +9,8 @@ the points that scored; with `modifier: idf` the query's values are weighted fir
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from typing import Any
 
 import numpy as np
@@ -185,21 +186,14 @@ class QueryReader(Reader):
         with self._visibility_lock.shared():
             if table.has_uuid_points:
                 return None
-            if filter_ is None:
-                chunks = self._store.iter_matrices(name, EXACT_CHUNK_COUNT)
-            else:
-                allowed = self._labels_matching(filter_, name).astype(np.int64).tolist()
-                parts = [
-                    allowed[start : start + EXACT_CHUNK_COUNT]
-                    for start in range(0, len(allowed), EXACT_CHUNK_COUNT)
-                ]
-                chunks = ((part, self._store.get_vectors(name, part)) for part in parts)
             label_parts, score_parts = [], []
-            for labels, matrices in chunks:
-                pairs = [(label, m) for label, m in zip(labels, matrices) if m is not None]
-                if pairs:
-                    label_parts.append(np.fromiter((label for label, _ in pairs), np.int64))
-                    score_parts.append(score([m for _, m in pairs]))
+            # Closed at once if `score` raises: the cursor's read transaction is not left open.
+            with closing(self._matrix_chunks(name, filter_)) as chunks:
+                for labels, matrices in chunks:
+                    pairs = [(label, m) for label, m in zip(labels, matrices) if m is not None]
+                    if pairs:
+                        label_parts.append(np.fromiter((label for label, _ in pairs), np.int64))
+                        score_parts.append(score([m for _, m in pairs]))
             if not label_parts:
                 return []
             labels = np.concatenate(label_parts)
@@ -209,6 +203,20 @@ class QueryReader(Reader):
             keys = -scores if is_higher_better else scores
             order = np.lexsort((ids, keys))[:limit]
             return list(zip(ids[order].tolist(), scores[order].tolist()))
+
+    def _matrix_chunks(
+        self, name: str, filter_: Filter | None
+    ) -> Iterator[tuple[list[int], list[np.ndarray | None]]]:
+        """(labels, matrices) of multivector `name` in chunks: every one through one cursor,
+        or those of the labels matching `filter_` (None where a point lacks the vector).
+        Caller holds the visibility lock."""
+        if filter_ is None:
+            yield from self._store.iter_matrices(name, EXACT_CHUNK_COUNT)
+            return
+        allowed = self._labels_matching(filter_, name).astype(np.int64).tolist()
+        for start in range(0, len(allowed), EXACT_CHUNK_COUNT):
+            part = allowed[start : start + EXACT_CHUNK_COUNT]
+            yield part, self._store.get_vectors(name, part)
 
     def _labels_matching(self, filter_: Filter, name: str) -> np.ndarray:
         """Labels of the points matching `filter_` (some may lack vector `name`): the payload
