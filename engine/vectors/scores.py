@@ -182,14 +182,10 @@ def best_order(scores: np.ndarray, distance: Distance, count: int) -> np.ndarray
     return np.argsort(keys, kind="stable")
 
 
-def passes_threshold(score: float, threshold: float, distance: Distance) -> bool:
-    # Qdrant's comparison is strict both ways (Distance::check_threshold).
-    return score > threshold if distance.is_higher_better else score < threshold
-
-
 def passes_threshold_each(scores: np.ndarray, threshold: float, distance: Distance) -> np.ndarray:
-    """`passes_threshold` of each score, as a bool array. The scores are widened to float64
-    first: numpy would otherwise compare a float32 array in float32, rounding the threshold."""
+    """Whether each score passes `threshold` (an f32 widened, as parsed), as a bool array:
+    strictly, both ways, as Qdrant's Distance::check_threshold. The scores are widened to
+    float64 first: numpy would otherwise compare a float32 array in float32, rounding."""
     wide = scores.astype(np.float64)
     return wide > threshold if distance.is_higher_better else wide < threshold
 
