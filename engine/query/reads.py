@@ -236,7 +236,7 @@ class Reader:
             config = self.config.vectors[name]
             distance = config.distance
             queries = np.stack([query_form(requests[p].vector, config) for p in positions])
-            ef = hnsw_ef or max(index.ef_construct, 100)
+            ef = index.search_ef(hnsw_ef)
             with self._visibility_lock.shared():
                 try:
                     rows = index.search_many(queries, wanted_count + index.pending_count, ef)
@@ -314,7 +314,7 @@ class Reader:
         # The graph may hold the next batch's vectors before LMDB commits them; those are
         # dropped below, so ask for that many more.
         in_flight_count = index.pending_count
-        ef = request.hnsw_ef or max(index.ef_construct, 100)
+        ef = index.search_ef(request.hnsw_ef)
         try:
             candidates = index.search(query, wanted_count + in_flight_count, ef)
         except RuntimeError as error:
@@ -383,7 +383,7 @@ class Reader:
             return self._score_labels(name, query, distance, allowed, wanted_count)
         assert index is not None
         allowed_set = frozenset(allowed.tolist())
-        ef = request.hnsw_ef or max(index.ef_construct, 100)
+        ef = index.search_ef(request.hnsw_ef)
         try:
             candidates = index.search(
                 query, min(wanted_count, len(allowed)), ef, label_filter=allowed_set.__contains__
@@ -494,7 +494,7 @@ class Reader:
         key_of = self._view.labels.key_of
         verdicts: dict[int, bool] = {}  # label -> matches, over the widenings
         while True:
-            ef = max(request.hnsw_ef or max(index.ef_construct, 100), fetch_count)
+            ef = max(index.search_ef(request.hnsw_ef), fetch_count)
             try:
                 labels = index.search(query, fetch_count + index.pending_count, ef).tolist()
             except RuntimeError:
@@ -554,7 +554,7 @@ class Reader:
         selectivity = min(1.0, len(members) / live_count)
         fetch_count = _first_fetch_count(wanted_count, selectivity, index, request)
         while fetch_count <= live_count * POST_FILTER_SHARE_MAX or fetch_count <= wanted_count:
-            ef = max(request.hnsw_ef or max(index.ef_construct, 100), fetch_count)
+            ef = max(index.search_ef(request.hnsw_ef), fetch_count)
             try:
                 labels = index.search(query, fetch_count + index.pending_count, ef)
             except RuntimeError:
@@ -577,7 +577,7 @@ class Reader:
         about 1x; 1 000 members (1 %) scored exactly at 2.6x."""
         wanted_count = request.limit + request.offset
         selectivity = max(member_count, 1) / max(index.live_count, 1)
-        ef = request.hnsw_ef or max(index.ef_construct, 100)
+        ef = index.search_ef(request.hnsw_ef)
         visits = max(ef, wanted_count / selectivity * OVERFETCH_FACTOR)
         return member_count <= visits * GRAPH_VISIT_ROWS
 
@@ -755,7 +755,7 @@ def _first_fetch_count(
     """Hits the first post-filtered graph search asks for: wanted / selectivity x
     OVERFETCH_FACTOR, or the search's own ef when that many should hold EF_MATCH_MARGIN x
     wanted matches (the same graph work as an unfiltered search; too few matches widen)."""
-    ef = request.hnsw_ef or max(index.ef_construct, 100)
+    ef = index.search_ef(request.hnsw_ef)
     if ef * selectivity >= wanted_count * EF_MATCH_MARGIN:
         return ef
     return max(wanted_count, math.ceil(wanted_count / selectivity * OVERFETCH_FACTOR))

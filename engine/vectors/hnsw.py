@@ -253,6 +253,10 @@ class VectorIndex:
 
     # ---- reading (any thread) --------------------------------------------------------------
 
+    def search_ef(self, hnsw_ef: int | None) -> int:
+        """The ef a search asks for: the request's `hnsw_ef`, else max(ef_construct, 100)."""
+        return hnsw_ef or max(self.ef_construct, 100)
+
     def search(
         self, vector: np.ndarray, k: int, ef: int, label_filter: Callable[[int], bool] | None = None
     ) -> np.ndarray:

@@ -5,6 +5,7 @@ restart, a replay of the same ops, a snapshot restore and `keel check` all keep 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import cbor2
@@ -165,6 +166,24 @@ def test_validation_refuses_bad_matrices_and_normalises_cosine_rows():
         validated(dense, config, {})
 
 
+async def store_and_close(storage: Path, matrices: dict[int, np.ndarray]) -> None:
+    """Collection `c` (CONFIG) in `storage` holding `matrices`, applied, then closed."""
+    catalog = await open_catalog(storage)
+    await catalog.create("c", CONFIG)
+    await catalog.get("c").update(multi_upsert(matrices), wait=True, timeout_s=None)
+    await catalog.close()
+
+
+def rewrite_first_matrix(storage: Path, new_value: Callable[[bytes], bytes]) -> None:
+    """Replace the stored value of collection `c`'s first matrix (by label) in LMDB."""
+    env = lmdb.open(str(storage / "collections" / "c" / "lmdb"), max_dbs=16)
+    with env.begin(write=True) as txn:
+        db = env.open_db(b"v:mv", txn=txn)
+        key, value = next(iter(txn.cursor(db)))
+        txn.put(key, new_value(bytes(value)), db=db)
+    env.close()
+
+
 async def test_multivectors_survive_restart_snapshot_and_check(tmp_path: Path):
     storage = tmp_path / "storage"
     catalog = await open_catalog(storage)
@@ -199,17 +218,9 @@ async def test_check_accepts_whole_rows_only(tmp_path: Path, rows: float, is_dam
     """`keel check` on a multivector value of `rows` rows (sealed, so only its length is
     wrong): any whole number of rows but zero is sound."""
     storage = tmp_path / "storage"
-    catalog = await open_catalog(storage)
-    await catalog.create("c", CONFIG)
-    await catalog.get("c").update(multi_upsert({1: FIRST}), wait=True, timeout_s=None)
-    await catalog.close()
-    env = lmdb.open(str(storage / "collections" / "c" / "lmdb"), max_dbs=16)
-    with env.begin(write=True) as txn:
-        db = env.open_db(b"v:mv", txn=txn)
-        [(key, _)] = list(txn.cursor(db))
-        values = np.ones(int(rows * DIM), dtype="<f4").tobytes()
-        txn.put(key, seal(values), db=db)
-    env.close()
+    await store_and_close(storage, {1: FIRST})
+    values = np.ones(int(rows * DIM), dtype="<f4").tobytes()
+    rewrite_first_matrix(storage, lambda _old: seal(values))
     report = check_storage(storage, lambda _text: None)
     problems = [f.text for f in report.findings if f.severity is not Severity.NOTE]
     if is_damage:
@@ -253,16 +264,8 @@ async def test_a_whole_collection_scan_orders_equal_scores_by_point_id(tmp_path:
 
 async def test_a_whole_collection_scan_raises_on_a_damaged_matrix(tmp_path: Path):
     storage = tmp_path / "storage"
-    catalog = await open_catalog(storage)
-    await catalog.create("c", CONFIG)
-    await catalog.get("c").update(multi_upsert({1: FIRST, 2: SECOND}), wait=True, timeout_s=None)
-    await catalog.close()
-    env = lmdb.open(str(storage / "collections" / "c" / "lmdb"), max_dbs=16)
-    with env.begin(write=True) as txn:
-        db = env.open_db(b"v:mv", txn=txn)
-        key, value = next(iter(txn.cursor(db)))
-        txn.put(key, bytes(value[:-1]) + bytes([value[-1] ^ 1]), db=db)  # one bit flipped
-    env.close()
+    await store_and_close(storage, {1: FIRST, 2: SECOND})
+    rewrite_first_matrix(storage, lambda old: old[:-1] + bytes([old[-1] ^ 1]))  # a bit flipped
     catalog = await open_catalog(storage)
     with pytest.raises(CorruptionError):
         await catalog.get("c").query(nearest([[0.0, 1.0, 0.0]]), {})
