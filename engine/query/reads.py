@@ -74,10 +74,6 @@ EXACT_CHUNK_COUNT = 16_384  # vectors scored per numpy call in an exact search
 # share of the graph.
 OVERFETCH_FACTOR = 2.0
 POST_FILTER_SHARE_MAX = 0.25
-# ...unless the search's own ef candidates should hold this many times wanted matches: then
-# the first search asks for those ef (asking for more would widen the search itself, ef
-# growing to the count asked: at 50 % and ef 32, 40 hits cost a search at ef 40).
-EF_MATCH_MARGIN = 1.5
 POST_FILTER_FETCH_MIN = 64  # the first search's hits when no index estimates the filter
 GRAPH_VISIT_ROWS = 4  # exact row scorings one graph hit costs, about (measured, see below)
 POST_FILTER_CHUNK_MIN = 8  # fewest hits whose payloads are read in one transaction
@@ -485,7 +481,7 @@ class Reader:
         visit_max = live_count * POST_FILTER_SHARE_MAX
         if estimate is not None:
             selectivity = min(max(estimate, 1) / live_count, 1.0)
-            fetch_count = _first_fetch_count(wanted_count, selectivity, index, request)
+            fetch_count = _first_fetch_count(wanted_count, selectivity)
         else:
             fetch_count = max(2 * wanted_count, request.hnsw_ef or 0, POST_FILTER_FETCH_MIN)
         if fetch_count > visit_max:
@@ -552,7 +548,7 @@ class Reader:
         if len(members) == 0:
             return [], np.empty(0, dtype=np.float32)
         selectivity = min(1.0, len(members) / live_count)
-        fetch_count = _first_fetch_count(wanted_count, selectivity, index, request)
+        fetch_count = _first_fetch_count(wanted_count, selectivity)
         while fetch_count <= live_count * POST_FILTER_SHARE_MAX or fetch_count <= wanted_count:
             ef = max(index.search_ef(request.hnsw_ef), fetch_count)
             try:
@@ -749,13 +745,9 @@ def _paths(keys: tuple[str, ...]) -> tuple[PayloadPath, ...]:
     return tuple(PayloadPath.parse(key) for key in keys)
 
 
-def _first_fetch_count(
-    wanted_count: int, selectivity: float, index: VectorIndex, request: SearchRequest
-) -> int:
+def _first_fetch_count(wanted_count: int, selectivity: float) -> int:
     """Hits the first post-filtered graph search asks for: wanted / selectivity x
-    OVERFETCH_FACTOR, or the search's own ef when that many should hold EF_MATCH_MARGIN x
-    wanted matches (the same graph work as an unfiltered search; too few matches widen)."""
-    ef = index.search_ef(request.hnsw_ef)
-    if ef * selectivity >= wanted_count * EF_MATCH_MARGIN:
-        return ef
+    OVERFETCH_FACTOR. (Asking only the request's ef candidates when they should hold enough
+    matches was tried: 50 % at ef 32 ran 17 % faster, but its recall fell 0.035 below an
+    unfiltered search's at the same ef on random 32-dim data.)"""
     return max(wanted_count, math.ceil(wanted_count / selectivity * OVERFETCH_FACTOR))

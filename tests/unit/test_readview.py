@@ -444,13 +444,12 @@ async def test_broad_exact_filters_post_filter_the_graph_by_membership(tmp_path:
     await catalog.close()
 
 
-async def test_a_broad_filter_first_searches_the_graph_at_the_requests_own_ef(
+async def test_a_broad_filter_first_asks_the_graph_for_wanted_over_selectivity_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A 50 % filter at hnsw_ef 32: the 32 candidates an unfiltered search looks at should
-    hold 16 matches for 10 wanted, so the graph is asked for those, at ef 32, not for
-    10 / 0.5 x 2 = 40 (which would widen the search to ef 40). A 10 % one, whose ef
-    candidates would hold 3, still asks for 10 / 0.1 x 2 = 200."""
+    """A post-filtered search's first graph search at hnsw_ef 32 asks for 10 / selectivity x
+    OVERFETCH_FACTOR hits, at an ef at least that: 40 at 50 % (not only the 32 candidates
+    an unfiltered search looks at, which lost recall), 200 at 10 %."""
     catalog = await open_catalog(tmp_path)
     config = single_vector_config()
     await catalog.create("c", CollectionConfig(config.vectors, HnswSettings(full_scan_threshold=1)))
@@ -472,7 +471,7 @@ async def test_a_broad_filter_first_searches_the_graph_at_the_requests_own_ef(
         return search(self, vector, k, ef, label_filter)
 
     monkeypatch.setattr(VectorIndex, "search", spy)
-    for field_name, value, expected in [("half", "h1", (32, 32)), ("tenth", "t3", (200, 200))]:
+    for field_name, value, expected in [("half", "h1", (40, 40)), ("tenth", "t3", (200, 200))]:
         searches.clear()
         filter_ = parse_filter({"must": [{"key": field_name, "match": {"value": value}}]})
         request = SearchRequest("", np.ones(4, dtype=np.float32), limit=10, filter=filter_)
